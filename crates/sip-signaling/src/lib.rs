@@ -17,6 +17,9 @@
 //! assert_eq!(msg.headers.get(&HeaderName::CallId), Some("x1"));
 //! ```
 
+mod agent;
+mod custom_header;
+mod dialog;
 pub mod digest;
 mod error;
 mod framer;
@@ -24,12 +27,21 @@ mod header;
 mod message;
 mod method;
 mod parse;
+mod session_timer;
+mod transaction;
+mod transport;
 mod uri;
 
+pub use agent::{CallEvent, CallHandle, CallRequest, Config, EndReason, OfferKind, Stats, UserAgent};
+pub use custom_header::validate_custom_header;
+pub use digest::Credentials;
 pub use error::{Error, ParseError};
 pub use framer::{Frame, StreamFramer};
 pub use header::{Header, HeaderName, Headers};
 pub use message::{split_list, CSeq, Message, NameAddr, StartLine, Via};
 pub use method::Method;
 pub use parse::{parse_message, Framing, Limits};
+pub use session_timer::{Refresher, SessionExpires};
+pub use transaction::Timers;
+pub use transport::{Target, Transmit, Transport};
 pub use uri::{escape_user, unescape, Host, Params, SipUri, TelUri, Uri};

@@ -2,7 +2,7 @@
 
 use crate::error::ParseError;
 use crate::header::{HeaderName, Headers};
-use crate::method::Method;
+use crate::method::{is_token_byte, Method};
 use crate::uri::{split_host_port, split_outside_quotes, Host, Params, Uri};
 use bytes::Bytes;
 use std::fmt::{self, Write as _};
@@ -109,9 +109,28 @@ impl Message {
     }
 
     /// Checks the headers every request and response must carry
-    /// (RFC 3261 section 8.1.1): To, From, CSeq, Call-ID, Via; and that the
-    /// CSeq method matches a request's method.
+    /// (RFC 3261 section 8.1.1): To, From, CSeq, Call-ID, Via, each of the
+    /// first four exactly once (RFC 4475 section 3.3.8); and that the CSeq
+    /// method matches a request's method.
     pub fn validate(&self) -> Result<(), ParseError> {
+        const SINGLE: [(HeaderName, &str); 4] = [
+            (HeaderName::CallId, "Call-ID"),
+            (HeaderName::CSeq, "CSeq"),
+            (HeaderName::From, "From"),
+            (HeaderName::To, "To"),
+        ];
+        for (name, label) in SINGLE {
+            // From and To are counted as list elements too, so that
+            // `To: <sip:a@x>, <sip:b@x>` is caught; a Call-ID may hold `"`
+            // and `<`, so only its fields are counted.
+            let count = match name {
+                HeaderName::From | HeaderName::To => self.headers.values(&name).count(),
+                _ => self.headers.get_all(&name).count(),
+            };
+            if count > 1 {
+                return Err(ParseError::HeaderValue { name: label, reason: "more than one value" });
+            }
+        }
         self.call_id()?;
         let cseq = self.cseq()?;
         self.from()?;
@@ -236,6 +255,11 @@ impl NameAddr {
             }
         } else if let Some(lt) = find_unquoted(s, b'<') {
             let d = s[..lt].trim();
+            // RFC 3261 display-name = *(token LWS) / quoted-string
+            // (RFC 4475 section 3.1.2.15).
+            if !d.split_ascii_whitespace().all(|t| t.bytes().all(is_token_byte)) {
+                return Err(ParseError::HeaderValue { name: NAME, reason: "unquoted display name is not tokens" });
+            }
             if !d.is_empty() {
                 display = Some(d.to_owned());
             }
@@ -243,7 +267,14 @@ impl NameAddr {
         }
         if let Some(inner) = rest.strip_prefix('<') {
             let gt = inner.find('>').ok_or(ParseError::HeaderValue { name: NAME, reason: "missing >" })?;
-            let uri = Uri::parse(&inner[..gt])?;
+            let text = &inner[..gt];
+            // LAQUOT and RAQUOT take no whitespace inside the brackets
+            // (RFC 4475 section 3.1.2.14).
+            if text.starts_with(|c: char| c.is_ascii_whitespace()) || text.ends_with(|c: char| c.is_ascii_whitespace())
+            {
+                return Err(ParseError::HeaderValue { name: NAME, reason: "whitespace inside <>" });
+            }
+            let uri = Uri::parse(text)?;
             let params = Params::parse(&inner[gt + 1..])?;
             return Ok(NameAddr { display, uri, params, angle: true });
         }
@@ -355,7 +386,7 @@ impl Via {
         }
         let tend = rest.find(|c: char| c.is_ascii_whitespace()).ok_or(BAD)?;
         let transport = rest[..tend].to_ascii_uppercase();
-        if transport.is_empty() || !transport.bytes().all(crate::method::is_token_byte) {
+        if transport.is_empty() || !transport.bytes().all(is_token_byte) {
             return Err(BAD);
         }
         let rest = rest[tend..].trim_start();
@@ -428,6 +459,53 @@ mod tests {
         for s in ["", "\"unterminated <sip:a@b>", "\"x\" sip:a@b", "<sip:a@b", "<>", "x <notauri>"] {
             assert!(NameAddr::parse(s).is_err(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn strict_name_addr() {
+        // RFC 4475 section 3.1.2.14 (badaspec): no whitespace inside <>.
+        for s in ["\"Watson, Thomas\" < sip:t.watson@example.org >", "<sip:a@b >", "x <\tsip:a@b>"] {
+            assert!(NameAddr::parse(s).is_err(), "{s:?}");
+        }
+        // RFC 4475 section 3.1.2.15 (baddn): unquoted display names are tokens.
+        for s in ["Bell, Alexander <sip:a.g.bell@example.com>;tag=43", "a@b <sip:a@b>", "J\"D <sip:a@b>"] {
+            assert!(NameAddr::parse(s).is_err(), "{s:?}");
+        }
+        // RFC 4475 sections 3.1.1.2 and 3.1.1.6: token display names, with
+        // or without LWS before <.
+        let n = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>").expect("tokens");
+        assert_eq!(n.display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").expect("no LWS");
+        assert_eq!(n.display.as_deref(), Some("caller"));
+        assert_eq!(n.tag(), Some("323"));
+        // Whitespace outside the brackets is SWS and stays allowed.
+        assert!(NameAddr::parse("  <sip:a@b>  ;tag=1 ").is_ok());
+    }
+
+    fn msg(headers: &str) -> Message {
+        let raw = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\n{headers}Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\n\r\n"
+        );
+        crate::parse_message(raw.as_bytes(), &crate::Limits::default(), crate::Framing::Datagram).expect("parse")
+    }
+
+    #[test]
+    fn validate_single_valued_headers() {
+        let base = "Call-ID: c1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\n";
+        msg(base).validate().expect("valid");
+        // RFC 4475 section 3.3.8 (multi01): a second Call-ID, From, To or
+        // CSeq, as another field or as a comma-separated value.
+        for extra in ["Call-ID: c2\r\n", "f: <sip:c@b>;tag=2\r\n", "To: sip:d@b\r\n", "CSeq: 2 OPTIONS\r\n"] {
+            let m = msg(&format!("{base}{extra}"));
+            assert!(
+                matches!(m.validate(), Err(ParseError::HeaderValue { reason: "more than one value", .. })),
+                "{extra:?}"
+            );
+        }
+        let m = msg("Call-ID: c1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>, <sip:c@b>\r\n");
+        assert!(m.validate().is_err());
+        // A comma inside a quoted display name or inside <> is not a list separator.
+        msg("Call-ID: c1\r\nFrom: \"Doe, J\" <sip:a@b>;tag=1\r\nTo: <sip:b,c@b>\r\n").validate().expect("quoted comma");
     }
 
     #[test]

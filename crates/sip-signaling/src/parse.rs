@@ -113,7 +113,7 @@ pub fn parse_message(data: &[u8], limits: &Limits, framing: Framing) -> Result<M
             return Err(ParseError::Header("invalid header name"));
         }
         let value = line[colon + 1..].trim_matches([' ', '\t']);
-        if value.bytes().any(|b| b == 0) {
+        if has_bare_nul(value) {
             return Err(ParseError::Header("NUL in header value"));
         }
         headers.push(Header { name: HeaderName::parse(name), value: value.to_owned() });
@@ -145,6 +145,25 @@ pub fn parse_message(data: &[u8], limits: &Limits, framing: Framing) -> Result<M
     Ok(Message { start, headers, body })
 }
 
+/// Whether a header value holds a NUL octet other than as the second octet
+/// of a quoted-pair inside a quoted-string, the only place RFC 3261 allows
+/// one (RFC 4475 section 3.1.1.2: `"NUL:\<00>"`).
+fn has_bare_nul(value: &str) -> bool {
+    let b = value.as_bytes();
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0 => return true,
+            b'"' => in_quote = !in_quote,
+            b'\\' if in_quote => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     if let Some(rest) = line.strip_prefix("SIP/") {
         let (ver, rest) = rest.split_once(' ').ok_or(ParseError::StartLine("status line without code"))?;
@@ -173,6 +192,11 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::StartLine("unsupported SIP version"));
     }
     let uri = Uri::parse(u)?;
+    // RFC 3261 section 19.1.5 table 1: a Request-URI never carries
+    // `?headers` (RFC 4475 section 3.1.2.11, escruri).
+    if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
+        return Err(ParseError::StartLine("headers in the Request-URI"));
+    }
     Ok(StartLine::Request { method, uri })
 }
 
@@ -254,6 +278,33 @@ v=0\n";
         assert!(p("OPTIONS sip:a@b SIP/2.0\r\nl: -2\r\n\r\n").is_err());
         let m = p("OPTIONS sip:a@b SIP/2.0\r\n\r\nrest").expect("no length");
         assert_eq!(&m.body[..], b"rest");
+    }
+
+    #[test]
+    fn nul_only_in_quoted_pair() {
+        // RFC 4475 section 3.1.1.2 (intmeth): a quoted-pair may escape NUL.
+        let ok = "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x\\\0y\" <sip:a@b>\r\n\r\n";
+        let m = p(ok).expect("quoted NUL");
+        assert_eq!(m.to().expect("to").display.as_deref(), Some("x\0y"));
+        for bad in [
+            "OPTIONS sip:a@b SIP/2.0\r\nTo: x\0y <sip:a@b>\r\n\r\n",
+            "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x\0y\" <sip:a@b>\r\n\r\n",
+            "OPTIONS sip:a@b SIP/2.0\r\nX: a\\\0b\r\n\r\n",
+        ] {
+            assert!(matches!(p(bad), Err(ParseError::Header(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_uri_headers_rejected() {
+        // RFC 4475 section 3.1.2.11 (escruri).
+        let s = "INVITE sip:user@example.com?Route=%3Csip:example.com%3E SIP/2.0\r\n\r\n";
+        assert!(matches!(p(s), Err(ParseError::StartLine(_))));
+        // The same URI is fine in a header field.
+        let s = "OPTIONS sip:a@b SIP/2.0\r\nContact: <sip:user@example.com?Route=%3Csip:example.com%3E>\r\n\r\n";
+        let m = p(s).expect("contact with headers");
+        let c = m.contact().expect("contact").expect("parses");
+        assert_eq!(c.uri.as_sip().and_then(|u| u.headers.as_deref()), Some("Route=%3Csip:example.com%3E"));
     }
 
     #[test]

@@ -103,12 +103,19 @@ impl Params {
     }
 
     /// Parses `;a=b;c` (the leading `;` optional). Values may be quoted.
+    /// An empty parameter (`;;`, or a `;` with nothing after it) is an
+    /// error: RFC 3261 `generic-param` and `uri-parameter` are never empty
+    /// (RFC 4475 section 3.1.2.1).
     pub fn parse(s: &str) -> Result<Params, ParseError> {
         let mut out = Vec::new();
-        for part in split_outside_quotes(s, b';') {
+        for (i, part) in split_outside_quotes(s, b';').enumerate() {
             let part = part.trim();
             if part.is_empty() {
-                continue;
+                // Only the text before the leading `;` may be empty.
+                if i == 0 {
+                    continue;
+                }
+                return Err(ParseError::Header("empty parameter"));
             }
             match part.split_once('=') {
                 Some((n, v)) => {
@@ -232,11 +239,13 @@ impl SipUri {
     }
 
     fn parse_after_scheme(secure: bool, rest: &str) -> Result<SipUri, ParseError> {
-        let at = rest.find('@');
-        let q = rest.find('?');
-        let (userinfo, hostpart) = match at {
-            Some(a) if q.is_none_or(|q| a < q) => (Some(&rest[..a]), &rest[a + 1..]),
-            _ => (None, rest),
+        // `@` is not allowed unescaped anywhere but as the end of userinfo,
+        // while the user part may hold `?`, `;` and `,` (RFC 3261
+        // `user-unreserved`; RFC 4475 section 3.1.1.2): the first `@` ends
+        // the userinfo wherever it is.
+        let (userinfo, hostpart) = match rest.find('@') {
+            Some(a) => (Some(&rest[..a]), &rest[a + 1..]),
+            None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
@@ -485,6 +494,39 @@ mod tests {
     fn request_uri_drops_headers_and_method() {
         let Uri::Sip(u) = Uri::parse("sip:bob@b.com;method=INVITE;transport=tcp?x=y").expect("p") else { panic!() };
         assert_eq!(u.request_uri().to_string(), "sip:bob@b.com;transport=tcp");
+    }
+
+    #[test]
+    fn user_part_with_question_mark_and_semicolons() {
+        // RFC 4475 section 3.1.1.2 (intmeth): `?`, `;` and `,` are
+        // user-unreserved and may come before the `@`.
+        let s = "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com";
+        let Uri::Sip(u) = Uri::parse(s).expect("intmeth URI") else { panic!("not sip") };
+        assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+        assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(u.host, Host::Domain("example.com".into()));
+        assert!(u.params.0.is_empty());
+        assert_eq!(u.headers, None);
+        assert_eq!(u.to_string(), s);
+        // Headers after the host still hold an unescaped `@` some stacks send.
+        let Uri::Sip(u) = Uri::parse("sip:bob@b.example?Replaces=123@h%3Bto-tag%3D1").expect("replaces") else {
+            panic!("not sip")
+        };
+        assert_eq!(u.user.as_deref(), Some("bob"));
+        assert_eq!(u.headers.as_deref(), Some("Replaces=123@h%3Bto-tag%3D1"));
+    }
+
+    #[test]
+    fn empty_parameters_rejected() {
+        // RFC 4475 section 3.1.2.1 (badinv01): `;;` carries no parameter.
+        for s in [";;", ";a;;b", ";a;", "a;;", "; ;"] {
+            assert!(Params::parse(s).is_err(), "{s:?}");
+        }
+        for s in ["", ";a", "a;b=c", " ;a ; b = c "] {
+            assert!(Params::parse(s).is_ok(), "{s:?}");
+        }
+        assert!(Uri::parse("sip:a@b;;lr").is_err());
+        assert!(Uri::parse("sip:a@b;lr;").is_err());
     }
 
     #[test]

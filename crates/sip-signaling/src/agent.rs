@@ -1,0 +1,1853 @@
+//! The sans-IO user agent: outbound calls, their transactions and dialogs,
+//! and the stateless wall around them.
+
+use crate::custom_header::validate_custom_header;
+use crate::dialog::Dialog;
+use crate::digest::{self, Challenge, Credentials};
+use crate::error::Error;
+use crate::framer::{Frame, StreamFramer};
+use crate::header::HeaderName;
+use crate::message::{CSeq, Message, NameAddr, Via};
+use crate::method::Method;
+use crate::parse::{parse_message, Framing, Limits};
+use crate::session_timer::{Refresher, SessionExpires, SessionTimer};
+use crate::transaction::{ClientState, ClientTx, Purpose, ServerTx, Timers};
+use crate::transport::{Target, Transmit, Transport};
+use crate::uri::{Host, SipUri, Uri};
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
+
+/// Configuration of a [`UserAgent`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `User-Agent` header value.
+    pub user_agent: String,
+    /// User part of From when a call gives none.
+    pub default_from_user: String,
+    /// Host of From for bare numbers; `None` uses the local address.
+    pub from_domain: Option<String>,
+    /// The local (bound) address of each transport, used in Via and Contact.
+    pub local_addrs: Vec<(Transport, SocketAddr)>,
+    /// A public IP to advertise in Via and Contact instead (NAT).
+    pub public_ip: Option<IpAddr>,
+    /// RFC 3261 timers.
+    pub timers: Timers,
+    /// Session-Expires to request (RFC 4028); `None` disables session timers.
+    pub session_expires: Option<u32>,
+    /// Our Min-SE (at least 90).
+    pub min_se: u32,
+    /// Give up ringing after this long (CANCEL, then a 408 failure).
+    pub ring_timeout: Option<Duration>,
+    /// Max-Forwards of new requests.
+    pub max_forwards: u8,
+    /// Parser limits.
+    pub limits: Limits,
+    /// Stateless rejections of stray requests allowed per second; the rest
+    /// are dropped silently.
+    pub reject_rate: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            user_agent: concat!("sip-interconnect/", env!("CARGO_PKG_VERSION")).to_owned(),
+            default_from_user: "gateway".to_owned(),
+            from_domain: None,
+            local_addrs: Vec::new(),
+            public_ip: None,
+            timers: Timers::default(),
+            session_expires: Some(1800),
+            min_se: 90,
+            ring_timeout: Some(Duration::from_secs(180)),
+            max_forwards: 70,
+            limits: Limits::default(),
+            reject_rate: 200,
+        }
+    }
+}
+
+/// Identifies one call of a [`UserAgent`] (not the SIP Call-ID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+impl fmt::Display for CallHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call-{}", self.0)
+    }
+}
+
+/// What the caller asks for when dialling.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// The URI to call (Request-URI and To).
+    pub uri: Uri,
+    /// The resolved next hop (see [`crate::driver`] for RFC 3263).
+    pub destination: Target,
+    /// The From identity: a SIP/tel URI, `user@host`, or a bare number
+    /// (becomes the user part); `None` uses the configured default.
+    pub from: Option<String>,
+    /// Optional display name for From.
+    pub display_name: Option<String>,
+    /// Extra headers; core headers are refused.
+    pub headers: Vec<(String, String)>,
+    /// Digest credentials for 401/407 challenges.
+    pub credentials: Option<Credentials>,
+    /// The SDP offer.
+    pub sdp: Option<Bytes>,
+}
+
+/// Why an answered call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// We hung up (BYE sent and answered, or not answered in time).
+    LocalHangup,
+    /// We hung up before the answer (CANCEL).
+    Cancelled,
+    /// The peer sent BYE.
+    RemoteHangup,
+    /// No session refresh in time (RFC 4028).
+    SessionExpired,
+    /// An in-dialog request got 408 or 481, or no answer at all.
+    DialogGone,
+    /// The peer never ACKed our 2xx to its re-INVITE.
+    AckTimeout,
+    /// The transport to the peer failed.
+    TransportFailure,
+}
+
+/// Which request carried a remote offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferKind {
+    /// A re-INVITE.
+    ReInvite,
+    /// An UPDATE.
+    Update,
+}
+
+/// Call progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// 100 Trying.
+    Trying,
+    /// 180/181/182: the far end is alerting.
+    Ringing {
+        /// The status code.
+        code: u16,
+    },
+    /// 183 Session Progress (early media is not played).
+    Progress {
+        /// Early SDP, if any.
+        sdp: Option<Bytes>,
+    },
+    /// 2xx: the call is up.
+    Answered {
+        /// The SDP answer.
+        sdp: Option<Bytes>,
+    },
+    /// The call failed before it was answered. Final event.
+    Failed {
+        /// Final SIP status (408 for a timeout, 503 for a transport failure).
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// The peer sent an offer; reply with [`UserAgent::answer`] or
+    /// [`UserAgent::reject_offer`].
+    RemoteOffer {
+        /// The offer.
+        sdp: Bytes,
+        /// re-INVITE or UPDATE.
+        kind: OfferKind,
+    },
+    /// An offerless re-INVITE: reply with our offer via [`UserAgent::answer`];
+    /// the peer's answer arrives as [`CallEvent::RemoteAnswer`] (in the ACK).
+    OfferRequested,
+    /// The peer's answer to an offer of ours.
+    RemoteAnswer {
+        /// The answer.
+        sdp: Bytes,
+    },
+    /// Our re-INVITE or UPDATE was refused.
+    OfferRejected {
+        /// Status.
+        code: u16,
+    },
+    /// An INFO from the peer (DTMF relay, for instance); answered 200.
+    Info {
+        /// Content-Type.
+        content_type: Option<String>,
+        /// Body.
+        body: Bytes,
+    },
+    /// The final response to an INFO we sent.
+    InfoResponse {
+        /// Status.
+        code: u16,
+    },
+    /// The session was refreshed (RFC 4028).
+    SessionRefreshed {
+        /// Interval now in force, seconds.
+        interval: u32,
+    },
+    /// The answered call ended. Final event.
+    Ended {
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+impl CallEvent {
+    /// Whether this is the last event of the call.
+    pub fn is_final(&self) -> bool {
+        matches!(self, CallEvent::Failed { .. } | CallEvent::Ended { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// INVITE sent, no provisional yet.
+    Calling,
+    /// Provisional received.
+    Proceeding,
+    /// 2xx received and ACKed.
+    Confirmed,
+    /// BYE sent, waiting for its answer.
+    Ending,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Calling => "calling",
+            State::Proceeding => "proceeding",
+            State::Confirmed => "confirmed",
+            State::Ending => "ending",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TxKey {
+    branch: String,
+    method: Method,
+}
+
+#[derive(Debug)]
+struct AuthState {
+    challenge: Challenge,
+    header: HeaderName,
+    nc: u32,
+}
+
+#[derive(Debug)]
+struct PendingIn {
+    key: TxKey,
+    request: Message,
+    source: Target,
+    kind: OfferKind,
+    se: Option<SessionExpires>,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct AckWait {
+    cseq: u32,
+    response: Vec<u8>,
+    target: Target,
+    retransmit: Option<(Instant, Duration)>,
+    deadline: Instant,
+    expect_answer: bool,
+}
+
+#[derive(Debug)]
+struct Call {
+    handle: u64,
+    state: State,
+    call_id: String,
+    local: NameAddr,
+    remote: NameAddr,
+    request_uri: Uri,
+    initial_target: Target,
+    contact: String,
+    custom: Vec<(String, String)>,
+    creds: Option<Credentials>,
+    auth: Vec<AuthState>,
+    auth_failures: u32,
+    sdp: Option<Bytes>,
+    cseq: u32,
+    invite_branch: String,
+    invite_bytes: Message,
+    got_provisional: bool,
+    cancel_requested: bool,
+    cancel_sent: bool,
+    no_answer: bool,
+    ring_deadline: Option<Instant>,
+    dialog: Option<Dialog>,
+    ack_2xx: Option<(u32, Vec<u8>, Target)>,
+    session_expires: Option<u32>,
+    tried_422: bool,
+    timer: Option<SessionTimer>,
+    peer_allows_update: bool,
+    pending_in: Option<PendingIn>,
+    ack_wait: Option<AckWait>,
+    offer_out: bool,
+    end_reason: EndReason,
+}
+
+/// The sans-IO SIP user agent. See the crate documentation.
+#[derive(Debug)]
+pub struct UserAgent {
+    config: Config,
+    rng: StdRng,
+    next_handle: u64,
+    calls: HashMap<u64, Call>,
+    by_call_id: HashMap<String, u64>,
+    client_txs: HashMap<TxKey, ClientTx>,
+    server_txs: HashMap<TxKey, ServerTx>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<(CallHandle, CallEvent)>,
+    reject_tokens: f64,
+    reject_refill: Option<Instant>,
+    framers: HashMap<Target, StreamFramer>,
+    stats: Stats,
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages that failed to parse.
+    pub malformed: u64,
+    /// Stray requests answered statelessly.
+    pub rejected: u64,
+    /// Stray requests dropped by the rate limit.
+    pub dropped: u64,
+    /// Responses that matched nothing.
+    pub stray_responses: u64,
+}
+
+impl UserAgent {
+    /// A user agent with this configuration; `seed` feeds the generator of
+    /// tags, branches, Call-IDs and cnonces (use a random seed in
+    /// production, a fixed one in tests).
+    pub fn new(config: Config, seed: u64) -> UserAgent {
+        UserAgent {
+            reject_tokens: f64::from(config.reject_rate),
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            next_handle: 1,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            client_txs: HashMap::new(),
+            server_txs: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            reject_refill: None,
+            framers: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of live calls.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Number of live transactions (client and server): a measure of the
+    /// state held, for flood tests.
+    pub fn transaction_count(&self) -> usize {
+        self.client_txs.len() + self.server_txs.len()
+    }
+
+    /// The SIP Call-ID of a call.
+    pub fn sip_call_id(&self, call: CallHandle) -> Option<&str> {
+        self.calls.get(&call.0).map(|c| c.call_id.as_str())
+    }
+
+    // ----- identifiers -----
+
+    fn random_token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len).map(|_| ALPHABET[self.rng.gen_range(0..ALPHABET.len())] as char).collect()
+    }
+
+    fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.random_token(16))
+    }
+
+    fn local_addr(&self, transport: Transport) -> SocketAddr {
+        let addr = self
+            .config
+            .local_addrs
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .or_else(|| self.config.local_addrs.first())
+            .map(|(_, a)| *a)
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060));
+        match self.config.public_ip {
+            Some(ip) => SocketAddr::new(ip, addr.port()),
+            None => addr,
+        }
+    }
+
+    fn via(&self, transport: Transport, branch: &str) -> String {
+        let a = self.local_addr(transport);
+        format!("SIP/2.0/{} {}:{};branch={};rport", transport.via_token(), Host::from(a.ip()), a.port(), branch)
+    }
+
+    fn contact_for(&self, transport: Transport, user: Option<&str>) -> String {
+        let a = self.local_addr(transport);
+        let mut uri = SipUri::new(false, user, Host::from(a.ip()), Some(a.port()));
+        uri.user = user.map(str::to_owned);
+        if let Some(p) = transport.uri_param() {
+            uri.params.set("transport", Some(p.to_owned()));
+        }
+        format!("<{uri}>")
+    }
+
+    /// Builds the From identity of a call.
+    fn from_identity(
+        &mut self,
+        from: Option<&str>,
+        display: Option<&str>,
+        transport: Transport,
+    ) -> Result<NameAddr, Error> {
+        let domain = match &self.config.from_domain {
+            Some(d) => Host::parse(d).map_err(|e| Error::InvalidArgument(format!("from_domain: {e}")))?,
+            None => Host::from(self.local_addr(transport).ip()),
+        };
+        let uri = match from.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Uri::Sip(SipUri::new(false, Some(&self.config.default_from_user), domain, None)),
+            Some(s) if s.contains(':') && Uri::parse(s).is_ok_and(|u| !matches!(u, Uri::Other(_))) => {
+                Uri::parse(s).map_err(|e| Error::InvalidArgument(format!("from: {e}")))?
+            }
+            Some(s) if s.contains('@') => {
+                let (user, host) = s.rsplit_once('@').unwrap_or((s, ""));
+                let host =
+                    crate::uri::split_host_port(host).map_err(|e| Error::InvalidArgument(format!("from host: {e}")))?;
+                Uri::Sip(SipUri::new(false, Some(user), host.0, host.1))
+            }
+            Some(s) => Uri::Sip(SipUri::new(false, Some(s), domain, None)),
+        };
+        let mut na = NameAddr::new(uri);
+        if let Some(d) = display {
+            if d.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                return Err(Error::InvalidArgument("display name contains CR, LF or NUL".into()));
+            }
+            na.display = Some(d.to_owned());
+        }
+        let tag = self.random_token(12);
+        na.params.set("tag", Some(tag));
+        Ok(na)
+    }
+
+    // ----- the call API -----
+
+    /// Starts a call: sends the INVITE. Events follow on
+    /// [`poll_event`](Self::poll_event).
+    pub fn call(&mut self, now: Instant, req: CallRequest) -> Result<CallHandle, Error> {
+        for (n, v) in &req.headers {
+            validate_custom_header(n, v)?;
+        }
+        let request_uri = match &req.uri {
+            Uri::Sip(u) => Uri::Sip(u.request_uri()),
+            Uri::Tel(_) => req.uri.clone(),
+            Uri::Other(_) => return Err(Error::InvalidArgument("only sip:, sips: and tel: URIs can be called".into())),
+        };
+        let transport = req.destination.transport;
+        let local = self.from_identity(req.from.as_deref(), req.display_name.as_deref(), transport)?;
+        let mut remote_uri = req.uri.clone();
+        if let Uri::Sip(u) = &mut remote_uri {
+            u.headers = None;
+            u.params.remove("method");
+        }
+        let remote = NameAddr::new(remote_uri);
+        let user = local.uri.as_sip().and_then(|u| u.user.clone());
+        let contact = self.contact_for(transport, user.as_deref());
+        let call_id = self.random_token(24);
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let call = Call {
+            handle,
+            state: State::Calling,
+            call_id: call_id.clone(),
+            local,
+            remote,
+            request_uri,
+            initial_target: req.destination,
+            contact,
+            custom: req.headers,
+            creds: req.credentials,
+            auth: Vec::new(),
+            auth_failures: 0,
+            sdp: req.sdp.clone(),
+            cseq: 0,
+            invite_branch: String::new(),
+            invite_bytes: Message::response(0, ""),
+            got_provisional: false,
+            cancel_requested: false,
+            cancel_sent: false,
+            no_answer: false,
+            ring_deadline: self.config.ring_timeout.map(|d| now + d),
+            dialog: None,
+            ack_2xx: None,
+            session_expires: self.config.session_expires.map(|s| s.max(self.config.min_se)),
+            tried_422: false,
+            timer: None,
+            peer_allows_update: false,
+            pending_in: None,
+            ack_wait: None,
+            offer_out: false,
+            end_reason: EndReason::LocalHangup,
+        };
+        info!(call = %CallHandle(handle), call_id = %call_id, uri = %req.uri, target = %call.initial_target, "dialling");
+        self.calls.insert(handle, call);
+        self.by_call_id.insert(call_id, handle);
+        self.send_invite(now, handle);
+        Ok(CallHandle(handle))
+    }
+
+    fn send_invite(&mut self, now: Instant, h: u64) {
+        let branch = self.new_branch();
+        let (min_se, ua, mf) = (self.config.min_se, self.config.user_agent.clone(), self.config.max_forwards);
+        let Some(call) = self.calls.get_mut(&h) else { return };
+        call.cseq += 1;
+        let seq = call.cseq;
+        let transport = call.initial_target.transport;
+        let target = call.initial_target.clone();
+        let mut m = Message::request(Method::Invite, call.request_uri.clone());
+        m.headers.push(HeaderName::MaxForwards, mf.to_string());
+        m.headers.push(HeaderName::From, call.local.to_string());
+        m.headers.push(HeaderName::To, call.remote.to_string());
+        m.headers.push(HeaderName::CallId, call.call_id.clone());
+        m.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
+        m.headers.push(HeaderName::Contact, call.contact.clone());
+        m.headers.push(HeaderName::Allow, ALLOW);
+        m.headers.push(HeaderName::Supported, if call.session_expires.is_some() { "timer" } else { "" });
+        if call.session_expires.is_none() {
+            m.headers.remove(&HeaderName::Supported);
+        }
+        if let Some(se) = call.session_expires {
+            m.headers.push(HeaderName::SessionExpires, se.to_string());
+            m.headers.push(HeaderName::MinSe, min_se.max(90).to_string());
+        }
+        m.headers.push(HeaderName::UserAgent, ua);
+        for (n, v) in &call.custom {
+            m.headers.push(HeaderName::parse(n), v.clone());
+        }
+        if let Some(sdp) = &call.sdp {
+            m.headers.push(HeaderName::ContentType, "application/sdp");
+            m.body = sdp.clone();
+        }
+        call.invite_bytes = m.clone();
+        call.invite_branch = branch.clone();
+        let _ = transport;
+        self.finish_and_send(now, h, m, branch, Purpose::Invite, target, seq);
+    }
+
+    /// Adds Via and credentials, starts the client transaction and queues
+    /// the bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_and_send(
+        &mut self,
+        now: Instant,
+        h: u64,
+        mut m: Message,
+        branch: String,
+        purpose: Purpose,
+        target: Target,
+        seq: u32,
+    ) {
+        let via = self.via(target.transport, &branch);
+        m.headers.0.insert(0, crate::header::Header { name: HeaderName::Via, value: via });
+        if !m.headers.0.iter().any(|x| x.name == HeaderName::MaxForwards) {
+            m.headers.0.insert(
+                1,
+                crate::header::Header { name: HeaderName::MaxForwards, value: self.config.max_forwards.to_string() },
+            );
+        }
+        self.add_auth(h, &mut m);
+        if let Some(call) = self.calls.get_mut(&h) {
+            if purpose == Purpose::Invite {
+                call.invite_bytes = m.clone();
+            }
+        }
+        let method = m.method().cloned().unwrap_or(Method::Invite);
+        let bytes = m.to_bytes();
+        let is_invite = method == Method::Invite;
+        let tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), seq, now, &self.config.timers);
+        debug!(call = %CallHandle(h), %method, seq, %target, "sending request");
+        self.client_txs.insert(TxKey { branch, method }, tx);
+        self.transmits.push_back(Transmit { target, payload: bytes });
+    }
+
+    fn add_auth(&mut self, h: u64, m: &mut Message) {
+        let cnonce = self.random_token(16);
+        let Some(call) = self.calls.get_mut(&h) else { return };
+        let Some(creds) = &call.creds else { return };
+        let (method, uri) = match &m.start {
+            crate::StartLine::Request { method, uri } => (method.as_str().to_owned(), uri.to_string()),
+            crate::StartLine::Response { .. } => return,
+        };
+        if method == "ACK" || method == "CANCEL" {
+            return;
+        }
+        for a in &mut call.auth {
+            let value = digest::authorization(&a.challenge, creds, &method, &uri, a.nc, &cnonce);
+            a.nc += 1;
+            m.headers.push(a.header.clone(), value);
+        }
+    }
+
+    /// Hangs up: CANCEL while the call is being set up, BYE once answered.
+    pub fn hangup(&mut self, now: Instant, call: CallHandle) -> Result<(), Error> {
+        let h = call.0;
+        let c = self.calls.get_mut(&h).ok_or(Error::UnknownCall)?;
+        match c.state {
+            State::Calling | State::Proceeding => {
+                c.cancel_requested = true;
+                if c.got_provisional {
+                    self.send_cancel(now, h);
+                }
+                Ok(())
+            }
+            State::Confirmed => {
+                self.send_bye(now, h, EndReason::LocalHangup);
+                Ok(())
+            }
+            State::Ending => Ok(()),
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, h: u64) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if c.cancel_sent {
+            return;
+        }
+        c.cancel_sent = true;
+        let inv = &c.invite_bytes;
+        let uri = match &inv.start {
+            crate::StartLine::Request { uri, .. } => uri.clone(),
+            crate::StartLine::Response { .. } => return,
+        };
+        let mut m = Message::request(Method::Cancel, uri);
+        for name in [HeaderName::Via, HeaderName::MaxForwards, HeaderName::From, HeaderName::To, HeaderName::CallId] {
+            let v = inv.headers.values(&name).next().map(str::to_owned);
+            if let Some(v) = v {
+                m.headers.push(name, v);
+            }
+        }
+        for r in inv.headers.get_all(&HeaderName::Route) {
+            m.headers.push(HeaderName::Route, r.to_owned());
+        }
+        m.headers.push(HeaderName::CSeq, format!("{} CANCEL", c.cseq));
+        m.headers.push(HeaderName::UserAgent, self.config.user_agent.clone());
+        let branch = c.invite_branch.clone();
+        let target = c.initial_target.clone();
+        let seq = c.cseq;
+        let bytes = m.to_bytes();
+        let tx = ClientTx::new(h, Purpose::Cancel, false, bytes.clone(), target.clone(), seq, now, &self.config.timers);
+        info!(call = %CallHandle(h), "sending CANCEL");
+        self.client_txs.insert(TxKey { branch, method: Method::Cancel }, tx);
+        self.transmits.push_back(Transmit { target, payload: bytes });
+    }
+
+    fn send_bye(&mut self, now: Instant, h: u64, reason: EndReason) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if c.state == State::Ending {
+            return;
+        }
+        c.state = State::Ending;
+        c.end_reason = reason;
+        c.timer = None;
+        c.ack_wait = None;
+        c.pending_in = None;
+        info!(call = %CallHandle(h), ?reason, "sending BYE");
+        self.send_in_dialog(now, h, Method::Bye, Purpose::Bye, None, None);
+    }
+
+    /// Sends an in-dialog request; returns false when there is no dialog.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        h: u64,
+        method: Method,
+        purpose: Purpose,
+        body: Option<(String, Bytes)>,
+        extra: Option<(HeaderName, String)>,
+    ) -> bool {
+        let branch = self.new_branch();
+        let ua = self.config.user_agent.clone();
+        let Some(c) = self.calls.get_mut(&h) else { return false };
+        let Some(d) = c.dialog.as_mut() else { return false };
+        let seq = d.next_seq();
+        let mut m = d.request(method.clone(), seq);
+        let target = d.next_hop.clone();
+        if matches!(method, Method::Invite | Method::Update) {
+            m.headers.push(HeaderName::Contact, c.contact.clone());
+            m.headers.push(HeaderName::Allow, ALLOW);
+        }
+        if let Some((n, v)) = extra {
+            if n == HeaderName::SessionExpires {
+                m.headers.push(HeaderName::Supported, "timer");
+            }
+            m.headers.push(n, v);
+        }
+        m.headers.push(HeaderName::UserAgent, ua);
+        if let Some((ct, b)) = body {
+            m.headers.push(HeaderName::ContentType, ct);
+            m.body = b;
+        }
+        self.finish_and_send(now, h, m, branch, purpose, target, seq);
+        true
+    }
+
+    /// Sends a re-INVITE with a new offer. The answer arrives as
+    /// [`CallEvent::RemoteAnswer`] or [`CallEvent::OfferRejected`].
+    pub fn reinvite(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.offer(now, call, sdp, Method::Invite)
+    }
+
+    /// Sends an UPDATE with a new offer (RFC 3311).
+    pub fn update(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.offer(now, call, sdp, Method::Update)
+    }
+
+    fn offer(&mut self, now: Instant, call: CallHandle, sdp: Bytes, method: Method) -> Result<(), Error> {
+        let c = self.calls.get_mut(&call.0).ok_or(Error::UnknownCall)?;
+        if c.state != State::Confirmed {
+            return Err(Error::InvalidState(c.state.name()));
+        }
+        if c.offer_out || c.pending_in.is_some() || c.ack_wait.is_some() {
+            return Err(Error::InvalidState("offer/answer exchange in progress"));
+        }
+        c.offer_out = true;
+        c.sdp = Some(sdp.clone());
+        let purpose = if method == Method::Invite { Purpose::ReInvite } else { Purpose::UpdateOffer };
+        let se = c.timer.map(|t| {
+            (
+                HeaderName::SessionExpires,
+                SessionExpires { interval: t.interval, refresher: Some(Refresher::Uac) }.to_header(),
+            )
+        });
+        self.send_in_dialog(now, call.0, method, purpose, Some(("application/sdp".into(), sdp)), se);
+        Ok(())
+    }
+
+    /// Sends an INFO (for example `application/dtmf-relay`).
+    pub fn info(&mut self, now: Instant, call: CallHandle, content_type: &str, body: Bytes) -> Result<(), Error> {
+        if content_type.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Error::InvalidArgument("content type contains CR, LF or NUL".into()));
+        }
+        let c = self.calls.get(&call.0).ok_or(Error::UnknownCall)?;
+        if c.state != State::Confirmed {
+            return Err(Error::InvalidState(c.state.name()));
+        }
+        self.send_in_dialog(now, call.0, Method::Info, Purpose::Info, Some((content_type.to_owned(), body)), None);
+        Ok(())
+    }
+
+    /// Answers a [`CallEvent::RemoteOffer`] (with our answer) or an
+    /// [`CallEvent::OfferRequested`] (with our offer).
+    pub fn answer(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        let c = self.calls.get_mut(&call.0).ok_or(Error::UnknownCall)?;
+        let p = c.pending_in.take().ok_or(Error::InvalidState("no offer to answer"))?;
+        c.sdp = Some(sdp.clone());
+        let offerless = p.request.body.is_empty();
+        let mut resp = self.response_for(&p.request, 200, "OK", None);
+        resp.headers.push(HeaderName::ContentType, "application/sdp");
+        resp.body = sdp;
+        self.finish_server_response(now, call.0, p, resp, offerless);
+        Ok(())
+    }
+
+    /// Refuses a remote offer (488 Not Acceptable Here, for instance).
+    pub fn reject_offer(&mut self, now: Instant, call: CallHandle, code: u16, reason: &str) -> Result<(), Error> {
+        if !(300..700).contains(&code) {
+            return Err(Error::InvalidArgument(format!("{code} is not a final error status")));
+        }
+        let c = self.calls.get_mut(&call.0).ok_or(Error::UnknownCall)?;
+        let p = c.pending_in.take().ok_or(Error::InvalidState("no offer to answer"))?;
+        let resp = self.response_for(&p.request, code, reason, None);
+        self.finish_server_response(now, call.0, p, resp, false);
+        Ok(())
+    }
+
+    fn finish_server_response(&mut self, now: Instant, h: u64, p: PendingIn, mut resp: Message, offerless: bool) {
+        let code = resp.status().unwrap_or(500);
+        let t = self.config.timers;
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if (200..300).contains(&code) {
+            resp.headers.push(HeaderName::Contact, c.contact.clone());
+            resp.headers.push(HeaderName::Allow, ALLOW);
+            // RFC 4028 section 9: echo the interval and refresher.
+            if let Some(se) = p.se {
+                let refresher = se.refresher.unwrap_or(Refresher::Uac);
+                resp.headers.push(
+                    HeaderName::SessionExpires,
+                    SessionExpires { interval: se.interval, refresher: Some(refresher) }.to_header(),
+                );
+                if p.request.headers.has_token(&HeaderName::Supported, "timer") {
+                    resp.headers.push(HeaderName::Require, "timer");
+                }
+                c.timer = Some(SessionTimer::start(now, se.interval, refresher == Refresher::Uas));
+            } else {
+                c.timer = None;
+            }
+            if let Some(d) = c.dialog.as_mut() {
+                d.refresh_target(&p.request, &c.initial_target);
+            }
+        }
+        resp.headers.push(HeaderName::Server, self.config.user_agent.clone());
+        let bytes = resp.to_bytes();
+        let reliable = p.source.transport.is_reliable();
+        let is_invite = p.kind == OfferKind::ReInvite;
+        if is_invite && (200..300).contains(&code) {
+            let cseq = p.request.cseq().map(|c| c.seq).unwrap_or(0);
+            c.ack_wait = Some(AckWait {
+                cseq,
+                response: bytes.clone(),
+                target: p.source.clone(),
+                retransmit: (!reliable).then(|| (now + t.t1, t.t1)),
+                deadline: now + t.t64(),
+                expect_answer: offerless,
+            });
+        }
+        let (retransmit, awaiting_ack, expires) = if is_invite && code >= 300 {
+            ((!reliable).then(|| (now + t.t1, t.t1)), true, now + t.t64())
+        } else {
+            (None, false, now + if reliable { Duration::ZERO } else { t.t64() })
+        };
+        self.server_txs.insert(
+            p.key,
+            ServerTx {
+                call: h,
+                is_invite,
+                response: Some(bytes.clone()),
+                target: p.source.clone(),
+                retransmit,
+                expires,
+                awaiting_ack,
+            },
+        );
+        self.transmits.push_back(Transmit { target: p.source, payload: bytes });
+    }
+
+    // ----- input -----
+
+    /// Feeds bytes received from `source`. For UDP pass one datagram; for
+    /// TCP and TLS pass whatever the socket returned (the user agent frames
+    /// the stream per connection).
+    pub fn handle_input(&mut self, now: Instant, source: Target, data: &[u8]) {
+        if !source.transport.is_reliable() {
+            if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                return; // UDP keep-alive
+            }
+            self.handle_datagram(now, &source, data, Framing::Datagram);
+            return;
+        }
+        let limits = self.config.limits;
+        let framer = self.framers.entry(source.clone()).or_insert_with(|| StreamFramer::new(limits));
+        framer.push(data);
+        let mut frames = Vec::new();
+        loop {
+            match framer.next() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(%source, error = %e, "unframeable stream, dropping its buffer");
+                    self.stats.malformed += 1;
+                    self.framers.remove(&source);
+                    break;
+                }
+            }
+        }
+        for f in frames {
+            match f {
+                Frame::Message(bytes) => self.handle_datagram(now, &source, &bytes, Framing::Stream),
+                Frame::Ping => self.transmits.push_back(Transmit { target: source.clone(), payload: b"\r\n".to_vec() }),
+                Frame::Pong => {}
+            }
+        }
+    }
+
+    /// A stream connection closed: forget its partial data.
+    pub fn handle_connection_closed(&mut self, source: &Target) {
+        self.framers.remove(source);
+    }
+
+    fn handle_datagram(&mut self, now: Instant, source: &Target, data: &[u8], framing: Framing) {
+        let msg = match parse_message(data, &self.config.limits, framing) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                warn!(%source, error = %e, "malformed SIP message dropped");
+                return;
+            }
+        };
+        if let Err(e) = msg.validate() {
+            self.stats.malformed += 1;
+            warn!(%source, error = %e, "invalid SIP message");
+            if msg.is_request() && msg.method() != Some(&Method::Ack) {
+                self.reject_stateless(now, &msg, source, 400, &format!("Bad Request ({e})"));
+            }
+            return;
+        }
+        if msg.is_request() {
+            self.handle_request(now, source, msg);
+        } else {
+            self.handle_response(now, msg);
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: Message) {
+        let code = msg.status().unwrap_or(500);
+        let (Ok(via), Ok(cseq)) = (msg.top_via(), msg.cseq()) else { return };
+        let method = cseq.method.clone();
+        let key = TxKey { branch: via.branch().unwrap_or_default().to_owned(), method: method.clone() };
+        let t = self.config.timers;
+        let Some(tx) = self.client_txs.get_mut(&key) else {
+            // A 2xx retransmission after the transaction is gone, or a fork.
+            if method == Method::Invite && (200..300).contains(&code) {
+                self.handle_late_2xx(now, &msg);
+            } else {
+                self.stats.stray_responses += 1;
+                debug!(code, "stray response dropped");
+            }
+            return;
+        };
+        let h = tx.call;
+        let purpose = tx.purpose;
+        match tx.state {
+            ClientState::Completed => {
+                if let Some(ack) = &tx.ack {
+                    let a = Transmit { target: tx.target.clone(), payload: ack.clone() };
+                    self.transmits.push_back(a);
+                }
+                return;
+            }
+            ClientState::Accepted => {
+                if (200..300).contains(&code) {
+                    self.handle_late_2xx(now, &msg);
+                }
+                return;
+            }
+            ClientState::Calling | ClientState::Proceeding => {}
+        }
+        if code < 200 {
+            tx.on_provisional(now, &t);
+        } else {
+            tx.on_final(now, (200..300).contains(&code), &t);
+            if tx.is_invite && code >= 300 {
+                let ack = build_non2xx_ack(&tx.request, &msg, self.config.limits);
+                if let Some(ack) = ack {
+                    tx.ack = Some(ack.clone());
+                    let target = tx.target.clone();
+                    self.transmits.push_back(Transmit { target, payload: ack });
+                }
+            }
+        }
+        match purpose {
+            Purpose::Invite => self.invite_response(now, h, msg, code),
+            Purpose::Cancel => {}
+            Purpose::Bye => {
+                if code >= 200 {
+                    if code == 401 || code == 407 {
+                        if self.retry_with_auth(h, &msg, code) {
+                            if let Some(c) = self.calls.get_mut(&h) {
+                                c.state = State::Confirmed;
+                            }
+                            let reason = self.calls.get(&h).map(|c| c.end_reason).unwrap_or(EndReason::LocalHangup);
+                            self.send_bye(now, h, reason);
+                            return;
+                        }
+                    }
+                    self.finish_call(h, None);
+                }
+            }
+            Purpose::ForkBye => {}
+            Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info => {
+                self.in_dialog_response(now, h, purpose, msg, code)
+            }
+        }
+    }
+
+    /// A 2xx for an INVITE whose transaction already accepted one.
+    fn handle_late_2xx(&mut self, now: Instant, msg: &Message) {
+        let Ok(call_id) = msg.call_id() else { return };
+        let Some(&h) = self.by_call_id.get(call_id) else {
+            self.stats.stray_responses += 1;
+            return;
+        };
+        let Some(c) = self.calls.get(&h) else { return };
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        let same_dialog = c.dialog.as_ref().is_some_and(|d| d.remote.tag() == to_tag.as_deref());
+        if same_dialog {
+            if let Some((seq, ack, target)) = &c.ack_2xx {
+                if *seq == cseq {
+                    debug!(call = %CallHandle(h), "2xx retransmission: resending ACK");
+                    self.transmits.push_back(Transmit { target: target.clone(), payload: ack.clone() });
+                }
+            }
+        } else if to_tag.is_some() {
+            self.ack_and_bye_fork(now, h, msg);
+        }
+    }
+
+    /// RFC 3261 13.2.2.4: a second dialog from a forking proxy is
+    /// acknowledged and then ended.
+    fn ack_and_bye_fork(&mut self, now: Instant, h: u64, msg: &Message) {
+        let Some(c) = self.calls.get(&h) else { return };
+        let Ok(mut d) = Dialog::from_response(msg, &c.local, msg.cseq().map(|s| s.seq).unwrap_or(1), &c.initial_target)
+        else {
+            return;
+        };
+        info!(call = %CallHandle(h), "forked 2xx from another branch: ACK and BYE");
+        let seq = d.local_seq;
+        let mut ack = d.request(Method::Ack, seq);
+        let branch = self.new_branch();
+        ack.headers
+            .0
+            .insert(0, crate::header::Header { name: HeaderName::Via, value: self.via(d.next_hop.transport, &branch) });
+        ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
+        self.transmits.push_back(Transmit { target: d.next_hop.clone(), payload: ack.to_bytes() });
+        let seq = d.next_seq();
+        let bye = d.request(Method::Bye, seq);
+        let branch = self.new_branch();
+        self.finish_and_send(now, h, bye, branch, Purpose::ForkBye, d.next_hop.clone(), seq);
+    }
+
+    fn invite_response(&mut self, now: Instant, h: u64, msg: Message, code: u16) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let handle = CallHandle(h);
+        if code < 200 {
+            let first = !c.got_provisional;
+            c.got_provisional = true;
+            if c.state == State::Calling {
+                c.state = State::Proceeding;
+            }
+            if msg.to().ok().and_then(|t| t.tag().map(str::to_owned)).is_some() && c.dialog.is_none() {
+                // Early dialog: kept only for its route set; confirmed on 2xx.
+                debug!(call = %handle, "early dialog");
+            }
+            let ev = match code {
+                100 => CallEvent::Trying,
+                180..=182 => CallEvent::Ringing { code },
+                _ => CallEvent::Progress { sdp: (!msg.body.is_empty()).then(|| msg.body.clone()) },
+            };
+            let cancel = first && c.cancel_requested;
+            self.events.push_back((handle, ev));
+            if cancel {
+                self.send_cancel(now, h);
+            }
+            return;
+        }
+        if (200..300).contains(&code) {
+            let local_seq = c.cseq;
+            let dialog = match Dialog::from_response(&msg, &c.local, local_seq, &c.initial_target) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(call = %handle, error = %e, "2xx without a usable dialog; failing the call");
+                    self.events
+                        .push_back((handle, CallEvent::Failed { code: 502, reason: format!("Bad Gateway ({e})") }));
+                    self.remove_call(h);
+                    return;
+                }
+            };
+            let ack = {
+                let mut ack = dialog.request(Method::Ack, local_seq);
+                for x in c
+                    .invite_bytes
+                    .headers
+                    .0
+                    .iter()
+                    .filter(|x| matches!(x.name, HeaderName::Authorization | HeaderName::ProxyAuthorization))
+                {
+                    ack.headers.push(x.name.clone(), x.value.clone());
+                }
+                ack
+            };
+            let target = dialog.next_hop.clone();
+            c.peer_allows_update = msg.headers.has_token(&HeaderName::Allow, "UPDATE");
+            c.dialog = Some(dialog);
+            c.state = State::Confirmed;
+            // Session timer from the 2xx (RFC 4028 section 7.2).
+            c.timer = match (c.session_expires, SessionExpires::from_message(&msg)) {
+                (Some(_), Some(se)) => {
+                    Some(SessionTimer::start(now, se.interval, se.refresher != Some(Refresher::Uas)))
+                }
+                _ => None,
+            };
+            let cancel_requested = c.cancel_requested;
+            let branch = self.new_branch();
+            let mut ack = ack;
+            ack.headers
+                .0
+                .insert(0, crate::header::Header { name: HeaderName::Via, value: self.via(target.transport, &branch) });
+            ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
+            let bytes = ack.to_bytes();
+            self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
+            if let Some(c) = self.calls.get_mut(&h) {
+                c.ack_2xx = Some((local_seq, bytes, target));
+            }
+            if cancel_requested {
+                // The answer crossed our CANCEL: ACK it, then BYE.
+                self.send_bye(now, h, EndReason::Cancelled);
+                return;
+            }
+            info!(call = %handle, code, "answered");
+            self.events
+                .push_back((handle, CallEvent::Answered { sdp: (!msg.body.is_empty()).then(|| msg.body.clone()) }));
+            return;
+        }
+        // Final failure.
+        if (code == 401 || code == 407) && !c.cancel_requested && self.retry_with_auth(h, &msg, code) {
+            self.send_invite(now, h);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if code == 422 && !c.tried_422 && !c.cancel_requested {
+            if let Some(min) =
+                msg.headers.get(&HeaderName::MinSe).and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok())
+            {
+                c.tried_422 = true;
+                c.session_expires = Some(min.max(c.session_expires.unwrap_or(0)));
+                info!(call = %handle, min, "422: retrying with a larger Session-Expires");
+                self.send_invite(now, h);
+                return;
+            }
+        }
+        let reason = match &msg.start {
+            crate::StartLine::Response { reason, .. } => reason.clone(),
+            crate::StartLine::Request { .. } => String::new(),
+        };
+        if c.cancel_requested && !c.no_answer {
+            self.events.push_back((handle, CallEvent::Ended { reason: EndReason::Cancelled }));
+        } else if c.no_answer {
+            self.events
+                .push_back((handle, CallEvent::Failed { code: 408, reason: "Request Timeout (no answer)".into() }));
+        } else {
+            info!(call = %handle, code, %reason, "call failed");
+            self.events.push_back((handle, CallEvent::Failed { code, reason }));
+        }
+        self.remove_call(h);
+    }
+
+    /// Records the challenge of a 401/407 so the next request answers it.
+    /// Returns false when there is nothing to answer with or we already
+    /// answered this realm and the server rejected it (no loops).
+    fn retry_with_auth(&mut self, h: u64, msg: &Message, code: u16) -> bool {
+        let Some(c) = self.calls.get_mut(&h) else { return false };
+        if c.creds.is_none() {
+            return false;
+        }
+        let (chal_name, auth_name) = if code == 401 {
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+        } else {
+            (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
+        };
+        let challenge = match Challenge::pick(msg.headers.get_all(&chal_name)) {
+            Ok(Some(ch)) => ch,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!(call = %CallHandle(h), error = %e, "unusable challenge");
+                return false;
+            }
+        };
+        let existing = c.auth.iter().position(|a| a.challenge.realm == challenge.realm && a.header == auth_name);
+        if let Some(i) = existing {
+            let same_nonce = c.auth[i].challenge.nonce == challenge.nonce;
+            if !challenge.stale || same_nonce {
+                info!(call = %CallHandle(h), realm = %challenge.realm, "credentials rejected");
+                return false;
+            }
+            c.auth.remove(i);
+        }
+        c.auth_failures += 1;
+        if c.auth_failures > 5 {
+            return false;
+        }
+        debug!(call = %CallHandle(h), realm = %challenge.realm, "answering digest challenge");
+        c.auth.push(AuthState { challenge, header: auth_name, nc: 1 });
+        true
+    }
+
+    fn in_dialog_response(&mut self, now: Instant, h: u64, purpose: Purpose, msg: Message, code: u16) {
+        if code < 200 {
+            return;
+        }
+        let handle = CallHandle(h);
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if c.state == State::Ending {
+            return;
+        }
+        if code == 401 || code == 407 {
+            let method = msg.cseq().map(|s| s.method).unwrap_or(Method::Info);
+            if self.retry_with_auth(h, &msg, code) {
+                // Re-send the same request with credentials.
+                let Some(c) = self.calls.get_mut(&h) else { return };
+                let body = c.sdp.clone();
+                let ct = match purpose {
+                    Purpose::ReInvite | Purpose::UpdateOffer => body.map(|b| ("application/sdp".to_owned(), b)),
+                    _ => None,
+                };
+                self.send_in_dialog(now, h, method, purpose, ct, None);
+                return;
+            }
+        }
+        if (200..300).contains(&code) {
+            if purpose == Purpose::ReInvite
+                || purpose == Purpose::Refresh && msg.cseq().is_ok_and(|s| s.method == Method::Invite)
+            {
+                let Some(c) = self.calls.get_mut(&h) else { return };
+                let Some(d) = c.dialog.as_mut() else { return };
+                d.refresh_target(&msg, &c.initial_target);
+                let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
+                let mut ack = d.request(Method::Ack, seq);
+                let target = d.next_hop.clone();
+                let branch = self.new_branch();
+                ack.headers.0.insert(
+                    0,
+                    crate::header::Header { name: HeaderName::Via, value: self.via(target.transport, &branch) },
+                );
+                ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
+                let bytes = ack.to_bytes();
+                self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.ack_2xx = Some((seq, bytes, target));
+                }
+            }
+            let Some(c) = self.calls.get_mut(&h) else { return };
+            if let Some(se) = SessionExpires::from_message(&msg) {
+                c.timer = Some(SessionTimer::start(now, se.interval, se.refresher != Some(Refresher::Uas)));
+                if purpose == Purpose::Refresh {
+                    self.events.push_back((handle, CallEvent::SessionRefreshed { interval: se.interval }));
+                }
+            } else if purpose == Purpose::Refresh {
+                // The peer dropped the timer (RFC 4028 section 7.4).
+                c.timer = None;
+            }
+            match purpose {
+                Purpose::ReInvite | Purpose::UpdateOffer => {
+                    c.offer_out = false;
+                    if !msg.body.is_empty() {
+                        self.events.push_back((handle, CallEvent::RemoteAnswer { sdp: msg.body }));
+                    }
+                }
+                Purpose::Info => self.events.push_back((handle, CallEvent::InfoResponse { code })),
+                _ => {}
+            }
+            return;
+        }
+        // Failures. RFC 3261 12.2.1.2: 408 and 481 end the dialog.
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if matches!(purpose, Purpose::ReInvite | Purpose::UpdateOffer) {
+            c.offer_out = false;
+        }
+        if code == 408 || code == 481 {
+            warn!(call = %handle, code, "in-dialog request failed: dialog gone");
+            if code == 481 {
+                self.events.push_back((handle, CallEvent::Ended { reason: EndReason::DialogGone }));
+                self.remove_call(h);
+            } else {
+                self.send_bye(now, h, EndReason::DialogGone);
+            }
+            return;
+        }
+        match purpose {
+            Purpose::ReInvite | Purpose::UpdateOffer => {
+                self.events.push_back((handle, CallEvent::OfferRejected { code }))
+            }
+            Purpose::Info => self.events.push_back((handle, CallEvent::InfoResponse { code })),
+            Purpose::Refresh => {
+                if let Some(t) = c.timer.as_mut() {
+                    t.refreshing = false;
+                    // Try again once more before expiry.
+                    let remaining = t.expiry.saturating_duration_since(now);
+                    t.deadline = now + remaining / 2;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, source: &Target, msg: Message) {
+        let Some(method) = msg.method().cloned() else { return };
+        let Ok(via) = msg.top_via() else { return };
+        let branch = via.branch().unwrap_or_default().to_owned();
+        // Retransmission of a request we already answered?
+        let server_key = TxKey {
+            branch: branch.clone(),
+            method: if method == Method::Ack { Method::Invite } else { method.clone() },
+        };
+        if let Some(stx) = self.server_txs.get_mut(&server_key) {
+            if method == Method::Ack {
+                if stx.awaiting_ack {
+                    stx.awaiting_ack = false;
+                    stx.retransmit = None;
+                    let wait = if source.transport.is_reliable() { Duration::ZERO } else { self.config.timers.t4 };
+                    stx.expires = now + wait;
+                }
+                // An ACK for a 2xx has its own branch; fall through otherwise.
+                if !stx.is_invite || stx.response.as_ref().is_none_or(|r| !r.starts_with(b"SIP/2.0 2")) {
+                    return;
+                }
+            } else {
+                if let Some(r) = stx.response.clone() {
+                    self.transmits.push_back(Transmit { target: source.clone(), payload: r });
+                }
+                return;
+            }
+        }
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        let from_tag = msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let h = self.by_call_id.get(&call_id).copied().filter(|h| {
+            self.calls
+                .get(h)
+                .and_then(|c| c.dialog.as_ref())
+                .is_some_and(|d| d.matches_request(&call_id, from_tag.as_deref(), to_tag.as_deref()))
+        });
+        if method == Method::Ack {
+            if let Some(h) = h {
+                self.handle_ack(h, &msg);
+            }
+            return; // never answer an ACK
+        }
+        if method == Method::Cancel {
+            let key = TxKey { branch, method: Method::Invite };
+            let pending =
+                h.and_then(|h| self.calls.get(&h)).and_then(|c| c.pending_in.as_ref()).is_some_and(|p| p.key == key);
+            if let (Some(h), true) = (h, pending) {
+                let ok = self.response_for(&msg, 200, "OK", None);
+                self.transmits.push_back(Transmit { target: source.clone(), payload: ok.to_bytes() });
+                if let Some(p) = self.calls.get_mut(&h).and_then(|c| c.pending_in.take()) {
+                    let resp = self.response_for(&p.request, 487, "Request Terminated", None);
+                    self.finish_server_response(now, h, p, resp, false);
+                }
+            } else {
+                self.reject_stateless(now, &msg, source, 481, "Call/Transaction Does Not Exist");
+            }
+            return;
+        }
+        let Some(h) = h else {
+            let (code, reason) = match (&method, to_tag.is_some()) {
+                (_, true) => (481, "Call/Transaction Does Not Exist"),
+                (Method::Bye | Method::Update | Method::Info | Method::Prack | Method::Notify, false) => {
+                    (481, "Call/Transaction Does Not Exist")
+                }
+                _ => (403, "Forbidden (this user agent only places calls)"),
+            };
+            self.reject_stateless(now, &msg, source, code, reason);
+            return;
+        };
+        self.in_dialog_request(now, h, source, msg, method, branch);
+    }
+
+    fn handle_ack(&mut self, h: u64, msg: &Message) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
+        if c.ack_wait.as_ref().is_some_and(|a| a.cseq == seq) {
+            let Some(a) = c.ack_wait.take() else { return };
+            if a.expect_answer {
+                if msg.body.is_empty() {
+                    warn!(call = %CallHandle(h), "ACK without the answer to our offer");
+                } else {
+                    self.events.push_back((CallHandle(h), CallEvent::RemoteAnswer { sdp: msg.body.clone() }));
+                }
+            }
+        }
+    }
+
+    fn in_dialog_request(
+        &mut self,
+        now: Instant,
+        h: u64,
+        source: &Target,
+        msg: Message,
+        method: Method,
+        branch: String,
+    ) {
+        let handle = CallHandle(h);
+        let Ok(cseq) = msg.cseq() else { return };
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let Some(d) = c.dialog.as_mut() else { return };
+        if d.remote_seq.is_some_and(|r| cseq.seq <= r) {
+            // RFC 3261 12.2.2: lower CSeq out of order.
+            let resp = self.response_for(&msg, 500, "Server Internal Error (CSeq out of order)", None);
+            self.transmits.push_back(Transmit { target: source.clone(), payload: resp.to_bytes() });
+            return;
+        }
+        d.remote_seq = Some(cseq.seq);
+        let key = TxKey { branch, method: method.clone() };
+        let state = c.state;
+        match method {
+            Method::Bye => {
+                info!(call = %handle, "BYE from the peer");
+                self.respond_simple(now, h, key, source, &msg, 200, "OK", false);
+                self.events.push_back((handle, CallEvent::Ended { reason: EndReason::RemoteHangup }));
+                self.remove_call(h);
+            }
+            Method::Invite | Method::Update => {
+                let kind = if method == Method::Invite { OfferKind::ReInvite } else { OfferKind::Update };
+                let Some(c) = self.calls.get_mut(&h) else { return };
+                if state != State::Confirmed {
+                    self.respond_simple(
+                        now,
+                        h,
+                        key,
+                        source,
+                        &msg,
+                        500,
+                        "Server Internal Error",
+                        kind == OfferKind::ReInvite,
+                    );
+                    return;
+                }
+                if c.offer_out && (kind == OfferKind::ReInvite || !msg.body.is_empty()) {
+                    // Glare (RFC 3261 14.2).
+                    self.respond_simple(now, h, key, source, &msg, 491, "Request Pending", kind == OfferKind::ReInvite);
+                    return;
+                }
+                if c.pending_in.is_some() || c.ack_wait.is_some() {
+                    let mut resp = self.response_for(&msg, 500, "Server Internal Error", None);
+                    resp.headers.push(HeaderName::RetryAfter, (self.rng.gen_range(0..10)).to_string());
+                    let p = PendingIn { key, request: msg, source: source.clone(), kind, se: None, deadline: now };
+                    self.finish_server_response(now, h, p, resp, false);
+                    return;
+                }
+                let se = SessionExpires::from_message(&msg);
+                let p = PendingIn {
+                    key,
+                    request: msg.clone(),
+                    source: source.clone(),
+                    kind,
+                    se,
+                    deadline: now + self.config.timers.t64(),
+                };
+                if kind == OfferKind::Update && msg.body.is_empty() {
+                    // A session refresh without a new offer.
+                    let resp = self.response_for(&msg, 200, "OK", None);
+                    self.finish_server_response(now, h, p, resp, false);
+                    if let Some(se) = se {
+                        self.events.push_back((handle, CallEvent::SessionRefreshed { interval: se.interval }));
+                    }
+                    return;
+                }
+                let Some(c) = self.calls.get_mut(&h) else { return };
+                c.pending_in = Some(p);
+                if msg.body.is_empty() {
+                    self.events.push_back((handle, CallEvent::OfferRequested));
+                } else {
+                    if let Some(se) = se {
+                        self.events.push_back((handle, CallEvent::SessionRefreshed { interval: se.interval }));
+                    }
+                    self.events.push_back((handle, CallEvent::RemoteOffer { sdp: msg.body, kind }));
+                }
+            }
+            Method::Info => {
+                let ct = msg.headers.get(&HeaderName::ContentType).map(str::to_owned);
+                self.respond_simple(now, h, key, source, &msg, 200, "OK", false);
+                self.events.push_back((handle, CallEvent::Info { content_type: ct, body: msg.body }));
+            }
+            Method::Options | Method::Notify => {
+                self.respond_simple(now, h, key, source, &msg, 200, "OK", false);
+            }
+            Method::Extension(_) => self.respond_simple(now, h, key, source, &msg, 501, "Not Implemented", false),
+            _ => self.respond_simple(now, h, key, source, &msg, 405, "Method Not Allowed", false),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_simple(
+        &mut self,
+        now: Instant,
+        h: u64,
+        key: TxKey,
+        source: &Target,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        is_invite: bool,
+    ) {
+        let mut resp = self.response_for(req, code, reason, None);
+        if code == 405 || req.method() == Some(&Method::Options) {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+        }
+        if req.method() == Some(&Method::Options) {
+            resp.headers.push(HeaderName::Accept, "application/sdp");
+            resp.headers.push(HeaderName::Supported, "timer");
+        }
+        let kind = if is_invite { OfferKind::ReInvite } else { OfferKind::Update };
+        let p = PendingIn { key, request: req.clone(), source: source.clone(), kind, se: None, deadline: now };
+        if is_invite || code >= 300 {
+            self.finish_server_response(now, h, p, resp, false);
+        } else {
+            let t = self.config.timers;
+            resp.headers.push(HeaderName::Server, self.config.user_agent.clone());
+            let bytes = resp.to_bytes();
+            let expires = now + if source.transport.is_reliable() { Duration::ZERO } else { t.t64() };
+            self.server_txs.insert(
+                p.key,
+                ServerTx {
+                    call: h,
+                    is_invite: false,
+                    response: Some(bytes.clone()),
+                    target: source.clone(),
+                    retransmit: None,
+                    expires,
+                    awaiting_ack: false,
+                },
+            );
+            self.transmits.push_back(Transmit { target: source.clone(), payload: bytes });
+        }
+    }
+
+    /// A response to `req` with Via, From, To, Call-ID and CSeq copied
+    /// (RFC 3261 8.2.6.2), a To tag added when missing, and RFC 3581
+    /// `received`/`rport` filled in by the caller's source.
+    fn response_for(&self, req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let mut r = Message::response(code, reason);
+        for v in req.headers.get_all(&HeaderName::Via) {
+            r.headers.push(HeaderName::Via, v.to_owned());
+        }
+        if let Some(f) = req.headers.get(&HeaderName::From) {
+            r.headers.push(HeaderName::From, f.to_owned());
+        }
+        if let Some(t) = req.headers.get(&HeaderName::To) {
+            let needs_tag = code > 100 && req.to().is_ok_and(|t| t.tag().is_none());
+            let value = match (needs_tag, to_tag) {
+                (true, Some(tag)) => format!("{t};tag={tag}"),
+                (true, None) => format!("{t};tag=x{:08x}", fnv(req.call_id().unwrap_or_default())),
+                _ => t.to_owned(),
+            };
+            r.headers.push(HeaderName::To, value);
+        }
+        if let Some(c) = req.headers.get(&HeaderName::CallId) {
+            r.headers.push(HeaderName::CallId, c.to_owned());
+        }
+        if let Some(c) = req.headers.get(&HeaderName::CSeq) {
+            r.headers.push(HeaderName::CSeq, c.to_owned());
+        }
+        r
+    }
+
+    /// Answers a request that belongs to nothing of ours, creating no state.
+    fn reject_stateless(&mut self, now: Instant, req: &Message, source: &Target, code: u16, reason: &str) {
+        // Token bucket: at most `reject_rate` answers per second.
+        let rate = f64::from(self.config.reject_rate);
+        if let Some(last) = self.reject_refill {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            self.reject_tokens = (self.reject_tokens + elapsed * rate).min(rate);
+        }
+        self.reject_refill = Some(now);
+        if self.reject_tokens < 1.0 {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.reject_tokens -= 1.0;
+        self.stats.rejected += 1;
+        debug!(%source, code, method = ?req.method(), "stateless rejection");
+        let mut resp = self.response_for(req, code, reason, None);
+        // RFC 3581: tell the sender where its request came from.
+        if let Some(first) = resp.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) {
+            let original = first.value.clone();
+            let top = crate::split_list(&original).next().unwrap_or_default().to_owned();
+            if let Ok(mut via) = Via::parse(&top) {
+                if via.host.ip() != Some(source.addr.ip()) {
+                    via.params.set("received", Some(source.addr.ip().to_string()));
+                }
+                if via.params.contains("rport") {
+                    via.params.set("rport", Some(source.addr.port().to_string()));
+                }
+                let rest: Vec<&str> = crate::split_list(&original).skip(1).collect();
+                first.value = std::iter::once(via.to_string())
+                    .chain(rest.into_iter().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            }
+        }
+        if code == 405 {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+        }
+        resp.headers.push(HeaderName::Server, self.config.user_agent.clone());
+        self.transmits.push_back(Transmit { target: source.clone(), payload: resp.to_bytes() });
+    }
+
+    /// The transport to `target` failed (connection refused or lost, ICMP
+    /// unreachable): pending transactions towards it fail (RFC 3261 8.1.3.1).
+    pub fn handle_transport_error(&mut self, now: Instant, target: &Target) {
+        let keys: Vec<TxKey> = self
+            .client_txs
+            .iter()
+            .filter(|(_, t)| &t.target == target && matches!(t.state, ClientState::Calling | ClientState::Proceeding))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.framers.remove(target);
+        for k in keys {
+            let Some(tx) = self.client_txs.remove(&k) else { continue };
+            warn!(call = %CallHandle(tx.call), %target, "transport failure");
+            self.tx_failed(now, tx, 503, "Service Unavailable (transport failure)");
+        }
+    }
+
+    fn tx_failed(&mut self, now: Instant, tx: ClientTx, code: u16, reason: &str) {
+        let h = tx.call;
+        let handle = CallHandle(h);
+        match tx.purpose {
+            Purpose::Invite => {
+                let Some(c) = self.calls.get(&h) else { return };
+                if c.state != State::Calling && c.state != State::Proceeding {
+                    return;
+                }
+                let ev = if c.cancel_requested && !c.no_answer {
+                    CallEvent::Ended { reason: EndReason::Cancelled }
+                } else {
+                    CallEvent::Failed { code, reason: reason.to_owned() }
+                };
+                self.events.push_back((handle, ev));
+                self.remove_call(h);
+            }
+            Purpose::Cancel | Purpose::ForkBye => {}
+            Purpose::Bye => self.finish_call(h, None),
+            _ => {
+                if code == 503 {
+                    if let Some(c) = self.calls.get_mut(&h) {
+                        c.state = State::Ending;
+                        c.end_reason = EndReason::TransportFailure;
+                    }
+                    self.finish_call(h, None);
+                } else {
+                    self.send_bye(now, h, EndReason::DialogGone);
+                }
+            }
+        }
+    }
+
+    fn finish_call(&mut self, h: u64, reason: Option<EndReason>) {
+        let Some(c) = self.calls.get(&h) else { return };
+        let reason = reason.unwrap_or(c.end_reason);
+        info!(call = %CallHandle(h), ?reason, "call ended");
+        self.events.push_back((CallHandle(h), CallEvent::Ended { reason }));
+        self.remove_call(h);
+    }
+
+    fn remove_call(&mut self, h: u64) {
+        if let Some(c) = self.calls.remove(&h) {
+            self.by_call_id.remove(&c.call_id);
+        }
+    }
+
+    // ----- time -----
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let tx = self.client_txs.values().filter_map(ClientTx::deadline).min();
+        let stx = self.server_txs.values().map(ServerTx::deadline).min();
+        let calls = self.calls.values().filter_map(call_deadline).min();
+        [tx, stx, calls].into_iter().flatten().min()
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let t = self.config.timers;
+        // Client transactions.
+        let mut expired = Vec::new();
+        let mut resend = Vec::new();
+        for (k, tx) in self.client_txs.iter_mut() {
+            if tx.retransmit_due(now, &t) {
+                resend.push(Transmit { target: tx.target.clone(), payload: tx.request.clone() });
+            }
+            if tx.timeout.is_some_and(|d| d <= now) || tx.linger.is_some_and(|d| d <= now) {
+                expired.push(k.clone());
+            }
+        }
+        self.transmits.extend(resend);
+        for k in expired {
+            let Some(tx) = self.client_txs.remove(&k) else { continue };
+            if tx.timeout.is_some_and(|d| d <= now) {
+                debug!(call = %CallHandle(tx.call), "transaction timed out");
+                self.tx_failed(now, tx, 408, "Request Timeout");
+            }
+        }
+        // Server transactions.
+        let mut gone = Vec::new();
+        let mut resend = Vec::new();
+        for (k, s) in self.server_txs.iter_mut() {
+            if let Some((at, iv)) = s.retransmit {
+                if at <= now {
+                    let next = (iv * 2).min(t.t2);
+                    s.retransmit = Some((now + next, next));
+                    if let Some(r) = &s.response {
+                        resend.push(Transmit { target: s.target.clone(), payload: r.clone() });
+                    }
+                }
+            }
+            if s.expires <= now {
+                gone.push(k.clone());
+            }
+        }
+        self.transmits.extend(resend);
+        for k in gone {
+            self.server_txs.remove(&k);
+        }
+        // Calls.
+        let handles: Vec<u64> =
+            self.calls.iter().filter(|(_, c)| call_deadline(c).is_some_and(|d| d <= now)).map(|(h, _)| *h).collect();
+        for h in handles {
+            self.call_timers(now, h);
+        }
+    }
+
+    fn call_timers(&mut self, now: Instant, h: u64) {
+        let t = self.config.timers;
+        let handle = CallHandle(h);
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if c.ring_deadline.is_some_and(|d| d <= now) {
+            c.ring_deadline = None;
+            if matches!(c.state, State::Calling | State::Proceeding) {
+                info!(call = %handle, "no answer: cancelling");
+                c.no_answer = true;
+                c.cancel_requested = true;
+                if c.got_provisional {
+                    self.send_cancel(now, h);
+                }
+            }
+        }
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if let Some(p) = &c.pending_in {
+            if p.deadline <= now {
+                warn!(call = %handle, "offer not answered in time: 500");
+                let Some(p) = c.pending_in.take() else { return };
+                let resp = self.response_for(&p.request, 500, "Server Internal Error", None);
+                self.finish_server_response(now, h, p, resp, false);
+            }
+        }
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if let Some(a) = c.ack_wait.as_mut() {
+            if a.deadline <= now {
+                c.ack_wait = None;
+                warn!(call = %handle, "no ACK for our 2xx: ending the call");
+                self.send_bye(now, h, EndReason::AckTimeout);
+                return;
+            }
+            if let Some((at, iv)) = a.retransmit {
+                if at <= now {
+                    let next = (iv * 2).min(t.t2);
+                    a.retransmit = Some((now + next, next));
+                    let tr = Transmit { target: a.target.clone(), payload: a.response.clone() };
+                    self.transmits.push_back(tr);
+                }
+            }
+        }
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        if let Some(timer) = c.timer.as_mut() {
+            if timer.expiry <= now || (!timer.we_refresh && timer.deadline <= now) {
+                warn!(call = %handle, "session expired without refresh");
+                c.timer = None;
+                self.send_bye(now, h, EndReason::SessionExpired);
+                return;
+            }
+            if timer.we_refresh && !timer.refreshing && timer.deadline <= now && c.state == State::Confirmed {
+                timer.refreshing = true;
+                // Wait for the answer until expiry.
+                timer.deadline = timer.expiry;
+                let interval = timer.interval;
+                let se = SessionExpires { interval, refresher: Some(Refresher::Uac) }.to_header();
+                if c.offer_out || c.pending_in.is_some() || c.ack_wait.is_some() {
+                    return;
+                }
+                info!(call = %handle, interval, "refreshing the session");
+                if c.peer_allows_update {
+                    self.send_in_dialog(
+                        now,
+                        h,
+                        Method::Update,
+                        Purpose::Refresh,
+                        None,
+                        Some((HeaderName::SessionExpires, se)),
+                    );
+                } else {
+                    let body = c.sdp.clone().map(|b| ("application/sdp".to_owned(), b));
+                    self.send_in_dialog(
+                        now,
+                        h,
+                        Method::Invite,
+                        Purpose::Refresh,
+                        body,
+                        Some((HeaderName::SessionExpires, se)),
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- output -----
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next call event.
+    pub fn poll_event(&mut self) -> Option<(CallHandle, CallEvent)> {
+        self.events.pop_front()
+    }
+}
+
+fn call_deadline(c: &Call) -> Option<Instant> {
+    let timer = c.timer.map(|t| if t.we_refresh && t.refreshing { t.expiry } else { t.deadline.min(t.expiry) });
+    [
+        c.ring_deadline.filter(|_| matches!(c.state, State::Calling | State::Proceeding)),
+        c.pending_in.as_ref().map(|p| p.deadline),
+        c.ack_wait.as_ref().map(|a| a.retransmit.map_or(a.deadline, |r| r.0.min(a.deadline))),
+        timer,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// The ACK for a non-2xx final response (RFC 3261 17.1.1.3): same branch,
+/// Request-URI, Call-ID, From and Route as the INVITE, To from the response.
+fn build_non2xx_ack(invite: &[u8], resp: &Message, limits: Limits) -> Option<Vec<u8>> {
+    let inv = parse_message(invite, &limits, Framing::Stream).ok()?;
+    let crate::StartLine::Request { uri, .. } = &inv.start else { return None };
+    let mut ack = Message::request(Method::Ack, uri.clone());
+    ack.headers.push(HeaderName::Via, inv.headers.values(&HeaderName::Via).next()?.to_owned());
+    ack.headers.push(HeaderName::MaxForwards, "70");
+    ack.headers.push(HeaderName::From, inv.headers.get(&HeaderName::From)?.to_owned());
+    ack.headers.push(HeaderName::To, resp.headers.get(&HeaderName::To)?.to_owned());
+    ack.headers.push(HeaderName::CallId, inv.headers.get(&HeaderName::CallId)?.to_owned());
+    let seq = inv.cseq().ok()?.seq;
+    ack.headers.push(HeaderName::CSeq, CSeq { seq, method: Method::Ack }.to_string());
+    for r in inv.headers.get_all(&HeaderName::Route) {
+        ack.headers.push(HeaderName::Route, r.to_owned());
+    }
+    Some(ack.to_bytes())
+}
+
+/// A small stable hash for stateless To tags (the same request always gets
+/// the same tag, so retransmissions get identical answers).
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
