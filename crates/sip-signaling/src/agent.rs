@@ -269,7 +269,6 @@ struct AckWait {
 
 #[derive(Debug)]
 struct Call {
-    handle: u64,
     state: State,
     call_id: String,
     local: NameAddr,
@@ -485,7 +484,6 @@ impl UserAgent {
         let handle = self.next_handle;
         self.next_handle += 1;
         let call = Call {
-            handle,
             state: State::Calling,
             call_id: call_id.clone(),
             local,
@@ -592,7 +590,7 @@ impl UserAgent {
         let method = m.method().cloned().unwrap_or(Method::Invite);
         let bytes = m.to_bytes();
         let is_invite = method == Method::Invite;
-        let tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), seq, now, &self.config.timers);
+        let tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), now, &self.config.timers);
         debug!(call = %CallHandle(h), %method, seq, %target, "sending request");
         self.client_txs.insert(TxKey { branch, method }, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
@@ -661,9 +659,8 @@ impl UserAgent {
         m.headers.push(HeaderName::UserAgent, self.config.user_agent.clone());
         let branch = c.invite_branch.clone();
         let target = c.initial_target.clone();
-        let seq = c.cseq;
         let bytes = m.to_bytes();
-        let tx = ClientTx::new(h, Purpose::Cancel, false, bytes.clone(), target.clone(), seq, now, &self.config.timers);
+        let tx = ClientTx::new(h, Purpose::Cancel, false, bytes.clone(), target.clone(), now, &self.config.timers);
         info!(call = %CallHandle(h), "sending CANCEL");
         self.client_txs.insert(TxKey { branch, method: Method::Cancel }, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
@@ -838,7 +835,6 @@ impl UserAgent {
         self.server_txs.insert(
             p.key,
             ServerTx {
-                call: h,
                 is_invite,
                 response: Some(bytes.clone()),
                 target: p.source.clone(),
@@ -1508,7 +1504,6 @@ impl UserAgent {
             self.server_txs.insert(
                 p.key,
                 ServerTx {
-                    call: h,
                     is_invite: false,
                     response: Some(bytes.clone()),
                     target: source.clone(),

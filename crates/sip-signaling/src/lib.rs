@@ -21,6 +21,8 @@ mod agent;
 mod custom_header;
 mod dialog;
 pub mod digest;
+#[cfg(feature = "tokio")]
+pub mod driver;
 mod error;
 mod framer;
 mod header;

@@ -113,10 +113,12 @@ pub fn parse_message(data: &[u8], limits: &Limits, framing: Framing) -> Result<M
             return Err(ParseError::Header("invalid header name"));
         }
         let value = line[colon + 1..].trim_matches([' ', '\t']);
-        if has_bare_nul(value) {
-            return Err(ParseError::Header("NUL in header value"));
-        }
         headers.push(Header { name: HeaderName::parse(name), value: value.to_owned() });
+    }
+    // Checked on the unfolded values: a quoted-string may span a fold, and
+    // a NUL on a continuation line must not slip through.
+    if headers.iter().any(|h| has_bare_nul(&h.value)) {
+        return Err(ParseError::Header("NUL in header value"));
     }
     let headers = Headers(headers);
     let body_start = lines.pos;
@@ -286,10 +288,15 @@ v=0\n";
         let ok = "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x\\\0y\" <sip:a@b>\r\n\r\n";
         let m = p(ok).expect("quoted NUL");
         assert_eq!(m.to().expect("to").display.as_deref(), Some("x\0y"));
+        // A quoted-string folded across lines keeps its quoted-pair.
+        let folded = "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x\r\n y\\\0z\" <sip:a@b>\r\n\r\n";
+        assert_eq!(p(folded).expect("folded").to().expect("to").display.as_deref(), Some("x y\0z"));
         for bad in [
             "OPTIONS sip:a@b SIP/2.0\r\nTo: x\0y <sip:a@b>\r\n\r\n",
             "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x\0y\" <sip:a@b>\r\n\r\n",
             "OPTIONS sip:a@b SIP/2.0\r\nX: a\\\0b\r\n\r\n",
+            // On a continuation line (found by the RFC 4475 mutation sweep).
+            "OPTIONS sip:a@b SIP/2.0\r\nX: a\r\n b\0c\r\n\r\n",
         ] {
             assert!(matches!(p(bad), Err(ParseError::Header(_))), "{bad:?}");
         }

@@ -89,8 +89,6 @@ pub(crate) struct ClientTx {
     pub linger: Option<Instant>,
     /// The ACK for a non-2xx final response (INVITE only).
     pub ack: Option<Vec<u8>>,
-    /// CSeq number of the request.
-    pub cseq: u32,
 }
 
 impl ClientTx {
@@ -100,7 +98,6 @@ impl ClientTx {
         is_invite: bool,
         request: Vec<u8>,
         target: Target,
-        cseq: u32,
         now: Instant,
         t: &Timers,
     ) -> ClientTx {
@@ -116,7 +113,6 @@ impl ClientTx {
             timeout: Some(now + t.t64()),
             linger: None,
             ack: None,
-            cseq,
         }
     }
 
@@ -174,7 +170,6 @@ impl ClientTx {
 /// A server transaction for a request the peer sent inside our dialog.
 #[derive(Debug)]
 pub(crate) struct ServerTx {
-    pub call: u64,
     pub is_invite: bool,
     /// The last response sent, resent on a retransmitted request.
     pub response: Option<Vec<u8>>,
@@ -202,7 +197,7 @@ mod tests {
         let now = Instant::now();
         let t = Timers::default();
         let target = Target::new(transport, "127.0.0.1:5060".parse().expect("addr"));
-        (ClientTx::new(1, Purpose::Bye, is_invite, vec![], target, 1, now, &t), now, t)
+        (ClientTx::new(1, Purpose::Bye, is_invite, vec![], target, now, &t), now, t)
     }
 
     #[test]

@@ -1,0 +1,470 @@
+//! The tokio driver: runs a [`UserAgent`] over UDP, TCP and TLS sockets.
+//!
+//! One task owns the user agent, the UDP socket, a TCP listener (so peers
+//! can open connections back to our Contact) and the table of stream
+//! connections, keyed by transport and remote address and reused for every
+//! message to that peer. [`SipHandle`] sends it commands; each call gets
+//! its own event channel.
+
+mod resolve;
+mod tls;
+
+pub use resolve::Resolver;
+pub use tls::TlsOptions;
+
+use crate::agent::{CallEvent, CallHandle, CallRequest, Config, UserAgent};
+use crate::digest::Credentials;
+use crate::error::Error;
+use crate::transport::{Target, Transmit, Transport};
+use crate::uri::Uri;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// Driver settings.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// UDP socket address (port 0 picks one).
+    pub udp_bind: SocketAddr,
+    /// TCP listener address; `None` disables accepting connections.
+    pub tcp_bind: Option<SocketAddr>,
+    /// TLS certificate checks.
+    pub tls: TlsOptions,
+    /// Connect timeout for TCP and TLS.
+    pub connect_timeout: std::time::Duration,
+    /// The user agent's configuration (`local_addrs` is filled in from
+    /// the bound sockets).
+    pub ua: Config,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            tcp_bind: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+            tls: TlsOptions::default(),
+            connect_timeout: std::time::Duration::from_secs(5),
+            ua: Config::default(),
+        }
+    }
+}
+
+/// What to dial.
+#[derive(Debug, Clone, Default)]
+pub struct Dial {
+    /// Target URI (`sip:`, `sips:`; `transport=` picks UDP, TCP or TLS).
+    pub uri: String,
+    /// From identity (see [`CallRequest::from`]).
+    pub from: Option<String>,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Custom headers.
+    pub headers: Vec<(String, String)>,
+    /// Digest credentials.
+    pub credentials: Option<Credentials>,
+    /// SDP offer.
+    pub sdp: Option<Bytes>,
+}
+
+/// A call placed through the driver: its handle and its events.
+#[derive(Debug)]
+pub struct Call {
+    /// The user agent's handle.
+    pub handle: CallHandle,
+    /// Where the INVITE went.
+    pub target: Target,
+    /// Progress events; the channel closes after the final one.
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+enum Command {
+    Call(CallRequest, oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>),
+    Act(CallHandle, Action, oneshot::Sender<Result<(), Error>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Action {
+    Hangup,
+    Reinvite(Bytes),
+    Update(Bytes),
+    Info(String, Bytes),
+    Answer(Bytes),
+    Reject(u16, String),
+}
+
+enum Net {
+    Data(Target, Vec<u8>),
+    Closed(Target),
+    Failed(Target, String),
+    Accepted(Target, mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// A cloneable handle to the driver task.
+#[derive(Clone, Debug)]
+pub struct SipHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+    resolver: Arc<Resolver>,
+    local: Vec<(Transport, SocketAddr)>,
+}
+
+impl SipHandle {
+    /// The addresses the driver bound, per transport.
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.local
+    }
+
+    /// Resolves the URI (RFC 3263) and sends the INVITE.
+    pub async fn call(&self, dial: Dial) -> Result<Call, Error> {
+        let uri = Uri::parse(&dial.uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
+        let targets = self.resolver.resolve(&uri).await?;
+        let target =
+            targets.into_iter().next().ok_or(Error::Resolve { host: dial.uri.clone(), reason: "no targets".into() })?;
+        let req = CallRequest {
+            uri,
+            destination: target.clone(),
+            from: dial.from,
+            display_name: dial.display_name,
+            headers: dial.headers,
+            credentials: dial.credentials,
+            sdp: dial.sdp,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Command::Call(req, tx)).map_err(|_| Error::DriverGone)?;
+        let (handle, events) = rx.await.map_err(|_| Error::DriverGone)??;
+        Ok(Call { handle, target, events })
+    }
+
+    async fn act(&self, call: CallHandle, action: Action) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Command::Act(call, action, tx)).map_err(|_| Error::DriverGone)?;
+        rx.await.map_err(|_| Error::DriverGone)?
+    }
+
+    /// CANCEL or BYE.
+    pub async fn hangup(&self, call: CallHandle) -> Result<(), Error> {
+        self.act(call, Action::Hangup).await
+    }
+
+    /// Sends a re-INVITE with a new offer.
+    pub async fn reinvite(&self, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.act(call, Action::Reinvite(sdp)).await
+    }
+
+    /// Sends an UPDATE with a new offer.
+    pub async fn update(&self, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.act(call, Action::Update(sdp)).await
+    }
+
+    /// Sends an INFO.
+    pub async fn info(&self, call: CallHandle, content_type: &str, body: Bytes) -> Result<(), Error> {
+        self.act(call, Action::Info(content_type.to_owned(), body)).await
+    }
+
+    /// Answers a remote offer (or an offer request).
+    pub async fn answer(&self, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.act(call, Action::Answer(sdp)).await
+    }
+
+    /// Refuses a remote offer.
+    pub async fn reject_offer(&self, call: CallHandle, code: u16, reason: &str) -> Result<(), Error> {
+        self.act(call, Action::Reject(code, reason.to_owned())).await
+    }
+
+    /// Stops the driver (calls still up are not hung up: do that first).
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Binds the sockets and spawns the driver task on the current runtime.
+pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
+    let udp = UdpSocket::bind(config.udp_bind).await?;
+    let udp_addr = advertised(udp.local_addr()?);
+    let listener = match config.tcp_bind {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    let mut local = vec![(Transport::Udp, udp_addr)];
+    if let Some(l) = &listener {
+        let a = advertised(l.local_addr()?);
+        local.push((Transport::Tcp, a));
+        local.push((Transport::Tls, a));
+    }
+    let tls = Arc::new(config.tls.client_config()?);
+    let mut ua_config = config.ua.clone();
+    ua_config.local_addrs = local.clone();
+    let seed: u64 = rand::random();
+    let ua = UserAgent::new(ua_config, seed);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    if let Some(l) = listener {
+        tokio::spawn(accept_loop(l, net_tx.clone()));
+    }
+    let task = Task {
+        ua,
+        udp: Arc::new(udp),
+        tls: tls.clone(),
+        connect_timeout: config.connect_timeout,
+        conns: HashMap::new(),
+        net_tx,
+        calls: HashMap::new(),
+    };
+    tokio::spawn(task.run(cmd_rx, net_rx));
+    info!(?local, "SIP driver started");
+    Ok(SipHandle { cmd: cmd_tx, resolver: Arc::new(Resolver::from_system()), local })
+}
+
+/// An unspecified bind address is advertised as the address the host
+/// would use to reach the outside, or loopback when there is none.
+fn advertised(a: SocketAddr) -> SocketAddr {
+    if !a.ip().is_unspecified() {
+        return a;
+    }
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("192.0.2.1:9")?;
+        s.local_addr()
+    });
+    match probe {
+        Ok(p) if !p.ip().is_unspecified() => SocketAddr::new(p.ip(), a.port()),
+        _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port()),
+    }
+}
+
+struct Task {
+    ua: UserAgent,
+    udp: Arc<UdpSocket>,
+    tls: Arc<Arc<rustls::ClientConfig>>,
+    connect_timeout: std::time::Duration,
+    conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
+    net_tx: mpsc::UnboundedSender<Net>,
+    calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
+}
+
+impl Task {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>, mut net: mpsc::UnboundedReceiver<Net>) {
+        let mut buf = vec![0u8; 65_536];
+        let udp = self.udp.clone();
+        loop {
+            self.flush();
+            let deadline = self.ua.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None => break,
+                    Some(Command::Shutdown(done)) => {
+                        self.flush();
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(c) => self.command(c),
+                },
+                r = udp.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+                        self.ua.handle_input(Instant::now(), Target::new(Transport::Udp, from), &buf[..n]);
+                    }
+                    Err(e) => debug!(error = %e, "UDP receive error (ICMP unreachable?)"),
+                },
+                Some(ev) = net.recv() => self.net(ev),
+                _ = sleep => self.ua.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = Instant::now();
+        match c {
+            Command::Call(req, reply) => {
+                let r = self.ua.call(now, req).map(|h| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    self.calls.insert(h, tx);
+                    (h, rx)
+                });
+                let _ = reply.send(r);
+            }
+            Command::Act(h, action, reply) => {
+                let r = match action {
+                    Action::Hangup => self.ua.hangup(now, h),
+                    Action::Reinvite(s) => self.ua.reinvite(now, h, s),
+                    Action::Update(s) => self.ua.update(now, h, s),
+                    Action::Info(ct, b) => self.ua.info(now, h, &ct, b),
+                    Action::Answer(s) => self.ua.answer(now, h, s),
+                    Action::Reject(code, reason) => self.ua.reject_offer(now, h, code, &reason),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn net(&mut self, ev: Net) {
+        let now = Instant::now();
+        match ev {
+            Net::Data(from, data) => self.ua.handle_input(now, from, &data),
+            Net::Closed(t) => {
+                self.conns.remove(&(t.transport, t.addr));
+                self.ua.handle_connection_closed(&t);
+            }
+            Net::Failed(t, why) => {
+                warn!(target = %t, %why, "connection failed");
+                self.conns.remove(&(t.transport, t.addr));
+                self.ua.handle_transport_error(now, &t);
+            }
+            Net::Accepted(t, writer) => {
+                self.conns.insert((t.transport, t.addr), writer);
+            }
+        }
+    }
+
+    /// Sends every pending transmit and delivers every pending event.
+    fn flush(&mut self) {
+        while let Some(t) = self.ua.poll_transmit() {
+            self.send(t);
+        }
+        while let Some((h, ev)) = self.ua.poll_event() {
+            let last = ev.is_final();
+            if let Some(tx) = self.calls.get(&h) {
+                let _ = tx.send(ev);
+            }
+            if last {
+                self.calls.remove(&h);
+            }
+        }
+    }
+
+    fn send(&mut self, t: Transmit) {
+        match t.target.transport {
+            Transport::Udp => {
+                if let Err(e) = self.udp.try_send_to(&t.payload, t.target.addr) {
+                    warn!(target = %t.target, error = %e, "UDP send failed");
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        self.ua.handle_transport_error(Instant::now(), &t.target);
+                    }
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let key = (t.target.transport, t.target.addr);
+                if let Some(w) = self.conns.get(&key) {
+                    if w.send(t.payload.clone()).is_ok() {
+                        return;
+                    }
+                    self.conns.remove(&key);
+                }
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                let _ = wtx.send(t.payload);
+                self.conns.insert(key, wtx);
+                tokio::spawn(connect(t.target, wrx, self.net_tx.clone(), (*self.tls).clone(), self.connect_timeout));
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let target = Target::new(Transport::Tcp, peer);
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                if net.send(Net::Accepted(target.clone(), wtx)).is_err() {
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(pump(stream, target, wrx, net.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connect(
+    target: Target,
+    writes: mpsc::UnboundedReceiver<Vec<u8>>,
+    net: mpsc::UnboundedSender<Net>,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: std::time::Duration,
+) {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(target.addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let _ = net.send(Net::Failed(target, e.to_string()));
+            return;
+        }
+        Err(_) => {
+            let _ = net.send(Net::Failed(target, "connect timeout".into()));
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    match target.transport {
+        Transport::Tls => {
+            let name = match &target.server_name {
+                Some(n) => rustls::pki_types::ServerName::try_from(n.clone()),
+                None => Ok(rustls::pki_types::ServerName::IpAddress(target.addr.ip().into())),
+            };
+            let name = match name {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = net.send(Net::Failed(target, format!("bad TLS server name: {e}")));
+                    return;
+                }
+            };
+            let connector = tokio_rustls::TlsConnector::from(tls);
+            match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => pump(s, target, writes, net).await,
+                Ok(Err(e)) => {
+                    let _ = net.send(Net::Failed(target, format!("TLS handshake: {e}")));
+                }
+                Err(_) => {
+                    let _ = net.send(Net::Failed(target, "TLS handshake timeout".into()));
+                }
+            }
+        }
+        _ => pump(stream, target, writes, net).await,
+    }
+}
+
+/// Moves bytes between one stream and the driver until either side closes.
+async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    target: Target,
+    mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
+    net: mpsc::UnboundedSender<Net>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; 16_384];
+    loop {
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) => { let _ = net.send(Net::Closed(target.clone())); return; }
+                Ok(n) => { if net.send(Net::Data(target.clone(), buf[..n].to_vec())).is_err() { return; } }
+                Err(e) => { let _ = net.send(Net::Failed(target.clone(), e.to_string())); return; }
+            },
+            w = writes.recv() => match w {
+                Some(bytes) => {
+                    if let Err(e) = wr.write_all(&bytes).await {
+                        let _ = net.send(Net::Failed(target.clone(), e.to_string()));
+                        return;
+                    }
+                }
+                None => { let _ = wr.shutdown().await; return; }
+            },
+        }
+    }
+}
