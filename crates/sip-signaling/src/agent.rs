@@ -1602,6 +1602,24 @@ impl UserAgent {
             warn!(call = %CallHandle(tx.call), %target, "transport failure");
             self.tx_failed(now, tx, 503, "Service Unavailable (transport failure)");
         }
+        // A broken connection under an answered call: the dialog cannot be
+        // reached any more (a clean close is not an error: the next request
+        // opens a new connection).
+        if target.transport.is_reliable() {
+            let lost: Vec<u64> = self
+                .calls
+                .iter()
+                .filter(|(_, c)| c.state == State::Confirmed && c.dialog.as_ref().is_some_and(|d| &d.next_hop == target))
+                .map(|(h, _)| *h)
+                .collect();
+            for h in lost {
+                warn!(call = %CallHandle(h), %target, "connection to the peer failed mid-call");
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.end_reason = EndReason::TransportFailure;
+                }
+                self.finish_call(h, None);
+            }
+        }
     }
 
     fn tx_failed(&mut self, now: Instant, tx: ClientTx, code: u16, reason: &str) {
