@@ -47,3 +47,8 @@ pub use session_timer::{Refresher, SessionExpires};
 pub use transaction::Timers;
 pub use transport::{Target, Transmit, Transport};
 pub use uri::{escape_user, unescape, Host, Params, SipUri, TelUri, Uri};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
