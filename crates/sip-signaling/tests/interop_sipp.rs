@@ -424,3 +424,46 @@ async fn lossy_udp_path() {
     relay_task.abort();
     ua.shutdown().await;
 }
+
+/// IPv6 end to end: sipp on ::1, our sockets on ::1, over UDP and TCP.
+#[tokio::test]
+async fn ipv6_loopback_udp_and_tcp() {
+    for tp in [Tp::Udp, Tp::Tcp] {
+        require("sipp", "sip-tester");
+        let dir = tempdir(&format!("v6-{tp:?}"));
+        let port = free_port();
+        let log = dir.join("errors.log");
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario("answer"))
+            .args(["-i", "::1", "-p", &port.to_string(), "-t", if tp == Tp::Udp { "u1" } else { "t1" }])
+            .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_err", "-error_file"])
+            .arg(&log)
+            .args(["-mp", &free_port().to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp");
+        let sipp = Proc(child, "sipp");
+        std::thread::sleep(Duration::from_millis(400));
+        let mut cfg = DriverConfig::default();
+        cfg.udp_bind = "[::1]:0".parse().expect("addr");
+        cfg.tcp_bind = Some("[::1]:0".parse().expect("addr"));
+        let ua = driver::start(cfg).await.expect("IPv6 loopback must be available");
+        let suffix = if tp == Tp::Tcp { ";transport=tcp" } else { "" };
+        let call = ua
+            .call(Dial {
+                uri: format!("sip:service@[::1]:{port}{suffix}"),
+                sdp: Some(Bytes::from_static(SDP.as_bytes())),
+                ..Dial::default()
+            })
+            .await
+            .expect("dial");
+        script_answered_then_hangup(ua.clone(), call).await;
+        let log2 = log.clone();
+        tokio::task::spawn_blocking(move || sipp.expect_success(Duration::from_secs(20), &log2)).await.expect("join");
+        ua.shutdown().await;
+    }
+}

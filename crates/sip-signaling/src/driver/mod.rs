@@ -38,6 +38,8 @@ pub struct DriverConfig {
     pub tls: TlsOptions,
     /// Connect timeout for TCP and TLS.
     pub connect_timeout: std::time::Duration,
+    /// Most connections accepted from peers at once; more are closed at once.
+    pub max_inbound_connections: usize,
     /// The user agent's configuration (`local_addrs` is filled in from
     /// the bound sockets).
     pub ua: Config,
@@ -50,6 +52,7 @@ impl Default for DriverConfig {
             tcp_bind: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
             tls: TlsOptions::default(),
             connect_timeout: std::time::Duration::from_secs(5),
+            max_inbound_connections: 1024,
             ua: Config::default(),
         }
     }
@@ -86,7 +89,21 @@ pub struct Call {
 enum Command {
     Call(CallRequest, oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>),
     Act(CallHandle, Action, oneshot::Sender<Result<(), Error>>),
+    Stats(oneshot::Sender<DriverStats>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// A snapshot of the driver's state, for monitoring and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverStats {
+    /// The user agent's counters.
+    pub ua: crate::agent::Stats,
+    /// Live calls.
+    pub calls: usize,
+    /// Live transactions.
+    pub transactions: usize,
+    /// Open stream connections.
+    pub connections: usize,
 }
 
 enum Action {
@@ -176,6 +193,13 @@ impl SipHandle {
         self.act(call, Action::Reject(code, reason.to_owned())).await
     }
 
+    /// Counters and sizes of the driver's state.
+    pub async fn stats(&self) -> Result<DriverStats, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Command::Stats(tx)).map_err(|_| Error::DriverGone)?;
+        rx.await.map_err(|_| Error::DriverGone)
+    }
+
     /// Stops the driver (calls still up are not hung up: do that first).
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -207,7 +231,11 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (net_tx, net_rx) = mpsc::unbounded_channel();
     if let Some(l) = listener {
-        tokio::spawn(accept_loop(l, net_tx.clone()));
+        tokio::spawn(accept_loop(
+            l,
+            net_tx.clone(),
+            Arc::new(tokio::sync::Semaphore::new(config.max_inbound_connections)),
+        ));
     }
     let task = Task {
         ua,
@@ -307,6 +335,14 @@ impl Task {
                 };
                 let _ = reply.send(r);
             }
+            Command::Stats(reply) => {
+                let _ = reply.send(DriverStats {
+                    ua: self.ua.stats(),
+                    calls: self.ua.call_count(),
+                    transactions: self.ua.transaction_count(),
+                    connections: self.conns.len(),
+                });
+            }
             Command::Shutdown(_) => {}
         }
     }
@@ -373,17 +409,26 @@ impl Task {
     }
 }
 
-async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
+async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slots: Arc<tokio::sync::Semaphore>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    warn!(%peer, "too many inbound connections: closing");
+                    drop(stream);
+                    continue;
+                };
                 let target = Target::new(Transport::Tcp, peer);
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 if net.send(Net::Accepted(target.clone(), wtx)).is_err() {
                     return;
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(pump(stream, target, wrx, net.clone()));
+                let net = net.clone();
+                tokio::spawn(async move {
+                    pump(stream, target, wrx, net).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
