@@ -293,11 +293,16 @@ struct Call {
     ack_2xx: Option<(u32, Vec<u8>, Target)>,
     session_expires: Option<u32>,
     tried_422: bool,
+    /// Min-SE of our INVITE: the configured one, raised by a 422.
+    min_se: u32,
     timer: Option<SessionTimer>,
     peer_allows_update: bool,
     pending_in: Option<PendingIn>,
     ack_wait: Option<AckWait>,
     offer_out: bool,
+    /// The SDP of our outstanding offer; it replaces `sdp` only once
+    /// accepted (RFC 3261 14.1: a refused offer changes nothing).
+    offer_sdp: Option<Bytes>,
     end_reason: EndReason,
 }
 
@@ -422,7 +427,7 @@ impl UserAgent {
     }
 
     /// Builds the From identity of a call.
-    fn from_identity(
+    fn local_identity(
         &mut self,
         from: Option<&str>,
         display: Option<&str>,
@@ -471,7 +476,7 @@ impl UserAgent {
             Uri::Other(_) => return Err(Error::InvalidArgument("only sip:, sips: and tel: URIs can be called".into())),
         };
         let transport = req.destination.transport;
-        let local = self.from_identity(req.from.as_deref(), req.display_name.as_deref(), transport)?;
+        let local = self.local_identity(req.from.as_deref(), req.display_name.as_deref(), transport)?;
         let mut remote_uri = req.uri.clone();
         if let Uri::Sip(u) = &mut remote_uri {
             u.headers = None;
@@ -508,11 +513,13 @@ impl UserAgent {
             ack_2xx: None,
             session_expires: self.config.session_expires.map(|s| s.max(self.config.min_se)),
             tried_422: false,
+            min_se: self.config.min_se.max(90),
             timer: None,
             peer_allows_update: false,
             pending_in: None,
             ack_wait: None,
             offer_out: false,
+            offer_sdp: None,
             end_reason: EndReason::LocalHangup,
         };
         info!(call = %CallHandle(handle), call_id = %call_id, uri = %req.uri, target = %call.initial_target, "dialling");
@@ -524,7 +531,7 @@ impl UserAgent {
 
     fn send_invite(&mut self, now: Instant, h: u64) {
         let branch = self.new_branch();
-        let (min_se, ua, mf) = (self.config.min_se, self.config.user_agent.clone(), self.config.max_forwards);
+        let (ua, mf) = (self.config.user_agent.clone(), self.config.max_forwards);
         let Some(call) = self.calls.get_mut(&h) else { return };
         call.cseq += 1;
         let seq = call.cseq;
@@ -544,7 +551,7 @@ impl UserAgent {
         }
         if let Some(se) = call.session_expires {
             m.headers.push(HeaderName::SessionExpires, se.to_string());
-            m.headers.push(HeaderName::MinSe, min_se.max(90).to_string());
+            m.headers.push(HeaderName::MinSe, call.min_se.to_string());
         }
         m.headers.push(HeaderName::UserAgent, ua);
         for (n, v) in &call.custom {
@@ -661,6 +668,14 @@ impl UserAgent {
         let target = c.initial_target.clone();
         let bytes = m.to_bytes();
         let tx = ClientTx::new(h, Purpose::Cancel, false, bytes.clone(), target.clone(), now, &self.config.timers);
+        // RFC 3261 9.1: without a final response 64*T1 after the CANCEL,
+        // the INVITE is given up.
+        let give_up = now + self.config.timers.t64();
+        if let Some(inv) = self.client_txs.get_mut(&TxKey { branch: branch.clone(), method: Method::Invite }) {
+            if matches!(inv.state, ClientState::Calling | ClientState::Proceeding) {
+                inv.timeout = Some(inv.timeout.map_or(give_up, |t| t.min(give_up)));
+            }
+        }
         info!(call = %CallHandle(h), "sending CANCEL");
         self.client_txs.insert(TxKey { branch, method: Method::Cancel }, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
@@ -728,15 +743,16 @@ impl UserAgent {
     }
 
     fn offer(&mut self, now: Instant, call: CallHandle, sdp: Bytes, method: Method) -> Result<(), Error> {
+        let refreshing = self.refresh_invite_pending(call.0);
         let c = self.calls.get_mut(&call.0).ok_or(Error::UnknownCall)?;
         if c.state != State::Confirmed {
             return Err(Error::InvalidState(c.state.name()));
         }
-        if c.offer_out || c.pending_in.is_some() || c.ack_wait.is_some() {
+        if c.offer_out || refreshing || c.pending_in.is_some() || c.ack_wait.is_some() {
             return Err(Error::InvalidState("offer/answer exchange in progress"));
         }
         c.offer_out = true;
-        c.sdp = Some(sdp.clone());
+        c.offer_sdp = Some(sdp.clone());
         let purpose = if method == Method::Invite { Purpose::ReInvite } else { Purpose::UpdateOffer };
         let se = c.timer.map(|t| {
             (
@@ -746,6 +762,18 @@ impl UserAgent {
         });
         self.send_in_dialog(now, call.0, method, purpose, Some(("application/sdp".into(), sdp)), se);
         Ok(())
+    }
+
+    /// Whether a session refresh re-INVITE of this call awaits its final
+    /// response (RFC 3261 14.1: one INVITE transaction at a time, and one
+    /// offer).
+    fn refresh_invite_pending(&self, h: u64) -> bool {
+        self.client_txs.values().any(|t| {
+            t.call == h
+                && t.is_invite
+                && t.purpose == Purpose::Refresh
+                && matches!(t.state, ClientState::Calling | ClientState::Proceeding)
+        })
     }
 
     /// Sends an INFO (for example `application/dtmf-relay`).
@@ -864,7 +892,7 @@ impl UserAgent {
         framer.push(data);
         let mut frames = Vec::new();
         loop {
-            match framer.next() {
+            match framer.next_frame() {
                 Ok(Some(f)) => frames.push(f),
                 Ok(None) => break,
                 Err(e) => {
@@ -931,6 +959,8 @@ impl UserAgent {
         };
         let h = tx.call;
         let purpose = tx.purpose;
+        // A challenged request is sent again as it was.
+        let original = (code == 401 || code == 407).then(|| tx.request.clone());
         match tx.state {
             ClientState::Completed => {
                 if let Some(ack) = &tx.ack {
@@ -965,22 +995,20 @@ impl UserAgent {
             Purpose::Cancel => {}
             Purpose::Bye => {
                 if code >= 200 {
-                    if code == 401 || code == 407 {
-                        if self.retry_with_auth(h, &msg, code) {
-                            if let Some(c) = self.calls.get_mut(&h) {
-                                c.state = State::Confirmed;
-                            }
-                            let reason = self.calls.get(&h).map(|c| c.end_reason).unwrap_or(EndReason::LocalHangup);
-                            self.send_bye(now, h, reason);
-                            return;
+                    if (code == 401 || code == 407) && self.retry_with_auth(h, &msg, code) {
+                        if let Some(c) = self.calls.get_mut(&h) {
+                            c.state = State::Confirmed;
                         }
+                        let reason = self.calls.get(&h).map(|c| c.end_reason).unwrap_or(EndReason::LocalHangup);
+                        self.send_bye(now, h, reason);
+                        return;
                     }
                     self.finish_call(h, None);
                 }
             }
             Purpose::ForkBye => {}
             Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info => {
-                self.in_dialog_response(now, h, purpose, msg, code)
+                self.in_dialog_response(now, h, purpose, msg, code, original)
             }
         }
     }
@@ -1126,6 +1154,8 @@ impl UserAgent {
             {
                 c.tried_422 = true;
                 c.session_expires = Some(min.max(c.session_expires.unwrap_or(0)));
+                // RFC 4028 7.4: the retry carries the Min-SE of the 422.
+                c.min_se = c.min_se.max(min);
                 info!(call = %handle, min, "422: retrying with a larger Session-Expires");
                 self.send_invite(now, h);
                 return;
@@ -1186,7 +1216,15 @@ impl UserAgent {
         true
     }
 
-    fn in_dialog_response(&mut self, now: Instant, h: u64, purpose: Purpose, msg: Message, code: u16) {
+    fn in_dialog_response(
+        &mut self,
+        now: Instant,
+        h: u64,
+        purpose: Purpose,
+        msg: Message,
+        code: u16,
+        original: Option<Vec<u8>>,
+    ) {
         if code < 200 {
             return;
         }
@@ -1198,14 +1236,18 @@ impl UserAgent {
         if code == 401 || code == 407 {
             let method = msg.cseq().map(|s| s.method).unwrap_or(Method::Info);
             if self.retry_with_auth(h, &msg, code) {
-                // Re-send the same request with credentials.
-                let Some(c) = self.calls.get_mut(&h) else { return };
-                let body = c.sdp.clone();
-                let ct = match purpose {
-                    Purpose::ReInvite | Purpose::UpdateOffer => body.map(|b| ("application/sdp".to_owned(), b)),
-                    _ => None,
-                };
-                self.send_in_dialog(now, h, method, purpose, ct, None);
+                // Re-send the same request (body, Session-Expires) with
+                // credentials.
+                let original = original.and_then(|b| parse_message(&b, &self.config.limits, Framing::Stream).ok());
+                let body = original.as_ref().filter(|m| !m.body.is_empty()).map(|m| {
+                    let ct = m.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp");
+                    (ct.to_owned(), m.body.clone())
+                });
+                let se = original
+                    .as_ref()
+                    .and_then(|m| m.headers.get(&HeaderName::SessionExpires))
+                    .map(|v| (HeaderName::SessionExpires, v.to_owned()));
+                self.send_in_dialog(now, h, method, purpose, body, se);
                 return;
             }
         }
@@ -1244,6 +1286,9 @@ impl UserAgent {
             match purpose {
                 Purpose::ReInvite | Purpose::UpdateOffer => {
                     c.offer_out = false;
+                    if let Some(sdp) = c.offer_sdp.take() {
+                        c.sdp = Some(sdp);
+                    }
                     if !msg.body.is_empty() {
                         self.events.push_back((handle, CallEvent::RemoteAnswer { sdp: msg.body }));
                     }
@@ -1257,6 +1302,7 @@ impl UserAgent {
         let Some(c) = self.calls.get_mut(&h) else { return };
         if matches!(purpose, Purpose::ReInvite | Purpose::UpdateOffer) {
             c.offer_out = false;
+            c.offer_sdp = None;
         }
         if code == 408 || code == 481 {
             warn!(call = %handle, code, "in-dialog request failed: dialog gone");
@@ -1404,6 +1450,7 @@ impl UserAgent {
             }
             Method::Invite | Method::Update => {
                 let kind = if method == Method::Invite { OfferKind::ReInvite } else { OfferKind::Update };
+                let refreshing = self.refresh_invite_pending(h);
                 let Some(c) = self.calls.get_mut(&h) else { return };
                 if state != State::Confirmed {
                     self.respond_simple(
@@ -1418,7 +1465,7 @@ impl UserAgent {
                     );
                     return;
                 }
-                if c.offer_out && (kind == OfferKind::ReInvite || !msg.body.is_empty()) {
+                if (c.offer_out || refreshing) && (kind == OfferKind::ReInvite || !msg.body.is_empty()) {
                     // Glare (RFC 3261 14.2).
                     self.respond_simple(now, h, key, source, &msg, 491, "Request Pending", kind == OfferKind::ReInvite);
                     return;
@@ -1609,7 +1656,9 @@ impl UserAgent {
             let lost: Vec<u64> = self
                 .calls
                 .iter()
-                .filter(|(_, c)| c.state == State::Confirmed && c.dialog.as_ref().is_some_and(|d| &d.next_hop == target))
+                .filter(|(_, c)| {
+                    c.state == State::Confirmed && c.dialog.as_ref().is_some_and(|d| &d.next_hop == target)
+                })
                 .map(|(h, _)| *h)
                 .collect();
             for h in lost {
@@ -1737,7 +1786,8 @@ impl UserAgent {
         let Some(c) = self.calls.get_mut(&h) else { return };
         if c.ring_deadline.is_some_and(|d| d <= now) {
             c.ring_deadline = None;
-            if matches!(c.state, State::Calling | State::Proceeding) {
+            // A call hung up already stays a cancellation, not a no-answer.
+            if matches!(c.state, State::Calling | State::Proceeding) && !c.cancel_requested {
                 info!(call = %handle, "no answer: cancelling");
                 c.no_answer = true;
                 c.cancel_requested = true;

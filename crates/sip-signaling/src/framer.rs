@@ -18,7 +18,7 @@ pub enum Frame {
 
 /// Accumulates stream bytes and yields whole frames. Partial messages wait
 /// for more bytes; pipelined messages come out one by one. The buffer
-/// never grows beyond the message-size limit: past it, [`next`](Self::next)
+/// never grows beyond the message-size limit: past it, [`next_frame`](Self::next_frame)
 /// fails and the connection must be closed.
 #[derive(Debug)]
 pub struct StreamFramer {
@@ -43,7 +43,7 @@ impl StreamFramer {
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Frame>, ParseError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
         if self.buf.starts_with(b"\r\n\r\n") {
             self.buf.drain(..4);
             return Ok(Some(Frame::Ping));
@@ -147,7 +147,7 @@ mod tests {
         let mut out = Vec::new();
         for chunk in all.chunks(5) {
             f.push(chunk);
-            while let Some(fr) = f.next().expect("frame") {
+            while let Some(fr) = f.next_frame().expect("frame") {
                 out.push(fr);
             }
         }
@@ -160,12 +160,12 @@ mod tests {
         let l = Limits { max_message: 100, max_headers: 10, max_line: 50 };
         let mut f = StreamFramer::new(l);
         f.push(&[b'a'; 60]);
-        assert!(matches!(f.next(), Err(ParseError::LineTooLong { .. })));
+        assert!(matches!(f.next_frame(), Err(ParseError::LineTooLong { .. })));
         let mut f = StreamFramer::new(l);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nl: 500\r\n\r\n");
-        assert!(matches!(f.next(), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(f.next_frame(), Err(ParseError::TooLarge { .. })));
         let mut f = StreamFramer::new(l);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nl: x\r\n\r\n");
-        assert!(f.next().is_err());
+        assert!(f.next_frame().is_err());
     }
 }

@@ -448,9 +448,11 @@ async fn ipv6_loopback_udp_and_tcp() {
             .expect("spawn sipp");
         let sipp = Proc(child, "sipp");
         std::thread::sleep(Duration::from_millis(400));
-        let mut cfg = DriverConfig::default();
-        cfg.udp_bind = "[::1]:0".parse().expect("addr");
-        cfg.tcp_bind = Some("[::1]:0".parse().expect("addr"));
+        let cfg = DriverConfig {
+            udp_bind: "[::1]:0".parse().expect("addr"),
+            tcp_bind: Some("[::1]:0".parse().expect("addr")),
+            ..DriverConfig::default()
+        };
         let ua = driver::start(cfg).await.expect("IPv6 loopback must be available");
         let suffix = if tp == Tp::Tcp { ";transport=tcp" } else { "" };
         let call = ua

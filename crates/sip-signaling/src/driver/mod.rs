@@ -87,7 +87,7 @@ pub struct Call {
 }
 
 enum Command {
-    Call(CallRequest, oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>),
+    Call(Box<CallRequest>, oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>),
     Act(CallHandle, Action, oneshot::Sender<Result<(), Error>>),
     Stats(oneshot::Sender<DriverStats>),
     Shutdown(oneshot::Sender<()>),
@@ -152,7 +152,7 @@ impl SipHandle {
             sdp: dial.sdp,
         };
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Command::Call(req, tx)).map_err(|_| Error::DriverGone)?;
+        self.cmd.send(Command::Call(Box::new(req), tx)).map_err(|_| Error::DriverGone)?;
         let (handle, events) = rx.await.map_err(|_| Error::DriverGone)??;
         Ok(Call { handle, target, events })
     }
@@ -223,7 +223,7 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         local.push((Transport::Tcp, a));
         local.push((Transport::Tls, a));
     }
-    let tls = Arc::new(config.tls.client_config()?);
+    let tls = config.tls.client_config()?;
     let mut ua_config = config.ua.clone();
     ua_config.local_addrs = local.clone();
     let seed: u64 = rand::random();
@@ -270,7 +270,7 @@ fn advertised(a: SocketAddr) -> SocketAddr {
 struct Task {
     ua: UserAgent,
     udp: Arc<UdpSocket>,
-    tls: Arc<Arc<rustls::ClientConfig>>,
+    tls: Arc<rustls::ClientConfig>,
     connect_timeout: std::time::Duration,
     conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
     net_tx: mpsc::UnboundedSender<Net>,
@@ -317,7 +317,7 @@ impl Task {
         let now = Instant::now();
         match c {
             Command::Call(req, reply) => {
-                let r = self.ua.call(now, req).map(|h| {
+                let r = self.ua.call(now, *req).map(|h| {
                     let (tx, rx) = mpsc::unbounded_channel();
                     self.calls.insert(h, tx);
                     (h, rx)
@@ -403,7 +403,7 @@ impl Task {
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 let _ = wtx.send(t.payload);
                 self.conns.insert(key, wtx);
-                tokio::spawn(connect(t.target, wrx, self.net_tx.clone(), (*self.tls).clone(), self.connect_timeout));
+                tokio::spawn(connect(t.target, wrx, self.net_tx.clone(), self.tls.clone(), self.connect_timeout));
             }
         }
     }

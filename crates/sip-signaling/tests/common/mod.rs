@@ -20,10 +20,11 @@ pub struct Harness {
 }
 
 pub fn config(transport: Transport) -> Config {
-    let mut c = Config::default();
-    c.local_addrs = vec![(transport, LOCAL.parse().expect("addr"))];
-    c.timers = Timers::default();
-    c
+    Config {
+        local_addrs: vec![(transport, LOCAL.parse().expect("addr"))],
+        timers: Timers::default(),
+        ..Config::default()
+    }
 }
 
 impl Harness {
@@ -66,6 +67,25 @@ impl Harness {
         while let Some(t) = self.ua.poll_transmit() {
             assert_eq!(t.target.transport, self.transport);
             out.push(parse_message(&t.payload, &Limits::default(), Framing::Datagram).expect("we send valid SIP"));
+        }
+        out
+    }
+
+    /// Every message sent so far with where it went, parsed.
+    pub fn sent_with_targets(&mut self) -> Vec<(Target, Message)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.ua.poll_transmit() {
+            let m = parse_message(&t.payload, &Limits::default(), Framing::Datagram).expect("we send valid SIP");
+            out.push((t.target, m));
+        }
+        out
+    }
+
+    /// Every raw payload sent so far (keep-alives are not SIP messages).
+    pub fn sent_raw(&mut self) -> Vec<(Target, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.ua.poll_transmit() {
+            out.push((t.target, t.payload));
         }
         out
     }
@@ -136,7 +156,7 @@ pub fn respond(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> 
     r.headers.push(HeaderName::To, to);
     r.headers.push(HeaderName::CallId, req.headers.get(&HeaderName::CallId).expect("cid").to_owned());
     r.headers.push(HeaderName::CSeq, req.headers.get(&HeaderName::CSeq).expect("cseq").to_owned());
-    if code >= 180 && code < 300 {
+    if (180..300).contains(&code) {
         r.headers.push(HeaderName::Contact, format!("<sip:bob@{PEER}>"));
     }
     r
@@ -170,4 +190,45 @@ Call-ID: {}\r\nCSeq: {seq} {method}\r\nContact: <sip:bob@{PEER}>\r\nContent-Leng
 fn from_contact(ok: &Message) -> String {
     let _ = ok;
     format!("sip:gw@{LOCAL}")
+}
+
+/// MD5 (RFC 1321) as lowercase hex, written out here so digest tests do
+/// not trust the crate's own digest code.
+pub fn md5_hex(data: &[u8]) -> String {
+    let s: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14,
+        20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6,
+        10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64).map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32).collect();
+    let (mut a0, mut b0, mut c0, mut d0) = (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+    for chunk in msg.chunks(64) {
+        let m: Vec<u32> = chunk.chunks(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(s[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    [a0, b0, c0, d0].iter().flat_map(|w| w.to_le_bytes()).map(|b| format!("{b:02x}")).collect()
 }
