@@ -17,7 +17,8 @@ use crate::uri::{Host, SipUri, Uri};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -234,10 +235,18 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct TxKey {
     branch: String,
     method: Method,
+}
+
+/// What a timer-heap entry refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKey {
+    Client(TxKey),
+    Server(TxKey),
+    Call(u64),
 }
 
 #[derive(Debug)]
@@ -317,6 +326,11 @@ pub struct UserAgent {
     client_txs: HashMap<TxKey, ClientTx>,
     server_txs: HashMap<TxKey, ServerTx>,
     transmits: VecDeque<Transmit>,
+    /// Deadlines of transactions and calls; entries may be stale (a
+    /// popped entry is checked against the entity's real deadline).
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Entities changed since the last reschedule.
+    touched: Vec<TimerKey>,
     events: VecDeque<(CallHandle, CallEvent)>,
     reject_tokens: f64,
     reject_refill: Option<Instant>,
@@ -352,6 +366,8 @@ impl UserAgent {
             client_txs: HashMap::new(),
             server_txs: HashMap::new(),
             transmits: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            touched: Vec::new(),
             events: VecDeque::new(),
             reject_refill: None,
             framers: HashMap::new(),
@@ -467,6 +483,15 @@ impl UserAgent {
     /// Starts a call: sends the INVITE. Events follow on
     /// [`poll_event`](Self::poll_event).
     pub fn call(&mut self, now: Instant, req: CallRequest) -> Result<CallHandle, Error> {
+        let r = self.call_inner(now, req);
+        if let Ok(h) = &r {
+            self.touched.push(TimerKey::Call(h.0));
+        }
+        self.reschedule();
+        r
+    }
+
+    fn call_inner(&mut self, now: Instant, req: CallRequest) -> Result<CallHandle, Error> {
         for (n, v) in &req.headers {
             validate_custom_header(n, v)?;
         }
@@ -599,7 +624,9 @@ impl UserAgent {
         let is_invite = method == Method::Invite;
         let tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), now, &self.config.timers);
         debug!(call = %CallHandle(h), %method, seq, %target, "sending request");
-        self.client_txs.insert(TxKey { branch, method }, tx);
+        let key = TxKey { branch, method };
+        self.touched.push(TimerKey::Client(key.clone()));
+        self.client_txs.insert(key, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
     }
 
@@ -623,6 +650,13 @@ impl UserAgent {
 
     /// Hangs up: CANCEL while the call is being set up, BYE once answered.
     pub fn hangup(&mut self, now: Instant, call: CallHandle) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.hangup_inner(now, call);
+        self.reschedule();
+        r
+    }
+
+    fn hangup_inner(&mut self, now: Instant, call: CallHandle) -> Result<(), Error> {
         let h = call.0;
         let c = self.calls.get_mut(&h).ok_or(Error::UnknownCall)?;
         match c.state {
@@ -674,10 +708,13 @@ impl UserAgent {
         if let Some(inv) = self.client_txs.get_mut(&TxKey { branch: branch.clone(), method: Method::Invite }) {
             if matches!(inv.state, ClientState::Calling | ClientState::Proceeding) {
                 inv.timeout = Some(inv.timeout.map_or(give_up, |t| t.min(give_up)));
+                self.touched.push(TimerKey::Client(TxKey { branch: branch.clone(), method: Method::Invite }));
             }
         }
         info!(call = %CallHandle(h), "sending CANCEL");
-        self.client_txs.insert(TxKey { branch, method: Method::Cancel }, tx);
+        let key = TxKey { branch, method: Method::Cancel };
+        self.touched.push(TimerKey::Client(key.clone()));
+        self.client_txs.insert(key, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
     }
 
@@ -734,11 +771,25 @@ impl UserAgent {
     /// Sends a re-INVITE with a new offer. The answer arrives as
     /// [`CallEvent::RemoteAnswer`] or [`CallEvent::OfferRejected`].
     pub fn reinvite(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.reinvite_inner(now, call, sdp);
+        self.reschedule();
+        r
+    }
+
+    fn reinvite_inner(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
         self.offer(now, call, sdp, Method::Invite)
     }
 
     /// Sends an UPDATE with a new offer (RFC 3311).
     pub fn update(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.update_inner(now, call, sdp);
+        self.reschedule();
+        r
+    }
+
+    fn update_inner(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
         self.offer(now, call, sdp, Method::Update)
     }
 
@@ -778,6 +829,13 @@ impl UserAgent {
 
     /// Sends an INFO (for example `application/dtmf-relay`).
     pub fn info(&mut self, now: Instant, call: CallHandle, content_type: &str, body: Bytes) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.info_inner(now, call, content_type, body);
+        self.reschedule();
+        r
+    }
+
+    fn info_inner(&mut self, now: Instant, call: CallHandle, content_type: &str, body: Bytes) -> Result<(), Error> {
         if content_type.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(Error::InvalidArgument("content type contains CR, LF or NUL".into()));
         }
@@ -792,6 +850,13 @@ impl UserAgent {
     /// Answers a [`CallEvent::RemoteOffer`] (with our answer) or an
     /// [`CallEvent::OfferRequested`] (with our offer).
     pub fn answer(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.answer_inner(now, call, sdp);
+        self.reschedule();
+        r
+    }
+
+    fn answer_inner(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), Error> {
         let c = self.calls.get_mut(&call.0).ok_or(Error::UnknownCall)?;
         let p = c.pending_in.take().ok_or(Error::InvalidState("no offer to answer"))?;
         c.sdp = Some(sdp.clone());
@@ -805,6 +870,13 @@ impl UserAgent {
 
     /// Refuses a remote offer (488 Not Acceptable Here, for instance).
     pub fn reject_offer(&mut self, now: Instant, call: CallHandle, code: u16, reason: &str) -> Result<(), Error> {
+        self.touched.push(TimerKey::Call(call.0));
+        let r = self.reject_offer_inner(now, call, code, reason);
+        self.reschedule();
+        r
+    }
+
+    fn reject_offer_inner(&mut self, now: Instant, call: CallHandle, code: u16, reason: &str) -> Result<(), Error> {
         if !(300..700).contains(&code) {
             return Err(Error::InvalidArgument(format!("{code} is not a final error status")));
         }
@@ -860,6 +932,8 @@ impl UserAgent {
         } else {
             (None, false, now + if reliable { Duration::ZERO } else { t.t64() })
         };
+        self.touched.push(TimerKey::Server(p.key.clone()));
+        self.touched.push(TimerKey::Call(h));
         self.server_txs.insert(
             p.key,
             ServerTx {
@@ -880,6 +954,11 @@ impl UserAgent {
     /// TCP and TLS pass whatever the socket returned (the user agent frames
     /// the stream per connection).
     pub fn handle_input(&mut self, now: Instant, source: Target, data: &[u8]) {
+        self.handle_input_inner(now, source, data);
+        self.reschedule();
+    }
+
+    fn handle_input_inner(&mut self, now: Instant, source: Target, data: &[u8]) {
         if !source.transport.is_reliable() {
             if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
                 return; // UDP keep-alive
@@ -977,6 +1056,8 @@ impl UserAgent {
             }
             ClientState::Calling | ClientState::Proceeding => {}
         }
+        self.touched.push(TimerKey::Client(key.clone()));
+        self.touched.push(TimerKey::Call(h));
         if code < 200 {
             tx.on_provisional(now, &t);
         } else {
@@ -1020,6 +1101,7 @@ impl UserAgent {
             self.stats.stray_responses += 1;
             return;
         };
+        self.touched.push(TimerKey::Call(h));
         let Some(c) = self.calls.get(&h) else { return };
         let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
@@ -1347,6 +1429,7 @@ impl UserAgent {
                     stx.retransmit = None;
                     let wait = if source.transport.is_reliable() { Duration::ZERO } else { self.config.timers.t4 };
                     stx.expires = now + wait;
+                    self.touched.push(TimerKey::Server(server_key.clone()));
                 }
                 // An ACK for a 2xx has its own branch; fall through otherwise.
                 if !stx.is_invite || stx.response.as_ref().is_none_or(|r| !r.starts_with(b"SIP/2.0 2")) {
@@ -1405,6 +1488,7 @@ impl UserAgent {
     }
 
     fn handle_ack(&mut self, h: u64, msg: &Message) {
+        self.touched.push(TimerKey::Call(h));
         let Some(c) = self.calls.get_mut(&h) else { return };
         let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
         if c.ack_wait.as_ref().is_some_and(|a| a.cseq == seq) {
@@ -1428,6 +1512,7 @@ impl UserAgent {
         method: Method,
         branch: String,
     ) {
+        self.touched.push(TimerKey::Call(h));
         let handle = CallHandle(h);
         let Ok(cseq) = msg.cseq() else { return };
         let Some(c) = self.calls.get_mut(&h) else { return };
@@ -1548,6 +1633,7 @@ impl UserAgent {
             resp.headers.push(HeaderName::Server, self.config.user_agent.clone());
             let bytes = resp.to_bytes();
             let expires = now + if source.transport.is_reliable() { Duration::ZERO } else { t.t64() };
+            self.touched.push(TimerKey::Server(p.key.clone()));
             self.server_txs.insert(
                 p.key,
                 ServerTx {
@@ -1637,6 +1723,11 @@ impl UserAgent {
     /// The transport to `target` failed (connection refused or lost, ICMP
     /// unreachable): pending transactions towards it fail (RFC 3261 8.1.3.1).
     pub fn handle_transport_error(&mut self, now: Instant, target: &Target) {
+        self.handle_transport_error_inner(now, target);
+        self.reschedule();
+    }
+
+    fn handle_transport_error_inner(&mut self, now: Instant, target: &Target) {
         let keys: Vec<TxKey> = self
             .client_txs
             .iter()
@@ -1672,6 +1763,7 @@ impl UserAgent {
     }
 
     fn tx_failed(&mut self, now: Instant, tx: ClientTx, code: u16, reason: &str) {
+        self.touched.push(TimerKey::Call(tx.call));
         let h = tx.call;
         let handle = CallHandle(h);
         match tx.purpose {
@@ -1721,63 +1813,95 @@ impl UserAgent {
     // ----- time -----
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
-    /// has work to do.
+    /// has work to do (possibly a little early: the timer heap is lazy).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let tx = self.client_txs.values().filter_map(ClientTx::deadline).min();
-        let stx = self.server_txs.values().map(ServerTx::deadline).min();
-        let calls = self.calls.values().filter_map(call_deadline).min();
-        [tx, stx, calls].into_iter().flatten().min()
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Pushes the current deadline of every entity changed since the last
+    /// call onto the timer heap.
+    fn reschedule(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for key in touched.drain(..) {
+            let deadline = match &key {
+                TimerKey::Client(k) => self.client_txs.get(k).and_then(ClientTx::deadline),
+                TimerKey::Server(k) => self.server_txs.get(k).map(ServerTx::deadline),
+                TimerKey::Call(h) => self.calls.get(h).and_then(call_deadline),
+            };
+            if let Some(d) = deadline {
+                self.timers.push(Reverse((d, key)));
+            }
+        }
+        self.touched = touched;
     }
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let t = self.config.timers;
-        // Client transactions.
-        let mut expired = Vec::new();
-        let mut resend = Vec::new();
-        for (k, tx) in self.client_txs.iter_mut() {
-            if tx.retransmit_due(now, &t) {
-                resend.push(Transmit { target: tx.target.clone(), payload: tx.request.clone() });
+        let mut due = Vec::new();
+        while let Some(Reverse((t, _))) = self.timers.peek() {
+            if *t > now {
+                break;
             }
-            if tx.timeout.is_some_and(|d| d <= now) || tx.linger.is_some_and(|d| d <= now) {
-                expired.push(k.clone());
+            if let Some(Reverse((_, key))) = self.timers.pop() {
+                due.push(key);
             }
         }
-        self.transmits.extend(resend);
-        for k in expired {
-            let Some(tx) = self.client_txs.remove(&k) else { continue };
-            if tx.timeout.is_some_and(|d| d <= now) {
-                debug!(call = %CallHandle(tx.call), "transaction timed out");
-                self.tx_failed(now, tx, 408, "Request Timeout");
-            }
-        }
-        // Server transactions.
-        let mut gone = Vec::new();
-        let mut resend = Vec::new();
-        for (k, s) in self.server_txs.iter_mut() {
-            if let Some((at, iv)) = s.retransmit {
-                if at <= now {
-                    let next = (iv * 2).min(t.t2);
-                    s.retransmit = Some((now + next, next));
-                    if let Some(r) = &s.response {
-                        resend.push(Transmit { target: s.target.clone(), payload: r.clone() });
+        due.sort_unstable();
+        due.dedup();
+        for key in due {
+            match key {
+                TimerKey::Client(k) => self.client_timer(now, k),
+                TimerKey::Server(k) => self.server_timer(now, k),
+                TimerKey::Call(h) => {
+                    self.touched.push(TimerKey::Call(h));
+                    if self.calls.get(&h).and_then(call_deadline).is_some_and(|d| d <= now) {
+                        self.call_timers(now, h);
                     }
                 }
             }
-            if s.expires <= now {
-                gone.push(k.clone());
+        }
+        self.reschedule();
+    }
+
+    fn client_timer(&mut self, now: Instant, k: TxKey) {
+        let t = self.config.timers;
+        let Some(tx) = self.client_txs.get_mut(&k) else { return };
+        if tx.retransmit_due(now, &t) {
+            let tr = Transmit { target: tx.target.clone(), payload: tx.request.clone() };
+            self.transmits.push_back(tr);
+        }
+        let timed_out = tx.timeout.is_some_and(|d| d <= now);
+        if timed_out || tx.linger.is_some_and(|d| d <= now) {
+            let Some(tx) = self.client_txs.remove(&k) else { return };
+            if timed_out {
+                debug!(call = %CallHandle(tx.call), "transaction timed out");
+                self.tx_failed(now, tx, 408, "Request Timeout");
+            }
+            return;
+        }
+        self.touched.push(TimerKey::Client(k));
+    }
+
+    fn server_timer(&mut self, now: Instant, k: TxKey) {
+        let t = self.config.timers;
+        let Some(s) = self.server_txs.get_mut(&k) else { return };
+        if s.expires <= now {
+            self.server_txs.remove(&k);
+            return;
+        }
+        if let Some((at, iv)) = s.retransmit {
+            if at <= now {
+                let next = (iv * 2).min(t.t2);
+                s.retransmit = Some((now + next, next));
+                if let Some(r) = &s.response {
+                    let tr = Transmit { target: s.target.clone(), payload: r.clone() };
+                    self.transmits.push_back(tr);
+                }
             }
         }
-        self.transmits.extend(resend);
-        for k in gone {
-            self.server_txs.remove(&k);
-        }
-        // Calls.
-        let handles: Vec<u64> =
-            self.calls.iter().filter(|(_, c)| call_deadline(c).is_some_and(|d| d <= now)).map(|(h, _)| *h).collect();
-        for h in handles {
-            self.call_timers(now, h);
-        }
+        self.touched.push(TimerKey::Server(k));
     }
 
     fn call_timers(&mut self, now: Instant, h: u64) {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A SIP method. Unknown methods are kept verbatim as [`Method::Extension`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// INVITE (RFC 3261)
     Invite,
