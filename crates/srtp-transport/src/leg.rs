@@ -1,0 +1,298 @@
+//! One call leg's media transport, sans-IO: demultiplexing (RFC 7983),
+//! SRTP, symmetric RTP latching and media-activity tracking.
+
+use crate::error::Error;
+use crate::srtp::Context;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Plain RTP re-latches to a new source only after the current one has
+/// been silent this long.
+const RELATCH_AFTER: Duration = Duration::from_secs(1);
+
+/// What a received datagram is (RFC 7983 by its first byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    /// STUN (0..=3).
+    Stun,
+    /// DTLS (20..=63).
+    Dtls,
+    /// RTP (128..=191, second byte not an RTCP packet type).
+    Rtp,
+    /// RTCP (128..=191, packet type 192..=223).
+    Rtcp,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classifies a datagram.
+pub fn classify(buf: &[u8]) -> PacketKind {
+    match buf.first() {
+        Some(0..=3) => PacketKind::Stun,
+        Some(20..=63) => PacketKind::Dtls,
+        Some(128..=191) => match buf.get(1) {
+            Some(192..=223) => PacketKind::Rtcp,
+            Some(_) => PacketKind::Rtp,
+            None => PacketKind::Unknown,
+        },
+        _ => PacketKind::Unknown,
+    }
+}
+
+/// Settings of a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegConfig {
+    /// Send to where authenticated media really comes from (NAT).
+    pub symmetric_rtp: bool,
+    /// RTCP shares the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+}
+
+impl Default for LegConfig {
+    fn default() -> Self {
+        LegConfig { symmetric_rtp: true, rtcp_mux: true }
+    }
+}
+
+/// Counters and timestamps of one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (whole datagrams).
+    pub bytes: u64,
+    /// When the first packet passed.
+    pub first: Option<Instant>,
+    /// When the last packet passed.
+    pub last: Option<Instant>,
+}
+
+impl Activity {
+    fn record(&mut self, now: Instant, len: usize) {
+        self.packets += 1;
+        self.bytes += len as u64;
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+}
+
+/// A received packet after unprotection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Clear RTP.
+    Rtp(Vec<u8>),
+    /// Clear (compound) RTCP.
+    Rtcp(Vec<u8>),
+    /// A DTLS record for the DTLS driver.
+    Dtls(Vec<u8>),
+    /// A STUN message (consent, keep-alive).
+    Stun(Vec<u8>),
+}
+
+/// The media transport of one leg.
+#[derive(Debug)]
+pub struct MediaLeg {
+    config: LegConfig,
+    remote_rtp: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    latched: bool,
+    last_from_remote: Option<Instant>,
+    inbound: Option<Context>,
+    outbound: Option<Context>,
+    rx: Activity,
+    tx: Activity,
+    rejected: u64,
+}
+
+impl MediaLeg {
+    /// A leg sending to the addresses from the peer's SDP; without
+    /// contexts it sends and accepts plain RTP.
+    pub fn new(config: LegConfig, remote_rtp: Option<SocketAddr>, remote_rtcp: Option<SocketAddr>) -> MediaLeg {
+        MediaLeg {
+            config,
+            remote_rtp,
+            remote_rtcp,
+            latched: false,
+            last_from_remote: None,
+            inbound: None,
+            outbound: None,
+            rx: Activity::default(),
+            tx: Activity::default(),
+            rejected: 0,
+        }
+    }
+
+    /// Installs SRTP contexts (SDES keys from the offer/answer, or keys
+    /// exported from DTLS). Replaces any previous keys (re-keying).
+    pub fn set_srtp(&mut self, inbound: Context, outbound: Context) {
+        self.inbound = Some(inbound);
+        self.outbound = Some(outbound);
+    }
+
+    /// Whether SRTP is in force.
+    pub fn is_secure(&self) -> bool {
+        self.inbound.is_some()
+    }
+
+    /// New remote addresses from a re-offer; a new address un-latches.
+    pub fn set_remote(&mut self, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
+        if rtp != self.remote_rtp {
+            self.latched = false;
+        }
+        self.remote_rtp = rtp;
+        self.remote_rtcp = rtcp;
+    }
+
+    /// Where RTP goes now.
+    pub fn rtp_destination(&self) -> Option<SocketAddr> {
+        self.remote_rtp
+    }
+
+    /// Where RTCP goes now.
+    pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+        if self.config.rtcp_mux {
+            self.remote_rtp
+        } else {
+            self.remote_rtcp.or_else(|| self.remote_rtp.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))))
+        }
+    }
+
+    /// Handles a datagram that arrived from `from` on the RTP (or muxed)
+    /// socket. Unauthenticated packets are counted and dropped; they never
+    /// move the latch.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, mut buf: Vec<u8>) -> Result<Received, Error> {
+        let kind = classify(&buf);
+        let r = match kind {
+            PacketKind::Stun => return Ok(Received::Stun(buf)),
+            PacketKind::Dtls => return Ok(Received::Dtls(buf)),
+            PacketKind::Rtp => {
+                crate::rtp::RtpPacket::parse(&buf)?;
+                if let Some(ctx) = &mut self.inbound {
+                    if let Err(e) = ctx.unprotect_rtp(&mut buf) {
+                        self.rejected += 1;
+                        return Err(e);
+                    }
+                }
+                Received::Rtp(buf)
+            }
+            PacketKind::Rtcp => {
+                if let Some(ctx) = &mut self.inbound {
+                    if let Err(e) = ctx.unprotect_rtcp(&mut buf) {
+                        self.rejected += 1;
+                        return Err(e);
+                    }
+                }
+                crate::rtcp::parse_compound(&buf)?;
+                Received::Rtcp(buf)
+            }
+            PacketKind::Unknown => {
+                self.rejected += 1;
+                return Err(Error::Malformed { what: "datagram", reason: "neither RTP, RTCP, DTLS nor STUN" });
+            }
+        };
+        let len = match &r {
+            Received::Rtp(b) | Received::Rtcp(b) => b.len(),
+            _ => 0,
+        };
+        if kind == PacketKind::Rtp {
+            self.rx.record(now, len);
+            if Some(from) == self.remote_rtp {
+                self.last_from_remote = Some(now);
+            } else if self.config.symmetric_rtp {
+                // With SRTP the packet proved its origin: follow it (NAT
+                // rebinding included). Plain RTP latches once, and moves
+                // only when the latched source has been silent for a while.
+                let quiet = self.last_from_remote.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
+                if self.inbound.is_some() || !self.latched || quiet {
+                    self.remote_rtp = Some(from);
+                    self.latched = true;
+                    self.last_from_remote = Some(now);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Protects an RTP packet for sending; returns the bytes and where to.
+    pub fn send_rtp(&mut self, now: Instant, mut pkt: Vec<u8>) -> Result<Option<(SocketAddr, Vec<u8>)>, Error> {
+        let Some(to) = self.remote_rtp else { return Ok(None) };
+        if let Some(ctx) = &mut self.outbound {
+            ctx.protect_rtp(&mut pkt)?;
+        }
+        self.tx.record(now, pkt.len());
+        Ok(Some((to, pkt)))
+    }
+
+    /// Protects an RTCP packet for sending.
+    pub fn send_rtcp(&mut self, mut pkt: Vec<u8>) -> Result<Option<(SocketAddr, Vec<u8>)>, Error> {
+        let Some(to) = self.rtcp_destination() else { return Ok(None) };
+        if let Some(ctx) = &mut self.outbound {
+            ctx.protect_rtcp(&mut pkt)?;
+        }
+        Ok(Some((to, pkt)))
+    }
+
+    /// Received RTP activity: tells "the far end sends nothing" (no packet
+    /// ever, or none lately) from "the far end sends silence" (packets flow).
+    pub fn received(&self) -> Activity {
+        self.rx
+    }
+
+    /// Sent RTP activity.
+    pub fn sent(&self) -> Activity {
+        self.tx
+    }
+
+    /// Packets dropped because they failed authentication or parsing.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srtp::{MasterKey, Options, Suite};
+
+    fn ctx() -> Context {
+        let mk = MasterKey { key: vec![1; 16], salt: vec![2; 14], mki: None, lifetime: None };
+        Context::new(Suite::AesCm128HmacSha1_80, &mk, Options::default()).expect("ctx")
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        crate::rtp::RtpHeader { seq, ssrc: 9, ..Default::default() }.write(&[0; 160], 0, &mut v).expect("w");
+        v
+    }
+
+    #[test]
+    fn demux() {
+        assert_eq!(classify(&[0, 1]), PacketKind::Stun);
+        assert_eq!(classify(&[22, 254]), PacketKind::Dtls);
+        assert_eq!(classify(&[0x80, 0]), PacketKind::Rtp);
+        assert_eq!(classify(&[0x80, 200]), PacketKind::Rtcp);
+        assert_eq!(classify(&[0x80, 96 | 0x80]), PacketKind::Rtp, "marker set on PT 96");
+        assert_eq!(classify(&[255]), PacketKind::Unknown);
+    }
+
+    #[test]
+    fn latches_only_on_authenticated_media() {
+        let sdp_addr: SocketAddr = "10.0.0.5:4000".parse().expect("a");
+        let nat: SocketAddr = "203.0.113.7:61000".parse().expect("a");
+        let attacker: SocketAddr = "198.51.100.66:5000".parse().expect("a");
+        let mut leg = MediaLeg::new(LegConfig::default(), Some(sdp_addr), None);
+        leg.set_srtp(ctx(), ctx());
+        let now = Instant::now();
+        // Unauthenticated packet from an attacker: dropped, no latch.
+        assert!(leg.handle_datagram(now, attacker, rtp(1)).is_err());
+        assert_eq!(leg.rtp_destination(), Some(sdp_addr));
+        // Authentic packet from behind NAT: latch.
+        let mut sender = ctx();
+        let mut p = rtp(2);
+        sender.protect_rtp(&mut p).expect("p");
+        assert!(matches!(leg.handle_datagram(now, nat, p), Ok(Received::Rtp(_))));
+        assert_eq!(leg.rtp_destination(), Some(nat));
+        assert_eq!(leg.received().packets, 1);
+        assert_eq!(leg.rejected(), 1);
+    }
+}

@@ -1,0 +1,84 @@
+//! SDES key parameters (RFC 4568 section 6.1): `inline:<key||salt>|<lifetime>|<MKI>:<length>`.
+
+use crate::error::Error;
+use crate::srtp::{MasterKey, Suite};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+/// Parses the key-params of an `a=crypto` line for `suite`.
+pub fn parse_key_params(suite: Suite, params: &str) -> Result<MasterKey, Error> {
+    // Several keys may be listed with ';' (MKI-based rollover); we use the first.
+    let first = params.split(';').next().unwrap_or_default().trim();
+    let inline = first.strip_prefix("inline:").ok_or(Error::BadKey("only inline keys are supported"))?;
+    let mut parts = inline.split('|');
+    let b64 = parts.next().unwrap_or_default();
+    let raw = STANDARD
+        .decode(b64.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim_end_matches('=')))
+        .map_err(|_| Error::BadKey("key is not base64"))?;
+    if raw.len() != suite.key_len() + suite.salt_len() {
+        return Err(Error::BadKey("key and salt length does not fit the suite"));
+    }
+    let mut mk = MasterKey { key: raw[..16].to_vec(), salt: raw[16..].to_vec(), mki: None, lifetime: None };
+    for p in parts {
+        if let Some((value, len)) = p.split_once(':') {
+            let value: u64 = value.parse().map_err(|_| Error::BadKey("MKI value"))?;
+            let len: usize = len.parse().map_err(|_| Error::BadKey("MKI length"))?;
+            if !(1..=4).contains(&len) || (len < 8 && value >> (8 * len) != 0) {
+                return Err(Error::BadKey("MKI length must be 1..=4 bytes and hold the value"));
+            }
+            mk.mki = Some(value.to_be_bytes()[8 - len..].to_vec());
+        } else if let Some(exp) = p.strip_prefix("2^") {
+            let e: u32 = exp.parse().map_err(|_| Error::BadKey("lifetime exponent"))?;
+            if e > 48 {
+                return Err(Error::BadKey("lifetime above 2^48"));
+            }
+            mk.lifetime = Some(1u64 << e);
+        } else {
+            let v: u64 = p.parse().map_err(|_| Error::BadKey("lifetime"))?;
+            mk.lifetime = Some(v);
+        }
+    }
+    Ok(mk)
+}
+
+/// Writes key-params for a key: `inline:<base64>` plus MKI when present.
+pub fn format_key_params(mk: &MasterKey) -> String {
+    let mut raw = mk.key.clone();
+    raw.extend_from_slice(&mk.salt);
+    let mut out = format!("inline:{}", STANDARD.encode(raw));
+    if let Some(mki) = &mk.mki {
+        let value = mki.iter().fold(0u64, |a, b| a << 8 | u64::from(*b));
+        out.push_str(&format!("|{value}:{}", mki.len()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4568_example() {
+        // RFC 4568 section 9.1's key-params.
+        let mk =
+            parse_key_params(Suite::AesCm128HmacSha1_80, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4")
+                .expect("parse");
+        assert_eq!(mk.lifetime, Some(1 << 20));
+        assert_eq!(mk.mki, Some(vec![0, 0, 0, 1]));
+        assert_eq!(mk.key.len(), 16);
+        assert_eq!(mk.salt.len(), 14);
+        assert_eq!(format_key_params(&mk), "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1:4");
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        let s = Suite::AesCm128HmacSha1_80;
+        assert!(parse_key_params(s, "uri:http://x").is_err());
+        assert!(parse_key_params(s, "inline:!!!!").is_err());
+        assert!(parse_key_params(s, "inline:AAAA").is_err(), "too short");
+        assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^99").is_err());
+        assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|300:1").is_err());
+        assert!(parse_key_params(Suite::AeadAes128Gcm, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR").is_err());
+    }
+}
