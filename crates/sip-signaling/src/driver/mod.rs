@@ -40,6 +40,8 @@ pub struct DriverConfig {
     pub connect_timeout: std::time::Duration,
     /// Most connections accepted from peers at once; more are closed at once.
     pub max_inbound_connections: usize,
+    /// A DNS server to use instead of the system's (`/etc/resolv.conf`).
+    pub dns_server: Option<SocketAddr>,
     /// The user agent's configuration (`local_addrs` is filled in from
     /// the bound sockets).
     pub ua: Config,
@@ -53,6 +55,7 @@ impl Default for DriverConfig {
             tls: TlsOptions::default(),
             connect_timeout: std::time::Duration::from_secs(5),
             max_inbound_connections: 1024,
+            dns_server: None,
             ua: Config::default(),
         }
     }
@@ -134,6 +137,12 @@ impl SipHandle {
     /// The addresses the driver bound, per transport.
     pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
         &self.local
+    }
+
+    /// Resolves a URI per RFC 3263 into the targets to try, in order.
+    pub async fn resolve(&self, uri: &str) -> Result<Vec<Target>, Error> {
+        let uri = Uri::parse(uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
+        self.resolver.resolve(&uri).await
     }
 
     /// Resolves the URI (RFC 3263) and sends the INVITE.
@@ -248,7 +257,11 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
     };
     tokio::spawn(task.run(cmd_rx, net_rx));
     info!(?local, "SIP driver started");
-    Ok(SipHandle { cmd: cmd_tx, resolver: Arc::new(Resolver::from_system()), local })
+    let resolver = match config.dns_server {
+        Some(server) => Resolver::with_nameserver(server),
+        None => Resolver::from_system(),
+    };
+    Ok(SipHandle { cmd: cmd_tx, resolver: Arc::new(resolver), local })
 }
 
 /// An unspecified bind address is advertised as the address the host

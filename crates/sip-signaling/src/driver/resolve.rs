@@ -26,6 +26,18 @@ impl Resolver {
         Resolver { dns: TokioAsyncResolver::tokio_from_system_conf().ok() }
     }
 
+    /// Uses one DNS server (UDP and TCP on `server`), ignoring the system
+    /// configuration.
+    pub fn with_nameserver(server: SocketAddr) -> Resolver {
+        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+        let group = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+        let config = ResolverConfig::from_parts(None, vec![], group);
+        let mut opts = ResolverOpts::default();
+        opts.timeout = std::time::Duration::from_secs(2);
+        opts.attempts = 2;
+        Resolver { dns: Some(TokioAsyncResolver::tokio(config, opts)) }
+    }
+
     /// Resolves `uri`. IP literals skip DNS; a host with a port or an
     /// explicit transport skips NAPTR (RFC 3263 section 4.1 and 4.2).
     pub async fn resolve(&self, uri: &Uri) -> Result<Vec<Target>, Error> {
