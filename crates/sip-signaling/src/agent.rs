@@ -312,6 +312,8 @@ struct Call {
     /// The SDP of our outstanding offer; it replaces `sdp` only once
     /// accepted (RFC 3261 14.1: a refused offer changes nothing).
     offer_sdp: Option<Bytes>,
+    /// Early dialogs (1xx with a To tag), before the answer.
+    early: Vec<Dialog>,
     end_reason: EndReason,
 }
 
@@ -545,6 +547,7 @@ impl UserAgent {
             ack_wait: None,
             offer_out: false,
             offer_sdp: None,
+            early: Vec::new(),
             end_reason: EndReason::LocalHangup,
         };
         info!(call = %CallHandle(handle), call_id = %call_id, uri = %req.uri, target = %call.initial_target, "dialling");
@@ -1150,9 +1153,19 @@ impl UserAgent {
             if c.state == State::Calling {
                 c.state = State::Proceeding;
             }
-            if msg.to().ok().and_then(|t| t.tag().map(str::to_owned)).is_some() && c.dialog.is_none() {
-                // Early dialog: kept only for its route set; confirmed on 2xx.
-                debug!(call = %handle, "early dialog");
+            let tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+            if let Some(tag) = tag {
+                // An early dialog per To tag (forking makes several); the
+                // one whose tag the 2xx carries is confirmed.
+                if c.dialog.is_none()
+                    && !c.early.iter().any(|d| d.remote.tag() == Some(tag.as_str()))
+                    && c.early.len() < 16
+                {
+                    if let Ok(d) = Dialog::from_response(&msg, &c.local, c.cseq, &c.initial_target) {
+                        debug!(call = %handle, %tag, "early dialog");
+                        c.early.push(d);
+                    }
+                }
             }
             let ev = match code {
                 100 => CallEvent::Trying,
@@ -1194,6 +1207,9 @@ impl UserAgent {
             let target = dialog.next_hop.clone();
             c.peer_allows_update = msg.headers.has_token(&HeaderName::Allow, "UPDATE");
             c.dialog = Some(dialog);
+            // RFC 3261 13.2.2.4: the route set is recomputed from the 2xx;
+            // the other early dialogs end with the confirmation.
+            c.early.clear();
             c.state = State::Confirmed;
             // Session timer from the 2xx (RFC 4028 section 7.2).
             c.timer = match (c.session_expires, SessionExpires::from_message(&msg)) {
@@ -1457,6 +1473,18 @@ impl UserAgent {
             }
             return; // never answer an ACK
         }
+        if h.is_none() && method != Method::Cancel {
+            // A request inside an early dialog (before the answer).
+            let early = self.by_call_id.get(&call_id).copied().filter(|h| {
+                self.calls.get(h).is_some_and(|c| {
+                    c.early.iter().any(|d| d.matches_request(&call_id, from_tag.as_deref(), to_tag.as_deref()))
+                })
+            });
+            if let Some(h) = early {
+                self.early_dialog_request(h, source, &msg, &method);
+                return;
+            }
+        }
         if method == Method::Cancel {
             let key = TxKey { branch, method: Method::Invite };
             let pending =
@@ -1485,6 +1513,43 @@ impl UserAgent {
             return;
         };
         self.in_dialog_request(now, h, source, msg, method, branch);
+    }
+
+    /// Requests in an early dialog: INFO, OPTIONS and NOTIFY are answered
+    /// (INFO reported); an offer cannot be taken before the answer (500 with
+    /// Retry-After, RFC 3311 5.2); anything else is not allowed yet.
+    fn early_dialog_request(&mut self, h: u64, source: &Target, msg: &Message, method: &Method) {
+        let (code, reason) = match method {
+            Method::Info | Method::Options | Method::Notify => (200, "OK"),
+            Method::Update | Method::Invite | Method::Prack => (500, "Server Internal Error"),
+            Method::Bye => (200, "OK"),
+            Method::Extension(_) => (501, "Not Implemented"),
+            _ => (405, "Method Not Allowed"),
+        };
+        let mut resp = self.response_for(msg, code, reason, None);
+        if code == 500 {
+            resp.headers.push(HeaderName::RetryAfter, "1");
+        }
+        if code == 405 {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+        }
+        self.transmits.push_back(Transmit { target: source.clone(), payload: resp.to_bytes() });
+        match method {
+            Method::Info => {
+                let ct = msg.headers.get(&HeaderName::ContentType).map(str::to_owned);
+                self.events.push_back((CallHandle(h), CallEvent::Info { content_type: ct, body: msg.body.clone() }));
+            }
+            Method::Bye => {
+                // A BYE on an early dialog ends that branch; the call goes
+                // on with the others (RFC 3261 15: the callee should have
+                // sent a final error instead).
+                let to_tag = msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.early.retain(|d| d.remote.tag() != to_tag.as_deref());
+                }
+            }
+            _ => {}
+        }
     }
 
     fn handle_ack(&mut self, h: u64, msg: &Message) {

@@ -460,3 +460,36 @@ fn md5_of(data: &[u8]) -> u128 {
     out[12..].copy_from_slice(&d0.to_le_bytes());
     u128::from_be_bytes(out)
 }
+
+/// Requests inside an early dialog (after a 180 with a To tag) are
+/// recognised: INFO is answered and reported, an offer is postponed with
+/// 500 + Retry-After, a wrong tag is 481.
+#[test]
+fn early_dialog_requests() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let ringing = respond(&invite, 180, "Ringing", Some("early1"));
+    h.deliver(&ringing);
+    h.events();
+    let mut info = peer_request(&ringing, "INFO", 1, "z9hG4bKei1");
+    info.headers.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.body = Bytes::from_static(b"Signal=5\r\nDuration=160\r\n");
+    h.deliver(&info);
+    assert_eq!(h.sent_one().status(), Some(200));
+    assert!(matches!(&h.events()[..], [CallEvent::Info { .. }]));
+    let upd = peer_request(&ringing, "UPDATE", 2, "z9hG4bKeu1");
+    h.deliver(&upd);
+    let r = h.sent_one();
+    assert_eq!(r.status(), Some(500));
+    assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("1"));
+    let other = respond(&invite, 180, "Ringing", Some("unknown-branch"));
+    let mut wrong = peer_request(&other, "INFO", 1, "z9hG4bKew1");
+    wrong.headers.set(HeaderName::From, "<sip:bob@biloxi.example.com>;tag=nope");
+    h.deliver(&wrong);
+    assert_eq!(h.sent_one().status(), Some(481));
+    // The 2xx confirms the dialog as usual.
+    h.deliver(&ok_with_sdp(&invite, "early1"));
+    assert_eq!(h.sent_one().method(), Some(&Method::Ack));
+    assert!(matches!(&h.events()[..], [CallEvent::Answered { .. }]));
+}
