@@ -38,7 +38,7 @@ fn frames(data: &[u8], size: usize) -> Vec<Vec<u8>> {
     for piece in data.chunks(size.max(1)) {
         framer.push(piece);
         loop {
-            match framer.next() {
+            match framer.next_frame() {
                 Ok(Some(Frame::Message(m))) => {
                     let _ = parse_message(&m, &Limits::default(), Framing::Stream).map(|m| m.validate());
                     out.push(m);
