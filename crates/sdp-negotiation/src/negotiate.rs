@@ -1,0 +1,783 @@
+//! RFC 3264 offer/answer for the SIP leg, seen from the gateway.
+
+use crate::codec::Codec;
+use crate::error::NegotiationError;
+use crate::sdp::{Attribute, Connection, Direction, Media, Origin, Sdp};
+use std::net::{IpAddr, SocketAddr};
+
+/// The DTLS role attribute (RFC 4145 / RFC 5763).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// `actpass` (offers).
+    ActPass,
+    /// `active`: the DTLS client.
+    Active,
+    /// `passive`: the DTLS server.
+    Passive,
+}
+
+impl Setup {
+    fn parse(s: &str) -> Option<Setup> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "actpass" => Some(Setup::ActPass),
+            "active" => Some(Setup::Active),
+            "passive" => Some(Setup::Passive),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Setup::ActPass => "actpass",
+            Setup::Active => "active",
+            Setup::Passive => "passive",
+        }
+    }
+}
+
+/// One SDES key we can offer or answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdesKey {
+    /// Suite name (`AES_CM_128_HMAC_SHA1_80`...).
+    pub suite: String,
+    /// Key parameters (`inline:...`). Never logged.
+    pub key_params: String,
+}
+
+/// Media security of the leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaSecurity {
+    /// RTP/AVP, never SRTP.
+    None,
+    /// RTP/SAVP with `a=crypto`, keys in preference order.
+    Sdes(Vec<SdesKey>),
+    /// UDP/TLS/RTP/SAVP with our certificate fingerprint (`sha-256 AB:CD:...`).
+    Dtls {
+        /// Our fingerprint attribute value.
+        fingerprint: String,
+    },
+}
+
+/// What the gateway offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferOptions {
+    /// Address in `o=` and `c=`.
+    pub address: IpAddr,
+    /// Local audio RTP port.
+    pub audio_port: u16,
+    /// Audio codecs in preference order.
+    pub audio_codecs: Vec<Codec>,
+    /// Video: local port and codecs in preference order.
+    pub video: Option<(u16, Vec<Codec>)>,
+    /// Offer telephone-event at each audio clock rate.
+    pub telephone_event: bool,
+    /// `a=ptime`.
+    pub ptime: Option<u32>,
+    /// Offer `a=rtcp-mux` (we still accept a separate RTCP port).
+    pub rtcp_mux: bool,
+    /// Media security.
+    pub security: MediaSecurity,
+}
+
+impl Default for OfferOptions {
+    fn default() -> Self {
+        OfferOptions {
+            address: IpAddr::from([127, 0, 0, 1]),
+            audio_port: 40000,
+            audio_codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+            video: None,
+            telephone_event: true,
+            ptime: Some(20),
+            rtcp_mux: true,
+            security: MediaSecurity::None,
+        }
+    }
+}
+
+/// The SRTP keys agreed by SDES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdesAgreement {
+    /// The crypto tag.
+    pub tag: u32,
+    /// The suite.
+    pub suite: String,
+    /// Our key parameters (we protect with these).
+    pub local_key_params: String,
+    /// The peer's key parameters (we unprotect with these).
+    pub remote_key_params: String,
+}
+
+/// The DTLS-SRTP parameters agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsAgreement {
+    /// The peer's certificate fingerprint (`sha-256 AB:...`).
+    pub remote_fingerprint: String,
+    /// Our role: `Active` = DTLS client.
+    pub local_setup: Setup,
+}
+
+/// The outcome for one media stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAgreement {
+    /// Index of the m-line.
+    pub index: usize,
+    /// The codec we send, with the peer's payload type for it.
+    pub codec: Codec,
+    /// The payload type to send `codec` with.
+    pub payload_type: u8,
+    /// The peer's fmtp for that codec.
+    pub fmtp: Option<String>,
+    /// Every common codec with the peer's payload type (we accept all).
+    pub codecs: Vec<(Codec, u8)>,
+    /// telephone-event payload type and clock, when agreed.
+    pub telephone_event: Option<(u8, u32)>,
+    /// Where to send RTP (None while the peer is on hold by address, or
+    /// when its address is a host name: see `remote_host`).
+    pub remote_rtp: Option<SocketAddr>,
+    /// Where to send RTCP (absent with rtcp-mux: use `remote_rtp`).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The peer's connection address as written (may be a host name).
+    pub remote_host: String,
+    /// RTCP multiplexed on the RTP port.
+    pub rtcp_mux: bool,
+    /// The direction we use.
+    pub local_direction: Direction,
+    /// The direction the peer declared.
+    pub remote_direction: Direction,
+    /// The peer put the call on hold (sendonly, inactive, or c=0.0.0.0).
+    pub remote_hold: bool,
+    /// Packetisation time the peer asked for.
+    pub ptime: Option<u32>,
+    /// SDES keys, when SRTP by SDES.
+    pub sdes: Option<SdesAgreement>,
+    /// DTLS parameters, when DTLS-SRTP.
+    pub dtls: Option<DtlsAgreement>,
+}
+
+/// The outcome of an offer/answer exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// Audio, unless rejected or disabled.
+    pub audio: Option<MediaAgreement>,
+    /// Video, when offered and accepted.
+    pub video: Option<MediaAgreement>,
+}
+
+/// One m-line of ours: what we offer and which payload types we gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalMedia {
+    kind: &'static str,
+    port: u16,
+    codecs: Vec<(Codec, u8)>,
+    events: Vec<(u8, u32)>,
+}
+
+/// The gateway's side of the session: builds offers, reads answers and
+/// answers re-offers, keeping `o=` versions and m-line order right.
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    options: OfferOptions,
+    session_id: u64,
+    version: u64,
+    last_body: Option<String>,
+    media: Vec<LocalMedia>,
+    /// m-lines of the last offer/answer, to keep their number and order.
+    layout: Vec<String>,
+    agreement: Option<Agreement>,
+    local_hold: bool,
+}
+
+fn proto_for(sec: &MediaSecurity) -> &'static str {
+    match sec {
+        MediaSecurity::None => "RTP/AVP",
+        MediaSecurity::Sdes(_) => "RTP/SAVP",
+        MediaSecurity::Dtls { .. } => "UDP/TLS/RTP/SAVP",
+    }
+}
+
+/// Allocates payload types for our codecs without collisions within one
+/// m-line: static ones keep theirs, dynamic ones get their preferred
+/// number or the next free one in 96..=127.
+/// Codecs with their payload types.
+type CodecPts = Vec<(Codec, u8)>;
+/// telephone-event payload types with their clock rates.
+type EventPts = Vec<(u8, u32)>;
+
+fn allocate(codecs: &[Codec], te: bool) -> (CodecPts, EventPts) {
+    // A codec listed twice is offered once.
+    let mut unique: Vec<Codec> = Vec::new();
+    for c in codecs {
+        if !unique.contains(c) {
+            unique.push(*c);
+        }
+    }
+    let codecs = &unique[..];
+    let mut used: Vec<u8> = codecs.iter().filter_map(|c| c.static_pt()).collect();
+    let take = |preferred: u8, used: &mut Vec<u8>| -> Option<u8> {
+        let pt = if !used.contains(&preferred) { Some(preferred) } else { (96..=127).find(|p| !used.contains(p)) };
+        if let Some(p) = pt {
+            used.push(p);
+        }
+        pt
+    };
+    let mut out = Vec::new();
+    for c in codecs {
+        match c.static_pt() {
+            Some(p) => out.push((*c, p)),
+            None => {
+                if let Some(p) = take(c.preferred_dynamic_pt(), &mut used) {
+                    out.push((*c, p));
+                }
+            }
+        }
+    }
+    let mut events = Vec::new();
+    if te {
+        let mut clocks: Vec<u32> = codecs.iter().filter(|c| c.is_audio()).map(|c| c.clock_rate()).collect();
+        clocks.dedup();
+        let mut seen = Vec::new();
+        for clock in clocks {
+            if seen.contains(&clock) {
+                continue;
+            }
+            seen.push(clock);
+            let preferred = if clock == 8000 { 101 } else { 110 };
+            if let Some(p) = take(preferred, &mut used) {
+                events.push((p, clock));
+            }
+        }
+    }
+    (out, events)
+}
+
+impl LocalSession {
+    /// A session with these options; `session_id` goes into `o=`.
+    pub fn new(options: OfferOptions, session_id: u64) -> LocalSession {
+        let mut media = Vec::new();
+        let (codecs, events) = allocate(&options.audio_codecs, options.telephone_event);
+        media.push(LocalMedia { kind: "audio", port: options.audio_port, codecs, events });
+        if let Some((port, v)) = &options.video {
+            let (codecs, _) = allocate(v, false);
+            media.push(LocalMedia { kind: "video", port: *port, codecs, events: Vec::new() });
+        }
+        LocalSession {
+            options,
+            session_id,
+            version: 0,
+            last_body: None,
+            media,
+            layout: Vec::new(),
+            agreement: None,
+            local_hold: false,
+        }
+    }
+
+    /// The current agreement, after an exchange completed.
+    pub fn agreement(&self) -> Option<&Agreement> {
+        self.agreement.as_ref()
+    }
+
+    /// The `o=` version of the last description we produced.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Puts the peer on hold from our side (our next offer is sendonly).
+    pub fn set_local_hold(&mut self, hold: bool) {
+        self.local_hold = hold;
+    }
+
+    fn wanted_direction(&self) -> Direction {
+        if self.local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        }
+    }
+
+    /// Builds our offer (initial, or a re-offer with the same m-lines).
+    pub fn create_offer(&mut self) -> Sdp {
+        let mut media = Vec::new();
+        for (i, lm) in self.media.iter().enumerate() {
+            let codecs: Vec<(Codec, u8)> = match self.agreement.as_ref().and_then(|a| agreement_at(a, i)) {
+                // Re-offer: keep what was agreed first, so nothing changes.
+                Some(ag) => {
+                    let mut v = vec![(ag.codec, pt_for(lm, ag.codec))];
+                    v.extend(lm.codecs.iter().filter(|(c, _)| *c != ag.codec).copied());
+                    v
+                }
+                None => lm.codecs.clone(),
+            };
+            media.push(self.media_section(lm, &codecs, &lm.events, self.wanted_direction(), None));
+        }
+        self.layout = media.iter().map(|m| m.kind.clone()).collect();
+        self.finish(media)
+    }
+
+    fn media_section(
+        &self,
+        lm: &LocalMedia,
+        codecs: &[(Codec, u8)],
+        events: &[(u8, u32)],
+        dir: Direction,
+        crypto_answer: Option<(u32, &SdesKey)>,
+    ) -> Media {
+        let mut formats: Vec<String> = codecs.iter().map(|(_, p)| p.to_string()).collect();
+        formats.extend(events.iter().map(|(p, _)| p.to_string()));
+        let mut attributes = Vec::new();
+        for (c, p) in codecs {
+            let map = match c.channels() {
+                Some(ch) => format!("{p} {}/{}/{ch}", c.encoding(), c.clock_rate()),
+                None => format!("{p} {}/{}", c.encoding(), c.clock_rate()),
+            };
+            attributes.push(Attribute::new("rtpmap", Some(map)));
+            if let Some(f) = c.fmtp() {
+                attributes.push(Attribute::new("fmtp", Some(format!("{p} {f}"))));
+            }
+            if lm.kind == "video" {
+                for fb in ["nack", "nack pli", "ccm fir"] {
+                    attributes.push(Attribute::new("rtcp-fb", Some(format!("{p} {fb}"))));
+                }
+            }
+        }
+        for (p, clock) in events {
+            attributes.push(Attribute::new("rtpmap", Some(format!("{p} telephone-event/{clock}"))));
+            attributes.push(Attribute::new("fmtp", Some(format!("{p} 0-16"))));
+        }
+        if lm.kind == "audio" {
+            if let Some(pt) = self.options.ptime {
+                attributes.push(Attribute::new("ptime", Some(pt.to_string())));
+            }
+        }
+        if self.options.rtcp_mux {
+            attributes.push(Attribute::new("rtcp-mux", None));
+        }
+        attributes.push(Attribute::new(
+            "rtcp",
+            Some(format!("{}", if self.options.rtcp_mux { lm.port } else { lm.port.wrapping_add(1) })),
+        ));
+        match (&self.options.security, crypto_answer) {
+            (MediaSecurity::Sdes(keys), None) => {
+                for (i, k) in keys.iter().enumerate() {
+                    attributes.push(Attribute::new("crypto", Some(format!("{} {} {}", i + 1, k.suite, k.key_params))));
+                }
+            }
+            (MediaSecurity::Sdes(_), Some((tag, k))) => {
+                attributes.push(Attribute::new("crypto", Some(format!("{tag} {} {}", k.suite, k.key_params))));
+            }
+            (MediaSecurity::Dtls { fingerprint }, _) => {
+                attributes.push(Attribute::new("fingerprint", Some(fingerprint.clone())));
+                let setup = match self.agreement.as_ref().and_then(|a| a.audio.as_ref()).and_then(|m| m.dtls.as_ref()) {
+                    Some(d) => d.local_setup,
+                    None => Setup::ActPass,
+                };
+                attributes.push(Attribute::new("setup", Some(setup.as_str().into())));
+            }
+            (MediaSecurity::None, _) => {}
+        }
+        attributes.push(Attribute::new(dir.as_str(), None));
+        Media {
+            kind: lm.kind.to_owned(),
+            port: lm.port,
+            port_count: None,
+            proto: proto_for(&self.options.security).to_owned(),
+            formats,
+            connection: None,
+            lines: Vec::new(),
+            attributes,
+        }
+    }
+
+    /// Stamps `o=` with a version that increases exactly when the
+    /// description changed (RFC 3264 section 8).
+    fn finish(&mut self, media: Vec<Media>) -> Sdp {
+        let mut sdp = Sdp {
+            origin: Origin {
+                username: "-".into(),
+                session_id: self.session_id.to_string(),
+                session_version: self.version,
+                net_type: "IN".into(),
+                addr_type: if self.options.address.is_ipv4() { "IP4" } else { "IP6" }.into(),
+                address: self.options.address.to_string(),
+            },
+            session_name: "sip-interconnect".into(),
+            connection: Some(Connection::ip(self.options.address)),
+            lines: vec![('t', "0 0".into())],
+            attributes: Vec::new(),
+            media,
+        };
+        let body = sdp.to_string();
+        let without_origin: String = body.lines().filter(|l| !l.starts_with("o=")).collect::<Vec<_>>().join("\n");
+        if self.last_body.as_deref() != Some(without_origin.as_str()) {
+            if self.last_body.is_some() || self.version == 0 {
+                self.version += 1;
+            }
+            self.last_body = Some(without_origin);
+        }
+        sdp.origin.session_version = self.version;
+        sdp
+    }
+
+    /// Reads the answer to our offer.
+    pub fn process_answer(&mut self, answer: &[u8]) -> Result<Agreement, NegotiationError> {
+        let answer = Sdp::parse(answer)?;
+        if answer.media.len() != self.layout.len() {
+            return Err(NegotiationError::MediaCount { offer: self.layout.len(), answer: answer.media.len() });
+        }
+        let mut agreement = Agreement { audio: None, video: None };
+        for (i, m) in answer.media.iter().enumerate() {
+            if m.kind != self.layout[i] {
+                return Err(NegotiationError::Invalid("answer m-line kinds differ from the offer"));
+            }
+            if m.port == 0 {
+                continue;
+            }
+            let Some(lm) = self.media.get(i).cloned() else { continue };
+            let mut codecs = Vec::new();
+            let mut te = None;
+            for pt in m.payload_types() {
+                let map = m.rtpmap(pt);
+                if map.as_ref().is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("telephone-event")) {
+                    let clock = map.as_ref().map_or(8000, |x| x.1);
+                    if !lm.events.iter().any(|(_, c)| *c == clock) {
+                        return Err(NegotiationError::NotOffered(format!("telephone-event/{clock}")));
+                    }
+                    te.get_or_insert((pt, clock));
+                    continue;
+                }
+                if matches!(
+                    map.as_ref().map(|x| x.0.to_ascii_lowercase()).as_deref(),
+                    Some("cn" | "red" | "ulpfec" | "rtx")
+                ) {
+                    continue;
+                }
+                let codec = Codec::identify(pt, map.as_ref().map(|(e, c, ch)| (e.as_str(), *c, *ch)), m.fmtp(pt))
+                    .ok_or_else(|| NegotiationError::NotOffered(format!("payload type {pt}")))?;
+                if !lm.codecs.iter().any(|(c, _)| *c == codec) {
+                    return Err(NegotiationError::NotOffered(codec.encoding().to_owned()));
+                }
+                codecs.push((codec, pt));
+            }
+            let &(codec, pt) = codecs.first().ok_or(NegotiationError::NoCommonCodec(if lm.kind == "audio" {
+                "audio"
+            } else {
+                "video"
+            }))?;
+            // Telephone-event must share the chosen codec's clock.
+            let te = te.filter(|(_, clock)| *clock == codec.clock_rate()).or_else(|| {
+                m.payload_types().into_iter().find_map(|p| {
+                    let (e, c, _) = m.rtpmap(p)?;
+                    (e.eq_ignore_ascii_case("telephone-event") && c == codec.clock_rate()).then_some((p, c))
+                })
+            });
+            let remote_dir = answer.direction(i);
+            let (sdes, dtls) = self.security_from_answer(&answer, i, m)?;
+            let ag = self.media_agreement(
+                &answer,
+                i,
+                codec,
+                pt,
+                codecs,
+                te,
+                remote_dir,
+                self.wanted_direction(),
+                sdes,
+                dtls,
+            );
+            match lm.kind {
+                "audio" if agreement.audio.is_none() => agreement.audio = Some(ag),
+                "video" if agreement.video.is_none() => agreement.video = Some(ag),
+                _ => {}
+            }
+        }
+        if agreement.audio.is_none() {
+            return Err(NegotiationError::AudioRejected);
+        }
+        self.agreement = Some(agreement.clone());
+        Ok(agreement)
+    }
+
+    fn security_from_answer(
+        &self,
+        answer: &Sdp,
+        i: usize,
+        m: &Media,
+    ) -> Result<(Option<SdesAgreement>, Option<DtlsAgreement>), NegotiationError> {
+        match &self.options.security {
+            MediaSecurity::None => {
+                if m.proto.contains("SAVP") {
+                    return Err(NegotiationError::Security("answer uses SRTP but none was offered"));
+                }
+                Ok((None, None))
+            }
+            MediaSecurity::Sdes(keys) => {
+                if !m.proto.eq_ignore_ascii_case("RTP/SAVP") && !m.proto.eq_ignore_ascii_case("RTP/SAVPF") {
+                    return Err(NegotiationError::Security("secure media required: answer is not RTP/SAVP"));
+                }
+                let crypto = m.attrs("crypto").next().ok_or(NegotiationError::Security("answer has no a=crypto"))?;
+                let (tag, suite, params) =
+                    parse_crypto(crypto).ok_or(NegotiationError::Security("malformed a=crypto"))?;
+                let ours = keys
+                    .get((tag as usize).wrapping_sub(1))
+                    .filter(|k| k.suite == suite)
+                    .ok_or(NegotiationError::Security("answer's a=crypto tag or suite was not offered"))?;
+                Ok((
+                    Some(SdesAgreement {
+                        tag,
+                        suite,
+                        local_key_params: ours.key_params.clone(),
+                        remote_key_params: params,
+                    }),
+                    None,
+                ))
+            }
+            MediaSecurity::Dtls { .. } => {
+                if !m.proto.to_ascii_uppercase().contains("TLS") {
+                    return Err(NegotiationError::Security("secure media required: answer is not UDP/TLS/RTP/SAVP"));
+                }
+                let fp = answer
+                    .media_or_session_attr(i, "fingerprint")
+                    .ok_or(NegotiationError::Security("answer has no a=fingerprint"))?;
+                // The answerer picks active or passive; actpass in an answer
+                // is tolerated as passive (we connect).
+                let theirs = answer.media_or_session_attr(i, "setup").and_then(Setup::parse).unwrap_or(Setup::Active);
+                let local_setup = if theirs == Setup::Active { Setup::Passive } else { Setup::Active };
+                Ok((None, Some(DtlsAgreement { remote_fingerprint: fp.to_owned(), local_setup })))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn media_agreement(
+        &self,
+        sdp: &Sdp,
+        i: usize,
+        codec: Codec,
+        pt: u8,
+        codecs: Vec<(Codec, u8)>,
+        te: Option<(u8, u32)>,
+        remote_dir: Direction,
+        local_dir: Direction,
+        sdes: Option<SdesAgreement>,
+        dtls: Option<DtlsAgreement>,
+    ) -> MediaAgreement {
+        let m = &sdp.media[i];
+        let conn = sdp.connection_of(i);
+        let host = conn.map(|c| c.address.clone()).unwrap_or_default();
+        let hold_addr = conn.is_some_and(Connection::is_hold_address);
+        let ip = conn.and_then(Connection::ip_addr).filter(|a| !a.is_unspecified());
+        let rtcp_mux = m.has_attr("rtcp-mux") && self.options.rtcp_mux;
+        let remote_rtp = ip.map(|a| SocketAddr::new(a, m.port));
+        let remote_rtcp = if rtcp_mux {
+            None
+        } else {
+            match m.attr("rtcp").and_then(parse_rtcp_attr) {
+                Some((port, addr)) => addr.or(ip).map(|a| SocketAddr::new(a, port)),
+                None => ip.map(|a| SocketAddr::new(a, m.port.wrapping_add(1))),
+            }
+        };
+        MediaAgreement {
+            index: i,
+            codec,
+            payload_type: pt,
+            fmtp: m.fmtp(pt).map(str::to_owned),
+            codecs,
+            telephone_event: te,
+            remote_rtp,
+            remote_rtcp,
+            remote_host: host,
+            rtcp_mux,
+            local_direction: local_dir,
+            remote_direction: remote_dir,
+            remote_hold: hold_addr || matches!(remote_dir, Direction::SendOnly | Direction::Inactive),
+            ptime: m.attr("ptime").and_then(|p| p.trim().parse().ok()),
+            sdes,
+            dtls,
+        }
+    }
+
+    /// Answers an offer from the peer (a re-INVITE or UPDATE with SDP):
+    /// hold and resume, new addresses, new keys, changed payload types.
+    pub fn answer_offer(&mut self, offer: &[u8]) -> Result<(Sdp, Agreement), NegotiationError> {
+        let offer = Sdp::parse(offer)?;
+        if !self.layout.is_empty() && offer.media.len() < self.layout.len() {
+            return Err(NegotiationError::Invalid("a re-offer may not remove m-lines (RFC 3264 section 8)"));
+        }
+        let mut agreement = Agreement { audio: None, video: None };
+        let mut answer_media = Vec::new();
+        let previous = self.agreement.clone();
+        for (i, m) in offer.media.iter().enumerate() {
+            let slot = self.media.iter().position(|lm| lm.kind == m.kind);
+            let taken = match m.kind.as_str() {
+                "audio" => agreement.audio.is_some(),
+                "video" => agreement.video.is_some(),
+                _ => true,
+            };
+            let reject = |kind: &str, proto: &str, fmt: &[String]| Media {
+                kind: kind.to_owned(),
+                port: 0,
+                port_count: None,
+                proto: proto.to_owned(),
+                formats: fmt.first().cloned().into_iter().collect(),
+                connection: None,
+                lines: Vec::new(),
+                attributes: Vec::new(),
+            };
+            let (Some(slot), false, true) = (slot, taken, m.port != 0) else {
+                answer_media.push(reject(&m.kind, &m.proto, &m.formats));
+                continue;
+            };
+            let lm = self.media[slot].clone();
+            // Security must match ours.
+            let secure_offer = m.proto.to_ascii_uppercase().contains("SAVP");
+            let sec_ok = match &self.options.security {
+                MediaSecurity::None => !secure_offer,
+                MediaSecurity::Sdes(_) => secure_offer && !m.proto.to_ascii_uppercase().contains("TLS"),
+                MediaSecurity::Dtls { .. } => m.proto.to_ascii_uppercase().contains("TLS"),
+            };
+            if !sec_ok {
+                if lm.kind == "audio" {
+                    return Err(NegotiationError::Security("the offer's media security does not match ours"));
+                }
+                answer_media.push(reject(&m.kind, &m.proto, &m.formats));
+                continue;
+            }
+            // Codecs the offer has, in its order; keep the current one if possible.
+            let mut common = Vec::new();
+            let mut events = Vec::new();
+            for pt in m.payload_types() {
+                let map = m.rtpmap(pt);
+                if let Some((e, clock, _)) = &map {
+                    if e.eq_ignore_ascii_case("telephone-event") {
+                        events.push((pt, *clock));
+                        continue;
+                    }
+                }
+                if let Some(c) = Codec::identify(pt, map.as_ref().map(|(e, c, ch)| (e.as_str(), *c, *ch)), m.fmtp(pt)) {
+                    if lm.codecs.iter().any(|(x, _)| *x == c) {
+                        common.push((c, pt));
+                    }
+                }
+            }
+            let current = previous
+                .as_ref()
+                .and_then(|a| if lm.kind == "audio" { a.audio.as_ref() } else { a.video.as_ref() })
+                .map(|a| a.codec);
+            let chosen = current.and_then(|c| common.iter().find(|(x, _)| *x == c).copied()).or_else(|| {
+                // Otherwise our preference among what they offer.
+                lm.codecs.iter().find_map(|(c, _)| common.iter().find(|(x, _)| x == c).copied())
+            });
+            let Some((codec, pt)) = chosen else {
+                if lm.kind == "audio" {
+                    return Err(NegotiationError::NoCommonCodec("audio"));
+                }
+                answer_media.push(reject(&m.kind, &m.proto, &m.formats));
+                continue;
+            };
+            let te =
+                events.iter().copied().find(|(_, c)| *c == codec.clock_rate()).filter(|_| self.options.telephone_event);
+            // Direction and hold.
+            let conn = offer.connection_of(i);
+            let hold_addr = conn.is_some_and(Connection::is_hold_address);
+            let mut offered_dir = offer.direction(i);
+            if hold_addr && offered_dir == Direction::SendRecv {
+                offered_dir = Direction::SendOnly;
+            }
+            let local_dir = offered_dir.answer_to(self.wanted_direction());
+            // Security parameters.
+            let (sdes, dtls, crypto_answer) = match &self.options.security {
+                MediaSecurity::Sdes(keys) => {
+                    let picked = m.attrs("crypto").filter_map(parse_crypto).find_map(|(tag, suite, params)| {
+                        keys.iter().find(|k| k.suite == suite).map(|k| (tag, k.clone(), params))
+                    });
+                    let Some((tag, key, params)) = picked else {
+                        return Err(NegotiationError::Security("no a=crypto with a suite we support"));
+                    };
+                    (
+                        Some(SdesAgreement {
+                            tag,
+                            suite: key.suite.clone(),
+                            local_key_params: key.key_params.clone(),
+                            remote_key_params: params,
+                        }),
+                        None,
+                        Some((tag, key)),
+                    )
+                }
+                MediaSecurity::Dtls { .. } => {
+                    let fp = offer
+                        .media_or_session_attr(i, "fingerprint")
+                        .ok_or(NegotiationError::Security("offer has no a=fingerprint"))?;
+                    let theirs =
+                        offer.media_or_session_attr(i, "setup").and_then(Setup::parse).unwrap_or(Setup::ActPass);
+                    // Keep an established role; as answerer to actpass we are active.
+                    let kept = previous
+                        .as_ref()
+                        .and_then(|a| a.audio.as_ref())
+                        .and_then(|a| a.dtls.as_ref())
+                        .map(|d| d.local_setup);
+                    let local_setup = match theirs {
+                        Setup::Active => Setup::Passive,
+                        Setup::Passive => Setup::Active,
+                        Setup::ActPass => kept.unwrap_or(Setup::Active),
+                    };
+                    (None, Some(DtlsAgreement { remote_fingerprint: fp.to_owned(), local_setup }), None)
+                }
+                MediaSecurity::None => (None, None, None),
+            };
+            let mut ag =
+                self.media_agreement(&offer, i, codec, pt, common.clone(), te, offered_dir, local_dir, sdes, dtls);
+            ag.remote_direction = offer.direction(i);
+            // Answer with the offerer's payload types for what we chose.
+            let ev: Vec<(u8, u32)> = te.into_iter().collect();
+            let mut media =
+                self.media_section(&lm, &[(codec, pt)], &ev, local_dir, crypto_answer.as_ref().map(|(t, k)| (*t, k)));
+            if !(m.has_attr("rtcp-mux") && self.options.rtcp_mux) {
+                media.remove_attr("rtcp-mux");
+                media.remove_attr("rtcp");
+                media.attributes.insert(0, Attribute::new("rtcp", Some(lm.port.wrapping_add(1).to_string())));
+            }
+            if let Some(d) = &ag.dtls {
+                media.remove_attr("setup");
+                let dir_pos = media.attributes.len() - 1;
+                media.attributes.insert(dir_pos, Attribute::new("setup", Some(d.local_setup.as_str().into())));
+            }
+            answer_media.push(media);
+            ag.index = i;
+            if lm.kind == "audio" {
+                agreement.audio = Some(ag);
+            } else {
+                agreement.video = Some(ag);
+            }
+        }
+        self.layout = answer_media.iter().map(|m| m.kind.clone()).collect();
+        let sdp = self.finish(answer_media);
+        self.agreement = Some(agreement.clone());
+        Ok((sdp, agreement))
+    }
+}
+
+fn agreement_at(a: &Agreement, i: usize) -> Option<&MediaAgreement> {
+    [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten().find(|m| m.index == i)
+}
+
+fn pt_for(lm: &LocalMedia, c: Codec) -> u8 {
+    lm.codecs.iter().find(|(x, _)| *x == c).map_or(0, |(_, p)| *p)
+}
+
+/// `a=crypto:<tag> <suite> <key-params> [session-params]`
+fn parse_crypto(v: &str) -> Option<(u32, String, String)> {
+    let mut it = v.split_whitespace();
+    let tag = it.next()?.parse().ok()?;
+    let suite = it.next()?.to_owned();
+    let params = it.next()?.to_owned();
+    Some((tag, suite, params))
+}
+
+/// `a=rtcp:<port> [IN IP4 <addr>]`
+fn parse_rtcp_attr(v: &str) -> Option<(u16, Option<IpAddr>)> {
+    let mut it = v.split_whitespace();
+    let port = it.next()?.parse().ok()?;
+    let addr = it.nth(2).and_then(|a| a.parse().ok());
+    Some((port, addr))
+}

@@ -1,0 +1,506 @@
+//! A tolerant, bounded SDP (RFC 8866) parser and serialiser.
+//!
+//! Tolerates what real peers send: LF-only line ends, a missing final line
+//! end, trailing whitespace, host names in `c=`, unknown lines and
+//! attributes (kept in order and written back as they came).
+
+use crate::error::ParseError;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+/// Parser limits.
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+const MAX_LINES: usize = 2000;
+const MAX_MEDIA: usize = 32;
+
+/// `a=name[:value]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// Name.
+    pub name: String,
+    /// Value after the first `:`.
+    pub value: Option<String>,
+}
+
+impl Attribute {
+    /// A property or value attribute.
+    pub fn new(name: &str, value: Option<String>) -> Attribute {
+        Attribute { name: name.to_owned(), value }
+    }
+}
+
+/// `o=`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// username
+    pub username: String,
+    /// sess-id (kept as text: peers send numbers beyond 64 bits)
+    pub session_id: String,
+    /// sess-version
+    pub session_version: u64,
+    /// `IN`
+    pub net_type: String,
+    /// `IP4` / `IP6`
+    pub addr_type: String,
+    /// unicast-address (may be a host name)
+    pub address: String,
+}
+
+/// `c=`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// `IN`
+    pub net_type: String,
+    /// `IP4` / `IP6`
+    pub addr_type: String,
+    /// Address (IP or host name), without a `/ttl` suffix.
+    pub address: String,
+}
+
+impl Connection {
+    /// For an IP address.
+    pub fn ip(ip: IpAddr) -> Connection {
+        Connection {
+            net_type: "IN".into(),
+            addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
+            address: ip.to_string(),
+        }
+    }
+
+    /// The IP address, when it is one.
+    pub fn ip_addr(&self) -> Option<IpAddr> {
+        self.address.parse().ok()
+    }
+
+    /// RFC 2543 hold: `c=IN IP4 0.0.0.0`.
+    pub fn is_hold_address(&self) -> bool {
+        self.ip_addr().is_some_and(|a| a.is_unspecified())
+    }
+}
+
+/// One `m=` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// `audio`, `video`...
+    pub kind: String,
+    /// Port (0 = rejected or disabled).
+    pub port: u16,
+    /// `/n` port count.
+    pub port_count: Option<u16>,
+    /// `RTP/AVP`, `RTP/SAVP`, `UDP/TLS/RTP/SAVP`...
+    pub proto: String,
+    /// Formats (payload types for RTP).
+    pub formats: Vec<String>,
+    /// Media-level `c=`.
+    pub connection: Option<Connection>,
+    /// Other lines (`i=`, `b=`, `k=`), in order.
+    pub lines: Vec<(char, String)>,
+    /// Attributes, in order.
+    pub attributes: Vec<Attribute>,
+}
+
+impl Media {
+    /// The first value of an attribute.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name)).and_then(|a| a.value.as_deref())
+    }
+
+    /// Whether a property attribute is present.
+    pub fn has_attr(&self, name: &str) -> bool {
+        self.attributes.iter().any(|a| a.name.eq_ignore_ascii_case(name))
+    }
+
+    /// All values of an attribute.
+    pub fn attrs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.attributes.iter().filter(move |a| a.name.eq_ignore_ascii_case(name)).filter_map(|a| a.value.as_deref())
+    }
+
+    /// `a=rtpmap:<pt> <encoding>/<clock>[/<channels>]` for a payload type.
+    pub fn rtpmap(&self, pt: u8) -> Option<(String, u32, Option<u16>)> {
+        self.attrs("rtpmap").find_map(|v| {
+            let (p, rest) = v.split_once(' ')?;
+            if p.trim().parse::<u8>().ok()? != pt {
+                return None;
+            }
+            let mut it = rest.trim().split('/');
+            let enc = it.next()?.to_owned();
+            let clock = it.next()?.trim().parse().ok()?;
+            let ch = it.next().and_then(|c| c.trim().parse().ok());
+            Some((enc, clock, ch))
+        })
+    }
+
+    /// `a=fmtp:<pt> <params>` for a payload type.
+    pub fn fmtp(&self, pt: u8) -> Option<&str> {
+        self.attrs("fmtp").find_map(|v| {
+            let (p, rest) = v.split_once(' ').unwrap_or((v, ""));
+            (p.trim().parse::<u8>().ok()? == pt).then_some(rest.trim())
+        })
+    }
+
+    /// The payload types (formats that are numbers 0..=127).
+    pub fn payload_types(&self) -> Vec<u8> {
+        self.formats.iter().filter_map(|f| f.parse::<u8>().ok()).filter(|p| *p < 128).collect()
+    }
+
+    /// The media-level direction attribute, if any.
+    pub fn direction_attr(&self) -> Option<Direction> {
+        self.attributes.iter().find_map(|a| Direction::from_attr(&a.name))
+    }
+
+    /// Removes every attribute of this name.
+    pub fn remove_attr(&mut self, name: &str) {
+        self.attributes.retain(|a| !a.name.eq_ignore_ascii_case(name));
+    }
+}
+
+/// Media direction (RFC 3264 section 5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Both ways.
+    SendRecv,
+    /// The describer only sends.
+    SendOnly,
+    /// The describer only receives.
+    RecvOnly,
+    /// Neither.
+    Inactive,
+}
+
+impl Direction {
+    /// Parses a direction attribute name.
+    pub fn from_attr(name: &str) -> Option<Direction> {
+        match name.to_ascii_lowercase().as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
+    /// The attribute name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answerer uses for an offered one, given what the
+    /// answerer itself wants (RFC 3264 section 6.1).
+    pub fn answer_to(self, wanted: Direction) -> Direction {
+        let (we_send, we_recv) = match wanted {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (true, false),
+            Direction::RecvOnly => (false, true),
+            Direction::Inactive => (false, false),
+        };
+        let (they_send, they_recv) = match self {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (true, false),
+            Direction::RecvOnly => (false, true),
+            Direction::Inactive => (false, false),
+        };
+        match (we_send && they_recv, we_recv && they_send) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// Whether the describer sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether the describer receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// A session description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdp {
+    /// `o=`
+    pub origin: Origin,
+    /// `s=` (a single space when empty)
+    pub session_name: String,
+    /// Session-level `c=`.
+    pub connection: Option<Connection>,
+    /// Other session-level lines (`i u e p b t r z k`), in order.
+    pub lines: Vec<(char, String)>,
+    /// Session-level attributes.
+    pub attributes: Vec<Attribute>,
+    /// Media sections.
+    pub media: Vec<Media>,
+}
+
+impl Sdp {
+    /// Parses an SDP body.
+    pub fn parse(body: &[u8]) -> Result<Sdp, ParseError> {
+        if body.len() > MAX_SDP_BYTES {
+            return Err(ParseError::TooLarge(MAX_SDP_BYTES));
+        }
+        let text = std::str::from_utf8(body).map_err(|_| ParseError::Utf8)?;
+        let mut origin = None;
+        let mut session_name = None;
+        let mut version_seen = false;
+        let mut connection = None;
+        let mut lines = Vec::new();
+        let mut attributes = Vec::new();
+        let mut media: Vec<Media> = Vec::new();
+        for (n, raw) in text.split('\n').enumerate() {
+            if n >= MAX_LINES {
+                return Err(ParseError::TooMany("lines"));
+            }
+            let line = raw.trim_end_matches(['\r', ' ', '\t']);
+            if line.is_empty() {
+                continue;
+            }
+            let err = |reason| ParseError::Line { line: n + 1, reason };
+            let bytes = line.as_bytes();
+            if bytes.len() < 2 || bytes[1] != b'=' || !bytes[0].is_ascii_lowercase() {
+                return Err(err("not <type>=<value>"));
+            }
+            let kind = bytes[0] as char;
+            let value = &line[2..];
+            match kind {
+                'v' => {
+                    if value.trim() != "0" {
+                        return Err(err("unsupported version"));
+                    }
+                    version_seen = true;
+                }
+                'o' => {
+                    let f: Vec<&str> = value.split_whitespace().collect();
+                    if f.len() != 6 {
+                        return Err(err("o= needs six fields"));
+                    }
+                    origin = Some(Origin {
+                        username: f[0].into(),
+                        session_id: f[1].into(),
+                        session_version: f[2].parse().map_err(|_| err("o= version is not a number"))?,
+                        net_type: f[3].into(),
+                        addr_type: f[4].into(),
+                        address: f[5].into(),
+                    });
+                }
+                's' => session_name = Some(value.to_owned()),
+                'c' => {
+                    let f: Vec<&str> = value.split_whitespace().collect();
+                    if f.len() != 3 {
+                        return Err(err("c= needs three fields"));
+                    }
+                    let address = f[2].split('/').next().unwrap_or_default().to_owned();
+                    if address.is_empty() {
+                        return Err(err("c= without an address"));
+                    }
+                    let c = Connection { net_type: f[0].into(), addr_type: f[1].into(), address };
+                    match media.last_mut() {
+                        Some(m) => m.connection = Some(c),
+                        None => connection = Some(c),
+                    }
+                }
+                'm' => {
+                    if media.len() == MAX_MEDIA {
+                        return Err(ParseError::TooMany("m-lines"));
+                    }
+                    let f: Vec<&str> = value.split_whitespace().collect();
+                    if f.len() < 3 {
+                        return Err(err("m= needs media, port and proto"));
+                    }
+                    let (port, count) = match f[1].split_once('/') {
+                        Some((p, c)) => (p, Some(c.parse().map_err(|_| err("bad port count"))?)),
+                        None => (f[1], None),
+                    };
+                    media.push(Media {
+                        kind: f[0].into(),
+                        port: port.parse().map_err(|_| err("bad port"))?,
+                        port_count: count,
+                        proto: f[2].into(),
+                        formats: f[3..].iter().map(|s| (*s).to_owned()).collect(),
+                        connection: None,
+                        lines: Vec::new(),
+                        attributes: Vec::new(),
+                    });
+                }
+                'a' => {
+                    let a = match value.split_once(':') {
+                        Some((n, v)) => Attribute { name: n.to_owned(), value: Some(v.to_owned()) },
+                        None => Attribute { name: value.to_owned(), value: None },
+                    };
+                    if a.name.is_empty() {
+                        return Err(err("empty attribute name"));
+                    }
+                    match media.last_mut() {
+                        Some(m) => m.attributes.push(a),
+                        None => attributes.push(a),
+                    }
+                }
+                other => match media.last_mut() {
+                    Some(m) => m.lines.push((other, value.to_owned())),
+                    None => lines.push((other, value.to_owned())),
+                },
+            }
+        }
+        if !version_seen {
+            return Err(ParseError::Missing("v="));
+        }
+        Ok(Sdp {
+            origin: origin.ok_or(ParseError::Missing("o="))?,
+            session_name: session_name.unwrap_or_else(|| "-".into()),
+            connection,
+            lines,
+            attributes,
+            media,
+        })
+    }
+
+    /// A session attribute's first value.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name)).and_then(|a| a.value.as_deref())
+    }
+
+    /// The effective direction of media section `i` (media level, then
+    /// session level, then sendrecv).
+    pub fn direction(&self, i: usize) -> Direction {
+        self.media
+            .get(i)
+            .and_then(Media::direction_attr)
+            .or_else(|| self.attributes.iter().find_map(|a| Direction::from_attr(&a.name)))
+            .unwrap_or(Direction::SendRecv)
+    }
+
+    /// The effective connection of media section `i`.
+    pub fn connection_of(&self, i: usize) -> Option<&Connection> {
+        self.media.get(i).and_then(|m| m.connection.as_ref()).or(self.connection.as_ref())
+    }
+
+    /// The effective value of an attribute that may sit at media or session
+    /// level (`fingerprint`, `setup`, `ice-ufrag`).
+    pub fn media_or_session_attr(&self, i: usize, name: &str) -> Option<&str> {
+        self.media.get(i).and_then(|m| m.attr(name)).or_else(|| self.attr(name))
+    }
+
+    /// Serialises with CRLF line ends, `t=0 0` when no timing was given.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for Sdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.origin;
+        write!(
+            f,
+            "v=0\r\no={} {} {} {} {} {}\r\n",
+            o.username, o.session_id, o.session_version, o.net_type, o.addr_type, o.address
+        )?;
+        let name = if self.session_name.is_empty() { " " } else { &self.session_name };
+        write!(f, "s={name}\r\n")?;
+        // RFC 8866 order: i u e p c b t r z k a.
+        let order = |c: char| "iuep".contains(c);
+        for (k, v) in self.lines.iter().filter(|(k, _)| order(*k)) {
+            write!(f, "{k}={v}\r\n")?;
+        }
+        if let Some(c) = &self.connection {
+            write!(f, "c={} {} {}\r\n", c.net_type, c.addr_type, c.address)?;
+        }
+        for (k, v) in self.lines.iter().filter(|(k, _)| *k == 'b') {
+            write!(f, "{k}={v}\r\n")?;
+        }
+        if !self.lines.iter().any(|(k, _)| *k == 't') {
+            f.write_str("t=0 0\r\n")?;
+        }
+        for (k, v) in self.lines.iter().filter(|(k, _)| "trzk".contains(*k)) {
+            write!(f, "{k}={v}\r\n")?;
+        }
+        for a in &self.attributes {
+            write_attr(f, a)?;
+        }
+        for m in &self.media {
+            write!(f, "m={} {}", m.kind, m.port)?;
+            if let Some(c) = m.port_count {
+                write!(f, "/{c}")?;
+            }
+            write!(f, " {}", m.proto)?;
+            for fmt_ in &m.formats {
+                write!(f, " {fmt_}")?;
+            }
+            f.write_str("\r\n")?;
+            for (k, v) in m.lines.iter().filter(|(k, _)| *k == 'i') {
+                write!(f, "{k}={v}\r\n")?;
+            }
+            if let Some(c) = &m.connection {
+                write!(f, "c={} {} {}\r\n", c.net_type, c.addr_type, c.address)?;
+            }
+            for (k, v) in m.lines.iter().filter(|(k, _)| *k != 'i') {
+                write!(f, "{k}={v}\r\n")?;
+            }
+            for a in &m.attributes {
+                write_attr(f, a)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_attr(f: &mut fmt::Formatter<'_>, a: &Attribute) -> fmt::Result {
+    f.write_str("a=")?;
+    f.write_str(&a.name)?;
+    if let Some(v) = &a.value {
+        f.write_char(':')?;
+        f.write_str(v)?;
+    }
+    f.write_str("\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerant_parse() {
+        // LF-only, trailing spaces, a host name in c=, no final newline.
+        let s = "v=0\no=- 123 7 IN IP4 pbx.example.com \ns=-\nc=IN IP4 media.example.com\nt=0 0\na=sendonly\nm=audio 4000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16";
+        let sdp = Sdp::parse(s.as_bytes()).expect("parse");
+        assert_eq!(sdp.origin.address, "pbx.example.com");
+        assert_eq!(sdp.connection_of(0).map(|c| c.address.as_str()), Some("media.example.com"));
+        assert_eq!(sdp.direction(0), Direction::SendOnly);
+        assert_eq!(sdp.media[0].rtpmap(101), Some(("telephone-event".into(), 8000, None)));
+        assert_eq!(sdp.media[0].fmtp(101), Some("0-16"), "the last line is not dropped");
+        let again = Sdp::parse(&sdp.to_bytes()).expect("reparse");
+        assert_eq!(again, sdp);
+    }
+
+    #[test]
+    fn rejects_broken() {
+        for s in [
+            "",
+            "o=- 1 1 IN IP4 a\n",
+            "v=0\no=- 1 x IN IP4 a\n",
+            "v=0\no=- 1 1 IN IP4 a\nm=audio\n",
+            "v=0\nnot a line\n",
+            "v=1\n",
+            "v=0\no=- 1 1 IN IP4 a\nc=IN IP4\n",
+        ] {
+            assert!(Sdp::parse(s.as_bytes()).is_err(), "{s:?}");
+        }
+        assert!(Sdp::parse(&vec![b'a'; MAX_SDP_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn answer_directions() {
+        use Direction::*;
+        assert_eq!(SendOnly.answer_to(SendRecv), RecvOnly);
+        assert_eq!(RecvOnly.answer_to(SendRecv), SendOnly);
+        assert_eq!(Inactive.answer_to(SendRecv), Inactive);
+        assert_eq!(SendRecv.answer_to(SendRecv), SendRecv);
+        assert_eq!(SendRecv.answer_to(RecvOnly), RecvOnly);
+    }
+}

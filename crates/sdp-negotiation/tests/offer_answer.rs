@@ -1,0 +1,304 @@
+//! RFC 3264 offer/answer behaviour of the SIP leg.
+
+use sdp_negotiation::{
+    Codec, Direction, LocalSession, MediaSecurity, NegotiationError, OfferOptions, SdesKey, Sdp, Setup,
+};
+use std::net::SocketAddr;
+
+fn session() -> LocalSession {
+    LocalSession::new(OfferOptions::default(), 4242)
+}
+
+fn answer(body: &str) -> Vec<u8> {
+    body.replace('\n', "\r\n").into_bytes()
+}
+
+const PCMU_ANSWER: &str = "v=0
+o=sipp 1 1 IN IP4 192.0.2.9
+s=-
+c=IN IP4 192.0.2.9
+t=0 0
+m=audio 6000 RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+";
+
+#[test]
+fn offer_has_unique_payload_types_and_events_per_clock() {
+    let mut s = session();
+    let offer = s.create_offer();
+    let m = &offer.media[0];
+    assert_eq!(m.proto, "RTP/AVP");
+    let pts = m.payload_types();
+    let mut dedup = pts.clone();
+    dedup.sort_unstable();
+    dedup.dedup();
+    assert_eq!(dedup.len(), pts.len(), "no payload type collides: {pts:?}");
+    assert_eq!(m.rtpmap(111), Some(("opus".into(), 48000, Some(2))));
+    assert!(m.fmtp(111).is_some_and(|f| f.contains("useinbandfec=1")));
+    assert_eq!(m.rtpmap(101), Some(("telephone-event".into(), 8000, None)));
+    assert_eq!(m.rtpmap(110), Some(("telephone-event".into(), 48000, None)));
+    assert!(m.has_attr("rtcp-mux"));
+    assert_eq!(offer.direction(0), Direction::SendRecv);
+    assert_eq!(offer.origin.session_version, 1);
+    // The same offer again keeps the version.
+    let again = s.create_offer();
+    assert_eq!(again.origin.session_version, 1);
+    assert_eq!(again, offer);
+}
+
+#[test]
+fn reads_an_answer_and_sends_with_the_answerers_payload_types() {
+    let mut s = session();
+    s.create_offer();
+    let a = s.process_answer(&answer(PCMU_ANSWER)).expect("agreement");
+    let audio = a.audio.expect("audio");
+    assert_eq!((audio.codec, audio.payload_type), (Codec::Pcmu, 0));
+    assert_eq!(audio.telephone_event, Some((101, 8000)));
+    assert_eq!(audio.remote_rtp, Some("192.0.2.9:6000".parse::<SocketAddr>().expect("a")));
+    assert_eq!(
+        audio.remote_rtcp,
+        Some("192.0.2.9:6001".parse::<SocketAddr>().expect("a")),
+        "no rtcp-mux in the answer"
+    );
+    assert!(!audio.remote_hold);
+
+    let mut s = session();
+    s.create_offer();
+    let opus = "v=0\no=- 1 1 IN IP4 192.0.2.9\ns=-\nt=0 0\nm=audio 6000 RTP/AVP 96 97\nc=IN IP4 192.0.2.9\na=rtpmap:96 opus/48000/2\na=rtpmap:97 telephone-event/48000\na=rtcp-mux\n";
+    let audio = s.process_answer(&answer(opus)).expect("opus").audio.expect("audio");
+    assert_eq!((audio.codec, audio.payload_type), (Codec::Opus, 96));
+    assert_eq!(audio.telephone_event, Some((97, 48000)));
+    assert!(audio.rtcp_mux);
+    assert_eq!(audio.remote_rtcp, None);
+}
+
+#[test]
+fn answers_that_break_rfc3264_are_488() {
+    let cases = [
+        ("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 18\na=rtpmap:18 G729/8000\n", "not offered"),
+        ("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 0 RTP/AVP 0\n", "rejected"),
+        ("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\n", "missing m-line"),
+        ("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\n", "SRTP not offered"),
+        ("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 101\na=rtpmap:101 telephone-event/8000\n", "no codec"),
+    ];
+    for (body, why) in cases {
+        let mut s = session();
+        s.create_offer();
+        let e = s.process_answer(&answer(body)).expect_err(why);
+        assert_eq!(e.sip_status(), 488, "{why}: {e}");
+    }
+    let mut s = session();
+    s.create_offer();
+    assert_eq!(s.process_answer(b"garbage").expect_err("parse").sip_status(), 400);
+}
+
+fn established() -> LocalSession {
+    let mut s = session();
+    s.create_offer();
+    s.process_answer(&answer(PCMU_ANSWER)).expect("agreement");
+    s
+}
+
+fn reoffer(dir: &str, conn: &str, te_pt: u8, version: u32) -> Vec<u8> {
+    answer(&format!(
+        "v=0\no=sipp 1 {version} IN IP4 192.0.2.9\ns=-\nc=IN IP4 {conn}\nt=0 0\nm=audio 6000 RTP/AVP 0 {te_pt}\na=rtpmap:0 PCMU/8000\na=rtpmap:{te_pt} telephone-event/8000\n{dir}"
+    ))
+}
+
+#[test]
+fn hold_and_resume() {
+    let mut s = established();
+    let v0 = s.version();
+    // sendonly → recvonly (answering sendrecv makes carriers hang up).
+    let (sdp, a) = s.answer_offer(&reoffer("a=sendonly\n", "192.0.2.9", 101, 2)).expect("hold");
+    assert_eq!(sdp.direction(0), Direction::RecvOnly);
+    assert!(a.audio.as_ref().expect("a").remote_hold);
+    assert_eq!(sdp.media.len(), 1);
+    assert_eq!(sdp.origin.session_version, v0 + 1, "our description changed");
+    // inactive → inactive.
+    let (sdp, _) = s.answer_offer(&reoffer("a=inactive\n", "192.0.2.9", 101, 3)).expect("inactive");
+    assert_eq!(sdp.direction(0), Direction::Inactive);
+    // RFC 2543 hold: c=0.0.0.0.
+    let (sdp, a) = s.answer_offer(&reoffer("", "0.0.0.0", 101, 4)).expect("old hold");
+    assert_eq!(sdp.direction(0), Direction::RecvOnly);
+    let audio = a.audio.expect("audio");
+    assert!(audio.remote_hold);
+    assert_eq!(audio.remote_rtp, None, "never send to 0.0.0.0");
+    // Resume.
+    let (sdp, a) = s.answer_offer(&reoffer("a=sendrecv\n", "192.0.2.9", 101, 5)).expect("resume");
+    assert_eq!(sdp.direction(0), Direction::SendRecv);
+    assert!(!a.audio.expect("a").remote_hold);
+    let v = sdp.origin.session_version;
+    // The same offer again: our answer is unchanged, so is the version.
+    let (sdp, _) = s.answer_offer(&reoffer("a=sendrecv\n", "192.0.2.9", 101, 5)).expect("same");
+    assert_eq!(sdp.origin.session_version, v);
+}
+
+#[test]
+fn payload_type_change_and_new_address_in_reoffer() {
+    let mut s = established();
+    let body = answer("v=0\no=sipp 1 2 IN IP4 192.0.2.9\ns=-\nc=IN IP4 198.51.100.4\nt=0 0\nm=audio 7000 RTP/AVP 0 96\na=rtpmap:0 PCMU/8000\na=rtpmap:96 telephone-event/8000\n");
+    let (sdp, a) = s.answer_offer(&body).expect("reoffer");
+    let audio = a.audio.expect("audio");
+    assert_eq!(audio.telephone_event, Some((96, 8000)), "DTMF follows the new payload type");
+    assert_eq!(audio.remote_rtp, Some("198.51.100.4:7000".parse().expect("a")));
+    assert_eq!(audio.codec, Codec::Pcmu, "the current codec is kept");
+    assert!(sdp.media[0].payload_types().contains(&96));
+}
+
+#[test]
+fn reoffer_with_extra_stream_gets_it_rejected_and_port_zero_disables() {
+    let mut s = established();
+    let body = answer("v=0\no=sipp 1 2 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0\na=rtpmap:0 PCMU/8000\nm=image 6002 udptl t38\n");
+    let (sdp, _) = s.answer_offer(&body).expect("reoffer");
+    assert_eq!(sdp.media.len(), 2, "m-lines keep their number and order");
+    assert_eq!(sdp.media[1].port, 0);
+    let body = answer(
+        "v=0\no=sipp 1 3 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 0 RTP/AVP 0\nm=image 0 udptl t38\n",
+    );
+    let (sdp, a) = s.answer_offer(&body).expect("disable");
+    assert_eq!(sdp.media[0].port, 0);
+    assert!(a.audio.is_none());
+}
+
+fn sdes() -> OfferOptions {
+    OfferOptions {
+        security: MediaSecurity::Sdes(vec![
+            SdesKey {
+                suite: "AES_CM_128_HMAC_SHA1_80".into(),
+                key_params: "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR".into(),
+            },
+            SdesKey {
+                suite: "AES_CM_128_HMAC_SHA1_32".into(),
+                key_params: "inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj".into(),
+            },
+        ]),
+        ..OfferOptions::default()
+    }
+}
+
+#[test]
+fn sdes_offer_answer_and_rekey() {
+    let mut s = LocalSession::new(sdes(), 1);
+    let offer = s.create_offer();
+    assert_eq!(offer.media[0].proto, "RTP/SAVP");
+    assert_eq!(offer.media[0].attrs("crypto").count(), 2);
+    let body = answer("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\n");
+    let a = s.process_answer(&body).expect("sdes").audio.expect("audio");
+    let k = a.sdes.expect("keys");
+    assert_eq!((k.tag, k.suite.as_str()), (2, "AES_CM_128_HMAC_SHA1_32"));
+    assert_eq!(k.remote_key_params, "inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj");
+    assert!(k.local_key_params.starts_with("inline:NzB4"));
+    // A re-offer with a new key.
+    let body = answer("v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk\n");
+    let (sdp, a) = s.answer_offer(&body).expect("rekey");
+    assert_eq!(
+        a.audio.expect("a").sdes.expect("k").remote_key_params,
+        "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+    );
+    assert_eq!(
+        sdp.media[0].attrs("crypto").collect::<Vec<_>>(),
+        vec!["5 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR"]
+    );
+    // Secure media required: a plain answer is refused.
+    let mut s = LocalSession::new(sdes(), 1);
+    s.create_offer();
+    let e = s.process_answer(&answer(PCMU_ANSWER)).expect_err("plain");
+    assert!(matches!(e, NegotiationError::Security(_)));
+}
+
+#[test]
+fn dtls_roles() {
+    let opts = OfferOptions {
+        security: MediaSecurity::Dtls { fingerprint: "sha-256 AA:BB".into() },
+        ..OfferOptions::default()
+    };
+    let mut s = LocalSession::new(opts, 1);
+    let offer = s.create_offer();
+    assert_eq!(offer.media[0].proto, "UDP/TLS/RTP/SAVP");
+    assert_eq!(offer.media[0].attr("setup"), Some("actpass"));
+    let body = answer("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\na=fingerprint:sha-256 CC:DD\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=setup:active\n");
+    let a = s.process_answer(&body).expect("dtls").audio.expect("a");
+    let d = a.dtls.expect("dtls");
+    assert_eq!(d.local_setup, Setup::Passive);
+    assert_eq!(d.remote_fingerprint, "sha-256 CC:DD");
+    // The role stays in a re-offer's answer.
+    let reoffer = answer("v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=fingerprint:sha-256 CC:DD\na=setup:actpass\na=sendonly\n");
+    let (sdp, _) = s.answer_offer(&reoffer).expect("reoffer");
+    assert_eq!(sdp.media[0].attr("setup"), Some("passive"));
+}
+
+#[test]
+fn video_rejected_is_an_audio_only_call() {
+    let opts = OfferOptions { video: Some((40002, vec![Codec::H264, Codec::Vp8])), ..OfferOptions::default() };
+    let mut s = LocalSession::new(opts, 1);
+    let offer = s.create_offer();
+    assert_eq!(offer.media.len(), 2);
+    assert!(offer.media[1].fmtp(102).is_some_and(|f| f.contains("packetization-mode=1")));
+    let body = answer(
+        "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 8\nm=video 0 RTP/AVP 102\n",
+    );
+    let a = s.process_answer(&body).expect("audio only");
+    assert_eq!(a.audio.expect("a").codec, Codec::Pcma);
+    assert!(a.video.is_none());
+    let body = answer("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 8\nm=video 6002 RTP/AVP 120\na=rtpmap:120 VP8/90000\n");
+    let mut s2 = LocalSession::new(
+        OfferOptions { video: Some((40002, vec![Codec::H264, Codec::Vp8])), ..OfferOptions::default() },
+        1,
+    );
+    s2.create_offer();
+    let a = s2.process_answer(&body).expect("with video");
+    assert_eq!(a.video.expect("v").payload_type, 120);
+}
+
+#[test]
+fn reoffer_from_us_keeps_the_agreed_codec_first() {
+    let mut s = established();
+    let v = s.version();
+    let offer = s.create_offer();
+    assert_eq!(offer.media[0].formats.first().map(String::as_str), Some("0"), "PCMU agreed, offered first");
+    assert_eq!(offer.origin.session_version, v + 1, "the codec order changed our description");
+    let again = s.create_offer();
+    assert_eq!(again.origin.session_version, v + 1);
+}
+
+/// Bodies as real peers send them: every one parses, and answering it as a
+/// re-offer gives a valid answer with the same number of m-lines.
+#[test]
+fn corpus_from_real_peers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut n = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().collect();
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("sdp") {
+            continue;
+        }
+        let body = std::fs::read(&p).expect("read");
+        let parsed = Sdp::parse(&body).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
+        let opts = if name.contains("dtls") || name.contains("chrome") {
+            OfferOptions {
+                security: MediaSecurity::Dtls { fingerprint: "sha-256 AA:BB".into() },
+                ..OfferOptions::default()
+            }
+        } else if name.contains("srtp") {
+            sdes()
+        } else {
+            OfferOptions::default()
+        };
+        let mut s = LocalSession::new(opts, 9);
+        let (answer, agreement) = s.answer_offer(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(answer.media.len(), parsed.media.len(), "{name}");
+        assert!(agreement.audio.is_some(), "{name}");
+        Sdp::parse(&answer.to_bytes()).unwrap_or_else(|e| panic!("{name} answer: {e}"));
+        if name.contains("hold") {
+            assert_eq!(answer.direction(0), Direction::RecvOnly, "{name}");
+        }
+        n += 1;
+    }
+    assert!(n >= 6, "corpus has {n} files");
+}
