@@ -24,12 +24,15 @@ pub enum Frame {
 pub struct StreamFramer {
     buf: Vec<u8>,
     limits: Limits,
+    /// How far the search for the end of the header section got, so a
+    /// slow sender does not make every call rescan the buffer.
+    scanned: usize,
 }
 
 impl StreamFramer {
     /// A framer with these limits.
     pub fn new(limits: Limits) -> StreamFramer {
-        StreamFramer { buf: Vec::new(), limits }
+        StreamFramer { buf: Vec::new(), limits, scanned: 0 }
     }
 
     /// Appends received bytes.
@@ -46,10 +49,12 @@ impl StreamFramer {
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
         if self.buf.starts_with(b"\r\n\r\n") {
             self.buf.drain(..4);
+            self.scanned = 0;
             return Ok(Some(Frame::Ping));
         }
         if self.buf.starts_with(b"\n\n") {
             self.buf.drain(..2);
+            self.scanned = 0;
             return Ok(Some(Frame::Ping));
         }
         if self.buf.starts_with(b"\r\n") {
@@ -57,16 +62,21 @@ impl StreamFramer {
                 return Ok(None);
             }
             self.buf.drain(..2);
+            self.scanned = 0;
             return Ok(Some(Frame::Pong));
         }
         if self.buf.starts_with(b"\n") {
             self.buf.drain(..1);
+            self.scanned = 0;
             return Ok(Some(Frame::Pong));
         }
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let Some(body_start) = header_end(&self.buf) else {
+        // Resume a few bytes back: the terminator may straddle two reads.
+        let from = self.scanned.saturating_sub(3);
+        let Some(body_start) = header_end(&self.buf[from..]).map(|e| e + from) else {
+            self.scanned = self.buf.len();
             if self.buf.len() > self.limits.max_message {
                 return Err(ParseError::TooLarge { size: self.buf.len(), limit: self.limits.max_message });
             }
@@ -88,6 +98,7 @@ impl StreamFramer {
         }
         let rest = self.buf.split_off(total);
         let msg = std::mem::replace(&mut self.buf, rest);
+        self.scanned = 0;
         Ok(Some(Frame::Message(msg)))
     }
 }

@@ -256,8 +256,9 @@ impl NameAddr {
         } else if let Some(lt) = find_unquoted(s, b'<') {
             let d = s[..lt].trim();
             // RFC 3261 display-name = *(token LWS) / quoted-string
-            // (RFC 4475 section 3.1.2.15).
-            if !d.split_ascii_whitespace().all(|t| t.bytes().all(is_token_byte)) {
+            // (RFC 4475 section 3.1.2.15). Non-ASCII letters are tolerated:
+            // phones send unquoted UTF-8 names (docs/interop.md).
+            if !d.split_ascii_whitespace().all(|t| t.bytes().all(|b| is_token_byte(b) || b >= 0x80)) {
                 return Err(ParseError::HeaderValue { name: NAME, reason: "unquoted display name is not tokens" });
             }
             if !d.is_empty() {
@@ -471,6 +472,8 @@ mod tests {
         for s in ["Bell, Alexander <sip:a.g.bell@example.com>;tag=43", "a@b <sip:a@b>", "J\"D <sip:a@b>"] {
             assert!(NameAddr::parse(s).is_err(), "{s:?}");
         }
+        let n = NameAddr::parse("Jörg Müller <sip:j@x>").expect("unquoted UTF-8 tolerated");
+        assert_eq!(n.display.as_deref(), Some("Jörg Müller"));
         // RFC 4475 sections 3.1.1.2 and 3.1.1.6: token display names, with
         // or without LWS before <.
         let n = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>").expect("tokens");
