@@ -18,3 +18,7 @@ s="$here/corpus/stream_framer"
 cat "$data/rfc4475/dblreq.dat" "$data/rfc4475/clerr.dat" > "$s/stream-short-body"
 cat "$data/rfc4475/mcl01.dat" "$data/rfc4475/ncl.dat" > "$s/stream-bad-length"
 echo "seeded: $(ls "$here/corpus/parse_message" | wc -l) parse_message, $(ls "$s" | wc -l) stream_framer"
+# SDP bodies from real peers.
+mkdir -p "$here/corpus/sdp"
+cp "$here"/../crates/sdp-negotiation/tests/data/*.sdp "$here/corpus/sdp/"
+echo "seeded: $(ls "$here/corpus/sdp" | wc -l) sdp"
