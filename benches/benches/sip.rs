@@ -1,4 +1,5 @@
 //! SIP hot paths: parse + serialise, and whole in-memory calls.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

@@ -137,7 +137,9 @@ pub fn one_call(ua: &mut UserAgent, now: Instant, sdp: &Bytes) -> usize {
 
 /// A user agent configured for the benchmark.
 pub fn bench_ua() -> UserAgent {
-    let mut c = Config::default();
-    c.local_addrs = vec![(Transport::Udp, "192.0.2.1:5060".parse().unwrap_or_else(|_| unreachable!()))];
+    let c = Config {
+        local_addrs: vec![(Transport::Udp, "192.0.2.1:5060".parse().unwrap_or_else(|_| unreachable!()))],
+        ..Config::default()
+    };
     UserAgent::new(c, 1)
 }
