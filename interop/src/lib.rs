@@ -1,0 +1,210 @@
+//! Helpers for the end-to-end tests: G.711 µ-law, tone generation and
+//! detection, WAV reading, and a baresip far end on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Encodes one 16-bit linear sample as G.711 µ-law.
+pub fn ulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80u8
+    } else {
+        0
+    };
+    s = s.min(CLIP) + BIAS;
+    let v = (s >> 7) as u32; // 1..=255
+    let exponent = 31 - v.max(1).leading_zeros(); // 0..=7
+    let mantissa = ((s >> (exponent + 3)) & 0x0f) as u8;
+    !(sign | ((exponent as u8) << 4) | mantissa)
+}
+
+/// Decodes one G.711 µ-law byte.
+pub fn ulaw_decode(byte: u8) -> i16 {
+    let b = !byte;
+    let sign = b & 0x80;
+    let exp = i32::from((b >> 4) & 0x07);
+    let mantissa = i32::from(b & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exp) - 0x84;
+    (if sign != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// `n` samples of a sine at `freq` Hz, sampled at `rate`, starting at
+/// sample index `start`.
+pub fn sine(freq: f64, rate: f64, start: usize, n: usize, amplitude: f64) -> Vec<i16> {
+    (start..start + n)
+        .map(|i| (amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin()) as i16)
+        .collect()
+}
+
+/// Goertzel power of `freq` in `samples`, normalised by the signal energy:
+/// close to 1 for a pure tone at `freq`, close to 0 otherwise.
+pub fn tone_ratio(samples: &[i16], freq: f64, rate: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in samples {
+        let x = f64::from(x);
+        energy += x * x;
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (energy * samples.len() as f64)
+    }
+}
+
+/// Reads the samples of a 16-bit PCM WAV file (first channel).
+pub fn read_wav(path: &Path) -> Option<(u32, Vec<i16>)> {
+    let b = std::fs::read(path).ok()?;
+    if b.get(0..4)? != b"RIFF" || b.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut i = 12;
+    let (mut rate, mut channels, mut bits) = (0u32, 1u16, 16u16);
+    while i + 8 <= b.len() {
+        let id = &b[i..i + 4];
+        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().ok()?) as usize;
+        let body = b.get(i + 8..(i + 8 + len).min(b.len()))?;
+        if id == b"fmt " {
+            channels = u16::from_le_bytes(body.get(2..4)?.try_into().ok()?);
+            rate = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
+            bits = u16::from_le_bytes(body.get(14..16)?.try_into().ok()?);
+        } else if id == b"data" {
+            if bits != 16 {
+                return None;
+            }
+            let step = 2 * usize::from(channels.max(1));
+            let samples = body.chunks_exact(step).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            return Some((rate, samples));
+        }
+        i += 8 + len + (len & 1);
+    }
+    None
+}
+
+/// Whether a program is installed; panics naming the Debian package otherwise.
+pub fn require(tool: &str, package: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "`{tool}` is missing: install the Debian package `{package}` (scripts/test-all does)");
+}
+
+/// A baresip instance answering calls automatically, playing a sine tone
+/// and recording what it receives.
+pub struct Baresip {
+    child: Child,
+    /// Its configuration and recording directory.
+    pub dir: PathBuf,
+    /// Its SIP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Baresip {
+    /// Starts baresip with `mediaenc` (`srtp-mand`, `dtls_srtp`, or empty)
+    /// and a source tone of `tone_hz`.
+    pub fn start(name: &str, port: u16, mediaenc: &str, tone_hz: u32) -> Baresip {
+        require("baresip", "baresip-core");
+        let dir = std::env::temp_dir().join(format!("baresip-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let config = format!(
+            "sip_listen\t127.0.0.1:{port}\naudio_player\taufile,{d}/played.wav\naudio_source\tausine,{tone_hz}\naudio_alert\taufile,{d}/alert.wav\n\
+ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\n\
+module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("config");
+        let enc = if mediaenc.is_empty() { String::new() } else { format!(";mediaenc={mediaenc}") };
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:bs@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU{enc}\n"),
+        )
+        .expect("accounts");
+        let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .arg("-t")
+            .arg("60")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn baresip");
+        // Wait until it says it is ready.
+        for _ in 0..100 {
+            if std::fs::read_to_string(dir.join("baresip.log")).is_ok_and(|l| l.contains("baresip is ready")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let b = Baresip { child, dir, port };
+        assert!(b.log().contains("baresip is ready"), "baresip did not start:\n{}", b.log());
+        b
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// The WAV files sndfile wrote whose name contains `part` (`dec` is
+    /// what baresip received and decoded).
+    pub fn recordings(&self, part: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "wav") && p.to_string_lossy().contains(part))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulaw_round_trip_is_close() {
+        for s in [-32000i16, -1000, -10, 0, 10, 1000, 32000] {
+            let d = ulaw_decode(ulaw_encode(s));
+            assert!((i32::from(d) - i32::from(s)).abs() <= i32::from(s).abs() / 16 + 16, "{s} -> {d}");
+        }
+        // ITU-T G.711 reference points.
+        assert_eq!(ulaw_encode(0), 0xff);
+        assert_eq!(ulaw_decode(0xff), 0);
+        assert_eq!(ulaw_decode(0x80), 32124);
+    }
+
+    #[test]
+    fn goertzel_finds_the_tone() {
+        let s = sine(1000.0, 8000.0, 0, 800, 8000.0);
+        assert!(tone_ratio(&s, 1000.0, 8000.0) > 0.8);
+        assert!(tone_ratio(&s, 440.0, 8000.0) < 0.05);
+    }
+}
