@@ -166,13 +166,15 @@ impl MediaLeg {
             PacketKind::Stun => return Ok(Received::Stun(buf)),
             PacketKind::Dtls => return Ok(Received::Dtls(buf)),
             PacketKind::Rtp => {
-                crate::rtp::RtpPacket::parse(&buf)?;
                 if let Some(ctx) = &mut self.inbound {
                     if let Err(e) = ctx.unprotect_rtp(&mut buf) {
                         self.rejected += 1;
                         return Err(e);
                     }
                 }
+                // Parsed in the clear: SRTP encrypts the padding count and
+                // puts the tag where it would be.
+                crate::rtp::RtpPacket::parse(&buf)?;
                 Received::Rtp(buf)
             }
             PacketKind::Rtcp => {

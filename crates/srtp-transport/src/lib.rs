@@ -15,4 +15,11 @@ pub use error::Error;
 pub use leg::{classify, Activity, LegConfig, MediaLeg, PacketKind, Received};
 pub use replay::ReplayWindow;
 pub use rtp::{PayloadType, RtpHeader, RtpPacket, SeqExtender, Ssrc};
+#[doc(hidden)]
+pub use srtp::SessionKeys;
 pub use srtp::{derive, Context, MasterKey, Options, Suite};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

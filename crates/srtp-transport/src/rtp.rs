@@ -10,6 +10,34 @@ pub struct PayloadType(pub u8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ssrc(pub u32);
 
+/// The length of the header (fixed part, CSRCs and extension) of the RTP
+/// packet in `buf`, bounds-checked. Unlike [`RtpPacket::parse`] it does not
+/// look at the padding count, which SRTP encrypts.
+pub(crate) fn header_len(buf: &[u8]) -> Result<usize, Error> {
+    if buf.len() < 12 {
+        return Err(MALFORMED("shorter than 12 bytes"));
+    }
+    if buf[0] >> 6 != 2 {
+        return Err(MALFORMED("version is not 2"));
+    }
+    let cc = usize::from(buf[0] & 0x0f);
+    let mut header_len = 12 + 4 * cc;
+    if buf.len() < header_len {
+        return Err(MALFORMED("CSRC list beyond the packet"));
+    }
+    if buf[0] & 0x10 != 0 {
+        if buf.len() < header_len + 4 {
+            return Err(MALFORMED("extension header beyond the packet"));
+        }
+        let words = usize::from(u16::from_be_bytes([buf[header_len + 2], buf[header_len + 3]]));
+        header_len += 4 + 4 * words;
+        if buf.len() < header_len {
+            return Err(MALFORMED("extension beyond the packet"));
+        }
+    }
+    Ok(header_len)
+}
+
 /// A parsed view of an RTP packet; borrows the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpPacket<'a> {
@@ -23,27 +51,7 @@ const MALFORMED: fn(&'static str) -> Error = |reason| Error::Malformed { what: "
 impl<'a> RtpPacket<'a> {
     /// Parses and bounds-checks a packet.
     pub fn parse(buf: &'a [u8]) -> Result<RtpPacket<'a>, Error> {
-        if buf.len() < 12 {
-            return Err(MALFORMED("shorter than 12 bytes"));
-        }
-        if buf[0] >> 6 != 2 {
-            return Err(MALFORMED("version is not 2"));
-        }
-        let cc = usize::from(buf[0] & 0x0f);
-        let mut header_len = 12 + 4 * cc;
-        if buf.len() < header_len {
-            return Err(MALFORMED("CSRC list beyond the packet"));
-        }
-        if buf[0] & 0x10 != 0 {
-            if buf.len() < header_len + 4 {
-                return Err(MALFORMED("extension header beyond the packet"));
-            }
-            let words = usize::from(u16::from_be_bytes([buf[header_len + 2], buf[header_len + 3]]));
-            header_len += 4 + 4 * words;
-            if buf.len() < header_len {
-                return Err(MALFORMED("extension beyond the packet"));
-            }
-        }
+        let header_len = header_len(buf)?;
         let mut payload_end = buf.len();
         if buf[0] & 0x20 != 0 {
             let pad = usize::from(buf[buf.len() - 1]);

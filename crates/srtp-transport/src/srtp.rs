@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::replay::ReplayWindow;
+use crate::rtp::Ssrc;
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes128;
 use aes_gcm::aead::AeadInPlace;
@@ -21,12 +22,14 @@ fn aes_ctr(aes: &Aes128, iv: u128, data: &mut [u8]) {
     for chunk in data.chunks_mut(256) {
         let n = chunk.len().div_ceil(16);
         for b in blocks.iter_mut().take(n) {
-            b.copy_from_slice(&counter.to_be_bytes());
+            *b = counter.to_be_bytes().into();
             counter = counter.wrapping_add(1);
         }
         aes.encrypt_blocks(&mut blocks[..n]);
-        for (i, byte) in chunk.iter_mut().enumerate() {
-            *byte ^= blocks[i / 16][i % 16];
+        for (bytes, key) in chunk.chunks_mut(16).zip(&blocks) {
+            for (byte, k) in bytes.iter_mut().zip(key) {
+                *byte ^= k;
+            }
         }
     }
 }
@@ -166,82 +169,136 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) 
     Ok(())
 }
 
+/// Session keys given directly instead of derived from a master key; see
+/// [`Context::from_session_keys`]. Known-answer tests only.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct SessionKeys<'a> {
+    /// Session encryption key (16 bytes).
+    pub key: &'a [u8],
+    /// Session salt (14 bytes, 12 for GCM).
+    pub salt: &'a [u8],
+    /// Session authentication key (20 bytes; empty for GCM).
+    pub auth: &'a [u8],
+}
+
+/// The keyed transform of one direction and packet kind (SRTP or SRTCP).
+enum Transform {
+    /// AES counter mode and HMAC-SHA1 (the keyed state, cloned per packet).
+    Cm { aes: Aes128, auth: Hmac<Sha1> },
+    /// AES-GCM: encryption and authentication in one.
+    Gcm(Aes128Gcm),
+}
+
 struct Keys {
-    ctr: Option<Aes128>,
-    gcm: Option<Aes128Gcm>,
-    auth: Option<Hmac<Sha1>>,
+    transform: Transform,
+    /// Session salt; GCM uses the first 12 bytes.
     salt: [u8; 14],
 }
 
 impl Keys {
-    fn new(suite: Suite, mk: &MasterKey, enc_label: u8) -> Result<Keys, Error> {
-        let mut enc = [0u8; 16];
-        derive(&mk.key, &mk.salt, enc_label, &mut enc)?;
+    /// Derives the session keys of SRTP (`base_label` 0) or SRTCP (3).
+    fn derive(suite: Suite, mk: &MasterKey, base_label: u8) -> Result<Keys, Error> {
+        let mut key = [0u8; 16];
+        derive(&mk.key, &mk.salt, base_label, &mut key)?;
         let mut salt = [0u8; 14];
-        derive(&mk.key, &mk.salt, enc_label + 2, &mut salt[..suite.salt_len()])?;
-        if suite.is_gcm() {
-            let gcm = Aes128Gcm::new_from_slice(&enc).map_err(|_| Error::BadKey("session key"))?;
-            return Ok(Keys { ctr: None, gcm: Some(gcm), auth: None, salt });
-        }
-        let mut auth_key = [0u8; 20];
-        derive(&mk.key, &mk.salt, enc_label + 1, &mut auth_key)?;
-        let auth = <Hmac<Sha1> as Mac>::new_from_slice(&auth_key).map_err(|_| Error::BadKey("auth key"))?;
-        let ctr = Aes128::new_from_slice(&enc).map_err(|_| Error::BadKey("session key"))?;
-        Ok(Keys { ctr: Some(ctr), gcm: None, auth: Some(auth), salt })
+        let salt = &mut salt[..suite.salt_len()];
+        derive(&mk.key, &mk.salt, base_label + 2, salt)?;
+        let mut auth = [0u8; 20];
+        let auth: &[u8] = if suite.is_gcm() {
+            &[]
+        } else {
+            derive(&mk.key, &mk.salt, base_label + 1, &mut auth)?;
+            &auth
+        };
+        Keys::new(suite, SessionKeys { key: &key, salt, auth })
     }
 
-    /// AES-CM IV: (salt * 2^16) XOR (SSRC * 2^64) XOR (index * 2^16).
-    fn cm_iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
+    fn new(suite: Suite, k: SessionKeys<'_>) -> Result<Keys, Error> {
+        if k.key.len() != suite.key_len() || k.salt.len() != suite.salt_len() {
+            return Err(Error::BadKey("session key or salt length does not fit the suite"));
+        }
+        let mut salt = [0u8; 14];
+        salt[..k.salt.len()].copy_from_slice(k.salt);
+        let transform = if suite.is_gcm() {
+            Transform::Gcm(Aes128Gcm::new_from_slice(k.key).map_err(|_| Error::BadKey("session key"))?)
+        } else {
+            if k.auth.len() != 20 {
+                return Err(Error::BadKey("session authentication key must be 20 bytes"));
+            }
+            Transform::Cm {
+                aes: Aes128::new_from_slice(k.key).map_err(|_| Error::BadKey("session key"))?,
+                auth: <Hmac<Sha1> as Mac>::new_from_slice(k.auth).map_err(|_| Error::BadKey("auth key"))?,
+            }
+        };
+        Ok(Keys { transform, salt })
+    }
+
+    /// AES-CM IV (RFC 3711 4.1.1): (salt * 2^16) XOR (SSRC * 2^64) XOR (index * 2^16).
+    fn cm_iv(&self, ssrc: u32, index: u64) -> u128 {
         let mut iv = [0u8; 16];
         iv[..14].copy_from_slice(&self.salt);
-        for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
-            iv[4 + i] ^= b;
-        }
-        for (i, b) in index.to_be_bytes()[2..].iter().enumerate() {
-            iv[8 + i] ^= b;
-        }
-        iv
+        u128::from_be_bytes(iv) ^ (u128::from(ssrc) << 64) ^ (u128::from(index & 0xffff_ffff_ffff) << 16)
     }
 
-    fn keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) {
-        if let Some(aes) = &self.ctr {
-            let iv = u128::from_be_bytes(self.cm_iv(ssrc, index));
-            aes_ctr(aes, iv, data);
-        }
+    /// SRTP GCM IV (RFC 7714 8.1): (00 00 || SSRC || ROC || SEQ) XOR salt.
+    fn gcm_rtp_iv(&self, ssrc: u32, roc: u32, seq: u16) -> [u8; 12] {
+        self.gcm_iv(ssrc, (u64::from(roc) << 16) | u64::from(seq))
     }
 
-    fn tag(&self, parts: &[&[u8]], len: usize) -> [u8; 20] {
-        let mut out = [0u8; 20];
-        if let Some(h) = &self.auth {
-            let mut m = h.clone();
-            for p in parts {
-                m.update(p);
-            }
-            out.copy_from_slice(&m.finalize().into_bytes());
-        }
-        let _ = len;
-        out
+    /// SRTCP GCM IV (RFC 7714 9.1): (00 00 || SSRC || 00 00 || 0 || 31-bit index) XOR salt.
+    fn gcm_rtcp_iv(&self, ssrc: u32, index: u32) -> [u8; 12] {
+        self.gcm_iv(ssrc, u64::from(index & MAX_SRTCP_INDEX))
     }
 
-    /// GCM IV (RFC 7714 8.1 / 9.1): 00 00 || SSRC || word || low, XOR salt.
-    fn gcm_iv(&self, ssrc: u32, word: u32, low: u16) -> [u8; 12] {
+    /// (00 00 || SSRC || 48-bit index) XOR salt.
+    fn gcm_iv(&self, ssrc: u32, index48: u64) -> [u8; 12] {
         let mut iv = [0u8; 12];
         iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-        iv[6..10].copy_from_slice(&word.to_be_bytes());
-        iv[10..12].copy_from_slice(&low.to_be_bytes());
-        for (a, b) in iv.iter_mut().zip(self.salt.iter()) {
+        iv[6..12].copy_from_slice(&index48.to_be_bytes()[2..]);
+        for (a, b) in iv.iter_mut().zip(&self.salt[..12]) {
             *a ^= b;
         }
         iv
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// HMAC-SHA1 over the concatenation of `parts`, from the keyed state.
+fn hmac_sha1(auth: &Hmac<Sha1>, parts: &[&[u8]]) -> [u8; 20] {
+    let mut m = auth.clone();
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// The rollover counter that puts `seq` closest to the highest index seen,
+/// `roc || s_l` (RFC 3711 section 3.3.1). May be -1 or 2^32 at the ends.
+fn estimate_roc(roc: u32, s_l: u16, seq: u16) -> i64 {
+    let roc = i64::from(roc);
+    let (seq, s_l) = (i32::from(seq), i32::from(s_l));
+    if s_l < 0x8000 {
+        if seq - s_l > 0x8000 {
+            roc - 1
+        } else {
+            roc
+        }
+    } else if s_l - 0x8000 > seq {
+        roc + 1
+    } else {
+        roc
+    }
+}
+
+fn rtp_index(roc: u32, seq: u16) -> u64 {
+    (u64::from(roc) << 16) | u64::from(seq)
+}
+
+#[derive(Debug, Clone)]
 struct Stream {
-    // Receive side.
+    // Receive side (the highest authenticated index is `roc || s_l`).
     roc: u32,
     s_l: u16,
-    seen: bool,
     window: ReplayWindow,
     old_run: u16,
     old_last: Option<u64>,
@@ -249,12 +306,31 @@ struct Stream {
     // Send side.
     tx_roc: u32,
     tx_last: Option<u16>,
-    tx_rtcp_index: u32,
+    tx_rtcp_next: u32,
     packets: u64,
 }
 
+impl Stream {
+    fn new(replay_window: u16) -> Stream {
+        Stream {
+            roc: 0,
+            s_l: 0,
+            window: ReplayWindow::new(replay_window),
+            old_run: 0,
+            old_last: None,
+            rtcp_window: ReplayWindow::new(replay_window),
+            tx_roc: 0,
+            tx_last: None,
+            // libsrtp and RFC 3711 implementations send index 1 first.
+            tx_rtcp_next: 1,
+            packets: 0,
+        }
+    }
+}
+
 /// One direction's SRTP/SRTCP context: protect with the local key, or
-/// unprotect with the peer's. Streams are tracked per SSRC.
+/// unprotect with the peer's. Streams are tracked per SSRC; a receiving
+/// context creates a stream's state only once a packet authenticated.
 pub struct Context {
     suite: Suite,
     rtp: Keys,
@@ -273,6 +349,7 @@ impl fmt::Debug for Context {
 
 const MAX_SRTP_PACKETS: u64 = 1 << 48;
 const MAX_SRTCP_INDEX: u32 = (1 << 31) - 1;
+const E_FLAG: u32 = 0x8000_0000;
 
 impl Context {
     /// Derives the session keys from a master key.
@@ -280,15 +357,41 @@ impl Context {
         if mk.key.len() != suite.key_len() || mk.salt.len() != suite.salt_len() {
             return Err(Error::BadKey("master key or salt length does not fit the suite"));
         }
+        let rtp = Keys::derive(suite, mk, 0)?;
+        let rtcp = Keys::derive(suite, mk, 3)?;
+        Context::with_keys(suite, rtp, rtcp, mk.mki.clone(), mk.lifetime, options)
+    }
+
+    /// Builds a context from session keys given directly, skipping the key
+    /// derivation: for known-answer tests such as RFC 7714 sections 16
+    /// and 17, which give session keys. Real sessions use [`Context::new`].
+    #[doc(hidden)]
+    pub fn from_session_keys(
+        suite: Suite,
+        rtp: SessionKeys<'_>,
+        rtcp: SessionKeys<'_>,
+        options: Options,
+    ) -> Result<Context, Error> {
+        Context::with_keys(suite, Keys::new(suite, rtp)?, Keys::new(suite, rtcp)?, None, None, options)
+    }
+
+    fn with_keys(
+        suite: Suite,
+        rtp: Keys,
+        rtcp: Keys,
+        mki: Option<Vec<u8>>,
+        lifetime: Option<u64>,
+        options: Options,
+    ) -> Result<Context, Error> {
         if !(64..=1024).contains(&options.replay_window) {
             return Err(Error::BadKey("replay window must be 64..=1024 packets"));
         }
         Ok(Context {
             suite,
-            rtp: Keys::new(suite, mk, 0)?,
-            rtcp: Keys::new(suite, mk, 3)?,
-            mki: mk.mki.clone(),
-            lifetime: mk.lifetime.unwrap_or(MAX_SRTP_PACKETS).min(MAX_SRTP_PACKETS),
+            rtp,
+            rtcp,
+            mki,
+            lifetime: lifetime.unwrap_or(MAX_SRTP_PACKETS).min(MAX_SRTP_PACKETS),
             streams: HashMap::new(),
             options,
         })
@@ -305,114 +408,117 @@ impl Context {
         self.streams.clear();
     }
 
-    fn stream(&mut self, ssrc: u32) -> &mut Stream {
-        let w = self.options.replay_window;
-        self.streams.entry(ssrc).or_insert_with(|| Stream {
-            window: ReplayWindow::new(w),
-            rtcp_window: ReplayWindow::new(w),
-            ..Stream::default()
-        })
+    /// Sets the SRTCP index that the next SRTCP packet protected for `ssrc`
+    /// carries (a new stream starts at 1). For known-answer tests, and to
+    /// carry a stream's numbering over to a new context on re-keying. An
+    /// index above 2^31 - 1 makes the next [`Context::protect_rtcp`] fail
+    /// with [`Error::KeyExhausted`].
+    pub fn set_rtcp_index(&mut self, ssrc: Ssrc, index: u32) {
+        self.stream(ssrc.0).tx_rtcp_next = index;
     }
 
-    /// Encrypts and authenticates an RTP packet in place (appends MKI and tag).
+    fn stream(&mut self, ssrc: u32) -> &mut Stream {
+        let w = self.options.replay_window;
+        self.streams.entry(ssrc).or_insert_with(|| Stream::new(w))
+    }
+
+    fn mki_len(&self) -> usize {
+        self.mki.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Encrypts and authenticates an RTP packet in place, appending the
+    /// tag and MKI: `header | payload | MKI | tag` for AES-CM (RFC 3711),
+    /// `header | payload | tag | MKI` for GCM (RFC 7714 section 8).
     pub fn protect_rtp(&mut self, pkt: &mut Vec<u8>) -> Result<(), Error> {
         let header_len = crate::rtp::RtpPacket::parse(pkt)?.header_len();
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-        let suite = self.suite;
         let lifetime = self.lifetime;
         let s = self.stream(ssrc);
         if s.packets >= lifetime {
             return Err(Error::KeyExhausted);
         }
-        // Sender ROC: increments when the sequence number wraps.
-        if let Some(last) = s.tx_last {
-            if seq < last && last - seq > 0x8000 {
-                s.tx_roc = s.tx_roc.wrapping_add(1);
-            }
-        }
-        if s.tx_last.is_none_or(|l| seq.wrapping_sub(l) < 0x8000) {
+        // The sender's index: ROC estimated against the highest index sent,
+        // so a packet sent late (after the wrap) keeps its own ROC.
+        let roc = match s.tx_last {
+            None => s.tx_roc,
+            Some(last) => u32::try_from(estimate_roc(s.tx_roc, last, seq)).unwrap_or(s.tx_roc),
+        };
+        if s.tx_last.is_none_or(|last| rtp_index(roc, seq) > rtp_index(s.tx_roc, last)) {
+            s.tx_roc = roc;
             s.tx_last = Some(seq);
         }
         s.packets += 1;
-        let roc = s.tx_roc;
-        let index = (u64::from(roc) << 16) | u64::from(seq);
-        if suite.is_gcm() {
-            let iv = self.rtp.gcm_iv(ssrc, roc, seq);
-            let gcm = self.rtp.gcm.as_ref().ok_or(Error::BadKey("no GCM key"))?;
-            let (head, body) = pkt.split_at_mut(header_len);
-            let tag = gcm.encrypt_in_place_detached(&iv.into(), head, body).map_err(|_| Error::BufferTooSmall)?;
-            if let Some(m) = &self.mki {
-                pkt.extend_from_slice(m);
+        let tag_len = self.suite.rtp_tag_len();
+        pkt.reserve(tag_len + self.mki_len());
+        match &self.rtp.transform {
+            Transform::Gcm(gcm) => {
+                let iv = self.rtp.gcm_rtp_iv(ssrc, roc, seq);
+                let (head, body) = pkt.split_at_mut(header_len);
+                let tag = gcm.encrypt_in_place_detached(&iv.into(), head, body).map_err(|_| Error::BufferTooSmall)?;
+                pkt.extend_from_slice(&tag);
+                if let Some(m) = &self.mki {
+                    pkt.extend_from_slice(m);
+                }
             }
-            pkt.extend_from_slice(&tag);
-            return Ok(());
+            Transform::Cm { aes, auth } => {
+                aes_ctr(aes, self.rtp.cm_iv(ssrc, rtp_index(roc, seq)), &mut pkt[header_len..]);
+                let tag = hmac_sha1(auth, &[pkt, &roc.to_be_bytes()]);
+                if let Some(m) = &self.mki {
+                    pkt.extend_from_slice(m);
+                }
+                pkt.extend_from_slice(&tag[..tag_len]);
+            }
         }
-        self.rtp.keystream(ssrc, index, &mut pkt[header_len..]);
-        let tag = self.rtp.tag(&[pkt, &roc.to_be_bytes()], suite.rtp_tag_len());
-        if let Some(m) = &self.mki {
-            pkt.extend_from_slice(m);
-        }
-        pkt.extend_from_slice(&tag[..suite.rtp_tag_len()]);
         Ok(())
     }
 
-    /// Verifies and decrypts an SRTP packet in place (strips MKI and tag).
+    /// Verifies and decrypts an SRTP packet in place, removing MKI and tag.
+    /// On error the packet is to be dropped (its bytes may have changed).
     pub fn unprotect_rtp(&mut self, pkt: &mut Vec<u8>) -> Result<(), Error> {
-        let suite = self.suite;
-        let tag_len = suite.rtp_tag_len();
-        let mki_len = self.mki.as_ref().map_or(0, Vec::len);
+        let tag_len = self.suite.rtp_tag_len();
+        let mki_len = self.mki_len();
         if pkt.len() < 12 + tag_len + mki_len {
             return Err(Error::Malformed { what: "SRTP", reason: "shorter than header and tag" });
         }
+        // `end` is where the payload stops and the trailer starts.
         let end = pkt.len() - tag_len - mki_len;
+        let (mki_at, tag_at) = if self.suite.is_gcm() { (end + tag_len, end) } else { (end, end + mki_len) };
         if let Some(m) = &self.mki {
-            if pkt[end..end + mki_len] != m[..] {
+            if pkt[mki_at..mki_at + mki_len] != m[..] {
                 return Err(Error::BadKey("unknown MKI"));
             }
         }
-        let header_len = crate::rtp::RtpPacket::parse(&pkt[..end])?.header_len();
+        // The padding count is encrypted: only the header is parsed here.
+        let header_len = crate::rtp::header_len(&pkt[..end])?;
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-        let resync = self.options.resync_after;
-        let s = self.stream(ssrc).clone();
-        // RFC 3711 3.3.1: the index closest to the highest seen.
-        let guess = if !s.seen {
-            s.roc
-        } else if s.s_l < 0x8000 {
-            if i32::from(seq) - i32::from(s.s_l) > 0x8000 {
-                s.roc.wrapping_sub(1)
-            } else {
-                s.roc
-            }
-        } else if i32::from(s.s_l) - 0x8000 > i32::from(seq) {
-            s.roc.wrapping_add(1)
-        } else {
-            s.roc
-        };
-        // Try the estimate, then its neighbours: a sequence jump of more
-        // than half the space (seen after long holds) must not lose the stream.
+        let known = self.streams.get(&ssrc).map(|s| (s.roc, s.s_l));
+        // RFC 3711 3.3.1: the index closest to the highest seen; then its
+        // neighbours, so a sequence jump of more than half the space (seen
+        // after long holds) does not lose the stream.
+        let guess = known.map_or(0, |(roc, s_l)| estimate_roc(roc, s_l, seq));
         let mut chosen = None;
-        for roc in [guess, guess.wrapping_add(1), guess.wrapping_sub(1)] {
-            if roc == u32::MAX && guess == 0 && s.roc == 0 {
-                continue;
-            }
-            if self.verify_rtp(pkt, end, header_len, ssrc, roc, seq) {
+        for candidate in [guess, guess + 1, guess - 1] {
+            let Ok(roc) = u32::try_from(candidate) else { continue };
+            // GCM authenticates and decrypts in one pass, and leaves the
+            // packet untouched when the tag does not match.
+            if self.open_rtp(pkt, header_len, end, tag_at, ssrc, roc, seq) {
                 chosen = Some(roc);
                 break;
             }
         }
         let Some(roc) = chosen else { return Err(Error::AuthFailed) };
-        let index = (u64::from(roc) << 16) | u64::from(seq);
+        let index = rtp_index(roc, seq);
+        let resync = self.options.resync_after;
         let stream = self.stream(ssrc);
-        let highest = u64::from(stream.roc) << 16 | u64::from(stream.s_l);
         let mut resynced = false;
-        if stream.seen {
+        if known.is_some() {
             if let Err(e) = stream.window.check(index) {
                 // Too old (or repeated) but authentic: an increasing run of
                 // these means the sender restarted its numbering.
                 let in_run = stream.old_last.is_some_and(|l| index == l + 1);
-                stream.old_run = if in_run { stream.old_run + 1 } else { 1 };
+                stream.old_run = if in_run { stream.old_run.saturating_add(1) } else { 1 };
                 stream.old_last = Some(index);
                 match resync {
                     Some(n) if stream.old_run >= n && !stream.window.contains(index) => {
@@ -426,135 +532,155 @@ impl Context {
         stream.old_run = 0;
         stream.old_last = None;
         stream.window.accept(index);
-        if !stream.seen || index > highest || resynced {
+        if known.is_none() || index > rtp_index(stream.roc, stream.s_l) || resynced {
             stream.roc = roc;
             stream.s_l = seq;
         }
-        stream.seen = true;
-        // Decrypt.
-        if suite.is_gcm() {
-            let iv = self.rtp.gcm_iv(ssrc, roc, seq);
-            let gcm = self.rtp.gcm.as_ref().ok_or(Error::BadKey("no GCM key"))?;
-            let tag = aes_gcm::Tag::clone_from_slice(&pkt[end + mki_len..]);
-            let (head, body) = pkt[..end].split_at_mut(header_len);
-            gcm.decrypt_in_place_detached(&iv.into(), head, body, &tag).map_err(|_| Error::AuthFailed)?;
-        } else {
-            self.rtp.keystream(ssrc, index, &mut pkt[header_len..end]);
+        if let Transform::Cm { aes, .. } = &self.rtp.transform {
+            aes_ctr(aes, self.rtp.cm_iv(ssrc, index), &mut pkt[header_len..end]);
         }
         pkt.truncate(end);
         Ok(())
     }
 
-    fn verify_rtp(&self, pkt: &[u8], end: usize, header_len: usize, ssrc: u32, roc: u32, seq: u16) -> bool {
-        let tag_start = pkt.len() - self.suite.rtp_tag_len();
-        if self.suite.is_gcm() {
-            // GCM verification is the decryption itself: do it on a copy.
-            let Some(gcm) = self.rtp.gcm.as_ref() else { return false };
-            let iv = self.rtp.gcm_iv(ssrc, roc, seq);
-            let tag = aes_gcm::Tag::clone_from_slice(&pkt[tag_start..]);
-            let mut body = pkt[header_len..end].to_vec();
-            return gcm.decrypt_in_place_detached(&iv.into(), &pkt[..header_len], &mut body, &tag).is_ok();
+    /// Authenticates the packet under `roc`; GCM also decrypts it in place.
+    #[allow(clippy::too_many_arguments)]
+    fn open_rtp(
+        &self,
+        pkt: &mut [u8],
+        header_len: usize,
+        end: usize,
+        tag_at: usize,
+        ssrc: u32,
+        roc: u32,
+        seq: u16,
+    ) -> bool {
+        let tag_len = self.suite.rtp_tag_len();
+        match &self.rtp.transform {
+            Transform::Gcm(gcm) => {
+                let iv = self.rtp.gcm_rtp_iv(ssrc, roc, seq);
+                let (head, rest) = pkt.split_at_mut(header_len);
+                let (body, trailer) = rest.split_at_mut(end - header_len);
+                let tag = aes_gcm::Tag::from_slice(&trailer[tag_at - end..tag_at - end + tag_len]);
+                gcm.decrypt_in_place_detached(&iv.into(), head, body, tag).is_ok()
+            }
+            Transform::Cm { auth, .. } => {
+                let tag = hmac_sha1(auth, &[&pkt[..end], &roc.to_be_bytes()]);
+                bool::from(tag[..tag_len].ct_eq(&pkt[tag_at..tag_at + tag_len]))
+            }
         }
-        let tag = self.rtp.tag(&[&pkt[..end], &roc.to_be_bytes()], self.suite.rtp_tag_len());
-        bool::from(tag[..self.suite.rtp_tag_len()].ct_eq(&pkt[tag_start..]))
     }
 
-    /// Encrypts and authenticates a (compound) RTCP packet in place.
+    /// Encrypts and authenticates a (compound) RTCP packet in place:
+    /// `header | payload | E+index | MKI | tag` for AES-CM (RFC 3711),
+    /// `header | payload | tag | E+index | MKI` for GCM (RFC 7714 section 9).
     pub fn protect_rtcp(&mut self, pkt: &mut Vec<u8>) -> Result<(), Error> {
         if pkt.len() < 8 || pkt[0] >> 6 != 2 {
             return Err(Error::Malformed { what: "RTCP", reason: "not an RTCP packet" });
         }
         let ssrc = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-        let suite = self.suite;
         let s = self.stream(ssrc);
-        if s.tx_rtcp_index >= MAX_SRTCP_INDEX {
+        let index = s.tx_rtcp_next;
+        if index > MAX_SRTCP_INDEX {
             return Err(Error::KeyExhausted);
         }
-        s.tx_rtcp_index += 1;
-        let index = s.tx_rtcp_index;
-        let e_index = (index | 0x8000_0000).to_be_bytes();
-        if suite.is_gcm() {
-            let iv = self.rtcp.gcm_iv(ssrc, u32::from((index >> 16) as u16), index as u16);
-            let iv = gcm_rtcp_iv(&self.rtcp, ssrc, index, iv);
-            let gcm = self.rtcp.gcm.as_ref().ok_or(Error::BadKey("no GCM key"))?;
-            let mut aad = [0u8; 12];
-            aad[..8].copy_from_slice(&pkt[..8]);
-            aad[8..].copy_from_slice(&e_index);
-            let tag =
-                gcm.encrypt_in_place_detached(&iv.into(), &aad, &mut pkt[8..]).map_err(|_| Error::BufferTooSmall)?;
-            pkt.extend_from_slice(&e_index);
-            if let Some(m) = &self.mki {
-                pkt.extend_from_slice(m);
+        s.tx_rtcp_next += 1;
+        let e_index = (index | E_FLAG).to_be_bytes();
+        let tag_len = self.suite.rtcp_tag_len();
+        pkt.reserve(4 + tag_len + self.mki_len());
+        match &self.rtcp.transform {
+            Transform::Gcm(gcm) => {
+                let iv = self.rtcp.gcm_rtcp_iv(ssrc, index);
+                let mut aad = [0u8; 12];
+                aad[..8].copy_from_slice(&pkt[..8]);
+                aad[8..].copy_from_slice(&e_index);
+                let tag = gcm
+                    .encrypt_in_place_detached(&iv.into(), &aad, &mut pkt[8..])
+                    .map_err(|_| Error::BufferTooSmall)?;
+                pkt.extend_from_slice(&tag);
+                pkt.extend_from_slice(&e_index);
+                if let Some(m) = &self.mki {
+                    pkt.extend_from_slice(m);
+                }
             }
-            pkt.extend_from_slice(&tag);
-            return Ok(());
+            Transform::Cm { aes, auth } => {
+                aes_ctr(aes, self.rtcp.cm_iv(ssrc, u64::from(index)), &mut pkt[8..]);
+                pkt.extend_from_slice(&e_index);
+                let tag = hmac_sha1(auth, &[pkt]);
+                if let Some(m) = &self.mki {
+                    pkt.extend_from_slice(m);
+                }
+                pkt.extend_from_slice(&tag[..tag_len]);
+            }
         }
-        self.rtcp.keystream(ssrc, u64::from(index), &mut pkt[8..]);
-        pkt.extend_from_slice(&e_index);
-        let tag = self.rtcp.tag(&[pkt], suite.rtcp_tag_len());
-        if let Some(m) = &self.mki {
-            pkt.extend_from_slice(m);
-        }
-        pkt.extend_from_slice(&tag[..suite.rtcp_tag_len()]);
         Ok(())
     }
 
-    /// Verifies and decrypts an SRTCP packet in place.
+    /// Verifies and decrypts an SRTCP packet in place, removing the
+    /// trailer. Packets sent with the E flag clear (authenticated only)
+    /// are accepted. On error the packet is to be dropped.
     pub fn unprotect_rtcp(&mut self, pkt: &mut Vec<u8>) -> Result<(), Error> {
-        let suite = self.suite;
-        let tag_len = suite.rtcp_tag_len();
-        let mki_len = self.mki.as_ref().map_or(0, Vec::len);
+        let tag_len = self.suite.rtcp_tag_len();
+        let mki_len = self.mki_len();
         if pkt.len() < 8 + 4 + tag_len + mki_len || pkt[0] >> 6 != 2 {
             return Err(Error::Malformed { what: "SRTCP", reason: "too short" });
         }
-        let tag_start = pkt.len() - tag_len;
-        let idx_start = tag_start - mki_len - 4;
+        // `end` is where the (encrypted) payload stops.
+        let (end, idx_at, mki_at, tag_at) = if self.suite.is_gcm() {
+            let mki_at = pkt.len() - mki_len;
+            (mki_at - 4 - tag_len, mki_at - 4, mki_at, mki_at - 4 - tag_len)
+        } else {
+            let tag_at = pkt.len() - tag_len;
+            (tag_at - mki_len - 4, tag_at - mki_len - 4, tag_at - mki_len, tag_at)
+        };
         if let Some(m) = &self.mki {
-            if pkt[idx_start + 4..tag_start] != m[..] {
+            if pkt[mki_at..mki_at + mki_len] != m[..] {
                 return Err(Error::BadKey("unknown MKI"));
             }
         }
-        let e_index = u32::from_be_bytes([pkt[idx_start], pkt[idx_start + 1], pkt[idx_start + 2], pkt[idx_start + 3]]);
-        let encrypted = e_index & 0x8000_0000 != 0;
+        let e_index = u32::from_be_bytes([pkt[idx_at], pkt[idx_at + 1], pkt[idx_at + 2], pkt[idx_at + 3]]);
+        let encrypted = e_index & E_FLAG != 0;
         let index = e_index & MAX_SRTCP_INDEX;
         let ssrc = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-        if suite.is_gcm() {
-            let iv = gcm_rtcp_iv(&self.rtcp, ssrc, index, [0; 12]);
-            let gcm = self.rtcp.gcm.as_ref().ok_or(Error::BadKey("no GCM key"))?;
-            let tag = aes_gcm::Tag::clone_from_slice(&pkt[tag_start..]);
-            let mut aad = Vec::with_capacity(12);
-            aad.extend_from_slice(&pkt[..8]);
-            aad.extend_from_slice(&e_index.to_be_bytes());
-            if !encrypted {
-                // Authentication only: everything is associated data.
-                let mut aad = pkt[..idx_start].to_vec();
-                aad.extend_from_slice(&e_index.to_be_bytes());
-                gcm.decrypt_in_place_detached(&iv.into(), &aad, &mut [], &tag).map_err(|_| Error::AuthFailed)?;
-            } else {
-                let (_, body) = pkt[..idx_start].split_at_mut(8);
-                gcm.decrypt_in_place_detached(&iv.into(), &aad, body, &tag).map_err(|_| Error::AuthFailed)?;
+        // Replays are refused before any cryptography.
+        if let Some(s) = self.streams.get(&ssrc) {
+            s.rtcp_window.check(u64::from(index))?;
+        }
+        match &self.rtcp.transform {
+            Transform::Gcm(gcm) => {
+                let iv = self.rtcp.gcm_rtcp_iv(ssrc, index);
+                let tag = *aes_gcm::Tag::from_slice(&pkt[tag_at..tag_at + tag_len]);
+                let e_index = e_index.to_be_bytes();
+                let opened = if encrypted {
+                    let mut aad = [0u8; 12];
+                    aad[..8].copy_from_slice(&pkt[..8]);
+                    aad[8..].copy_from_slice(&e_index);
+                    gcm.decrypt_in_place_detached(&iv.into(), &aad, &mut pkt[8..end], &tag)
+                } else {
+                    // Authentication only: the whole packet is associated data.
+                    let mut aad = Vec::with_capacity(end + 4);
+                    aad.extend_from_slice(&pkt[..end]);
+                    aad.extend_from_slice(&e_index);
+                    gcm.decrypt_in_place_detached(&iv.into(), &aad, &mut [], &tag)
+                };
+                opened.map_err(|_| Error::AuthFailed)?;
             }
-        } else {
-            let tag = self.rtcp.tag(&[&pkt[..idx_start + 4]], tag_len);
-            if !bool::from(tag[..tag_len].ct_eq(&pkt[tag_start..])) {
-                return Err(Error::AuthFailed);
-            }
-            if encrypted {
-                let (body, _) = pkt[8..].split_at_mut(idx_start - 8);
-                self.rtcp.keystream(ssrc, u64::from(index), body);
+            Transform::Cm { aes, auth } => {
+                let tag = hmac_sha1(auth, &[&pkt[..idx_at + 4]]);
+                if !bool::from(tag[..tag_len].ct_eq(&pkt[tag_at..tag_at + tag_len])) {
+                    return Err(Error::AuthFailed);
+                }
+                if encrypted {
+                    aes_ctr(aes, self.rtcp.cm_iv(ssrc, u64::from(index)), &mut pkt[8..end]);
+                }
             }
         }
         let s = self.stream(ssrc);
         s.rtcp_window.check(u64::from(index))?;
         s.rtcp_window.accept(u64::from(index));
-        pkt.truncate(idx_start);
+        pkt.truncate(end);
         Ok(())
     }
-}
-
-/// RFC 7714 9.1: 00 00 || SSRC || 00 00 || 0 || 31-bit index, XOR salt.
-fn gcm_rtcp_iv(keys: &Keys, ssrc: u32, index: u32, _unused: [u8; 12]) -> [u8; 12] {
-    keys.gcm_iv(ssrc, u32::from((index >> 16) as u16), (index & 0xffff) as u16)
 }
 
 #[cfg(test)]
@@ -584,14 +710,12 @@ mod tests {
     /// RFC 3711 appendix B.2: AES-CM keystream.
     #[test]
     fn rfc3711_b2_keystream() {
-        let keys = Keys {
-            ctr: Some(Aes128::new_from_slice(&h("2B7E151628AED2A6ABF7158809CF4F3C")).expect("key")),
-            gcm: None,
-            auth: None,
-            salt: h("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().expect("salt"),
-        };
+        let (key, salt) = (h("2B7E151628AED2A6ABF7158809CF4F3C"), h("F0F1F2F3F4F5F6F7F8F9FAFBFCFD"));
+        let keys = Keys::new(Suite::AesCm128HmacSha1_80, SessionKeys { key: &key, salt: &salt, auth: &[0; 20] })
+            .expect("keys");
+        let Transform::Cm { aes, .. } = &keys.transform else { panic!("AES-CM keys") };
         let mut data = vec![0u8; 48];
-        keys.keystream(0, 0, &mut data);
+        aes_ctr(aes, keys.cm_iv(0, 0), &mut data);
         assert_eq!(
             data,
             h("E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB 41E95B3BB0A2E8DD477901E4FCA894C0")
@@ -735,5 +859,132 @@ mod tests {
             }
         }
         assert!(accepted >= 60, "the stream recovered: {accepted}");
+    }
+
+    const SUITES: [Suite; 3] = [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm];
+
+    /// The padding count is encrypted: an SRTP packet with the P bit must
+    /// not be judged by its last (ciphertext or tag) byte.
+    #[test]
+    fn padded_packets_unprotect() {
+        for suite in SUITES {
+            let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
+            let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
+            for seq in 0..64u16 {
+                let mut clear = Vec::new();
+                let header = crate::rtp::RtpHeader { seq, ssrc: 7, ..Default::default() };
+                header.write(&[seq as u8; 161], 16, &mut clear).expect("rtp");
+                assert_ne!(clear[0] & 0x20, 0, "padded");
+                let mut p = clear.clone();
+                tx.protect_rtp(&mut p).expect("protect");
+                rx.unprotect_rtp(&mut p).unwrap_or_else(|e| panic!("{suite:?} seq {seq}: {e}"));
+                assert_eq!(p, clear);
+            }
+        }
+    }
+
+    /// Forged packets carrying fresh SSRCs cost no memory: a stream's state
+    /// exists only once one of its packets authenticated.
+    #[test]
+    fn forged_ssrcs_create_no_state() {
+        for suite in SUITES {
+            let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
+            for ssrc in 0..1000u32 {
+                let mut p = rtp(1, &[0; 40]);
+                p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                p.extend_from_slice(&[0; 16]);
+                assert_eq!(rx.unprotect_rtp(&mut p), Err(Error::AuthFailed));
+                let mut r = vec![0x80, 200, 0, 1, 0, 0, 0, 0, 0x80, 0, 0, 1];
+                r[4..8].copy_from_slice(&ssrc.to_be_bytes());
+                r.extend_from_slice(&[0; 16]);
+                assert_eq!(rx.unprotect_rtcp(&mut r), Err(Error::AuthFailed));
+            }
+            assert!(rx.streams.is_empty(), "{suite:?}");
+        }
+    }
+
+    /// A packet sent late, after the sequence number wrapped, keeps the
+    /// rollover counter it belongs to.
+    #[test]
+    fn late_packet_after_wrap_keeps_its_roc() {
+        for suite in SUITES {
+            let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
+            let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
+            let mut late = None;
+            for seq in [65533u16, 65534, 0, 1] {
+                let mut p = rtp(seq, b"x");
+                tx.protect_rtp(&mut p).expect("protect");
+                if seq == 65534 {
+                    late = Some(p);
+                } else {
+                    rx.unprotect_rtp(&mut p).expect("unprotect");
+                }
+            }
+            let mut p = rtp(65535, b"late");
+            tx.protect_rtp(&mut p).expect("protect");
+            rx.unprotect_rtp(&mut p).expect("late packet with ROC 0");
+            rx.unprotect_rtp(&mut late.expect("kept")).expect("reordered packet");
+            let mut p = rtp(2, b"y");
+            tx.protect_rtp(&mut p).expect("protect");
+            rx.unprotect_rtp(&mut p).expect("ROC 1 goes on");
+            assert_eq!(rx.streams[&0xcafe].roc, 1);
+            assert_eq!(tx.streams[&0xcafe].tx_roc, 1);
+        }
+    }
+
+    #[test]
+    fn mki_round_trip_every_suite_and_srtcp_replay() {
+        for suite in SUITES {
+            let mut key = mk(suite);
+            key.mki = Some(vec![9, 8]);
+            let mut tx = Context::new(suite, &key, Options::default()).expect("tx");
+            let mut rx = Context::new(suite, &key, Options::default()).expect("rx");
+            let clear = rtp(3, &[1; 20]);
+            let mut p = clear.clone();
+            tx.protect_rtp(&mut p).expect("protect");
+            rx.unprotect_rtp(&mut p).expect("unprotect");
+            assert_eq!(p, clear);
+            let sr = vec![0x80, 200, 0, 1, 0, 0, 0xca, 0xfe];
+            let mut p = sr.clone();
+            tx.protect_rtcp(&mut p).expect("protect rtcp");
+            assert_eq!(p.len(), 8 + 4 + 2 + suite.rtcp_tag_len());
+            let mut again = p.clone();
+            rx.unprotect_rtcp(&mut p).expect("unprotect rtcp");
+            assert_eq!(p, sr);
+            assert!(matches!(rx.unprotect_rtcp(&mut again), Err(Error::Replay(1))));
+        }
+    }
+
+    #[test]
+    fn srtcp_index_can_be_set_and_runs_out() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
+        let sr = vec![0x80, 200, 0, 1, 0, 0, 0xca, 0xfe];
+        tx.set_rtcp_index(Ssrc(0xcafe), MAX_SRTCP_INDEX);
+        let mut p = sr.clone();
+        tx.protect_rtcp(&mut p).expect("last index");
+        assert_eq!(p[8..12], [0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(tx.protect_rtcp(&mut sr.clone()), Err(Error::KeyExhausted));
+    }
+
+    /// RFC 7714 erratum 4938: the 96-bit GCM master salt enters the KDF
+    /// multiplied by 2^16, i.e. as `salt || 00 00`. The expected packet is
+    /// what libsrtp2 2.5.0 (`tests/libsrtp2/srtp_peer.c`) writes for the
+    /// same master key, so the derivation is pinned even without libsrtp2.
+    #[test]
+    fn gcm_master_salt_is_left_aligned_like_libsrtp2() {
+        let (key, salt) = (h("000102030405060708090a0b0c0d0e0f"), h("6465666768696a6b6c6d6e6f"));
+        let padded = [&salt[..], &[0, 0]].concat();
+        for label in 0..6 {
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            derive(&key, &salt, label, &mut a).expect("derive");
+            derive(&key, &padded, label, &mut b).expect("derive");
+            assert_eq!(a, b, "label {label}");
+        }
+        let mk = MasterKey { key, salt, mki: None, lifetime: None };
+        let mut tx = Context::new(Suite::AeadAes128Gcm, &mk, Options::default()).expect("tx");
+        let mut p = h("80000001 00000000 0000cafe 0102030405");
+        tx.protect_rtp(&mut p).expect("protect");
+        assert_eq!(p, h("80000001 00000000 0000cafe 56147bb113 ba12e37d08ee5268c4d6406a488ff110"));
     }
 }
