@@ -26,6 +26,10 @@ pub enum Error {
     /// The key reached its lifetime (2^48 packets for SRTP, 2^31 for SRTCP, or the `a=crypto` lifetime).
     #[error("key lifetime exhausted: re-key")]
     KeyExhausted,
+    /// The DTLS handshake failed (or its certificate did not match the
+    /// SDP fingerprint).
+    #[error("DTLS: {0}")]
+    Dtls(String),
     /// The buffer given for output is too small.
     #[error("output buffer too small")]
     BufferTooSmall,

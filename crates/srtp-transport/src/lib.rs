@@ -3,6 +3,8 @@
 //!
 //! Sans-IO: nothing here opens a socket or reads the clock.
 
+#[cfg(feature = "dtls")]
+pub mod dtls;
 mod error;
 pub mod leg;
 mod replay;
