@@ -30,6 +30,9 @@ pub enum Error {
     /// SDP fingerprint).
     #[error("DTLS: {0}")]
     Dtls(String),
+    /// A socket operation failed (or no port was free).
+    #[error("I/O: {0}")]
+    Io(String),
     /// The buffer given for output is too small.
     #[error("output buffer too small")]
     BufferTooSmall,

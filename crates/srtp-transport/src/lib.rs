@@ -1,8 +1,13 @@
 //! Media transport for one call leg: RTP/RTCP packets, SRTP/SRTCP keyed by
 //! SDES or DTLS-SRTP, replay protection, symmetric RTP and media activity.
 //!
-//! Sans-IO: nothing here opens a socket or reads the clock.
+//! The core is sans-IO: [`MediaLeg`], [`Context`] and the packet types never
+//! open a socket or read the clock. Two thin tokio layers sit beside it:
+//! `driver` (feature `driver`: ports from a range, the receive loop,
+//! shutdown) and `dtls` (feature `dtls`: the DTLS-SRTP handshake).
 
+#[cfg(feature = "driver")]
+pub mod driver;
 #[cfg(feature = "dtls")]
 pub mod dtls;
 mod error;
