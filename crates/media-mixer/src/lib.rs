@@ -1,0 +1,22 @@
+//! The compute core of the gateway: audio codecs, resampling and the
+//! mix-minus mixer. Frames and timestamps go in, frames come out; no IO and
+//! no clock of its own.
+
+mod error;
+pub mod g711;
+pub mod level;
+pub mod mixer;
+pub mod resample;
+
+pub use error::Error;
+pub use mixer::{ListenerId, Mixer, MixerConfig, StreamId};
+
+/// Samples per 20 ms frame at `rate` Hz.
+pub const fn frame_len(rate: u32) -> usize {
+    (rate / 50) as usize
+}
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
