@@ -7,6 +7,7 @@ pub mod g711;
 pub mod jitter;
 pub mod level;
 pub mod mixer;
+pub mod opus;
 pub mod resample;
 
 pub use error::Error;

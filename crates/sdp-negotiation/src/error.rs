@@ -40,7 +40,8 @@ pub enum NegotiationError {
         /// m-lines in the answer.
         answer: usize,
     },
-    /// The answer picked a codec that was not offered.
+    /// The answer accepted a stream listing only codecs that were not
+    /// offered (extra formats beside an offered one are ignored).
     #[error("answer uses codec {0} that was not offered")]
     NotOffered(String),
     /// No codec in common on an accepted stream.

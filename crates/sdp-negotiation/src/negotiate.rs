@@ -435,14 +435,16 @@ impl LocalSession {
             let Some(lm) = self.media.get(i).cloned() else { continue };
             let mut codecs = Vec::new();
             let mut te = None;
+            // RFC 3264 section 6.1: the answer MAY list formats that were not
+            // offered; they are ignored, as long as one offered format remains.
+            let mut not_offered = None;
             for pt in m.payload_types() {
                 let map = m.rtpmap(pt);
                 if map.as_ref().is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("telephone-event")) {
                     let clock = map.as_ref().map_or(8000, |x| x.1);
-                    if !lm.events.iter().any(|(_, c)| *c == clock) {
-                        return Err(NegotiationError::NotOffered(format!("telephone-event/{clock}")));
+                    if lm.events.iter().any(|(_, c)| *c == clock) {
+                        te.get_or_insert((pt, clock));
                     }
-                    te.get_or_insert((pt, clock));
                     continue;
                 }
                 if matches!(
@@ -451,23 +453,31 @@ impl LocalSession {
                 ) {
                     continue;
                 }
-                let codec = Codec::identify(pt, map.as_ref().map(|(e, c, ch)| (e.as_str(), *c, *ch)), m.fmtp(pt))
-                    .ok_or_else(|| NegotiationError::NotOffered(format!("payload type {pt}")))?;
-                if !lm.codecs.iter().any(|(c, _)| *c == codec) {
-                    return Err(NegotiationError::NotOffered(codec.encoding().to_owned()));
+                match Codec::identify(pt, map.as_ref().map(|(e, c, ch)| (e.as_str(), *c, *ch)), m.fmtp(pt)) {
+                    Some(codec) if lm.codecs.iter().any(|(c, _)| *c == codec) => codecs.push((codec, pt)),
+                    Some(codec) => {
+                        not_offered.get_or_insert_with(|| NegotiationError::NotOffered(codec.encoding().to_owned()));
+                    }
+                    None => {
+                        not_offered.get_or_insert_with(|| NegotiationError::NotOffered(format!("payload type {pt}")));
+                    }
                 }
-                codecs.push((codec, pt));
             }
-            let &(codec, pt) = codecs.first().ok_or(NegotiationError::NoCommonCodec(if lm.kind == "audio" {
-                "audio"
-            } else {
-                "video"
-            }))?;
+            let Some(&(codec, pt)) = codecs.first() else {
+                return Err(not_offered.unwrap_or(NegotiationError::NoCommonCodec(if lm.kind == "audio" {
+                    "audio"
+                } else {
+                    "video"
+                })));
+            };
             // Telephone-event must share the chosen codec's clock.
             let te = te.filter(|(_, clock)| *clock == codec.clock_rate()).or_else(|| {
                 m.payload_types().into_iter().find_map(|p| {
                     let (e, c, _) = m.rtpmap(p)?;
-                    (e.eq_ignore_ascii_case("telephone-event") && c == codec.clock_rate()).then_some((p, c))
+                    (e.eq_ignore_ascii_case("telephone-event")
+                        && c == codec.clock_rate()
+                        && lm.events.iter().any(|(_, offered)| *offered == c))
+                    .then_some((p, c))
                 })
             });
             let remote_dir = answer.direction(i);
@@ -480,7 +490,9 @@ impl LocalSession {
                 codecs,
                 te,
                 remote_dir,
-                self.wanted_direction(),
+                // What we offered, narrowed by the answer: we send only if
+                // the peer receives, receive only if it sends (section 6.1).
+                remote_dir.answer_to(self.wanted_direction()),
                 sdes,
                 dtls,
             );

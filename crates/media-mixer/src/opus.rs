@@ -1,0 +1,184 @@
+//! Opus (RFC 6716 / RFC 7587) through libopus: encode with a configurable
+//! bitrate, in-band FEC and DTX; decode with packet-loss concealment and
+//! FEC recovery.
+
+use crate::error::Error;
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::packet::Packet;
+use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate};
+
+fn rate(hz: u32) -> Result<SampleRate, Error> {
+    Ok(match hz {
+        8000 => SampleRate::Hz8000,
+        12000 => SampleRate::Hz12000,
+        16000 => SampleRate::Hz16000,
+        24000 => SampleRate::Hz24000,
+        48000 => SampleRate::Hz48000,
+        other => return Err(Error::Rate(other)),
+    })
+}
+
+/// Encoder settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusEncoderConfig {
+    /// Input sample rate.
+    pub rate: u32,
+    /// Target bitrate in bit/s.
+    pub bitrate: i32,
+    /// Discontinuous transmission: near-empty packets during silence.
+    pub dtx: bool,
+    /// In-band forward error correction.
+    pub inband_fec: bool,
+    /// Expected loss in percent (drives FEC).
+    pub expected_loss: u8,
+}
+
+impl Default for OpusEncoderConfig {
+    fn default() -> Self {
+        OpusEncoderConfig { rate: 48_000, bitrate: 32_000, dtx: false, inband_fec: true, expected_loss: 5 }
+    }
+}
+
+/// A mono Opus encoder (VoIP application).
+#[derive(Debug)]
+pub struct OpusEncoder {
+    inner: Encoder,
+    buf: Vec<u8>,
+}
+
+impl OpusEncoder {
+    /// An encoder with these settings.
+    pub fn new(config: OpusEncoderConfig) -> Result<OpusEncoder, Error> {
+        let mut inner = Encoder::new(rate(config.rate)?, Channels::Mono, Application::Voip)
+            .map_err(|_| Error::Decode("opus encoder init"))?;
+        inner.set_bitrate(Bitrate::BitsPerSecond(config.bitrate)).map_err(|_| Error::Decode("opus bitrate"))?;
+        inner.set_inband_fec(config.inband_fec).map_err(|_| Error::Decode("opus fec"))?;
+        inner.set_packet_loss_perc(config.expected_loss.min(100)).map_err(|_| Error::Decode("opus loss"))?;
+        inner.set_dtx(config.dtx).map_err(|_| Error::Decode("opus dtx"))?;
+        Ok(OpusEncoder { inner, buf: vec![0; 1500] })
+    }
+
+    /// Encodes one frame (2.5 to 60 ms of samples) into `out`.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), Error> {
+        let n = self.inner.encode(pcm, &mut self.buf).map_err(|_| Error::Decode("opus encode (frame size?)"))?;
+        out.clear();
+        out.extend_from_slice(&self.buf[..n]);
+        Ok(())
+    }
+}
+
+/// A mono Opus decoder.
+#[derive(Debug)]
+pub struct OpusDecoder {
+    inner: Decoder,
+    frame_len: usize,
+}
+
+impl OpusDecoder {
+    /// A decoder producing `rate` Hz, 20 ms frames for concealment.
+    pub fn new(rate_hz: u32) -> Result<OpusDecoder, Error> {
+        let inner = Decoder::new(rate(rate_hz)?, Channels::Mono).map_err(|_| Error::Decode("opus decoder init"))?;
+        Ok(OpusDecoder { inner, frame_len: crate::frame_len(rate_hz) })
+    }
+
+    /// Decodes a packet into `out` (cleared first). Hostile bytes give an
+    /// error, never a panic.
+    pub fn decode(&mut self, packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
+        self.run(Some(packet), false, out)
+    }
+
+    /// Conceals one lost 20 ms frame (PLC).
+    pub fn conceal(&mut self, out: &mut Vec<i16>) -> Result<(), Error> {
+        self.run(None, false, out)
+    }
+
+    /// Recovers a lost frame from the FEC data carried in the *next* packet.
+    pub fn recover_fec(&mut self, next_packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
+        self.run(Some(next_packet), true, out)
+    }
+
+    fn run(&mut self, packet: Option<&[u8]>, fec: bool, out: &mut Vec<i16>) -> Result<(), Error> {
+        // Up to 120 ms per packet.
+        // Concealment and FEC produce one 20 ms frame; a packet up to 120 ms.
+        let room = if fec || packet.is_none_or(<[u8]>::is_empty) { self.frame_len } else { self.frame_len * 6 };
+        out.clear();
+        out.resize(room, 0);
+        let p = match packet {
+            Some(b) if !b.is_empty() => Some(Packet::try_from(b).map_err(|_| Error::Decode("opus packet"))?),
+            _ => None,
+        };
+        let signals = MutSignals::try_from(&mut out[..]).map_err(|_| Error::Decode("opus output"))?;
+        let n = self.inner.decode(p, signals, fec).map_err(|_| Error::Decode("opus decode"))?;
+        out.truncate(n);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(n: usize, start: usize) -> Vec<i16> {
+        (start..start + n)
+            .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 48000.0).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_keeps_the_tone() {
+        let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).expect("enc");
+        let mut dec = OpusDecoder::new(48000).expect("dec");
+        let (mut pkt, mut pcm) = (Vec::new(), Vec::new());
+        let mut all = Vec::new();
+        for f in 0..50 {
+            enc.encode(&tone(960, f * 960), &mut pkt).expect("encode");
+            assert!(pkt.len() > 10 && pkt.len() < 400);
+            dec.decode(&pkt, &mut pcm).expect("decode");
+            assert_eq!(pcm.len(), 960);
+            all.extend_from_slice(&pcm);
+        }
+        // Correlate the tail with the source, allowing the codec delay.
+        let src = tone(48000, 0);
+        let tail = &all[24000..44000];
+        let best = (0..480)
+            .map(|d| {
+                let s = &src[24000 - d..44000 - d];
+                let dot: f64 = tail.iter().zip(s).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                let na: f64 = tail.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+                let nb: f64 = s.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+                dot / (na * nb)
+            })
+            .fold(0.0f64, f64::max);
+        assert!(best > 0.95, "correlation {best}");
+    }
+
+    #[test]
+    fn loss_is_concealed_and_garbage_is_an_error() {
+        let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).expect("enc");
+        let mut dec = OpusDecoder::new(48000).expect("dec");
+        let (mut pkt, mut pcm) = (Vec::new(), Vec::new());
+        enc.encode(&tone(960, 0), &mut pkt).expect("encode");
+        dec.decode(&pkt, &mut pcm).expect("decode");
+        dec.conceal(&mut pcm).expect("plc");
+        assert_eq!(pcm.len(), 960);
+        enc.encode(&tone(960, 1920), &mut pkt).expect("encode");
+        dec.recover_fec(&pkt, &mut pcm).expect("fec");
+        assert_eq!(pcm.len(), 960);
+        assert!(dec.decode(&[0xff, 0xff, 0xff], &mut pcm).is_err());
+        assert!(OpusEncoder::new(OpusEncoderConfig { rate: 44100, ..OpusEncoderConfig::default() }).is_err());
+        let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).expect("enc");
+        assert!(enc.encode(&[0; 100], &mut pkt).is_err(), "not a valid frame size");
+    }
+
+    #[test]
+    fn dtx_makes_silence_cheap() {
+        let mut enc = OpusEncoder::new(OpusEncoderConfig { dtx: true, ..OpusEncoderConfig::default() }).expect("enc");
+        let mut pkt = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..30 {
+            enc.encode(&[0; 960], &mut pkt).expect("encode");
+            sizes.push(pkt.len());
+        }
+        assert!(sizes[20..].iter().all(|s| *s <= 3), "{sizes:?}");
+    }
+}
