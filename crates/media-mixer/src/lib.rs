@@ -8,10 +8,12 @@ pub mod jitter;
 pub mod level;
 pub mod mixer;
 pub mod opus;
+pub mod prompt;
 pub mod resample;
 
 pub use error::Error;
 pub use mixer::{ListenerId, Mixer, MixerConfig, StreamId};
+pub use prompt::Prompt;
 
 /// Samples per 20 ms frame at `rate` Hz.
 pub const fn frame_len(rate: u32) -> usize {

@@ -50,6 +50,8 @@ struct Stream {
 struct Listener {
     own: Option<StreamId>,
     subset: Option<Vec<StreamId>>,
+    /// Announcements for this listener only, and how far they have played.
+    prompt: std::collections::VecDeque<i16>,
 }
 
 /// The mixer. See the module documentation.
@@ -101,7 +103,20 @@ impl Mixer {
     /// Adds a listener: `own` is excluded from what it hears; `subset`, when
     /// given, limits it to those streams (streams added later are not heard).
     pub fn add_listener(&mut self, id: ListenerId, own: Option<StreamId>, subset: Option<Vec<StreamId>>) {
-        self.listeners.insert(id, Listener { own, subset });
+        self.listeners.insert(id, Listener { own, subset, prompt: std::collections::VecDeque::new() });
+    }
+
+    /// Queues an announcement (PCM at the mixing rate) that only this
+    /// listener hears, mixed over what it hears otherwise.
+    pub fn play_to(&mut self, id: ListenerId, pcm: &[i16]) -> Result<(), Error> {
+        let l = self.listeners.get_mut(&id).ok_or(Error::Unknown("listener"))?;
+        l.prompt.extend(pcm.iter().copied());
+        Ok(())
+    }
+
+    /// Whether an announcement is still playing to this listener.
+    pub fn is_playing(&self, id: ListenerId) -> bool {
+        self.listeners.get(&id).is_some_and(|l| !l.prompt.is_empty())
     }
 
     /// Removes a listener.
@@ -167,6 +182,18 @@ impl Mixer {
     /// wrapped). Returns false when it hears nothing (all silent), in which
     /// case `out` holds silence and the caller may send comfort noise or DTX.
     pub fn output(&self, listener: ListenerId, out: &mut [i16]) -> Result<bool, Error> {
+        let heard = self.output_mix(listener, out)?;
+        let l = self.listeners.get(&listener).ok_or(Error::Unknown("listener"))?;
+        if l.prompt.is_empty() {
+            return Ok(heard);
+        }
+        for (o, p) in out.iter_mut().zip(l.prompt.iter()) {
+            *o = saturate(i32::from(*o) + i32::from(*p));
+        }
+        Ok(true)
+    }
+
+    fn output_mix(&self, listener: ListenerId, out: &mut [i16]) -> Result<bool, Error> {
         let l = self.listeners.get(&listener).ok_or(Error::Unknown("listener"))?;
         if out.len() != self.config.frame_len {
             return Err(Error::FrameSize { got: out.len(), expected: self.config.frame_len });
@@ -213,6 +240,11 @@ impl Mixer {
     pub fn end_tick(&mut self) {
         for s in self.streams.values_mut() {
             s.has_frame = false;
+        }
+        let n = self.config.frame_len;
+        for l in self.listeners.values_mut() {
+            let k = n.min(l.prompt.len());
+            l.prompt.drain(..k);
         }
     }
 }
@@ -304,6 +336,25 @@ mod tests {
         capped.mix();
         capped.output(ListenerId(0), &mut out).expect("out");
         assert_eq!(out[0], 9000, "only the loudest");
+    }
+
+    #[test]
+    fn a_prompt_reaches_one_listener_only_and_ends() {
+        let mut m = mixer(2);
+        m.play_to(ListenerId(1), &vec![700; 960 * 2]).expect("play");
+        let mut out = vec![0; 960];
+        for tick in 0..3 {
+            m.push_frame(StreamId(0), &tone(100), None).expect("push");
+            m.mix();
+            m.output(ListenerId(1), &mut out).expect("out");
+            let expected = if tick < 2 { 800 } else { 100 };
+            assert_eq!(out[0], expected, "tick {tick}: listener 1 hears stream 0 plus the prompt while it lasts");
+            m.output(ListenerId(0), &mut out).expect("out");
+            assert_eq!(out[0], 0, "listener 0 hears neither itself nor listener 1's prompt");
+            m.end_tick();
+        }
+        assert!(!m.is_playing(ListenerId(1)));
+        assert!(m.play_to(ListenerId(5), &[1]).is_err());
     }
 
     #[test]
