@@ -8,6 +8,7 @@ pub mod jitter;
 pub mod level;
 pub mod mixer;
 pub mod opus;
+pub mod packetize;
 pub mod prompt;
 pub mod resample;
 

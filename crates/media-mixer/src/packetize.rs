@@ -1,0 +1,377 @@
+//! RTP payload formats for video: H.264 (RFC 6184: single NAL unit,
+//! STAP-A, FU-A; packetization-mode 1) and VP8 (RFC 7741).
+//!
+//! Packetisers turn one encoded frame into RTP payloads no larger than the
+//! MTU budget (the caller adds the RTP header, one timestamp per frame, the
+//! marker on the last payload). Depacketisers take payloads in sequence
+//! order and give back whole frames; a lost packet drops the frame and asks
+//! for a keyframe rather than handing a decoder something broken.
+
+use crate::error::Error;
+
+/// Splits an H.264 Annex B byte stream into NAL units (start codes removed).
+pub fn split_annex_b(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut start: Option<usize> = None;
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && (data[i + 2] == 1 || (data[i + 2] == 0 && data.get(i + 3) == Some(&1))) {
+            let code_len = if data[i + 2] == 1 { 3 } else { 4 };
+            if let Some(s) = start {
+                let mut end = i;
+                while end > s && data[end - 1] == 0 {
+                    end -= 1;
+                }
+                if end > s {
+                    out.push(&data[s..end]);
+                }
+            }
+            i += code_len;
+            start = Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(s) = start {
+        if s < data.len() {
+            out.push(&data[s..]);
+        }
+    } else if !data.is_empty() {
+        out.push(data);
+    }
+    out
+}
+
+/// Packetises one H.264 access unit (its NAL units) into payloads of at
+/// most `mtu` bytes: small NALs aggregated in STAP-A, large ones cut in FU-A.
+pub fn h264_packetize(nals: &[&[u8]], mtu: usize) -> Vec<Vec<u8>> {
+    let mtu = mtu.max(16);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut stap: Vec<&[u8]> = Vec::new();
+    let flush = |stap: &mut Vec<&[u8]>, out: &mut Vec<Vec<u8>>| {
+        match stap.len() {
+            0 => {}
+            1 => out.push(stap[0].to_vec()),
+            _ => {
+                let nri = stap.iter().map(|n| n[0] & 0x60).max().unwrap_or(0);
+                let mut p = vec![nri | 24];
+                for n in stap.iter() {
+                    p.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                    p.extend_from_slice(n);
+                }
+                out.push(p);
+            }
+        }
+        stap.clear();
+    };
+    for nal in nals.iter().filter(|n| !n.is_empty()) {
+        if nal.len() > mtu {
+            flush(&mut stap, &mut out);
+            let header = nal[0];
+            let indicator = (header & 0xe0) | 28;
+            let body = &nal[1..];
+            let chunk = mtu - 2;
+            let count = body.len().div_ceil(chunk);
+            for (k, part) in body.chunks(chunk).enumerate() {
+                let mut fu = header & 0x1f;
+                if k == 0 {
+                    fu |= 0x80;
+                }
+                if k + 1 == count {
+                    fu |= 0x40;
+                }
+                let mut p = Vec::with_capacity(part.len() + 2);
+                p.push(indicator);
+                p.push(fu);
+                p.extend_from_slice(part);
+                out.push(p);
+            }
+            continue;
+        }
+        let stap_len = 1 + stap.iter().map(|n| 2 + n.len()).sum::<usize>() + 2 + nal.len();
+        if !stap.is_empty() && stap_len > mtu {
+            flush(&mut stap, &mut out);
+        }
+        stap.push(nal);
+    }
+    flush(&mut stap, &mut out);
+    out
+}
+
+/// Reassembles H.264 access units from RTP payloads.
+#[derive(Debug, Default)]
+pub struct H264Depacketizer {
+    nals: Vec<Vec<u8>>,
+    fu: Option<Vec<u8>>,
+    last_seq: Option<u16>,
+    broken: bool,
+    timestamp: Option<u32>,
+}
+
+/// A reassembled frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame (H.264: Annex B with 4-byte start codes; VP8: the frame).
+    pub data: Vec<u8>,
+    /// Whether it is a keyframe (H.264: contains an IDR slice).
+    pub keyframe: bool,
+}
+
+/// What a depacketiser says after a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Depacketized {
+    /// Need more packets.
+    Pending,
+    /// A whole frame.
+    Frame(Frame),
+    /// A packet was lost or malformed: the frame is dropped; request a
+    /// keyframe (PLI) if this persists.
+    Dropped,
+}
+
+impl H264Depacketizer {
+    /// Feeds one RTP packet's payload (`marker` = last of the frame).
+    pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Depacketized {
+        if self.timestamp.is_some_and(|t| t != timestamp) && !self.nals.is_empty() {
+            // A new frame began without the old one's marker: the end was lost.
+            self.reset();
+            self.broken = false;
+        }
+        self.timestamp = Some(timestamp);
+        if self.last_seq.is_some_and(|l| seq != l.wrapping_add(1)) {
+            self.broken = true;
+            self.fu = None;
+        }
+        self.last_seq = Some(seq);
+        if let Err(_e) = self.parse(payload) {
+            self.broken = true;
+        }
+        if !marker {
+            return Depacketized::Pending;
+        }
+        let broken = std::mem::take(&mut self.broken) || self.fu.is_some();
+        let nals = std::mem::take(&mut self.nals);
+        self.fu = None;
+        if broken || nals.is_empty() {
+            return Depacketized::Dropped;
+        }
+        let keyframe = nals.iter().any(|n| n.first().is_some_and(|h| h & 0x1f == 5));
+        let mut data = Vec::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
+        for n in nals {
+            data.extend_from_slice(&[0, 0, 0, 1]);
+            data.extend_from_slice(&n);
+        }
+        Depacketized::Frame(Frame { data, keyframe })
+    }
+
+    fn reset(&mut self) {
+        self.nals.clear();
+        self.fu = None;
+    }
+
+    fn parse(&mut self, p: &[u8]) -> Result<(), Error> {
+        let first = *p.first().ok_or(Error::Decode("empty H.264 payload"))?;
+        match first & 0x1f {
+            1..=23 => self.nals.push(p.to_vec()),
+            24 => {
+                let mut i = 1;
+                while i < p.len() {
+                    let len = usize::from(u16::from_be_bytes([
+                        *p.get(i).ok_or(Error::Decode("STAP-A"))?,
+                        *p.get(i + 1).ok_or(Error::Decode("STAP-A"))?,
+                    ]));
+                    let nal = p.get(i + 2..i + 2 + len).ok_or(Error::Decode("STAP-A length"))?;
+                    if !nal.is_empty() {
+                        self.nals.push(nal.to_vec());
+                    }
+                    i += 2 + len;
+                }
+            }
+            28 => {
+                let fu = *p.get(1).ok_or(Error::Decode("FU-A header"))?;
+                let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
+                if start {
+                    let mut nal = vec![(first & 0xe0) | (fu & 0x1f)];
+                    nal.extend_from_slice(&p[2..]);
+                    self.fu = Some(nal);
+                } else {
+                    let f = self.fu.as_mut().ok_or(Error::Decode("FU-A without start"))?;
+                    f.extend_from_slice(&p[2..]);
+                }
+                if end {
+                    if let Some(nal) = self.fu.take() {
+                        self.nals.push(nal);
+                    }
+                }
+            }
+            _ => return Err(Error::Decode("unsupported H.264 packet type")),
+        }
+        Ok(())
+    }
+}
+
+/// Packetises one VP8 frame (RFC 7741) with a 15-bit picture ID.
+pub fn vp8_packetize(frame: &[u8], picture_id: u16, mtu: usize) -> Vec<Vec<u8>> {
+    let chunk = mtu.max(16) - 4;
+    frame
+        .chunks(chunk)
+        .enumerate()
+        .map(|(k, part)| {
+            let s = if k == 0 { 0x10 } else { 0 };
+            let mut p = Vec::with_capacity(part.len() + 4);
+            p.push(0x80 | s); // X, S, PID 0
+            p.push(0x80); // I: picture ID present
+            p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
+            p.extend_from_slice(part);
+            p
+        })
+        .collect()
+}
+
+/// Reassembles VP8 frames from RTP payloads.
+#[derive(Debug, Default)]
+pub struct Vp8Depacketizer {
+    data: Vec<u8>,
+    started: bool,
+    last_seq: Option<u16>,
+    broken: bool,
+}
+
+impl Vp8Depacketizer {
+    /// Feeds one RTP packet's payload.
+    pub fn push(&mut self, seq: u16, marker: bool, payload: &[u8]) -> Depacketized {
+        if self.last_seq.is_some_and(|l| seq != l.wrapping_add(1)) {
+            self.broken = true;
+        }
+        self.last_seq = Some(seq);
+        match vp8_descriptor_len(payload) {
+            Ok((len, start)) => {
+                if start {
+                    self.data.clear();
+                    self.started = true;
+                    self.broken = false;
+                }
+                if self.started {
+                    self.data.extend_from_slice(&payload[len..]);
+                }
+            }
+            Err(_) => self.broken = true,
+        }
+        if !marker {
+            return Depacketized::Pending;
+        }
+        let ok = self.started && !self.broken && !self.data.is_empty();
+        self.started = false;
+        self.broken = false;
+        let data = std::mem::take(&mut self.data);
+        if !ok {
+            return Depacketized::Dropped;
+        }
+        let keyframe = data.first().is_some_and(|b| b & 1 == 0);
+        Depacketized::Frame(Frame { data, keyframe })
+    }
+}
+
+/// Length of the VP8 payload descriptor and whether it starts partition 0.
+fn vp8_descriptor_len(p: &[u8]) -> Result<(usize, bool), Error> {
+    let b0 = *p.first().ok_or(Error::Decode("empty VP8 payload"))?;
+    let start = b0 & 0x10 != 0 && b0 & 0x07 == 0;
+    let mut len = 1;
+    if b0 & 0x80 != 0 {
+        let x = *p.get(1).ok_or(Error::Decode("VP8 X byte"))?;
+        len = 2;
+        if x & 0x80 != 0 {
+            let pid = *p.get(len).ok_or(Error::Decode("VP8 picture ID"))?;
+            len += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            len += 1;
+        }
+        if x & 0x30 != 0 {
+            len += 1;
+        }
+    }
+    if len > p.len() {
+        return Err(Error::Decode("VP8 descriptor longer than payload"));
+    }
+    Ok((len, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn au() -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0xaa]); // SPS
+        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]); // PPS
+        v.extend_from_slice(&[0, 0, 1, 0x65]); // IDR, large
+        v.extend((0..5000).map(|i| (i % 251) as u8 | 1));
+        v
+    }
+
+    #[test]
+    fn h264_round_trip_with_stap_a_and_fu_a() {
+        let data = au();
+        let nals = split_annex_b(&data);
+        assert_eq!(nals.len(), 3);
+        let pkts = h264_packetize(&nals, 1200);
+        assert!(pkts.iter().all(|p| p.len() <= 1200));
+        assert_eq!(pkts[0][0] & 0x1f, 24, "SPS and PPS aggregated");
+        assert_eq!(pkts[1][0] & 0x1f, 28, "IDR fragmented");
+        let mut d = H264Depacketizer::default();
+        let mut result = Depacketized::Pending;
+        for (i, p) in pkts.iter().enumerate() {
+            result = d.push(100 + i as u16, 9000, i + 1 == pkts.len(), p);
+        }
+        let Depacketized::Frame(f) = result else { panic!("{result:?}") };
+        assert!(f.keyframe);
+        let back: Vec<&[u8]> = split_annex_b(&f.data);
+        assert_eq!(back, nals);
+    }
+
+    #[test]
+    fn h264_loss_drops_the_frame() {
+        let data = au();
+        let pkts = h264_packetize(&split_annex_b(&data), 1000);
+        let mut d = H264Depacketizer::default();
+        let mut last = Depacketized::Pending;
+        for (i, p) in pkts.iter().enumerate() {
+            if i == 2 {
+                continue;
+            }
+            last = d.push(i as u16, 1, i + 1 == pkts.len(), p);
+        }
+        assert_eq!(last, Depacketized::Dropped);
+        // The next frame decodes again.
+        let next = h264_packetize(&[&[0x41, 1, 2, 3]], 1000);
+        assert!(matches!(
+            d.push(pkts.len() as u16, 2, true, &next[0]),
+            Depacketized::Frame(Frame { keyframe: false, .. })
+        ));
+        // Garbage never panics.
+        for bad in [&[][..], &[28][..], &[24, 0, 9, 1][..], &[31, 1][..]] {
+            let _ = d.push(99, 3, true, bad);
+        }
+    }
+
+    #[test]
+    fn vp8_round_trip_and_loss() {
+        let frame: Vec<u8> = std::iter::once(0x10).chain((0..3000).map(|i| i as u8)).collect(); // keyframe: bit 0 clear
+        let pkts = vp8_packetize(&frame, 4321, 1000);
+        assert!(pkts.iter().all(|p| p.len() <= 1000));
+        let mut d = Vp8Depacketizer::default();
+        let mut r = Depacketized::Pending;
+        for (i, p) in pkts.iter().enumerate() {
+            r = d.push(i as u16, i + 1 == pkts.len(), p);
+        }
+        assert_eq!(r, Depacketized::Frame(Frame { data: frame.clone(), keyframe: true }));
+        let mut d = Vp8Depacketizer::default();
+        let mut r = Depacketized::Pending;
+        for (i, p) in pkts.iter().enumerate().filter(|(i, _)| *i != 1) {
+            r = d.push(i as u16, i + 1 == pkts.len(), p);
+        }
+        assert_eq!(r, Depacketized::Dropped);
+        assert_eq!(d.push(50, true, &[0x80]), Depacketized::Dropped, "truncated descriptor");
+    }
+}
