@@ -17,6 +17,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdes;
 mod srtp;
+pub mod stats;
 
 pub use error::Error;
 pub use leg::{classify, Activity, LegConfig, MediaLeg, PacketKind, Received};

@@ -1,0 +1,198 @@
+//! RTCP statistics (RFC 3550 section 6.4 and appendix A.3, A.8): what the
+//! leg received from each source, turned into report blocks, and what it
+//! sent, turned into sender reports.
+
+use crate::rtcp::{ReportBlock, RtcpPacket};
+use crate::rtp::SeqExtender;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Reception statistics of one source.
+#[derive(Debug, Clone)]
+pub struct ReceiverStats {
+    ssrc: u32,
+    clock_rate: u32,
+    seq: SeqExtender,
+    base: Option<u64>,
+    received: u64,
+    expected_prior: u64,
+    received_prior: u64,
+    jitter: f64,
+    last_transit: Option<f64>,
+    epoch: Option<Instant>,
+    last_sr: Option<(u32, Instant)>,
+}
+
+impl ReceiverStats {
+    /// Statistics for `ssrc` at the codec's clock rate.
+    pub fn new(ssrc: u32, clock_rate: u32) -> ReceiverStats {
+        ReceiverStats {
+            ssrc,
+            clock_rate: clock_rate.max(1),
+            seq: SeqExtender::default(),
+            base: None,
+            received: 0,
+            expected_prior: 0,
+            received_prior: 0,
+            jitter: 0.0,
+            last_transit: None,
+            epoch: None,
+            last_sr: None,
+        }
+    }
+
+    /// Records an RTP packet (after authentication).
+    pub fn on_rtp(&mut self, now: Instant, seq: u16, timestamp: u32) {
+        let idx = self.seq.extend(seq);
+        self.base.get_or_insert(idx);
+        self.received += 1;
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = now.saturating_duration_since(epoch).as_secs_f64() * f64::from(self.clock_rate);
+        let transit = arrival - f64::from(timestamp);
+        if let Some(prev) = self.last_transit {
+            let d = (transit - prev).abs();
+            if d < f64::from(self.clock_rate) * 10.0 {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Records a sender report from this source (for LSR/DLSR).
+    pub fn on_sender_report(&mut self, now: Instant, ntp: u64) {
+        self.last_sr = Some(((ntp >> 16) as u32, now));
+    }
+
+    /// Packets received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The report block for the next RR/SR; updates the interval counters.
+    pub fn report_block(&mut self, now: Instant) -> ReportBlock {
+        let (Some(base), Some(highest)) = (self.base, self.seq.highest()) else {
+            return ReportBlock { ssrc: self.ssrc, ..ReportBlock::default() };
+        };
+        let expected = highest - base + 1;
+        let lost = expected as i64 - self.received as i64;
+        let expected_interval = expected - self.expected_prior;
+        let received_interval = self.received - self.received_prior;
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = expected_interval as i64 - received_interval as i64;
+        let fraction = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval as i64).min(255) as u8
+        };
+        let (last_sr, dlsr) = match self.last_sr {
+            Some((lsr, at)) => (lsr, (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32),
+            None => (0, 0),
+        };
+        ReportBlock {
+            ssrc: self.ssrc,
+            fraction_lost: fraction,
+            cumulative_lost: lost.clamp(-0x80_0000, 0x7f_ffff) as i32,
+            highest_seq: highest as u32,
+            jitter: self.jitter as u32,
+            last_sr,
+            delay_since_last_sr: dlsr,
+        }
+    }
+}
+
+/// What the leg sent, for sender reports.
+#[derive(Debug, Clone, Default)]
+pub struct SenderStats {
+    packets: u32,
+    octets: u32,
+    last_rtp: Option<(u32, Instant)>,
+}
+
+impl SenderStats {
+    /// Records a sent RTP packet.
+    pub fn on_rtp(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        self.last_rtp = Some((timestamp, now));
+    }
+
+    /// A sender report for `ssrc` with the given report blocks; the RTP
+    /// timestamp is extrapolated from the last packet sent to `now`.
+    pub fn sender_report(
+        &self,
+        ssrc: u32,
+        now: Instant,
+        wall: SystemTime,
+        clock_rate: u32,
+        reports: Vec<ReportBlock>,
+    ) -> RtcpPacket {
+        let since = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        // NTP epoch is 1900: 70 years (17 leap days) before the Unix epoch.
+        let secs = since.as_secs() + 2_208_988_800;
+        let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+        let ntp = (secs << 32) | frac;
+        let rtp_timestamp = match self.last_rtp {
+            Some((ts, at)) => {
+                ts.wrapping_add((now.saturating_duration_since(at).as_secs_f64() * f64::from(clock_rate)) as u32)
+            }
+            None => 0,
+        };
+        RtcpPacket::SenderReport { ssrc, ntp, rtp_timestamp, packets: self.packets, octets: self.octets, reports }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_fraction_and_cumulative() {
+        let t0 = Instant::now();
+        let mut r = ReceiverStats::new(7, 8000);
+        // 100 packets expected, 10 lost (every tenth), across a wrap.
+        for i in 0..100u32 {
+            if i % 10 == 5 {
+                continue;
+            }
+            let seq = (65_500 + i) as u16;
+            r.on_rtp(t0 + Duration::from_millis(20 * u64::from(i)), seq, i * 160);
+        }
+        let b = r.report_block(t0 + Duration::from_secs(2));
+        assert_eq!(b.cumulative_lost, 10);
+        assert_eq!(b.fraction_lost, 25, "10/100 of 256");
+        assert_eq!(
+            b.highest_seq - (b.highest_seq & !0xffff),
+            u32::from((65_500u32 + 99) as u16),
+            "extended across the wrap"
+        );
+        assert!(b.jitter < 2, "regular arrivals: {}", b.jitter);
+        // Next interval: no loss.
+        for i in 100..150u32 {
+            r.on_rtp(t0 + Duration::from_millis(20 * u64::from(i)), (65_500 + i) as u16, i * 160);
+        }
+        let b = r.report_block(t0 + Duration::from_secs(3));
+        assert_eq!((b.fraction_lost, b.cumulative_lost), (0, 10));
+    }
+
+    #[test]
+    fn lsr_dlsr_and_sender_report() {
+        let t0 = Instant::now();
+        let mut r = ReceiverStats::new(7, 8000);
+        r.on_rtp(t0, 1, 160);
+        r.on_sender_report(t0, 0x1234_5678_9abc_def0);
+        let b = r.report_block(t0 + Duration::from_millis(500));
+        assert_eq!(b.last_sr, 0x5678_9abc);
+        assert_eq!(b.delay_since_last_sr, 32768, "0.5 s in 1/65536 s");
+        let mut s = SenderStats::default();
+        s.on_rtp(t0, 1000, 160);
+        s.on_rtp(t0, 1160, 160);
+        let RtcpPacket::SenderReport { packets, octets, rtp_timestamp, ntp, .. } =
+            s.sender_report(9, t0 + Duration::from_millis(100), UNIX_EPOCH + Duration::from_secs(1), 8000, vec![b])
+        else {
+            panic!()
+        };
+        assert_eq!((packets, octets), (2, 320));
+        assert_eq!(rtp_timestamp, 1160 + 800);
+        assert_eq!(ntp >> 32, 2_208_988_801);
+    }
+}
