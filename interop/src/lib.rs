@@ -4,32 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// Encodes one 16-bit linear sample as G.711 µ-law.
-pub fn ulaw_encode(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32_635;
-    let mut s = i32::from(sample);
-    let sign = if s < 0 {
-        s = -s;
-        0x80u8
-    } else {
-        0
-    };
-    s = s.min(CLIP) + BIAS;
-    let v = (s >> 7) as u32; // 1..=255
-    let exponent = 31 - v.max(1).leading_zeros(); // 0..=7
-    let mantissa = ((s >> (exponent + 3)) & 0x0f) as u8;
-    !(sign | ((exponent as u8) << 4) | mantissa)
-}
+pub use media_mixer::g711::{ulaw_decode, ulaw_encode};
 
-/// Decodes one G.711 µ-law byte.
-pub fn ulaw_decode(byte: u8) -> i16 {
-    let b = !byte;
-    let sign = b & 0x80;
-    let exp = i32::from((b >> 4) & 0x07);
-    let mantissa = i32::from(b & 0x0f);
-    let magnitude = (((mantissa << 3) + 0x84) << exp) - 0x84;
-    (if sign != 0 { -magnitude } else { magnitude }) as i16
+/// A port free for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = t.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// `n` samples of a sine at `freq` Hz, sampled at `rate`, starting at

@@ -4,7 +4,7 @@
 //! decodes; we send 1000 Hz. Both tones must come out at the other end.
 
 use bytes::Bytes;
-use interop_tests::{read_wav, sine, tone_ratio, ulaw_decode, ulaw_encode, Baresip};
+use interop_tests::{free_port, read_wav, sine, tone_ratio, ulaw_decode, ulaw_encode, Baresip};
 use rand::RngCore;
 use sdp_negotiation::{Codec, LocalSession, MediaSecurity, OfferOptions, SdesKey};
 use sip_signaling::driver::{self, Dial, DriverConfig};
@@ -12,16 +12,6 @@ use sip_signaling::CallEvent;
 use srtp_transport::{sdes, Context, LegConfig, MasterKey, MediaLeg, Options, Received, RtpHeader, RtpPacket, Suite};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    loop {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = t.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
 
 async fn next_event(call: &mut driver::Call) -> CallEvent {
     tokio::time::timeout(Duration::from_secs(15), call.events.recv()).await.expect("event in time").expect("open")

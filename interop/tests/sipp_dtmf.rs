@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use dtmf_rfc4733::{Receiver, ReceiverConfig};
-use interop_tests::require;
+use interop_tests::{free_port, require};
 use sdp_negotiation::{Codec, LocalSession, OfferOptions};
 use sip_signaling::driver::{self, Dial, DriverConfig};
 use sip_signaling::{CallEvent, EndReason};
@@ -12,16 +12,6 @@ use srtp_transport::RtpPacket;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    loop {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = t.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
 
 #[tokio::test]
 async fn digits_from_sipp_captures() {
