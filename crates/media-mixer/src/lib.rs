@@ -4,6 +4,7 @@
 
 mod error;
 pub mod g711;
+pub mod grid;
 pub mod jitter;
 pub mod level;
 pub mod mixer;

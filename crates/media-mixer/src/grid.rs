@@ -1,0 +1,299 @@
+//! The video grid: up to nine sources composed on one canvas — one source
+//! full, two to four in 2x2, five to nine in 3x3 — each scaled with its
+//! aspect ratio kept (black borders), a placeholder for a source without
+//! video, and only tiles whose source produced a new frame re-scaled.
+
+use crate::error::Error;
+use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+/// A planar YUV 4:2:0 picture (even width and height, no padding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct I420 {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Luma, `width * height`.
+    pub y: Vec<u8>,
+    /// Cb, `width/2 * height/2`.
+    pub u: Vec<u8>,
+    /// Cr, `width/2 * height/2`.
+    pub v: Vec<u8>,
+}
+
+/// Video-range black.
+pub const BLACK: (u8, u8, u8) = (16, 128, 128);
+/// The placeholder of a tile without video (dark grey).
+pub const PLACEHOLDER: (u8, u8, u8) = (48, 128, 128);
+
+impl I420 {
+    /// A picture filled with one colour.
+    pub fn filled(width: u32, height: u32, (y, u, v): (u8, u8, u8)) -> Result<I420, Error> {
+        if width == 0 || height == 0 || width % 2 == 1 || height % 2 == 1 {
+            return Err(Error::Decode("I420 dimensions must be even and non-zero"));
+        }
+        let (w, h) = (width as usize, height as usize);
+        Ok(I420 { width, height, y: vec![y; w * h], u: vec![u; w * h / 4], v: vec![v; w * h / 4] })
+    }
+
+    /// The (Y, U, V) value at a pixel.
+    pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
+        let (w, cw) = (self.width as usize, self.width as usize / 2);
+        let (x, y) = (x as usize, y as usize);
+        (self.y[y * w + x], self.u[(y / 2) * cw + x / 2], self.v[(y / 2) * cw + x / 2])
+    }
+
+    fn fill_rect(&mut self, r: Rect, (y, u, v): (u8, u8, u8)) {
+        let w = self.width as usize;
+        for row in r.y..r.y + r.h {
+            let start = row as usize * w + r.x as usize;
+            self.y[start..start + r.w as usize].fill(y);
+        }
+        let cw = w / 2;
+        for row in r.y / 2..(r.y + r.h) / 2 {
+            let start = row as usize * cw + r.x as usize / 2;
+            self.u[start..start + r.w as usize / 2].fill(u);
+            self.v[start..start + r.w as usize / 2].fill(v);
+        }
+    }
+}
+
+/// A rectangle on the canvas (even coordinates and sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rect {
+    /// Left.
+    pub x: u32,
+    /// Top.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+fn even(v: u32) -> u32 {
+    v & !1
+}
+
+/// The cells of a grid for `n` sources on a `width` x `height` canvas.
+pub fn cells(n: usize, width: u32, height: u32) -> Vec<Rect> {
+    let g: u32 = match n {
+        0 => return Vec::new(),
+        1 => 1,
+        2..=4 => 2,
+        _ => 3,
+    };
+    let (cw, ch) = (even(width / g), even(height / g));
+    (0..n.min(9) as u32).map(|i| Rect { x: (i % g) * cw, y: (i / g) * ch, w: cw, h: ch }).collect()
+}
+
+/// Where a `src_w` x `src_h` picture goes inside `cell`, aspect ratio kept
+/// and centred.
+pub fn fit(src_w: u32, src_h: u32, cell: Rect) -> Rect {
+    if src_w == 0 || src_h == 0 {
+        return cell;
+    }
+    let scale = f64::min(f64::from(cell.w) / f64::from(src_w), f64::from(cell.h) / f64::from(src_h));
+    let w = even((f64::from(src_w) * scale).round() as u32).clamp(2, cell.w);
+    let h = even((f64::from(src_h) * scale).round() as u32).clamp(2, cell.h);
+    Rect { x: cell.x + even((cell.w - w) / 2), y: cell.y + even((cell.h - h) / 2), w, h }
+}
+
+/// One source for a composition.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Stable identity (a stream).
+    pub id: u64,
+    /// Increases every time the source decodes a new picture.
+    pub generation: u64,
+    /// Its latest picture; `None` shows the placeholder.
+    pub picture: Option<&'a I420>,
+}
+
+/// What a composition cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComposeStats {
+    /// Tiles re-scaled this time.
+    pub rescaled: usize,
+    /// Whether the layout changed (a keyframe is advisable).
+    pub layout_changed: bool,
+}
+
+/// Composes sources onto a canvas, keeping what did not change.
+pub struct Compositor {
+    canvas: I420,
+    drawn: Vec<Option<(u64, u64, Rect)>>,
+    resizer: Resizer,
+    options: ResizeOptions,
+}
+
+impl std::fmt::Debug for Compositor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compositor")
+            .field("width", &self.canvas.width)
+            .field("height", &self.canvas.height)
+            .field("tiles", &self.drawn.len())
+            .finish()
+    }
+}
+
+impl Compositor {
+    /// A black canvas (default 1280x720).
+    pub fn new(width: u32, height: u32) -> Result<Compositor, Error> {
+        Ok(Compositor {
+            canvas: I420::filled(width, height, BLACK)?,
+            drawn: Vec::new(),
+            resizer: Resizer::new(),
+            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        })
+    }
+
+    /// The canvas.
+    pub fn canvas(&self) -> &I420 {
+        &self.canvas
+    }
+
+    /// Composes up to nine sources, in the order given (the caller puts the
+    /// most relevant first, e.g. the most recent speakers); more are ignored.
+    pub fn compose(&mut self, sources: &[Source<'_>]) -> Result<ComposeStats, Error> {
+        let n = sources.len().min(9);
+        let mut stats = ComposeStats::default();
+        if n != self.drawn.len() {
+            let (w, h) = (self.canvas.width, self.canvas.height);
+            self.canvas.fill_rect(Rect { x: 0, y: 0, w, h }, BLACK);
+            self.drawn = vec![None; n];
+            stats.layout_changed = true;
+        }
+        let grid = cells(n, self.canvas.width, self.canvas.height);
+        for (i, (src, cell)) in sources.iter().zip(grid).enumerate() {
+            let key = match src.picture {
+                Some(p) => (src.id, src.generation, fit(p.width, p.height, cell)),
+                None => (src.id, u64::MAX, cell),
+            };
+            let previous = self.drawn[i];
+            if previous == Some(key) {
+                continue;
+            }
+            // A different source or size in this cell: clear it first.
+            if previous.is_none_or(|(id, _, r)| id != key.0 || r != key.2) {
+                self.canvas.fill_rect(cell, BLACK);
+            }
+            match src.picture {
+                Some(p) => {
+                    self.scale_into(p, key.2)?;
+                    stats.rescaled += 1;
+                }
+                None => self.canvas.fill_rect(cell, PLACEHOLDER),
+            }
+            self.drawn[i] = Some(key);
+        }
+        Ok(stats)
+    }
+
+    fn scale_into(&mut self, p: &I420, r: Rect) -> Result<(), Error> {
+        let bad = |_| Error::Decode("picture buffer does not match its size");
+        let (cw, ch) = (self.canvas.width, self.canvas.height);
+        let planes: [(&[u8], u32, u32, &mut Vec<u8>, u32, u32, u32); 3] = [
+            (&p.y, p.width, p.height, &mut self.canvas.y, 1, cw, ch),
+            (&p.u, p.width / 2, p.height / 2, &mut self.canvas.u, 2, cw / 2, ch / 2),
+            (&p.v, p.width / 2, p.height / 2, &mut self.canvas.v, 2, cw / 2, ch / 2),
+        ];
+        for (src, sw, sh, dst, div, dw, dh) in planes {
+            let src = ImageRef::new(sw, sh, src, PixelType::U8).map_err(bad)?;
+            let mut dst = Image::from_slice_u8(dw, dh, dst, PixelType::U8).map_err(|_| Error::Decode("canvas"))?;
+            let mut view = CroppedImageMut::new(&mut dst, r.x / div, r.y / div, r.w / div, r.h / div)
+                .map_err(|_| Error::Decode("tile outside the canvas"))?;
+            self.resizer.resize(&src, &mut view, &self.options).map_err(|_| Error::Decode("scaling failed"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn colour(w: u32, h: u32, c: (u8, u8, u8)) -> I420 {
+        I420::filled(w, h, c).expect("picture")
+    }
+
+    #[test]
+    fn geometry_for_one_to_nine() {
+        assert!(cells(0, 1280, 720).is_empty());
+        assert_eq!(cells(1, 1280, 720), vec![Rect { x: 0, y: 0, w: 1280, h: 720 }]);
+        let two = cells(2, 1280, 720);
+        assert_eq!(two[1], Rect { x: 640, y: 0, w: 640, h: 360 });
+        for n in 1..=9 {
+            let c = cells(n, 1280, 720);
+            assert_eq!(c.len(), n);
+            for (i, a) in c.iter().enumerate() {
+                assert!(a.x + a.w <= 1280 && a.y + a.h <= 720);
+                for b in &c[i + 1..] {
+                    let overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+                    assert!(!overlap, "{n}: {a:?} {b:?}");
+                }
+            }
+        }
+        assert_eq!(cells(5, 1280, 720)[4], Rect { x: 426, y: 240, w: 426, h: 240 });
+        // 4:3 in a 16:9 cell: pillar-boxed, centred.
+        let r = fit(640, 480, Rect { x: 0, y: 0, w: 1280, h: 720 });
+        assert_eq!(r, Rect { x: 160, y: 0, w: 960, h: 720 });
+        // Portrait phone video in a landscape cell.
+        let r = fit(360, 640, Rect { x: 640, y: 360, w: 640, h: 360 });
+        assert_eq!((r.h, r.y, r.w % 2), (360, 360, 0));
+    }
+
+    #[test]
+    fn pixels_of_a_3x3_composition() {
+        let mut c = Compositor::new(1280, 720).expect("canvas");
+        let colours: Vec<(u8, u8, u8)> =
+            (0..7).map(|i| (60 + 20 * i as u8, 90 + 10 * i as u8, 200 - 10 * i as u8)).collect();
+        let pics: Vec<I420> = colours.iter().map(|c| colour(640, 360, *c)).collect();
+        let mut sources: Vec<Source<'_>> =
+            pics.iter().enumerate().map(|(i, p)| Source { id: i as u64, generation: 1, picture: Some(p) }).collect();
+        sources.push(Source { id: 99, generation: 1, picture: None });
+        let stats = c.compose(&sources).expect("compose");
+        assert_eq!(stats.rescaled, 7);
+        assert!(stats.layout_changed);
+        let grid = cells(8, 1280, 720);
+        for (i, cell) in grid.iter().enumerate() {
+            let (cx, cy) = (cell.x + cell.w / 2, cell.y + cell.h / 2);
+            let expected = if i < 7 { colours[i] } else { PLACEHOLDER };
+            assert_eq!(c.canvas().pixel(cx, cy), expected, "tile {i}");
+        }
+        // The ninth cell (empty) is black.
+        assert_eq!(c.canvas().pixel(1280 - 10, 720 - 10), BLACK);
+        // Nothing changed: nothing is re-scaled.
+        assert_eq!(c.compose(&sources).expect("again").rescaled, 0);
+        // One source has a new frame: only its tile.
+        sources[3].generation = 2;
+        assert_eq!(c.compose(&sources).expect("one").rescaled, 1);
+    }
+
+    #[test]
+    fn letterbox_and_reflow() {
+        let mut c = Compositor::new(1280, 720).expect("canvas");
+        let tall = colour(360, 640, (200, 60, 60));
+        let s = [Source { id: 1, generation: 1, picture: Some(&tall) }];
+        c.compose(&s).expect("one");
+        assert_eq!(c.canvas().pixel(640, 360), (200, 60, 60), "centre");
+        assert_eq!(c.canvas().pixel(10, 360), BLACK, "pillar-box border");
+        let wide = colour(640, 360, (100, 100, 100));
+        let two = [
+            Source { id: 1, generation: 1, picture: Some(&tall) },
+            Source { id: 2, generation: 1, picture: Some(&wide) },
+        ];
+        let st = c.compose(&two).expect("two");
+        assert!(st.layout_changed);
+        assert_eq!(c.canvas().pixel(960, 180), (100, 100, 100));
+        assert_eq!(c.canvas().pixel(640 + 5, 360 + 180), BLACK, "empty bottom cells are black");
+        // A resolution change of one source clears its old tile.
+        let small = colour(320, 240, (150, 128, 128));
+        let changed = [two[0], Source { id: 2, generation: 2, picture: Some(&small) }];
+        c.compose(&changed).expect("resize");
+        assert_eq!(c.canvas().pixel(640 + 2, 2), BLACK, "old pixels cleared");
+        assert_eq!(c.canvas().pixel(960, 180), (150, 128, 128));
+        assert!(I420::filled(3, 2, BLACK).is_err());
+    }
+}
