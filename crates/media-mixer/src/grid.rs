@@ -194,7 +194,7 @@ impl Compositor {
     fn scale_into(&mut self, p: &I420, r: Rect) -> Result<(), Error> {
         let bad = |_| Error::Decode("picture buffer does not match its size");
         let (cw, ch) = (self.canvas.width, self.canvas.height);
-        let planes: [(&[u8], u32, u32, &mut Vec<u8>, u32, u32, u32); 3] = [
+        let planes = [
             (&p.y, p.width, p.height, &mut self.canvas.y, 1, cw, ch),
             (&p.u, p.width / 2, p.height / 2, &mut self.canvas.u, 2, cw / 2, ch / 2),
             (&p.v, p.width / 2, p.height / 2, &mut self.canvas.v, 2, cw / 2, ch / 2),
