@@ -5,6 +5,7 @@
 mod error;
 pub mod g711;
 pub mod grid;
+pub mod h264;
 pub mod jitter;
 pub mod level;
 pub mod mixer;
