@@ -1,4 +1,8 @@
-//! Shared inputs for the benchmarks, and an in-memory far end.
+//! Shared inputs for the benchmarks, an in-memory far end, and the audio
+//! mixer comparison's pipeline and Ogg reader.
+
+pub mod conference;
+pub mod ogg;
 
 use bytes::Bytes;
 use sip_signaling::{

@@ -125,7 +125,10 @@ pub struct Compositor {
     canvas: I420,
     drawn: Vec<Option<(u64, u64, Rect)>>,
     resizer: Resizer,
-    options: ResizeOptions,
+    /// Down-scaling: area averaging (a box filter), cheap and alias-free.
+    shrink: ResizeOptions,
+    /// Up-scaling: bilinear interpolation.
+    grow: ResizeOptions,
 }
 
 impl std::fmt::Debug for Compositor {
@@ -145,7 +148,8 @@ impl Compositor {
             canvas: I420::filled(width, height, BLACK)?,
             drawn: Vec::new(),
             resizer: Resizer::new(),
-            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+            shrink: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
+            grow: ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear)),
         })
     }
 
@@ -194,6 +198,7 @@ impl Compositor {
     fn scale_into(&mut self, p: &I420, r: Rect) -> Result<(), Error> {
         let bad = |_| Error::Decode("picture buffer does not match its size");
         let (cw, ch) = (self.canvas.width, self.canvas.height);
+        let options = if r.w < p.width { self.shrink } else { self.grow };
         let planes = [
             (&p.y, p.width, p.height, &mut self.canvas.y, 1, cw, ch),
             (&p.u, p.width / 2, p.height / 2, &mut self.canvas.u, 2, cw / 2, ch / 2),
@@ -204,7 +209,7 @@ impl Compositor {
             let mut dst = Image::from_slice_u8(dw, dh, dst, PixelType::U8).map_err(|_| Error::Decode("canvas"))?;
             let mut view = CroppedImageMut::new(&mut dst, r.x / div, r.y / div, r.w / div, r.h / div)
                 .map_err(|_| Error::Decode("tile outside the canvas"))?;
-            self.resizer.resize(&src, &mut view, &self.options).map_err(|_| Error::Decode("scaling failed"))?;
+            self.resizer.resize(&src, &mut view, &options).map_err(|_| Error::Decode("scaling failed"))?;
         }
         Ok(())
     }

@@ -6,8 +6,16 @@ pub fn level_dbov(pcm: &[i16]) -> u8 {
     if pcm.is_empty() {
         return 127;
     }
-    let energy: f64 = pcm.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
-    let rms = (energy / pcm.len() as f64).sqrt();
+    // Exact integer energy (a square is at most 2^30): the same result as
+    // summing in f64, which is exact below 2^23 samples, but it vectorises.
+    let energy: u64 = pcm
+        .iter()
+        .map(|s| {
+            let s = i32::from(*s);
+            u64::from((s * s) as u32)
+        })
+        .sum();
+    let rms = (energy as f64 / pcm.len() as f64).sqrt();
     if rms < 1.0 {
         return 127;
     }

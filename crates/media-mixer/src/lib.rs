@@ -4,6 +4,7 @@
 
 mod error;
 pub mod g711;
+pub mod g722;
 pub mod grid;
 pub mod h264;
 pub mod jitter;

@@ -14,7 +14,8 @@ const KAISER_BETA: f64 = 9.0;
 pub struct Resampler {
     up: usize,
     down: usize,
-    /// filter[p][j] = h[p + j * up]
+    /// Branch `p` in time order, ready for a dot product with the input
+    /// window: filter[p][k] = h[p + (per_phase - 1 - k) * up].
     filter: Vec<Vec<f32>>,
     history: Vec<f32>,
     pos: usize,
@@ -74,7 +75,7 @@ impl Resampler {
                 sinc * w * up as f64
             })
             .collect();
-        let filter = (0..up).map(|p| (0..per_phase).map(|j| h[p + j * up] as f32).collect()).collect();
+        let filter = (0..up).map(|p| (0..per_phase).rev().map(|j| h[p + j * up] as f32).collect()).collect();
         Ok(Resampler { up, down, filter, history: vec![0.0; per_phase - 1], pos: 0, scratch: Vec::new() })
     }
 
@@ -100,15 +101,12 @@ impl Resampler {
         self.scratch.extend_from_slice(&self.history);
         self.scratch.extend(input.iter().map(|s| f32::from(*s)));
         let end = input.len() * self.up;
+        out.reserve((end - self.pos).div_ceil(self.down));
         while self.pos < end {
             let i = self.pos / self.up;
-            let p = self.pos % self.up;
-            let taps = &self.filter[p];
-            let base = h + i;
-            let mut acc = 0.0f32;
-            for (j, c) in taps.iter().enumerate() {
-                acc += c * self.scratch[base - j];
-            }
+            let taps = &self.filter[self.pos % self.up];
+            // The window of `h + 1` samples that ends at input sample `i`.
+            let acc = dot(taps, &self.scratch[i..i + taps.len()]);
             out.push(acc.round().clamp(-32768.0, 32767.0) as i16);
             self.pos += self.down;
         }
@@ -116,6 +114,22 @@ impl Resampler {
         let len = self.scratch.len();
         self.history.copy_from_slice(&self.scratch[len - h..]);
     }
+}
+
+/// Dot product in eight independent lanes, which the compiler turns into
+/// SIMD multiplies and adds (a single running sum would have to stay
+/// scalar: float addition is not associative).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The video grid against ffmpeg on the same inputs in the same run, one thread
+# each: nine 640x360 H.264 streams -> decode -> 3x3 on 1280x720 -> H.264.
+# ffmpeg: xstack + libx264 ultrafast (the issue's reference); ours: OpenH264
+# decode, fast_image_resize compose, OpenH264 encode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: apt-get install ffmpeg" >&2; exit 1; }
+frames=${1:-300}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cargo build --release -q -p benches --bin grid_to_h264
+ours=$(./target/release/grid_to_h264 "$dir" "$frames")
+echo "$ours"
+inputs=()
+for i in $(seq 0 8); do inputs+=(-threads 1 -f h264 -i "$dir/src$i.h264"); done
+graph=""
+for i in $(seq 0 8); do graph+="[$i:v]scale=426:240[v$i];"; done
+graph+="[v0][v1][v2][v3][v4][v5][v6][v7][v8]xstack=inputs=9:layout=0_0|w0_0|w0+w1_0|0_h0|w0_h0|w0+w1_h0|0_h0+h3|w0_h0+h3|w0+w1_h0+h3[out]"
+start=$(date +%s.%N)
+ffmpeg -hide_banner -loglevel error -filter_threads 1 -filter_complex_threads 1 "${inputs[@]}" \
+    -filter_complex "$graph" -map "[out]" -c:v libx264 -preset ultrafast -threads 1 -f null -
+end=$(date +%s.%N)
+ff_fps=$(echo "$frames / ($end - $start)" | bc -l)
+our_fps=$(echo "$ours" | sed -E 's/.*= ([0-9.]+) fps.*/\1/')
+printf "ffmpeg (xstack + libx264 ultrafast, 1 thread): %.1f fps\n" "$ff_fps"
+printf "ratio ours / ffmpeg: %.2f\n" "$(echo "$our_fps / $ff_fps" | bc -l)"
