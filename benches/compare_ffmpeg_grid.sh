@@ -12,16 +12,23 @@ trap 'rm -rf "$dir"' EXIT
 cargo build --release -q -p benches --bin grid_to_h264
 ours=$(./target/release/grid_to_h264 "$dir" "$frames")
 echo "$ours"
+ours_vp8=$(./target/release/grid_to_h264 "$dir" "$frames" vp8)
+echo "$ours_vp8"
 inputs=()
 for i in $(seq 0 8); do inputs+=(-threads 1 -f h264 -i "$dir/src$i.h264"); done
 graph=""
 for i in $(seq 0 8); do graph+="[$i:v]scale=426:240[v$i];"; done
 graph+="[v0][v1][v2][v3][v4][v5][v6][v7][v8]xstack=inputs=9:layout=0_0|w0_0|w0+w1_0|0_h0|w0_h0|w0+w1_h0|0_h0+h3|w0_h0+h3|w0+w1_h0+h3[out]"
-start=$(date +%s.%N)
-ffmpeg -hide_banner -loglevel error -filter_threads 1 -filter_complex_threads 1 "${inputs[@]}" \
-    -filter_complex "$graph" -map "[out]" -c:v libx264 -preset ultrafast -threads 1 -f null -
-end=$(date +%s.%N)
-ff_fps=$(echo "$frames / ($end - $start)" | bc -l)
-our_fps=$(echo "$ours" | sed -E 's/.*= ([0-9.]+) fps.*/\1/')
-printf "ffmpeg (xstack + libx264 ultrafast, 1 thread): %.1f fps\n" "$ff_fps"
-printf "ratio ours / ffmpeg: %.2f\n" "$(echo "$our_fps / $ff_fps" | bc -l)"
+run_ffmpeg() {
+    local start end
+    start=$(date +%s.%N)
+    ffmpeg -hide_banner -loglevel error -filter_threads 1 -filter_complex_threads 1 "${inputs[@]}" \
+        -filter_complex "$graph" -map "[out]" "$@" -threads 1 -f null -
+    end=$(date +%s.%N)
+    echo "$frames / ($end - $start)" | bc -l
+}
+ff_h264=$(run_ffmpeg -c:v libx264 -preset ultrafast)
+ff_vp8=$(run_ffmpeg -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2M)
+fps() { echo "$1" | sed -E 's/.*= ([0-9.]+) fps.*/\1/'; }
+printf "ffmpeg H.264 (xstack + libx264 ultrafast, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_h264" "$(echo "$(fps "$ours") / $ff_h264" | bc -l)"
+printf "ffmpeg VP8 (xstack + libvpx realtime, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_vp8" "$(echo "$(fps "$ours_vp8") / $ff_vp8" | bc -l)"

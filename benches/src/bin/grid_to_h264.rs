@@ -4,10 +4,11 @@
 //! `<dir>/src<i>.h264` so `compare_ffmpeg_grid.sh` feeds ffmpeg the very
 //! same inputs, then prints frames per second and the time per stage.
 //!
-//! usage: grid_to_h264 <dir> [frames]
+//! usage: grid_to_h264 <dir> [frames] [h264|vp8]   (the output codec)
 
 use media_mixer::grid::{Compositor, Source, I420};
 use media_mixer::h264::{H264Decoder, H264Encoder};
+use media_mixer::vp8::Vp8Encoder;
 use std::time::{Duration, Instant};
 
 fn source_picture(i: usize, frame: usize) -> I420 {
@@ -31,6 +32,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/tmp/grid-bench".into()));
     let frames: usize = args.next().and_then(|f| f.parse().ok()).unwrap_or(300);
+    let vp8 = args.next().is_some_and(|c| c.eq_ignore_ascii_case("vp8"));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     // Nine sources, encoded once (not timed).
     let mut streams: Vec<Vec<Vec<u8>>> = Vec::new();
@@ -49,7 +51,8 @@ fn main() {
     let mut decoders: Vec<H264Decoder> = (0..9).map(|_| H264Decoder::new().unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut latest: Vec<Option<I420>> = vec![None; 9];
     let mut comp = Compositor::new(1280, 720).unwrap_or_else(|e| panic!("{e}"));
-    let mut enc = H264Encoder::new(1280, 720, 2_000_000, 30.0).unwrap_or_else(|e| panic!("{e}"));
+    let mut h264 = (!vp8).then(|| H264Encoder::new(1280, 720, 2_000_000, 30.0).unwrap_or_else(|e| panic!("{e}")));
+    let mut vp8enc = vp8.then(|| Vp8Encoder::new(1280, 720, 2_000_000, 30).unwrap_or_else(|e| panic!("{e}")));
     let (mut t_dec, mut t_comp, mut t_enc) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut bytes = 0usize;
     let start = Instant::now();
@@ -68,7 +71,13 @@ fn main() {
             .collect();
         comp.compose(&sources).unwrap_or_else(|e| panic!("{e}"));
         let t2 = Instant::now();
-        bytes += enc.encode(comp.canvas(), f == 0).unwrap_or_else(|e| panic!("{e}")).len();
+        bytes += match (&mut h264, &mut vp8enc) {
+            (Some(e), _) => e.encode(comp.canvas(), f == 0),
+            (_, Some(e)) => e.encode(comp.canvas(), f == 0),
+            _ => unreachable!(),
+        }
+        .unwrap_or_else(|e| panic!("{e}"))
+        .len();
         let t3 = Instant::now();
         t_dec += t1 - t0;
         t_comp += t2 - t1;
@@ -77,7 +86,8 @@ fn main() {
     let total = start.elapsed();
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / frames as f64;
     println!(
-        "ours: {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s",
+        "ours ({}): {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s",
+        if vp8 { "VP8" } else { "H.264" },
         total.as_secs_f64(),
         frames as f64 / total.as_secs_f64(),
         per(t_dec),
