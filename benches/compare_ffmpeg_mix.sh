@@ -9,22 +9,27 @@
 #                        one listener hearing everyone, 48 -> 8 kHz, µ-law
 #
 # as whole processes (start-up, reading and demuxing included on both
-# sides), best wall time of RUNS, and prints output frames (20 ms) per
+# sides), both pinned to one core with taskset (ffmpeg 5.1 starts a demuxer
+# thread per input whatever -threads says, so unpinned it uses more than
+# one core), best wall time of RUNS, and prints output frames (20 ms) per
 # second for each and the ratio ours/ffmpeg. Cases:
 #
 #   A  9 inputs, all speaking            aim: ratio >= 2
 #   B  50 inputs, all speaking           aim: ratio >= 2
 #   C  50 inputs, 3 speaking, 47 silent  aim: ratio >= 20
 #
-#   benches/compare_ffmpeg_mix.sh [RUNS]
+#   benches/compare_ffmpeg_mix.sh [RUNS]     (MIX_BENCH_CPU=N picks the core, 0 by default)
 #
-# Needs ffmpeg (Debian package ffmpeg, with libopus) and python3.
+# Needs ffmpeg (Debian package ffmpeg, with libopus), taskset (util-linux)
+# and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v ffmpeg >/dev/null || { echo "ffmpeg missing: apt-get install ffmpeg" >&2; exit 1; }
 [[ "$(ffmpeg -hide_banner -encoders 2>/dev/null)" == *libopus* ]] || { echo "ffmpeg has no libopus encoder" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed to time the runs" >&2; exit 1; }
+command -v taskset >/dev/null || { echo "taskset missing: apt-get install util-linux" >&2; exit 1; }
+cpu="${MIX_BENCH_CPU:-0}"
 runs="${1:-5}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -65,30 +70,38 @@ files() { # files FIRST_SPEECH_COUNT SILENT_COUNT
     for k in $(seq 0 $(($2 - 1))); do echo "$tmp/silence$k.ogg"; done
 }
 
-echo "==> ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), $runs runs per case, best wall time"
-python3 - "$tmp" "$ours" "$runs" "$(files 9 0 | tr '\n' ' ')" "$(files 50 0 | tr '\n' ' ')" \
+echo "==> ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), $runs runs per case, best wall time, both on core $cpu"
+python3 - "$tmp" "$ours" "$runs" "$cpu" "$(files 9 0 | tr '\n' ' ')" "$(files 50 0 | tr '\n' ' ')" \
     "$(files 3 47 | tr '\n' ' ')" <<'PY'
-import os, re, subprocess, sys, time
+import os, re, resource, subprocess, sys, time
 
-tmp, ours, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-cases = [("A", "9 speaking", sys.argv[4].split(), 2), ("B", "50 speaking", sys.argv[5].split(), 2),
-         ("C", "50, 3 speaking", sys.argv[6].split(), 20)]
+tmp, ours, runs, cpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+cases = [("A", "9 speaking", sys.argv[5].split(), 2), ("B", "50 speaking", sys.argv[6].split(), 2),
+         ("C", "50, 3 speaking", sys.argv[7].split(), 20)]
+pin = ["taskset", "-c", cpu]
 
-def timed(cmd):
-    """Best wall time and the CPU time (user + sys) of that run."""
-    best = None
+def once(cmd):
+    """Wall time, CPU time (user + sys) and standard output of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} ... failed: {err.decode()}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, out.decode()
+
+def best(cmds):
+    """Runs the commands in turn, `runs` rounds (so both sides see the same
+    load), and keeps each one's best wall and best CPU time."""
+    results = [[float("inf"), float("inf"), ""] for _ in cmds]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        out, err = p.stdout.read().decode(), p.stderr.read().decode()
-        p.stdout.close(); p.stderr.close()
-        if status != 0:
-            sys.exit(f"{cmd[0]} failed: {err}")
-        if best is None or wall < best[0]:
-            best = (wall, usage.ru_utime + usage.ru_stime, out)
-    return best
+        for cmd, r in zip(cmds, results):
+            wall, cpu, out = once(cmd)
+            r[0], r[1], r[2] = min(r[0], wall), min(r[1], cpu), out
+    return results
 
 rows = []
 for name, what, files, aim in cases:
@@ -99,34 +112,36 @@ for name, what, files, aim in cases:
         ff += ["-threads", "1", "-i", f]
     ff += ["-filter_complex", f"amix=inputs={n}:normalize=0", "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw",
            "-threads", "1", "-f", "mulaw", out_file]
-    ff_wall, ff_cpu, _ = timed(ff)
+    # The third command, ffmpeg free to spread its demuxer threads, is for reference only.
+    (ff_wall, ff_cpu, _), (our_wall, our_cpu, out), (ff_free_wall, _, _) = best([pin + ff, pin + [ours] + files, ff])
     ff_frames = os.path.getsize(out_file) / 160
-    our_wall, our_cpu, out = timed([ours] + files)
-    fields = dict(re.findall(r"(\w+)=(\S+)", out))
-    our_frames = int(fields["ticks"])
+    our_frames = int(dict(re.findall(r"(\w+)=(\S+)", out))["ticks"])
     # The loop alone (files in memory), five passes, and where its time goes.
-    loop = subprocess.run([ours, "--passes", "5", "--split"] + files, capture_output=True, text=True, check=True)
+    loop = subprocess.run(pin + [ours, "--passes", "5", "--split"] + files, capture_output=True, text=True, check=True)
     lf = dict(re.findall(r"(\w+)=(\S+)", loop.stdout.splitlines()[0]))
-    split = re.findall(r"(\w+)=(\S+)", loop.stdout.splitlines()[1])
-    us = {k: float(v) for k, v in split[:4]}
-    rows.append((name, what, ff_frames / ff_wall, ff_cpu, our_frames / our_wall, our_cpu, aim, lf, us,
-                 fields["decoded"], fields["skipped"]))
+    us = {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", loop.stdout.splitlines()[1])[:4]}
+    rows.append(dict(name=f"{name} {what}", ff=ff_frames / ff_wall, ours=our_frames / our_wall,
+                     cpu_ratio=(our_frames / our_cpu) / (ff_frames / ff_cpu), ff_cpu=ff_cpu, our_cpu=our_cpu,
+                     aim=aim, loop=float(lf["frames_per_s"]), ff_free=ff_frames / ff_free_wall, us=us,
+                     decoded=lf["decoded"], skipped=lf["skipped"], key=name))
 
 print()
-print(f"{'case':<22} {'ffmpeg fr/s':>11} {'ours fr/s':>10} {'ratio':>7} {'aim':>5}   "
-      f"{'cpu s ffmpeg/ours':>17}   {'ours loop fr/s':>14}")
-for name, what, ff, ff_cpu, us_, our_cpu, aim, lf, _, _, _ in rows:
-    ratio = us_ / ff
-    mark = "ok" if ratio >= aim else "MISSED"
-    print(f"{name + ' ' + what:<22} {ff:>11.0f} {us_:>10.0f} {ratio:>6.1f}x {aim:>4}x {mark:<6} "
-          f"{ff_cpu:>6.2f} / {our_cpu:<6.2f}   {float(lf['frames_per_s']):>14.0f}")
+print(f"{'case':<22} {'ffmpeg fr/s':>11} {'ours fr/s':>10} {'ratio':>8} {'aim':>4}         "
+      f"{'CPU s ffmpeg / ours':>19} {'CPU ratio':>9}   {'ours loop fr/s':>14}   {'ffmpeg unpinned fr/s':>20}")
+for r in rows:
+    ratio = r["ours"] / r["ff"]
+    mark = "met" if ratio >= r["aim"] else "MISSED"
+    print(f"{r['name']:<22} {r['ff']:>11.0f} {r['ours']:>10.0f} {ratio:>7.2f}x {r['aim']:>3}x {mark:<6}   "
+          f"{r['ff_cpu']:>8.3f} / {r['our_cpu']:<8.3f} {r['cpu_ratio']:>8.2f}x   {r['loop']:>14.0f}   "
+          f"{r['ff_free']:>20.0f}")
 print()
 print("ours, time per output frame by stage (loop alone, 5 passes):")
-for name, what, *_, us, decoded, skipped in rows:
-    total = sum(us.values())
-    parts = "  ".join(f"{k} {v:7.1f} us ({100 * v / total:4.1f}%)" for k, v in us.items())
-    print(f"  {name}: {parts}   [packets decoded {decoded}, skipped as DTX {skipped}]")
+for r in rows:
+    total = sum(r["us"].values())
+    parts = "  ".join(f"{k} {v:7.1f} us ({100 * v / total:4.1f}%)" for k, v in r["us"].items())
+    print(f"  {r['key']}: {parts}   [packets decoded {r['decoded']}, skipped as DTX {r['skipped']}]")
 PY
 echo
-echo "ratio = ours / ffmpeg in output frames per second (whole processes, best of $runs wall times)."
+echo "ratio = ours / ffmpeg in output frames per second: whole processes on one core, best of $runs wall times,"
+echo "runs alternating between the two; CPU ratio: the same from the best user + sys times."
 echo "The machine may be shared: run it twice and compare before trusting a figure."

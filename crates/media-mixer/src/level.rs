@@ -40,4 +40,30 @@ mod tests {
         let quiet: Vec<i16> = sine.iter().map(|s| s / 100).collect();
         assert_eq!(level_dbov(&quiet), 43);
     }
+
+    #[test]
+    fn integer_energy_gives_the_float_result() {
+        let float = |pcm: &[i16]| {
+            let energy: f64 = pcm.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
+            let rms = (energy / pcm.len() as f64).sqrt();
+            if rms < 1.0 {
+                127
+            } else {
+                (-20.0 * (rms / 32767.0).log10()).round().clamp(0.0, 127.0) as u8
+            }
+        };
+        let mut x = 0x2545_f491u32;
+        for scale in [1, 3, 40, 700, 9000, 32768] {
+            let pcm: Vec<i16> = (0..960)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    ((x >> 16) as u16 as i16 as i32 * scale / 32768) as i16
+                })
+                .collect();
+            assert_eq!(level_dbov(&pcm), float(&pcm), "scale {scale}");
+        }
+        assert_eq!(level_dbov(&[i16::MIN; 960]), 0);
+    }
 }
