@@ -4,7 +4,7 @@
 //! `<dir>/src<i>.h264` so `compare_ffmpeg_grid.sh` feeds ffmpeg the very
 //! same inputs, then prints frames per second and the time per stage.
 //!
-//! usage: grid_to_h264 <dir> [frames] [h264|vp8]   (the output codec)
+//! Usage: `grid_to_h264 <dir> [frames] [h264|vp8]` (the last argument picks the output codec).
 
 use media_mixer::grid::{Compositor, Source, I420};
 use media_mixer::h264::{H264Decoder, H264Encoder};
