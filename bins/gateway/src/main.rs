@@ -1,13 +1,66 @@
 //! The SIP Interconnect gateway binary.
 //!
-//! Not yet: the REST surface, sessions and the bridge are open issues. This
-//! binary says so instead of pretending to serve.
+//! With no configuration it starts in demo mode: one demo project with a
+//! fresh API key and secret (printed), in-memory state, the REST API on
+//! loopback. What exists of the REST surface today is `POST
+//! /session/create`; dialling, sessions with WebRTC participants and the demo
+//! page are open issues, and the banner says so.
+//!
+//! Options: `--listen <ip:port>` (default 127.0.0.1:3000).
 
-fn main() {
-    eprintln!(
-        "sip-interconnect gateway: not yet runnable.\n\
-         What exists today is the `sip-signaling` crate; try\n\
-         `cargo run -p sip-call -- sip:user@127.0.0.1:5060` to dial a SIP URI."
-    );
-    std::process::exit(2);
+use rand::Rng;
+use rest_api::{ApiState, RestApi};
+use session::{ApiSecret, Project, Projects};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3000));
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next().and_then(|v| v.parse().ok())) {
+            ("--listen", Some(addr)) => listen = addr,
+            _ => {
+                eprintln!("usage: gateway [--listen IP:PORT]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut rng = rand::thread_rng();
+    let api_key = rng.gen_range(10_000_000u32..100_000_000).to_string();
+    let secret = ApiSecret::generate(&mut rng);
+    let mut projects = Projects::new();
+    let project = match Project::legacy(&api_key, secret.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot create the demo project: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    projects.insert(project);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {listen}: {e} (try --listen 127.0.0.1:0)");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(listen);
+    let api = RestApi::new(ApiState { projects, ..ApiState::default() });
+    println!("sip-interconnect gateway (demo mode: in-memory state, loopback only)");
+    println!("  REST API:    http://{addr}");
+    println!("  API key:     {api_key}");
+    println!("  API secret:  {}", secret.expose());
+    println!("  Try:         python3 -c \"from opentok import Client; print(Client('{api_key}', '<secret>', api_url='http://{addr}').create_session().session_id)\"");
+    println!("Available today: POST /session/create. Not yet: dial, sessions with WebRTC participants, the demo page (open issues 5-8).");
+    tokio::select! {
+        _ = rest_api::serve(listener, api) => {}
+        _ = tokio::signal::ctrl_c() => println!("shutting down"),
+    }
+    ExitCode::SUCCESS
 }
