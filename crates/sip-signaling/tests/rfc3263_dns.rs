@@ -158,3 +158,80 @@ async fn call_through_srv_name() {
 async fn next_event(c: &mut driver::Call) -> CallEvent {
     tokio::time::timeout(Duration::from_secs(20), c.events.recv()).await.expect("event in time").expect("open")
 }
+
+/// RFC 3263 section 4.3: the first SRV target refuses the connection, the
+/// call goes on to the next one and is answered there.
+#[tokio::test]
+async fn failover_to_the_next_target() {
+    let ok =
+        Command::new("sh").arg("-c").arg("command -v sipp").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "`sipp` is missing: install the Debian package `sip-tester`");
+    let sipp_port = free_port();
+    let dead_port = free_port(); // nothing listens there: connection refused
+    let dir = std::env::temp_dir().join(format!("sip-dns-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/answer.xml");
+    let sipp = Proc(
+        Command::new("sipp")
+            .arg("-sf")
+            .arg(&scenario)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sipp_port.to_string(),
+                "-t",
+                "t1",
+                "-m",
+                "1",
+                "-timeout",
+                "20s",
+                "-nostdin",
+            ])
+            .args(["-mp", &free_port().to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp"),
+    );
+    let dns_port = free_udp_port();
+    let _dns = dnsmasq(
+        dns_port,
+        &[
+            format!("--srv-host=_sip._tcp.failover.test,dead.failover.test,{dead_port},10,0"),
+            format!("--srv-host=_sip._tcp.failover.test,live.failover.test,{sipp_port},20,0"),
+            "--host-record=dead.failover.test,127.0.0.1".to_string(),
+            "--host-record=live.failover.test,127.0.0.1".to_string(),
+        ],
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", sipp_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let cfg =
+        DriverConfig { dns_server: Some(SocketAddr::from(([127, 0, 0, 1], dns_port))), ..DriverConfig::default() };
+    let ua = driver::start(cfg).await.expect("driver");
+    let sdp = Bytes::from_static(
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
+    );
+    let mut call = ua
+        .call(Dial { uri: "sip:service@failover.test;transport=tcp".into(), sdp: Some(sdp), ..Dial::default() })
+        .await
+        .expect("dial");
+    assert_eq!(call.target.addr.port(), dead_port, "the first attempt goes to the preferred target");
+    loop {
+        match next_event(&mut call).await {
+            CallEvent::Answered { .. } => break,
+            CallEvent::Trying | CallEvent::Ringing { .. } => {}
+            other => panic!("unexpected {other:?}: the call should have moved to the second target"),
+        }
+    }
+    ua.hangup(call.handle).await.expect("hangup through the caller's handle");
+    assert_eq!(next_event(&mut call).await, CallEvent::Ended { reason: EndReason::LocalHangup });
+    ua.shutdown().await;
+    drop(sipp);
+}

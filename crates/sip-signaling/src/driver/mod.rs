@@ -90,7 +90,11 @@ pub struct Call {
 }
 
 enum Command {
-    Call(Box<CallRequest>, oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>),
+    Call(
+        Box<CallRequest>,
+        Vec<Target>,
+        oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>,
+    ),
     Act(CallHandle, Action, oneshot::Sender<Result<(), Error>>),
     Stats(oneshot::Sender<DriverStats>),
     Shutdown(oneshot::Sender<()>),
@@ -148,9 +152,11 @@ impl SipHandle {
     /// Resolves the URI (RFC 3263) and sends the INVITE.
     pub async fn call(&self, dial: Dial) -> Result<Call, Error> {
         let uri = Uri::parse(&dial.uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
-        let targets = self.resolver.resolve(&uri).await?;
-        let target =
-            targets.into_iter().next().ok_or(Error::Resolve { host: dial.uri.clone(), reason: "no targets".into() })?;
+        let mut targets = self.resolver.resolve(&uri).await?.into_iter();
+        let target = targets.next().ok_or(Error::Resolve { host: dial.uri.clone(), reason: "no targets".into() })?;
+        // RFC 3263 section 4.3: the others are tried in order when a target
+        // fails before answering anything (transport error or timeout).
+        let fallbacks: Vec<Target> = targets.collect();
         let req = CallRequest {
             uri,
             destination: target.clone(),
@@ -161,7 +167,7 @@ impl SipHandle {
             sdp: dial.sdp,
         };
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Command::Call(Box::new(req), tx)).map_err(|_| Error::DriverGone)?;
+        self.cmd.send(Command::Call(Box::new(req), fallbacks, tx)).map_err(|_| Error::DriverGone)?;
         let (handle, events) = rx.await.map_err(|_| Error::DriverGone)??;
         Ok(Call { handle, target, events })
     }
@@ -254,6 +260,7 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         conns: HashMap::new(),
         net_tx,
         calls: HashMap::new(),
+        aliases: HashMap::new(),
     };
     tokio::spawn(task.run(cmd_rx, net_rx));
     info!(?local, "SIP driver started");
@@ -287,7 +294,18 @@ struct Task {
     connect_timeout: std::time::Duration,
     conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
     net_tx: mpsc::UnboundedSender<Net>,
-    calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
+    calls: HashMap<CallHandle, Route>,
+    /// The handle the caller holds -> the user agent's current call for it.
+    aliases: HashMap<CallHandle, CallHandle>,
+}
+
+/// Where a user agent call's events go, and what is left to try.
+struct Route {
+    user: CallHandle,
+    events: mpsc::UnboundedSender<CallEvent>,
+    request: CallRequest,
+    fallbacks: std::collections::VecDeque<Target>,
+    responded: bool,
 }
 
 impl Task {
@@ -329,15 +347,19 @@ impl Task {
     fn command(&mut self, c: Command) {
         let now = Instant::now();
         match c {
-            Command::Call(req, reply) => {
+            Command::Call(req, fallbacks, reply) => {
+                let request = (*req).clone();
                 let r = self.ua.call(now, *req).map(|h| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    self.calls.insert(h, tx);
+                    let route = Route { user: h, events: tx, request, fallbacks: fallbacks.into(), responded: false };
+                    self.calls.insert(h, route);
+                    self.aliases.insert(h, h);
                     (h, rx)
                 });
                 let _ = reply.send(r);
             }
-            Command::Act(h, action, reply) => {
+            Command::Act(user, action, reply) => {
+                let h = self.aliases.get(&user).copied().unwrap_or(user);
                 let r = match action {
                     Action::Hangup => self.ua.hangup(now, h),
                     Action::Reinvite(s) => self.ua.reinvite(now, h, s),
@@ -381,16 +403,40 @@ impl Task {
 
     /// Sends every pending transmit and delivers every pending event.
     fn flush(&mut self) {
-        while let Some(t) = self.ua.poll_transmit() {
-            self.send(t);
-        }
-        while let Some((h, ev)) = self.ua.poll_event() {
-            let last = ev.is_final();
-            if let Some(tx) = self.calls.get(&h) {
-                let _ = tx.send(ev);
+        loop {
+            while let Some(t) = self.ua.poll_transmit() {
+                self.send(t);
             }
-            if last {
-                self.calls.remove(&h);
+            let mut retried = false;
+            while let Some((h, ev)) = self.ua.poll_event() {
+                let Some(mut route) = self.calls.remove(&h) else { continue };
+                let failed_silently = matches!(ev, CallEvent::Failed { code: 408 | 503, .. }) && !route.responded;
+                if failed_silently {
+                    if let Some(next) = route.fallbacks.pop_front() {
+                        info!(call = %route.user, failed = %route.request.destination, next = %next, "target failed: trying the next one (RFC 3263)");
+                        route.request.destination = next;
+                        match self.ua.call(Instant::now(), route.request.clone()) {
+                            Ok(h2) => {
+                                self.aliases.insert(route.user, h2);
+                                self.calls.insert(h2, route);
+                                retried = true;
+                                continue;
+                            }
+                            Err(e) => warn!(error = %e, "retry failed"),
+                        }
+                    }
+                }
+                route.responded |= !matches!(ev, CallEvent::Failed { .. });
+                let last = ev.is_final();
+                let _ = route.events.send(ev);
+                if last {
+                    self.aliases.remove(&route.user);
+                } else {
+                    self.calls.insert(h, route);
+                }
+            }
+            if !retried {
+                break;
             }
         }
     }
