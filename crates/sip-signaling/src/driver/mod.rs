@@ -42,6 +42,9 @@ pub struct DriverConfig {
     pub max_inbound_connections: usize,
     /// A DNS server to use instead of the system's (`/etc/resolv.conf`).
     pub dns_server: Option<SocketAddr>,
+    /// RFC 5626 keep-alive: a CRLFCRLF ping on connections we opened after
+    /// this long without sending (keeps NAT and SBC state alive).
+    pub keepalive_interval: Option<std::time::Duration>,
     /// The user agent's configuration (`local_addrs` is filled in from
     /// the bound sockets).
     pub ua: Config,
@@ -56,6 +59,7 @@ impl Default for DriverConfig {
             connect_timeout: std::time::Duration::from_secs(5),
             max_inbound_connections: 1024,
             dns_server: None,
+            keepalive_interval: Some(std::time::Duration::from_secs(30)),
             ua: Config::default(),
         }
     }
@@ -257,6 +261,7 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         udp: Arc::new(udp),
         tls: tls.clone(),
         connect_timeout: config.connect_timeout,
+        keepalive: config.keepalive_interval,
         conns: HashMap::new(),
         net_tx,
         calls: HashMap::new(),
@@ -292,6 +297,7 @@ struct Task {
     udp: Arc<UdpSocket>,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: std::time::Duration,
+    keepalive: Option<std::time::Duration>,
     conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
     net_tx: mpsc::UnboundedSender<Net>,
     calls: HashMap<CallHandle, Route>,
@@ -462,7 +468,14 @@ impl Task {
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 let _ = wtx.send(t.payload);
                 self.conns.insert(key, wtx);
-                tokio::spawn(connect(t.target, wrx, self.net_tx.clone(), self.tls.clone(), self.connect_timeout));
+                tokio::spawn(connect(
+                    t.target,
+                    wrx,
+                    self.net_tx.clone(),
+                    self.tls.clone(),
+                    self.connect_timeout,
+                    self.keepalive,
+                ));
             }
         }
     }
@@ -485,7 +498,7 @@ async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slo
                 let _ = stream.set_nodelay(true);
                 let net = net.clone();
                 tokio::spawn(async move {
-                    pump(stream, target, wrx, net).await;
+                    pump(stream, target, wrx, net, None).await;
                     drop(permit);
                 });
             }
@@ -503,6 +516,7 @@ async fn connect(
     net: mpsc::UnboundedSender<Net>,
     tls: Arc<rustls::ClientConfig>,
     timeout: std::time::Duration,
+    keepalive: Option<std::time::Duration>,
 ) {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(s)) => s,
@@ -531,7 +545,7 @@ async fn connect(
             };
             let connector = tokio_rustls::TlsConnector::from(tls);
             match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-                Ok(Ok(s)) => pump(s, target, writes, net).await,
+                Ok(Ok(s)) => pump(s, target, writes, net, keepalive).await,
                 Ok(Err(e)) => {
                     let _ = net.send(Net::Failed(target, format!("TLS handshake: {e}")));
                 }
@@ -540,7 +554,7 @@ async fn connect(
                 }
             }
         }
-        _ => pump(stream, target, writes, net).await,
+        _ => pump(stream, target, writes, net, keepalive).await,
     }
 }
 
@@ -550,11 +564,28 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     target: Target,
     mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
     net: mpsc::UnboundedSender<Net>,
+    keepalive: Option<std::time::Duration>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 16_384];
+    let mut last_write = tokio::time::Instant::now();
     loop {
+        let ping_at = keepalive.map(|k| last_write + k);
+        let ping = async {
+            match ping_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = ping => {
+                // RFC 5626 section 4.4.1: a double CRLF ping.
+                if let Err(e) = wr.write_all(b"\r\n\r\n").await {
+                    let _ = net.send(Net::Failed(target.clone(), e.to_string()));
+                    return;
+                }
+                last_write = tokio::time::Instant::now();
+            }
             r = rd.read(&mut buf) => match r {
                 Ok(0) => { let _ = net.send(Net::Closed(target.clone())); return; }
                 Ok(n) => { if net.send(Net::Data(target.clone(), buf[..n].to_vec())).is_err() { return; } }
@@ -566,6 +597,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         let _ = net.send(Net::Failed(target.clone(), e.to_string()));
                         return;
                     }
+                    last_write = tokio::time::Instant::now();
                 }
                 None => { let _ = wr.shutdown().await; return; }
             },
