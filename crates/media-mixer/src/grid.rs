@@ -37,6 +37,17 @@ impl I420 {
         Ok(I420 { width, height, y: vec![y; w * h], u: vec![u; w * h / 4], v: vec![v; w * h / 4] })
     }
 
+    /// Whether the picture is `width` x `height` and its planes have
+    /// exactly the sizes that implies.
+    pub fn has_size(&self, width: u32, height: u32) -> bool {
+        let n = width as usize * height as usize;
+        self.width == width
+            && self.height == height
+            && self.y.len() == n
+            && self.u.len() == n / 4
+            && self.v.len() == n / 4
+    }
+
     /// The (Y, U, V) value at a pixel.
     pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
         let (w, cw) = (self.width as usize, self.width as usize / 2);

@@ -84,12 +84,7 @@ impl H264Encoder {
     /// layout change).
     pub fn encode(&mut self, picture: &I420, keyframe: bool) -> Result<Vec<u8>, Error> {
         let (w, h) = (picture.width as usize, picture.height as usize);
-        if picture.width != self.width
-            || picture.height != self.height
-            || picture.y.len() != w * h
-            || picture.u.len() != w * h / 4
-            || picture.v.len() != w * h / 4
-        {
+        if !picture.has_size(self.width, self.height) {
             return Err(Error::Decode("picture does not match the encoder's size"));
         }
         if keyframe {

@@ -217,20 +217,25 @@ impl Mixer {
                 Ok(heard > 0)
             }
             Some(subset) => {
-                let mut acc = vec![0i32; self.config.frame_len];
-                let mut heard = 0;
-                for id in subset {
-                    if Some(*id) == l.own {
-                        continue;
+                let heard: Vec<&Stream> = subset
+                    .iter()
+                    .filter(|id| Some(**id) != l.own)
+                    .filter_map(|id| self.streams.get(id).filter(|s| s.active))
+                    .collect();
+                // Sum in blocks on the stack: no frame-sized buffer per call.
+                const BLOCK: usize = 64;
+                for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
+                    let mut acc = [0i32; BLOCK];
+                    let acc = &mut acc[..chunk.len()];
+                    let start = b * BLOCK;
+                    for s in &heard {
+                        add_scaled(acc, &s.frame[start..start + chunk.len()], s.gain_q12);
                     }
-                    if let Some(s) = self.streams.get(id).filter(|s| s.active) {
-                        add_scaled(&mut acc, &s.frame, s.gain_q12);
-                        heard += 1;
+                    for (o, a) in chunk.iter_mut().zip(acc.iter()) {
+                        *o = saturate(*a);
                     }
                 }
-                for (o, a) in out.iter_mut().zip(&acc) {
-                    *o = saturate(*a);
-                }
+                let heard = heard.len();
                 Ok(heard > 0)
             }
         }

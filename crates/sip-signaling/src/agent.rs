@@ -436,7 +436,8 @@ impl UserAgent {
 
     fn contact_for(&self, transport: Transport, user: Option<&str>) -> String {
         let a = self.local_addr(transport);
-        let mut uri = SipUri::new(false, user, Host::from(a.ip()), Some(a.port()));
+        // `user` is already in its escaped form (taken from our From URI).
+        let mut uri = SipUri::new(false, None, Host::from(a.ip()), Some(a.port()));
         uri.user = user.map(str::to_owned);
         if let Some(p) = transport.uri_param() {
             uri.params.set("transport", Some(p.to_owned()));
@@ -563,7 +564,6 @@ impl UserAgent {
         let Some(call) = self.calls.get_mut(&h) else { return };
         call.cseq += 1;
         let seq = call.cseq;
-        let transport = call.initial_target.transport;
         let target = call.initial_target.clone();
         let mut m = Message::request(Method::Invite, call.request_uri.clone());
         m.headers.push(HeaderName::MaxForwards, mf.to_string());
@@ -573,11 +573,8 @@ impl UserAgent {
         m.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
         m.headers.push(HeaderName::Contact, call.contact.clone());
         m.headers.push(HeaderName::Allow, ALLOW);
-        m.headers.push(HeaderName::Supported, if call.session_expires.is_some() { "timer" } else { "" });
-        if call.session_expires.is_none() {
-            m.headers.remove(&HeaderName::Supported);
-        }
         if let Some(se) = call.session_expires {
+            m.headers.push(HeaderName::Supported, "timer");
             m.headers.push(HeaderName::SessionExpires, se.to_string());
             m.headers.push(HeaderName::MinSe, call.min_se.to_string());
         }
@@ -589,9 +586,8 @@ impl UserAgent {
             m.headers.push(HeaderName::ContentType, "application/sdp");
             m.body = sdp.clone();
         }
-        call.invite_bytes = m.clone();
+        // finish_and_send records the INVITE as sent (with Via and credentials).
         call.invite_branch = branch.clone();
-        let _ = transport;
         self.finish_and_send(now, h, m, branch, Purpose::Invite, target, seq);
     }
 
