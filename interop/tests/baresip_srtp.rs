@@ -45,8 +45,32 @@ async fn run(suite: Suite) {
         ..OfferOptions::default()
     };
     let mut session = LocalSession::new(opts, 7);
-    let offer = session.create_offer();
+    let (ua, mut call, agreement) = dial_and_agree(&mut session, sip_port, &bs).await;
+    let audio = agreement.audio.expect("audio");
+    assert_eq!(audio.codec, Codec::Pcmu);
+    let keys = audio.sdes.clone().expect("SDES agreed");
+    assert_eq!(keys.suite, suite.sdes_name());
+    let theirs = sdes::parse_key_params(suite, &keys.remote_key_params).expect("their key");
+    let inbound = Context::new(suite, &theirs, Options::default()).expect("in");
+    let outbound = Context::new(suite, &ours, Options::default()).expect("out");
+    let mut leg =
+        MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: audio.rtcp_mux }, audio.remote_rtp, audio.remote_rtcp);
+    leg.set_srtp(inbound, outbound);
 
+    let received = exchange_tones(&mut leg, &media, audio.payload_type, None).await;
+    ua.hangup(call.handle).await.expect("hangup");
+    let _ = next_event(&mut call).await;
+    ua.shutdown().await;
+    assert_tones(&leg, &received, &bs);
+}
+
+/// Calls baresip with our offer and reads its answer into an agreement.
+async fn dial_and_agree(
+    session: &mut LocalSession,
+    sip_port: u16,
+    bs: &Baresip,
+) -> (driver::SipHandle, driver::Call, sdp_negotiation::Agreement) {
+    let offer = session.create_offer();
     let ua = driver::start(DriverConfig::default()).await.expect("driver");
     let mut call = ua
         .call(Dial {
@@ -65,22 +89,7 @@ async fn run(suite: Suite) {
     };
     let agreement =
         session.process_answer(&answer).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&answer)));
-    let audio = agreement.audio.expect("audio");
-    assert_eq!(audio.codec, Codec::Pcmu);
-    let keys = audio.sdes.clone().expect("SDES agreed");
-    assert_eq!(keys.suite, suite.sdes_name());
-    let theirs = sdes::parse_key_params(suite, &keys.remote_key_params).expect("their key");
-    let inbound = Context::new(suite, &theirs, Options::default()).expect("in");
-    let outbound = Context::new(suite, &ours, Options::default()).expect("out");
-    let mut leg =
-        MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: audio.rtcp_mux }, audio.remote_rtp, audio.remote_rtcp);
-    leg.set_srtp(inbound, outbound);
-
-    let received = exchange_tones(&mut leg, &media, audio.payload_type, None).await;
-    ua.hangup(call.handle).await.expect("hangup");
-    let _ = next_event(&mut call).await;
-    ua.shutdown().await;
-    assert_tones(&leg, &received, &bs);
+    (ua, call, agreement)
 }
 
 /// Two seconds of media both ways: 1000 Hz out, whatever comes in decoded.
@@ -176,25 +185,7 @@ async fn dtls_srtp_tone_both_ways() {
         ..OfferOptions::default()
     };
     let mut session = LocalSession::new(opts, 8);
-    let offer = session.create_offer();
-    let ua = driver::start(DriverConfig::default()).await.expect("driver");
-    let mut call = ua
-        .call(Dial {
-            uri: format!("sip:bs@127.0.0.1:{sip_port}"),
-            sdp: Some(Bytes::from(offer.to_bytes())),
-            ..Dial::default()
-        })
-        .await
-        .expect("dial");
-    let answer = loop {
-        match next_event(&mut call).await {
-            CallEvent::Answered { sdp } => break sdp.expect("SDP answer"),
-            CallEvent::Trying | CallEvent::Ringing { .. } | CallEvent::Progress { .. } => {}
-            other => panic!("unexpected {other:?}; baresip log:\n{}", bs.log()),
-        }
-    };
-    let agreement =
-        session.process_answer(&answer).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&answer)));
+    let (ua, mut call, agreement) = dial_and_agree(&mut session, sip_port, &bs).await;
     let audio = agreement.audio.expect("audio");
     let dtls = audio.dtls.clone().expect("DTLS agreed");
     let remote = audio.remote_rtp.expect("remote address");

@@ -52,6 +52,42 @@ fn dnsmasq(port: u16, records: &[String]) -> Proc {
     Proc(child)
 }
 
+/// sipp answering one call (tests/sipp/answer.xml) on 127.0.0.1:`port`
+/// over `transport` (`u1` UDP, `t1` TCP).
+fn answering_sipp(name: &str, port: u16, transport: &str) -> Proc {
+    let ok =
+        Command::new("sh").arg("-c").arg("command -v sipp").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "`sipp` is missing: install the Debian package `sip-tester`");
+    let dir = std::env::temp_dir().join(format!("sip-dns-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/answer.xml");
+    Proc(
+        Command::new("sipp")
+            .arg("-sf")
+            .arg(&scenario)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                transport,
+                "-m",
+                "1",
+                "-timeout",
+                "20s",
+                "-nostdin",
+            ])
+            .args(["-mp", &free_port().to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp"),
+    )
+}
+
 #[tokio::test]
 async fn naptr_srv_and_a_records() {
     let dns_port = free_udp_port();
@@ -103,26 +139,8 @@ async fn naptr_srv_and_a_records() {
 
 #[tokio::test]
 async fn call_through_srv_name() {
-    let ok =
-        Command::new("sh").arg("-c").arg("command -v sipp").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "`sipp` is missing: install the Debian package `sip-tester`");
     let sipp_port = free_port();
-    let dir = std::env::temp_dir().join(format!("sip-dns-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/answer.xml");
-    let sipp = Proc(
-        Command::new("sipp")
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string(), "-m", "1", "-timeout", "20s", "-nostdin"])
-            .args(["-mp", &free_port().to_string()])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp"),
-    );
+    let sipp = answering_sipp("srv", sipp_port, "u1");
     let dns_port = free_udp_port();
     let _dns = dnsmasq(
         dns_port,
@@ -163,39 +181,9 @@ async fn next_event(c: &mut driver::Call) -> CallEvent {
 /// call goes on to the next one and is answered there.
 #[tokio::test]
 async fn failover_to_the_next_target() {
-    let ok =
-        Command::new("sh").arg("-c").arg("command -v sipp").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "`sipp` is missing: install the Debian package `sip-tester`");
     let sipp_port = free_port();
     let dead_port = free_port(); // nothing listens there: connection refused
-    let dir = std::env::temp_dir().join(format!("sip-dns-failover-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/answer.xml");
-    let sipp = Proc(
-        Command::new("sipp")
-            .arg("-sf")
-            .arg(&scenario)
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &sipp_port.to_string(),
-                "-t",
-                "t1",
-                "-m",
-                "1",
-                "-timeout",
-                "20s",
-                "-nostdin",
-            ])
-            .args(["-mp", &free_port().to_string()])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp"),
-    );
+    let sipp = answering_sipp("failover", sipp_port, "t1");
     let dns_port = free_udp_port();
     let _dns = dnsmasq(
         dns_port,

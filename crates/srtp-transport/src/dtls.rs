@@ -230,13 +230,10 @@ pub async fn handshake(
 mod tests {
     use super::*;
 
-    /// Two endpoints in memory: keys agree crosswise, and a wrong
-    /// fingerprint is refused.
-    #[tokio::test]
-    async fn handshake_in_memory() {
-        let a = DtlsIdentity::generate().expect("a");
-        let b = DtlsIdentity::generate().expect("b");
-        assert!(a.fingerprint().starts_with("sha-256 ") && a.fingerprint().len() == 8 + 95);
+    type Ends = (mpsc::Receiver<Vec<u8>>, mpsc::UnboundedSender<Vec<u8>>);
+
+    /// Two endpoints' channels, each one's output fed to the other's input.
+    fn crossed_channels() -> (Ends, Ends) {
         let (a_in_tx, a_in) = mpsc::channel(64);
         let (b_in_tx, b_in) = mpsc::channel(64);
         let (a_out, mut a_out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -251,6 +248,17 @@ mod tests {
                 let _ = a_in_tx.send(p).await;
             }
         });
+        ((a_in, a_out), (b_in, b_out))
+    }
+
+    /// Two endpoints in memory: keys agree crosswise, and a wrong
+    /// fingerprint is refused.
+    #[tokio::test]
+    async fn handshake_in_memory() {
+        let a = DtlsIdentity::generate().expect("a");
+        let b = DtlsIdentity::generate().expect("b");
+        assert!(a.fingerprint().starts_with("sha-256 ") && a.fingerprint().len() == 8 + 95);
+        let ((a_in, a_out), (b_in, b_out)) = crossed_channels();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let suites = [Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_80];
         let (fa, fb) = (b.fingerprint().to_owned(), a.fingerprint().to_owned());
@@ -294,20 +302,7 @@ mod tests {
     async fn wrong_fingerprint_is_refused() {
         let a = DtlsIdentity::generate().expect("a");
         let b = DtlsIdentity::generate().expect("b");
-        let (a_in_tx, a_in) = mpsc::channel(64);
-        let (b_in_tx, b_in) = mpsc::channel(64);
-        let (a_out, mut a_out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let (b_out, mut b_out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            while let Some(p) = a_out_rx.recv().await {
-                let _ = b_in_tx.send(p).await;
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(p) = b_out_rx.recv().await {
-                let _ = a_in_tx.send(p).await;
-            }
-        });
+        let ((a_in, a_out), (b_in, b_out)) = crossed_channels();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let suites = [Suite::AesCm128HmacSha1_80];
         let t = Duration::from_secs(5);
