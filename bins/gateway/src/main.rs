@@ -2,14 +2,14 @@
 //!
 //! With no configuration it starts in demo mode: one demo project with a
 //! fresh API key and secret (printed), in-memory state, the REST API on
-//! loopback. What exists of the REST surface today is `POST
-//! /session/create`; dialling, sessions with WebRTC participants and the demo
-//! page are open issues, and the banner says so.
+//! loopback, WebRTC participants through the media router, and the demo page
+//! at `/demo`. Dialling is an open issue, and the banner says so.
 //!
 //! Options: `--listen <ip:port>` (default 127.0.0.1:3000).
 
 use rand::Rng;
-use rest_api::{ApiState, RestApi};
+use rest_api::{ApiConfig, DemoConfig, RestApi};
+use session::service::{ServiceConfig, SessionService};
 use session::{ApiSecret, Project, Projects};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -42,6 +42,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let demo = DemoConfig { project: project.id().clone(), secret: secret.clone() };
     projects.insert(project);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -51,13 +52,24 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
-    let api = RestApi::new(ApiState { projects, ..ApiState::default() });
+    let rtc_bind = SocketAddr::new(listen.ip(), 0);
+    let service = match SessionService::start(ServiceConfig { rtc_bind, ..ServiceConfig::default() }, projects).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot bind the WebRTC UDP socket on {rtc_bind}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rtc = service.rtc_addr();
+    let api = RestApi::new(service, ApiConfig { demo: Some(demo), ..ApiConfig::default() });
     println!("sip-interconnect gateway (demo mode: in-memory state, loopback only)");
     println!("  REST API:    http://{addr}");
     println!("  API key:     {api_key}");
     println!("  API secret:  {}", secret.expose());
     println!("  Try:         python3 -c \"from opentok import Client; print(Client('{api_key}', '<secret>', api_url='http://{addr}').create_session().session_id)\"");
-    println!("Available today: POST /session/create. Not yet: dial, sessions with WebRTC participants, the demo page (open issues 5-8).");
+    println!("  Demo page:   http://{addr}/demo   (open it in two tabs)");
+    println!("  WebRTC:      udp {rtc}; signalling ws://{addr}/rtc/v1/signal");
+    println!("Available today: POST /session/create, WebRTC participants and the demo page. Not yet: dial (open issues 6-8).");
     tokio::select! {
         _ = rest_api::serve(listener, api) => {}
         _ = tokio::signal::ctrl_c() => println!("shutting down"),

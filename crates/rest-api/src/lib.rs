@@ -5,19 +5,31 @@
 //!
 //! Implemented so far: `POST /session/create` with every quirk of the
 //! contract (form body whatever the Content-Type says, empty bodies,
-//! `location=null`, an exact `application/json` array answer).
+//! `location=null`, an exact `application/json` array answer), and the
+//! session routes of contract §5 under `/v2/project/{projectId}/session/{sessionId}`:
+//! `GET stream`, `GET stream/{streamId}`, `POST signal`,
+//! `POST connection/{connectionId}/signal`, `DELETE connection/{connectionId}`,
+//! `POST mute` and `POST stream/{streamId}/mute`. Every authenticated route
+//! goes through one function (`auth.rs`); every refusal is a `{code, message}` body.
 
+mod auth;
+mod demo;
 mod error;
+mod moderation;
+mod route;
 mod session_create;
+mod signalling;
 
+pub use demo::DemoConfig;
 pub use error::{json_response, ApiError};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use session::{Projects, RestAuthConfig, Sessions};
-use std::sync::{Arc, Mutex};
+use session::service::SessionService;
+use session::RestAuthConfig;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -25,40 +37,49 @@ use tracing::{debug, warn};
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The state the API works on.
-#[derive(Debug, Default)]
-pub struct ApiState {
-    /// Configured projects.
-    pub projects: Projects,
-    /// Sessions created here.
-    pub sessions: Sessions,
+/// The JavaScript client, served at `/client/gateway-client.js`.
+pub const CLIENT_JS: &str = include_str!("../../session/js/gateway-client.js");
+
+/// How the API behaves.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
     /// REST JWT time rules.
     pub auth: RestAuthConfig,
+    /// Demo mode: the demo page, the test page and `POST /demo/token` exist only when set.
+    pub demo: Option<DemoConfig>,
 }
 
 /// The API, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RestApi {
-    state: Arc<Mutex<ApiState>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    service: SessionService,
+    config: ApiConfig,
+    /// When the API was built, ms since the epoch: the projects' `createdAt`.
+    started_ms: u64,
 }
 
 impl RestApi {
-    /// An API over this state.
-    pub fn new(state: ApiState) -> RestApi {
-        RestApi { state: Arc::new(Mutex::new(state)) }
+    /// An API over this session service.
+    pub fn new(service: SessionService, config: ApiConfig) -> RestApi {
+        let started_ms = session::room::unix_ms(SystemTime::now());
+        RestApi { inner: Arc::new(Inner { service, config, started_ms }) }
     }
 
-    /// Runs `f` with the state locked.
-    pub fn with_state<T>(&self, f: impl FnOnce(&mut ApiState) -> T) -> T {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut guard)
+    /// The session service behind it.
+    pub fn service(&self) -> &SessionService {
+        &self.inner.service
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Answers one request (the WebSocket upgrade of `/rtc/v1/signal` included).
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == signalling::PATH {
+            return signalling::upgrade(self.inner.service.clone(), &mut req);
+        }
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
@@ -76,12 +97,27 @@ impl RestApi {
         body: &[u8],
         now: SystemTime,
     ) -> Response<Full<Bytes>> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let service = &self.inner.service;
+        let demo = self.inner.config.demo.as_ref();
         let result = match (method, path.trim_end_matches('/')) {
-            (&Method::POST, "/session/create") => self.with_state(|s| {
-                session_create::create(s, header("x-opentok-auth"), header("authorization"), body, now)
-            }),
+            (&Method::POST, "/session/create") => {
+                auth::authenticate(service, &self.inner.config.auth, headers, None, now)
+                    .and_then(|project| session_create::create(service, &project, body, now))
+            }
             (_, "/session/create") => Err(ApiError::new(405, "use POST for /session/create")),
+            (m, p) if p.starts_with(route::PREFIX) => {
+                let cx = moderation::Context {
+                    service,
+                    auth: &self.inner.config.auth,
+                    project_created_ms: self.inner.started_ms,
+                };
+                moderation::answer(&cx, m, p, headers, body, now)
+            }
+            (&Method::GET, "/client/gateway-client.js") => Ok(asset("text/javascript; charset=utf-8", CLIENT_JS)),
+            (m, p) if demo.is_some() && p.starts_with("/demo") => match demo {
+                Some(d) => demo::answer(d, service, m, p, body, now),
+                None => Err(ApiError::new(404, format!("no such resource: {path}"))),
+            },
             _ => Err(ApiError::new(404, format!("no such resource: {path}"))),
         };
         match result {
@@ -98,6 +134,14 @@ impl RestApi {
     }
 }
 
+/// A static asset.
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-cache"));
+    r
+}
+
 /// Serves HTTP/1.1 on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, api: RestApi) {
     loop {
@@ -109,7 +153,7 @@ pub async fn serve(listener: TcpListener, api: RestApi) {
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
         });
     }
 }

@@ -1,39 +1,21 @@
 //! `POST /session/create` (contract §2).
 
 use crate::error::{json_response, ApiError};
-use crate::ApiState;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
-use session::jwt::UnverifiedJwt;
-use session::{authenticate, MediaMode, RestCredential};
+use session::service::SessionService;
+use session::{MediaMode, ProjectId};
 use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The project a REST token claims to be for: `iss` (HS256) or
-/// `application_id` (RS256). Verified afterwards by `authenticate`.
-fn claimed_project<'a>(token: &'a UnverifiedJwt<'a>) -> Option<&'a str> {
-    token.claim_str("application_id").or_else(|| token.claim_str("iss"))
-}
-
+/// Creates a session for `project_id` (already authenticated by [`crate::auth::authenticate`]).
 pub(crate) fn create(
-    state: &mut ApiState,
-    x_opentok_auth: Option<&str>,
-    authorization: Option<&str>,
+    service: &SessionService,
+    project_id: &ProjectId,
     body: &[u8],
     now: SystemTime,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let forbidden = |e: &dyn std::fmt::Display| ApiError::new(403, format!("authentication failed: {e}"));
-    let credential = RestCredential::from_headers(x_opentok_auth, authorization).map_err(|e| forbidden(&e.reason()))?;
-    let token = match credential {
-        RestCredential::OpenTokAuth(t) | RestCredential::Bearer(t) => t,
-    };
-    let parsed = UnverifiedJwt::decode(token).map_err(|e| forbidden(&e))?;
-    let project_id = claimed_project(&parsed).ok_or_else(|| forbidden(&"token names no project"))?.to_owned();
-    let project =
-        authenticate(&state.projects, &project_id, credential, now, &state.auth).map_err(|e| forbidden(&e.reason()))?;
-    let project_id = project.id().clone();
-
     // Form data whatever the Content-Type says; an empty body is fine.
     let mut media_mode = MediaMode::Routed;
     let mut location: Option<Ipv4Addr> = None;
@@ -69,7 +51,7 @@ pub(crate) fn create(
             _ => {}
         }
     }
-    let id = state.sessions.create(&project_id, media_mode, location, now, &mut rand::thread_rng());
+    let id = service.create_session(project_id, media_mode, location, now);
     let created = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let body = serde_json::json!([{
         "session_id": id.as_str(),

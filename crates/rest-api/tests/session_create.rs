@@ -1,47 +1,11 @@
 //! `POST /session/create` against the contract: the real Python SDK, and
 //! raw requests with every quirk the contract lists.
 
-use rest_api::{serve, ApiState, RestApi};
-use session::jwt::sign_hs256;
-use session::{validate_client_token, ApiSecret, MediaMode, Project, Projects, SessionId};
-use std::io::{Read, Write};
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
-const KEY: &str = "4615002";
-const SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
-
-fn api() -> RestApi {
-    let mut projects = Projects::new();
-    projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
-    RestApi::new(ApiState { projects, ..ApiState::default() })
-}
-
-async fn start() -> (RestApi, u16) {
-    let api = api();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(serve(listener, api.clone()));
-    (api, port)
-}
-
-fn rest_jwt(secret: &str, iss: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() as i64;
-    let claims = serde_json::json!({"iss": iss, "ist": "project", "iat": now, "exp": now + 180, "jti": "x"});
-    let serde_json::Value::Object(map) = claims else { unreachable!() };
-    sign_hs256(&map, secret.as_bytes())
-}
-
-/// One raw HTTP/1.1 request; returns (status, headers, body).
-fn raw(port: u16, request: &str) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
+use common::{raw, rest_jwt, sdk_script, start, KEY, SECRET};
+use session::{validate_client_token, MediaMode, SessionId};
+use std::time::SystemTime;
 
 fn post(port: u16, content_type: &str, auth: &str, body: &str) -> (u16, String, String) {
     raw(
@@ -56,35 +20,27 @@ fn post(port: u16, content_type: &str, auth: &str, body: &str) -> (u16, String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_creates_sessions() {
     let (api, port) = start().await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/create_sessions.py");
-    let url = format!("http://127.0.0.1:{port}");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3").arg(script).args([url.as_str(), KEY, SECRET]).output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 (Debian python3) must be installed");
-    assert_ne!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "SDK script failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let out: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let out =
+        sdk_script("create_sessions.py", vec![format!("http://127.0.0.1:{port}"), KEY.into(), SECRET.into()]).await;
     let id = |k: &str| out[k].as_str().unwrap_or_default().to_owned();
-    api.with_state(|s| {
+    {
+        let s = api.service();
         // The Python SDK's default media mode is relayed: it sends p2p.preference=enabled.
         for (k, mode) in
             [("routed", MediaMode::Routed), ("relayed", MediaMode::Relayed), ("default", MediaMode::Relayed)]
         {
-            let (sid, info) = s.sessions.get(&id(k)).unwrap_or_else(|| panic!("{k} session unknown: {out}"));
+            let (sid, info) = s.session(&id(k)).unwrap_or_else(|| panic!("{k} session unknown: {out}"));
             assert_eq!(info.media_mode, mode, "{k}");
             assert_eq!(sid.project(), KEY);
         }
         assert_eq!(
-            s.sessions.get(&id("relayed")).map(|(sid, _)| sid.location()),
+            s.session(&id("relayed")).map(|(sid, _)| sid.location()),
             Some(Some("10.1.2.3".parse().expect("ip")))
         );
         let sid = SessionId::parse(&id("routed")).expect("sid");
-        validate_client_token(&s.projects, &id("token"), &sid, SystemTime::now())
+        s.with_projects(|p| validate_client_token(p, &id("token"), &sid, SystemTime::now()))
             .expect("the SDK's token for our session validates");
-    });
+    }
     // opentok 3.15 says "invalid credentials" only for a 403 (and wraps it in RequestError).
     assert!(
         out["wrong_secret"].as_str().is_some_and(|m| m.contains("invalid credentials")),
@@ -123,7 +79,7 @@ async fn contract_quirks() {
     assert_eq!(st, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let sid = v[0]["session_id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(api.with_state(|s| s.sessions.get(&sid).map(|(_, i)| i.media_mode)), Some(MediaMode::Relayed));
+    assert_eq!(api.service().session(&sid).map(|(_, i)| i.media_mode), Some(MediaMode::Relayed));
 
     // Refusals, each with the contract's error body.
     let wrong = rest_jwt("not-the-secret-0123456789abcdef0123", KEY);
@@ -148,5 +104,5 @@ async fn contract_quirks() {
         assert_eq!(v["code"], expected);
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty() && !m.contains(SECRET)));
     }
-    assert_eq!(api.with_state(|s| s.sessions.len()), 2, "refused requests created nothing");
+    assert_eq!(api.service().session_count(), 2, "refused requests created nothing");
 }

@@ -173,3 +173,42 @@ pub enum TokenError {
     #[error("connection_data longer than 1000 characters")]
     ConnectionDataTooLong,
 }
+
+/// Why a change to a live session was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RoomError {
+    /// The session is not live here (or does not exist).
+    #[error("session not found")]
+    UnknownSession,
+    /// No such connection (in that session).
+    #[error("connection not found")]
+    UnknownConnection,
+    /// No such stream (in that session).
+    #[error("stream not found")]
+    UnknownStream,
+    /// The caller's role does not allow it.
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
+    /// A signal beyond the contract's sizes.
+    #[error("too large: {0}")]
+    TooLarge(&'static str),
+    /// The request itself is wrong.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The session has as many connections as it may.
+    #[error("session is full")]
+    Full,
+}
+
+impl RoomError {
+    /// The HTTP status the REST API and the signalling channel answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RoomError::UnknownSession | RoomError::UnknownConnection | RoomError::UnknownStream => 404,
+            RoomError::Forbidden(_) => 403,
+            RoomError::TooLarge(_) => 413,
+            RoomError::Invalid(_) => 400,
+            RoomError::Full => 409,
+        }
+    }
+}

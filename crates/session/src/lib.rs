@@ -12,12 +12,20 @@ pub mod error;
 pub mod jwt;
 pub mod project;
 pub mod rest_auth;
+pub mod room;
+pub mod router;
+pub mod service;
 pub mod session_id;
+pub mod signalling;
 
 pub use client_token::{validate_client_token, ClientGrant, Role};
-pub use error::{AuthError, CredentialError, JwtError, SessionIdError, TokenError};
+pub use error::{AuthError, CredentialError, JwtError, RoomError, SessionIdError, TokenError};
 pub use project::{ApiSecret, Credentials, Project, ProjectId, Projects};
 pub use rest_auth::{authenticate, RestAuthConfig, RestCredential};
+pub use room::{
+    Connection, ConnectionId, ConnectionKind, DisconnectReason, Event, EventKind, MuteTarget, Rooms, RoomsConfig,
+    Stream, StreamEndReason, StreamId, StreamSpec, VideoType,
+};
 pub use session_id::{MediaMode, SessionId, SessionInfo, Sessions};
 
 #[doc = include_str!("../README.md")]

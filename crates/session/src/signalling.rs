@@ -1,0 +1,360 @@
+//! One WebRTC participant's signalling channel (`docs/signalling.md`), over any transport that
+//! carries text messages: the caller pumps received frames into `incoming` and sends what comes
+//! out of `outgoing` (the REST crate does this for a WebSocket). The function returns when the
+//! participant leaves, its transport closes, or it is disconnected by the server; the caller then
+//! closes the transport after sending what is still queued.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info};
+
+use crate::client_token::{validate_client_token, ClientGrant, Role};
+use crate::error::RoomError;
+use crate::room::{
+    Connection, ConnectionId, ConnectionKind, DisconnectReason, StreamEndReason, StreamId, StreamSpec, VideoType,
+};
+use crate::router::{offer_kinds, PeerId, PeerRole, RouterError};
+use crate::service::{connection_json, stream_json, SessionService, State, PARTICIPANT_QUEUE};
+use crate::session_id::{MediaMode, SessionId};
+
+/// Largest message accepted from a participant, in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// How long a new channel may take to send `join`.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A refused request: its status and why.
+#[derive(Debug)]
+struct Refusal {
+    code: u16,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: u16, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+}
+
+impl From<RoomError> for Refusal {
+    fn from(e: RoomError) -> Refusal {
+        Refusal::new(e.http_status(), e.to_string())
+    }
+}
+
+impl From<RouterError> for Refusal {
+    fn from(e: RouterError) -> Refusal {
+        let code = match e {
+            RouterError::BadOffer(_) => 400,
+            RouterError::UnknownStream | RouterError::UnknownPeer => 404,
+            RouterError::Rtc(_) => 500,
+        };
+        Refusal::new(code, e.to_string())
+    }
+}
+
+/// The joined participant.
+struct Joined {
+    connection: Connection,
+    grant: ClientGrant,
+    subscriptions: HashMap<String, PeerId>,
+}
+
+/// A bounded channel pair for [`run_participant`].
+pub fn channel() -> (mpsc::Sender<String>, mpsc::Receiver<String>) {
+    mpsc::channel(PARTICIPANT_QUEUE)
+}
+
+/// Serves one participant until it leaves or is removed (see the module docs).
+pub async fn run_participant(
+    service: SessionService,
+    mut incoming: mpsc::Receiver<String>,
+    outgoing: mpsc::Sender<String>,
+) {
+    let kicked = Arc::new(Notify::new());
+    let mut joined: Option<Joined> = None;
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    loop {
+        let text = tokio::select! {
+            m = incoming.recv() => m,
+            _ = kicked.notified() => {
+                debug!("participant removed by the server");
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline), if joined.is_none() => {
+                let _ = outgoing.try_send(error_json(&Value::Null, &Refusal::new(400, "no join within 15 s")).to_string());
+                return;
+            }
+        };
+        let Some(text) = text else {
+            // The transport closed without `leave`.
+            depart(&service, joined.as_ref(), DisconnectReason::NetworkDisconnected);
+            return;
+        };
+        let (id, result, leave) = handle(&service, &mut joined, &text, &outgoing, &kicked);
+        let reply = match result {
+            Ok(None) => continue,
+            Ok(Some(mut fields)) => {
+                if let Some(obj) = fields.as_object_mut() {
+                    obj.insert("type".into(), Value::from("ok"));
+                    obj.insert("id".into(), id);
+                }
+                fields
+            }
+            Err(r) => {
+                debug!(code = r.code, reason = %r.message, "signalling request refused");
+                error_json(&id, &r)
+            }
+        };
+        if outgoing.try_send(reply.to_string()).is_err() {
+            return;
+        }
+        if leave {
+            depart(&service, joined.as_ref(), DisconnectReason::ClientDisconnected);
+            return;
+        }
+    }
+}
+
+/// Removes a joined participant's connection (and so its streams and peers) for `reason`.
+fn depart(service: &SessionService, joined: Option<&Joined>, reason: DisconnectReason) {
+    if let Some(j) = joined {
+        service.unregister_client(&j.connection.id);
+        // Already gone when the server removed it first: nothing more to do.
+        let _ = service.disconnect_as(&j.connection.session, &j.connection.id, reason);
+    }
+}
+
+fn error_json(id: &Value, r: &Refusal) -> Value {
+    json!({"type": "error", "id": id, "code": r.code, "message": r.message})
+}
+
+fn str_field<'a>(msg: &'a Value, name: &str) -> Result<&'a str, Refusal> {
+    msg.get(name).and_then(Value::as_str).ok_or_else(|| Refusal::new(400, format!("{name} missing or not a string")))
+}
+
+fn opt_str<'a>(msg: &'a Value, name: &str) -> Result<Option<&'a str>, Refusal> {
+    match msg.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Refusal::new(400, format!("{name} must be a string"))),
+    }
+}
+
+/// Handles one message: its `id`, the result, and whether the participant is leaving.
+fn handle(
+    service: &SessionService,
+    joined: &mut Option<Joined>,
+    text: &str,
+    outgoing: &mpsc::Sender<String>,
+    kicked: &Arc<Notify>,
+) -> (Value, Result<Option<Value>, Refusal>, bool) {
+    if text.len() > MAX_MESSAGE {
+        return (Value::Null, Err(Refusal::new(413, "message larger than 64 KiB")), false);
+    }
+    let msg: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return (Value::Null, Err(Refusal::new(400, "a message must be a JSON object")), false),
+        Err(e) => return (Value::Null, Err(Refusal::new(400, format!("not JSON: {e}"))), false),
+    };
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let Some(kind) = msg.get("type").and_then(Value::as_str) else {
+        return (id, Err(Refusal::new(400, "type missing")), false);
+    };
+    let result = match (kind, joined.as_mut()) {
+        ("join", None) => match join(service, &id, &msg, outgoing, kicked) {
+            Ok(j) => {
+                *joined = Some(j);
+                return (id, Ok(None), false);
+            }
+            Err(e) => Err(e),
+        },
+        ("join", Some(_)) => Err(Refusal::new(409, "already joined")),
+        (_, None) => Err(Refusal::new(400, "join first")),
+        ("leave", Some(_)) => return (id, Ok(Some(json!({}))), true),
+        ("publish", Some(j)) => publish(service, j, &msg),
+        ("unpublish", Some(j)) => unpublish(service, j, &msg),
+        ("subscribe", Some(j)) => subscribe(service, j, &msg),
+        ("unsubscribe", Some(j)) => unsubscribe(service, j, &msg),
+        ("signal", Some(j)) => signal(service, j, &msg),
+        ("forceDisconnect" | "forceMute" | "forceMuteAll", Some(j)) => moderate(service, j, kind, &msg),
+        (other, Some(_)) => Err(Refusal::new(400, format!("unknown request type {other:?}"))),
+    };
+    (id, result.map(Some), false)
+}
+
+fn join(
+    service: &SessionService,
+    id: &Value,
+    msg: &Value,
+    outgoing: &mpsc::Sender<String>,
+    kicked: &Arc<Notify>,
+) -> Result<Joined, Refusal> {
+    let session_text = str_field(msg, "sessionId")?;
+    let token = str_field(msg, "token")?;
+    let (session, info) = service.session(session_text).ok_or_else(|| Refusal::new(404, "session not found"))?;
+    if info.media_mode != MediaMode::Routed {
+        return Err(Refusal::new(409, "the session is relayed; only routed sessions are served here"));
+    }
+    let now = SystemTime::now();
+    let grant = service
+        .with_projects(|p| validate_client_token(p, token, &session, now))
+        .map_err(|e| Refusal::new(403, format!("token refused: {e}")))?;
+    // One critical section: the others hear of us, we get the snapshot as our reply, and only
+    // then do events start flowing to us, so none is lost or arrives before the reply.
+    let connection = {
+        let mut guard = service.lock();
+        let s = &mut *guard;
+        let data = grant.connection_data.clone().unwrap_or_default();
+        let connection = s.rooms.connect(&session, ConnectionKind::Client, grant.role, data, now, &mut s.rng)?;
+        s.flush(Instant::now(), now);
+        let others: Vec<Value> =
+            s.rooms.connections(&session).iter().filter(|c| c.id != connection.id).map(connection_json).collect();
+        let streams: Vec<Value> = s.rooms.streams(&session).iter().map(stream_json).collect();
+        let reply = json!({"type": "ok", "id": id, "connection": connection_json(&connection),
+            "connections": others, "streams": streams});
+        if outgoing.try_send(reply.to_string()).is_err() {
+            let _ = s.rooms.disconnect(&connection.id, DisconnectReason::NetworkDisconnected, now);
+            s.flush(Instant::now(), now);
+            return Err(Refusal::new(500, "participant channel closed"));
+        }
+        s.register_client(connection.id.clone(), outgoing.clone(), kicked.clone());
+        connection
+    };
+    info!(connection = %connection.id, session = %session, role = grant.role.as_wire(), "participant joined");
+    Ok(Joined { connection, grant, subscriptions: HashMap::new() })
+}
+
+fn publish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    if j.grant.role == Role::Subscriber {
+        return Err(Refusal::new(403, "a subscriber may not publish"));
+    }
+    let sdp = str_field(msg, "sdp")?;
+    let name = opt_str(msg, "name")?.unwrap_or_default().to_owned();
+    let video_type = match opt_str(msg, "videoType")? {
+        None => None,
+        Some(t) => Some(
+            VideoType::from_wire(t).ok_or_else(|| Refusal::new(400, "videoType must be camera, screen or custom"))?,
+        ),
+    };
+    let (has_audio, has_video) = offer_kinds(sdp);
+    if !has_audio && !has_video {
+        return Err(Refusal::new(400, "the offer has no audio or video m-line"));
+    }
+    let spec = StreamSpec { name, has_audio, has_video, video_type };
+    let owner = j.connection.id.clone();
+    let layout = j.grant.layout_classes.clone();
+    let (stream, answer) = service.with(|s: &mut State| -> Result<_, Refusal> {
+        let id = StreamId::random(&mut s.rng);
+        let (_, answer) = s.router.add_publisher(Instant::now(), owner.clone(), id.clone(), sdp)?;
+        match s.rooms.publish(&owner, id.clone(), spec, layout, SystemTime::now()) {
+            Ok(stream) => Ok((stream, answer)),
+            Err(e) => {
+                s.router.remove_stream(&id);
+                Err(e.into())
+            }
+        }
+    })?;
+    Ok(json!({"stream": stream_json(&stream), "sdp": answer}))
+}
+
+fn unpublish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    let stream = StreamId::from_wire(str_field(msg, "streamId")?);
+    let owner = j.connection.id.clone();
+    service.with(|s: &mut State| {
+        let mine = s.rooms.stream(&stream).is_some_and(|st| st.connection == owner);
+        if !mine {
+            return Err(Refusal::new(404, "no such stream of yours"));
+        }
+        let reason = StreamEndReason::Connection(DisconnectReason::ClientDisconnected);
+        s.rooms.unpublish(&stream, reason, SystemTime::now()).map(|_| json!({})).map_err(Refusal::from)
+    })
+}
+
+fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    if j.grant.role == Role::PublisherOnly {
+        return Err(Refusal::new(403, "a publisheronly connection may not subscribe"));
+    }
+    let stream = StreamId::from_wire(str_field(msg, "streamId")?);
+    let sdp = str_field(msg, "sdp")?;
+    let owner = j.connection.id.clone();
+    let session = j.connection.session.clone();
+    let peer = service.with(|s: &mut State| -> Result<_, Refusal> {
+        let in_session = s
+            .rooms
+            .stream(&stream)
+            .and_then(|st| s.rooms.connection(&st.connection))
+            .is_some_and(|c| c.session == session);
+        if !in_session {
+            return Err(Refusal::new(404, "stream not found in this session"));
+        }
+        Ok(s.router.add_subscriber(Instant::now(), owner, stream, sdp)?)
+    })?;
+    let (peer, answer) = peer;
+    let sub_id = peer.0.to_string();
+    j.subscriptions.insert(sub_id.clone(), peer);
+    Ok(json!({"subscriptionId": sub_id, "sdp": answer}))
+}
+
+fn unsubscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    let sub = str_field(msg, "subscriptionId")?;
+    let peer = j.subscriptions.remove(sub).ok_or_else(|| Refusal::new(404, "no such subscription"))?;
+    service.with(|s: &mut State| {
+        if matches!(s.router.peer_role(peer), Some(PeerRole::Subscriber(_))) {
+            let _ = s.router.remove_peer(peer);
+        }
+    });
+    Ok(json!({}))
+}
+
+fn signal(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    let signal_type = opt_str(msg, "signalType")?.unwrap_or_default();
+    let data = opt_str(msg, "data")?.unwrap_or_default();
+    let to = opt_str(msg, "to")?.map(ConnectionId::from_wire);
+    let from = j.connection.id.clone();
+    let session: SessionId = j.connection.session.clone();
+    service.with(|s: &mut State| {
+        s.rooms.signal(&session, Some(&from), to.as_ref(), signal_type, data, SystemTime::now())
+    })?;
+    Ok(json!({}))
+}
+
+fn moderate(service: &SessionService, j: &mut Joined, kind: &str, msg: &Value) -> Result<Value, Refusal> {
+    if j.grant.role != Role::Moderator {
+        return Err(Refusal::new(403, format!("{kind} needs the moderator role")));
+    }
+    let session = j.connection.session.clone();
+    match kind {
+        "forceDisconnect" => {
+            let target = ConnectionId::from_wire(str_field(msg, "connectionId")?);
+            service.force_disconnect(&session, &target)?;
+        }
+        "forceMute" => {
+            let stream = StreamId::from_wire(str_field(msg, "streamId")?);
+            service.mute_stream(&session, &stream)?;
+        }
+        _ => {
+            let active = msg
+                .get("active")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| Refusal::new(400, "active must be a boolean"))?;
+            let excluded = match msg.get("excludedStreamIds") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(StreamId::from_wire)
+                            .ok_or_else(|| Refusal::new(400, "excludedStreamIds must hold strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(Refusal::new(400, "excludedStreamIds must be an array")),
+            };
+            service.mute_all(&session, active, excluded)?;
+        }
+    }
+    Ok(json!({}))
+}
