@@ -242,3 +242,49 @@ async fn chromium_publishes_and_another_chromium_decodes_it() {
     assert!(service.connection(&sid, &sub_conn).is_none());
     assert!(service.connection(&sid, &pub_conn).is_some(), "the publisher stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_joins_publishes_and_subscribes() {
+    let mut projects = Projects::new();
+    projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
+    let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
+    let demo =
+        DemoConfig { project: ProjectId::api_key(KEY).expect("key"), secret: ApiSecret::new(SECRET).expect("secret") };
+    let api = RestApi::new(service.clone(), ApiConfig { demo: Some(demo), ..ApiConfig::default() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(serve(listener, api));
+    let mut rx = service.subscribe();
+    let sid =
+        service.create_session(&ProjectId::api_key(KEY).expect("key"), MediaMode::Routed, None, SystemTime::now());
+    let url = format!("http://127.0.0.1:{port}/demo?sessionId={}&autojoin=1", sid.as_str());
+    let first = Browser::open(&url, "demo1");
+    let second = Browser::open(&url, "demo2");
+    // Both tabs join through POST /demo/token and publish camera and microphone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut streams = Vec::new();
+    while streams.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the demo pages did not both publish: {streams:?}\n{}\n{}",
+            first.console(),
+            second.console()
+        );
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            if let EventKind::StreamCreated { stream, .. } = &e.kind {
+                assert_eq!(e.session, sid);
+                streams.push(stream.clone());
+            }
+        }
+    }
+    assert!(streams.iter().all(|s| s.has_audio && s.has_video), "{streams:?}");
+    assert_ne!(streams[0].connection, streams[1].connection);
+    // Each tab subscribes to the other's stream: the router serves four peer connections.
+    let mut peers = 0;
+    while Instant::now() < deadline && peers < 4 {
+        peers = service.peer_count();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(peers, 4, "two publishers and two subscriptions");
+    assert!(!first.console().contains("Uncaught") && !second.console().contains("Uncaught"), "no script errors");
+}

@@ -5,7 +5,10 @@
 //! loopback, WebRTC participants through the media router, and the demo page
 //! at `/demo`. Dialling is an open issue, and the banner says so.
 //!
-//! Options: `--listen <ip:port>` (default 127.0.0.1:3000).
+//! Options: `--listen <ip:port>` (REST and signalling; default 127.0.0.1:3000), `--rtc-listen
+//! <ip:port>` (the one UDP socket for every WebRTC peer; default the REST address with any port),
+//! `--rtc-public <ip:port>` (repeatable: addresses to advertise as candidates, e.g. a public address
+//! forwarded to the UDP socket).
 
 use rand::Rng;
 use rest_api::{ApiConfig, DemoConfig, RestApi};
@@ -21,12 +24,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3000));
+    let mut rtc_listen: Option<SocketAddr> = None;
+    let mut rtc_public: Vec<SocketAddr> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next().and_then(|v| v.parse().ok())) {
             ("--listen", Some(addr)) => listen = addr,
+            ("--rtc-listen", Some(addr)) => rtc_listen = Some(addr),
+            ("--rtc-public", Some(addr)) => rtc_public.push(addr),
             _ => {
-                eprintln!("usage: gateway [--listen IP:PORT]");
+                eprintln!("usage: gateway [--listen IP:PORT] [--rtc-listen IP:PORT] [--rtc-public IP:PORT]...");
                 return ExitCode::from(2);
             }
         }
@@ -52,8 +59,9 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
-    let rtc_bind = SocketAddr::new(listen.ip(), 0);
-    let service = match SessionService::start(ServiceConfig { rtc_bind, ..ServiceConfig::default() }, projects).await {
+    let rtc_bind = rtc_listen.unwrap_or(SocketAddr::new(listen.ip(), 0));
+    let config = ServiceConfig { rtc_bind, rtc_public, ..ServiceConfig::default() };
+    let service = match SessionService::start(config, projects).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot bind the WebRTC UDP socket on {rtc_bind}: {e}");

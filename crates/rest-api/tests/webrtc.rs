@@ -56,7 +56,7 @@ async fn join(port: u16, sid: &str, token: &str) -> (Signal, Value) {
 }
 
 fn seq(frame: &[u8]) -> u32 {
-    u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]])
+    peer::frame_number(frame)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,4 +294,111 @@ async fn bad_requests_get_clear_errors_and_create_nothing() {
         "videoType",
     );
     assert!(service.streams(&sid_parsed).is_empty(), "no stream from refused publishes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
+    let (service, port) = start(RoomsConfig::default()).await;
+    let (sid, token) = demo_token(port, json!({}));
+    let session = session::SessionId::parse(&sid).expect("sid");
+    let (mut a, _) = join(port, &sid, &token).await;
+    let (mut b, _) = join(port, &sid, &token).await;
+
+    // H.264 from a WebRTC publisher: FU-A fragments reassembled into the same access units.
+    let offer = Offer::with_video_codec(Mode::Publish, false, true, str0m::format::Codec::H264).await;
+    let reply = a.request(json!({"type": "publish", "sdp": offer.sdp, "videoType": "screen"})).await;
+    assert_eq!(reply["stream"]["videoType"], "screen", "{reply}");
+    let h264_stream = reply["stream"]["id"].as_str().expect("id").to_owned();
+    let publisher = offer.answer(reply["sdp"].as_str().expect("sdp"));
+    let offer = Offer::new(Mode::Subscribe, false, true).await;
+    let reply = b.request(json!({"type": "subscribe", "streamId": h264_stream, "sdp": offer.sdp})).await;
+    let subscriber = offer.answer(reply["sdp"].as_str().expect("sdp"));
+    assert!(subscriber.wait(SECS, |l| l.video_frames.len() >= 20).await, "H.264 frames reached the subscriber");
+    let sent = publisher.with(|l| l.sent_video.clone());
+    subscriber.with(|l| {
+        for f in &l.video_frames {
+            assert_eq!(Some(f), sent.get(seq(f) as usize), "H.264 access unit altered");
+        }
+    });
+
+    // An external source (what the SIP bridge does): a SIP connection publishes, we write frames.
+    let sip =
+        service.connect_external(&session, session::ConnectionKind::Sip, "sip:alice@example.com".into()).expect("sip");
+    let spec = session::StreamSpec { name: "SIP".into(), has_audio: true, has_video: true, video_type: None };
+    let ext_id = StreamId::from_wire("0b3f6c8e-1d2a-4c5b-8e9f-a0b1c2d3e4f5");
+    let (stream, mut keyframes) = service.publish_external(&sip.id, ext_id.clone(), spec).expect("external stream");
+    let mut created = b.event("streamCreated", SECS).await;
+    if created["stream"]["id"] == h264_stream.as_str() {
+        created = b.event("streamCreated", SECS).await;
+    }
+    assert_eq!(created["stream"]["id"], stream.id.as_str());
+    assert_eq!(created["stream"]["name"], "SIP");
+    let offer = Offer::new(Mode::Subscribe, true, true).await;
+    let reply = b.request(json!({"type": "subscribe", "streamId": stream.id.as_str(), "sdp": offer.sdp})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let listener = offer.answer(reply["sdp"].as_str().expect("sdp"));
+    assert!(listener.wait(SECS, |l| l.connected).await);
+    assert!(
+        tokio::time::timeout(SECS, keyframes.recv()).await.is_ok_and(|k| k.is_some()),
+        "a new subscriber asks the external source for a keyframe"
+    );
+    let writer = {
+        let service = service.clone();
+        let id = ext_id.clone();
+        tokio::spawn(async move {
+            for n in 0..150u32 {
+                let audio = session::router::MediaFrame {
+                    codec: session::router::FrameCodec::Opus,
+                    rtp_time: u64::from(n) * 960,
+                    data: peer::frame(b'A', n, 60).into(),
+                    contiguous: true,
+                };
+                let _ = service.write_frame(&id, audio);
+                if n % 2 == 0 {
+                    let video = session::router::MediaFrame {
+                        codec: session::router::FrameCodec::Vp8,
+                        rtp_time: u64::from(n) * 1800,
+                        data: peer::frame(b'V', n / 2, 2500).into(),
+                        contiguous: true,
+                    };
+                    let _ = service.write_frame(&id, video);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    assert!(
+        listener.wait(SECS, |l| l.audio_frames.len() >= 50 && l.video_frames.len() >= 20).await,
+        "external frames arrived"
+    );
+    listener.with(|l| {
+        for f in &l.audio_frames {
+            assert_eq!(*f, peer::frame(b'A', seq(f), 60));
+        }
+        for f in &l.video_frames {
+            assert_eq!(*f, peer::frame(b'V', seq(f), 2500));
+        }
+    });
+    writer.abort();
+    // Ending the SIP connection ends its stream for the subscribers.
+    service.disconnect_as(&session, &sip.id, DisconnectReason::ClientDisconnected).expect("hang up");
+    let gone = b.event("streamDestroyed", SECS).await;
+    assert_eq!(gone["stream"]["id"], stream.id.as_str());
+    assert!(
+        service
+            .write_frame(
+                &ext_id,
+                session::router::MediaFrame {
+                    codec: session::router::FrameCodec::Opus,
+                    rtp_time: 0,
+                    data: vec![1u8].into(),
+                    contiguous: true
+                }
+            )
+            .is_err(),
+        "no writing to an ended stream"
+    );
+    publisher.stop().await;
+    subscriber.stop().await;
+    listener.stop().await;
 }

@@ -778,4 +778,31 @@ mod tests {
         r.handle_receive(Instant::now(), "127.0.0.1:1".parse().expect("addr"), &[0xff; 3]);
         assert!(r.poll_transmit().is_none());
     }
+
+    #[test]
+    fn answers_advertise_the_local_and_public_addresses() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let public: SocketAddr = "203.0.113.7:3478".parse().expect("addr");
+        let mut r = Router::new(RouterConfig { local, public: vec![public] });
+        let now = Instant::now();
+        let mut client = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(now);
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().expect("offer");
+        let (peer, answer) = r
+            .add_publisher(now, ConnectionId::from_wire("c"), StreamId::from_wire("s"), &offer.to_sdp_string())
+            .expect("accepted");
+        assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
+        assert!(answer.contains("203.0.113.7 3478 typ host"), "{answer}");
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(answer.contains("a=recvonly"), "we receive what a publisher sends: {answer}");
+        assert_eq!(r.peer_role(peer), Some(&PeerRole::Publisher(StreamId::from_wire("s"))));
+        // A second source for the same stream is refused; ending the stream frees everything.
+        let again =
+            r.add_publisher(now, ConnectionId::from_wire("c"), StreamId::from_wire("s"), &offer.to_sdp_string());
+        assert!(matches!(again, Err(RouterError::BadOffer(_))));
+        r.remove_stream(&StreamId::from_wire("s"));
+        assert_eq!(r.peer_count(), 0);
+        assert_eq!(r.tap(&StreamId::from_wire("s")), Err(RouterError::UnknownStream));
+    }
 }

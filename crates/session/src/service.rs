@@ -166,6 +166,11 @@ impl SessionService {
         self.lock().sessions.get(text).map(|(id, info)| (id.clone(), info.clone()))
     }
 
+    /// How many WebRTC peer connections the router serves.
+    pub fn peer_count(&self) -> usize {
+        self.lock().router.peer_count()
+    }
+
     /// How many sessions were created here.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()

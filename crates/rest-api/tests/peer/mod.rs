@@ -130,11 +130,17 @@ pub struct Offer {
     pub sdp: String,
     mode: Mode,
     lines: Vec<(Mid, MediaKind)>,
+    codec: Codec,
 }
 
 impl Offer {
     /// Offers one line per kind, sending (publish) or receiving (subscribe).
     pub async fn new(mode: Mode, audio: bool, video: bool) -> Offer {
+        Offer::with_video_codec(mode, audio, video, Codec::Vp8).await
+    }
+
+    /// Like [`Offer::new`]; a publisher sends its video in `codec` (VP8 or H.264).
+    pub async fn with_video_codec(mode: Mode, audio: bool, video: bool, codec: Codec) -> Offer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
         let local = socket.local_addr().expect("addr");
         let mut rtc =
@@ -150,7 +156,7 @@ impl Offer {
             lines.push((api.add_media(MediaKind::Video, dir, None, None, None), MediaKind::Video));
         }
         let (offer, pending) = api.apply().expect("changes");
-        Offer { rtc, pending, socket, sdp: offer.to_sdp_string(), mode, lines }
+        Offer { rtc, pending, socket, sdp: offer.to_sdp_string(), mode, lines, codec }
     }
 
     /// Applies the gateway's answer and starts driving the peer.
@@ -159,7 +165,7 @@ impl Offer {
         self.rtc.sdp_api().accept_answer(self.pending, answer).expect("answer accepted");
         let log = Arc::new(Mutex::new(PeerLog::default()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(self.rtc, self.socket, self.mode, self.lines, log.clone(), rx));
+        let task = tokio::spawn(drive(self.rtc, self.socket, self.mode, self.lines, self.codec, log.clone(), rx));
         Peer { log, commands: tx, task }
     }
 }
@@ -203,11 +209,30 @@ impl Peer {
     }
 }
 
-fn frame(tag: u8, n: u32, len: usize) -> Vec<u8> {
+/// A numbered test frame: `tag`, the number (4 bytes), then a pattern.
+pub fn frame(tag: u8, n: u32, len: usize) -> Vec<u8> {
     let mut f = vec![tag];
     f.extend_from_slice(&n.to_be_bytes());
     f.extend((0..len.saturating_sub(5)).map(|i| (i as u32).wrapping_mul(31).wrapping_add(n) as u8));
     f
+}
+
+/// A numbered H.264 access unit in Annex B form (one IDR slice NAL unit) whose bytes never form a
+/// start code: the number in 7-bit groups with the top bit set, a pattern without two zeros in a row.
+pub fn h264_frame(n: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 1, 0x65];
+    f.extend((0..4).rev().map(|i| 0x80 | ((n >> (7 * i)) & 0x7f) as u8));
+    f.extend((0..len.saturating_sub(9)).map(|i| (i as u32).wrapping_mul(31).wrapping_add(n) as u8));
+    f
+}
+
+/// The number of a frame made by [`frame`] or [`h264_frame`].
+pub fn frame_number(f: &[u8]) -> u32 {
+    if f.starts_with(&[0, 0, 0, 1]) {
+        f[5..9].iter().fold(0, |acc, b| (acc << 7) | u32::from(b & 0x7f))
+    } else {
+        u32::from_be_bytes([f[1], f[2], f[3], f[4]])
+    }
 }
 
 async fn drive(
@@ -215,6 +240,7 @@ async fn drive(
     socket: UdpSocket,
     mode: Mode,
     mut lines: Vec<(Mid, MediaKind)>,
+    video_codec: Codec,
     log: Arc<Mutex<PeerLog>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
@@ -266,7 +292,7 @@ async fn drive(
             for (mid, kind) in lines.clone() {
                 let (due, n, tag, len, codec, step) = match kind {
                     MediaKind::Audio => (&mut next_audio, &mut n_audio, b'A', 80, Codec::Opus, 20u64),
-                    MediaKind::Video => (&mut next_video, &mut n_video, b'V', 3000, Codec::Vp8, 33u64),
+                    MediaKind::Video => (&mut next_video, &mut n_video, b'V', 3000, video_codec, 33u64),
                 };
                 if now < *due {
                     continue;
@@ -275,7 +301,7 @@ async fn drive(
                 let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
                     continue;
                 };
-                let data = frame(tag, *n, len);
+                let data = if codec == Codec::H264 { h264_frame(*n, len) } else { frame(tag, *n, len) };
                 let clock = if kind == MediaKind::Audio { 48 } else { 90 };
                 let time = MediaTime::new(
                     u64::from(*n) * step * clock,
