@@ -150,7 +150,18 @@ async fn media_is_forwarded_byte_exact_and_events_arrive_in_order() {
     assert!(publisher.wait(SECS, |l| l.keyframe_requests > before).await, "keyframe request forwarded");
     assert!(before >= 1, "a new subscriber triggers a keyframe request");
 
-    // A signal to everyone, then alice (a moderator) forces bob out.
+    // Moderation from a client: alice (a moderator) mutes her own stream; bob may not.
+    let r = b.request(json!({"type": "forceMute", "streamId": stream_id})).await;
+    assert_eq!((r["type"].as_str(), r["code"].as_u64()), (Some("error"), Some(403)), "{r}");
+    let r = a.request(json!({"type": "forceMute", "streamId": stream_id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let muted = a.event("muteForced", SECS).await;
+    assert_eq!(muted["streamId"], stream_id.as_str());
+    assert!(service
+        .stream(&session::SessionId::parse(&sid).expect("sid"), &StreamId::from_wire(&stream_id))
+        .is_some_and(|s| s.audio_muted));
+
+    // A signal to everyone, then alice forces bob out.
     let r = b.request(json!({"type": "signal", "signalType": "chat", "data": "hi"})).await;
     assert_eq!(r["type"], "ok");
     let sig = a.event("signal", SECS).await;
@@ -192,7 +203,7 @@ async fn media_is_forwarded_byte_exact_and_events_arrive_in_order() {
                 format!("streamDestroyed {} {}", stream.name, reason.as_wire())
             }
             EventKind::Signal { signal_type, .. } => format!("signal {signal_type}"),
-            other => format!("{other:?}"),
+            other => format!("{other:?}").replace(&stream_id, "STREAM"),
         });
     }
     assert_eq!(
@@ -201,6 +212,7 @@ async fn media_is_forwarded_byte_exact_and_events_arrive_in_order() {
             "connectionCreated alice",
             "connectionCreated bob",
             "streamCreated alice-cam",
+            "MuteForced { target: Stream(StreamId(\"STREAM\")), muted: [StreamId(\"STREAM\")] }",
             "signal chat",
             "connectionDestroyed bob forceDisconnected",
             "streamDestroyed alice-cam clientDisconnected",
