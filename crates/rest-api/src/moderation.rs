@@ -95,18 +95,8 @@ pub(crate) fn answer(
         }
         Resource::MuteAll { .. } => {
             let (active, excluded) = mute_all_request(body)?;
-            match service.mute_all(&session, active, excluded) {
-                Ok(()) => Ok(project_json(&project, cx.project_created_ms)),
-                // Ending a mute state that nobody is in has nothing to do.
-                Err(RoomError::UnknownSession) if !active => Ok(project_json(&project, cx.project_created_ms)),
-                // The mute state lives with the session's participants; with none, it could not
-                // be kept for those who join later, so say so rather than pretend.
-                Err(RoomError::UnknownSession) => Err(ApiError::new(
-                    404,
-                    "the session has no participants: a session-wide mute applies only while someone is connected",
-                )),
-                Err(e) => Err(room_error(e)),
-            }
+            service.mute_all(&session, active, excluded).map_err(room_error)?;
+            Ok(project_json(&project, cx.project_created_ms))
         }
     }
 }

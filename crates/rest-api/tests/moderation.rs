@@ -410,11 +410,16 @@ async fn mute_all_accepts_every_spelling_and_holds_for_later_streams() {
         send(port, "POST", &path(&s.sid, "/mute"), Some(body)).await.assert_error(400, body);
     }
     assert!(service.streams(&s.sid).iter().all(|st| !st.audio_muted), "refused mutes muted nothing");
-    // A session with nobody in it: nothing to end, but a mute could not be kept for later joiners.
+    // A session with nobody in it: the mute waits for those who join later.
     let empty = new_session(service, KEY);
     let r = send(port, "POST", &path(&empty, "/mute"), Some(r#"{"active": false}"#)).await;
     assert_project_json(&r, since, "ending the mute of an empty session");
-    send(port, "POST", &path(&empty, "/mute"), Some(r#"{"active": true}"#)).await.assert_error(404, "empty");
+    let r = send(port, "POST", &path(&empty, "/mute"), Some(r#"{"active": true}"#)).await;
+    assert_project_json(&r, since, "muting an empty session");
+    let late = service.connect_external(&empty, ConnectionKind::Sip, "late".into()).expect("join");
+    let spec = StreamSpec { name: "late".into(), has_audio: true, has_video: false, video_type: None };
+    let (stream, _) = service.publish_external(&late.id, StreamId::from_wire("late-stream"), spec).expect("publish");
+    assert!(stream.audio_muted, "a mute set before anyone joined applies to a later stream");
     send(port, "POST", &format!("/v2/project/{KEY}/session/1_bm9wZQ/mute"), Some(r#"{"active": true}"#))
         .await
         .assert_error(404, "unknown session");

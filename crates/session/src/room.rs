@@ -331,8 +331,6 @@ struct Room {
     connections: Vec<Connection>,
     /// Streams in publish order.
     streams: Vec<Stream>,
-    /// The session-wide mute, when active: the excluded streams.
-    mute_all: Option<Vec<StreamId>>,
     /// Since when there has been no client connection.
     empty_since: Option<SystemTime>,
 }
@@ -356,6 +354,9 @@ pub struct Rooms {
     by_connection: HashMap<ConnectionId, String>,
     /// Stream → its session's canonical ID.
     by_stream: HashMap<StreamId, String>,
+    /// Session-wide mutes in force, by session (live or not): the excluded streams. They belong to
+    /// the session, not to its current participants, so they outlive an empty room.
+    mutes: HashMap<String, Vec<StreamId>>,
     events: VecDeque<Event>,
 }
 
@@ -373,6 +374,7 @@ impl Rooms {
             rooms: HashMap::new(),
             by_connection: HashMap::new(),
             by_stream: HashMap::new(),
+            mutes: HashMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -397,7 +399,6 @@ impl Rooms {
             id: session.clone(),
             connections: Vec::new(),
             streams: Vec::new(),
-            mute_all: None,
             empty_since: Some(now),
         });
         if room.connections.len() >= max {
@@ -479,7 +480,7 @@ impl Rooms {
         if room.streams.iter().filter(|s| &s.connection == connection).count() >= max {
             return Err(RoomError::Invalid(format!("a connection may publish at most {max} streams")));
         }
-        let audio_muted = spec.has_audio && room.mute_all.as_ref().is_some_and(|excluded| !excluded.contains(&id));
+        let audio_muted = spec.has_audio && self.mutes.get(&key).is_some_and(|excluded| !excluded.contains(&id));
         let stream = Stream {
             id,
             connection: connection.clone(),
@@ -534,28 +535,23 @@ impl Rooms {
 
     /// The session-wide mute: with `active`, mutes every stream not in `excluded` and keeps
     /// muting streams published later; without, ends that state (muting nobody, unmuting nobody).
-    pub fn mute_all(
-        &mut self,
-        session: &SessionId,
-        active: bool,
-        excluded: Vec<StreamId>,
-        now: SystemTime,
-    ) -> Result<(), RoomError> {
-        let room = self.rooms.get_mut(session.as_str()).ok_or(RoomError::UnknownSession)?;
+    /// The session need not be live: the state waits for those who join later.
+    pub fn mute_all(&mut self, session: &SessionId, active: bool, excluded: Vec<StreamId>, now: SystemTime) {
         let mut muted = Vec::new();
-        if active {
+        if let Some(room) = self.rooms.get_mut(session.as_str()).filter(|_| active) {
             for s in room.streams.iter_mut().filter(|s| s.has_audio && !excluded.contains(&s.id)) {
                 if !s.audio_muted {
                     s.audio_muted = true;
                     muted.push(s.id.clone());
                 }
             }
-            room.mute_all = Some(excluded.clone());
+        }
+        if active {
+            self.mutes.insert(session.as_str().to_owned(), excluded.clone());
         } else {
-            room.mute_all = None;
+            self.mutes.remove(session.as_str());
         }
         self.push(session, now, EventKind::MuteForced { target: MuteTarget::Session { active, excluded }, muted });
-        Ok(())
     }
 
     /// Clears a stream's force mute (its publisher chose to unmute, or the SIP party pressed `*6`).
@@ -634,7 +630,7 @@ impl Rooms {
 
     /// Whether a session-wide mute is active, and what it excludes.
     pub fn mute_all_state(&self, session: &SessionId) -> Option<&[StreamId]> {
-        self.rooms.get(session.as_str())?.mute_all.as_deref()
+        self.mutes.get(session.as_str()).map(Vec::as_slice)
     }
 
     /// When the next session may end.
@@ -799,7 +795,7 @@ mod tests {
         let s1 = rooms.publish(&a.id, StreamId::random(&mut rng), av("1"), vec![], at(1)).expect("s1");
         let s2 = rooms.publish(&a.id, StreamId::random(&mut rng), av("2"), vec![], at(1)).expect("s2");
         drain(&mut rooms);
-        rooms.mute_all(&sid, true, vec![s2.id.clone()], at(2)).expect("mute all");
+        rooms.mute_all(&sid, true, vec![s2.id.clone()], at(2));
         assert!(rooms.stream(&s1.id).expect("s1").audio_muted);
         assert!(!rooms.stream(&s2.id).expect("s2").audio_muted);
         let ev = drain(&mut rooms);
@@ -810,7 +806,7 @@ mod tests {
         assert!(s3.audio_muted, "a session-wide mute still active mutes later streams");
         let ev = drain(&mut rooms);
         assert!(matches!(&ev[1], EventKind::MuteForced { target: MuteTarget::Stream(id), .. } if *id == s3.id));
-        rooms.mute_all(&sid, false, vec![], at(4)).expect("end");
+        rooms.mute_all(&sid, false, vec![], at(4));
         assert!(rooms.stream(&s1.id).expect("s1").audio_muted, "ending the state unmutes nobody");
         let s4 = rooms.publish(&a.id, StreamId::random(&mut rng), av("4"), vec![], at(5)).expect("s4");
         assert!(!s4.audio_muted);
@@ -818,6 +814,17 @@ mod tests {
         assert!(!rooms.stream(&s1.id).expect("s1").audio_muted);
         let unknown = StreamId::from_wire("x");
         assert_eq!(rooms.mute_stream(&sid, &unknown, at(6)), Err(RoomError::UnknownStream));
+    }
+
+    #[test]
+    fn a_mute_set_before_anyone_joins_waits_for_them() {
+        let (mut rooms, sid, mut rng) = setup();
+        rooms.mute_all(&sid, true, vec![], at(0));
+        assert!(!rooms.is_live(&sid), "muting does not make the session live");
+        let a = rooms.connect(&sid, ConnectionKind::Sip, Role::Publisher, String::new(), at(1), &mut rng).expect("c");
+        let s = rooms.publish(&a.id, StreamId::random(&mut rng), av("sip"), vec![], at(1)).expect("s");
+        assert!(s.audio_muted);
+        assert_eq!(rooms.mute_all_state(&sid), Some(&[][..]));
     }
 
     #[test]

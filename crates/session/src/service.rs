@@ -250,10 +250,13 @@ impl SessionService {
     }
 
     /// The session-wide mute (see [`Rooms::mute_all`]).
+    /// The session must have been created here; it need not be live (the state waits for those
+    /// who join later).
     pub fn mute_all(&self, session: &SessionId, active: bool, excluded: Vec<StreamId>) -> Result<(), RoomError> {
         self.with(|s| {
-            s.rooms.is_live(session).then_some(()).ok_or(RoomError::UnknownSession)?;
-            s.rooms.mute_all(session, active, excluded, SystemTime::now())
+            s.sessions.get(session.as_str()).ok_or(RoomError::UnknownSession)?;
+            s.rooms.mute_all(session, active, excluded, SystemTime::now());
+            Ok(())
         })
     }
 
