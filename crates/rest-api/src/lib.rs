@@ -14,6 +14,7 @@
 
 mod auth;
 mod demo;
+mod dial;
 mod error;
 mod moderation;
 mod route;
@@ -21,6 +22,7 @@ mod session_create;
 mod signalling;
 
 pub use demo::DemoConfig;
+pub use dial::{DialAnswer, DialRequest, Dialer, SipOptions};
 pub use error::{json_response, ApiError};
 
 use bytes::Bytes;
@@ -59,6 +61,7 @@ pub struct RestApi {
 struct Inner {
     service: SessionService,
     config: ApiConfig,
+    dialer: Option<Arc<dyn Dialer>>,
     /// When the API was built, ms since the epoch: the projects' `createdAt`.
     started_ms: u64,
 }
@@ -67,7 +70,19 @@ impl RestApi {
     /// An API over this session service.
     pub fn new(service: SessionService, config: ApiConfig) -> RestApi {
         let started_ms = session::room::unix_ms(SystemTime::now());
-        RestApi { inner: Arc::new(Inner { service, config, started_ms }) }
+        RestApi { inner: Arc::new(Inner { service, config, dialer: None, started_ms }) }
+    }
+
+    /// The same API, placing calls for `POST /v2/project/{id}/dial` through `dialer` (without
+    /// one, dial answers 501 after its checks).
+    pub fn with_dialer(self, dialer: Arc<dyn Dialer>) -> RestApi {
+        let inner = Inner {
+            service: self.inner.service.clone(),
+            config: self.inner.config.clone(),
+            dialer: Some(dialer),
+            started_ms: self.inner.started_ms,
+        };
+        RestApi { inner: Arc::new(inner) }
     }
 
     /// The session service behind it.
@@ -105,6 +120,17 @@ impl RestApi {
                     .and_then(|project| session_create::create(service, &project, body, now))
             }
             (_, "/session/create") => Err(ApiError::new(405, "use POST for /session/create")),
+            (m, p) if p.starts_with(route::PREFIX) && p.ends_with("/dial") && p.matches('/').count() == 4 => {
+                let dialer = self.inner.dialer.as_deref();
+                let auth = &self.inner.config.auth;
+                route::percent_decode(&p[route::PREFIX.len()..p.len() - "/dial".len()]).and_then(|project| {
+                    if *m == Method::POST {
+                        dial::answer(service, auth, dialer, &project, headers, body, now)
+                    } else {
+                        Err(ApiError::new(405, "use POST for dial"))
+                    }
+                })
+            }
             (m, p) if p.starts_with(route::PREFIX) => {
                 let cx = moderation::Context {
                     service,

@@ -1,0 +1,193 @@
+//! The session's audio as the SIP calls hear it: one task per session with calls in it. It taps
+//! every audio stream of the session (WebRTC publishers and the SIP calls' own streams alike),
+//! decodes each **once**, mixes every 20 ms, and hands each call its mix-minus (or the mix of the
+//! `streams` it asked for) as 48 kHz PCM. Streams that join or leave are picked up or dropped
+//! between two ticks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use media_mixer::opus::OpusDecoder;
+use media_mixer::{ListenerId, Mixer, MixerConfig};
+use session::router::{FrameCodec, MediaFrame};
+use session::service::SessionService;
+use session::{EventKind, SessionId, StreamId};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::codec::FRAME_48K;
+
+/// Frames held per input before the oldest is dropped (a burst longer than this is cut).
+const MAX_QUEUED: usize = 15;
+/// Frames buffered before an input starts playing (absorbs network jitter).
+const PREBUFFER: usize = 2;
+
+/// What a call asks of its session's mixer.
+pub(crate) enum AudioCommand {
+    /// Start hearing the session: `own` is excluded, `subset` (when given) limits what is heard.
+    Listen { call: u64, own: StreamId, subset: Option<Vec<StreamId>>, frames: mpsc::Sender<Arc<[i16]>> },
+    /// Stop.
+    Leave { call: u64 },
+}
+
+/// A handle on a session's mixer task.
+#[derive(Clone)]
+pub(crate) struct SessionAudio {
+    pub(crate) commands: mpsc::UnboundedSender<AudioCommand>,
+}
+
+struct Input {
+    mixer_id: media_mixer::StreamId,
+    frames: mpsc::UnboundedReceiver<MediaFrame>,
+    decoder: OpusDecoder,
+    queue: VecDeque<MediaFrame>,
+    playing: bool,
+    pcm: Vec<i16>,
+}
+
+impl SessionAudio {
+    /// Starts the mixer task of `session`.
+    pub(crate) fn start(service: SessionService, session: SessionId) -> SessionAudio {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(service, session, rx));
+        SessionAudio { commands: tx }
+    }
+}
+
+struct State {
+    service: SessionService,
+    session: SessionId,
+    mixer: Mixer,
+    inputs: HashMap<StreamId, Input>,
+    /// Session stream → mixer stream, stable for the task's life (a `streams` subset may name a
+    /// stream before it is published).
+    ids: HashMap<StreamId, media_mixer::StreamId>,
+    listeners: HashMap<u64, mpsc::Sender<Arc<[i16]>>>,
+}
+
+impl State {
+    fn mixer_id(&mut self, stream: &StreamId) -> media_mixer::StreamId {
+        let next = media_mixer::StreamId(self.ids.len() as u64 + 1);
+        *self.ids.entry(stream.clone()).or_insert(next)
+    }
+
+    fn add_input(&mut self, stream: &StreamId) {
+        if self.inputs.contains_key(stream) {
+            return;
+        }
+        let Ok((_, frames)) = self.service.tap(stream) else { return };
+        let Ok(decoder) = OpusDecoder::new(48_000) else {
+            warn!("cannot create an Opus decoder");
+            return;
+        };
+        let mixer_id = self.mixer_id(stream);
+        self.mixer.add_stream(mixer_id);
+        debug!(%stream, "mixing a new stream");
+        self.inputs.insert(
+            stream.clone(),
+            Input {
+                mixer_id,
+                frames,
+                decoder,
+                queue: VecDeque::new(),
+                playing: false,
+                pcm: Vec::with_capacity(FRAME_48K),
+            },
+        );
+    }
+
+    fn remove_input(&mut self, stream: &StreamId) {
+        if let Some(input) = self.inputs.remove(stream) {
+            self.mixer.remove_stream(input.mixer_id);
+        }
+    }
+
+    fn tick(&mut self) {
+        for input in self.inputs.values_mut() {
+            while let Ok(f) = input.frames.try_recv() {
+                if f.codec == FrameCodec::Opus {
+                    input.queue.push_back(f);
+                }
+            }
+            while input.queue.len() > MAX_QUEUED {
+                input.queue.pop_front();
+            }
+            if !input.playing && input.queue.len() >= PREBUFFER {
+                input.playing = true;
+            }
+            if !input.playing {
+                continue;
+            }
+            input.pcm.clear();
+            let ok = match input.queue.pop_front() {
+                Some(f) => input.decoder.decode(&f.data, &mut input.pcm).is_ok(),
+                None => {
+                    // Ran dry: conceal this tick, then wait for the prebuffer again.
+                    input.playing = false;
+                    input.decoder.conceal(&mut input.pcm).is_ok()
+                }
+            };
+            if ok && input.pcm.len() == FRAME_48K {
+                let _ = self.mixer.push_frame(input.mixer_id, &input.pcm, None);
+            }
+        }
+        self.mixer.mix();
+        let mut out = vec![0i16; FRAME_48K];
+        for (call, tx) in &self.listeners {
+            if self.mixer.output(ListenerId(*call), &mut out).is_ok() {
+                // A call that cannot keep up loses this frame, not the others.
+                let _ = tx.try_send(Arc::from(out.as_slice()));
+            }
+        }
+        self.mixer.end_tick();
+    }
+}
+
+async fn run(service: SessionService, session: SessionId, mut commands: mpsc::UnboundedReceiver<AudioCommand>) {
+    // Subscribe before listing, so that no stream falls between the two.
+    let mut events = service.subscribe();
+    let mut state = State {
+        service: service.clone(),
+        session: session.clone(),
+        mixer: Mixer::new(MixerConfig::default()),
+        inputs: HashMap::new(),
+        ids: HashMap::new(),
+        listeners: HashMap::new(),
+    };
+    for s in service.streams(&session).iter().filter(|s| s.has_audio) {
+        state.add_input(&s.id);
+    }
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => state.tick(),
+            e = events.recv() => {
+                let Some(e) = e else { return };
+                if e.session != state.session {
+                    continue;
+                }
+                match &e.kind {
+                    EventKind::StreamCreated { stream, .. } if stream.has_audio => state.add_input(&stream.id),
+                    EventKind::StreamDestroyed { stream, .. } => state.remove_input(&stream.id),
+                    EventKind::SessionEnded => return,
+                    _ => {}
+                }
+            }
+            c = commands.recv() => match c {
+                Some(AudioCommand::Listen { call, own, subset, frames }) => {
+                    let own = Some(state.mixer_id(&own));
+                    let subset = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
+                    state.mixer.add_listener(ListenerId(call), own, subset);
+                    state.listeners.insert(call, frames);
+                }
+                Some(AudioCommand::Leave { call }) => {
+                    state.mixer.remove_listener(ListenerId(call));
+                    state.listeners.remove(&call);
+                }
+                None => return,
+            }
+        }
+    }
+}

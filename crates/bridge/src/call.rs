@@ -1,0 +1,435 @@
+//! One SIP call from dial to `callDestroyed`: the INVITE with our offer, the answer read into an
+//! agreement, the media leg (SRTP when agreed), the session's mix sent in the negotiated codec,
+//! the SIP party's audio decoded and published into the session as Opus, re-offers (hold and
+//! resume) answered, the media timeouts, and the ending with the real reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use media_mixer::jitter::{JitterBuffer, JitterConfig, Pop};
+use media_mixer::opus::{OpusEncoder, OpusEncoderConfig};
+use rand::{Rng, RngCore};
+use rest_api::SipOptions;
+use sdp_negotiation::{Agreement, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesKey};
+use serde_json::json;
+use session::router::{FrameCodec, MediaFrame};
+use session::{Connection, DisconnectReason, StreamId};
+use sip_signaling::digest::Credentials;
+use sip_signaling::driver::Dial;
+use sip_signaling::{CallEvent, EndReason};
+use srtp_transport::driver::{Inbound, LegHandle, MediaSockets};
+use srtp_transport::{sdes, Context, LegConfig, MasterKey, MediaLeg, Options, RtpHeader, RtpPacket, Suite};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::audio::AudioCommand;
+use crate::codec::AudioCodec;
+use crate::Inner;
+
+/// Why the bridge ends a call itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// The SIP connection was force-disconnected.
+    ForceDisconnected,
+    /// The session ended.
+    SessionEnded,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+/// Everything a call task starts with.
+pub(crate) struct CallSpec {
+    pub(crate) id: String,
+    pub(crate) number: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) project: session::ProjectId,
+    pub(crate) session: session::SessionId,
+    pub(crate) connection: Connection,
+    pub(crate) stream: StreamId,
+    pub(crate) sip: SipOptions,
+}
+
+/// How the call ended, for `callDestroyed` and the connection's reason.
+struct Ending {
+    code: String,
+    message: String,
+    disconnect: Option<DisconnectReason>,
+}
+
+impl Ending {
+    fn new(code: impl ToString, message: impl Into<String>, disconnect: Option<DisconnectReason>) -> Ending {
+        Ending { code: code.to_string(), message: message.into(), disconnect }
+    }
+}
+
+/// The media of an answered call.
+struct Media {
+    leg: LegHandle,
+    inbound: mpsc::Receiver<Inbound>,
+    agreement: MediaAgreement,
+    codec: AudioCodec,
+    jitter: JitterBuffer,
+    mix: mpsc::Receiver<Arc<[i16]>>,
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    publish: OpusEncoder,
+    publish_time: u64,
+    first_rtp: Option<Instant>,
+    last_rtp: Option<Instant>,
+    answered: Instant,
+    on_hold: bool,
+}
+
+fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
+    if !secure {
+        return (MediaSecurity::None, Vec::new());
+    }
+    let mut keys = Vec::new();
+    let mut offered = Vec::new();
+    for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
+        let mut raw = vec![0u8; suite.key_len() + suite.salt_len()];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let mk = MasterKey {
+            key: raw[..suite.key_len()].to_vec(),
+            salt: raw[suite.key_len()..].to_vec(),
+            mki: None,
+            lifetime: None,
+        };
+        offered.push(SdesKey { suite: suite.sdes_name().into(), key_params: sdes::format_key_params(&mk) });
+        keys.push((suite, mk));
+    }
+    (MediaSecurity::Sdes(offered), keys)
+}
+
+/// The SRTP contexts of an SDES agreement (`None` for plain RTP).
+fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, String> {
+    let Some(keys) = &audio.sdes else { return Ok(None) };
+    let suite = Suite::from_sdes_name(&keys.suite).ok_or_else(|| format!("unknown SRTP suite {}", keys.suite))?;
+    let theirs = sdes::parse_key_params(suite, &keys.remote_key_params).map_err(|e| e.to_string())?;
+    let ours = sdes::parse_key_params(suite, &keys.local_key_params).map_err(|e| e.to_string())?;
+    let inbound = Context::new(suite, &theirs, Options::default()).map_err(|e| e.to_string())?;
+    let outbound = Context::new(suite, &ours, Options::default()).map_err(|e| e.to_string())?;
+    Ok(Some((inbound, outbound)))
+}
+
+/// Runs one call to its end.
+pub(crate) async fn run(bridge: Arc<Inner>, spec: CallSpec, mut control: mpsc::UnboundedReceiver<Control>) {
+    let ending = place(&bridge, &spec, &mut control).await;
+    bridge.report(&spec, "callUpdated", json!({"state": "HANGUP"}));
+    bridge.report(&spec, "callDestroyed", json!({"reason_code": ending.code, "reason_message": ending.message}));
+    info!(call = %spec.id, code = %ending.code, reason = %ending.message, "call ended");
+    if let Some(reason) = ending.disconnect {
+        let _ = bridge.service.disconnect_as(&spec.session, &spec.connection.id, reason);
+    }
+    bridge.call_finished(&spec);
+}
+
+async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::UnboundedReceiver<Control>) -> Ending {
+    let normal = Some(DisconnectReason::ClientDisconnected);
+    let sockets = match bridge.ports.bind(false).await {
+        Ok(s) => s,
+        Err(e) => return Ending::new(503, format!("no media port: {e}"), normal),
+    };
+    let local = match sockets.rtp_addr() {
+        Ok(a) => a,
+        Err(e) => return Ending::new(503, format!("media socket: {e}"), normal),
+    };
+    let (security, _keys) = sdes_offer(spec.sip.secure);
+    let options = OfferOptions {
+        address: bridge.config.media_address.unwrap_or(local.ip()),
+        audio_port: local.port(),
+        audio_codecs: bridge.config.audio_codecs.clone(),
+        video: None,
+        telephone_event: true,
+        ptime: Some(20),
+        rtcp_mux: true,
+        security,
+    };
+    let mut sdp = LocalSession::new(options, rand::thread_rng().gen_range(1..u64::from(u32::MAX)));
+    let offer = sdp.create_offer();
+    let dial = Dial {
+        uri: spec.sip.uri.clone(),
+        from: spec.sip.from.clone(),
+        display_name: None,
+        headers: spec.sip.headers.clone(),
+        credentials: spec.sip.auth.as_ref().map(|(u, p)| Credentials { username: u.clone(), password: p.clone() }),
+        sdp: Some(Bytes::from(offer.to_bytes())),
+    };
+    let mut call = match bridge.sip.call(dial).await {
+        Ok(c) => c,
+        Err(e) => return Ending::new(503, format!("cannot place the call: {e}"), normal),
+    };
+    debug!(call = %spec.id, target = ?call.target, "INVITE sent");
+    let mut sockets = Some(sockets);
+    let mut media: Option<Media> = None;
+    let mut rang = false;
+    let mut hangup_cause: Option<Control> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            ev = call.events.recv() => {
+                let Some(ev) = ev else {
+                    return Ending::new(703, "Unexpected Clearing: the SIP stack stopped", normal);
+                };
+                match ev {
+                    CallEvent::Trying => {}
+                    CallEvent::Ringing { .. } | CallEvent::Progress { .. } => {
+                        if !rang {
+                            rang = true;
+                            bridge.report(spec, "callUpdated", json!({"state": "RINGING"}));
+                        }
+                    }
+                    CallEvent::Answered { sdp: answer } => {
+                        let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
+                        match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
+                            Ok(m) => {
+                                media = Some(m);
+                                bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
+                                info!(call = %spec.id, "call answered");
+                            }
+                            Err(why) => {
+                                warn!(call = %spec.id, %why, "unusable answer; hanging up");
+                                let _ = bridge.sip.hangup(call.handle).await;
+                                let _ = wait_end(&mut call.events).await;
+                                return Ending::new(488, format!("Not Acceptable Here: {why}"), normal);
+                            }
+                        }
+                    }
+                    CallEvent::Failed { code, reason } => {
+                        let disconnect = match hangup_cause {
+                            Some(Control::ForceDisconnected) => None,
+                            _ => normal,
+                        };
+                        if let Some(c) = hangup_cause {
+                            return Ending::new(700, format!("Normal Clearing ({c:?} while ringing; {code} {reason})"), disconnect);
+                        }
+                        return Ending::new(code, reason, disconnect);
+                    }
+                    CallEvent::Ended { reason } => {
+                        if let Some(m) = &media {
+                            let _ = m.leg.shutdown().await;
+                        }
+                        return match (reason, hangup_cause) {
+                            (_, Some(Control::ForceDisconnected)) => Ending::new(700, "Normal Clearing (force disconnect)", None),
+                            (_, Some(c)) => Ending::new(700, format!("Normal Clearing ({c:?})"), normal),
+                            (EndReason::RemoteHangup | EndReason::LocalHangup, None) => Ending::new(700, "Normal Clearing", normal),
+                            (other, None) => Ending::new(703, format!("Unexpected Clearing: {other:?}"), Some(DisconnectReason::NetworkDisconnected)),
+                        };
+                    }
+                    CallEvent::RemoteOffer { sdp: offer, .. } => {
+                        match sdp.answer_offer(&offer) {
+                            Ok((answer, agreement)) => {
+                                let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
+                                if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {
+                                    let hold = audio.remote_hold;
+                                    let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
+                                    if hold != m.on_hold {
+                                        m.on_hold = hold;
+                                        let state = if hold { "ON_HOLD" } else { "ACTIVE" };
+                                        bridge.report(spec, "callUpdated", json!({"state": state}));
+                                    }
+                                    m.agreement = audio;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = bridge.sip.reject_offer(call.handle, e.sip_status(), "Not Acceptable Here").await;
+                            }
+                        }
+                    }
+                    CallEvent::OfferRequested => {
+                        let _ = bridge.sip.answer(call.handle, Bytes::from(sdp.create_offer().to_bytes())).await;
+                    }
+                    other => debug!(call = %spec.id, ?other, "call event"),
+                }
+            }
+            c = control.recv(), if hangup_cause.is_none() => {
+                let cause = c.unwrap_or(Control::Shutdown);
+                hangup_cause = Some(cause);
+                info!(call = %spec.id, ?cause, "hanging up");
+                let _ = bridge.sip.hangup(call.handle).await;
+            }
+            input = recv_media(&mut media) => {
+                if let Some(m) = media.as_mut() {
+                    match input {
+                        MediaIn::Mix(Some(pcm)) => send_audio(m, &pcm),
+                        MediaIn::Packet(Some(p)) => receive(m, p),
+                        // The leg or the mixer stopped: the timeouts take it from here.
+                        MediaIn::Mix(None) | MediaIn::Packet(None) => {}
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(m) = media.as_mut() {
+                    play_inbound(bridge, spec, m);
+                    if let Some(why) = timed_out(bridge, m, started) {
+                        if hangup_cause.is_none() {
+                            warn!(call = %spec.id, code = why.0, "media timeout; hanging up");
+                            let _ = bridge.sip.hangup(call.handle).await;
+                            let _ = wait_end(&mut call.events).await;
+                            let _ = m.leg.shutdown().await;
+                            return Ending::new(why.0, why.1, normal);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits (boundedly) for the final event after we hung up.
+async fn wait_end(events: &mut mpsc::UnboundedReceiver<CallEvent>) -> Option<CallEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if ev.is_final() {
+            return Some(ev);
+        }
+    }
+    None
+}
+
+/// What the media of an answered call produced.
+enum MediaIn {
+    /// A frame of the session's mix for this call.
+    Mix(Option<Arc<[i16]>>),
+    /// A packet from the SIP side.
+    Packet(Option<Inbound>),
+}
+
+async fn recv_media(media: &mut Option<Media>) -> MediaIn {
+    match media {
+        Some(m) => tokio::select! {
+            f = m.mix.recv() => MediaIn::Mix(f),
+            p = m.inbound.recv() => MediaIn::Packet(p),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn start_media(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    agreement: Agreement,
+    sockets: Option<MediaSockets>,
+) -> Result<Media, String> {
+    let audio = agreement.audio.ok_or("the answer accepts no audio")?;
+    let codec =
+        AudioCodec::new(audio.codec).ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
+    let sockets = sockets.ok_or("media sockets already used")?;
+    let mut leg =
+        MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: audio.rtcp_mux }, audio.remote_rtp, audio.remote_rtcp);
+    if let Some((inbound, outbound)) = srtp_contexts(&audio)? {
+        leg.set_srtp(inbound, outbound);
+    }
+    let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
+    let (tx, mix) = mpsc::channel(8);
+    let subset = spec.sip.streams.clone();
+    bridge
+        .audio_for(&spec.session)
+        .commands
+        .send(AudioCommand::Listen { call: spec.number, own: spec.stream.clone(), subset, frames: tx })
+        .map_err(|_| "the session's mixer is gone".to_owned())?;
+    let clock = if audio.codec == sdp_negotiation::Codec::Opus { 48_000 } else { 8_000 };
+    let jitter = JitterBuffer::new(JitterConfig { clock_rate: clock, ..JitterConfig::default() });
+    let publish = OpusEncoder::new(OpusEncoderConfig::default()).map_err(|e| e.to_string())?;
+    let now = Instant::now();
+    Ok(Media {
+        leg,
+        inbound,
+        on_hold: audio.remote_hold,
+        agreement: audio,
+        codec,
+        jitter,
+        mix,
+        ssrc: rand::random(),
+        seq: rand::random(),
+        timestamp: rand::random(),
+        publish,
+        publish_time: 0,
+        first_rtp: None,
+        last_rtp: None,
+        answered: now,
+    })
+}
+
+/// The session's mix, encoded in the call's codec, as one RTP packet.
+fn send_audio(m: &mut Media, pcm: &[i16]) {
+    let mut payload = Vec::with_capacity(200);
+    m.codec.encode(pcm, &mut payload);
+    if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
+        return;
+    }
+    let mut packet = Vec::with_capacity(12 + payload.len() + 16);
+    let header = RtpHeader {
+        marker: m.seq == 0,
+        payload_type: m.agreement.payload_type,
+        seq: m.seq,
+        timestamp: m.timestamp,
+        ssrc: m.ssrc,
+        ..RtpHeader::default()
+    };
+    if header.write(&payload, 0, &mut packet).is_ok() {
+        let _ = m.leg.send_rtp(packet);
+    }
+    m.seq = m.seq.wrapping_add(1);
+    m.timestamp = m.timestamp.wrapping_add(m.codec.rtp_step());
+}
+
+/// One packet from the SIP side.
+fn receive(m: &mut Media, inbound: Inbound) {
+    let Inbound::Rtp(clear) = inbound else { return };
+    let Ok(p) = RtpPacket::parse(&clear) else { return };
+    let now = Instant::now();
+    m.first_rtp.get_or_insert(now);
+    m.last_rtp = Some(now);
+    let pt = p.payload_type().0;
+    if m.agreement.telephone_event.is_some_and(|(te, _)| te == pt) {
+        // Telephone-events are never mixed as audio (DTMF handling is the in-call features' job).
+        return;
+    }
+    if pt == m.agreement.payload_type || m.agreement.codecs.iter().any(|(c, t)| *t == pt && *c == m.agreement.codec) {
+        m.jitter.push(now, p.seq(), p.timestamp(), p.payload().to_vec());
+    }
+}
+
+/// Every 20 ms: the SIP party's next frame, decoded and published into the session as Opus.
+fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
+    let payload = match m.jitter.pop(Instant::now()) {
+        Pop::Frame(p) => Some(p),
+        Pop::Lost => None,
+        Pop::Empty => return,
+    };
+    let mut pcm = Vec::with_capacity(crate::codec::FRAME_48K);
+    m.codec.decode(payload.as_deref(), &mut pcm);
+    if spec.sip.observe_force_mute && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted)
+    {
+        pcm.iter_mut().for_each(|s| *s = 0);
+    }
+    let mut opus = Vec::with_capacity(160);
+    if m.publish.encode(&pcm, &mut opus).is_ok() {
+        let frame =
+            MediaFrame { codec: FrameCodec::Opus, rtp_time: m.publish_time, data: opus.into(), contiguous: true };
+        let _ = bridge.service.write_frame(&spec.stream, frame);
+    }
+    m.publish_time += 960;
+}
+
+/// The configured media timeouts, checked every tick: `(code, message)` when one fired.
+fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &'static str)> {
+    let now = Instant::now();
+    let c = &bridge.config;
+    if now.duration_since(started) >= c.max_duration {
+        return Some((705, "Max Duration"));
+    }
+    if m.on_hold {
+        return None;
+    }
+    match m.last_rtp {
+        None if now.duration_since(m.answered) >= c.no_rtp_timeout => Some((704, "Media Timeout")),
+        Some(last) if now.duration_since(last) >= c.inactivity_timeout => Some((706, "Max Inactive")),
+        _ => None,
+    }
+}

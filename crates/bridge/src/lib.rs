@@ -1,0 +1,253 @@
+//! Call orchestration: one SIP call = a SIP dialog (`sip-signaling`) + a media leg
+//! (`srtp-transport`, offer and answer by `sdp-negotiation`) + a connection and a stream in the
+//! session (`session`) + an output of the session's mixer (`media-mixer`) + the call's events for
+//! the callbacks.
+//!
+//! [`Bridge`] implements [`rest_api::Dialer`]: `dial` puts the SIP connection and its stream into
+//! the session at once, answers, and places the call in the background. It follows the session's
+//! events: a force disconnect of the SIP connection hangs the call up (BYE, or CANCEL while
+//! ringing), and so does the end of the session.
+
+mod audio;
+mod call;
+pub mod codec;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rest_api::{ApiError, DialAnswer, DialRequest, Dialer};
+use sdp_negotiation::Codec;
+use serde_json::{json, Value};
+use session::room::unix_ms;
+use session::service::SessionService;
+use session::{ConnectionId, ConnectionKind, EventKind, ProjectId, SessionId, StreamId, StreamSpec};
+use sip_signaling::driver::SipHandle;
+use srtp_transport::driver::PortAllocator;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use audio::SessionAudio;
+use call::{CallSpec, Control};
+
+/// Receives the call events (`callCreated`, `callUpdated`, `callDestroyed`) as the contract's
+/// JSON bodies; the gateway hands them to the `callbacks` crate.
+pub trait CallReporter: Send + Sync {
+    /// One event of `project`; `order_key` (the call ID) keeps a call's events in order.
+    fn report(&self, project: &ProjectId, order_key: &str, body: Value);
+}
+
+/// How calls are placed.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// The address written in our SDP (`c=`); the media socket's address when `None`.
+    pub media_address: Option<IpAddr>,
+    /// Audio codecs offered, in preference order.
+    pub audio_codecs: Vec<Codec>,
+    /// No RTP at all from the SIP side this long after the answer: 704 Media Timeout.
+    pub no_rtp_timeout: Duration,
+    /// No RTP for this long (outside hold): 706 Max Inactive.
+    pub inactivity_timeout: Duration,
+    /// A call this old ends: 705 Max Duration.
+    pub max_duration: Duration,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            media_address: None,
+            audio_codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+            no_rtp_timeout: Duration::from_secs(30),
+            inactivity_timeout: Duration::from_secs(300),
+            max_duration: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// A running call, as the bridge tracks it.
+struct Running {
+    session: SessionId,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) service: SessionService,
+    pub(crate) sip: SipHandle,
+    pub(crate) ports: PortAllocator,
+    pub(crate) config: BridgeConfig,
+    reporter: Arc<dyn CallReporter>,
+    calls: Mutex<HashMap<ConnectionId, Running>>,
+    /// Each session's mixer and how many calls use it.
+    audio: Mutex<HashMap<SessionId, (SessionAudio, usize)>>,
+    next_call: AtomicU64,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Inner {
+    /// Sends one call event in the contract's envelope.
+    pub(crate) fn report(&self, spec: &CallSpec, event: &str, extra: Value) {
+        let mut body = json!({
+            "sessionId": spec.session.as_str(),
+            "projectId": spec.project.as_str(),
+            "event": event,
+            "timestamp": unix_ms(SystemTime::now()),
+            "call": {"id": spec.id, "connectionId": spec.connection.id.as_str(), "createdAt": spec.created_ms},
+        });
+        if let (Some(obj), Value::Object(more)) = (body.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        self.reporter.report(&spec.project, &spec.id, body);
+    }
+
+    /// The session's mixer (started by the first call of the session).
+    pub(crate) fn audio_for(&self, session: &SessionId) -> SessionAudio {
+        let mut audio = locked(&self.audio);
+        let entry = audio
+            .entry(session.clone())
+            .or_insert_with(|| (SessionAudio::start(self.service.clone(), session.clone()), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    /// Forgets a finished call; the last call of a session stops its mixer.
+    pub(crate) fn call_finished(&self, spec: &CallSpec) {
+        locked(&self.calls).remove(&spec.connection.id);
+        let mut audio = locked(&self.audio);
+        if let Some(entry) = audio.get_mut(&spec.session) {
+            let _ = entry.0.commands.send(audio::AudioCommand::Leave { call: spec.number });
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                audio.remove(&spec.session);
+            }
+        }
+    }
+}
+
+/// The SIP bridge (cheap to clone).
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").field("calls", &self.active_calls()).finish()
+    }
+}
+
+impl Bridge {
+    /// A bridge placing calls through `sip`, with media ports from `ports`, reporting to
+    /// `reporter`. Starts the task that follows the sessions' events (needs a tokio runtime).
+    pub fn new(
+        service: SessionService,
+        sip: SipHandle,
+        ports: PortAllocator,
+        config: BridgeConfig,
+        reporter: Arc<dyn CallReporter>,
+    ) -> Bridge {
+        let events = service.subscribe();
+        let inner = Arc::new(Inner {
+            service,
+            sip,
+            ports,
+            config,
+            reporter,
+            calls: Mutex::new(HashMap::new()),
+            audio: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+        });
+        tokio::spawn(follow_sessions(Arc::downgrade(&inner), events));
+        Bridge { inner }
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        locked(&self.inner.calls).len()
+    }
+
+    /// Hangs every call up and waits (at most `timeout`) until they have ended.
+    pub async fn shutdown(&self, timeout: Duration) {
+        for running in locked(&self.inner.calls).values() {
+            let _ = running.control.send(Control::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Dialer for Bridge {
+    fn dial(&self, request: DialRequest) -> Result<DialAnswer, ApiError> {
+        let inner = &self.inner;
+        let data = request.grant.connection_data.clone().unwrap_or_default();
+        let connection = inner
+            .service
+            .connect_external(&request.session, ConnectionKind::Sip, data)
+            .map_err(|e| ApiError::new(e.http_status(), e.to_string()))?;
+        let stream_id = StreamId::random(&mut rand::thread_rng());
+        let name = request.sip.from.clone().unwrap_or_else(|| request.sip.uri.clone());
+        let spec = StreamSpec { name, has_audio: true, has_video: false, video_type: None };
+        if let Err(e) = inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
+            let _ = inner.service.disconnect_as(
+                &request.session,
+                &connection.id,
+                session::DisconnectReason::ClientDisconnected,
+            );
+            return Err(ApiError::new(e.http_status(), e.to_string()));
+        }
+        let created_ms = unix_ms(SystemTime::now());
+        let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
+        let (control, rx) = mpsc::unbounded_channel();
+        locked(&inner.calls).insert(connection.id.clone(), Running { session: request.session.clone(), control });
+        let spec = CallSpec {
+            id: id.clone(),
+            number: inner.next_call.fetch_add(1, Ordering::Relaxed),
+            created_ms,
+            project: request.project,
+            session: request.session,
+            connection: connection.clone(),
+            stream: stream_id.clone(),
+            sip: request.sip,
+        };
+        info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");
+        inner.report(&spec, "callCreated", json!({}));
+        inner.report(&spec, "callUpdated", json!({"state": "DIALING"}));
+        tokio::spawn(call::run(inner.clone(), spec, rx));
+        Ok(DialAnswer {
+            id,
+            connection_id: connection.id.as_str().to_owned(),
+            stream_id: stream_id.as_str().to_owned(),
+            created_ms,
+        })
+    }
+}
+
+/// Hangs calls up when their connection is force-disconnected or their session ends.
+async fn follow_sessions(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiver<Arc<session::Event>>) {
+    while let Some(e) = events.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        match &e.kind {
+            EventKind::ConnectionDestroyed { connection, reason: session::DisconnectReason::ForceDisconnected } => {
+                if let Some(r) = locked(&inner.calls).get(&connection.id) {
+                    let _ = r.control.send(Control::ForceDisconnected);
+                }
+            }
+            EventKind::SessionEnded => {
+                for r in locked(&inner.calls).values().filter(|r| r.session == e.session) {
+                    let _ = r.control.send(Control::SessionEnded);
+                }
+            }
+            _ => {}
+        }
+    }
+    warn!("the session service stopped; the bridge no longer follows sessions");
+}

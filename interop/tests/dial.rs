@@ -1,0 +1,364 @@
+//! Dial-out end to end on loopback: the REST dial (as an SDK sends it), the bridge placing the
+//! call with our SIP stack, real far ends (sipp scenarios, baresip with audio), the session's
+//! connection and stream, and the call events in order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bridge::{Bridge, BridgeConfig, CallReporter};
+use interop_tests::{free_port, read_wav, require, sine, tone_ratio, Baresip};
+use rest_api::{serve, ApiConfig, RestApi};
+use serde_json::{json, Value};
+use session::jwt::sign_hs256;
+use session::router::{FrameCodec, MediaFrame};
+use session::service::{ServiceConfig, SessionService};
+use session::{ApiSecret, ConnectionKind, MediaMode, Project, ProjectId, Projects, SessionId, StreamId, StreamSpec};
+use sip_signaling::driver::{self, DriverConfig};
+use srtp_transport::driver::PortAllocator;
+use tokio::sync::mpsc;
+
+const KEY: &str = "4615005";
+const SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
+
+struct Reporter(mpsc::UnboundedSender<Value>);
+
+impl CallReporter for Reporter {
+    fn report(&self, _project: &ProjectId, _key: &str, body: Value) {
+        let _ = self.0.send(body);
+    }
+}
+
+struct Gateway {
+    service: SessionService,
+    bridge: Bridge,
+    port: u16,
+    calls: mpsc::UnboundedReceiver<Value>,
+}
+
+async fn gateway(config: BridgeConfig) -> Gateway {
+    let mut projects = Projects::new();
+    projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
+    let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
+    let sip = driver::start(DriverConfig::default()).await.expect("sip");
+    let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), 42000, 43999).expect("ports");
+    let (tx, calls) = mpsc::unbounded_channel();
+    let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx)));
+    let api = RestApi::new(service.clone(), ApiConfig::default()).with_dialer(Arc::new(bridge.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(serve(listener, api));
+    Gateway { service, bridge, port, calls }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn jwt(claims: Value) -> String {
+    let Value::Object(map) = claims else { unreachable!() };
+    sign_hs256(&map, SECRET.as_bytes())
+}
+
+fn rest_auth() -> String {
+    let t = now_s();
+    jwt(json!({"iss": KEY, "ist": "project", "iat": t, "exp": t + 180, "jti": "j"}))
+}
+
+fn client_token(sid: &SessionId) -> String {
+    let t = now_s();
+    jwt(json!({"iss": KEY, "scope": "session.connect", "session_id": sid.as_str(), "iat": t, "exp": t + 600,
+        "role": "publisher", "connection_data": "from-dial-token"}))
+}
+
+/// One HTTP/1.1 request; (status, body).
+async fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nX-OPENTOK-AUTH: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        rest_auth(),
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), body.to_owned())
+}
+
+async fn dial(g: &Gateway, sid: &SessionId, sip: Value) -> (u16, Value) {
+    let body = json!({"sessionId": sid.as_str(), "token": client_token(sid), "sip": sip});
+    let (status, text) = http(g.port, "POST", &format!("/v2/project/{KEY}/dial"), Some(&body)).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The call events until `callDestroyed` (bounded), as `event[:state|:reason_code]`.
+async fn call_events(g: &mut Gateway, limit: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, g.calls.recv()).await {
+        let name = e["event"].as_str().unwrap_or("?").to_owned();
+        let detail = e["state"].as_str().or(e["reason_code"].as_str()).map(|d| format!(":{d}")).unwrap_or_default();
+        out.push(format!("{name}{detail}"));
+        if name == "callDestroyed" {
+            break;
+        }
+    }
+    out
+}
+
+struct Sipp(Child);
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/sip-signaling/tests/sipp").join(format!("{name}.xml"))
+}
+
+fn sipp(name: &str, port: u16) -> Sipp {
+    require("sipp", "sip-tester");
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-timeout", "25s", "-nostdin"])
+        .args(["-mp", &free_port().to_string()])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp");
+    std::thread::sleep(Duration::from_millis(300));
+    Sipp(child)
+}
+
+fn routed(g: &Gateway) -> SessionId {
+    g.service.create_session(&ProjectId::api_key(KEY).expect("key"), MediaMode::Routed, None, SystemTime::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_then_far_end_bye() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("remote_bye", port);
+    let (status, answer) = dial(
+        &g,
+        &sid,
+        json!({"uri": format!("sip:alice@127.0.0.1:{port}"), "from": "gw@example.com",
+        "headers": {"X-Test": "1"}, "secure": false, "video": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    for k in ["id", "connectionId", "streamId", "projectId", "sessionId", "createdAt", "updatedAt"] {
+        assert!(!answer[k].is_null(), "{k} in {answer}");
+    }
+    // The connection and stream exist at once, before the far end answers.
+    let conn = session::ConnectionId::from_wire(answer["connectionId"].as_str().expect("cid"));
+    let c = g.service.connection(&sid, &conn).expect("SIP connection in the session");
+    assert_eq!(c.kind, ConnectionKind::Sip);
+    assert_eq!(c.data, "from-dial-token");
+    assert!(g.service.stream(&sid, &StreamId::from_wire(answer["streamId"].as_str().expect("sid"))).is_some());
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(
+        events,
+        ["callCreated", "callUpdated:DIALING", "callUpdated:ACTIVE", "callUpdated:HANGUP", "callDestroyed:700"]
+    );
+    assert!(g.service.connection(&sid, &conn).is_none(), "the connection ends with the call");
+    assert_eq!(g.bridge.active_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_keep_the_real_sip_status() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    for (scenario, sip_extra, code) in
+        [("busy", json!({}), "486"), ("auth401", json!({"auth": {"username": "alice", "password": "wrong"}}), "403")]
+    {
+        let port = free_port();
+        let _sipp = sipp(scenario, port);
+        let mut sip = json!({"uri": format!("sip:bob@127.0.0.1:{port}")});
+        if let (Some(o), Value::Object(extra)) = (sip.as_object_mut(), sip_extra) {
+            o.extend(extra);
+        }
+        let (status, answer) = dial(&g, &sid, sip).await;
+        assert_eq!(status, 200, "{answer}");
+        let events = call_events(&mut g, Duration::from_secs(20)).await;
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some(format!("callDestroyed:{code}").as_str()),
+            "{scenario}: {events:?}"
+        );
+    }
+    // The right password gets through the challenge.
+    let port = free_port();
+    let _sipp = sipp("auth401", port);
+    let (status, answer) = dial(
+        &g,
+        &sid,
+        json!({"uri": format!("sip:bob@127.0.0.1:{port}"),
+        "auth": {"username": "alice", "password": "s3cret"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "no ACTIVE after the challenge: {seen:?}");
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, body) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!((status, body.as_str()), (204, ""), "force disconnect of an answered call");
+    let rest = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(rest.last().map(String::as_str), Some("callDestroyed:700"), "{rest:?}");
+}
+
+/// Events until `callUpdated:ACTIVE` or the call's end (bounded).
+async fn until_active(g: &mut Gateway) -> Vec<String> {
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &String| e == "callUpdated:ACTIVE" || e.starts_with("callDestroyed")) {
+        let more = call_events_until(g, "callUpdated", Duration::from_secs(10)).await;
+        if more.is_empty() {
+            break;
+        }
+        seen.extend(more);
+    }
+    seen
+}
+
+/// Events until one named `name` (inclusive), bounded.
+async fn call_events_until(g: &mut Gateway, name: &str, limit: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, g.calls.recv()).await {
+        let n = e["event"].as_str().unwrap_or("?").to_owned();
+        let detail = e["state"].as_str().or(e["reason_code"].as_str()).map(|d| format!(":{d}")).unwrap_or_default();
+        out.push(format!("{n}{detail}"));
+        if n == name {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_ringing_and_bad_requests() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("cancel", port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:carol@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let ringing = call_events_until(&mut g, "callUpdated", Duration::from_secs(10)).await;
+    let ringing2 = call_events_until(&mut g, "callUpdated", Duration::from_secs(10)).await;
+    assert!(ringing.iter().chain(&ringing2).any(|e| e == "callUpdated:RINGING"), "{ringing:?} {ringing2:?}");
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let rest = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(rest.last().map(String::as_str), Some("callDestroyed:700"), "CANCEL then a normal end: {rest:?}");
+
+    // Contract errors.
+    let relayed =
+        g.service.create_session(&ProjectId::api_key(KEY).expect("key"), MediaMode::Relayed, None, SystemTime::now());
+    let (status, body) = dial(&g, &relayed, json!({"uri": "sip:a@127.0.0.1"})).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = dial(&g, &sid, json!({"uri": "mailto:a@b"})).await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(400)), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("sip.uri")));
+    let body = json!({"sessionId": sid.as_str(), "token": "T1==bogus", "sip": {"uri": "sip:a@127.0.0.1"}});
+    let (status, _) = http(g.port, "POST", &format!("/v2/project/{KEY}/dial"), Some(&body)).await;
+    assert_eq!(status, 403);
+    let unknown =
+        SessionId::mint(&ProjectId::api_key(KEY).expect("key"), None, SystemTime::now(), &mut rand::thread_rng());
+    let (status, _) = dial(&g, &unknown, json!({"uri": "sip:a@127.0.0.1"})).await;
+    assert_eq!(status, 404);
+    assert!(g.calls.try_recv().is_err(), "refused dials report nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rtp_from_the_far_end_is_704() {
+    let config = BridgeConfig { no_rtp_timeout: Duration::from_millis(1500), ..BridgeConfig::default() };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("answer", port);
+    let (status, _) = dial(&g, &sid, json!({"uri": format!("sip:dave@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:704"), "{events:?}");
+}
+
+/// Audio both ways through the session: a publisher in the session sends 1000 Hz (Opus); baresip
+/// answers with 440 Hz (PCMU). baresip's recording must hold 1000 Hz, and the SIP stream in the
+/// session must carry 440 Hz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_both_ways_through_the_session() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    // A synthetic publisher in the session: Opus frames of a 1000 Hz tone every 20 ms.
+    let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tone".into()).expect("publisher");
+    let tone_stream = StreamId::from_wire("tone-1000");
+    let spec = StreamSpec { name: "tone".into(), has_audio: true, has_video: false, video_type: None };
+    g.service.publish_external(&publisher.id, tone_stream.clone(), spec).expect("publish");
+    let service = g.service.clone();
+    let feeder = tokio::spawn(async move {
+        let mut enc =
+            media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..400u64 {
+            tick.tick().await;
+            let pcm = sine(1000.0, 48_000.0, n as usize * 960, 960, 8000.0);
+            let mut out = Vec::new();
+            enc.encode(&pcm, &mut out).expect("encode");
+            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
+            let _ = service.write_frame(&tone_stream, frame);
+        }
+    });
+    let port = free_port();
+    let bs = Baresip::start("dial-audio", port, "", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let (_, mut tap) = g.service.tap(&sip_stream).expect("tap the SIP stream");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}", bs.log());
+    // Three seconds of the SIP party's audio as the session receives it.
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), tap.recv()).await {
+            let mut pcm = Vec::new();
+            if dec.decode(&f.data, &mut pcm).is_ok() {
+                heard.extend(pcm);
+            }
+        }
+    }
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    feeder.abort();
+    // The session heard baresip's 440 Hz (skip the first half second of start-up).
+    let tail = &heard[heard.len().min(24_000)..];
+    let ratio = tone_ratio(tail, 440.0, 48_000.0);
+    assert!(tail.len() > 48_000, "at least a second of SIP audio reached the session ({} samples)", tail.len());
+    assert!(ratio > 0.5, "the SIP stream carries 440 Hz (ratio {ratio:.3})");
+    // baresip heard our 1000 Hz.
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = bs.recordings("dec");
+    let (rate, samples) =
+        recs.iter().find_map(|p| read_wav(p)).unwrap_or_else(|| panic!("no recording: {:?}\n{}", recs, bs.log()));
+    let tail = &samples[samples.len().min(rate as usize / 2)..];
+    let ratio = tone_ratio(tail, 1000.0, f64::from(rate));
+    assert!(ratio > 0.5, "baresip heard the session's 1000 Hz (ratio {ratio:.3}, {} samples at {rate})", tail.len());
+}
