@@ -362,3 +362,28 @@ async fn audio_flows_both_ways_through_the_session() {
     let ratio = tone_ratio(tail, 1000.0, f64::from(rate));
     assert!(ratio > 0.5, "baresip heard the session's 1000 Hz (ratio {ratio:.3}, {} samples at {rate})", tail.len());
 }
+
+/// The official Python SDK dials through the gateway unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_dials() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let port = free_port();
+    let _sipp = sipp("remote_bye", port);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/dial.py");
+    let url = format!("http://127.0.0.1:{}", g.port);
+    let uri = format!("sip:sdk@127.0.0.1:{port}");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3").arg(script).args([&url, KEY, SECRET, &uri]).output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 (Debian python3) must be installed");
+    assert_ne!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "SDK dial failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(events.first().map(String::as_str), Some("callCreated"), "{events:?}");
+    assert!(events.iter().any(|e| e == "callUpdated:ACTIVE"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?} for {out}");
+    assert!(out["connectionId"].as_str().is_some_and(|c| c.len() == 36), "{out}");
+}
