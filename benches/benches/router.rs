@@ -178,12 +178,13 @@ fn router(c: &mut Criterion) {
                     world.router_time - before
                 })
             });
+            // A sanity check of a measured run (in `cargo test` mode a bench runs a frame or two,
+            // too few to judge).
             let got: usize = world.subs.iter().map(|s| s.received).sum();
-            assert!(
-                got as u64 >= n * subs as u64 * 9 / 10,
-                "{label}/{subs}: only {got} of {} frames arrived",
-                n * subs as u64
-            );
+            if n >= 100 {
+                let sent = n * subs as u64;
+                assert!(got as u64 >= sent * 9 / 10, "{label}/{subs}: only {got} of {sent} frames arrived");
+            }
         }
     }
     g.finish();
