@@ -110,7 +110,7 @@ impl Baresip {
         std::fs::create_dir_all(&dir).expect("dir");
         let config = format!(
             "sip_listen\t127.0.0.1:{port}\naudio_player\taufile,{d}/played.wav\naudio_source\tausine,{tone_hz}\naudio_alert\taufile,{d}/alert.wav\n\
-ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\n\
+ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
 module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             d = dir.display()
         );

@@ -124,10 +124,15 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn sipp(name: &str, port: u16) -> Sipp {
+    sipp_file(&scenario(name), port)
+}
+
+fn sipp_file(scenario: &Path, port: u16) -> Sipp {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
-        .arg(scenario(name))
+        .arg(scenario)
+        .args(["-mi", "127.0.0.1"])
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-timeout", "25s", "-nostdin"])
         .args(["-mp", &free_port().to_string()])
         .current_dir(std::env::temp_dir())
@@ -386,4 +391,61 @@ async fn the_python_sdk_dials() {
     assert!(events.iter().any(|e| e == "callUpdated:ACTIVE"), "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?} for {out}");
     assert!(out["connectionId"].as_str().is_some_and(|c| c.len() == 36), "{out}");
+}
+
+/// DTMF both ways: digits a real peer sends as RFC 4733 (sipp replaying captured telephone-events)
+/// reach the session as `dtmf` signals from the SIP connection, in order; digits played through
+/// REST reach baresip as RFC 4733 events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_both_ways() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let mut events = g.service.subscribe();
+    let port = free_port();
+    let _sipp = sipp_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/dtmf_uas.xml"), port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:dtmf@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let ended = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(ended.last().map(String::as_str), Some("callDestroyed:700"), "{ended:?}");
+    let mut digits = String::new();
+    while let Ok(e) = events.try_recv() {
+        if let session::EventKind::Signal { from: Some(f), signal_type, data, .. } = &e.kind {
+            if signal_type == "dtmf" && f.as_str() == conn {
+                digits.push_str(data);
+            }
+        }
+    }
+    assert_eq!(digits, "15902", "the digits pressed, once each, in order");
+
+    // Out: REST play-dtmf to baresip.
+    let port = free_port();
+    let bs = Baresip::start("dial-dtmf", port, "", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let cid = answer["connectionId"].as_str().expect("cid").to_owned();
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let path = format!("/v2/project/{KEY}/session/{}/connection/{cid}/play-dtmf", sid.as_str());
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "1a"}))).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "159"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let all = format!("/v2/project/{KEY}/session/{}/play-dtmf", sid.as_str());
+    let (status, body) = http(g.port, "POST", &all, Some(&json!({"digits": "p0#"}))).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = bs.log();
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    // baresip (with its menu module) logs `received event: '1' (end=1)` once per key release.
+    let received: String = log
+        .split("received event: '")
+        .skip(1)
+        .filter(|rest| rest.get(1..9) == Some("' (end=1"))
+        .filter_map(|rest| rest.chars().next())
+        .collect();
+    assert_eq!(received, "1590#", "baresip received the digits as RFC 4733 events:\n{log}");
 }

@@ -64,6 +64,8 @@ struct State {
     /// stream before it is published).
     ids: HashMap<StreamId, media_mixer::StreamId>,
     listeners: HashMap<u64, mpsc::Sender<Arc<[i16]>>>,
+    /// What each listener hears: its own stream excluded, its subset if it has one.
+    hearing: HashMap<u64, (media_mixer::StreamId, Option<Vec<media_mixer::StreamId>>)>,
 }
 
 impl State {
@@ -103,8 +105,23 @@ impl State {
         }
     }
 
+    /// Whether any listener hears this input (nobody hears a two-party call's SIP stream but its
+    /// own call, which excludes it: such an input is drained, never decoded).
+    fn heard(
+        hearing: &HashMap<u64, (media_mixer::StreamId, Option<Vec<media_mixer::StreamId>>)>,
+        id: media_mixer::StreamId,
+    ) -> bool {
+        hearing.values().any(|(own, subset)| *own != id && subset.as_ref().is_none_or(|s| s.contains(&id)))
+    }
+
     fn tick(&mut self) {
         for input in self.inputs.values_mut() {
+            if !Self::heard(&self.hearing, input.mixer_id) {
+                while input.frames.try_recv().is_ok() {}
+                input.queue.clear();
+                input.playing = false;
+                continue;
+            }
             while let Ok(f) = input.frames.try_recv() {
                 if f.codec == FrameCodec::Opus {
                     input.queue.push_back(f);
@@ -154,6 +171,7 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
         inputs: HashMap::new(),
         ids: HashMap::new(),
         listeners: HashMap::new(),
+        hearing: HashMap::new(),
     };
     for s in service.streams(&session).iter().filter(|s| s.has_audio) {
         state.add_input(&s.id);
@@ -177,14 +195,16 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
             }
             c = commands.recv() => match c {
                 Some(AudioCommand::Listen { call, own, subset, frames }) => {
-                    let own = Some(state.mixer_id(&own));
-                    let subset = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
-                    state.mixer.add_listener(ListenerId(call), own, subset);
+                    let own = state.mixer_id(&own);
+                    let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
+                    state.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
                     state.listeners.insert(call, frames);
+                    state.hearing.insert(call, (own, subset));
                 }
                 Some(AudioCommand::Leave { call }) => {
                     state.mixer.remove_listener(ListenerId(call));
                     state.listeners.remove(&call);
+                    state.hearing.remove(&call);
                 }
                 None => return,
             }

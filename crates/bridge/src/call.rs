@@ -27,9 +27,11 @@ use crate::audio::AudioCommand;
 use crate::codec::AudioCodec;
 use crate::Inner;
 
-/// Why the bridge ends a call itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the bridge asks of a running call.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
+    /// Play these digits as RFC 4733 events (queued behind any still playing).
+    Dtmf(String),
     /// The SIP connection was force-disconnected.
     ForceDisconnected,
     /// The session ended.
@@ -48,6 +50,7 @@ pub(crate) struct CallSpec {
     pub(crate) connection: Connection,
     pub(crate) stream: StreamId,
     pub(crate) sip: SipOptions,
+    pub(crate) dtmf: Arc<std::sync::Mutex<crate::DtmfReadiness>>,
 }
 
 /// How the call ended, for `callDestroyed` and the connection's reason.
@@ -80,6 +83,10 @@ struct Media {
     last_rtp: Option<Instant>,
     answered: Instant,
     on_hold: bool,
+    /// RFC 4733 towards the SIP party (when telephone-event was agreed).
+    dtmf_out: Option<dtmf_rfc4733::Sender>,
+    /// RFC 4733 from the SIP party, and the `*6` toggle.
+    dtmf_in: Option<(dtmf_rfc4733::Receiver, dtmf_rfc4733::SequenceDetector)>,
 }
 
 fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -187,6 +194,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
                         match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
                             Ok(m) => {
+                                if let Ok(mut d) = spec.dtmf.lock() {
+                                    *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
+                                }
                                 media = Some(m);
                                 bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
                                 info!(call = %spec.id, "call answered");
@@ -204,7 +214,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             Some(Control::ForceDisconnected) => None,
                             _ => normal,
                         };
-                        if let Some(c) = hangup_cause {
+                        if let Some(c) = &hangup_cause {
                             return Ending::new(700, format!("Normal Clearing ({c:?} while ringing; {code} {reason})"), disconnect);
                         }
                         return Ending::new(code, reason, disconnect);
@@ -247,16 +257,29 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                 }
             }
             c = control.recv(), if hangup_cause.is_none() => {
-                let cause = c.unwrap_or(Control::Shutdown);
-                hangup_cause = Some(cause);
-                info!(call = %spec.id, ?cause, "hanging up");
-                let _ = bridge.sip.hangup(call.handle).await;
+                match c {
+                    Some(Control::Dtmf(digits)) => {
+                        if let Some(sender) = media.as_mut().and_then(|m| m.dtmf_out.as_mut()) {
+                            if let Err(e) = sender.enqueue(&digits) {
+                                warn!(call = %spec.id, error = %e, "DTMF not queued");
+                            } else {
+                                info!(call = %spec.id, digits = digits.len(), "DTMF queued");
+                            }
+                        }
+                    }
+                    other => {
+                        let cause = other.unwrap_or(Control::Shutdown);
+                        hangup_cause = Some(cause.clone());
+                        info!(call = %spec.id, ?cause, "hanging up");
+                        let _ = bridge.sip.hangup(call.handle).await;
+                    }
+                }
             }
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
                         MediaIn::Mix(Some(pcm)) => send_audio(m, &pcm),
-                        MediaIn::Packet(Some(p)) => receive(m, p),
+                        MediaIn::Packet(Some(p)) => receive(bridge, spec, m, p),
                         // The leg or the mixer stopped: the timeouts take it from here.
                         MediaIn::Mix(None) | MediaIn::Packet(None) => {}
                     }
@@ -336,6 +359,17 @@ fn start_media(
     let jitter = JitterBuffer::new(JitterConfig { clock_rate: clock, ..JitterConfig::default() });
     let publish = OpusEncoder::new(OpusEncoderConfig::default()).map_err(|e| e.to_string())?;
     let now = Instant::now();
+    let (dtmf_out, dtmf_in) = match audio.telephone_event.and_then(|(_, rate)| dtmf_rfc4733::ClockRate::new(rate).ok())
+    {
+        Some(clock_rate) => {
+            let sender =
+                dtmf_rfc4733::Sender::new(dtmf_rfc4733::SenderConfig { clock_rate, ..Default::default() }).ok();
+            let receiver =
+                dtmf_rfc4733::Receiver::new(dtmf_rfc4733::ReceiverConfig { clock_rate, ..Default::default() });
+            (sender, Some((receiver, dtmf_rfc4733::SequenceDetector::star_six())))
+        }
+        None => (None, None),
+    };
     Ok(Media {
         leg,
         inbound,
@@ -352,34 +386,51 @@ fn start_media(
         first_rtp: None,
         last_rtp: None,
         answered: now,
+        dtmf_out,
+        dtmf_in,
     })
 }
 
-/// The session's mix, encoded in the call's codec, as one RTP packet.
+/// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).
+fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
+    let mut packet = Vec::with_capacity(12 + payload.len() + 16);
+    let header = RtpHeader { marker, payload_type, seq: m.seq, timestamp, ssrc: m.ssrc, ..RtpHeader::default() };
+    if header.write(payload, 0, &mut packet).is_ok() {
+        let _ = m.leg.send_rtp(packet);
+    }
+    m.seq = m.seq.wrapping_add(1);
+}
+
+/// The session's mix, encoded in the call's codec, as one RTP packet; while digits play, their
+/// telephone-events go instead (RFC 4733 §2.5.1.1: no audio for the duration of an event).
 fn send_audio(m: &mut Media, pcm: &[i16]) {
+    if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        while let Some(p) = sender.poll_packet(now, m.timestamp) {
+            events.push(p);
+        }
+        let busy = sender.is_sending() || !events.is_empty();
+        for p in events {
+            send_rtp(m, te, p.marker, p.timestamp, &p.payload);
+        }
+        if busy {
+            m.timestamp = m.timestamp.wrapping_add(m.codec.rtp_step());
+            return;
+        }
+    }
     let mut payload = Vec::with_capacity(200);
     m.codec.encode(pcm, &mut payload);
     if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
         return;
     }
-    let mut packet = Vec::with_capacity(12 + payload.len() + 16);
-    let header = RtpHeader {
-        marker: m.seq == 0,
-        payload_type: m.agreement.payload_type,
-        seq: m.seq,
-        timestamp: m.timestamp,
-        ssrc: m.ssrc,
-        ..RtpHeader::default()
-    };
-    if header.write(&payload, 0, &mut packet).is_ok() {
-        let _ = m.leg.send_rtp(packet);
-    }
-    m.seq = m.seq.wrapping_add(1);
+    let (pt, ts) = (m.agreement.payload_type, m.timestamp);
+    send_rtp(m, pt, false, ts, &payload);
     m.timestamp = m.timestamp.wrapping_add(m.codec.rtp_step());
 }
 
 /// One packet from the SIP side.
-fn receive(m: &mut Media, inbound: Inbound) {
+fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound) {
     let Inbound::Rtp(clear) = inbound else { return };
     let Ok(p) = RtpPacket::parse(&clear) else { return };
     let now = Instant::now();
@@ -387,7 +438,13 @@ fn receive(m: &mut Media, inbound: Inbound) {
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
     if m.agreement.telephone_event.is_some_and(|(te, _)| te == pt) {
-        // Telephone-events are never mixed as audio (DTMF handling is the in-call features' job).
+        // Telephone-events are reported as digits and never mixed as audio.
+        if let Some((receiver, _)) = m.dtmf_in.as_mut() {
+            if let Err(e) = receiver.handle_packet(now, p.seq(), p.timestamp(), p.marker(), p.payload()) {
+                debug!(call = %spec.id, error = %e, "telephone-event refused");
+            }
+        }
+        report_digits(bridge, spec, m, now);
         return;
     }
     if pt == m.agreement.payload_type || m.agreement.codecs.iter().any(|(c, t)| *t == pt && *c == m.agreement.codec) {
@@ -395,8 +452,32 @@ fn receive(m: &mut Media, inbound: Inbound) {
     }
 }
 
+/// Digits the SIP party pressed: a `dtmf` signal to the session from the SIP connection, and the
+/// `*6` mute toggle for calls dialled with `observeForceMute`.
+fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Instant) {
+    let Some((receiver, star_six)) = m.dtmf_in.as_mut() else { return };
+    while let Some(ev) = receiver.poll_event() {
+        let digit = ev.digit.to_char().to_string();
+        info!(call = %spec.id, %digit, "DTMF from the SIP party");
+        let _ = bridge.service.signal_from(&spec.session, &spec.connection.id, None, "dtmf", &digit);
+        if star_six.handle_digit(now, ev.digit) && spec.sip.observe_force_mute {
+            let muted = bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
+            let result = if muted {
+                bridge.service.unmute_stream(&spec.stream)
+            } else {
+                bridge.service.mute_stream(&spec.session, &spec.stream)
+            };
+            info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
+        }
+    }
+}
+
 /// Every 20 ms: the SIP party's next frame, decoded and published into the session as Opus.
 fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
+    if let Some((receiver, _)) = m.dtmf_in.as_mut() {
+        receiver.handle_timeout(Instant::now());
+    }
+    report_digits(bridge, spec, m, Instant::now());
     let payload = match m.jitter.pop(Instant::now()) {
         Pop::Frame(p) => Some(p),
         Pop::Lost => None,

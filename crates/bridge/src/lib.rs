@@ -70,6 +70,17 @@ impl Default for BridgeConfig {
 struct Running {
     session: SessionId,
     control: mpsc::UnboundedSender<Control>,
+    /// What `play-dtmf` needs to know synchronously.
+    dtmf: Arc<Mutex<DtmfReadiness>>,
+}
+
+/// Whether a call can carry DTMF now.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DtmfReadiness {
+    /// The call is answered.
+    pub(crate) answered: bool,
+    /// The answer agreed on telephone-event (RFC 4733).
+    pub(crate) telephone_event: bool,
 }
 
 pub(crate) struct Inner {
@@ -207,7 +218,9 @@ impl Dialer for Bridge {
         let created_ms = unix_ms(SystemTime::now());
         let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
         let (control, rx) = mpsc::unbounded_channel();
-        locked(&inner.calls).insert(connection.id.clone(), Running { session: request.session.clone(), control });
+        let dtmf = Arc::new(Mutex::new(DtmfReadiness::default()));
+        let running = Running { session: request.session.clone(), control, dtmf: dtmf.clone() };
+        locked(&inner.calls).insert(connection.id.clone(), running);
         let spec = CallSpec {
             id: id.clone(),
             number: inner.next_call.fetch_add(1, Ordering::Relaxed),
@@ -217,6 +230,7 @@ impl Dialer for Bridge {
             connection: connection.clone(),
             stream: stream_id.clone(),
             sip: request.sip,
+            dtmf,
         };
         info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");
         inner.report(&spec, "callCreated", json!({}));
@@ -228,6 +242,39 @@ impl Dialer for Bridge {
             stream_id: stream_id.as_str().to_owned(),
             created_ms,
         })
+    }
+
+    fn play_dtmf(&self, session: &SessionId, connection: Option<&ConnectionId>, digits: &str) -> Result<(), ApiError> {
+        let calls = locked(&self.inner.calls);
+        let targets: Vec<&Running> = match connection {
+            Some(c) => {
+                let r = calls
+                    .get(c)
+                    .filter(|r| &r.session == session)
+                    .ok_or_else(|| ApiError::new(404, "no SIP call on this connection"))?;
+                vec![r]
+            }
+            None => calls.values().filter(|r| &r.session == session).collect(),
+        };
+        if targets.is_empty() {
+            return Err(ApiError::new(404, "no SIP call in this session"));
+        }
+        let ready = |r: &&Running| {
+            let d = *locked(&r.dtmf);
+            d.answered && d.telephone_event
+        };
+        if !targets.iter().any(ready) {
+            let why = if targets.iter().any(|r| !locked(&r.dtmf).answered) {
+                "the SIP call is not answered yet"
+            } else {
+                "the SIP call negotiated no telephone-event (RFC 4733), so it cannot carry DTMF"
+            };
+            return Err(ApiError::new(400, why));
+        }
+        for r in targets.iter().filter(|r| ready(r)) {
+            let _ = r.control.send(Control::Dtmf(digits.to_owned()));
+        }
+        Ok(())
     }
 }
 

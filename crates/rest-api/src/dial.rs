@@ -80,6 +80,29 @@ pub struct DialAnswer {
 pub trait Dialer: Send + Sync + std::fmt::Debug {
     /// Starts a call. An error is answered as it is (its status and message).
     fn dial(&self, request: DialRequest) -> Result<DialAnswer, ApiError>;
+
+    /// Queues RFC 4733 digits (`0-9`, `*`, `#`, `p` = 500 ms pause; already validated) for one SIP
+    /// connection of the session, or for every SIP call in it when `connection` is `None`.
+    fn play_dtmf(
+        &self,
+        session: &SessionId,
+        connection: Option<&session::ConnectionId>,
+        digits: &str,
+    ) -> Result<(), ApiError>;
+}
+
+/// Checks a `play-dtmf` body: `{"digits": "..."}` with digits matching `^[0-9*#p]+$`.
+pub(crate) fn dtmf_digits(body: &[u8]) -> Result<String, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let digits = match v.get("digits") {
+        Some(Value::String(d)) => d.clone(),
+        Some(_) => return Err(bad("digits must be a string")),
+        None => return Err(bad("digits is required")),
+    };
+    if digits.is_empty() || digits.len() > 256 || !digits.chars().all(|c| c.is_ascii_digit() || "*#p".contains(c)) {
+        return Err(bad("digits must match ^[0-9*#p]+$ (at most 256 of them)"));
+    }
+    Ok(digits)
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -290,6 +313,21 @@ mod tests {
             unreachable!()
         };
         sip_options(&m).expect("ok")
+    }
+
+    #[test]
+    fn dtmf_bodies() {
+        assert_eq!(dtmf_digits(br#"{"digits": "0123456789*#p"}"#).map_err(|e| e.status), Ok("0123456789*#p".into()));
+        for body in [
+            &br#"{"digits": "12a"}"#[..],
+            br#"{"digits": ""}"#,
+            br#"{"digits": 5}"#,
+            b"{}",
+            b"12",
+            br#"{"digits": "1 2"}"#,
+        ] {
+            assert_eq!(dtmf_digits(body).map_err(|e| e.status), Err(400), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

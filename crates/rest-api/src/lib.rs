@@ -131,6 +131,14 @@ impl RestApi {
                     }
                 })
             }
+            (m, p) if p.starts_with(route::PREFIX) && p.ends_with("/play-dtmf") => {
+                let dialer = self.inner.dialer.as_deref();
+                if *m == Method::POST {
+                    self.play_dtmf(dialer, p, headers, body, now)
+                } else {
+                    Err(ApiError::new(405, "use POST for play-dtmf"))
+                }
+            }
             (m, p) if p.starts_with(route::PREFIX) => {
                 let cx = moderation::Context {
                     service,
@@ -157,6 +165,39 @@ impl RestApi {
                 e.into_response()
             }
         }
+    }
+}
+
+impl RestApi {
+    /// `POST .../session/{sid}/play-dtmf` and `.../session/{sid}/connection/{cid}/play-dtmf`.
+    fn play_dtmf(
+        &self,
+        dialer: Option<&dyn Dialer>,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let segments: Vec<&str> = path[route::PREFIX.len()..].split('/').collect();
+        let (project, session, connection) = match segments.as_slice() {
+            [p, "session", s, "play-dtmf"] => (*p, *s, None),
+            [p, "session", s, "connection", c, "play-dtmf"] => (*p, *s, Some(*c)),
+            _ => return Err(ApiError::new(404, format!("no such resource: {path}"))),
+        };
+        let project = route::percent_decode(project)?;
+        let service = &self.inner.service;
+        let project = auth::authenticate(service, &self.inner.config.auth, headers, Some(&project), now)?;
+        let session = route::percent_decode(session)?;
+        let (session, _) = service
+            .session(&session)
+            .filter(|(_, info)| info.project == project)
+            .ok_or_else(|| ApiError::new(404, "session not found"))?;
+        let digits = dial::dtmf_digits(body)?;
+        let connection =
+            connection.map(route::percent_decode).transpose()?.map(|c| session::ConnectionId::from_wire(&c));
+        let dialer = dialer.ok_or_else(|| ApiError::new(404, "no SIP call in this session"))?;
+        dialer.play_dtmf(&session, connection.as_ref(), &digits)?;
+        Ok(json_response(200, String::new()))
     }
 }
 

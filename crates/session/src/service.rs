@@ -226,6 +226,18 @@ impl SessionService {
         })
     }
 
+    /// A signal from one connection of the session (the SIP bridge reports DTMF this way).
+    pub fn signal_from(
+        &self,
+        session: &SessionId,
+        from: &ConnectionId,
+        to: Option<&ConnectionId>,
+        signal_type: &str,
+        data: &str,
+    ) -> Result<(), RoomError> {
+        self.with(|s| s.rooms.signal(session, Some(from), to, signal_type, data, SystemTime::now()))
+    }
+
     /// Removes a connection of the session (`forceDisconnected`).
     pub fn force_disconnect(&self, session: &SessionId, id: &ConnectionId) -> Result<(), RoomError> {
         self.disconnect_as(session, id, DisconnectReason::ForceDisconnected)
