@@ -104,13 +104,18 @@ impl Baresip {
     /// Starts baresip with `mediaenc` (`srtp-mand`, `dtls_srtp`, or empty)
     /// and a source tone of `tone_hz`.
     pub fn start(name: &str, port: u16, mediaenc: &str, tone_hz: u32) -> Baresip {
+        Baresip::start_with_codec(name, port, mediaenc, tone_hz, "PCMU")
+    }
+
+    /// Like [`Baresip::start`], offering only `codec` (`PCMU`, `PCMA`, `G722` or `opus`).
+    pub fn start_with_codec(name: &str, port: u16, mediaenc: &str, tone_hz: u32, codec: &str) -> Baresip {
         require("baresip", "baresip-core");
         let dir = std::env::temp_dir().join(format!("baresip-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let config = format!(
             "sip_listen\t127.0.0.1:{port}\naudio_player\taufile,{d}/played.wav\naudio_source\tausine,{tone_hz}\naudio_alert\taufile,{d}/alert.wav\n\
-ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
+ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tg722.so\nmodule\topus.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
 module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             d = dir.display()
         );
@@ -118,7 +123,7 @@ module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
         let enc = if mediaenc.is_empty() { String::new() } else { format!(";mediaenc={mediaenc}") };
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:bs@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU{enc}\n"),
+            format!("<sip:bs@127.0.0.1>;regint=0;answermode=auto;audio_codecs={codec}{enc}\n"),
         )
         .expect("accounts");
         let log = std::fs::File::create(dir.join("baresip.log")).expect("log");

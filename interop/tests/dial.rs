@@ -302,10 +302,20 @@ async fn no_rtp_from_the_far_end_is_704() {
 }
 
 /// Audio both ways through the session: a publisher in the session sends 1000 Hz (Opus); baresip
-/// answers with 440 Hz (PCMU). baresip's recording must hold 1000 Hz, and the SIP stream in the
-/// session must carry 440 Hz.
+/// answers with 440 Hz in PCMU (transcoded both ways) or in Opus (forwarded as it is both ways:
+/// the SIP party hears exactly one stream). baresip's recording must hold 1000 Hz, and the SIP
+/// stream in the session must carry 440 Hz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_flows_both_ways_through_the_session() {
+    audio_both_ways("PCMU").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_audio_is_forwarded_both_ways() {
+    audio_both_ways("opus").await;
+}
+
+async fn audio_both_ways(codec: &str) {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
     // A synthetic publisher in the session: Opus frames of a 1000 Hz tone every 20 ms.
@@ -328,7 +338,7 @@ async fn audio_flows_both_ways_through_the_session() {
         }
     });
     let port = free_port();
-    let bs = Baresip::start("dial-audio", port, "", 440);
+    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}"), port, "", 440, codec);
     let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
     assert_eq!(status, 200, "{answer}");
     let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
@@ -358,6 +368,8 @@ async fn audio_flows_both_ways_through_the_session() {
     let ratio = tone_ratio(tail, 440.0, 48_000.0);
     assert!(tail.len() > 48_000, "at least a second of SIP audio reached the session ({} samples)", tail.len());
     assert!(ratio > 0.5, "the SIP stream carries 440 Hz (ratio {ratio:.3})");
+    let negotiated = format!("Set audio encoder: {codec}");
+    assert!(bs.log().contains(&negotiated), "baresip used {codec}:\n{}", bs.log());
     // baresip heard our 1000 Hz.
     std::thread::sleep(Duration::from_millis(500));
     let recs = bs.recordings("dec");

@@ -26,9 +26,26 @@ const PREBUFFER: usize = 2;
 /// What a call asks of its session's mixer.
 pub(crate) enum AudioCommand {
     /// Start hearing the session: `own` is excluded, `subset` (when given) limits what is heard.
-    Listen { call: u64, own: StreamId, subset: Option<Vec<StreamId>>, frames: mpsc::Sender<Arc<[i16]>> },
+    Listen {
+        call: u64,
+        own: StreamId,
+        subset: Option<Vec<StreamId>>,
+        /// The call speaks Opus: when it hears exactly one stream, that stream's packets are
+        /// forwarded as they are (no decode, no mix, no re-encode).
+        passthrough: bool,
+        frames: mpsc::Sender<ListenerFrame>,
+    },
     /// Stop.
     Leave { call: u64 },
+}
+
+/// 20 ms of what a call hears.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenerFrame {
+    /// 48 kHz PCM (the mix), to be encoded in the call's codec.
+    Pcm(Arc<[i16]>),
+    /// One Opus packet of the only stream the call hears, to be sent as it is.
+    Opus(Arc<[u8]>),
 }
 
 /// A handle on a session's mixer task.
@@ -44,6 +61,8 @@ struct Input {
     queue: VecDeque<MediaFrame>,
     playing: bool,
     pcm: Vec<i16>,
+    /// This tick's packet, for passthrough listeners.
+    current: Option<Arc<[u8]>>,
 }
 
 impl SessionAudio {
@@ -63,9 +82,23 @@ struct State {
     /// Session stream → mixer stream, stable for the task's life (a `streams` subset may name a
     /// stream before it is published).
     ids: HashMap<StreamId, media_mixer::StreamId>,
-    listeners: HashMap<u64, mpsc::Sender<Arc<[i16]>>>,
-    /// What each listener hears: its own stream excluded, its subset if it has one.
-    hearing: HashMap<u64, (media_mixer::StreamId, Option<Vec<media_mixer::StreamId>>)>,
+    listeners: HashMap<u64, Listener>,
+}
+
+/// One call listening.
+struct Listener {
+    frames: mpsc::Sender<ListenerFrame>,
+    /// Its own stream (never heard).
+    own: media_mixer::StreamId,
+    /// The only streams it hears, when the dial named them.
+    subset: Option<Vec<media_mixer::StreamId>>,
+    passthrough: bool,
+}
+
+impl Listener {
+    fn hears(&self, id: media_mixer::StreamId) -> bool {
+        self.own != id && self.subset.as_ref().is_none_or(|s| s.contains(&id))
+    }
 }
 
 impl State {
@@ -95,6 +128,7 @@ impl State {
                 queue: VecDeque::new(),
                 playing: false,
                 pcm: Vec::with_capacity(FRAME_48K),
+                current: None,
             },
         );
     }
@@ -105,18 +139,30 @@ impl State {
         }
     }
 
-    /// Whether any listener hears this input (nobody hears a two-party call's SIP stream but its
-    /// own call, which excludes it: such an input is drained, never decoded).
-    fn heard(
-        hearing: &HashMap<u64, (media_mixer::StreamId, Option<Vec<media_mixer::StreamId>>)>,
-        id: media_mixer::StreamId,
-    ) -> bool {
-        hearing.values().any(|(own, subset)| *own != id && subset.as_ref().is_none_or(|s| s.contains(&id)))
-    }
-
+    /// Each listener's heard inputs this tick; a passthrough listener hearing exactly one gets
+    /// that input's packets.
     fn tick(&mut self) {
+        let present: Vec<media_mixer::StreamId> = self.inputs.values().map(|i| i.mixer_id).collect();
+        // Listeners that forward one stream's packets this tick, and which stream.
+        let forwarding: HashMap<u64, media_mixer::StreamId> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.passthrough)
+            .filter_map(|(call, l)| {
+                let mut heard = present.iter().filter(|id| l.hears(**id));
+                match (heard.next(), heard.next()) {
+                    (Some(only), None) => Some((*call, *only)),
+                    _ => None,
+                }
+            })
+            .collect();
         for input in self.inputs.values_mut() {
-            if !Self::heard(&self.hearing, input.mixer_id) {
+            let id = input.mixer_id;
+            let needs_pcm = self.listeners.iter().any(|(call, l)| l.hears(id) && !forwarding.contains_key(call));
+            let needs_raw = forwarding.values().any(|s| *s == id);
+            input.current = None;
+            if !needs_pcm && !needs_raw {
+                // Nobody hears it (a two-party call's own SIP stream): drained, never decoded.
                 while input.frames.try_recv().is_ok() {}
                 input.queue.clear();
                 input.playing = false;
@@ -136,26 +182,45 @@ impl State {
             if !input.playing {
                 continue;
             }
+            let frame = input.queue.pop_front();
+            if frame.is_none() {
+                // Ran dry: conceal this tick, then wait for the prebuffer again.
+                input.playing = false;
+            }
+            input.current = frame.as_ref().map(|f| f.data.clone());
+            if !needs_pcm {
+                continue;
+            }
             input.pcm.clear();
-            let ok = match input.queue.pop_front() {
+            let ok = match &frame {
                 Some(f) => input.decoder.decode(&f.data, &mut input.pcm).is_ok(),
-                None => {
-                    // Ran dry: conceal this tick, then wait for the prebuffer again.
-                    input.playing = false;
-                    input.decoder.conceal(&mut input.pcm).is_ok()
-                }
+                None => input.decoder.conceal(&mut input.pcm).is_ok(),
             };
             if ok && input.pcm.len() == FRAME_48K {
-                let _ = self.mixer.push_frame(input.mixer_id, &input.pcm, None);
+                let _ = self.mixer.push_frame(id, &input.pcm, None);
             }
         }
         self.mixer.mix();
         let mut out = vec![0i16; FRAME_48K];
-        for (call, tx) in &self.listeners {
-            if self.mixer.output(ListenerId(*call), &mut out).is_ok() {
-                // A call that cannot keep up loses this frame, not the others.
-                let _ = tx.try_send(Arc::from(out.as_slice()));
-            }
+        for (call, l) in &self.listeners {
+            let frame = match forwarding.get(call) {
+                Some(only) => {
+                    let packet = self.inputs.values().find(|i| i.mixer_id == *only).and_then(|i| i.current.clone());
+                    match packet {
+                        Some(p) => ListenerFrame::Opus(p),
+                        // Nothing this tick (the stream is silent or stalled): send nothing.
+                        None => continue,
+                    }
+                }
+                None => {
+                    if self.mixer.output(ListenerId(*call), &mut out).is_err() {
+                        continue;
+                    }
+                    ListenerFrame::Pcm(Arc::from(out.as_slice()))
+                }
+            };
+            // A call that cannot keep up loses this frame, not the others.
+            let _ = l.frames.try_send(frame);
         }
         self.mixer.end_tick();
     }
@@ -171,7 +236,6 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
         inputs: HashMap::new(),
         ids: HashMap::new(),
         listeners: HashMap::new(),
-        hearing: HashMap::new(),
     };
     for s in service.streams(&session).iter().filter(|s| s.has_audio) {
         state.add_input(&s.id);
@@ -194,17 +258,15 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
                 }
             }
             c = commands.recv() => match c {
-                Some(AudioCommand::Listen { call, own, subset, frames }) => {
+                Some(AudioCommand::Listen { call, own, subset, passthrough, frames }) => {
                     let own = state.mixer_id(&own);
                     let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
                     state.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
-                    state.listeners.insert(call, frames);
-                    state.hearing.insert(call, (own, subset));
+                    state.listeners.insert(call, Listener { frames, own, subset, passthrough });
                 }
                 Some(AudioCommand::Leave { call }) => {
                     state.mixer.remove_listener(ListenerId(call));
                     state.listeners.remove(&call);
-                    state.hearing.remove(&call);
                 }
                 None => return,
             }

@@ -23,7 +23,7 @@ use srtp_transport::{sdes, Context, LegConfig, MasterKey, MediaLeg, Options, Rtp
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::audio::AudioCommand;
+use crate::audio::{AudioCommand, ListenerFrame};
 use crate::codec::AudioCodec;
 use crate::Inner;
 
@@ -73,7 +73,7 @@ struct Media {
     agreement: MediaAgreement,
     codec: AudioCodec,
     jitter: JitterBuffer,
-    mix: mpsc::Receiver<Arc<[i16]>>,
+    mix: mpsc::Receiver<ListenerFrame>,
     ssrc: u32,
     seq: u16,
     timestamp: u32,
@@ -125,12 +125,14 @@ fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, S
 pub(crate) async fn run(bridge: Arc<Inner>, spec: CallSpec, mut control: mpsc::UnboundedReceiver<Control>) {
     let ending = place(&bridge, &spec, &mut control).await;
     bridge.report(&spec, "callUpdated", json!({"state": "HANGUP"}));
-    bridge.report(&spec, "callDestroyed", json!({"reason_code": ending.code, "reason_message": ending.message}));
-    info!(call = %spec.id, code = %ending.code, reason = %ending.message, "call ended");
+    // The session forgets the SIP connection and stream before `callDestroyed` is reported, so
+    // whoever acts on that event finds the session in its final state.
     if let Some(reason) = ending.disconnect {
         let _ = bridge.service.disconnect_as(&spec.session, &spec.connection.id, reason);
     }
     bridge.call_finished(&spec);
+    info!(call = %spec.id, code = %ending.code, reason = %ending.message, "call ended");
+    bridge.report(&spec, "callDestroyed", json!({"reason_code": ending.code, "reason_message": ending.message}));
 }
 
 async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::UnboundedReceiver<Control>) -> Ending {
@@ -278,7 +280,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
-                        MediaIn::Mix(Some(pcm)) => send_audio(m, &pcm),
+                        MediaIn::Mix(Some(frame)) => send_audio(m, &frame),
                         MediaIn::Packet(Some(p)) => receive(bridge, spec, m, p),
                         // The leg or the mixer stopped: the timeouts take it from here.
                         MediaIn::Mix(None) | MediaIn::Packet(None) => {}
@@ -316,8 +318,8 @@ async fn wait_end(events: &mut mpsc::UnboundedReceiver<CallEvent>) -> Option<Cal
 
 /// What the media of an answered call produced.
 enum MediaIn {
-    /// A frame of the session's mix for this call.
-    Mix(Option<Arc<[i16]>>),
+    /// 20 ms of what this call hears.
+    Mix(Option<ListenerFrame>),
     /// A packet from the SIP side.
     Packet(Option<Inbound>),
 }
@@ -353,7 +355,13 @@ fn start_media(
     bridge
         .audio_for(&spec.session)
         .commands
-        .send(AudioCommand::Listen { call: spec.number, own: spec.stream.clone(), subset, frames: tx })
+        .send(AudioCommand::Listen {
+            call: spec.number,
+            own: spec.stream.clone(),
+            subset,
+            passthrough: audio.codec == sdp_negotiation::Codec::Opus,
+            frames: tx,
+        })
         .map_err(|_| "the session's mixer is gone".to_owned())?;
     let clock = if audio.codec == sdp_negotiation::Codec::Opus { 48_000 } else { 8_000 };
     let jitter = JitterBuffer::new(JitterConfig { clock_rate: clock, ..JitterConfig::default() });
@@ -403,7 +411,7 @@ fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, paylo
 
 /// The session's mix, encoded in the call's codec, as one RTP packet; while digits play, their
 /// telephone-events go instead (RFC 4733 §2.5.1.1: no audio for the duration of an event).
-fn send_audio(m: &mut Media, pcm: &[i16]) {
+fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let mut events = Vec::new();
@@ -420,7 +428,11 @@ fn send_audio(m: &mut Media, pcm: &[i16]) {
         }
     }
     let mut payload = Vec::with_capacity(200);
-    m.codec.encode(pcm, &mut payload);
+    match frame {
+        ListenerFrame::Pcm(pcm) => m.codec.encode(pcm, &mut payload),
+        // Opus heard from one stream: forwarded as it is.
+        ListenerFrame::Opus(packet) => payload.extend_from_slice(packet),
+    }
     if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
         return;
     }
@@ -483,10 +495,22 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
         Pop::Lost => None,
         Pop::Empty => return,
     };
+    let muted = spec.sip.observe_force_mute
+        && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
+    if m.agreement.codec == sdp_negotiation::Codec::Opus {
+        // Opus from the SIP side enters the session as it is; a lost or muted frame is simply
+        // not sent (subscribers conceal it, as after DTX).
+        if let (Some(p), false) = (payload, muted) {
+            let frame =
+                MediaFrame { codec: FrameCodec::Opus, rtp_time: m.publish_time, data: p.into(), contiguous: true };
+            let _ = bridge.service.write_frame(&spec.stream, frame);
+        }
+        m.publish_time += 960;
+        return;
+    }
     let mut pcm = Vec::with_capacity(crate::codec::FRAME_48K);
     m.codec.decode(payload.as_deref(), &mut pcm);
-    if spec.sip.observe_force_mute && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted)
-    {
+    if muted {
         pcm.iter_mut().for_each(|s| *s = 0);
     }
     let mut opus = Vec::with_capacity(160);
