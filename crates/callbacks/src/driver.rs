@@ -1,0 +1,209 @@
+//! The delivery task: runs the [`Scheduler`] against the clock, the store and the network.
+//!
+//! One task owns the scheduler; each attempt runs in its own task (at most `max_in_flight`), reads
+//! its event from the store, signs it and posts it; its outcome comes back here, where the store is
+//! updated (on the blocking pool) and the scheduler told.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::client::PostOutcome;
+use crate::schedule::{AfterFailure, Attempt, OrderKey, Scheduler};
+use crate::signature;
+use crate::Shared;
+
+/// What the handles tell the delivery task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Events committed to the store, in sequence order.
+    Enqueued(Vec<(u64, OrderKey)>),
+    /// A project got a (new) target.
+    ProjectSet(String),
+    /// A project lost its target; its queued events are discarded.
+    ProjectRemoved(String),
+}
+
+/// The result of one attempt task.
+#[derive(Debug)]
+enum Outcome {
+    Post(PostOutcome),
+    /// The event is no longer in the store.
+    Gone,
+    /// The project has no target any more: the event goes back to wait for one.
+    NoTarget,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut sched: Scheduler,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: watch::Receiver<bool>,
+    max_in_flight: usize,
+) {
+    let mut rng = StdRng::from_entropy();
+    let mut in_flight: JoinSet<Outcome> = JoinSet::new();
+    let mut attempts: HashMap<tokio::task::Id, Attempt> = HashMap::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while in_flight.len() < max_in_flight {
+            let Some(a) = sched.poll_attempt(Instant::now()) else { break };
+            let span = tracing::debug_span!("callback", project = %a.key.project, order_key = %a.key.key, seq = a.seq);
+            let handle = in_flight.spawn(attempt(shared.clone(), a.clone()).instrument(span));
+            attempts.insert(handle.id(), a);
+        }
+        let deadline = sched.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            changed = stop.changed() => if changed.is_err() {
+                break;
+            },
+            command = commands.recv() => match command {
+                Some(c) => handle_command(&shared, &mut sched, c).await,
+                None => break,
+            },
+            Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                let (id, outcome) = match joined {
+                    Ok((id, outcome)) => (id, outcome),
+                    Err(e) => (e.id(), Outcome::Post(PostOutcome::Failed("attempt task failed".into()))),
+                };
+                if let Some(a) = attempts.remove(&id) {
+                    handle_outcome(&shared, &mut sched, &mut rng, a, outcome).await;
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {}
+        }
+    }
+    // Abandon what is in flight (those events stay queued), make the last removals durable and
+    // let go of the file.
+    in_flight.shutdown().await;
+    let store = shared.clone();
+    let synced = tokio::task::spawn_blocking(move || store.store.sync()).await;
+    if let Ok(Err(e)) = synced {
+        tracing::warn!(error = %e, "callback store: final sync failed");
+    }
+    shared.store.close();
+    tracing::debug!(queued = sched.len(), "callback delivery stopped");
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a store operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    op: impl FnOnce(&crate::store::Store) -> Result<T, crate::CallbackError> + Send + 'static,
+) -> Result<T, crate::CallbackError> {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || op(&s.store)).await.unwrap_or(Err(crate::CallbackError::ShutDown))
+}
+
+async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Command) {
+    match command {
+        Command::Enqueued(events) => {
+            for (seq, key) in events {
+                sched.push(key, seq, 0);
+            }
+        }
+        Command::ProjectSet(project) => sched.set_project_active(&project, true),
+        Command::ProjectRemoved(project) => {
+            let seqs = sched.remove_project(&project);
+            if seqs.is_empty() {
+                return;
+            }
+            match blocking(shared, move |s| s.remove(&seqs)).await {
+                Ok(n) => {
+                    shared.counters.add_dropped(n);
+                    shared.sub_backlog(n);
+                    tracing::info!(project = %project, discarded = n, "callback project removed");
+                }
+                Err(e) => tracing::warn!(project = %project, error = %e, "callback store: discarding failed"),
+            }
+        }
+    }
+}
+
+async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: Attempt, outcome: Outcome) {
+    let (key, seq) = (&a.key, a.seq);
+    match outcome {
+        Outcome::Post(PostOutcome::Delivered(status)) => {
+            shared.counters.add_delivered();
+            if sched.handle_done(key, seq) {
+                match blocking(shared, move |s| s.remove(&[seq])).await {
+                    Ok(n) => shared.sub_backlog(n),
+                    Err(e) => tracing::warn!(seq, error = %e, "callback store: removing a delivered event failed"),
+                }
+            }
+            tracing::debug!(project = %key.project, order_key = %key.key, seq, status, attempt = a.attempt, "callback delivered");
+        }
+        Outcome::Gone => {
+            sched.handle_done(key, seq);
+        }
+        Outcome::NoTarget => {
+            sched.handle_returned(key, seq);
+        }
+        Outcome::Post(PostOutcome::Failed(why)) => {
+            shared.counters.add_failed();
+            match sched.handle_failed(Instant::now(), key, seq, rng.gen::<f64>()) {
+                Some(AfterFailure::RetryAt(at)) => {
+                    let retry_in = at.saturating_duration_since(Instant::now());
+                    // A long outage fails every key over and over: warn on the first attempts
+                    // and every tenth, the rest at debug level.
+                    if a.attempt <= 3 || a.attempt % 10 == 0 {
+                        tracing::warn!(project = %key.project, order_key = %key.key, seq, attempt = a.attempt, error = %why, ?retry_in, "callback attempt failed");
+                    } else {
+                        tracing::debug!(project = %key.project, order_key = %key.key, seq, attempt = a.attempt, error = %why, ?retry_in, "callback attempt failed");
+                    }
+                    let failures = a.attempt;
+                    if let Err(e) = blocking(shared, move |s| s.set_failures(seq, failures)).await {
+                        tracing::warn!(seq, error = %e, "callback store: recording a failure failed");
+                    }
+                }
+                Some(AfterFailure::DeadLetter { failures }) => {
+                    tracing::error!(project = %key.project, order_key = %key.key, seq, failures, error = %why, "callback given up: kept as a dead letter");
+                    match blocking(shared, move |s| s.bury(seq, failures, &why)).await {
+                        Ok(true) => {
+                            shared.counters.add_dead_letter();
+                            shared.sub_backlog(1);
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(seq, error = %e, "callback store: keeping a dead letter failed"),
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// One attempt: read, sign, post.
+async fn attempt(shared: Arc<Shared>, a: Attempt) -> Outcome {
+    let target = shared.target(&a.key.project);
+    let Some(target) = target else { return Outcome::NoTarget };
+    // A small read of a committed row; no fsync, so it stays on this task.
+    let event = match shared.store.get(a.seq) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Outcome::Gone,
+        Err(e) => return Outcome::Post(PostOutcome::Failed(format!("store: {e}"))),
+    };
+    let authorization = target.secret.as_ref().map(|secret| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let jti = format!("{:016x}-{}", shared.store.id(), a.seq);
+        signature::sign(secret, &event.body, &jti, now)
+    });
+    tracing::trace!(attempt = a.attempt, host = ?target.uri.host(), signed = authorization.is_some(), "posting callback");
+    Outcome::Post(shared.client.post(&target.uri, Bytes::from(event.body), authorization).await)
+}

@@ -1,0 +1,460 @@
+//! The delivery schedule, sans-IO: which event to attempt next, and when.
+//!
+//! Events are queued per [`OrderKey`] (a project and the caller's order key, e.g. a call id). Only
+//! the head of a key's queue is ever attempted, and only one attempt per key is in flight, so a key's
+//! events reach the receiver in order; a key whose head keeps failing waits out its backoff while
+//! the other keys carry on. Time comes in as `now`, jitter as a sample `r` in `[0, 1)`; the driver
+//! owns the clock, the randomness, the store and the network.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backoff::Backoff;
+
+/// The unit of ordering: events with the same project and order key are delivered one at a time,
+/// in the order they were enqueued.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct OrderKey {
+    pub(crate) project: Arc<str>,
+    pub(crate) key: Arc<str>,
+}
+
+impl OrderKey {
+    pub(crate) fn new(project: &str, key: &str) -> Self {
+        OrderKey { project: Arc::from(project), key: Arc::from(key) }
+    }
+}
+
+/// An attempt the driver should make now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    pub(crate) key: OrderKey,
+    /// The event's sequence number in the store.
+    pub(crate) seq: u64,
+    /// 1 for the first attempt; earlier runs' failures count.
+    pub(crate) attempt: u32,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// The event stays at the head of its key and is attempted again at this instant.
+    RetryAt(Instant),
+    /// The attempt limit is reached: the event leaves the queue (the driver keeps it as a dead
+    /// letter) and the key moves on.
+    DeadLetter {
+        /// Failed attempts in all.
+        failures: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    seq: u64,
+    failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing to do until something changes (its project has no target).
+    Idle,
+    /// In the ready queue.
+    Ready,
+    /// The head is being attempted.
+    InFlight,
+    /// The head failed; it is attempted again at this instant.
+    Waiting(Instant),
+}
+
+#[derive(Debug)]
+struct KeyQueue {
+    events: VecDeque<Queued>,
+    state: State,
+}
+
+/// Per-key queues, the ready queue and the retry timers.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    backoff: Backoff,
+    max_attempts: Option<u32>,
+    keys: HashMap<OrderKey, KeyQueue>,
+    /// Keys whose head can be attempted now, oldest first. May hold stale entries: a popped key
+    /// is only acted on when its state is still `Ready`.
+    ready: VecDeque<OrderKey>,
+    waiting: BTreeSet<(Instant, OrderKey)>,
+    /// Projects that have a callback target.
+    active: HashSet<Arc<str>>,
+    len: usize,
+}
+
+impl Scheduler {
+    pub(crate) fn new(backoff: Backoff, max_attempts: Option<u32>) -> Self {
+        Scheduler {
+            backoff,
+            max_attempts: max_attempts.map(|n| n.max(1)),
+            keys: HashMap::new(),
+            ready: VecDeque::new(),
+            waiting: BTreeSet::new(),
+            active: HashSet::new(),
+            len: 0,
+        }
+    }
+
+    /// Events queued (including those in flight).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends an event to its key; `failures` are the attempts that failed in earlier runs.
+    pub(crate) fn push(&mut self, key: OrderKey, seq: u64, failures: u32) {
+        self.len += 1;
+        let q = self.keys.entry(key.clone()).or_insert(KeyQueue { events: VecDeque::new(), state: State::Idle });
+        q.events.push_back(Queued { seq, failures });
+        if q.state == State::Idle {
+            self.reschedule(&key);
+        }
+    }
+
+    /// Gives a project a target (`true`) or takes it away (`false`). Giving one (again, e.g. a new
+    /// URL) also ends the backoff of the project's waiting keys: they are attempted at once.
+    pub(crate) fn set_project_active(&mut self, project: &str, active: bool) {
+        if !active {
+            self.active.remove(project);
+            return;
+        }
+        if !self.active.contains(project) {
+            self.active.insert(Arc::from(project));
+        }
+        let keys: Vec<OrderKey> = self
+            .keys
+            .iter()
+            .filter(|(k, q)| &*k.project == project && matches!(q.state, State::Idle | State::Waiting(_)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.reschedule(&k);
+        }
+    }
+
+    /// Forgets every event of `project` and returns their sequence numbers (in-flight ones
+    /// included: their outcome will be ignored).
+    pub(crate) fn remove_project(&mut self, project: &str) -> Vec<u64> {
+        self.active.remove(project);
+        let keys: Vec<OrderKey> = self.keys.keys().filter(|k| &*k.project == project).cloned().collect();
+        let mut seqs = Vec::new();
+        for k in keys {
+            if let Some(q) = self.keys.remove(&k) {
+                if let State::Waiting(at) = q.state {
+                    self.waiting.remove(&(at, k.clone()));
+                }
+                self.len -= q.events.len();
+                seqs.extend(q.events.iter().map(|e| e.seq));
+            }
+        }
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// The next attempt to make at `now`, if any. The key is in flight until its outcome comes in.
+    pub(crate) fn poll_attempt(&mut self, now: Instant) -> Option<Attempt> {
+        while let Some((at, key)) = self.waiting.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.waiting.pop_first();
+            if self.keys.get(&key).is_some_and(|q| q.state == State::Waiting(at)) {
+                self.reschedule(&key);
+            }
+        }
+        while let Some(key) = self.ready.pop_front() {
+            let active = self.active.contains(&*key.project);
+            let Some(q) = self.keys.get_mut(&key) else { continue };
+            if q.state != State::Ready {
+                continue;
+            }
+            if !active {
+                q.state = State::Idle;
+                continue;
+            }
+            let Some(head) = q.events.front() else {
+                self.keys.remove(&key);
+                continue;
+            };
+            q.state = State::InFlight;
+            return Some(Attempt { seq: head.seq, attempt: head.failures.saturating_add(1), key });
+        }
+        None
+    }
+
+    /// When the next retry falls due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.waiting.first().map(|(at, _)| *at)
+    }
+
+    /// The attempt of `seq` succeeded, or its event is gone from the store: the key moves on.
+    /// Returns false when the outcome is stale (the project was removed meanwhile).
+    pub(crate) fn handle_done(&mut self, key: &OrderKey, seq: u64) -> bool {
+        if !self.is_in_flight(key, seq) {
+            return false;
+        }
+        if let Some(q) = self.keys.get_mut(key) {
+            q.events.pop_front();
+            q.state = State::Idle;
+            self.len -= 1;
+        }
+        self.reschedule(key);
+        true
+    }
+
+    /// The attempt of `seq` was not made (its project lost its target meanwhile): the event stays
+    /// at the head, no failure counted, and waits for a target.
+    pub(crate) fn handle_returned(&mut self, key: &OrderKey, seq: u64) {
+        if self.is_in_flight(key, seq) {
+            if let Some(q) = self.keys.get_mut(key) {
+                q.state = State::Idle;
+            }
+            self.reschedule(key);
+        }
+    }
+
+    /// The attempt of `seq` failed at `now`; `r` is a uniform sample in `[0, 1)` for the jitter.
+    /// `None` when the outcome is stale.
+    pub(crate) fn handle_failed(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64) -> Option<AfterFailure> {
+        if !self.is_in_flight(key, seq) {
+            return None;
+        }
+        let q = self.keys.get_mut(key)?;
+        let head = q.events.front_mut()?;
+        head.failures = head.failures.saturating_add(1);
+        let failures = head.failures;
+        if self.max_attempts.is_some_and(|max| failures >= max) {
+            q.events.pop_front();
+            q.state = State::Idle;
+            self.len -= 1;
+            self.reschedule(key);
+            return Some(AfterFailure::DeadLetter { failures });
+        }
+        let at = now + self.backoff.delay(failures, r);
+        q.state = State::Waiting(at);
+        self.waiting.insert((at, key.clone()));
+        Some(AfterFailure::RetryAt(at))
+    }
+
+    fn is_in_flight(&self, key: &OrderKey, seq: u64) -> bool {
+        self.keys.get(key).is_some_and(|q| q.state == State::InFlight && q.events.front().is_some_and(|e| e.seq == seq))
+    }
+
+    /// Puts a key that is not in flight where it belongs: gone when empty, ready when its project
+    /// is active, idle otherwise.
+    fn reschedule(&mut self, key: &OrderKey) {
+        let active = self.active.contains(&*key.project);
+        let Some(q) = self.keys.get_mut(key) else { return };
+        if let State::Waiting(at) = q.state {
+            self.waiting.remove(&(at, key.clone()));
+        }
+        if q.events.is_empty() {
+            self.keys.remove(key);
+        } else if !active {
+            q.state = State::Idle;
+        } else if q.state != State::Ready {
+            q.state = State::Ready;
+            self.ready.push_back(key.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn sched(max_attempts: Option<u32>) -> Scheduler {
+        let mut s = Scheduler::new(Backoff::new(MS * 10, MS * 80, 0.0), max_attempts);
+        s.set_project_active("p", true);
+        s
+    }
+
+    fn k(key: &str) -> OrderKey {
+        OrderKey::new("p", key)
+    }
+
+    fn drain(s: &mut Scheduler, now: Instant) -> Vec<Attempt> {
+        std::iter::from_fn(|| s.poll_attempt(now)).collect()
+    }
+
+    #[test]
+    fn one_attempt_per_key_in_enqueue_order() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        for seq in 0..6 {
+            s.push(k(if seq % 2 == 0 { "a" } else { "b" }), seq, 0);
+        }
+        let first = drain(&mut s, now);
+        assert_eq!(first.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![0, 1], "one head per key");
+        assert!(s.poll_attempt(now).is_none());
+        let mut delivered = Vec::new();
+        let mut inflight = first;
+        while !inflight.is_empty() {
+            for a in inflight.drain(..) {
+                assert!(s.handle_done(&a.key, a.seq));
+                delivered.push(a.seq);
+            }
+            inflight = drain(&mut s, now);
+        }
+        assert_eq!(delivered, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(s.len(), 0);
+        assert!(s.keys.is_empty(), "empty keys are forgotten");
+    }
+
+    #[test]
+    fn a_failing_head_blocks_only_its_own_key() {
+        let t0 = Instant::now();
+        let mut s = sched(None);
+        s.push(k("bad"), 0, 0);
+        s.push(k("bad"), 1, 0);
+        s.push(k("good"), 2, 0);
+        s.push(k("good"), 3, 0);
+        let a = drain(&mut s, t0);
+        assert_eq!(a.len(), 2);
+        assert_eq!(s.handle_failed(t0, &k("bad"), 0, 0.0), Some(AfterFailure::RetryAt(t0 + MS * 10)));
+        assert!(s.handle_done(&k("good"), 2));
+        let next = drain(&mut s, t0);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].seq, 3, "the good key goes on while the bad one waits");
+        assert_eq!(s.poll_timeout(), Some(t0 + MS * 10));
+        assert!(drain(&mut s, t0 + MS * 9).is_empty(), "not before the backoff");
+        let retry = drain(&mut s, t0 + MS * 10);
+        assert_eq!(retry, vec![Attempt { key: k("bad"), seq: 0, attempt: 2 }], "the same head again");
+    }
+
+    #[test]
+    fn backoff_doubles_per_failure_of_the_same_event() {
+        let t0 = Instant::now();
+        let mut s = sched(None);
+        s.push(k("a"), 7, 0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let a = s.poll_attempt(now).expect("due");
+            match s.handle_failed(now, &a.key, a.seq, 0.3) {
+                Some(AfterFailure::RetryAt(at)) => {
+                    waits.push(at - now);
+                    now = at;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 80, 80].map(|m| MS * m).to_vec());
+    }
+
+    #[test]
+    fn failures_from_an_earlier_run_count() {
+        let now = Instant::now();
+        let mut s = sched(Some(3));
+        s.push(k("a"), 0, 2);
+        s.push(k("a"), 1, 0);
+        let a = s.poll_attempt(now).expect("due");
+        assert_eq!(a.attempt, 3);
+        assert_eq!(s.handle_failed(now, &a.key, 0, 0.0), Some(AfterFailure::DeadLetter { failures: 3 }));
+        let b = s.poll_attempt(now).expect("the key moves on at once");
+        assert_eq!((b.seq, b.attempt), (1, 1));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn events_of_a_project_without_target_wait_until_it_has_one() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        s.push(OrderKey::new("q", "call"), 0, 0);
+        assert!(s.poll_attempt(now).is_none());
+        assert_eq!(s.len(), 1);
+        s.set_project_active("q", true);
+        assert_eq!(s.poll_attempt(now).map(|a| a.seq), Some(0));
+    }
+
+    #[test]
+    fn deactivating_parks_ready_keys_and_a_new_target_ends_the_backoff() {
+        let t0 = Instant::now();
+        let mut s = sched(None);
+        s.push(k("a"), 0, 0);
+        s.push(k("b"), 1, 0);
+        let a = s.poll_attempt(t0).expect("a");
+        s.set_project_active("p", false);
+        assert!(s.poll_attempt(t0).is_none(), "b is parked");
+        assert!(matches!(s.handle_failed(t0, &a.key, a.seq, 0.0), Some(AfterFailure::RetryAt(_))));
+        assert!(s.poll_attempt(t0 + Duration::from_secs(1)).is_none(), "a's retry falls due but stays parked");
+        s.set_project_active("p", true);
+        let mut got: Vec<u64> = drain(&mut s, t0 + MS).iter().map(|a| a.seq).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1]);
+
+        // A new target for an active project: the waiting key is attempted at once.
+        assert!(s.handle_failed(t0, &k("a"), 0, 0.0).is_some());
+        assert!(s.poll_attempt(t0).is_none());
+        s.set_project_active("p", true);
+        assert_eq!(s.poll_attempt(t0).map(|a| a.seq), Some(0));
+        assert_eq!(s.poll_timeout(), None, "the cancelled timer is gone");
+    }
+
+    #[test]
+    fn removing_a_project_forgets_its_events_and_ignores_late_outcomes() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        s.set_project_active("other", true);
+        s.push(k("a"), 0, 0);
+        s.push(k("a"), 1, 0);
+        s.push(OrderKey::new("other", "a"), 2, 0);
+        let attempts = drain(&mut s, now);
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(s.remove_project("p"), vec![0, 1]);
+        assert!(!s.handle_done(&k("a"), 0), "stale outcome");
+        assert_eq!(s.handle_failed(now, &k("a"), 0, 0.0), None);
+        assert_eq!(s.len(), 1);
+        s.push(k("a"), 3, 0);
+        assert!(s.poll_attempt(now).is_none(), "removed means no target any more");
+    }
+
+    #[test]
+    fn outcomes_for_the_wrong_event_are_ignored() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        s.push(k("a"), 0, 0);
+        s.push(k("a"), 1, 0);
+        assert!(!s.handle_done(&k("a"), 0), "not in flight yet");
+        let a = s.poll_attempt(now).expect("a");
+        assert!(!s.handle_done(&k("a"), 1), "not the head");
+        assert!(s.handle_done(&a.key, 0));
+        assert!(!s.handle_done(&a.key, 0), "twice");
+        assert_eq!(s.poll_attempt(now).map(|a| a.seq), Some(1));
+    }
+
+    #[test]
+    fn a_returned_attempt_waits_for_a_target_without_counting() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        s.push(k("a"), 0, 0);
+        let a = s.poll_attempt(now).expect("a");
+        s.set_project_active("p", false);
+        s.handle_returned(&a.key, a.seq);
+        assert!(s.poll_attempt(now).is_none());
+        s.set_project_active("p", true);
+        assert_eq!(s.poll_attempt(now), Some(Attempt { key: k("a"), seq: 0, attempt: 1 }));
+    }
+
+    #[test]
+    fn keys_take_turns() {
+        let now = Instant::now();
+        let mut s = sched(None);
+        for seq in 0..4 {
+            s.push(k("a"), seq, 0);
+        }
+        s.push(k("b"), 10, 0);
+        let a = s.poll_attempt(now).expect("a");
+        assert!(s.handle_done(&a.key, a.seq));
+        let order: Vec<u64> = drain(&mut s, now).iter().map(|a| a.seq).collect();
+        assert_eq!(order, vec![10, 1], "b was ready before a's second event");
+    }
+}
