@@ -358,6 +358,8 @@ pub struct Rooms {
     /// the session, not to its current participants, so they outlive an empty room.
     mutes: HashMap<String, Vec<StreamId>>,
     events: VecDeque<Event>,
+    /// When the next session may end (recomputed when a session's emptiness changes).
+    deadline: Option<SystemTime>,
 }
 
 impl Default for Rooms {
@@ -376,6 +378,7 @@ impl Rooms {
             by_stream: HashMap::new(),
             mutes: HashMap::new(),
             events: VecDeque::new(),
+            deadline: None,
         }
     }
 
@@ -418,6 +421,7 @@ impl Rooms {
         }
         self.by_connection.insert(connection.id.clone(), session.as_str().to_owned());
         self.push(session, now, EventKind::ConnectionCreated(connection.clone()));
+        self.recompute_deadline();
         Ok(connection)
     }
 
@@ -446,6 +450,7 @@ impl Rooms {
         let session = room.id.clone();
         self.by_connection.remove(connection);
         self.push(&session, now, EventKind::ConnectionDestroyed { connection: gone.clone(), reason });
+        self.recompute_deadline();
         Ok(gone)
     }
 
@@ -633,9 +638,13 @@ impl Rooms {
         self.mutes.get(session.as_str()).map(Vec::as_slice)
     }
 
-    /// When the next session may end.
+    /// When the next session may end (constant time).
     pub fn poll_timeout(&self) -> Option<SystemTime> {
-        self.rooms.values().filter_map(|r| r.empty_since).min().map(|t| t + self.config.empty_timeout)
+        self.deadline
+    }
+
+    fn recompute_deadline(&mut self) {
+        self.deadline = self.rooms.values().filter_map(|r| r.empty_since).min().map(|t| t + self.config.empty_timeout);
     }
 
     /// Ends the sessions that have been without a client for the configured time: a
@@ -659,6 +668,7 @@ impl Rooms {
             }
             self.rooms.remove(&key);
         }
+        self.recompute_deadline();
     }
 
     /// The next event, oldest first.

@@ -184,10 +184,8 @@ pub enum RouterEvent {
     },
     /// A frame of a tapped stream.
     TapFrame {
-        /// The tap.
+        /// The tap (it names the stream: see [`Router::tap`]).
         tap: TapId,
-        /// The stream.
-        stream: StreamId,
         /// The frame.
         frame: MediaFrame,
     },
@@ -264,6 +262,9 @@ pub struct Router {
     taps: HashMap<StreamId, Vec<TapId>>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<RouterEvent>,
+    /// No later than the earliest peer deadline (kept as deadlines come out of the peers, so that
+    /// asking costs nothing; recomputed exactly after each [`Router::handle_timeout`]).
+    earliest: Option<Instant>,
 }
 
 impl fmt::Debug for Router {
@@ -306,6 +307,7 @@ impl Router {
             taps: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            earliest: None,
         }
     }
 
@@ -570,11 +572,13 @@ impl Router {
             }
         }
         self.run(now, due);
+        self.earliest = self.peers.values().filter_map(|p| p.timeout).min();
     }
 
-    /// The earliest deadline of any peer.
+    /// The earliest deadline of any peer (possibly a little early after peers went away, never
+    /// late). Constant time: the driver asks after every change.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.timeout).min()
+        self.earliest
     }
 
     /// The next datagram to send.
@@ -656,6 +660,7 @@ impl Router {
             match out {
                 Output::Timeout(t) => {
                     peer.timeout = Some(t);
+                    self.earliest = Some(self.earliest.map_or(t, |e| e.min(t)));
                     break;
                 }
                 Output::Transmit(t) => {
@@ -741,7 +746,7 @@ impl Router {
 
     fn emit_taps(&mut self, stream: &StreamId, frame: &MediaFrame) {
         for tap in self.taps.get(stream).into_iter().flatten() {
-            self.events.push_back(RouterEvent::TapFrame { tap: *tap, stream: stream.clone(), frame: frame.clone() });
+            self.events.push_back(RouterEvent::TapFrame { tap: *tap, frame: frame.clone() });
         }
     }
 }

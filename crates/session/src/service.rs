@@ -72,6 +72,9 @@ pub(crate) struct State {
     taps: HashMap<TapId, mpsc::UnboundedSender<MediaFrame>>,
     keyframe_wanted: HashMap<StreamId, mpsc::UnboundedSender<()>>,
     socket: Arc<UdpSocket>,
+    /// What the timer task sleeps until; a change needs to wake it only when it moves a deadline
+    /// before this.
+    timer_deadline: Option<Instant>,
 }
 
 /// The session service (cheap to clone).
@@ -109,6 +112,7 @@ impl SessionService {
             taps: HashMap::new(),
             keyframe_wanted: HashMap::new(),
             socket: socket.clone(),
+            timer_deadline: None,
         };
         let service = SessionService {
             inner: Arc::new(Inner { state: Mutex::new(state), wake: Arc::new(Notify::new()), rtc_addr: local }),
@@ -133,13 +137,17 @@ impl SessionService {
 
     /// Runs `f` on the state, then delivers what it caused.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let out = {
+        let (out, wake) = {
             let mut s = self.lock();
             let out = f(&mut s);
-            s.flush(Instant::now(), SystemTime::now());
-            out
+            let (now, wall) = (Instant::now(), SystemTime::now());
+            s.flush(now, wall);
+            let next = s.next_deadline(now, wall);
+            (out, next.is_some_and(|n| s.timer_deadline.is_none_or(|d| n < d)))
         };
-        self.inner.wake.notify_one();
+        if wake {
+            self.inner.wake.notify_one();
+        }
         out
     }
 
@@ -345,6 +353,12 @@ impl SessionService {
 }
 
 impl State {
+    /// The earliest of the router's and the rooms' deadlines, as an `Instant`.
+    fn next_deadline(&self, now: Instant, wall: SystemTime) -> Option<Instant> {
+        let room = self.rooms.poll_timeout().map(|t| now + t.duration_since(wall).unwrap_or_default());
+        [self.router.poll_timeout(), room].into_iter().flatten().min()
+    }
+
     pub(crate) fn register_client(&mut self, id: ConnectionId, tx: mpsc::Sender<String>, kicked: Arc<Notify>) {
         self.clients.insert(id, ClientHandle { tx, kicked });
     }
@@ -549,9 +563,9 @@ async fn timer_loop(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
             s.router.handle_timeout(now);
             s.rooms.handle_timeout(wall);
             s.flush(now, wall);
-            let room_deadline = s.rooms.poll_timeout().map(|t| now + t.duration_since(wall).unwrap_or_default());
-            let next = [s.router.poll_timeout(), room_deadline].into_iter().flatten().min();
-            next.unwrap_or(now + std::time::Duration::from_secs(1))
+            let next = s.next_deadline(now, wall).unwrap_or(now + std::time::Duration::from_secs(1));
+            s.timer_deadline = Some(next);
+            next
         };
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
