@@ -461,3 +461,102 @@ async fn dtmf_both_ways() {
         .collect();
     assert_eq!(received, "1590#", "baresip received the digits as RFC 4733 events:\n{log}");
 }
+
+/// `*6` from the SIP party (RFC 4733 events replayed by sipp) toggles its stream's mute, for a call
+/// dialled with `observeForceMute` only. The toggle back is not exercised end to end: sipp cannot
+/// replay a second, distinct `*` press (see the scenario).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_six_toggles_the_mute_only_when_observed() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/dtmf_star6.xml");
+    for observe in [true, false] {
+        let port = free_port();
+        let _sipp = sipp_file(&scenario, port);
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:s6@127.0.0.1:{port}"), "observeForceMute": observe})).await;
+        assert_eq!(status, 200, "{answer}");
+        let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+        let mut states = vec![false];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let Some(s) = g.service.stream(&sid, &stream) else { break };
+            if states.last() != Some(&s.audio_muted) {
+                states.push(s.audio_muted);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let events = call_events(&mut g, Duration::from_secs(10)).await;
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        if observe {
+            assert_eq!(states, [false, true], "*6 muted the SIP party");
+        } else {
+            assert_eq!(states, [false], "without observeForceMute *6 changes nothing");
+        }
+    }
+}
+
+/// A force mute (REST, session-wide) of a call dialled with `observeForceMute`: `muteForced` is
+/// reported, the SIP party's audio stops reaching the session, and it hears the announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_mute_is_reported_silences_the_sip_party_and_is_announced() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let bs = Baresip::start("dial-mute", port, "", 440);
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "observeForceMute": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut rms = |tap: &mut mpsc::UnboundedReceiver<MediaFrame>| {
+        let mut pcm = Vec::new();
+        while let Ok(f) = tap.try_recv() {
+            let _ = dec.decode(&f.data, &mut pcm);
+        }
+        let tail = &pcm[pcm.len().saturating_sub(24_000)..];
+        (tail.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / tail.len().max(1) as f64).sqrt()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = rms(&mut tap);
+    let muted_at = Instant::now();
+    let (status, body) = http(
+        g.port,
+        "POST",
+        &format!("/v2/project/{KEY}/session/{}/mute", sid.as_str()),
+        Some(&json!({"active": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let more = call_events_until(&mut g, "muteForced", Duration::from_secs(5)).await;
+    assert_eq!(more.last().map(String::as_str), Some("muteForced"), "{more:?}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = rms(&mut tap);
+    assert!(before > 1000.0, "baresip's tone reached the session before the mute (rms {before:.0})");
+    assert!(after < before / 20.0, "silence after the mute (rms {after:.0}, before {before:.0})");
+    let mute_offset = muted_at.elapsed();
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    // baresip heard silence (nobody else in the session), then the announcement.
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let rate = rate as usize;
+    let window_rms = |from: usize, len: usize| {
+        let w = &samples[from.min(samples.len())..(from + len).min(samples.len())];
+        (w.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / w.len().max(1) as f64).sqrt()
+    };
+    // The recording ends at hang-up; the mute came `mute_offset` before that.
+    let end = samples.len();
+    let mute_at = end.saturating_sub(mute_offset.as_millis() as usize * rate / 1000);
+    let quiet = window_rms(mute_at.saturating_sub(rate), rate * 9 / 10);
+    let spoken = window_rms(mute_at, rate * 2);
+    assert!(quiet < 100.0, "nothing to hear before the announcement (rms {quiet:.0})");
+    assert!(spoken > 500.0, "the announcement is audible after the mute (rms {spoken:.0})");
+}

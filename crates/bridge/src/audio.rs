@@ -37,6 +37,9 @@ pub(crate) enum AudioCommand {
     },
     /// Stop.
     Leave { call: u64 },
+    /// An announcement for this call only (48 kHz PCM); it is mixed in, so while it plays the call
+    /// hears the mix even where it would otherwise get one stream's packets as they are.
+    Play { call: u64, pcm: Vec<i16> },
 }
 
 /// 20 ms of what a call hears.
@@ -147,7 +150,7 @@ impl State {
         let forwarding: HashMap<u64, media_mixer::StreamId> = self
             .listeners
             .iter()
-            .filter(|(_, l)| l.passthrough)
+            .filter(|(call, l)| l.passthrough && !self.mixer.is_playing(ListenerId(**call)))
             .filter_map(|(call, l)| {
                 let mut heard = present.iter().filter(|id| l.hears(**id));
                 match (heard.next(), heard.next()) {
@@ -267,6 +270,9 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
                 Some(AudioCommand::Leave { call }) => {
                     state.mixer.remove_listener(ListenerId(call));
                     state.listeners.remove(&call);
+                }
+                Some(AudioCommand::Play { call, pcm }) => {
+                    let _ = state.mixer.play_to(ListenerId(call), &pcm);
                 }
                 None => return,
             }

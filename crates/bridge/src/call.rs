@@ -32,6 +32,8 @@ use crate::Inner;
 pub(crate) enum Control {
     /// Play these digits as RFC 4733 events (queued behind any still playing).
     Dtmf(String),
+    /// The call's stream was force-muted (it matters only with `observeForceMute`).
+    MuteForced,
     /// The SIP connection was force-disconnected.
     ForceDisconnected,
     /// The session ended.
@@ -174,6 +176,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut sockets = Some(sockets);
     let mut media: Option<Media> = None;
     let mut rang = false;
+    let mut announce_on_answer = false;
     let mut hangup_cause: Option<Control> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -201,6 +204,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 }
                                 media = Some(m);
                                 bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
+                                if announce_on_answer {
+                                    announce(bridge, spec, media_mixer::Prompt::YouHaveBeenMuted);
+                                }
                                 info!(call = %spec.id, "call answered");
                             }
                             Err(why) => {
@@ -260,6 +266,17 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             }
             c = control.recv(), if hangup_cause.is_none() => {
                 match c {
+                    Some(Control::MuteForced) => {
+                        if spec.sip.observe_force_mute {
+                            bridge.report(spec, "muteForced", json!({}));
+                            if media.is_some() {
+                                announce(bridge, spec, media_mixer::Prompt::YouHaveBeenMuted);
+                            } else {
+                                // Muted before the answer (a session-wide mute in force): told once it is up.
+                                announce_on_answer = true;
+                            }
+                        }
+                    }
                     Some(Control::Dtmf(digits)) => {
                         if let Some(sender) = media.as_mut().and_then(|m| m.dtmf_out.as_mut()) {
                             if let Err(e) = sender.enqueue(&digits) {
@@ -480,7 +497,21 @@ fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Insta
                 bridge.service.mute_stream(&spec.session, &spec.stream)
             };
             info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
+            let prompt = if muted { media_mixer::Prompt::YouAreUnmuted } else { media_mixer::Prompt::YouAreMuted };
+            announce(bridge, spec, prompt);
         }
+    }
+}
+
+/// Plays an announcement to this call only, mixed into what it hears.
+fn announce(bridge: &Arc<Inner>, spec: &CallSpec, prompt: media_mixer::Prompt) {
+    match prompt.pcm(48_000) {
+        Ok(pcm) => {
+            let _ = bridge
+                .audio_for_existing(&spec.session)
+                .map(|a| a.commands.send(AudioCommand::Play { call: spec.number, pcm }));
+        }
+        Err(e) => warn!(call = %spec.id, error = %e, "announcement unavailable"),
     }
 }
 

@@ -69,6 +69,8 @@ impl Default for BridgeConfig {
 /// A running call, as the bridge tracks it.
 struct Running {
     session: SessionId,
+    /// The call's stream in the session.
+    stream: StreamId,
     control: mpsc::UnboundedSender<Control>,
     /// What `play-dtmf` needs to know synchronously.
     dtmf: Arc<Mutex<DtmfReadiness>>,
@@ -126,6 +128,11 @@ impl Inner {
             .or_insert_with(|| (SessionAudio::start(self.service.clone(), session.clone()), 0));
         entry.1 += 1;
         entry.0.clone()
+    }
+
+    /// The session's mixer, when calls of the session use one.
+    pub(crate) fn audio_for_existing(&self, session: &SessionId) -> Option<SessionAudio> {
+        locked(&self.audio).get(session).map(|(a, _)| a.clone())
     }
 
     /// Forgets a finished call; the last call of a session stops its mixer.
@@ -219,7 +226,8 @@ impl Dialer for Bridge {
         let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
         let (control, rx) = mpsc::unbounded_channel();
         let dtmf = Arc::new(Mutex::new(DtmfReadiness::default()));
-        let running = Running { session: request.session.clone(), control, dtmf: dtmf.clone() };
+        let running =
+            Running { session: request.session.clone(), stream: stream_id.clone(), control, dtmf: dtmf.clone() };
         locked(&inner.calls).insert(connection.id.clone(), running);
         let spec = CallSpec {
             id: id.clone(),
@@ -291,6 +299,11 @@ async fn follow_sessions(inner: std::sync::Weak<Inner>, mut events: mpsc::Unboun
             EventKind::SessionEnded => {
                 for r in locked(&inner.calls).values().filter(|r| r.session == e.session) {
                     let _ = r.control.send(Control::SessionEnded);
+                }
+            }
+            EventKind::MuteForced { muted, .. } if !muted.is_empty() => {
+                for r in locked(&inner.calls).values().filter(|r| r.session == e.session && muted.contains(&r.stream)) {
+                    let _ = r.control.send(Control::MuteForced);
                 }
             }
             _ => {}
