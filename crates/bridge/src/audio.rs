@@ -20,6 +20,9 @@ use crate::codec::FRAME_48K;
 
 /// Frames held per input before the oldest is dropped (a burst longer than this is cut).
 const MAX_QUEUED: usize = 15;
+/// Ticks an input's queue may stay above the prebuffer plus two frames before one frame is
+/// dropped (clock drift between the publisher and our tick must not turn into growing delay).
+const TRIM_AFTER_TICKS: u32 = 50;
 /// Frames buffered before an input starts playing (absorbs network jitter).
 const PREBUFFER: usize = 2;
 
@@ -66,6 +69,8 @@ struct Input {
     pcm: Vec<i16>,
     /// This tick's packet, for passthrough listeners.
     current: Option<Arc<[u8]>>,
+    /// Consecutive ticks with more than the prebuffer plus two frames queued.
+    over: u32,
 }
 
 impl SessionAudio {
@@ -132,6 +137,7 @@ impl State {
                 playing: false,
                 pcm: Vec::with_capacity(FRAME_48K),
                 current: None,
+                over: 0,
             },
         );
     }
@@ -178,6 +184,15 @@ impl State {
             }
             while input.queue.len() > MAX_QUEUED {
                 input.queue.pop_front();
+            }
+            if input.queue.len() > PREBUFFER + 2 {
+                input.over += 1;
+                if input.over >= TRIM_AFTER_TICKS {
+                    input.over = 0;
+                    input.queue.pop_front();
+                }
+            } else {
+                input.over = 0;
             }
             if !input.playing && input.queue.len() >= PREBUFFER {
                 input.playing = true;
@@ -244,7 +259,9 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
         state.add_input(&s.id);
     }
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Burst: a late tick is caught up, so the mix keeps real time on average (a delayed schedule
+    // would consume slower than the streams arrive and let their queues, and the delay, grow).
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
             _ = ticker.tick() => state.tick(),

@@ -179,7 +179,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut announce_on_answer = false;
     let mut hangup_cause: Option<Control> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Burst: the playout clock keeps real time on average (see the session mixer).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     loop {
         tokio::select! {

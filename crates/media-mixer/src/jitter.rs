@@ -61,6 +61,9 @@ pub struct JitterStats {
     pub late: u64,
     /// Packets dropped as duplicates.
     pub duplicates: u64,
+    /// Frames dropped to bring a delay that had grown (clock drift, a consumer that fell behind)
+    /// back towards the target.
+    pub trimmed: u64,
 }
 
 /// The buffer of one input stream.
@@ -76,7 +79,12 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     buffering_until: Option<Instant>,
     stats: JitterStats,
+    /// Consecutive ticks on which more than the target delay (plus slack) was buffered.
+    over_target: u32,
 }
+
+/// Ticks the buffered delay must stay above target before one frame is trimmed (1 s at 20 ms).
+const TRIM_AFTER_TICKS: u32 = 50;
 
 impl JitterBuffer {
     /// An empty buffer.
@@ -92,6 +100,7 @@ impl JitterBuffer {
             epoch: None,
             buffering_until: None,
             stats: JitterStats::default(),
+            over_target: 0,
         }
     }
 
@@ -165,8 +174,26 @@ impl JitterBuffer {
         }
     }
 
-    /// The frame for this tick.
+    /// The frame for this tick. When more than the target delay plus two frames has stayed
+    /// buffered for a second, one frame is skipped (counted as `trimmed`): a burst (text to
+    /// speech) still plays almost entirely, but a delay that only grows is brought back down.
     pub fn pop(&mut self, now: Instant) -> Pop {
+        if let (Some(next), Some(highest)) = (self.next, self.highest) {
+            let held = highest.saturating_sub(next) + 1;
+            let frame_ms = self.config.frame.as_millis().max(1) as u64;
+            let limit = (self.target_delay().as_millis() as u64 / frame_ms) + 2;
+            if held > limit {
+                self.over_target += 1;
+                if self.over_target >= TRIM_AFTER_TICKS && self.frames.remove(&next).is_some() {
+                    self.over_target = 0;
+                    self.next = Some(next + 1);
+                    self.last_played = Some(next);
+                    self.stats.trimmed += 1;
+                }
+            } else {
+                self.over_target = 0;
+            }
+        }
         if let Some(until) = self.buffering_until {
             if now < until {
                 return Pop::Empty;
@@ -283,5 +310,28 @@ mod tests {
         assert!(b.target_delay() > Duration::from_millis(40), "{:?}", b.target_delay());
         assert!(b.target_delay() <= Duration::from_millis(200));
         assert_eq!(b.len(), 200, "sequence numbers wrapped without confusion");
+    }
+
+    #[test]
+    fn a_consumer_that_falls_behind_does_not_let_the_delay_grow() {
+        // The source sends every 20 ms; the consumer's clock runs 1% slow (20.2 ms per tick: far
+        // more than real clock drift) for two minutes. Up to one frame per second (2%) is trimmed.
+        let mut b = jb();
+        let t0 = Instant::now();
+        let (mut sent, mut held_max_late) = (0u16, 0usize);
+        for tick in 0..6000u32 {
+            let now = t0 + Duration::from_micros(20_200 * u64::from(tick));
+            while t0 + F * u32::from(sent) <= now {
+                b.push(now, sent, u32::from(sent) * 160, vec![0]);
+                sent += 1;
+            }
+            let _ = b.pop(now);
+            if tick > 3000 {
+                held_max_late = held_max_late.max(b.len());
+            }
+        }
+        assert!(b.stats().trimmed > 0, "frames trimmed");
+        // Without trimming about 60 frames (1.2 s) would be waiting by now.
+        assert!(held_max_late <= 6, "the delay stays near the target: {held_max_late} frames held");
     }
 }

@@ -503,8 +503,15 @@ async fn wrong_methods_are_405_and_unknown_paths_404() {
         r.assert_error(405, &format!("{method} {rest}"));
         assert_eq!(r.header("allow"), Some(allow), "{method} {rest}");
     }
-    for rest in ["", "/stream/x/unmute", "/play-dtmf", &format!("{connection}/play-dtmf"), "/connection", "/archive"] {
+    for rest in ["", "/stream/x/unmute", "/connection", "/archive"] {
         send(port, "POST", &path(&s.sid, rest), Some("{}")).await.assert_error(404, rest);
+    }
+    // play-dtmf is routed: its digits are checked (400), and with no SIP bridge there is no call.
+    for rest in ["/play-dtmf".to_owned(), format!("{connection}/play-dtmf")] {
+        send(port, "POST", &path(&s.sid, &rest), Some(r#"{"digits": "12x"}"#)).await.assert_error(400, &rest);
+        send(port, "POST", &path(&s.sid, &rest), Some(r#"{"digits": "12#"}"#)).await.assert_error(404, &rest);
+        let r = send(port, "GET", &path(&s.sid, &rest), None).await;
+        r.assert_error(405, &rest);
     }
     send(port, "GET", &format!("/v2/project/{KEY}/session//stream"), None).await.assert_error(404, "empty id");
     send(port, "GET", "/v2/project", None).await.assert_error(404, "no project");
