@@ -515,6 +515,14 @@ async fn wrong_methods_are_405_and_unknown_paths_404() {
     }
     send(port, "GET", &format!("/v2/project/{KEY}/session//stream"), None).await.assert_error(404, "empty id");
     send(port, "GET", "/v2/project", None).await.assert_error(404, "no project");
+    // Outside demo mode the demo page, the test page and the token endpoint do not exist; the
+    // JavaScript client is always served.
+    send(port, "POST", "/demo/token", Some("{}")).await.assert_error(404, "demo token");
+    send(port, "GET", "/demo", None).await.assert_error(404, "demo page");
+    send(port, "GET", "/demo/test", None).await.assert_error(404, "test page");
+    let js = send(port, "GET", "/client/gateway-client.js", None).await;
+    assert_eq!(js.status, 200);
+    assert!(js.header("content-type").is_some_and(|t| t.starts_with("text/javascript")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
