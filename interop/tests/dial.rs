@@ -38,9 +38,13 @@ struct Gateway {
 }
 
 async fn gateway(config: BridgeConfig) -> Gateway {
+    gateway_with(config, ServiceConfig::default()).await
+}
+
+async fn gateway_with(config: BridgeConfig, service_config: ServiceConfig) -> Gateway {
     let mut projects = Projects::new();
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
-    let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
+    let service = SessionService::start(service_config, projects).await.expect("service");
     let sip = driver::start(DriverConfig::default()).await.expect("sip");
     let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), 42000, 43999).expect("ports");
     let (tx, calls) = mpsc::unbounded_channel();
@@ -559,4 +563,21 @@ async fn force_mute_is_reported_silences_the_sip_party_and_is_announced() {
     let spoken = window_rms(mute_at, rate * 2);
     assert!(quiet < 100.0, "nothing to hear before the announcement (rms {quiet:.0})");
     assert!(spoken > 500.0, "the announcement is audible after the mute (rms {spoken:.0})");
+}
+
+/// The SIP leg ends when the session ends: a session left with only the SIP call in it ends after
+/// the configured empty time, and the call gets its BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_ends_with_its_session() {
+    let rooms = session::RoomsConfig { empty_timeout: Duration::from_millis(1500), ..session::RoomsConfig::default() };
+    let mut g = gateway_with(BridgeConfig::default(), ServiceConfig { rooms, ..ServiceConfig::default() }).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("answer", port);
+    let (status, _) = dial(&g, &sid, json!({"uri": format!("sip:erin@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert!(events.iter().any(|e| e == "callUpdated:ACTIVE"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    assert!(!g.service.is_live(&sid), "the session ended");
 }
