@@ -311,15 +311,21 @@ async fn no_rtp_from_the_far_end_is_704() {
 /// stream in the session must carry 440 Hz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_flows_both_ways_through_the_session() {
-    audio_both_ways("PCMU").await;
+    audio_both_ways("PCMU", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_audio_is_forwarded_both_ways() {
-    audio_both_ways("opus").await;
+    audio_both_ways("opus", false).await;
 }
 
-async fn audio_both_ways(codec: &str) {
+/// `secure: true`: SRTP by SDES (baresip requires it: `srtp-mand`), audio checked both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_calls_carry_srtp_both_ways() {
+    audio_both_ways("PCMU", true).await;
+}
+
+async fn audio_both_ways(codec: &str, secure: bool) {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
     // A synthetic publisher in the session: Opus frames of a 1000 Hz tone every 20 ms.
@@ -342,8 +348,9 @@ async fn audio_both_ways(codec: &str) {
         }
     });
     let port = free_port();
-    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}"), port, "", 440, codec);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    let mediaenc = if secure { "srtp-mand" } else { "" };
+    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}-{secure}"), port, mediaenc, 440, codec);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "secure": secure})).await;
     assert_eq!(status, 200, "{answer}");
     let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
     let (_, mut tap) = g.service.tap(&sip_stream).expect("tap the SIP stream");
