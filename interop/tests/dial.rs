@@ -311,22 +311,33 @@ async fn no_rtp_from_the_far_end_is_704() {
 /// stream in the session must carry 440 Hz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_flows_both_ways_through_the_session() {
-    audio_both_ways("PCMU", false).await;
+    audio_both_ways("PCMU", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_audio_is_forwarded_both_ways() {
-    audio_both_ways("opus", false).await;
+    audio_both_ways("opus", None).await;
 }
 
 /// `secure: true`: SRTP by SDES (baresip requires it: `srtp-mand`), audio checked both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_calls_carry_srtp_both_ways() {
-    audio_both_ways("PCMU", true).await;
+    audio_both_ways("PCMU", Some(bridge::SrtpOffer::Sdes)).await;
 }
 
-async fn audio_both_ways(codec: &str, secure: bool) {
-    let mut g = gateway(BridgeConfig::default()).await;
+/// `secure: true` with the project set to offer DTLS-SRTP (baresip: `dtls_srtp`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_calls_by_dtls_srtp_carry_audio_both_ways() {
+    audio_both_ways("PCMU", Some(bridge::SrtpOffer::Dtls)).await;
+}
+
+async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
+    let secure = srtp.is_some();
+    let mut config = BridgeConfig::default();
+    if let Some(offer) = srtp {
+        config.srtp_offer_by_project.insert(KEY.to_owned(), offer);
+    }
+    let mut g = gateway(config).await;
     let sid = routed(&g);
     // A synthetic publisher in the session: Opus frames of a 1000 Hz tone every 20 ms.
     let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tone".into()).expect("publisher");
@@ -348,8 +359,12 @@ async fn audio_both_ways(codec: &str, secure: bool) {
         }
     });
     let port = free_port();
-    let mediaenc = if secure { "srtp-mand" } else { "" };
-    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}-{secure}"), port, mediaenc, 440, codec);
+    let mediaenc = match srtp {
+        None => "",
+        Some(bridge::SrtpOffer::Sdes) => "srtp-mand",
+        Some(bridge::SrtpOffer::Dtls) => "dtls_srtp",
+    };
+    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}-{mediaenc}"), port, mediaenc, 440, codec);
     let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "secure": secure})).await;
     assert_eq!(status, 200, "{answer}");
     let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));

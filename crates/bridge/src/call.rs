@@ -68,6 +68,22 @@ impl Ending {
     }
 }
 
+/// A DTLS-SRTP handshake in progress, then the association.
+struct DtlsState {
+    /// Records from the peer, to the handshake.
+    to_handshake: mpsc::Sender<Vec<u8>>,
+    /// Records from the handshake, to the peer.
+    from_handshake: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// The handshake's result.
+    done: tokio::sync::oneshot::Receiver<
+        Result<(srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession), String>,
+    >,
+    /// Media flows (both ways) only once the keys are in place.
+    ready: bool,
+    /// Kept so the association answers retransmissions.
+    _session: Option<srtp_transport::dtls::DtlsSession>,
+}
+
 /// The media of an answered call.
 struct Media {
     leg: LegHandle,
@@ -85,6 +101,8 @@ struct Media {
     last_rtp: Option<Instant>,
     answered: Instant,
     on_hold: bool,
+    /// DTLS-SRTP: records to the handshake until it completes, and the association kept alive.
+    dtls: Option<DtlsState>,
     /// RFC 4733 towards the SIP party (when telephone-event was agreed).
     dtmf_out: Option<dtmf_rfc4733::Sender>,
     /// RFC 4733 from the SIP party, and the `*6` toggle.
@@ -147,7 +165,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         Ok(a) => a,
         Err(e) => return Ending::new(503, format!("media socket: {e}"), normal),
     };
-    let (security, _keys) = sdes_offer(spec.sip.secure);
+    let wanted =
+        bridge.config.srtp_offer_by_project.get(spec.project.as_str()).copied().unwrap_or(bridge.config.srtp_offer);
+    let security = match (spec.sip.secure, wanted, &bridge.dtls_identity) {
+        (true, crate::SrtpOffer::Dtls, Some(id)) => MediaSecurity::Dtls { fingerprint: id.fingerprint().to_owned() },
+        (secure, _, _) => sdes_offer(secure).0,
+    };
     let options = OfferOptions {
         address: bridge.config.media_address.unwrap_or(local.ip()),
         audio_port: local.port(),
@@ -298,8 +321,43 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
+                        MediaIn::Mix(Some(_)) | MediaIn::Packet(Some(Inbound::Rtp(_))) if m.dtls.as_ref().is_some_and(|d| !d.ready) => {
+                            // No media in clear while the DTLS-SRTP keys are not there yet.
+                        }
                         MediaIn::Mix(Some(frame)) => send_audio(m, &frame),
+                        MediaIn::Packet(Some(Inbound::Dtls(record))) => {
+                            if let Some(d) = m.dtls.as_ref() {
+                                let _ = d.to_handshake.try_send(record);
+                            }
+                        }
                         MediaIn::Packet(Some(p)) => receive(bridge, spec, m, p),
+                        MediaIn::DtlsOut(record) => {
+                            let _ = m.leg.send_raw(record);
+                        }
+                        MediaIn::DtlsDone(done) => match *done {
+                        Ok((keys, association)) => {
+                            let contexts = Context::new(keys.suite, &keys.remote, Options::default())
+                                .and_then(|i| Context::new(keys.suite, &keys.local, Options::default()).map(|o| (i, o)));
+                            match contexts {
+                                Ok((inbound, outbound)) => {
+                                    let _ = m.leg.set_srtp(inbound, outbound);
+                                    if let Some(d) = m.dtls.as_mut() {
+                                        d.ready = true;
+                                        d._session = Some(association);
+                                    }
+                                    info!(call = %spec.id, suite = ?keys.suite, "DTLS-SRTP established");
+                                }
+                                Err(e) => warn!(call = %spec.id, error = %e, "unusable DTLS-SRTP keys"),
+                            }
+                        }
+                        Err(why) => {
+                            warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
+                            let _ = bridge.sip.hangup(call.handle).await;
+                            let _ = wait_end(&mut call.events).await;
+                            let _ = m.leg.shutdown().await;
+                            return Ending::new(488, format!("Not Acceptable Here: DTLS-SRTP failed ({why})"), normal);
+                        }
+                        },
                         // The leg or the mixer stopped: the timeouts take it from here.
                         MediaIn::Mix(None) | MediaIn::Packet(None) => {}
                     }
@@ -340,14 +398,36 @@ enum MediaIn {
     Mix(Option<ListenerFrame>),
     /// A packet from the SIP side.
     Packet(Option<Inbound>),
+    /// A DTLS record the handshake wants sent.
+    DtlsOut(Vec<u8>),
+    /// The DTLS-SRTP handshake finished.
+    DtlsDone(Box<Result<(srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession), String>>),
 }
 
 async fn recv_media(media: &mut Option<Media>) -> MediaIn {
     match media {
-        Some(m) => tokio::select! {
-            f = m.mix.recv() => MediaIn::Mix(f),
-            p = m.inbound.recv() => MediaIn::Packet(p),
-        },
+        Some(m) => {
+            let (mix, inbound) = (&mut m.mix, &mut m.inbound);
+            let (records, done) = match m.dtls.as_mut() {
+                Some(DtlsState { from_handshake, done, ready: false, .. }) => (Some(from_handshake), Some(done)),
+                _ => (None, None),
+            };
+            let handshaking = records.is_some();
+            tokio::select! {
+                f = mix.recv() => MediaIn::Mix(f),
+                p = inbound.recv() => MediaIn::Packet(p),
+                r = async { records?.recv().await }, if handshaking => match r {
+                    Some(record) => MediaIn::DtlsOut(record),
+                    None => std::future::pending().await,
+                },
+                d = async {
+                    match done {
+                        Some(d) => d.await.unwrap_or_else(|_| Err("the handshake task ended".into())),
+                        None => std::future::pending().await,
+                    }
+                }, if handshaking => MediaIn::DtlsDone(Box::new(d)),
+            }
+        }
         None => std::future::pending().await,
     }
 }
@@ -368,6 +448,35 @@ fn start_media(
         leg.set_srtp(inbound, outbound);
     }
     let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
+    let dtls = match (&audio.dtls, &bridge.dtls_identity) {
+        (Some(agreed), Some(identity)) => {
+            let remote = audio.remote_rtp.ok_or("DTLS-SRTP without a remote media address")?;
+            let role = if agreed.local_setup == sdp_negotiation::Setup::Active {
+                srtp_transport::dtls::DtlsRole::Client
+            } else {
+                srtp_transport::dtls::DtlsRole::Server
+            };
+            let (to_handshake, incoming) = mpsc::channel(64);
+            let (outgoing, from_handshake) = mpsc::unbounded_channel();
+            let (done_tx, done) = tokio::sync::oneshot::channel();
+            let (identity, fingerprint) = (identity.clone(), agreed.remote_fingerprint.clone());
+            tokio::spawn(async move {
+                let suites = [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_32];
+                let params = srtp_transport::dtls::DtlsParams {
+                    role,
+                    remote_fingerprint: &fingerprint,
+                    suites: &suites,
+                    remote,
+                    timeout: Duration::from_secs(10),
+                };
+                let result = srtp_transport::dtls::handshake(&identity, params, incoming, outgoing).await;
+                let _ = done_tx.send(result.map_err(|e| e.to_string()));
+            });
+            Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None })
+        }
+        (Some(_), None) => return Err("DTLS-SRTP agreed but we have no certificate".into()),
+        _ => None,
+    };
     let (tx, mix) = mpsc::channel(8);
     let subset = spec.sip.streams.clone();
     bridge
@@ -414,6 +523,7 @@ fn start_media(
         answered: now,
         dtmf_out,
         dtmf_in,
+        dtls,
     })
 }
 

@@ -39,9 +39,25 @@ pub trait CallReporter: Send + Sync {
     fn report(&self, project: &ProjectId, order_key: &str, body: Value);
 }
 
+/// How a `secure: true` call protects its media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpOffer {
+    /// SRTP keys in the SDP (RFC 4568, `a=crypto`, RTP/SAVP): what most PBXs and carriers take.
+    /// The default.
+    #[default]
+    Sdes,
+    /// DTLS-SRTP (RFC 5763/5764, `a=fingerprint`, UDP/TLS/RTP/SAVP): keys never cross the
+    /// signalling.
+    Dtls,
+}
+
 /// How calls are placed.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
+    /// What a `secure: true` call offers, unless its project says otherwise.
+    pub srtp_offer: SrtpOffer,
+    /// Per project (API key or application ID): what its `secure: true` calls offer.
+    pub srtp_offer_by_project: HashMap<String, SrtpOffer>,
     /// The address written in our SDP (`c=`); the media socket's address when `None`.
     pub media_address: Option<IpAddr>,
     /// Audio codecs offered, in preference order.
@@ -57,6 +73,8 @@ pub struct BridgeConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig {
+            srtp_offer: SrtpOffer::Sdes,
+            srtp_offer_by_project: HashMap::new(),
             media_address: None,
             audio_codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
             no_rtp_timeout: Duration::from_secs(30),
@@ -87,6 +105,8 @@ pub(crate) struct DtmfReadiness {
 
 pub(crate) struct Inner {
     pub(crate) service: SessionService,
+    /// Our DTLS certificate (one for all calls; its fingerprint goes in DTLS-SRTP offers).
+    pub(crate) dtls_identity: Option<srtp_transport::dtls::DtlsIdentity>,
     pub(crate) sip: SipHandle,
     pub(crate) ports: PortAllocator,
     pub(crate) config: BridgeConfig,
@@ -172,8 +192,16 @@ impl Bridge {
         reporter: Arc<dyn CallReporter>,
     ) -> Bridge {
         let events = service.subscribe();
+        let dtls_identity = match srtp_transport::dtls::DtlsIdentity::generate() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(error = %e, "no DTLS certificate: secure calls will offer SDES only");
+                None
+            }
+        };
         let inner = Arc::new(Inner {
             service,
+            dtls_identity,
             sip,
             ports,
             config,
