@@ -603,3 +603,23 @@ async fn the_call_ends_with_its_session() {
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
     assert!(!g.service.is_live(&sid), "the session ended");
 }
+
+/// Hold and resume from the far end (sipp re-INVITEs; the scenario itself checks that `sendonly`
+/// is answered `recvonly` and `sendrecv` is answered `sendrecv`, failing the call otherwise):
+/// ON_HOLD then ACTIVE, and hold does not trip the media timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_from_the_far_end() {
+    // sipp sends no RTP at all: 1.2 s without RTP ends a call (704), unless on hold. Hold lasts
+    // 1.5 s, resume is followed by the BYE 0.5 s later: the call must end normally.
+    let config = BridgeConfig { no_rtp_timeout: Duration::from_millis(1200), ..BridgeConfig::default() };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/hold_resume.xml"), port);
+    let (status, _) = dial(&g, &sid, json!({"uri": format!("sip:hold@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    let states: Vec<&str> = events.iter().filter_map(|e| e.strip_prefix("callUpdated:")).collect();
+    assert_eq!(states, ["DIALING", "ACTIVE", "ON_HOLD", "ACTIVE", "HANGUP"], "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "a normal end, not 704: {events:?}");
+}

@@ -271,6 +271,13 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
                                     if hold != m.on_hold {
                                         m.on_hold = hold;
+                                        if !hold {
+                                            // The media timeouts count from the resume: time on
+                                            // hold is never inactivity.
+                                            let now = Instant::now();
+                                            m.answered = now;
+                                            m.last_rtp = m.last_rtp.map(|_| now);
+                                        }
                                         let state = if hold { "ON_HOLD" } else { "ACTIVE" };
                                         bridge.report(spec, "callUpdated", json!({"state": state}));
                                     }
