@@ -623,3 +623,28 @@ async fn hold_and_resume_from_the_far_end() {
     assert_eq!(states, ["DIALING", "ACTIVE", "ON_HOLD", "ACTIVE", "HANGUP"], "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "a normal end, not 704: {events:?}");
 }
+
+/// The other media timeouts: RTP that stops (706 Max Inactive) and a call that reaches its maximum
+/// duration (705).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_and_max_duration_end_calls_with_their_codes() {
+    let config = BridgeConfig { inactivity_timeout: Duration::from_secs(1), ..BridgeConfig::default() };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/rtp_then_quiet.xml"), port);
+    let (status, _) = dial(&g, &sid, json!({"uri": format!("sip:quiet@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:706"), "{events:?}");
+
+    let config = BridgeConfig { max_duration: Duration::from_millis(1500), ..BridgeConfig::default() };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("answer", port);
+    let (status, _) = dial(&g, &sid, json!({"uri": format!("sip:long@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200);
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:705"), "{events:?}");
+}
