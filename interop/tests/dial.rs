@@ -489,8 +489,7 @@ async fn dtmf_both_ways() {
 }
 
 /// `*6` from the SIP party (RFC 4733 events replayed by sipp) toggles its stream's mute, for a call
-/// dialled with `observeForceMute` only. The toggle back is not exercised end to end: sipp cannot
-/// replay a second, distinct `*` press (see the scenario).
+/// dialled with `observeForceMute` only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn star_six_toggles_the_mute_only_when_observed() {
     let mut g = gateway(BridgeConfig::default()).await;
@@ -647,4 +646,71 @@ async fn inactivity_and_max_duration_end_calls_with_their_codes() {
     assert_eq!(status, 200);
     let events = call_events(&mut g, Duration::from_secs(20)).await;
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:705"), "{events:?}");
+}
+
+/// A copy of one of sipp's RFC 4733 captures with the RTP sequence numbers and timestamps moved on,
+/// so that replaying it is a new key press rather than a retransmission of the first.
+fn shifted_capture(name: &str, dir: &Path, seq_shift: u16, ts_shift: u32) -> PathBuf {
+    let mut d = std::fs::read(format!("/usr/share/sip-tester/{name}")).expect("sipp capture (sip-tester)");
+    assert_eq!(&d[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    let mut off = 24;
+    while off + 16 <= d.len() {
+        let incl = u32::from_le_bytes([d[off + 8], d[off + 9], d[off + 10], d[off + 11]]) as usize;
+        // Ethernet (14) + IPv4 without options (20) + UDP (8), then RTP.
+        let rtp = off + 16 + 42;
+        if incl >= 54 && d[off + 16 + 14] == 0x45 {
+            let seq = u16::from_be_bytes([d[rtp + 2], d[rtp + 3]]).wrapping_add(seq_shift);
+            d[rtp + 2..rtp + 4].copy_from_slice(&seq.to_be_bytes());
+            let ts = u32::from_be_bytes([d[rtp + 4], d[rtp + 5], d[rtp + 6], d[rtp + 7]]).wrapping_add(ts_shift);
+            d[rtp + 4..rtp + 8].copy_from_slice(&ts.to_be_bytes());
+            // The UDP checksum no longer matches: zero means "none" over IPv4.
+            d[off + 16 + 40] = 0;
+            d[off + 16 + 41] = 0;
+        }
+        off += 16 + incl;
+    }
+    let path = dir.join(format!("shifted-{name}"));
+    std::fs::write(&path, d).expect("write capture");
+    path
+}
+
+/// `*6` twice: mute, then unmute (the second presses replayed from shifted copies of the captures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_six_twice_mutes_then_unmutes() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let dir = std::env::temp_dir().join(format!("star6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let star = shifted_capture("dtmf_2833_star.pcap", &dir, 1000, 80_000);
+    let six = shifted_capture("dtmf_2833_6.pcap", &dir, 1000, 80_000);
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/dtmf_star6.xml"))
+        .expect("scenario");
+    let second = format!(
+        "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n  <pause milliseconds=\"1500\"/>\n",
+        star.display(),
+        six.display()
+    );
+    let marker = "  <pause milliseconds=\"1500\"/>\n";
+    let at = base.find(marker).expect("pause after the first *6") + marker.len();
+    let scenario = dir.join("star6_twice.xml");
+    std::fs::write(&scenario, format!("{}{second}{}", &base[..at], &base[at..])).expect("scenario");
+    let port = free_port();
+    let _sipp = sipp_file(&scenario, port);
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:s6@127.0.0.1:{port}"), "observeForceMute": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let mut states = vec![false];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let Some(s) = g.service.stream(&sid, &stream) else { break };
+        if states.last() != Some(&s.audio_muted) {
+            states.push(s.audio_muted);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = call_events(&mut g, Duration::from_secs(10)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    assert_eq!(states, [false, true, false], "*6 muted, the second *6 unmuted");
+    let _ = std::fs::remove_dir_all(dir);
 }
