@@ -1,0 +1,1220 @@
+//! The configuration: a TOML file (`--config FILE` or `GATEWAY_CONFIG`), then `GATEWAY_*`
+//! environment variables, then command-line flags, each layer overriding the one before it.
+//!
+//! Every setting has one dotted name (`rest.listen`), which is its key in the file (`listen` in
+//! the `[rest]` table), its environment variable (`GATEWAY_REST_LISTEN`) and its flag
+//! (`--rest-listen`); [`KEYS`] lists them. Projects are the exception: they are `[[projects]]`
+//! tables in the file, plus at most one more from `GATEWAY_API_KEY`/`GATEWAY_API_SECRET` (or
+//! `GATEWAY_APPLICATION_ID`/`GATEWAY_PUBLIC_KEY_FILE`), never from flags (a flag shows in `ps`).
+//!
+//! A refused value is a [`ConfigError`] naming the setting and where it came from. Secrets (API
+//! secrets, callback signature secrets) never appear in an error or in the summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::SrtpOffer;
+use callbacks::ProjectCallbacks;
+use sdp_negotiation::Codec;
+use serde::Deserialize;
+use session::{ApiSecret, Project};
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "GATEWAY_CONFIG";
+
+/// The port the SIP UDP socket takes by default (an ephemeral one when it is taken).
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// One setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The dotted name: `table.key` in the file.
+    pub name: &'static str,
+    /// The default, as documented.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every setting, in the order the documentation lists them.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "demo",
+        default: "true without a file, else false",
+        help: "demo mode: a random demo project (printed), the demo page at /demo",
+    },
+    Key { name: "demo_callback_url", default: "none", help: "callback URL of the demo project" },
+    Key { name: "log.format", default: "text", help: "text or json (to stderr)" },
+    Key {
+        name: "log.level",
+        default: "info",
+        help: "a tracing filter: info, debug, bridge=debug,info ... (RUST_LOG when unset)",
+    },
+    Key {
+        name: "rest.listen",
+        default: "127.0.0.1:3000",
+        help: "REST API, signalling WebSocket, /health and /metrics",
+    },
+    Key { name: "rest.tls_cert", default: "none", help: "PEM certificate chain: serve HTTPS (needs rest.tls_key)" },
+    Key { name: "rest.tls_key", default: "none", help: "PEM private key of rest.tls_cert" },
+    Key { name: "sip.udp_bind", default: "127.0.0.1:5060 (an ephemeral port when taken)", help: "SIP UDP socket" },
+    Key { name: "sip.tcp_bind", default: "none", help: "SIP TCP listener (outbound TCP and TLS work without it)" },
+    Key {
+        name: "sip.tls_ca_file",
+        default: "none",
+        help: "PEM CA certificates trusted for transport=tls, besides the system roots",
+    },
+    Key {
+        name: "sip.public_ip",
+        default: "none",
+        help: "IP written in Via and Contact (the address the far end reaches)",
+    },
+    Key { name: "media.bind_ip", default: "127.0.0.1", help: "IP the RTP sockets bind" },
+    Key { name: "media.rtp_ports", default: "40000-49999", help: "RTP port range (RTP on even ports)" },
+    Key { name: "media.public_ip", default: "the bound IP", help: "IP written in the SDP (c=), behind NAT" },
+    Key {
+        name: "media.audio_codecs",
+        default: "opus,g722,pcmu,pcma",
+        help: "audio codecs offered, in preference order",
+    },
+    Key {
+        name: "media.srtp_offer",
+        default: "sdes",
+        help: "what secure: true calls offer: sdes (a=crypto keys) or dtls (DTLS-SRTP); per project too",
+    },
+    Key { name: "webrtc.bind", default: "rest.listen's IP, any port", help: "the one UDP socket of every WebRTC peer" },
+    Key {
+        name: "webrtc.public",
+        default: "none",
+        help: "addresses advertised as ICE candidates besides the bound one",
+    },
+    Key { name: "timeouts.no_rtp", default: "30s", help: "no RTP at all after the answer: callDestroyed 704" },
+    Key { name: "timeouts.inactivity", default: "5m", help: "no RTP for this long (outside hold): callDestroyed 706" },
+    Key { name: "timeouts.max_duration", default: "6h", help: "calls end at this age: callDestroyed 705" },
+    Key {
+        name: "timeouts.session_empty",
+        default: "60s",
+        help: "a session without clients ends (and its SIP calls) after this",
+    },
+    Key { name: "timeouts.shutdown_calls", default: "5s", help: "on shutdown, the wait for every call's BYE/CANCEL" },
+    Key {
+        name: "timeouts.shutdown_callbacks",
+        default: "5s",
+        help: "on shutdown, the wait for callbacks in flight (the rest stay on disk)",
+    },
+    Key {
+        name: "callbacks.store",
+        default: "gateway-callbacks.redb; demo: a file in the temp dir",
+        help: "the durable callback queue",
+    },
+    Key {
+        name: "callbacks.initial_backoff",
+        default: "500ms",
+        help: "wait after a callback's first failed attempt (doubling)",
+    },
+    Key { name: "callbacks.max_backoff", default: "60s", help: "the cap on that wait" },
+    Key { name: "callbacks.request_timeout", default: "10s", help: "one attempt's limit" },
+    Key {
+        name: "callbacks.max_attempts",
+        default: "none (retry until delivered)",
+        help: "give an event up (dead letter) after this many attempts",
+    },
+];
+
+/// The environment variables of the one project the environment may add.
+pub const PROJECT_ENV: &[&str] = &[
+    "GATEWAY_API_KEY",
+    "GATEWAY_API_SECRET",
+    "GATEWAY_APPLICATION_ID",
+    "GATEWAY_PUBLIC_KEY_FILE",
+    "GATEWAY_CALLBACK_URL",
+    "GATEWAY_CALLBACK_SECRET",
+];
+
+/// A setting's environment variable: `GATEWAY_` and the upper-cased name, `.` as `_`.
+pub fn env_name(key: &str) -> String {
+    format!("GATEWAY_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// A setting's flag: `--` and the name, `.` and `_` as `-`.
+pub fn flag_name(key: &str) -> String {
+    format!("--{}", key.replace(['.', '_'], "-"))
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+/// A refused configuration. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting (`rest.listen`, `projects[0].api_secret`), or `None` for the file as a whole.
+    pub key: Option<String>,
+    /// Where the value came from.
+    pub origin: Origin,
+    /// What is wrong (never the value of a secret).
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, origin: &Origin, message: impl Into<String>) -> ConfigError {
+        ConfigError { key: Some(key.into()), origin: origin.clone(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.key, &self.origin) {
+            (Some(k), Origin::File(p)) => write!(f, "{k} in {}: {}", p.display(), self.message),
+            (Some(k), Origin::Env(v)) => write!(f, "{k} (environment variable {v}): {}", self.message),
+            (Some(k), Origin::Flag(fl)) => write!(f, "{k} (flag {fl}): {}", self.message),
+            (Some(k), Origin::Default) => write!(f, "{k}: {}", self.message),
+            (None, Origin::File(p)) => write!(f, "{}: {}", p.display(), self.message),
+            (None, Origin::Env(v)) => write!(f, "environment variable {v}: {}", self.message),
+            (None, Origin::Flag(fl)) => write!(f, "flag {fl}: {}", self.message),
+            (None, Origin::Default) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A value as written, before it is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    /// A string (every environment variable and flag value is one).
+    Text(String),
+    /// A TOML integer.
+    Int(i64),
+    /// A TOML boolean.
+    Bool(bool),
+    /// A TOML array of strings (or a repeated flag).
+    List(Vec<String>),
+}
+
+/// The command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// Settings given as flags: (key, the flag as written, value).
+    pub flags: Vec<(&'static str, String, Raw)>,
+    /// `--check`: validate, print the summary, exit.
+    pub check: bool,
+    /// `--help`.
+    pub help: bool,
+    /// `--version`.
+    pub version: bool,
+}
+
+fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Parses the command line (without the program name). A usage error is a message (exit 2).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut out = Args::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value ({what})"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => out.help = true,
+            "-V" | "--version" => out.version = true,
+            "--check" => out.check = true,
+            "--config" | "-c" => out.config = Some(PathBuf::from(value("a TOML file")?)),
+            "--demo" => match inline.as_deref() {
+                None => out.flags.push(("demo", flag, Raw::Bool(true))),
+                Some(v) => out.flags.push(("demo", flag, Raw::Text(v.to_owned()))),
+            },
+            "--no-demo" => out.flags.push(("demo", flag, Raw::Bool(false))),
+            // The demo binary's original flags.
+            "--listen" => out.flags.push(("rest.listen", flag.clone(), Raw::Text(value("IP:PORT")?))),
+            "--rtc-listen" => out.flags.push(("webrtc.bind", flag.clone(), Raw::Text(value("IP:PORT")?))),
+            "--rtc-public" | "--webrtc-public" => {
+                let v = value("IP:PORT")?;
+                push_list(&mut out.flags, "webrtc.public", flag, v);
+            }
+            f if f.starts_with("--") => {
+                let Some(k) = KEYS.iter().find(|k| flag_name(k.name) == f) else {
+                    return Err(format!("unknown flag {f} (gateway --help lists them)"));
+                };
+                let v = value("see gateway --help")?;
+                out.flags.push((k.name, flag, Raw::Text(v)));
+            }
+            other => return Err(format!("unexpected argument {other:?} (gateway --help lists the flags)")),
+        }
+    }
+    Ok(out)
+}
+
+/// A repeated list flag appends to the list given by the earlier ones.
+fn push_list(flags: &mut Vec<(&'static str, String, Raw)>, key: &'static str, flag: String, value: String) {
+    if let Some((_, _, Raw::List(list))) = flags.iter_mut().find(|(k, _, r)| *k == key && matches!(r, Raw::List(_))) {
+        list.push(value);
+    } else {
+        flags.push((key, flag, Raw::List(vec![value])));
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configured project: credentials and where its callbacks go.
+#[derive(Debug, Clone)]
+pub struct ProjectSettings {
+    /// Its credentials.
+    pub project: Project,
+    /// Its callback target, if any.
+    pub callbacks: Option<ProjectCallbacks>,
+    /// What its `secure: true` calls offer, when it differs from `media.srtp_offer`.
+    pub srtp_offer: Option<SrtpOffer>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it was read from.
+    pub file: Option<PathBuf>,
+    /// Demo mode.
+    pub demo: bool,
+    /// The demo project's callback URL.
+    pub demo_callback_url: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter directive; `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
+    /// REST listen address.
+    pub rest_listen: SocketAddr,
+    /// HTTPS, when configured.
+    pub rest_tls: Option<Arc<rustls::ServerConfig>>,
+    /// SIP UDP socket.
+    pub sip_udp_bind: SocketAddr,
+    /// Whether `sip.udp_bind` was configured (no fallback to an ephemeral port then).
+    pub sip_udp_bind_explicit: bool,
+    /// SIP TCP listener.
+    pub sip_tcp_bind: Option<SocketAddr>,
+    /// Extra CA certificates for outbound TLS.
+    pub sip_tls_ca_file: Option<PathBuf>,
+    /// SIP public IP.
+    pub sip_public_ip: Option<IpAddr>,
+    /// RTP sockets' IP.
+    pub media_bind_ip: IpAddr,
+    /// RTP port range, inclusive.
+    pub media_rtp_ports: (u16, u16),
+    /// SDP `c=` address.
+    pub media_public_ip: Option<IpAddr>,
+    /// Audio codecs offered, in preference order.
+    pub audio_codecs: Vec<Codec>,
+    /// What `secure: true` calls offer, unless their project says otherwise.
+    pub srtp_offer: SrtpOffer,
+    /// The WebRTC UDP socket.
+    pub webrtc_bind: SocketAddr,
+    /// Advertised WebRTC addresses.
+    pub webrtc_public: Vec<SocketAddr>,
+    /// 704.
+    pub no_rtp_timeout: Duration,
+    /// 706.
+    pub inactivity_timeout: Duration,
+    /// 705.
+    pub max_duration: Duration,
+    /// Empty-session timeout.
+    pub session_empty_timeout: Duration,
+    /// Shutdown: calls.
+    pub shutdown_calls: Duration,
+    /// Shutdown: callbacks.
+    pub shutdown_callbacks: Duration,
+    /// Callback store; `None`: the mode's default.
+    pub callback_store: Option<PathBuf>,
+    /// Callback retry tuning.
+    pub callback_initial_backoff: Duration,
+    /// Callback retry tuning.
+    pub callback_max_backoff: Duration,
+    /// Callback attempt limit.
+    pub callback_request_timeout: Duration,
+    /// Dead-letter after this many attempts.
+    pub callback_max_attempts: Option<u32>,
+    /// The configured projects (the demo project is added at start-up).
+    pub projects: Vec<ProjectSettings>,
+    /// What was ignored (logged at start-up).
+    pub warnings: Vec<String>,
+}
+
+/// A project table of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectEntry {
+    api_key: Option<KeyText>,
+    api_secret: Option<String>,
+    application_id: Option<String>,
+    public_key_file: Option<PathBuf>,
+    callback_url: Option<String>,
+    callback_secret: Option<String>,
+    srtp_offer: Option<String>,
+}
+
+/// An API key written as a string or as a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeyText {
+    Text(String),
+    Number(u64),
+}
+
+impl KeyText {
+    fn text(&self) -> String {
+        match self {
+            KeyText::Text(s) => s.clone(),
+            KeyText::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// The values of every layer, the later layers already applied.
+struct Layers {
+    values: BTreeMap<&'static str, (Raw, Origin)>,
+}
+
+impl Layers {
+    fn origin(&self, key: &str) -> Origin {
+        self.values.get(key).map(|(_, o)| o.clone()).unwrap_or(Origin::Default)
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    fn get<T>(&self, key: &'static str, parse: impl Fn(&Raw) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some((raw, origin)) => parse(raw).map(Some).map_err(|m| ConfigError::new(key, origin, m)),
+        }
+    }
+
+    fn get_or<T>(
+        &self,
+        key: &'static str,
+        default: T,
+        parse: impl Fn(&Raw) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        Ok(self.get(key, parse)?.unwrap_or(default))
+    }
+}
+
+/// Reads the configuration: the file (from `args.config`, else `GATEWAY_CONFIG` in `env`), then
+/// the `GATEWAY_*` variables of `env`, then the flags.
+pub fn load(args: &Args, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    let file = args.config.clone().or_else(|| env.get(CONFIG_ENV).filter(|s| !s.is_empty()).map(PathBuf::from));
+    let mut layers = Layers { values: BTreeMap::new() };
+    let mut entries: Vec<(String, ProjectEntry, Origin)> = Vec::new();
+    if let Some(path) = &file {
+        read_file(path, &mut layers, &mut entries)?;
+    }
+    let mut env_project: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (name, value) in env.iter().filter(|(n, _)| n.starts_with("GATEWAY_")) {
+        if name == CONFIG_ENV {
+            continue;
+        }
+        if let Some(p) = PROJECT_ENV.iter().find(|p| **p == name) {
+            env_project.insert(p, value.clone());
+            continue;
+        }
+        let Some(k) = KEYS.iter().find(|k| env_name(k.name) == *name) else {
+            // A warning, not an error: orchestrators add variables of their own with this prefix
+            // (Kubernetes service links: `GATEWAY_PORT`, `GATEWAY_SERVICE_HOST` ...).
+            warnings
+                .push(format!("ignoring the environment variable {name}: not a setting (gateway --help lists them)"));
+            continue;
+        };
+        layers.values.insert(k.name, (Raw::Text(value.clone()), Origin::Env(name.clone())));
+    }
+    for (k, flag, raw) in &args.flags {
+        layers.values.insert(k, (raw.clone(), Origin::Flag(flag.clone())));
+    }
+    if !env_project.is_empty() {
+        entries.push(("environment project".into(), env_entry(&env_project), Origin::Env("GATEWAY_API_KEY".into())));
+    }
+    let mut settings = resolve(&layers, file, entries)?;
+    settings.warnings = warnings;
+    Ok(settings)
+}
+
+/// The project of the `GATEWAY_API_KEY`... variables.
+fn env_entry(env: &BTreeMap<&'static str, String>) -> ProjectEntry {
+    let get = |k: &str| env.get(k).cloned().filter(|v| !v.is_empty());
+    ProjectEntry {
+        api_key: get("GATEWAY_API_KEY").map(KeyText::Text),
+        api_secret: get("GATEWAY_API_SECRET"),
+        application_id: get("GATEWAY_APPLICATION_ID"),
+        public_key_file: get("GATEWAY_PUBLIC_KEY_FILE").map(PathBuf::from),
+        callback_url: get("GATEWAY_CALLBACK_URL"),
+        callback_secret: get("GATEWAY_CALLBACK_SECRET"),
+        srtp_offer: None,
+    }
+}
+
+fn read_file(
+    path: &Path,
+    layers: &mut Layers,
+    entries: &mut Vec<(String, ProjectEntry, Origin)>,
+) -> Result<(), ConfigError> {
+    let origin = Origin::File(path.to_path_buf());
+    let whole = |message: String| ConfigError { key: None, origin: origin.clone(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read the configuration file: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| whole(format!("not valid TOML: {e}")))?;
+    for (name, value) in table {
+        match value {
+            toml::Value::Array(items) if name == "projects" => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let label = format!("projects[{i}]");
+                    let entry: ProjectEntry = match item {
+                        toml::Value::Table(t) => {
+                            t.try_into().map_err(|e| ConfigError::new(&label, &origin, e.message()))?
+                        }
+                        _ => return Err(ConfigError::new(&label, &origin, "expected a table ([[projects]])")),
+                    };
+                    entries.push((label, entry, origin.clone()));
+                }
+            }
+            toml::Value::Table(section) if KEYS.iter().any(|k| k.name.starts_with(&format!("{name}."))) => {
+                for (sub, value) in section {
+                    let full = format!("{name}.{sub}");
+                    let k = key(&full).ok_or_else(|| unknown_key(&full, &origin))?;
+                    layers.values.insert(k.name, (raw_of(k.name, value, &origin)?, origin.clone()));
+                }
+            }
+            value => {
+                let k = key(&name).ok_or_else(|| unknown_key(&name, &origin))?;
+                layers.values.insert(k.name, (raw_of(k.name, value, &origin)?, origin.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unknown_key(name: &str, origin: &Origin) -> ConfigError {
+    let prefix = name.split('.').next().unwrap_or(name);
+    let known: Vec<&str> = KEYS.iter().map(|k| k.name).filter(|k| k.starts_with(prefix)).collect();
+    let hint = if known.is_empty() {
+        "the README's configuration reference lists the keys".to_owned()
+    } else {
+        format!("known here: {}", known.join(", "))
+    };
+    ConfigError::new(name, origin, format!("unknown key ({hint})"))
+}
+
+fn raw_of(name: &str, value: toml::Value, origin: &Origin) -> Result<Raw, ConfigError> {
+    match value {
+        toml::Value::String(s) => Ok(Raw::Text(s)),
+        toml::Value::Integer(i) => Ok(Raw::Int(i)),
+        toml::Value::Boolean(b) => Ok(Raw::Bool(b)),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s),
+                _ => Err(ConfigError::new(name, origin, "expected a list of strings")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Raw::List),
+        toml::Value::Table(_) => Err(ConfigError::new(name, origin, "expected a value, found a table")),
+        _ => Err(ConfigError::new(name, origin, "unsupported value type (use a string, an integer or a boolean)")),
+    }
+}
+
+fn resolve(
+    layers: &Layers,
+    file: Option<PathBuf>,
+    entries: Vec<(String, ProjectEntry, Origin)>,
+) -> Result<Settings, ConfigError> {
+    let demo = layers.get_or("demo", file.is_none(), parse_bool)?;
+    let demo_callback_url = layers.get("demo_callback_url", text)?;
+    if let Some(url) = &demo_callback_url {
+        check_url(url).map_err(|m| ConfigError::new("demo_callback_url", &layers.origin("demo_callback_url"), m))?;
+    }
+    let log_format = layers.get_or("log.format", LogFormat::Text, |r| match text(r)?.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format (text or json)")),
+    })?;
+    let log_level = layers.get("log.level", |r| {
+        let s = text(r)?;
+        tracing_subscriber::EnvFilter::try_new(&s).map_err(|e| format!("{s:?} is not a log filter: {e}"))?;
+        Ok(s)
+    })?;
+    let rest_listen = layers.get_or("rest.listen", SocketAddr::from((Ipv4Addr::LOCALHOST, 3000)), parse_addr)?;
+    let rest_tls = match (layers.get("rest.tls_cert", path)?, layers.get("rest.tls_key", path)?) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "rest.tls_key",
+                &layers.origin("rest.tls_cert"),
+                "missing: HTTPS needs rest.tls_cert and rest.tls_key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "rest.tls_cert",
+                &layers.origin("rest.tls_key"),
+                "missing: HTTPS needs rest.tls_cert and rest.tls_key",
+            ))
+        }
+        (Some(cert), Some(key)) => Some(server_tls(&cert, &key).map_err(|(which, m)| {
+            let k = if which == "cert" { "rest.tls_cert" } else { "rest.tls_key" };
+            ConfigError::new(k, &layers.origin(k), m)
+        })?),
+    };
+    let sip_udp_bind =
+        layers.get_or("sip.udp_bind", SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_SIP_PORT)), parse_addr)?;
+    let sip_tcp_bind = layers.get("sip.tcp_bind", parse_addr)?;
+    let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
+    let sip_public_ip = layers.get("sip.public_ip", parse_ip)?;
+    let media_bind_ip = layers.get_or("media.bind_ip", IpAddr::V4(Ipv4Addr::LOCALHOST), parse_ip)?;
+    let media_rtp_ports = layers.get_or("media.rtp_ports", (40000, 49999), parse_port_range)?;
+    let media_public_ip = layers.get("media.public_ip", parse_ip)?;
+    let audio_codecs =
+        layers.get_or("media.audio_codecs", vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], parse_codecs)?;
+    let srtp_offer = layers.get_or("media.srtp_offer", SrtpOffer::Sdes, |r| srtp(&text(r)?))?;
+    let webrtc_bind = layers.get_or("webrtc.bind", SocketAddr::new(rest_listen.ip(), 0), parse_addr)?;
+    let webrtc_public = layers.get_or("webrtc.public", Vec::new(), |r| list(r)?.iter().map(|s| addr(s)).collect())?;
+    let secs = Duration::from_secs;
+    let no_rtp_timeout = layers.get_or("timeouts.no_rtp", secs(30), parse_duration)?;
+    let inactivity_timeout = layers.get_or("timeouts.inactivity", secs(300), parse_duration)?;
+    let max_duration = layers.get_or("timeouts.max_duration", secs(6 * 3600), parse_duration)?;
+    let session_empty_timeout = layers.get_or("timeouts.session_empty", secs(60), parse_duration)?;
+    let shutdown_calls = layers.get_or("timeouts.shutdown_calls", secs(5), parse_duration)?;
+    let shutdown_callbacks = layers.get_or("timeouts.shutdown_callbacks", secs(5), parse_duration)?;
+    let callback_store = layers.get("callbacks.store", path)?;
+    let callback_initial_backoff =
+        layers.get_or("callbacks.initial_backoff", Duration::from_millis(500), parse_duration)?;
+    let callback_max_backoff = layers.get_or("callbacks.max_backoff", secs(60), parse_duration)?;
+    if callback_max_backoff < callback_initial_backoff {
+        let origin = layers.origin("callbacks.max_backoff");
+        return Err(ConfigError::new(
+            "callbacks.max_backoff",
+            &origin,
+            "must not be shorter than callbacks.initial_backoff",
+        ));
+    }
+    let callback_request_timeout = layers.get_or("callbacks.request_timeout", secs(10), parse_duration)?;
+    let callback_max_attempts = layers.get("callbacks.max_attempts", |r| {
+        let n = integer(r)?;
+        u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| format!("{n} is not a positive count"))
+    })?;
+    let mut projects: Vec<ProjectSettings> = Vec::new();
+    for (label, entry, origin) in entries {
+        let p = project(&label, entry, &origin)?;
+        match projects.iter().position(|q| q.project.id() == p.project.id()) {
+            // The environment's project replaces a file project with the same id.
+            Some(i) if matches!(origin, Origin::Env(_)) => projects[i] = p,
+            Some(_) => {
+                let m = format!("project {} is configured twice", p.project.id());
+                return Err(ConfigError::new(&label, &origin, m));
+            }
+            None => projects.push(p),
+        }
+    }
+    if projects.is_empty() && !demo {
+        let origin = file.clone().map(Origin::File).unwrap_or(Origin::Default);
+        return Err(ConfigError::new(
+            "projects",
+            &origin,
+            "no project configured: add a [[projects]] table (or set GATEWAY_API_KEY and GATEWAY_API_SECRET), or set demo = true",
+        ));
+    }
+    Ok(Settings {
+        file,
+        demo,
+        demo_callback_url,
+        log_format,
+        log_level,
+        rest_listen,
+        rest_tls,
+        sip_udp_bind,
+        sip_udp_bind_explicit: layers.is_set("sip.udp_bind"),
+        sip_tcp_bind,
+        sip_tls_ca_file,
+        sip_public_ip,
+        media_bind_ip,
+        media_rtp_ports,
+        media_public_ip,
+        audio_codecs,
+        srtp_offer,
+        webrtc_bind,
+        webrtc_public,
+        no_rtp_timeout,
+        inactivity_timeout,
+        max_duration,
+        session_empty_timeout,
+        shutdown_calls,
+        shutdown_callbacks,
+        callback_store,
+        callback_initial_backoff,
+        callback_max_backoff,
+        callback_request_timeout,
+        callback_max_attempts,
+        projects,
+        warnings: Vec::new(),
+    })
+}
+
+/// One project entry, checked. Errors name the field, never a secret's value.
+fn project(label: &str, e: ProjectEntry, origin: &Origin) -> Result<ProjectSettings, ConfigError> {
+    let env = matches!(origin, Origin::Env(_));
+    // For the environment's project, name the variable rather than a field of the file.
+    let err = |field: &str, env_var: &str, m: String| {
+        if env {
+            ConfigError { key: None, origin: Origin::Env(env_var.into()), message: m }
+        } else {
+            ConfigError::new(format!("{label}.{field}"), origin, m)
+        }
+    };
+    let project = match (&e.api_key, &e.application_id) {
+        (Some(key), None) => {
+            let key = key.text();
+            let secret = e.api_secret.as_deref().ok_or_else(|| {
+                err("api_secret", "GATEWAY_API_SECRET", "missing: a legacy project needs api_key and api_secret".into())
+            })?;
+            if e.public_key_file.is_some() {
+                return Err(err(
+                    "public_key_file",
+                    "GATEWAY_PUBLIC_KEY_FILE",
+                    "only for an application_id project".into(),
+                ));
+            }
+            let secret = ApiSecret::new(secret).map_err(|x| err("api_secret", "GATEWAY_API_SECRET", x.to_string()))?;
+            Project::legacy(&key, secret).map_err(|x| err("api_key", "GATEWAY_API_KEY", format!("{key:?}: {x}")))?
+        }
+        (None, Some(app)) => {
+            if e.api_secret.is_some() {
+                return Err(err("api_secret", "GATEWAY_API_SECRET", "only for an api_key project".into()));
+            }
+            let file = e.public_key_file.as_ref().ok_or_else(|| {
+                err(
+                    "public_key_file",
+                    "GATEWAY_PUBLIC_KEY_FILE",
+                    "missing: an application project needs application_id and public_key_file".into(),
+                )
+            })?;
+            let pem = std::fs::read_to_string(file).map_err(|x| {
+                err("public_key_file", "GATEWAY_PUBLIC_KEY_FILE", format!("cannot read {}: {x}", file.display()))
+            })?;
+            Project::application(app, &pem).map_err(|x| match x {
+                session::CredentialError::InvalidApplicationId => {
+                    err("application_id", "GATEWAY_APPLICATION_ID", format!("{app:?}: {x}"))
+                }
+                other => err("public_key_file", "GATEWAY_PUBLIC_KEY_FILE", format!("{}: {other}", file.display())),
+            })?
+        }
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "application_id",
+                "GATEWAY_APPLICATION_ID",
+                "give api_key or application_id, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(err(
+                "api_key",
+                "GATEWAY_API_KEY",
+                "missing: a project needs api_key (+ api_secret) or application_id (+ public_key_file)".into(),
+            ))
+        }
+    };
+    let callbacks = match (e.callback_url, e.callback_secret) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(err(
+                "callback_url",
+                "GATEWAY_CALLBACK_URL",
+                "missing: callback_secret is set but there is no callback_url".into(),
+            ))
+        }
+        (Some(url), secret) => {
+            check_url(&url).map_err(|m| err("callback_url", "GATEWAY_CALLBACK_URL", m))?;
+            if secret.as_deref() == Some("") {
+                return Err(err("callback_secret", "GATEWAY_CALLBACK_SECRET", "empty".into()));
+            }
+            Some(ProjectCallbacks { url, signature_secret: secret })
+        }
+    };
+    let srtp_offer = e.srtp_offer.as_deref().map(srtp).transpose().map_err(|m| err("srtp_offer", "", m))?;
+    Ok(ProjectSettings { project, callbacks, srtp_offer })
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url.trim().parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// The rustls configuration of the HTTPS front; errors say which file (`cert` or `key`).
+fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, (&'static str, String)> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ("cert", format!("cannot read a PEM certificate chain from {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(("cert", format!("no certificate in {}", cert.display())));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ("key", format!("cannot read a PEM private key from {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ("cert", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| ("key", format!("does not fit the certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn text(r: &Raw) -> Result<String, String> {
+    match r {
+        Raw::Text(s) => Ok(s.trim().to_owned()),
+        Raw::Int(i) => Ok(i.to_string()),
+        Raw::Bool(_) => Err("expected a string, found a boolean".into()),
+        Raw::List(_) => Err("expected a string, found a list".into()),
+    }
+}
+
+fn list(r: &Raw) -> Result<Vec<String>, String> {
+    match r {
+        Raw::List(items) => Ok(items.iter().map(|s| s.trim().to_owned()).collect()),
+        Raw::Text(s) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        _ => Err("expected a list (or a comma-separated string)".into()),
+    }
+}
+
+fn integer(r: &Raw) -> Result<i64, String> {
+    match r {
+        Raw::Int(i) => Ok(*i),
+        other => {
+            let s = text(other)?;
+            s.parse().map_err(|_| format!("{s:?} is not an integer"))
+        }
+    }
+}
+
+fn parse_bool(r: &Raw) -> Result<bool, String> {
+    match r {
+        Raw::Bool(b) => Ok(*b),
+        other => match text(other)?.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            s => Err(format!("{s:?} is not a boolean (true or false)")),
+        },
+    }
+}
+
+fn path(r: &Raw) -> Result<PathBuf, String> {
+    let s = text(r)?;
+    if s.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn readable_file(r: &Raw) -> Result<PathBuf, String> {
+    let p = path(r)?;
+    std::fs::File::open(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    Ok(p)
+}
+
+fn addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("{s:?} is not an address (expected IP:PORT, e.g. 127.0.0.1:3000 or [::1]:3000)"))
+}
+
+fn parse_addr(r: &Raw) -> Result<SocketAddr, String> {
+    addr(&text(r)?)
+}
+
+fn parse_ip(r: &Raw) -> Result<IpAddr, String> {
+    let s = text(r)?;
+    s.parse().map_err(|_| format!("{s:?} is not an IP address"))
+}
+
+/// `"40000-49999"`: at least one even RTP port with its odd neighbour.
+fn parse_port_range(r: &Raw) -> Result<(u16, u16), String> {
+    let s = text(r)?;
+    let bad = || format!("{s:?} is not a port range (expected FIRST-LAST, e.g. 40000-49999)");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let first: u16 = a.trim().parse().map_err(|_| bad())?;
+    let last: u16 = b.trim().parse().map_err(|_| bad())?;
+    if first == 0 || last < first.saturating_add(first % 2).saturating_add(1) {
+        return Err(format!("{s:?}: the range needs at least one even port and the port above it, and no port 0"));
+    }
+    Ok((first, last))
+}
+
+/// A duration: an integer of seconds, or a number with a unit: `500ms`, `30s`, `5m`, `6h`.
+pub fn parse_duration(r: &Raw) -> Result<Duration, String> {
+    let d = match r {
+        Raw::Int(i) => u64::try_from(*i).map(Duration::from_secs).map_err(|_| format!("{i} is negative"))?,
+        other => {
+            let s = text(other)?;
+            let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let bad = || format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 6h, or a number of seconds)");
+            let n: f64 = num.parse().map_err(|_| bad())?;
+            let scale = match unit.trim() {
+                "ms" => 0.001,
+                "" | "s" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            Duration::try_from_secs_f64(n * scale).map_err(|_| bad())?
+        }
+    };
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn srtp(s: &str) -> Result<SrtpOffer, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "sdes" => Ok(SrtpOffer::Sdes),
+        "dtls" => Ok(SrtpOffer::Dtls),
+        _ => Err(format!("{s:?} is not an SRTP offer (sdes or dtls)")),
+    }
+}
+
+fn parse_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
+    let mut out = Vec::new();
+    for name in list(r)? {
+        let c = match name.to_ascii_lowercase().as_str() {
+            "opus" => Codec::Opus,
+            "g722" => Codec::G722,
+            "pcmu" => Codec::Pcmu,
+            "pcma" => Codec::Pcma,
+            _ => return Err(format!("{name:?} is not an audio codec (opus, g722, pcmu, pcma)")),
+        };
+        if out.contains(&c) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        return Err("needs at least one codec".into());
+    }
+    Ok(out)
+}
+
+impl Settings {
+    /// The effective configuration as `key = value` lines, secrets left out (for `--check`).
+    pub fn summary(&self) -> String {
+        let d = |d: Duration| format!("{d:?}");
+        let opt = |o: Option<String>| o.unwrap_or_else(|| "none".into());
+        let mut lines = vec![
+            format!("file = {}", opt(self.file.as_ref().map(|p| p.display().to_string()))),
+            format!("demo = {}", self.demo),
+            format!("demo_callback_url = {}", opt(self.demo_callback_url.clone())),
+            format!("log.format = {:?}", self.log_format),
+            format!("log.level = {}", opt(self.log_level.clone())),
+            format!("rest.listen = {}", self.rest_listen),
+            format!("rest.tls = {}", if self.rest_tls.is_some() { "on" } else { "off" }),
+            format!("sip.udp_bind = {}", self.sip_udp_bind),
+            format!("sip.tcp_bind = {}", opt(self.sip_tcp_bind.map(|a| a.to_string()))),
+            format!("sip.tls_ca_file = {}", opt(self.sip_tls_ca_file.as_ref().map(|p| p.display().to_string()))),
+            format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
+            format!("media.bind_ip = {}", self.media_bind_ip),
+            format!("media.rtp_ports = {}-{}", self.media_rtp_ports.0, self.media_rtp_ports.1),
+            format!("media.public_ip = {}", opt(self.media_public_ip.map(|a| a.to_string()))),
+            format!("media.audio_codecs = {:?}", self.audio_codecs),
+            format!("media.srtp_offer = {:?}", self.srtp_offer),
+            format!("webrtc.bind = {}", self.webrtc_bind),
+            format!("webrtc.public = {:?}", self.webrtc_public),
+            format!("timeouts.no_rtp = {}", d(self.no_rtp_timeout)),
+            format!("timeouts.inactivity = {}", d(self.inactivity_timeout)),
+            format!("timeouts.max_duration = {}", d(self.max_duration)),
+            format!("timeouts.session_empty = {}", d(self.session_empty_timeout)),
+            format!("timeouts.shutdown_calls = {}", d(self.shutdown_calls)),
+            format!("timeouts.shutdown_callbacks = {}", d(self.shutdown_callbacks)),
+            format!("callbacks.store = {}", opt(self.callback_store.as_ref().map(|p| p.display().to_string()))),
+            format!("callbacks.initial_backoff = {}", d(self.callback_initial_backoff)),
+            format!("callbacks.max_backoff = {}", d(self.callback_max_backoff)),
+            format!("callbacks.request_timeout = {}", d(self.callback_request_timeout)),
+            format!("callbacks.max_attempts = {}", opt(self.callback_max_attempts.map(|n| n.to_string()))),
+        ];
+        for p in &self.projects {
+            let kind = if p.project.secret().is_some() { "api_key" } else { "application_id" };
+            let cb = match &p.callbacks {
+                Some(c) => format!("{}{}", c.url, if c.signature_secret.is_some() { " (signed)" } else { "" }),
+                None => "none".into(),
+            };
+            let srtp = p.srtp_offer.map(|o| format!(", srtp_offer = {o:?}")).unwrap_or_default();
+            lines.push(format!("project {kind} = {}, callback_url = {cb}{srtp}", p.project.id()));
+        }
+        lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn dir() -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("gateway-config-test-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    fn file(contents: &str) -> PathBuf {
+        let p = dir().join("gateway.toml");
+        std::fs::write(&p, contents).expect("write");
+        p
+    }
+
+    fn args(list: &[&str]) -> Args {
+        parse_args(list.iter().map(|s| s.to_string())).expect("args")
+    }
+
+    fn env(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn err(r: Result<Settings, ConfigError>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn no_file_no_flags_is_demo_mode_on_loopback() {
+        let s = load(&args(&[]), &env(&[])).expect("default");
+        assert!(s.demo);
+        assert!(s.projects.is_empty());
+        assert_eq!(s.rest_listen, "127.0.0.1:3000".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(s.sip_udp_bind, "127.0.0.1:5060".parse::<SocketAddr>().expect("addr"));
+        assert!(!s.sip_udp_bind_explicit);
+        assert_eq!(s.webrtc_bind, "127.0.0.1:0".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(s.media_bind_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(s.rest_tls.is_none());
+        // Today's flags keep working, and keep demo mode.
+        let s = load(
+            &args(&["--listen", "127.0.0.1:0", "--rtc-public", "10.0.0.1:5000", "--rtc-public", "10.0.0.2:5000"]),
+            &env(&[]),
+        )
+        .expect("flags");
+        assert!(s.demo);
+        assert_eq!(s.rest_listen.port(), 0);
+        assert_eq!(s.webrtc_public.len(), 2);
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let f = file(&format!(
+            "[rest]\nlisten = \"127.0.0.1:1000\"\n[sip]\nudp_bind = \"127.0.0.1:1001\"\npublic_ip = \"192.0.2.1\"\n\
+             [[projects]]\napi_key = 123456\napi_secret = \"{SECRET}\"\n"
+        ));
+        let e = env(&[("GATEWAY_REST_LISTEN", "127.0.0.1:2000"), ("GATEWAY_SIP_UDP_BIND", "127.0.0.1:2001")]);
+        let a = args(&["--config", f.to_str().expect("utf-8"), "--rest-listen", "127.0.0.1:3001"]);
+        let s = load(&a, &e).expect("valid");
+        assert_eq!(s.rest_listen.port(), 3001, "the flag wins");
+        assert_eq!(s.sip_udp_bind.port(), 2001, "the environment beats the file");
+        assert!(s.sip_udp_bind_explicit);
+        assert_eq!(s.sip_public_ip, Some("192.0.2.1".parse::<IpAddr>().expect("ip")), "the file beats the default");
+        assert!(!s.demo, "a file turns demo mode off by default");
+        assert_eq!(s.projects.len(), 1);
+        assert_eq!(s.projects[0].project.id().as_str(), "123456");
+        // GATEWAY_CONFIG names the file too.
+        let s = load(&args(&[]), &env(&[("GATEWAY_CONFIG", f.to_str().expect("utf-8"))])).expect("valid");
+        assert_eq!(s.rest_listen.port(), 1000);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_where_it_came_from() {
+        let f = file("demo = true\n[rest]\nlisten = \"nonsense\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.starts_with("rest.listen in ") && m.contains("gateway.toml") && m.contains("nonsense"), "{m}");
+        let m = err(load(&args(&[]), &env(&[("GATEWAY_MEDIA_RTP_PORTS", "5-4")])));
+        assert!(m.contains("media.rtp_ports") && m.contains("GATEWAY_MEDIA_RTP_PORTS"), "{m}");
+        let m = err(load(&args(&["--timeouts-no-rtp", "soon"]), &env(&[])));
+        assert!(m.contains("timeouts.no_rtp") && m.contains("--timeouts-no-rtp"), "{m}");
+        let f = file("[rest]\nlisen = \"127.0.0.1:1\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("rest.lisen") && m.contains("unknown key") && m.contains("rest.listen"), "{m}");
+        // An unknown GATEWAY_* variable is a warning (orchestrators set some), not an error.
+        let s = load(&args(&[]), &env(&[("GATEWAY_REST_LISTN", "x"), ("GATEWAY_PORT", "tcp://10.0.0.1:3000")]))
+            .expect("valid");
+        assert_eq!(s.warnings.len(), 2);
+        assert!(s.warnings[1].contains("GATEWAY_REST_LISTN"), "{:?}", s.warnings);
+        let f = file("[[projects]]\napi_key = \"123\"\napi_secert = \"x\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0]") && m.contains("api_secert"), "{m}");
+        let f = file("log = 3\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("log"), "{m}");
+        let f = file("[media]\naudio_codecs = [\"opus\", \"gsm\"]\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8"), "--demo"]), &env(&[])));
+        assert!(m.contains("media.audio_codecs") && m.contains("gsm"), "{m}");
+        let f = file("[rest]\ntls_cert = \"/nonexistent/cert.pem\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8"), "--demo"]), &env(&[])));
+        assert!(m.contains("rest.tls_key") && m.contains("missing"), "{m}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let bad_secret = "my-secret-key.pem";
+        let f = file(&format!("[[projects]]\napi_key = \"123456\"\napi_secret = \"{bad_secret}\"\ncallback_url = \"http://h/cb\"\ncallback_secret = \"cbsecret\"\n"));
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0].api_secret") && !m.contains(bad_secret), "{m}");
+        let m = err(load(&args(&[]), &env(&[("GATEWAY_API_KEY", "123456"), ("GATEWAY_API_SECRET", bad_secret)])));
+        assert!(m.contains("GATEWAY_API_SECRET") && !m.contains(bad_secret), "{m}");
+        let f = file(&format!("[[projects]]\napi_key = \"123456\"\napi_secret = \"{SECRET}\"\ncallback_url = \"http://h/cb\"\ncallback_secret = \"cbsecret\"\n"));
+        let s = load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])).expect("valid");
+        let shown = format!("{}\n{s:?}", s.summary());
+        assert!(!shown.contains(SECRET) && !shown.contains("cbsecret"), "{shown}");
+        assert!(shown.contains("(signed)"));
+    }
+
+    #[test]
+    fn projects_from_the_environment_and_their_checks() {
+        let e = env(&[
+            ("GATEWAY_API_KEY", "777"),
+            ("GATEWAY_API_SECRET", SECRET),
+            ("GATEWAY_CALLBACK_URL", "https://example.com/cb"),
+        ]);
+        let s = load(&args(&[]), &e).expect("valid");
+        assert_eq!(s.projects.len(), 1);
+        assert_eq!(s.projects[0].callbacks.as_ref().map(|c| c.url.as_str()), Some("https://example.com/cb"));
+        let m = err(load(&args(&["--no-demo"]), &env(&[])));
+        assert!(m.contains("projects") && m.contains("no project"), "{m}");
+        let m = err(load(
+            &args(&[]),
+            &env(&[("GATEWAY_API_KEY", "777"), ("GATEWAY_API_SECRET", SECRET), ("GATEWAY_CALLBACK_URL", "ftp://x")]),
+        ));
+        assert!(m.contains("GATEWAY_CALLBACK_URL"), "{m}");
+        let f = file(&format!("[[projects]]\napi_key = \"1\"\napi_secret = \"{SECRET}\"\n[[projects]]\napi_key = \"1\"\napi_secret = \"{SECRET}\"\n"));
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[1]") && m.contains("twice"), "{m}");
+        let f = file("[[projects]]\napplication_id = \"9f2b4c1e-0a1b-4c2d-8e3f-123456789abc\"\npublic_key_file = \"/nonexistent.pem\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0].public_key_file"), "{m}");
+    }
+
+    #[test]
+    fn values_parse() {
+        let d = |s: &str| parse_duration(&Raw::Text(s.into()));
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(d("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(d("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(d("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(&Raw::Int(7)), Ok(Duration::from_secs(7)));
+        assert!(d("0s").is_err() && d("soon").is_err() && d("5 parsecs").is_err());
+        assert!(parse_duration(&Raw::Int(-1)).is_err());
+        assert_eq!(parse_port_range(&Raw::Text("40000-40999".into())), Ok((40000, 40999)));
+        assert!(parse_port_range(&Raw::Text("40001-40002".into())).is_err(), "no even port with a neighbour");
+        assert!(parse_port_range(&Raw::Text("0-10".into())).is_err());
+        assert_eq!(parse_codecs(&Raw::Text("PCMA, opus".into())), Ok(vec![Codec::Pcma, Codec::Opus]));
+        assert!(parse_codecs(&Raw::List(vec![])).is_err());
+        assert_eq!(parse_bool(&Raw::Text("off".into())), Ok(false));
+        assert!(
+            check_url("http://127.0.0.1:9/cb").is_ok() && check_url("/cb").is_err() && check_url("ws://h/").is_err()
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse_args(["--bogus".to_string()]).is_err());
+        assert!(parse_args(["--rest-listen".to_string()]).is_err());
+        assert!(parse_args(["stray".to_string()]).is_err());
+        let a = args(&["--demo=false", "--config=x.toml", "--log-format", "json"]);
+        assert_eq!(a.config, Some(PathBuf::from("x.toml")));
+        assert_eq!(a.flags.len(), 2);
+    }
+
+    #[test]
+    fn srtp_offer_globally_and_per_project() {
+        let f = file(&format!(
+            "[media]\nsrtp_offer = \"dtls\"\n[[projects]]\napi_key = \"1\"\napi_secret = \"{SECRET}\"\nsrtp_offer = \"sdes\"\n\
+             [[projects]]\napi_key = \"2\"\napi_secret = \"{SECRET}\"\n"
+        ));
+        let s = load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])).expect("valid");
+        assert_eq!(s.srtp_offer, SrtpOffer::Dtls);
+        assert_eq!(s.projects[0].srtp_offer, Some(SrtpOffer::Sdes));
+        assert_eq!(s.projects[1].srtp_offer, None);
+        let f = file(&format!("[[projects]]\napi_key = \"1\"\napi_secret = \"{SECRET}\"\nsrtp_offer = \"zrtp\"\n"));
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0].srtp_offer") && m.contains("zrtp"), "{m}");
+    }
+
+    #[test]
+    fn the_sample_file_is_valid_and_shows_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+        let s = load(&args(&["--config", path.to_str().expect("utf-8")]), &env(&[])).expect("the sample loads");
+        assert!(!s.demo);
+        assert_eq!(s.projects.len(), 1);
+        assert_eq!(s.media_rtp_ports, (40000, 49999));
+        let text = std::fs::read_to_string(&path).expect("read");
+        for k in KEYS {
+            let (table, name) = k.name.split_once('.').unwrap_or(("", k.name));
+            let in_table = table.is_empty() || text.contains(&format!("[{table}]"));
+            let shown = text.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{name} = ")));
+            assert!(in_table && shown, "{} is missing from gateway.example.toml", k.name);
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+        let text = std::fs::read_to_string(&path).expect("read the README");
+        for k in KEYS {
+            let row = format!("| `{}` | `{}`", k.name, env_name(k.name));
+            assert!(text.contains(&row), "the README's configuration table lacks {}", k.name);
+        }
+        for v in PROJECT_ENV {
+            assert!(text.contains(v), "the README does not mention {v}");
+        }
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable_and_a_flag() {
+        for k in KEYS {
+            assert!(env_name(k.name).starts_with("GATEWAY_"), "{}", k.name);
+            assert!(!flag_name(k.name).contains(['.', '_']), "{}", k.name);
+        }
+        assert_eq!(env_name("sip.udp_bind"), "GATEWAY_SIP_UDP_BIND");
+        assert_eq!(flag_name("sip.udp_bind"), "--sip-udp-bind");
+    }
+}
