@@ -375,7 +375,9 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
     let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
     let mut heard = Vec::new();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
+    // Three seconds of it, waiting up to 15 s for the first (a DTLS-SRTP handshake on a loaded
+    // machine can take a few seconds before any media flows).
+    while heard.len() < 3 * 48_000 && start.elapsed() < Duration::from_secs(15) {
         if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), tap.recv()).await {
             let mut pcm = Vec::new();
             if dec.decode(&f.data, &mut pcm).is_ok() {
