@@ -79,6 +79,65 @@ pub fn read_wav(path: &Path) -> Option<(u32, Vec<i16>)> {
     None
 }
 
+/// A TLS front for a TCP far end: a test CA, a certificate for 127.0.0.1 / localhost signed by it,
+/// and socat terminating TLS on `tls_port` and forwarding to `tcp_port`.
+pub struct TlsFront {
+    /// The CA to trust (PEM).
+    pub ca: PathBuf,
+    socat: Child,
+}
+
+impl TlsFront {
+    /// Starts the front; its files go in `dir`.
+    pub fn start(dir: &Path, tls_port: u16, tcp_port: u16) -> TlsFront {
+        require("socat", "socat");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sip-interconnect interop CA");
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let mut leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf");
+        leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("sign");
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).expect("write ca");
+        let server_pem = dir.join("server.pem");
+        std::fs::write(&server_pem, format!("{}{}", leaf_key.serialize_pem(), leaf.pem())).expect("write leaf");
+        let socat = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},verify=0",
+                server_pem.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{tcp_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn socat");
+        // Wait for the listening socket (in /proc, so as not to use up a connection).
+        for _ in 0..100 {
+            let listening = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.get(1).is_some_and(|a| a.ends_with(&format!(":{tls_port:04X}"))) && cols.get(3) == Some(&"0A")
+            });
+            if listening {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        TlsFront { ca: ca_path, socat }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}
+
 /// Whether a program is installed; panics naming the Debian package otherwise.
 pub fn require(tool: &str, package: &str) {
     let ok = Command::new("sh")

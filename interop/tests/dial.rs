@@ -42,10 +42,14 @@ async fn gateway(config: BridgeConfig) -> Gateway {
 }
 
 async fn gateway_with(config: BridgeConfig, service_config: ServiceConfig) -> Gateway {
+    gateway_sip(config, service_config, DriverConfig::default()).await
+}
+
+async fn gateway_sip(config: BridgeConfig, service_config: ServiceConfig, sip_config: DriverConfig) -> Gateway {
     let mut projects = Projects::new();
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
     let service = SessionService::start(service_config, projects).await.expect("service");
-    let sip = driver::start(DriverConfig::default()).await.expect("sip");
+    let sip = driver::start(sip_config).await.expect("sip");
     let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), 42000, 43999).expect("ports");
     let (tx, calls) = mpsc::unbounded_channel();
     let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx)));
@@ -394,7 +398,12 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
     // The session heard baresip's 440 Hz (skip the first half second of start-up).
     let tail = &heard[heard.len().min(24_000)..];
     let ratio = tone_ratio(tail, 440.0, 48_000.0);
-    assert!(tail.len() > 48_000, "at least a second of SIP audio reached the session ({} samples)", tail.len());
+    assert!(
+        tail.len() > 48_000,
+        "at least a second of SIP audio reached the session ({} samples); baresip:\n{}",
+        tail.len(),
+        bs.log()
+    );
     assert!(ratio > 0.5, "the SIP stream carries 440 Hz (ratio {ratio:.3})");
     let negotiated = format!("Set audio encoder: {codec}");
     assert!(bs.log().contains(&negotiated), "baresip used {codec}:\n{}", bs.log());
@@ -715,4 +724,55 @@ async fn star_six_twice_mutes_then_unmutes() {
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
     assert_eq!(states, [false, true, false], "*6 muted, the second *6 unmuted");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `transport=tls` signalling with certificate verification: with the test CA trusted the call
+/// goes through; trusting only the system roots, the far end's certificate is refused and the
+/// call fails (503) without a single message in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_signalling_verifies_the_far_end_certificate() {
+    let dir = std::env::temp_dir().join(format!("dial-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for trusted in [true, false] {
+        let (tls_port, tcp_port) = (free_port(), free_port());
+        let front = interop_tests::TlsFront::start(&dir, tls_port, tcp_port);
+        let mut sip_config = DriverConfig::default();
+        if trusted {
+            sip_config.tls.ca_file = Some(front.ca.clone());
+            sip_config.tls.only_ca_file = true;
+        }
+        let mut g = gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip_config).await;
+        let sid = routed(&g);
+        let _sipp = sipp_tcp("remote_bye", tcp_port);
+        let uri = format!("sip:tls@127.0.0.1:{tls_port};transport=tls");
+        let (status, answer) = dial(&g, &sid, json!({"uri": uri})).await;
+        assert_eq!(status, 200, "{answer}");
+        let events = call_events(&mut g, Duration::from_secs(30)).await;
+        if trusted {
+            assert!(events.iter().any(|e| e == "callUpdated:ACTIVE"), "{events:?}");
+            assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        } else {
+            assert!(!events.iter().any(|e| e == "callUpdated:ACTIVE"), "an untrusted certificate: {events:?}");
+            assert_eq!(events.last().map(String::as_str), Some("callDestroyed:503"), "{events:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn sipp_tcp(name: &str, port: u16) -> Sipp {
+    require("sipp", "sip-tester");
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(["-t", "t1", "-mi", "127.0.0.1"])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-timeout", "25s", "-nostdin"])
+        .args(["-mp", &free_port().to_string()])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp");
+    std::thread::sleep(Duration::from_millis(300));
+    Sipp(child)
 }

@@ -213,13 +213,18 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
                     }
                     None
                 }
-                r = rtp.recv_from(&mut buf) => r.ok().map(|(n, from)| (buf[..n].to_vec(), from)),
-                r = rtcp_recv => r.ok().map(|(n, from)| (buf2[..n].to_vec(), from)),
+                r = rtp.recv_from(&mut buf) => r.ok().map(|(n, from)| (buf[..n].to_vec(), from, false)),
+                r = rtcp_recv => r.ok().map(|(n, from)| (buf2[..n].to_vec(), from, true)),
             };
-            if let Some((data, from)) = received {
+            if let Some((data, from, on_rtcp_port)) = received {
                 let out = match leg.handle_datagram(Instant::now(), from, data) {
                     Ok(Received::Rtp(p)) => Some(Inbound::Rtp(p)),
                     Ok(Received::Rtcp(p)) => Some(Inbound::Rtcp(p)),
+                    // One DTLS association, with the peer's RTP address: a peer that starts a
+                    // second one for RTCP (RFC 5764 without rtcp-mux; baresip aims it at our RTP
+                    // port when we offered rtcp-mux) is left unanswered, so its records never mix
+                    // into the handshake of the first (docs/interop.md).
+                    Ok(Received::Dtls(_)) if on_rtcp_port || leg.rtp_destination().is_some_and(|d| d != from) => None,
                     Ok(Received::Dtls(p)) => Some(Inbound::Dtls(p)),
                     _ => None,
                 };
