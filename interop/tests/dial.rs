@@ -2,6 +2,9 @@
 //! call with our SIP stack, real far ends (sipp scenarios, baresip with audio), the session's
 //! connection and stream, and the call events in order.
 
+#[path = "../../crates/rest-api/tests/peer/mod.rs"]
+mod peer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -775,4 +778,124 @@ fn sipp_tcp(name: &str, port: u16) -> Sipp {
         .expect("spawn sipp");
     std::thread::sleep(Duration::from_millis(300));
     Sipp(child)
+}
+
+/// The whole path with a real WebRTC participant: a str0m peer joins the session over the
+/// signalling WebSocket and publishes a 1000 Hz tone in Opus (DTLS-SRTP, through the router); the
+/// gateway dials baresip (440 Hz, PCMU); baresip hears 1000 Hz, and a second str0m peer that
+/// subscribes to the SIP stream decodes 440 Hz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webrtc_participant_and_the_sip_party_hear_each_other() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let mut signal = peer::Signal::connect(g.port).await;
+    let joined = signal.request(json!({"type": "join", "sessionId": sid.as_str(), "token": client_token(&sid)})).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    let mut enc = media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
+    let tone = move |n: u32| {
+        let pcm = sine(1000.0, 48_000.0, n as usize * 960, 960, 8000.0);
+        let mut out = Vec::new();
+        enc.encode(&pcm, &mut out).expect("encode");
+        out
+    };
+    let offer = peer::Offer::new(peer::Mode::Publish, true, false).await.with_audio_source(Box::new(tone));
+    let reply = signal.request(json!({"type": "publish", "sdp": offer.sdp, "name": "browser"})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let publisher = offer.answer(reply["sdp"].as_str().expect("answer"));
+    assert!(publisher.wait(Duration::from_secs(10), |l| l.connected).await, "publisher connected");
+
+    let port = free_port();
+    let bs = Baresip::start("dial-webrtc", port, "", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let sip_stream = answer["streamId"].as_str().expect("stream").to_owned();
+    let offer = peer::Offer::new(peer::Mode::Subscribe, true, false).await;
+    let reply = signal.request(json!({"type": "subscribe", "streamId": sip_stream, "sdp": offer.sdp})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let listener = offer.answer(reply["sdp"].as_str().expect("answer"));
+    assert!(
+        listener.wait(Duration::from_secs(15), |l| l.audio_frames.len() >= 150).await,
+        "the SIP stream reached the subscriber"
+    );
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    // The subscriber decodes baresip's 440 Hz (after the first half second).
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut heard = Vec::new();
+    listener.with(|l| {
+        for f in l.audio_frames.iter().skip(25) {
+            let _ = dec.decode(f, &mut heard);
+        }
+    });
+    let ratio = tone_ratio(&heard, 440.0, 48_000.0);
+    assert!(ratio > 0.5, "the WebRTC subscriber hears the SIP party's 440 Hz (ratio {ratio:.3})");
+    // baresip heard the WebRTC participant's 1000 Hz.
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let tail = &samples[samples.len().min(rate as usize / 2)..];
+    let ratio = tone_ratio(tail, 1000.0, f64::from(rate));
+    assert!(ratio > 0.5, "baresip hears the WebRTC participant's 1000 Hz (ratio {ratio:.3})");
+    publisher.stop().await;
+    listener.stop().await;
+}
+
+/// A synthetic publisher in the session: Opus frames of a `freq` tone every 20 ms.
+fn tone_publisher(service: &SessionService, sid: &SessionId, id: &str, freq: f64) -> tokio::task::JoinHandle<()> {
+    let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
+    let stream = StreamId::from_wire(id);
+    let spec = StreamSpec { name: id.into(), has_audio: true, has_video: false, video_type: None };
+    service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let service = service.clone();
+    tokio::spawn(async move {
+        let mut enc =
+            media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..1000u64 {
+            tick.tick().await;
+            let pcm = sine(freq, 48_000.0, n as usize * 960, 960, 6000.0);
+            let mut out = Vec::new();
+            enc.encode(&pcm, &mut out).expect("encode");
+            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
+            let _ = service.write_frame(&stream, frame);
+        }
+    })
+}
+
+/// `streams` limits what the SIP party hears: of two publishers (1000 Hz and 2000 Hz), the call
+/// that names only the second hears only 2000 Hz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_list_limits_what_the_sip_party_hears() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let low = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let high = tone_publisher(&g.service, &sid, "tone-2000", 2000.0);
+    let port = free_port();
+    let bs = Baresip::start("dial-streams", port, "", 440);
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "streams": ["tone-2000"]})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    low.abort();
+    high.abort();
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let tail = &samples[samples.len().min(rate as usize / 2)..];
+    let named = tone_ratio(tail, 2000.0, f64::from(rate));
+    let other = tone_ratio(tail, 1000.0, f64::from(rate));
+    assert!(named > 0.5, "the named stream is heard (2000 Hz ratio {named:.3})");
+    assert!(other < 0.05, "the other is not (1000 Hz ratio {other:.3})");
 }

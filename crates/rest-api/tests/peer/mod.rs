@@ -131,9 +131,20 @@ pub struct Offer {
     mode: Mode,
     lines: Vec<(Mid, MediaKind)>,
     codec: Codec,
+    audio_source: Option<AudioSource>,
 }
 
+/// Makes the publisher's audio frame number `n` (real Opus, for instance); without one, numbered
+/// test frames are sent.
+pub type AudioSource = Box<dyn FnMut(u32) -> Vec<u8> + Send>;
+
 impl Offer {
+    /// Sends audio frames made by `source` instead of numbered test frames.
+    pub fn with_audio_source(mut self, source: AudioSource) -> Offer {
+        self.audio_source = Some(source);
+        self
+    }
+
     /// Offers one line per kind, sending (publish) or receiving (subscribe).
     pub async fn new(mode: Mode, audio: bool, video: bool) -> Offer {
         Offer::with_video_codec(mode, audio, video, Codec::Vp8).await
@@ -156,7 +167,7 @@ impl Offer {
             lines.push((api.add_media(MediaKind::Video, dir, None, None, None), MediaKind::Video));
         }
         let (offer, pending) = api.apply().expect("changes");
-        Offer { rtc, pending, socket, sdp: offer.to_sdp_string(), mode, lines, codec }
+        Offer { rtc, pending, socket, sdp: offer.to_sdp_string(), mode, lines, codec, audio_source: None }
     }
 
     /// Applies the gateway's answer and starts driving the peer.
@@ -165,7 +176,9 @@ impl Offer {
         self.rtc.sdp_api().accept_answer(self.pending, answer).expect("answer accepted");
         let log = Arc::new(Mutex::new(PeerLog::default()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(self.rtc, self.socket, self.mode, self.lines, self.codec, log.clone(), rx));
+        let setup =
+            Setup { mode: self.mode, lines: self.lines, video_codec: self.codec, audio_source: self.audio_source };
+        let task = tokio::spawn(drive(self.rtc, self.socket, setup, log.clone(), rx));
         Peer { log, commands: tx, task }
     }
 }
@@ -235,15 +248,22 @@ pub fn frame_number(f: &[u8]) -> u32 {
     }
 }
 
+/// What a peer sends and on which lines.
+struct Setup {
+    mode: Mode,
+    lines: Vec<(Mid, MediaKind)>,
+    video_codec: Codec,
+    audio_source: Option<AudioSource>,
+}
+
 async fn drive(
     mut rtc: Rtc,
     socket: UdpSocket,
-    mode: Mode,
-    mut lines: Vec<(Mid, MediaKind)>,
-    video_codec: Codec,
+    setup: Setup,
     log: Arc<Mutex<PeerLog>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let Setup { mode, mut lines, video_codec, mut audio_source } = setup;
     let local: SocketAddr = socket.local_addr().expect("addr");
     let mut buf = vec![0u8; 2048];
     let start = Instant::now();
@@ -301,7 +321,11 @@ async fn drive(
                 let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
                     continue;
                 };
-                let data = if codec == Codec::H264 { h264_frame(*n, len) } else { frame(tag, *n, len) };
+                let data = match (&mut audio_source, kind) {
+                    (Some(source), MediaKind::Audio) => source(*n),
+                    _ if codec == Codec::H264 => h264_frame(*n, len),
+                    _ => frame(tag, *n, len),
+                };
                 let clock = if kind == MediaKind::Audio { 48 } else { 90 };
                 let time = MediaTime::new(
                     u64::from(*n) * step * clock,
