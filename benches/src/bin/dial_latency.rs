@@ -7,7 +7,7 @@
 //! from the gateway's own packets, symmetric RTP) is timed until it comes out of a tap on the SIP
 //! stream in the session; this includes the jitter buffer's playout delay.
 //!
-//! usage: dial_latency [SECONDS]   (needs sipp)
+//! usage: `dial_latency [SECONDS]` (needs sipp)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

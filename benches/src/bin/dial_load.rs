@@ -4,7 +4,7 @@
 //! per call in steady state, and whether the audio is clean: the echo of what each sampled call
 //! sent comes back into its session byte-exact and on time.
 //!
-//! usage: dial_load [CALLS] [SECONDS] [opus|pcmu]    (needs sipp; release build:
+//! usage: `dial_load [CALLS] [SECONDS] [opus|pcmu]` (needs sipp; release build:
 //!        cargo run --release -p benches --bin dial_load -- 1000 20 opus)
 
 use std::sync::Arc;

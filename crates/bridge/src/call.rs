@@ -101,6 +101,9 @@ struct Media {
     last_rtp: Option<Instant>,
     answered: Instant,
     on_hold: bool,
+    /// The last RTP timestamp of Opus forwarded from the SIP side (its clock, extended into
+    /// `publish_time`).
+    last_opus_ts: Option<u32>,
     /// DTLS-SRTP: records to the handshake until it completes, and the association kept alive.
     dtls: Option<DtlsState>,
     /// RFC 4733 towards the SIP party (when telephone-event was agreed).
@@ -223,6 +226,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
                         match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
                             Ok(m) => {
+                                if m.agreement.codec == sdp_negotiation::Codec::Opus {
+                                    // No playout clock for Opus (forwarded as it arrives): the
+                                    // tick only checks timeouts and DTMF, ten times a second.
+                                    tick = tokio::time::interval(Duration::from_millis(100));
+                                }
                                 if let Ok(mut d) = spec.dtmf.lock() {
                                     *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
                                 }
@@ -528,6 +536,7 @@ fn start_media(
         first_rtp: None,
         last_rtp: None,
         answered: now,
+        last_opus_ts: None,
         dtmf_out,
         dtmf_in,
         dtls,
@@ -595,7 +604,30 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
         return;
     }
     if pt == m.agreement.payload_type || m.agreement.codecs.iter().any(|(c, t)| *t == pt && *c == m.agreement.codec) {
-        m.jitter.push(now, p.seq(), p.timestamp(), p.payload().to_vec());
+        if m.agreement.codec == sdp_negotiation::Codec::Opus {
+            // Opus from the SIP side enters the session as it is, when it arrives: the router
+            // forwards it to subscribers, whose own jitter buffers play it out; no playout clock
+            // here. A muted call's packets are simply not sent (subscribers conceal, as after DTX).
+            let muted = spec.sip.observe_force_mute
+                && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
+            let delta = m.last_opus_ts.map_or(0, |last| u64::from(p.timestamp().wrapping_sub(last)));
+            // A backwards or huge step (reordering, a new source) keeps the clock where it is.
+            if delta < 48_000 * 60 {
+                m.publish_time += delta;
+            }
+            m.last_opus_ts = Some(p.timestamp());
+            if !muted {
+                let frame = MediaFrame {
+                    codec: FrameCodec::Opus,
+                    rtp_time: m.publish_time,
+                    data: p.payload().to_vec().into(),
+                    contiguous: true,
+                };
+                let _ = bridge.service.write_frame(&spec.stream, frame);
+            }
+        } else {
+            m.jitter.push(now, p.seq(), p.timestamp(), p.payload().to_vec());
+        }
     }
 }
 
@@ -639,6 +671,10 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
         receiver.handle_timeout(Instant::now());
     }
     report_digits(bridge, spec, m, Instant::now());
+    if m.agreement.codec == sdp_negotiation::Codec::Opus {
+        // Forwarded as it arrives (see `receive`).
+        return;
+    }
     let payload = match m.jitter.pop(Instant::now()) {
         Pop::Frame(p) => Some(p),
         Pop::Lost => None,
@@ -646,17 +682,7 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     };
     let muted = spec.sip.observe_force_mute
         && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
-    if m.agreement.codec == sdp_negotiation::Codec::Opus {
-        // Opus from the SIP side enters the session as it is; a lost or muted frame is simply
-        // not sent (subscribers conceal it, as after DTX).
-        if let (Some(p), false) = (payload, muted) {
-            let frame =
-                MediaFrame { codec: FrameCodec::Opus, rtp_time: m.publish_time, data: p.into(), contiguous: true };
-            let _ = bridge.service.write_frame(&spec.stream, frame);
-        }
-        m.publish_time += 960;
-        return;
-    }
+
     let mut pcm = Vec::with_capacity(crate::codec::FRAME_48K);
     m.codec.decode(payload.as_deref(), &mut pcm);
     if muted {
