@@ -502,6 +502,27 @@ async fn dtmf_both_ways() {
     assert_eq!(received, "1590#", "baresip received the digits as RFC 4733 events:\n{log}");
 }
 
+/// Dials the sipp on `port` and follows the SIP stream's mute state until the call ends normally:
+/// the sequence of states seen, starting unmuted.
+async fn mute_states_of_a_call(g: &mut Gateway, sid: &SessionId, port: u16, observe: bool) -> Vec<bool> {
+    let (status, answer) =
+        dial(g, sid, json!({"uri": format!("sip:s6@127.0.0.1:{port}"), "observeForceMute": observe})).await;
+    assert_eq!(status, 200, "{answer}");
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let mut states = vec![false];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let Some(s) = g.service.stream(sid, &stream) else { break };
+        if states.last() != Some(&s.audio_muted) {
+            states.push(s.audio_muted);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = call_events(g, Duration::from_secs(10)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    states
+}
+
 /// `*6` from the SIP party (RFC 4733 events replayed by sipp) toggles its stream's mute, for a call
 /// dialled with `observeForceMute` only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,21 +533,7 @@ async fn star_six_toggles_the_mute_only_when_observed() {
     for observe in [true, false] {
         let port = free_port();
         let _sipp = sipp_file(&scenario, port);
-        let (status, answer) =
-            dial(&g, &sid, json!({"uri": format!("sip:s6@127.0.0.1:{port}"), "observeForceMute": observe})).await;
-        assert_eq!(status, 200, "{answer}");
-        let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
-        let mut states = vec![false];
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            let Some(s) = g.service.stream(&sid, &stream) else { break };
-            if states.last() != Some(&s.audio_muted) {
-                states.push(s.audio_muted);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let events = call_events(&mut g, Duration::from_secs(10)).await;
-        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        let states = mute_states_of_a_call(&mut g, &sid, port, observe).await;
         if observe {
             assert_eq!(states, [false, true], "*6 muted the SIP party");
         } else {
@@ -710,21 +717,7 @@ async fn star_six_twice_mutes_then_unmutes() {
     std::fs::write(&scenario, format!("{}{second}{}", &base[..at], &base[at..])).expect("scenario");
     let port = free_port();
     let _sipp = sipp_file(&scenario, port);
-    let (status, answer) =
-        dial(&g, &sid, json!({"uri": format!("sip:s6@127.0.0.1:{port}"), "observeForceMute": true})).await;
-    assert_eq!(status, 200, "{answer}");
-    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
-    let mut states = vec![false];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let Some(s) = g.service.stream(&sid, &stream) else { break };
-        if states.last() != Some(&s.audio_muted) {
-            states.push(s.audio_muted);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let events = call_events(&mut g, Duration::from_secs(10)).await;
-    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    let states = mute_states_of_a_call(&mut g, &sid, port, true).await;
     assert_eq!(states, [false, true, false], "*6 muted, the second *6 unmuted");
     let _ = std::fs::remove_dir_all(dir);
 }
