@@ -49,6 +49,9 @@ async fn gateway_with(config: BridgeConfig, service_config: ServiceConfig) -> Ga
 }
 
 async fn gateway_sip(config: BridgeConfig, service_config: ServiceConfig, sip_config: DriverConfig) -> Gateway {
+    // The gateway's own logs, shown with a failing test (RUST_LOG overrides the filter).
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "bridge=info,srtp_transport=warn".into());
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
     let mut projects = Projects::new();
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
     let service = SessionService::start(service_config, projects).await.expect("service");
@@ -196,11 +199,14 @@ async fn answered_then_far_end_bye() {
 async fn failures_keep_the_real_sip_status() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    for (scenario, sip_extra, code) in
-        [("busy", json!({}), "486"), ("auth401", json!({"auth": {"username": "alice", "password": "wrong"}}), "403")]
-    {
+    let not_found = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/not_found.xml");
+    for (scenario, sip_extra, code) in [
+        (scenario("busy"), json!({}), "486"),
+        (scenario("auth401"), json!({"auth": {"username": "alice", "password": "wrong"}}), "403"),
+        (not_found, json!({"from": "gw@example.com", "headers": {"X-Test": "1"}}), "404"),
+    ] {
         let port = free_port();
-        let _sipp = sipp(scenario, port);
+        let _sipp = sipp_file(&scenario, port);
         let mut sip = json!({"uri": format!("sip:bob@127.0.0.1:{port}")});
         if let (Some(o), Value::Object(extra)) = (sip.as_object_mut(), sip_extra) {
             o.extend(extra);
@@ -211,7 +217,7 @@ async fn failures_keep_the_real_sip_status() {
         assert_eq!(
             events.last().map(String::as_str),
             Some(format!("callDestroyed:{code}").as_str()),
-            "{scenario}: {events:?}"
+            "{scenario:?}: {events:?}"
         );
     }
     // The right password gets through the challenge.
@@ -322,6 +328,17 @@ async fn audio_flows_both_ways_through_the_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g722_audio_flows_both_ways() {
+    // baresip names it by its sample rate.
+    audio_both_ways("G722/16000/1", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcma_audio_flows_both_ways() {
+    audio_both_ways("PCMA", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_audio_is_forwarded_both_ways() {
     audio_both_ways("opus", None).await;
 }
@@ -371,7 +388,8 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
         Some(bridge::SrtpOffer::Sdes) => "srtp-mand",
         Some(bridge::SrtpOffer::Dtls) => "dtls_srtp",
     };
-    let bs = Baresip::start_with_codec(&format!("dial-audio-{codec}-{mediaenc}"), port, mediaenc, 440, codec);
+    let tag = codec.split('/').next().unwrap_or(codec);
+    let bs = Baresip::start_with_codec(&format!("dial-audio-{tag}-{mediaenc}"), port, mediaenc, 440, codec);
     let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "secure": secure})).await;
     assert_eq!(status, 200, "{answer}");
     let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
@@ -408,7 +426,7 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
         bs.log()
     );
     assert!(ratio > 0.5, "the SIP stream carries 440 Hz (ratio {ratio:.3})");
-    let negotiated = format!("Set audio encoder: {codec}");
+    let negotiated = format!("Set audio encoder: {}", codec.split('/').next().unwrap_or(codec));
     assert!(bs.log().contains(&negotiated), "baresip used {codec}:\n{}", bs.log());
     // baresip heard our 1000 Hz.
     std::thread::sleep(Duration::from_millis(500));
@@ -891,4 +909,56 @@ async fn the_streams_list_limits_what_the_sip_party_hears() {
     let other = tone_ratio(tail, 1000.0, f64::from(rate));
     assert!(named > 0.5, "the named stream is heard (2000 Hz ratio {named:.3})");
     assert!(other < 0.05, "the other is not (1000 Hz ratio {other:.3})");
+}
+
+/// Streams that join and leave mid-call are picked up and dropped: the SIP party hears 1000 Hz,
+/// then 1000 Hz and 2000 Hz together, then only 2000 Hz once the first publisher has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let first = tone_publisher(&g.service, &sid, "tone-a-1000", 1000.0);
+    let port = free_port();
+    let bs = Baresip::start("dial-join-leave", port, "", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = tone_publisher(&g.service, &sid, "tone-b-2000", 2000.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.abort();
+    let a = g.service.connections(&sid).into_iter().find(|c| c.data == "tone-a-1000").expect("first publisher");
+    g.service.disconnect_as(&sid, &a.id, session::DisconnectReason::ClientDisconnected).expect("leave");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    second.abort();
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let r = rate as usize;
+    let end = samples.len();
+    let window = |from: usize, to: usize| &samples[from.min(end)..to.min(end)];
+    // About 6 s were recorded: A alone, then A and B, then B alone (margins around the changes).
+    let only_a = window(r / 2, 3 * r / 2);
+    let both = window(end.saturating_sub(7 * r / 2), end.saturating_sub(5 * r / 2));
+    let only_b = window(end.saturating_sub(3 * r / 2), end.saturating_sub(r / 4));
+    let hz = |w: &[i16], f: f64| tone_ratio(w, f, f64::from(rate));
+    assert!(
+        hz(only_a, 1000.0) > 0.5 && hz(only_a, 2000.0) < 0.05,
+        "A alone: {:.2} {:.2}",
+        hz(only_a, 1000.0),
+        hz(only_a, 2000.0)
+    );
+    assert!(hz(both, 1000.0) > 0.2 && hz(both, 2000.0) > 0.2, "both: {:.2} {:.2}", hz(both, 1000.0), hz(both, 2000.0));
+    assert!(
+        hz(only_b, 2000.0) > 0.5 && hz(only_b, 1000.0) < 0.05,
+        "B alone: {:.2} {:.2}",
+        hz(only_b, 1000.0),
+        hz(only_b, 2000.0)
+    );
 }
