@@ -56,7 +56,11 @@ async fn gateway_sip(config: BridgeConfig, service_config: ServiceConfig, sip_co
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
     let service = SessionService::start(service_config, projects).await.expect("service");
     let sip = driver::start(sip_config).await.expect("sip");
-    let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), 42000, 43999).expect("ports");
+    // Each gateway of this test process gets its own media ports, so that a far end of another
+    // test still sending to a port just freed never reaches a new call on it.
+    static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let first = 42000 + 200 * (NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 40);
+    let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), first, first + 199).expect("ports");
     let (tx, calls) = mpsc::unbounded_channel();
     let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx)));
     let api = RestApi::new(service.clone(), ApiConfig::default()).with_dialer(Arc::new(bridge.clone()));

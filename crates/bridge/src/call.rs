@@ -462,6 +462,9 @@ fn start_media(
     if let Some((inbound, outbound)) = srtp_contexts(&audio)? {
         leg.set_srtp(inbound, outbound);
     }
+    if audio.dtls.is_some() {
+        leg.await_srtp_keys();
+    }
     let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
     let dtls = match (&audio.dtls, &bridge.dtls_identity) {
         (Some(agreed), Some(identity)) => {

@@ -96,6 +96,9 @@ pub struct MediaLeg {
     remote_rtp: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
     latched: bool,
+    /// SRTP keys are on their way (DTLS-SRTP): until they are set, RTP and RTCP are refused in
+    /// both directions, so nobody can move the latch or be answered in clear meanwhile.
+    awaiting_keys: bool,
     last_from_remote: Option<Instant>,
     inbound: Option<Context>,
     outbound: Option<Context>,
@@ -113,6 +116,7 @@ impl MediaLeg {
             remote_rtp,
             remote_rtcp,
             latched: false,
+            awaiting_keys: false,
             last_from_remote: None,
             inbound: None,
             outbound: None,
@@ -127,6 +131,13 @@ impl MediaLeg {
     pub fn set_srtp(&mut self, inbound: Context, outbound: Context) {
         self.inbound = Some(inbound);
         self.outbound = Some(outbound);
+        self.awaiting_keys = false;
+    }
+
+    /// SRTP will be keyed later (by a DTLS-SRTP handshake): refuse RTP and RTCP until
+    /// [`MediaLeg::set_srtp`], instead of taking them in clear.
+    pub fn await_srtp_keys(&mut self) {
+        self.awaiting_keys = true;
     }
 
     /// Whether SRTP is in force.
@@ -165,6 +176,10 @@ impl MediaLeg {
         let r = match kind {
             PacketKind::Stun => return Ok(Received::Stun(buf)),
             PacketKind::Dtls => return Ok(Received::Dtls(buf)),
+            PacketKind::Rtp | PacketKind::Rtcp if self.awaiting_keys => {
+                self.rejected += 1;
+                return Err(Error::Malformed { what: "media", reason: "RTP before the DTLS-SRTP keys" });
+            }
             PacketKind::Rtp => {
                 if let Some(ctx) = &mut self.inbound {
                     if let Err(e) = ctx.unprotect_rtp(&mut buf) {
@@ -218,6 +233,10 @@ impl MediaLeg {
     /// Protects an RTP packet for sending; returns the bytes and where to.
     pub fn send_rtp(&mut self, now: Instant, mut pkt: Vec<u8>) -> Result<Option<(SocketAddr, Vec<u8>)>, Error> {
         let Some(to) = self.remote_rtp else { return Ok(None) };
+        if self.awaiting_keys {
+            // Never in clear while the keys are being agreed.
+            return Ok(None);
+        }
         if let Some(ctx) = &mut self.outbound {
             ctx.protect_rtp(&mut pkt)?;
         }
@@ -296,5 +315,23 @@ mod tests {
         assert_eq!(leg.rtp_destination(), Some(nat));
         assert_eq!(leg.received().packets, 1);
         assert_eq!(leg.rejected(), 1);
+    }
+
+    #[test]
+    fn nothing_in_clear_while_awaiting_dtls_keys() {
+        let peer: SocketAddr = "127.0.0.1:5004".parse().expect("addr");
+        let stranger: SocketAddr = "127.0.0.1:6666".parse().expect("addr");
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
+        leg.await_srtp_keys();
+        let mut pkt = Vec::new();
+        crate::RtpHeader { payload_type: 0, seq: 1, timestamp: 160, ssrc: 7, ..Default::default() }
+            .write(&[0u8; 160], 0, &mut pkt)
+            .expect("rtp");
+        let now = Instant::now();
+        assert!(leg.handle_datagram(now, stranger, pkt.clone()).is_err(), "clear RTP refused");
+        assert_eq!(leg.rtp_destination(), Some(peer), "and it moved no latch");
+        assert_eq!(leg.send_rtp(now, pkt.clone()).expect("send"), None, "nothing sent in clear");
+        let dtls = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(leg.handle_datagram(now, peer, dtls), Ok(Received::Dtls(_))), "DTLS still passes");
     }
 }
