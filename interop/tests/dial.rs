@@ -966,3 +966,29 @@ async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
         hz(only_b, 2000.0)
     );
 }
+
+/// A call whose answer has no telephone-event cannot carry DTMF: play-dtmf says so (400); a
+/// connection that is no SIP call is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_to_a_call_without_telephone_event_is_a_clear_error() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let _sipp = sipp("answer", port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:plain@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let cid = answer["connectionId"].as_str().expect("cid").to_owned();
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let path = format!("/v2/project/{KEY}/session/{}/connection/{cid}/play-dtmf", sid.as_str());
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "12"}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("telephone-event"), "{body}");
+    let other = format!("/v2/project/{KEY}/session/{}/connection/not-a-call/play-dtmf", sid.as_str());
+    let (status, _) = http(g.port, "POST", &other, Some(&json!({"digits": "12"}))).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
+    assert_eq!(status, 204);
+    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+}

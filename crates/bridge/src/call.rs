@@ -423,18 +423,25 @@ async fn recv_media(media: &mut Option<Media>) -> MediaIn {
     match media {
         Some(m) => {
             let (mix, inbound) = (&mut m.mix, &mut m.inbound);
+            // The association's records are forwarded for the whole call, not only during the
+            // handshake: its last flight may still be queued when the handshake reports success,
+            // and it answers the peer's retransmissions afterwards.
             let (records, done) = match m.dtls.as_mut() {
-                Some(DtlsState { from_handshake, done, ready: false, .. }) => (Some(from_handshake), Some(done)),
-                _ => (None, None),
+                Some(DtlsState { from_handshake, done, ready, .. }) => {
+                    (Some(from_handshake), (!*ready).then_some(done))
+                }
+                None => (None, None),
             };
-            let handshaking = records.is_some();
+            let (has_records, handshaking) = (records.is_some(), done.is_some());
             tokio::select! {
-                f = mix.recv() => MediaIn::Mix(f),
-                p = inbound.recv() => MediaIn::Packet(p),
-                r = async { records?.recv().await }, if handshaking => match r {
+                // Records first: the last flight goes out before the success is acted on.
+                biased;
+                r = async { records?.recv().await }, if has_records => match r {
                     Some(record) => MediaIn::DtlsOut(record),
                     None => std::future::pending().await,
                 },
+                f = mix.recv() => MediaIn::Mix(f),
+                p = inbound.recv() => MediaIn::Packet(p),
                 d = async {
                     match done {
                         Some(d) => d.await.unwrap_or_else(|_| Err("the handshake task ended".into())),
