@@ -992,3 +992,29 @@ async fn dtmf_to_a_call_without_telephone_event_is_a_clear_error() {
     assert_eq!(status, 204);
     let _ = call_events(&mut g, Duration::from_secs(10)).await;
 }
+
+/// A session-wide mute still in force applies to a SIP call dialled later (with
+/// `observeForceMute`): its stream starts muted and `muteForced` is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_wide_mute_applies_to_a_later_call() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let (status, body) = http(
+        g.port,
+        "POST",
+        &format!("/v2/project/{KEY}/session/{}/mute", sid.as_str()),
+        Some(&json!({"active": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let port = free_port();
+    let _sipp = sipp("remote_bye", port);
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:late@127.0.0.1:{port}"), "observeForceMute": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    assert!(g.service.stream(&sid, &stream).is_some_and(|s| s.audio_muted), "muted from the start");
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert!(events.iter().any(|e| e == "muteForced"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+}
