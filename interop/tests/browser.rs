@@ -114,8 +114,9 @@ fn latest_report(events: &[Arc<Event>], from: &str, service: &SessionService) ->
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_publishes_and_another_chromium_decodes_it() {
+/// The session service and the REST API in demo mode (the pages and the test page are served) on
+/// loopback, an event subscription, and one routed session.
+async fn demo_gateway() -> (SessionService, u16, tokio::sync::mpsc::UnboundedReceiver<Arc<Event>>, session::SessionId) {
     let mut projects = Projects::new();
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
     let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
@@ -125,9 +126,15 @@ async fn chromium_publishes_and_another_chromium_decodes_it() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(serve(listener, api));
-    let mut rx = service.subscribe();
+    let rx = service.subscribe();
     let sid =
         service.create_session(&ProjectId::api_key(KEY).expect("key"), MediaMode::Routed, None, SystemTime::now());
+    (service, port, rx, sid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_and_another_chromium_decodes_it() {
+    let (service, port, mut rx, sid) = demo_gateway().await;
     let page = |mode: &str, name: &str| {
         format!(
             "http://127.0.0.1:{port}/demo/test?ws=ws://127.0.0.1:{port}/rtc/v1/signal&sessionId={}&token={}&mode={mode}&name={name}",
@@ -245,18 +252,7 @@ async fn chromium_publishes_and_another_chromium_decodes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_joins_publishes_and_subscribes() {
-    let mut projects = Projects::new();
-    projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
-    let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
-    let demo =
-        DemoConfig { project: ProjectId::api_key(KEY).expect("key"), secret: ApiSecret::new(SECRET).expect("secret") };
-    let api = RestApi::new(service.clone(), ApiConfig { demo: Some(demo), ..ApiConfig::default() });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(serve(listener, api));
-    let mut rx = service.subscribe();
-    let sid =
-        service.create_session(&ProjectId::api_key(KEY).expect("key"), MediaMode::Routed, None, SystemTime::now());
+    let (service, port, mut rx, sid) = demo_gateway().await;
     let url = format!("http://127.0.0.1:{port}/demo?sessionId={}&autojoin=1", sid.as_str());
     let first = Browser::open(&url, "demo1");
     let second = Browser::open(&url, "demo2");

@@ -238,11 +238,17 @@ async fn failures_keep_the_real_sip_status() {
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "no ACTIVE after the challenge: {seen:?}");
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, body) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!((status, body.as_str()), (204, ""), "force disconnect of an answered call");
-    let rest = call_events(&mut g, Duration::from_secs(20)).await;
+    let rest = force_disconnect(&mut g, &sid, cid).await;
     assert_eq!(rest.last().map(String::as_str), Some("callDestroyed:700"), "{rest:?}");
+}
+
+/// Force disconnect of the call's SIP connection through REST (204 with no body, as the contract
+/// says); returns the call's remaining events (up to `callDestroyed`).
+async fn force_disconnect(g: &mut Gateway, sid: &SessionId, cid: &str) -> Vec<String> {
+    let path = format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str());
+    let (status, body) = http(g.port, "DELETE", &path, None).await;
+    assert_eq!((status, body.as_str()), (204, ""), "force disconnect");
+    call_events(g, Duration::from_secs(20)).await
 }
 
 /// Events until `callUpdated:ACTIVE` or the call's end (bounded).
@@ -285,10 +291,7 @@ async fn cancel_while_ringing_and_bad_requests() {
     let ringing2 = call_events_until(&mut g, "callUpdated", Duration::from_secs(10)).await;
     assert!(ringing.iter().chain(&ringing2).any(|e| e == "callUpdated:RINGING"), "{ringing:?} {ringing2:?}");
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let rest = call_events(&mut g, Duration::from_secs(20)).await;
+    let rest = force_disconnect(&mut g, &sid, cid).await;
     assert_eq!(rest.last().map(String::as_str), Some("callDestroyed:700"), "CANCEL then a normal end: {rest:?}");
 
     // Contract errors.
@@ -367,25 +370,7 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
     }
     let mut g = gateway(config).await;
     let sid = routed(&g);
-    // A synthetic publisher in the session: Opus frames of a 1000 Hz tone every 20 ms.
-    let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tone".into()).expect("publisher");
-    let tone_stream = StreamId::from_wire("tone-1000");
-    let spec = StreamSpec { name: "tone".into(), has_audio: true, has_video: false, video_type: None };
-    g.service.publish_external(&publisher.id, tone_stream.clone(), spec).expect("publish");
-    let service = g.service.clone();
-    let feeder = tokio::spawn(async move {
-        let mut enc =
-            media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for n in 0..400u64 {
-            tick.tick().await;
-            let pcm = sine(1000.0, 48_000.0, n as usize * 960, 960, 8000.0);
-            let mut out = Vec::new();
-            enc.encode(&pcm, &mut out).expect("encode");
-            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
-            let _ = service.write_frame(&tone_stream, frame);
-        }
-    });
+    let feeder = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
     let port = free_port();
     let mediaenc = match srtp {
         None => "",
@@ -415,10 +400,7 @@ async fn audio_both_ways(codec: &str, srtp: Option<bridge::SrtpOffer>) {
         }
     }
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, cid).await;
     feeder.abort();
     // The session heard baresip's 440 Hz (skip the first half second of start-up).
     let tail = &heard[heard.len().min(24_000)..];
@@ -510,10 +492,7 @@ async fn dtmf_both_ways() {
     assert_eq!(status, 200, "{body}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = bs.log();
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, &cid).await;
     // baresip (with its menu module) logs `received event: '1' (end=1)` once per key release.
     let received: String = log
         .split("received event: '")
@@ -607,10 +586,7 @@ async fn force_mute_is_reported_silences_the_sip_party_and_is_announced() {
     assert!(after < before / 20.0, "silence after the mute (rms {after:.0}, before {before:.0})");
     let mute_offset = muted_at.elapsed();
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, cid).await;
     // baresip heard silence (nobody else in the session), then the announcement.
     std::thread::sleep(Duration::from_millis(300));
     let recs = bs.recordings("dec");
@@ -835,10 +811,7 @@ async fn a_webrtc_participant_and_the_sip_party_hear_each_other() {
         "the SIP stream reached the subscriber"
     );
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, cid).await;
     // The subscriber decodes baresip's 440 Hz (after the first half second).
     let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
     let mut heard = Vec::new();
@@ -899,10 +872,7 @@ async fn the_streams_list_limits_what_the_sip_party_hears() {
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, cid).await;
     low.abort();
     high.abort();
     std::thread::sleep(Duration::from_millis(300));
@@ -936,10 +906,7 @@ async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
     g.service.disconnect_as(&sid, &a.id, session::DisconnectReason::ClientDisconnected).expect("leave");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cid = answer["connectionId"].as_str().expect("cid");
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, cid).await;
     second.abort();
     std::thread::sleep(Duration::from_millis(300));
     let recs = bs.recordings("dec");
@@ -987,10 +954,7 @@ async fn dtmf_to_a_call_without_telephone_event_is_a_clear_error() {
     let other = format!("/v2/project/{KEY}/session/{}/connection/not-a-call/play-dtmf", sid.as_str());
     let (status, _) = http(g.port, "POST", &other, Some(&json!({"digits": "12"}))).await;
     assert_eq!(status, 404);
-    let (status, _) =
-        http(g.port, "DELETE", &format!("/v2/project/{KEY}/session/{}/connection/{cid}", sid.as_str()), None).await;
-    assert_eq!(status, 204);
-    let _ = call_events(&mut g, Duration::from_secs(10)).await;
+    let _ = force_disconnect(&mut g, &sid, &cid).await;
 }
 
 /// A session-wide mute still in force applies to a SIP call dialled later (with
