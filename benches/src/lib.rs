@@ -1,7 +1,8 @@
-//! Shared inputs for the benchmarks, an in-memory far end, and the audio
-//! mixer comparison's pipeline and Ogg reader.
+//! Shared inputs for the benchmarks, an in-memory far end, the audio
+//! mixer comparison's pipeline and Ogg reader, and the dial-out benches' helpers.
 
 pub mod conference;
+pub mod dialling;
 pub mod ogg;
 
 use bytes::Bytes;

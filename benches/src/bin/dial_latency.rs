@@ -5,19 +5,21 @@
 //! its packet reaches that socket (Opus is forwarded as it is, so every frame is recognisable by
 //! its bytes). SIP → session: a frame sent from that socket to the gateway's media port (learnt
 //! from the gateway's own packets, symmetric RTP) is timed until it comes out of a tap on the SIP
-//! stream in the session; this includes the jitter buffer's playout delay.
+//! stream in the session (Opus enters the session as it arrives; a transcoded codec would add the
+//! jitter buffer's playout delay).
 //!
 //! usage: `dial_latency [SECONDS]` (needs sipp)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use benches::dialling::{dial_request, free_port};
 use bridge::{Bridge, BridgeConfig, CallReporter};
-use rest_api::{DialRequest, Dialer, SipOptions};
+use rest_api::Dialer;
 use sdp_negotiation::Codec;
 use session::router::{FrameCodec, MediaFrame};
 use session::service::{ServiceConfig, SessionService};
-use session::{ClientGrant, ConnectionKind, MediaMode, ProjectId, Projects, Role, StreamId, StreamSpec};
+use session::{ConnectionKind, MediaMode, ProjectId, Projects, StreamId, StreamSpec};
 use sip_signaling::driver::{self, DriverConfig};
 use srtp_transport::driver::PortAllocator;
 use srtp_transport::{RtpHeader, RtpPacket};
@@ -26,16 +28,6 @@ struct Quiet;
 
 impl CallReporter for Quiet {
     fn report(&self, _project: &ProjectId, _key: &str, _body: serde_json::Value) {}
-}
-
-fn free_port() -> u16 {
-    loop {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = s.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
 }
 
 /// A recognisable Opus-shaped payload: TOC byte of a 20 ms CELT frame, then the frame number.
@@ -100,24 +92,8 @@ async fn main() {
     let pub_stream = StreamId::from_wire("latency-publisher");
     let spec = StreamSpec { name: "pub".into(), has_audio: true, has_video: false, video_type: None };
     service.publish_external(&publisher.id, pub_stream.clone(), spec).expect("publish");
-    let grant = ClientGrant {
-        role: Role::Publisher,
-        connection_data: None,
-        layout_classes: vec![],
-        expires: SystemTime::now() + Duration::from_secs(600),
-    };
-    let sip_options = SipOptions {
-        uri: format!("sip:latency@127.0.0.1:{sipp_port}"),
-        from: None,
-        headers: vec![],
-        auth: None,
-        secure: false,
-        video: false,
-        observe_force_mute: false,
-        streams: None,
-    };
-    let answer =
-        bridge.dial(DialRequest { project: key, session: sid.clone(), grant, sip: sip_options }).expect("dial");
+    let request = dial_request(&key, &sid, format!("sip:latency@127.0.0.1:{sipp_port}"));
+    let answer = bridge.dial(request).expect("dial");
     let sip_stream = StreamId::from_wire(&answer.stream_id);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, mut tap) = service.tap(&sip_stream).expect("tap");
@@ -189,7 +165,10 @@ async fn main() {
     }
     writer.abort();
     summary("session -> SIP (publisher frame to the SIP party's socket)", out_latency);
-    summary("SIP -> session (SIP party's packet to a subscriber of its stream, jitter buffer included)", in_latency);
+    summary(
+        "SIP -> session (SIP party's packet to a subscriber of its stream; Opus is forwarded as it arrives)",
+        in_latency,
+    );
     bridge.shutdown(Duration::from_secs(5)).await;
     sip.shutdown().await;
     let _ = std::fs::remove_file(path);

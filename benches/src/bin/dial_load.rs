@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use benches::dialling::{dial_request, free_port};
 use bridge::{Bridge, BridgeConfig, CallReporter};
-use rest_api::{DialRequest, Dialer, SipOptions};
+use rest_api::Dialer;
 use sdp_negotiation::Codec;
 use session::router::{FrameCodec, MediaFrame};
 use session::service::{ServiceConfig, SessionService};
-use session::{ClientGrant, ConnectionKind, MediaMode, ProjectId, Projects, Role, StreamId, StreamSpec};
+use session::{ConnectionKind, MediaMode, ProjectId, Projects, StreamId, StreamSpec};
 use sip_signaling::driver::{self, DriverConfig};
 use srtp_transport::driver::PortAllocator;
 use tokio::sync::mpsc;
@@ -49,16 +50,6 @@ fn usage() -> (f64, f64) {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     (cpu, rss_kib / 1024.0)
-}
-
-fn free_port() -> u16 {
-    loop {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = s.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -150,23 +141,7 @@ async fn main() {
     let start = Instant::now();
     let mut sip_streams = Vec::new();
     for sid in &sessions {
-        let grant = ClientGrant {
-            role: Role::Publisher,
-            connection_data: None,
-            layout_classes: vec![],
-            expires: SystemTime::now() + Duration::from_secs(3600),
-        };
-        let sip_options = SipOptions {
-            uri: format!("sip:load@127.0.0.1:{sipp_port}"),
-            from: None,
-            headers: vec![],
-            auth: None,
-            secure: false,
-            video: false,
-            observe_force_mute: false,
-            streams: None,
-        };
-        let request = DialRequest { project: key.clone(), session: sid.clone(), grant, sip: sip_options };
+        let request = dial_request(&key, sid, format!("sip:load@127.0.0.1:{sipp_port}"));
         let answer = bridge.dial(request).expect("dial");
         sip_streams.push(StreamId::from_wire(&answer.stream_id));
     }
