@@ -737,7 +737,7 @@ async fn tls_signalling_verifies_the_far_end_certificate() {
         }
         let mut g = gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip_config).await;
         let sid = routed(&g);
-        let _sipp = sipp_tcp("remote_bye", tcp_port);
+        let _sipp = sipp_tcp(&scenario("remote_bye"), tcp_port);
         let uri = format!("sip:tls@127.0.0.1:{tls_port};transport=tls");
         let (status, answer) = dial(&g, &sid, json!({"uri": uri})).await;
         assert_eq!(status, 200, "{answer}");
@@ -753,11 +753,11 @@ async fn tls_signalling_verifies_the_far_end_certificate() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn sipp_tcp(name: &str, port: u16) -> Sipp {
+fn sipp_tcp(scenario: &Path, port: u16) -> Sipp {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
-        .arg(scenario(name))
+        .arg(scenario)
         .args(["-t", "t1", "-mi", "127.0.0.1"])
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-timeout", "25s", "-nostdin"])
         .args(["-mp", &free_port().to_string()])
@@ -769,6 +769,28 @@ fn sipp_tcp(name: &str, port: u16) -> Sipp {
         .expect("spawn sipp");
     std::thread::sleep(Duration::from_millis(300));
     Sipp(child)
+}
+
+/// A far end that vanishes mid-call (sipp answers over TCP, then exits without a BYE): the
+/// connection closes, the gateway probes the dialog with OPTIONS over a new connection, which is
+/// refused, and the call ends at once with 703 rather than at the media timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_end_that_vanishes_mid_call_is_703() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let sipp = sipp_tcp(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/answer_then_vanish.xml"), port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:gone@127.0.0.1:{port};transport=tcp")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let started = Instant::now();
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert!(events.iter().any(|e| e == "callUpdated:ACTIVE"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:703"), "{events:?}");
+    // sipp sent no RTP: the 30 s no-RTP timeout (704) would have come much later.
+    assert!(started.elapsed() < Duration::from_secs(10), "ended by the probe, after {:?}", started.elapsed());
+    let cid = session::ConnectionId::from_wire(answer["connectionId"].as_str().expect("cid"));
+    assert!(g.service.connection(&sid, &cid).is_none(), "the SIP connection left the session");
+    drop(sipp);
 }
 
 /// The whole path with a real WebRTC participant: a str0m peer joins the session over the

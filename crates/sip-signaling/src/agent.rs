@@ -990,9 +990,50 @@ impl UserAgent {
         }
     }
 
-    /// A stream connection closed: forget its partial data.
-    pub fn handle_connection_closed(&mut self, source: &Target) {
+    /// A stream connection closed. Its partial data is forgotten, and every
+    /// answered call whose requests went over it is probed with an in-dialog
+    /// OPTIONS (RFC 3261 section 11), which opens a new connection: a peer that
+    /// is gone (connection refused, no answer, 408 or 481) ends the call with
+    /// [`EndReason::TransportFailure`] or [`EndReason::DialogGone`]; any other
+    /// answer, 405 included, keeps it up. A peer that closes idle connections
+    /// on purpose loses nothing; one that crashed is noticed at once rather
+    /// than when the media times out.
+    pub fn handle_connection_closed(&mut self, now: Instant, source: &Target) {
         self.framers.remove(source);
+        if !source.transport.is_reliable() {
+            return;
+        }
+        let probing: Vec<u64> = self
+            .client_txs
+            .values()
+            .filter(|t| {
+                t.purpose == Purpose::Probe && matches!(t.state, ClientState::Calling | ClientState::Proceeding)
+            })
+            .map(|t| t.call)
+            .collect();
+        let calls: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(h, c)| {
+                c.state == State::Confirmed
+                    && c.dialog.as_ref().is_some_and(|d| &d.next_hop == source)
+                    && !probing.contains(h)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in calls {
+            info!(call = %CallHandle(h), %source, "the connection under the call closed: probing the peer with OPTIONS");
+            self.touched.push(TimerKey::Call(h));
+            self.send_in_dialog(
+                now,
+                h,
+                Method::Options,
+                Purpose::Probe,
+                None,
+                Some((HeaderName::Accept, "application/sdp".to_owned())),
+            );
+        }
+        self.reschedule();
     }
 
     fn handle_datagram(&mut self, now: Instant, source: &Target, data: &[u8], framing: Framing) {
@@ -1087,7 +1128,7 @@ impl UserAgent {
                 }
             }
             Purpose::ForkBye => {}
-            Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info => {
+            Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info | Purpose::Probe => {
                 self.in_dialog_response(now, h, purpose, msg, code, original)
             }
         }

@@ -57,6 +57,9 @@ pub(crate) enum Purpose {
     Refresh,
     /// An INFO.
     Info,
+    /// An in-dialog OPTIONS asking whether the peer still holds the dialog
+    /// (sent when the connection under an answered call closed).
+    Probe,
 }
 
 /// State of a client transaction.

@@ -783,6 +783,58 @@ fn transport_errors() {
     assert!(matches!(h.ua.hangup(h.now, call), Err(Error::UnknownCall)));
 }
 
+/// A connection under an answered call that closes cleanly is not an error
+/// in itself: the peer is probed with an in-dialog OPTIONS over a new
+/// connection. An answer (even 405) keeps the call; a refused connection, or
+/// 481, ends it.
+#[test]
+fn closed_connection_probes_the_dialog() {
+    let mut h = Harness::new(Transport::Tcp);
+    let (_call, invite, _ok) = answered_with(&mut h, "sip:bob@biloxi.example.com;transport=tcp", |_| {});
+    let peer = h.peer();
+    // UDP "connections" and other connections do not matter.
+    h.ua.handle_connection_closed(h.now, &Target::new(Transport::Udp, PEER.parse().expect("addr")));
+    h.ua.handle_connection_closed(h.now, &Target::new(Transport::Tcp, "192.0.2.99:5060".parse().expect("addr")));
+    assert!(h.sent().is_empty());
+
+    let mut cseq = seq(&invite);
+    for answer in [200, 405] {
+        h.ua.handle_connection_closed(h.now, &peer);
+        let sent = h.sent_with_targets();
+        assert_eq!(sent.len(), 1, "one probe");
+        let (to, options) = &sent[0];
+        assert_eq!(to, &peer, "over the dialog's transport");
+        cseq += 1;
+        assert_in_dialog(options, &invite, Method::Options, cseq);
+        assert_eq!(hdr(options, HeaderName::Accept).as_deref(), Some("application/sdp"));
+        // A second close while the probe is out sends nothing more.
+        h.ua.handle_connection_closed(h.now, &peer);
+        assert!(h.sent().is_empty());
+        h.deliver(&respond(options, answer, "whatever", Some("bobtag")));
+        assert!(h.events().is_empty(), "{answer} keeps the call up");
+        assert_eq!(h.ua.call_count(), 1);
+    }
+
+    // The peer is gone: the new connection is refused.
+    h.ua.handle_connection_closed(h.now, &peer);
+    assert_eq!(h.sent().len(), 1);
+    h.ua.handle_transport_error(h.now, &peer);
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::TransportFailure }]);
+    assert_eq!(h.ua.call_count(), 0);
+    h.advance(Duration::from_secs(40));
+    assert!(h.sent().is_empty(), "nothing more to a dead peer");
+
+    // The peer restarted and forgot the dialog: 481.
+    let mut h = Harness::new(Transport::Tcp);
+    let _ = answered_with(&mut h, "sip:bob@biloxi.example.com;transport=tcp", |_| {});
+    let peer = h.peer();
+    h.ua.handle_connection_closed(h.now, &peer);
+    let options = h.sent_one();
+    h.deliver(&respond(&options, 481, "Call/Transaction Does Not Exist", Some("bobtag")));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::DialogGone }]);
+    assert_eq!(h.ua.call_count(), 0);
+}
+
 // ----- 14. routing -----
 
 /// RFC 3261 12.1.2 / 12.2.1.1: the Record-Route of the 200, reversed, is

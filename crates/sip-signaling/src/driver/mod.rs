@@ -394,7 +394,7 @@ impl Task {
             Net::Data(from, data) => self.ua.handle_input(now, from, &data),
             Net::Closed(t) => {
                 self.conns.remove(&(t.transport, t.addr));
-                self.ua.handle_connection_closed(&t);
+                self.ua.handle_connection_closed(now, &t);
             }
             Net::Failed(t, why) => {
                 warn!(target = %t, %why, "connection failed");
