@@ -157,6 +157,8 @@ pub struct Baresip {
     pub dir: PathBuf,
     /// Its SIP port on 127.0.0.1.
     pub port: u16,
+    /// Its `ctrl_tcp` command port on 127.0.0.1.
+    pub ctrl_port: u16,
 }
 
 impl Baresip {
@@ -170,12 +172,13 @@ impl Baresip {
     pub fn start_with_codec(name: &str, port: u16, mediaenc: &str, tone_hz: u32, codec: &str) -> Baresip {
         require("baresip", "baresip-core");
         let dir = std::env::temp_dir().join(format!("baresip-{}-{name}", std::process::id()));
+        let ctrl_port = free_port();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let config = format!(
             "sip_listen\t127.0.0.1:{port}\naudio_player\taufile,{d}/played.wav\naudio_source\tausine,{tone_hz}\naudio_alert\taufile,{d}/alert.wav\n\
 ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tg722.so\nmodule\topus.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
-module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
+module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{ctrl_port}\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             d = dir.display()
         );
         std::fs::write(dir.join("config"), config).expect("config");
@@ -203,9 +206,35 @@ module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let b = Baresip { child, dir, port };
+        let b = Baresip { child, dir, port, ctrl_port };
         assert!(b.log().contains("baresip is ready"), "baresip did not start:\n{}", b.log());
         b
+    }
+
+    /// Runs a baresip command (`hold`, `resume`, `sndcode`, ...) through `ctrl_tcp` (a netstring
+    /// carrying JSON) and returns its response, or the error that prevented it.
+    pub fn command(&self, command: &str, params: &str) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let body = serde_json::json!({"command": command, "params": params, "token": "interop"}).to_string();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ctrl_port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        s.write_all(format!("{}:{body},", body.len()).as_bytes()).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // One netstring back: `len:{...},` (events may come first; read until the response).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if text.contains("\"response\":true") && text.ends_with(',') {
+                return Ok(text.into_owned());
+            }
+        }
+        Err(format!("no response to {command}: {}", String::from_utf8_lossy(&out)))
     }
 
     /// Its log so far.
@@ -234,6 +263,56 @@ impl Drop for Baresip {
     }
 }
 
+/// Where `template` is heard in `recording` (both at one sample rate) and how well: the offset
+/// (in samples) of the best match and its normalised cross-correlation (1 for an exact copy at any
+/// level, near 0 for unrelated sound). The search aligns 10 ms loudness envelopes first, then
+/// refines sample by sample within one envelope block.
+pub fn find_in(recording: &[i16], template: &[i16], rate: u32) -> (usize, f64) {
+    let block = (rate as usize / 100).max(1);
+    let envelope = |x: &[i16]| -> Vec<f64> {
+        x.chunks(block)
+            .map(|c| (c.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+            .collect()
+    };
+    let (er, et) = (envelope(recording), envelope(template));
+    if et.is_empty() || er.len() < et.len() {
+        return (0, 0.0);
+    }
+    let pearson = |a: &[f64], b: &[f64]| {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            sab += (x - ma) * (y - mb);
+            saa += (x - ma).powi(2);
+            sbb += (y - mb).powi(2);
+        }
+        if saa == 0.0 || sbb == 0.0 {
+            0.0
+        } else {
+            sab / (saa * sbb).sqrt()
+        }
+    };
+    let coarse = (0..=er.len() - et.len())
+        .map(|o| (o, pearson(&er[o..o + et.len()], &et)))
+        .fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best })
+        .0;
+    let t_norm = template.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>().sqrt();
+    let from = (coarse * block).saturating_sub(block);
+    let to = (coarse * block + block).min(recording.len().saturating_sub(template.len()));
+    let mut best = (from, 0.0);
+    for o in from..=to.max(from) {
+        let Some(w) = recording.get(o..o + template.len()) else { break };
+        let dot: f64 = w.iter().zip(template).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let w_norm = w.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>().sqrt();
+        let score = if w_norm == 0.0 || t_norm == 0.0 { 0.0 } else { dot / (w_norm * t_norm) };
+        if score > best.1 {
+            best = (o, score);
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +327,22 @@ mod tests {
         assert_eq!(ulaw_encode(0), 0xff);
         assert_eq!(ulaw_decode(0xff), 0);
         assert_eq!(ulaw_decode(0x80), 32124);
+    }
+
+    #[test]
+    fn find_in_locates_a_copy_and_rejects_other_sound() {
+        // A chirp-like template hidden, quieter, at 1234 samples into noise-free silence and a tone.
+        let template: Vec<i16> = (0..1600).map(|i| ((i as f64 * i as f64 / 4000.0).sin() * 9000.0) as i16).collect();
+        let mut rec = sine(300.0, 8000.0, 0, 6000, 2000.0);
+        for (i, s) in template.iter().enumerate() {
+            rec[1234 + i] = rec[1234 + i].saturating_add(s / 2);
+        }
+        let (at, score) = find_in(&rec, &template, 8000);
+        assert_eq!(at, 1234);
+        assert!(score > 0.8, "{score}");
+        let other: Vec<i16> = sine(1700.0, 8000.0, 0, 1600, 9000.0);
+        let (_, score) = find_in(&rec, &other, 8000);
+        assert!(score < 0.3, "{score}");
     }
 
     #[test]

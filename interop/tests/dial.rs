@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bridge::{Bridge, BridgeConfig, CallReporter};
-use interop_tests::{free_port, read_wav, require, sine, tone_ratio, Baresip};
+use interop_tests::{free_port, read_wav, require, sine, tone_ratio, ulaw_decode, ulaw_encode, Baresip};
 use rest_api::{serve, ApiConfig, RestApi};
 use serde_json::{json, Value};
 use session::jwt::sign_hs256;
@@ -791,6 +791,87 @@ async fn a_far_end_that_vanishes_mid_call_is_703() {
     let cid = session::ConnectionId::from_wire(answer["connectionId"].as_str().expect("cid"));
     assert!(g.service.connection(&sid, &cid).is_none(), "the SIP connection left the session");
     drop(sipp);
+}
+
+/// RMS of the last `window` samples the tap delivered since the last call (Opus decoded at 48 kHz).
+fn tap_rms(
+    tap: &mut mpsc::UnboundedReceiver<MediaFrame>,
+    dec: &mut media_mixer::opus::OpusDecoder,
+    window: usize,
+) -> f64 {
+    let mut pcm = Vec::new();
+    while let Ok(f) = tap.try_recv() {
+        let _ = dec.decode(&f.data, &mut pcm);
+    }
+    let tail = &pcm[pcm.len().saturating_sub(window)..];
+    (tail.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / tail.len().max(1) as f64).sqrt()
+}
+
+/// Where each announcement is heard in a recording at `rate`: (offset in seconds, match score).
+fn announcements(samples: &[i16], rate: u32) -> Vec<(media_mixer::Prompt, f64, f64)> {
+    use media_mixer::Prompt;
+    [Prompt::YouHaveBeenMuted, Prompt::YouAreMuted, Prompt::YouAreUnmuted]
+        .into_iter()
+        .map(|p| {
+            // What the SIP party was sent: the prompt at 8 kHz through G.711, at the recording's rate.
+            let narrow: Vec<i16> = p.pcm(8000).expect("prompt").iter().map(|s| ulaw_decode(ulaw_encode(*s))).collect();
+            let template = if rate == 8000 {
+                narrow
+            } else {
+                let mut r = media_mixer::resample::Resampler::new(8000, rate).expect("resampler");
+                let mut out = Vec::new();
+                r.process(&narrow, &mut out);
+                out
+            };
+            let (at, score) = interop_tests::find_in(samples, &template, rate);
+            (p, at as f64 / f64::from(rate), score)
+        })
+        .collect()
+}
+
+/// `*6` pressed on a real SIP phone (baresip sends RFC 4733 events): the first mutes the SIP party
+/// (its audio stops reaching the session) and it hears "you are muted"; the second unmutes it
+/// (audible again) and it hears "you are unmuted". Both announcements are found in baresip's
+/// recording by waveform, in that order, and the force-mute one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_six_from_a_phone_is_announced_to_it_and_toggles_what_the_session_hears() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let bs = Baresip::start("dial-star6", port, "", 440);
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "observeForceMute": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let (_, mut tap) = g.service.tap(&stream).expect("tap");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut levels = vec![tap_rms(&mut tap, &mut dec, 24_000)];
+    let mut states = vec![g.service.stream(&sid, &stream).expect("stream").audio_muted];
+    for _ in 0..2 {
+        let r = bs.command("sndcode", "*6");
+        assert!(r.is_ok(), "{r:?}\n{}", bs.log());
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        levels.push(tap_rms(&mut tap, &mut dec, 24_000));
+        states.push(g.service.stream(&sid, &stream).expect("stream").audio_muted);
+    }
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(&mut g, &sid, cid).await;
+    assert!(!events.iter().any(|e| e == "muteForced"), "a mute of one's own is not a force mute: {events:?}");
+    assert_eq!(states, [false, true, false], "muted by the first *6, unmuted by the second\n{}", bs.log());
+    assert!(levels[0] > 1000.0, "the session heard the phone at first: {levels:?}");
+    assert!(levels[1] < levels[0] / 20.0, "then silence: {levels:?}");
+    assert!(levels[2] > levels[0] / 2.0, "then the phone again: {levels:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let found = announcements(&samples, rate);
+    let [forced, muted, unmuted] = found[..] else { unreachable!() };
+    assert!(muted.2 > 0.8 && unmuted.2 > 0.8, "both announcements heard: {found:?}");
+    assert!(muted.1 < unmuted.1, "\"muted\" before \"unmuted\": {found:?}");
+    assert!(forced.2 < 0.5, "not the force-mute announcement: {found:?}");
 }
 
 /// The whole path with a real WebRTC participant: a str0m peer joins the session over the

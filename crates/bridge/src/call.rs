@@ -53,6 +53,8 @@ pub(crate) struct CallSpec {
     pub(crate) stream: StreamId,
     pub(crate) sip: SipOptions,
     pub(crate) dtmf: Arc<std::sync::Mutex<crate::DtmfReadiness>>,
+    /// See `Running::self_mute`.
+    pub(crate) self_mute: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How the call ended, for `callDestroyed` and the connection's reason.
@@ -654,7 +656,14 @@ fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Insta
             let result = if muted {
                 bridge.service.unmute_stream(&spec.stream)
             } else {
-                bridge.service.mute_stream(&spec.session, &spec.stream)
+                // The mute event this causes is the SIP party's own: no `muteForced`, no
+                // "you have been muted" on top of "you are muted".
+                spec.self_mute.store(true, std::sync::atomic::Ordering::Release);
+                let r = bridge.service.mute_stream(&spec.session, &spec.stream);
+                if r.is_err() {
+                    spec.self_mute.store(false, std::sync::atomic::Ordering::Release);
+                }
+                r
             };
             info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
             let prompt = if muted { media_mixer::Prompt::YouAreUnmuted } else { media_mixer::Prompt::YouAreMuted };

@@ -14,7 +14,7 @@ pub mod codec;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -92,6 +92,9 @@ struct Running {
     control: mpsc::UnboundedSender<Control>,
     /// What `play-dtmf` needs to know synchronously.
     dtmf: Arc<Mutex<DtmfReadiness>>,
+    /// Set while the call mutes its own stream (`*6`): the session's mute event that follows is
+    /// the SIP party's own doing, not a force mute to report and announce.
+    self_mute: Arc<AtomicBool>,
 }
 
 /// Whether a call can carry DTMF now.
@@ -254,8 +257,14 @@ impl Dialer for Bridge {
         let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
         let (control, rx) = mpsc::unbounded_channel();
         let dtmf = Arc::new(Mutex::new(DtmfReadiness::default()));
-        let running =
-            Running { session: request.session.clone(), stream: stream_id.clone(), control, dtmf: dtmf.clone() };
+        let self_mute = Arc::new(AtomicBool::new(false));
+        let running = Running {
+            session: request.session.clone(),
+            stream: stream_id.clone(),
+            control,
+            dtmf: dtmf.clone(),
+            self_mute: self_mute.clone(),
+        };
         locked(&inner.calls).insert(connection.id.clone(), running);
         let spec = CallSpec {
             id: id.clone(),
@@ -267,6 +276,7 @@ impl Dialer for Bridge {
             stream: stream_id.clone(),
             sip: request.sip,
             dtmf,
+            self_mute,
         };
         info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");
         inner.report(&spec, "callCreated", json!({}));
@@ -331,6 +341,9 @@ async fn follow_sessions(inner: std::sync::Weak<Inner>, mut events: mpsc::Unboun
             }
             EventKind::MuteForced { muted, .. } if !muted.is_empty() => {
                 for r in locked(&inner.calls).values().filter(|r| r.session == e.session && muted.contains(&r.stream)) {
+                    if r.self_mute.swap(false, Ordering::AcqRel) {
+                        continue;
+                    }
                     let _ = r.control.send(Control::MuteForced);
                 }
             }
