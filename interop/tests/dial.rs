@@ -874,6 +874,75 @@ async fn star_six_from_a_phone_is_announced_to_it_and_toggles_what_the_session_h
     assert!(forced.2 < 0.5, "not the force-mute announcement: {found:?}");
 }
 
+/// A long hold on a secure call: baresip (SDES-SRTP) holds by re-INVITE and resumes several
+/// times both media timeouts later. The call goes ON_HOLD and back to ACTIVE without a timeout,
+/// and audio flows both ways again after the resume, through SRTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_again_after_a_long_hold_on_a_secure_call() {
+    let mut config = BridgeConfig {
+        no_rtp_timeout: Duration::from_millis(1500),
+        inactivity_timeout: Duration::from_millis(1500),
+        ..BridgeConfig::default()
+    };
+    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Sdes);
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let feeder = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let port = free_port();
+    let bs = Baresip::start("dial-long-hold", port, "srtp-mand", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let (_, mut tap) = g.service.tap(&stream).expect("tap");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}", bs.log());
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut heard = |tap: &mut mpsc::UnboundedReceiver<MediaFrame>| {
+        let mut pcm = Vec::new();
+        while let Ok(f) = tap.try_recv() {
+            let _ = dec.decode(&f.data, &mut pcm);
+        }
+        let tail = pcm[pcm.len().saturating_sub(48_000)..].to_vec();
+        tone_ratio(&tail, 440.0, 48_000.0)
+    };
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let before = heard(&mut tap);
+
+    let r = bs.command("hold", "");
+    assert!(r.is_ok(), "{r:?}\n{}", bs.log());
+    let held = call_events_until(&mut g, "callUpdated", Duration::from_secs(5)).await;
+    assert_eq!(held, ["callUpdated:ON_HOLD"], "\n{}", bs.log());
+    // Four times both timeouts.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    let r = bs.command("resume", "");
+    assert!(r.is_ok(), "{r:?}\n{}", bs.log());
+    let resumed = call_events_until(&mut g, "callUpdated", Duration::from_secs(5)).await;
+    assert_eq!(resumed, ["callUpdated:ACTIVE"], "no timeout during the hold\n{}", bs.log());
+    let _ = heard(&mut tap);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let after = heard(&mut tap);
+    let resumed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(&mut g, &sid, cid).await;
+    feeder.abort();
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    assert!(before > 0.5, "the session heard the phone's 440 Hz before the hold ({before:.2})");
+    assert!(after > 0.5, "and again after the resume ({after:.2})");
+    // The phone heard the session's 1000 Hz in its last second, after the resume.
+    let tail_ms = resumed_at.elapsed().as_millis() as usize + 1000;
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let last = &samples[samples.len().saturating_sub(tail_ms * rate as usize / 1000)..];
+    let last = &last[..last.len().min(rate as usize)];
+    let ratio = tone_ratio(last, 1000.0, f64::from(rate));
+    assert!(ratio > 0.5, "the phone hears the session after the resume (ratio {ratio:.2})\n{}", bs.log());
+    // baresip (srtp-mand) keyed SRTP at the answer, the hold and the resume.
+    assert!(bs.log().matches("SRTP is Enabled").count() >= 3, "{}", bs.log());
+}
+
 /// The whole path with a real WebRTC participant: a str0m peer joins the session over the
 /// signalling WebSocket and publishes a 1000 Hz tone in Opus (DTLS-SRTP, through the router); the
 /// gateway dials baresip (440 Hz, PCMU); baresip hears 1000 Hz, and a second str0m peer that
