@@ -82,6 +82,18 @@ pub const KEYS: &[Key] = &[
         help: "audio codecs offered, in preference order",
     },
     Key {
+        name: "video.codecs",
+        default: "h264,vp8",
+        help: "video codecs offered to dials with video: true, in preference order (empty: never video)",
+    },
+    Key {
+        name: "video.canvas",
+        default: "1280x720",
+        help: "size of the grid sent to SIP parties (lower when the endpoint's level asks)",
+    },
+    Key { name: "video.fps", default: "30", help: "frame rate of the grid sent to SIP parties" },
+    Key { name: "video.bitrate", default: "1500000", help: "target bitrate of the grid, bit/s" },
+    Key {
         name: "media.srtp_offer",
         default: "sdes",
         help: "what secure: true calls offer: sdes (a=crypto keys) or dtls (DTLS-SRTP); per project too",
@@ -332,6 +344,8 @@ pub struct Settings {
     pub audio_codecs: Vec<Codec>,
     /// What `secure: true` calls offer, unless their project says otherwise.
     pub srtp_offer: SrtpOffer,
+    /// The grid sent to calls dialled with `video: true`.
+    pub video: bridge::VideoConfig,
     /// The WebRTC UDP socket.
     pub webrtc_bind: SocketAddr,
     /// Advertised WebRTC addresses.
@@ -599,6 +613,15 @@ fn resolve(
     let audio_codecs =
         layers.get_or("media.audio_codecs", vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], parse_codecs)?;
     let srtp_offer = layers.get_or("media.srtp_offer", SrtpOffer::Sdes, |r| srtp(&text(r)?))?;
+    let video_defaults = bridge::VideoConfig::default();
+    let (width, height) = layers.get_or("video.canvas", (video_defaults.width, video_defaults.height), parse_canvas)?;
+    let video = bridge::VideoConfig {
+        codecs: layers.get_or("video.codecs", video_defaults.codecs.clone(), parse_video_codecs)?,
+        width,
+        height,
+        fps: layers.get_or("video.fps", video_defaults.fps, |r| bounded(r, 1, 60))?,
+        bitrate: layers.get_or("video.bitrate", video_defaults.bitrate, |r| bounded(r, 50_000, 20_000_000))?,
+    };
     let webrtc_bind = layers.get_or("webrtc.bind", SocketAddr::new(rest_listen.ip(), 0), parse_addr)?;
     let webrtc_public = layers.get_or("webrtc.public", Vec::new(), |r| list(r)?.iter().map(|s| addr(s)).collect())?;
     let secs = Duration::from_secs;
@@ -664,6 +687,7 @@ fn resolve(
         media_public_ip,
         audio_codecs,
         srtp_offer,
+        video,
         webrtc_bind,
         webrtc_public,
         no_rtp_timeout,
@@ -935,6 +959,41 @@ fn parse_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
     Ok(out)
 }
 
+fn parse_video_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
+    let mut out = Vec::new();
+    for name in list(r)? {
+        let c = match name.to_ascii_lowercase().as_str() {
+            "h264" => Codec::H264,
+            "vp8" => Codec::Vp8,
+            _ => return Err(format!("{name:?} is not a video codec (h264, vp8)")),
+        };
+        if out.contains(&c) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// `WIDTHxHEIGHT`, both even, from 64x64 to 3840x2160.
+fn parse_canvas(r: &Raw) -> Result<(u32, u32), String> {
+    let t = text(r)?;
+    let (w, h) = t.split_once(['x', 'X']).ok_or_else(|| format!("{t:?} is not WIDTHxHEIGHT"))?;
+    let (w, h): (u32, u32) = match (w.trim().parse(), h.trim().parse()) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(format!("{t:?} is not WIDTHxHEIGHT")),
+    };
+    if !(64..=3840).contains(&w) || !(64..=2160).contains(&h) || w % 2 == 1 || h % 2 == 1 {
+        return Err(format!("{t:?}: width and height must be even, from 64x64 to 3840x2160"));
+    }
+    Ok((w, h))
+}
+
+fn bounded(r: &Raw, min: u32, max: u32) -> Result<u32, String> {
+    let v = integer(r)?;
+    u32::try_from(v).ok().filter(|v| (min..=max).contains(v)).ok_or_else(|| format!("{v} is not within {min}..={max}"))
+}
+
 impl Settings {
     /// The effective configuration as `key = value` lines, secrets left out (for `--check`).
     pub fn summary(&self) -> String {
@@ -957,6 +1016,10 @@ impl Settings {
             format!("media.public_ip = {}", opt(self.media_public_ip.map(|a| a.to_string()))),
             format!("media.audio_codecs = {:?}", self.audio_codecs),
             format!("media.srtp_offer = {:?}", self.srtp_offer),
+            format!("video.codecs = {:?}", self.video.codecs),
+            format!("video.canvas = {}x{}", self.video.width, self.video.height),
+            format!("video.fps = {}", self.video.fps),
+            format!("video.bitrate = {}", self.video.bitrate),
             format!("webrtc.bind = {}", self.webrtc_bind),
             format!("webrtc.public = {:?}", self.webrtc_public),
             format!("timeouts.no_rtp = {}", d(self.no_rtp_timeout)),

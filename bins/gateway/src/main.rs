@@ -247,6 +247,7 @@ async fn run(settings: Settings) -> ExitCode {
         no_rtp_timeout: settings.no_rtp_timeout,
         inactivity_timeout: settings.inactivity_timeout,
         max_duration: settings.max_duration,
+        video: settings.video.clone(),
         srtp_offer: settings.srtp_offer,
         srtp_offer_by_project: settings
             .projects

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::audio::{AudioCommand, ListenerFrame};
 use crate::codec::AudioCodec;
+use crate::video::VideoControl;
 use crate::Inner;
 
 /// What the bridge asks of a running call.
@@ -55,6 +56,10 @@ pub(crate) struct CallSpec {
     pub(crate) dtmf: Arc<std::sync::Mutex<crate::DtmfReadiness>>,
     /// See `Running::self_mute`.
     pub(crate) self_mute: Arc<std::sync::atomic::AtomicBool>,
+    /// The call watches its session's video hub (to be left when it ends).
+    pub(crate) watching: std::sync::atomic::AtomicBool,
+    /// Subscribers of the call's stream want a keyframe (taken by the video task).
+    pub(crate) keyframe_wanted: std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>,
 }
 
 /// How the call ended, for `callDestroyed` and the connection's reason.
@@ -149,6 +154,9 @@ fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, S
 /// Runs one call to its end.
 pub(crate) async fn run(bridge: Arc<Inner>, spec: CallSpec, mut control: mpsc::UnboundedReceiver<Control>) {
     let ending = place(&bridge, &spec, &mut control).await;
+    if spec.watching.load(std::sync::atomic::Ordering::Acquire) {
+        bridge.video_left(&spec);
+    }
     bridge.report(&spec, "callUpdated", json!({"state": "HANGUP"}));
     // The session forgets the SIP connection and stream before `callDestroyed` is reported, so
     // whoever acts on that event finds the session in its final state.
@@ -176,11 +184,26 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         (true, crate::SrtpOffer::Dtls, Some(id)) => MediaSecurity::Dtls { fingerprint: id.fingerprint().to_owned() },
         (secure, _, _) => sdes_offer(secure).0,
     };
+    // Video: its own RTP port (a SIP peer does not bundle), offered only when the dial asks.
+    let mut video_sockets = None;
+    let mut video_offer = None;
+    if spec.sip.video && !bridge.config.video.codecs.is_empty() {
+        match bridge.ports.bind(false).await {
+            Ok(v) => match v.rtp_addr() {
+                Ok(a) => {
+                    video_offer = Some((a.port(), bridge.config.video.codecs.clone()));
+                    video_sockets = Some(v);
+                }
+                Err(e) => warn!(call = %spec.id, error = %e, "no video socket: offering audio only"),
+            },
+            Err(e) => warn!(call = %spec.id, error = %e, "no video port: offering audio only"),
+        }
+    }
     let options = OfferOptions {
         address: bridge.config.media_address.unwrap_or(local.ip()),
         audio_port: local.port(),
         audio_codecs: bridge.config.audio_codecs.clone(),
-        video: None,
+        video: video_offer,
         telephone_event: true,
         ptime: Some(20),
         rtcp_mux: true,
@@ -203,6 +226,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     debug!(call = %spec.id, target = ?call.target, "INVITE sent");
     let mut sockets = Some(sockets);
     let mut media: Option<Media> = None;
+    let mut video: Option<VideoHandle> = None;
     let mut rang = false;
     let mut announce_on_answer = false;
     let mut hangup_cause: Option<Control> = None;
@@ -226,6 +250,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                     CallEvent::Answered { sdp: answer } => {
                         let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
+                        let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
                         match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
                             Ok(m) => {
                                 if m.agreement.codec == sdp_negotiation::Codec::Opus {
@@ -237,6 +262,14 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                     *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
                                 }
                                 media = Some(m);
+                                video = match (video_agreed, video_sockets.take()) {
+                                    (Some(agreed), Some(sockets)) => start_video(bridge, spec, agreed, sockets),
+                                    (None, Some(_)) => {
+                                        info!(call = %spec.id, "the SIP party declined video: an audio-only call");
+                                        None
+                                    }
+                                    _ => None,
+                                };
                                 bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
                                 if announce_on_answer {
                                     announce(bridge, spec, media_mixer::Prompt::YouHaveBeenMuted);
@@ -276,6 +309,13 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         match sdp.answer_offer(&offer) {
                             Ok((answer, agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
+                                if let (Some(v), Some(agreed)) = (video.as_ref(), agreement.video.as_ref()) {
+                                    let _ = v.control.send(VideoControl::Remote {
+                                        rtp: agreed.remote_rtp,
+                                        rtcp: agreed.remote_rtcp,
+                                        hold: agreed.remote_hold,
+                                    });
+                                }
                                 if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {
                                     let hold = audio.remote_hold;
                                     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
@@ -731,4 +771,76 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
         Some(last) if now.duration_since(last) >= c.inactivity_timeout => Some((706, "Max Inactive")),
         _ => None,
     }
+}
+
+/// A call's video task, stopped when dropped.
+struct VideoHandle {
+    control: mpsc::UnboundedSender<VideoControl>,
+}
+
+/// Starts the video of an answered call: its leg (SRTP by SDES when agreed), a place in the
+/// session's video hub, and the task between the two. `None` (audio only) when it cannot.
+fn start_video(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    agreed: MediaAgreement,
+    sockets: MediaSockets,
+) -> Option<VideoHandle> {
+    if agreed.dtls.is_some() {
+        warn!(call = %spec.id, "DTLS-SRTP on the video m-line is not supported yet: audio only");
+        return None;
+    }
+    let mut leg = MediaLeg::new(
+        LegConfig { symmetric_rtp: true, rtcp_mux: agreed.rtcp_mux },
+        agreed.remote_rtp,
+        agreed.remote_rtcp,
+    );
+    match srtp_contexts(&agreed) {
+        Ok(Some((inbound, outbound))) => leg.set_srtp(inbound, outbound),
+        Ok(None) => {}
+        Err(why) => {
+            warn!(call = %spec.id, %why, "unusable video SRTP keys: audio only");
+            return None;
+        }
+    }
+    let (leg, inbound) = match srtp_transport::driver::spawn(leg, sockets) {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(call = %spec.id, error = %e, "no video leg: audio only");
+            return None;
+        }
+    };
+    let size = crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref());
+    let keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (frames_tx, frames) = mpsc::channel(2);
+    let hub = bridge.video_for(&spec.session);
+    spec.watching.store(true, std::sync::atomic::Ordering::Release);
+    let watch = crate::video::VideoCommand::Watch {
+        call: spec.number,
+        own: spec.stream.clone(),
+        subset: spec.sip.streams.clone(),
+        codec: agreed.codec,
+        size,
+        keyframe: keyframe.clone(),
+        frames: frames_tx,
+    };
+    if hub.commands.send(watch).is_err() {
+        warn!(call = %spec.id, "the session's video hub is gone: audio only");
+    }
+    info!(call = %spec.id, codec = ?agreed.codec, width = size.0, height = size.1, "video grid for the SIP party");
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let keyframe_wanted = spec.keyframe_wanted.lock().ok().and_then(|mut w| w.take());
+    tokio::spawn(crate::video::run_call_video(crate::video::CallVideo {
+        service: bridge.service.clone(),
+        stream: spec.stream.clone(),
+        call: spec.id.clone(),
+        agreement: agreed,
+        leg,
+        inbound,
+        frames,
+        keyframe,
+        keyframe_wanted,
+        control: control_rx,
+    }));
+    Some(VideoHandle { control })
 }

@@ -11,6 +11,7 @@
 mod audio;
 mod call;
 pub mod codec;
+mod video;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,6 +32,8 @@ use tracing::{info, warn};
 
 use audio::SessionAudio;
 use call::{CallSpec, Control};
+use video::SessionVideo;
+pub use video::VideoConfig;
 
 /// Receives the call events (`callCreated`, `callUpdated`, `callDestroyed`) as the contract's
 /// JSON bodies; the gateway hands them to the `callbacks` crate.
@@ -68,6 +71,8 @@ pub struct BridgeConfig {
     pub inactivity_timeout: Duration,
     /// A call this old ends: 705 Max Duration.
     pub max_duration: Duration,
+    /// The grid sent to calls dialled with `video: true`.
+    pub video: VideoConfig,
 }
 
 impl Default for BridgeConfig {
@@ -80,6 +85,7 @@ impl Default for BridgeConfig {
             no_rtp_timeout: Duration::from_secs(30),
             inactivity_timeout: Duration::from_secs(300),
             max_duration: Duration::from_secs(6 * 3600),
+            video: VideoConfig::default(),
         }
     }
 }
@@ -117,6 +123,8 @@ pub(crate) struct Inner {
     calls: Mutex<HashMap<ConnectionId, Running>>,
     /// Each session's mixer and how many calls use it.
     audio: Mutex<HashMap<SessionId, (SessionAudio, usize)>>,
+    /// Each session's video hub and how many calls watch it.
+    video: Mutex<HashMap<SessionId, (SessionVideo, usize)>>,
     next_call: AtomicU64,
 }
 
@@ -156,6 +164,28 @@ impl Inner {
     /// The session's mixer, when calls of the session use one.
     pub(crate) fn audio_for_existing(&self, session: &SessionId) -> Option<SessionAudio> {
         locked(&self.audio).get(session).map(|(a, _)| a.clone())
+    }
+
+    /// The session's video hub (started by the first video call of the session).
+    pub(crate) fn video_for(&self, session: &SessionId) -> SessionVideo {
+        let mut video = locked(&self.video);
+        let entry = video
+            .entry(session.clone())
+            .or_insert_with(|| (SessionVideo::start(self.service.clone(), session.clone(), &self.config.video), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    /// A call stops watching; the last one stops the session's video hub.
+    pub(crate) fn video_left(&self, spec: &CallSpec) {
+        let mut video = locked(&self.video);
+        if let Some(entry) = video.get_mut(&spec.session) {
+            let _ = entry.0.commands.send(video::VideoCommand::Leave { call: spec.number });
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                video.remove(&spec.session);
+            }
+        }
     }
 
     /// Forgets a finished call; the last call of a session stops its mixer.
@@ -211,6 +241,7 @@ impl Bridge {
             reporter,
             calls: Mutex::new(HashMap::new()),
             audio: Mutex::new(HashMap::new()),
+            video: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
         });
         tokio::spawn(follow_sessions(Arc::downgrade(&inner), events));
@@ -244,15 +275,22 @@ impl Dialer for Bridge {
             .map_err(|e| ApiError::new(e.http_status(), e.to_string()))?;
         let stream_id = StreamId::random(&mut rand::thread_rng());
         let name = request.sip.from.clone().unwrap_or_else(|| request.sip.uri.clone());
-        let spec = StreamSpec { name, has_audio: true, has_video: false, video_type: None };
-        if let Err(e) = inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
-            let _ = inner.service.disconnect_as(
-                &request.session,
-                &connection.id,
-                session::DisconnectReason::ClientDisconnected,
-            );
-            return Err(ApiError::new(e.http_status(), e.to_string()));
-        }
+        // With video asked for, the SIP stream carries video from the start (a SIP party that
+        // declines video leaves it without frames: subscribers see no picture, as for a camera
+        // that is off).
+        let has_video = request.sip.video && !inner.config.video.codecs.is_empty();
+        let spec = StreamSpec { name, has_audio: true, has_video, video_type: None };
+        let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
+            Ok((_, wanted)) => wanted,
+            Err(e) => {
+                let _ = inner.service.disconnect_as(
+                    &request.session,
+                    &connection.id,
+                    session::DisconnectReason::ClientDisconnected,
+                );
+                return Err(ApiError::new(e.http_status(), e.to_string()));
+            }
+        };
         let created_ms = unix_ms(SystemTime::now());
         let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
         let (control, rx) = mpsc::unbounded_channel();
@@ -277,6 +315,8 @@ impl Dialer for Bridge {
             sip: request.sip,
             dtmf,
             self_mute,
+            watching: AtomicBool::new(false),
+            keyframe_wanted: Mutex::new(Some(keyframe_wanted)),
         };
         info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");
         inner.report(&spec, "callCreated", json!({}));

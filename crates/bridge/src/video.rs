@@ -1,0 +1,631 @@
+//! The session's video as the SIP calls see it (`video: true`).
+//!
+//! One thread per session with video calls in it, the **hub**, taps every video stream of the
+//! session, decodes each **once** (VP8 or H.264, whatever its publisher sends), and at the output
+//! frame rate composes each call's grid (its own stream left out, the `streams` subset honoured,
+//! at most nine tiles) and encodes it in the call's codec and size. Only tiles whose source
+//! produced a new picture are re-scaled; the encoder runs at the output rate, not the inputs'.
+//! Video work is CPU-bound, so it runs on its own thread rather than on the async runtime.
+//!
+//! Each call has a small async task ([`run_call_video`]) on its video RTP port: it packetises
+//! the hub's frames (RFC 6184 / RFC 7741) and sends them, turns the SIP party's PLI/FIR into a
+//! keyframe of the next grid, depacketises the SIP party's video and publishes it into the
+//! session as its stream's video, and sends PLIs to the SIP party when subscribers (or a lost
+//! packet) need a keyframe.
+//!
+//! Tiles: the session's video streams in the order they were published; with more than nine, the
+//! first nine are shown and a later stream takes the first tile that frees up. A stream whose
+//! picture has not arrived yet shows the placeholder; a stream that pauses keeps its last picture;
+//! a decoder error keeps the last good picture and asks the publisher for a keyframe.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media_mixer::grid::{Compositor, Source, I420};
+use media_mixer::h264::{H264Decoder, H264Encoder};
+use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
+use media_mixer::vp8::{Vp8Decoder, Vp8Encoder};
+use sdp_negotiation::{Codec, MediaAgreement};
+use session::router::{FrameCodec, MediaFrame};
+use session::service::SessionService;
+use session::{EventKind, SessionId, StreamId};
+use srtp_transport::driver::{Inbound, LegHandle};
+use srtp_transport::rtcp::{self, RtcpPacket};
+use srtp_transport::rtp::{RtpHeader, RtpPacket};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// RTP payload budget per packet (an IPv4 path MTU of 1500 less IP, UDP, RTP and SRTP overhead,
+/// with room to spare for tunnels).
+pub(crate) const VIDEO_MTU: usize = 1200;
+/// PLIs towards the SIP party at most this often.
+const PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How the grid sent to SIP parties is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoConfig {
+    /// Video codecs offered when a dial asks for video, in preference order (H.264 and VP8).
+    pub codecs: Vec<Codec>,
+    /// Canvas width (even); lowered for a call whose peer's profile level or `max-fs` asks.
+    pub width: u32,
+    /// Canvas height (even).
+    pub height: u32,
+    /// Output frames per second.
+    pub fps: u32,
+    /// Encoder target bitrate, bit/s.
+    pub bitrate: u32,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig { codecs: vec![Codec::H264, Codec::Vp8], width: 1280, height: 720, fps: 30, bitrate: 1_500_000 }
+    }
+}
+
+/// The canvas sizes we step down through, largest first.
+const SIZES: [(u32, u32); 6] = [(1920, 1080), (1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)];
+
+/// The canvas for a call: the configured size, or the largest smaller 16:9 size whose macroblock
+/// count the peer can decode (H.264 `profile-level-id` level, or `max-fs` for either codec).
+pub(crate) fn canvas_for(config: &VideoConfig, codec: Codec, fmtp: Option<&str>) -> (u32, u32) {
+    let max_fs = fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, "max-fs")).and_then(|v| v.parse::<u32>().ok());
+    let level_fs = match codec {
+        Codec::H264 => fmtp
+            .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
+            .and_then(|p| u32::from_str_radix(p.get(4..6)?, 16).ok())
+            .map(h264_level_max_fs),
+        _ => None,
+    };
+    let limit = [max_fs, level_fs].into_iter().flatten().min();
+    let (w, h) = (config.width & !1, config.height & !1);
+    let fits = |(w, h): (u32, u32)| limit.is_none_or(|l| w.div_ceil(16) * h.div_ceil(16) <= l);
+    if fits((w, h)) {
+        return (w.max(2), h.max(2));
+    }
+    SIZES.into_iter().find(|&(sw, sh)| sw <= w && sh <= h && fits((sw, sh))).unwrap_or((176, 144))
+}
+
+/// H.264 Table A-1: the largest frame (in macroblocks) a level decodes.
+fn h264_level_max_fs(level_idc: u32) -> u32 {
+    match level_idc {
+        0..=10 => 99,
+        11..=20 => 396,
+        21 => 792,
+        22..=30 => 1620,
+        31 => 3600,
+        32 => 5120,
+        40..=42 => 8192,
+        50 => 22_080,
+        _ => 36_864,
+    }
+}
+
+/// One encoded grid frame for a call.
+#[derive(Debug)]
+pub(crate) struct EncodedFrame {
+    /// H.264 Annex B access unit or VP8 frame.
+    pub(crate) data: Vec<u8>,
+    /// When the grid was composed (for the RTP timestamp).
+    pub(crate) at: Instant,
+}
+
+/// What a call asks of its session's video hub.
+pub(crate) enum VideoCommand {
+    /// Start receiving the grid: `own` is excluded, `subset` (when given) limits the tiles.
+    Watch {
+        call: u64,
+        own: StreamId,
+        subset: Option<Vec<StreamId>>,
+        codec: Codec,
+        size: (u32, u32),
+        /// Set by the call when its peer asks for a keyframe (PLI/FIR).
+        keyframe: Arc<AtomicBool>,
+        frames: mpsc::Sender<EncodedFrame>,
+    },
+    /// Stop.
+    Leave { call: u64 },
+}
+
+/// A handle on a session's video hub.
+#[derive(Clone)]
+pub(crate) struct SessionVideo {
+    pub(crate) commands: std::sync::mpsc::Sender<VideoCommand>,
+}
+
+impl SessionVideo {
+    /// Starts the hub thread of `session`; it ends with the session or when every handle is gone.
+    pub(crate) fn start(service: SessionService, session: SessionId, config: &VideoConfig) -> SessionVideo {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (fps, bitrate) = (config.fps.clamp(1, 60), config.bitrate.max(50_000));
+        let spawned =
+            std::thread::Builder::new().name("video-hub".into()).spawn(move || hub(service, session, fps, bitrate, rx));
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the video thread: calls get no grid");
+        }
+        SessionVideo { commands: tx }
+    }
+}
+
+enum Decoder {
+    Vp8(Vp8Decoder),
+    H264(H264Decoder),
+}
+
+impl Decoder {
+    fn new(codec: FrameCodec) -> Option<Decoder> {
+        match codec {
+            FrameCodec::Vp8 => Vp8Decoder::new().ok().map(Decoder::Vp8),
+            FrameCodec::H264 => H264Decoder::new().ok().map(Decoder::H264),
+            _ => None,
+        }
+    }
+
+    fn codec(&self) -> FrameCodec {
+        match self {
+            Decoder::Vp8(_) => FrameCodec::Vp8,
+            Decoder::H264(_) => FrameCodec::H264,
+        }
+    }
+
+    fn decode(&mut self, data: &[u8]) -> Result<Option<I420>, media_mixer::Error> {
+        match self {
+            Decoder::Vp8(d) => d.decode(data),
+            Decoder::H264(d) => d.decode(data),
+        }
+    }
+}
+
+/// One video stream of the session.
+struct Input {
+    id: StreamId,
+    /// Stable tile identity for the compositor.
+    number: u64,
+    frames: mpsc::UnboundedReceiver<MediaFrame>,
+    decoder: Option<Decoder>,
+    picture: Option<I420>,
+    generation: u64,
+    /// Frames were dropped undecoded (nobody watched): the next ones need a keyframe first.
+    stale: bool,
+}
+
+enum Encoder {
+    H264(Box<H264Encoder>),
+    Vp8(Vp8Encoder),
+}
+
+/// One call watching.
+struct Watcher {
+    own: StreamId,
+    subset: Option<Vec<StreamId>>,
+    compositor: Compositor,
+    encoder: Encoder,
+    keyframe: Arc<AtomicBool>,
+    frames: mpsc::Sender<EncodedFrame>,
+    first: bool,
+}
+
+impl Watcher {
+    fn sees(&self, id: &StreamId) -> bool {
+        *id != self.own && self.subset.as_ref().is_none_or(|s| s.contains(id))
+    }
+}
+
+struct Hub {
+    service: SessionService,
+    /// In publication order.
+    inputs: Vec<Input>,
+    next_number: u64,
+    watchers: HashMap<u64, Watcher>,
+}
+
+impl Hub {
+    fn add_input(&mut self, stream: &StreamId) {
+        if self.inputs.iter().any(|i| i.id == *stream) {
+            return;
+        }
+        let Ok((_, frames)) = self.service.tap(stream) else { return };
+        self.next_number += 1;
+        debug!(%stream, "a video stream for the grid");
+        self.inputs.push(Input {
+            id: stream.clone(),
+            number: self.next_number,
+            frames,
+            decoder: None,
+            picture: None,
+            generation: 0,
+            stale: true,
+        });
+    }
+
+    fn remove_input(&mut self, stream: &StreamId) {
+        self.inputs.retain(|i| i.id != *stream);
+    }
+
+    fn watch(&mut self, call: u64, w: WatchRequest) {
+        let (width, height) = w.size;
+        let encoder = match w.codec {
+            Codec::H264 => H264Encoder::new(width, height, w.bitrate, w.fps as f32).map(|e| Encoder::H264(Box::new(e))),
+            _ => Vp8Encoder::new(width, height, w.bitrate, w.fps).map(Encoder::Vp8),
+        };
+        let (encoder, compositor) = match (encoder, Compositor::new(width, height)) {
+            (Ok(e), Ok(c)) => (e, c),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(call, error = %e, "no video encoder for the call");
+                return;
+            }
+        };
+        self.watchers.insert(
+            call,
+            Watcher {
+                own: w.own,
+                subset: w.subset,
+                compositor,
+                encoder,
+                keyframe: w.keyframe,
+                frames: w.frames,
+                first: true,
+            },
+        );
+    }
+
+    /// Decodes what arrived, then composes and encodes each watcher's grid.
+    fn tick(&mut self) {
+        for input in &mut self.inputs {
+            let watched = self.watchers.values().any(|w| w.sees(&input.id));
+            if !watched {
+                while input.frames.try_recv().is_ok() {}
+                input.stale = true;
+                continue;
+            }
+            if input.stale {
+                // Frames were skipped: nothing decodes before the next keyframe.
+                self.service.request_keyframe(&input.id);
+                input.stale = false;
+            }
+            while let Ok(f) = input.frames.try_recv() {
+                if !matches!(f.codec, FrameCodec::Vp8 | FrameCodec::H264) {
+                    continue;
+                }
+                if input.decoder.as_ref().is_none_or(|d| d.codec() != f.codec) {
+                    input.decoder = Decoder::new(f.codec);
+                }
+                let Some(decoder) = input.decoder.as_mut() else { continue };
+                match decoder.decode(&f.data) {
+                    Ok(Some(picture)) => {
+                        input.picture = Some(picture);
+                        input.generation += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Keep the last good picture; ask the publisher for a fresh start.
+                        debug!(stream = %input.id, error = %e, "video decode failed: keyframe requested");
+                        self.service.request_keyframe(&input.id);
+                    }
+                }
+                if !f.contiguous {
+                    self.service.request_keyframe(&input.id);
+                }
+            }
+        }
+        let now = Instant::now();
+        for (call, w) in &mut self.watchers {
+            let sources: Vec<Source<'_>> = self
+                .inputs
+                .iter()
+                .filter(|i| w.sees(&i.id))
+                .take(9)
+                .map(|i| Source { id: i.number, generation: i.generation, picture: i.picture.as_ref() })
+                .collect();
+            let stats = match w.compositor.compose(&sources) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(call, error = %e, "composition failed");
+                    continue;
+                }
+            };
+            if w.frames.capacity() == 0 {
+                // The call is behind: skip this frame, and make the next one stand alone.
+                w.keyframe.store(true, Ordering::Relaxed);
+                continue;
+            }
+            let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || w.first;
+            w.first = false;
+            let encoded = match &mut w.encoder {
+                Encoder::H264(e) => e.encode(w.compositor.canvas(), keyframe),
+                Encoder::Vp8(e) => e.encode(w.compositor.canvas(), keyframe),
+            };
+            match encoded {
+                Ok(data) if !data.is_empty() => {
+                    let _ = w.frames.try_send(EncodedFrame { data, at: now });
+                }
+                Ok(_) => {}
+                Err(e) => warn!(call, error = %e, "grid encode failed"),
+            }
+        }
+    }
+}
+
+/// What [`VideoCommand::Watch`] carries, less the call number.
+struct WatchRequest {
+    own: StreamId,
+    subset: Option<Vec<StreamId>>,
+    codec: Codec,
+    size: (u32, u32),
+    bitrate: u32,
+    fps: u32,
+    keyframe: Arc<AtomicBool>,
+    frames: mpsc::Sender<EncodedFrame>,
+}
+
+fn hub(
+    service: SessionService,
+    session: SessionId,
+    fps: u32,
+    bitrate: u32,
+    commands: std::sync::mpsc::Receiver<VideoCommand>,
+) {
+    // Subscribe before listing, so that no stream falls between the two.
+    let mut events = service.subscribe();
+    let mut hub = Hub { service: service.clone(), inputs: Vec::new(), next_number: 0, watchers: HashMap::new() };
+    for s in service.streams(&session).iter().filter(|s| s.has_video) {
+        hub.add_input(&s.id);
+    }
+    let period = Duration::from_secs_f64(1.0 / f64::from(fps));
+    let mut next = Instant::now();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, frames }) => {
+                    hub.watch(call, WatchRequest { own, subset, codec, size, bitrate, fps, keyframe, frames });
+                }
+                Ok(VideoCommand::Leave { call }) => {
+                    hub.watchers.remove(&call);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        loop {
+            match events.try_recv() {
+                Ok(e) if e.session == session => match &e.kind {
+                    EventKind::StreamCreated { stream, .. } if stream.has_video => hub.add_input(&stream.id),
+                    EventKind::StreamDestroyed { stream, .. } => hub.remove_input(&stream.id),
+                    EventKind::SessionEnded => return,
+                    _ => {}
+                },
+                Ok(_) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        hub.tick();
+        next += period;
+        let now = Instant::now();
+        if next < now {
+            // Behind (a slow encode): skip the missed frames rather than burst.
+            next = now;
+        }
+        std::thread::sleep(next - now);
+    }
+}
+
+/// What the call task tells its video task.
+#[derive(Debug)]
+pub(crate) enum VideoControl {
+    /// The SIP party's video address changed (re-INVITE), and whether it holds the call.
+    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool },
+}
+
+/// Everything a call's video task needs.
+pub(crate) struct CallVideo {
+    pub(crate) service: SessionService,
+    /// The call's own stream: the SIP party's video is published into it.
+    pub(crate) stream: StreamId,
+    pub(crate) call: String,
+    pub(crate) agreement: MediaAgreement,
+    pub(crate) leg: LegHandle,
+    pub(crate) inbound: mpsc::Receiver<Inbound>,
+    /// Grid frames from the hub.
+    pub(crate) frames: mpsc::Receiver<EncodedFrame>,
+    /// Raised here when the SIP party asks for a keyframe; read by the hub.
+    pub(crate) keyframe: Arc<AtomicBool>,
+    /// Subscribers of the call's stream want a keyframe from the SIP party.
+    pub(crate) keyframe_wanted: Option<mpsc::UnboundedReceiver<()>>,
+    pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
+}
+
+enum Depacketizer {
+    H264(H264Depacketizer),
+    Vp8(Vp8Depacketizer),
+}
+
+/// Runs a call's video RTP until the call task drops its control sender.
+pub(crate) async fn run_call_video(mut v: CallVideo) {
+    let ssrc: u32 = rand::random();
+    let mut seq: u16 = rand::random();
+    let base_ts: u32 = rand::random();
+    let started = Instant::now();
+    let mut picture_id: u16 = rand::random::<u16>() & 0x7fff;
+    let mut hold = v.agreement.remote_hold;
+    let mut remote_ssrc: Option<u32> = None;
+    let mut last_pli: Option<Instant> = None;
+    let mut inbound_seq = srtp_transport::rtp::SeqExtender::default();
+    let mut ts_ext = TimestampExtender::default();
+    let mut depacketizers: HashMap<u8, Depacketizer> = HashMap::new();
+    let mut frames_sent = 0u64;
+    let mut frames_in = 0u64;
+    let mut out = Vec::with_capacity(VIDEO_MTU + 64);
+    let mut wanted = v.keyframe_wanted.take();
+    info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
+    loop {
+        tokio::select! {
+            c = v.control.recv() => match c {
+                Some(VideoControl::Remote { rtp, rtcp, hold: h }) => {
+                    hold = h;
+                    let _ = v.leg.set_remote(rtp, rtcp);
+                }
+                None => break,
+            },
+            f = v.frames.recv() => {
+                let Some(frame) = f else { break };
+                if hold {
+                    continue;
+                }
+                let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
+                let payloads = match v.agreement.codec {
+                    Codec::H264 => packetize::h264_packetize(&packetize::split_annex_b(&frame.data), VIDEO_MTU),
+                    _ => {
+                        picture_id = (picture_id + 1) & 0x7fff;
+                        packetize::vp8_packetize(&frame.data, picture_id, VIDEO_MTU)
+                    }
+                };
+                let last = payloads.len().saturating_sub(1);
+                for (i, p) in payloads.iter().enumerate() {
+                    let header = RtpHeader {
+                        marker: i == last,
+                        payload_type: v.agreement.payload_type,
+                        seq,
+                        timestamp: ts,
+                        ssrc,
+                        ..RtpHeader::default()
+                    };
+                    seq = seq.wrapping_add(1);
+                    if header.write(p, 0, &mut out).is_ok() {
+                        let _ = v.leg.send_rtp(out.clone());
+                    }
+                }
+                frames_sent += 1;
+            }
+            i = v.inbound.recv() => {
+                let Some(inbound) = i else { break };
+                match inbound {
+                    Inbound::Rtp(bytes) => {
+                        let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
+                        let pt = pkt.payload_type().0;
+                        let Some(codec) = v.agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else {
+                            continue;
+                        };
+                        remote_ssrc = Some(pkt.ssrc().0);
+                        let _ = inbound_seq.extend(pkt.seq());
+                        let d = depacketizers.entry(pt).or_insert_with(|| match codec {
+                            Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
+                            _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
+                        });
+                        let (result, frame_codec) = match d {
+                            Depacketizer::H264(d) => (d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload()), FrameCodec::H264),
+                            Depacketizer::Vp8(d) => (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8),
+                        };
+                        match result {
+                            Depacketized::Pending => {}
+                            Depacketized::Frame(f) => {
+                                frames_in += 1;
+                                let frame = MediaFrame {
+                                    codec: frame_codec,
+                                    rtp_time: ts_ext.extend(pkt.timestamp()),
+                                    data: f.data.into(),
+                                    contiguous: true,
+                                };
+                                let _ = v.service.write_frame(&v.stream, frame);
+                            }
+                            Depacketized::Dropped => {
+                                send_pli(&v, ssrc, remote_ssrc, &mut last_pli);
+                            }
+                        }
+                    }
+                    Inbound::Rtcp(bytes) => {
+                        let Ok(packets) = rtcp::parse_compound(&bytes) else { continue };
+                        let asks = packets.iter().any(|p| match p {
+                            RtcpPacket::Pli { media, .. } => *media == ssrc || *media == 0,
+                            RtcpPacket::Fir { entries, .. } => entries.iter().any(|(m, _)| *m == ssrc),
+                            _ => false,
+                        });
+                        if asks {
+                            debug!(call = %v.call, "the SIP party asks for a keyframe");
+                            v.keyframe.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Inbound::Dtls(_) => {}
+                }
+            }
+            w = async {
+                match wanted.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match w {
+                    Some(()) => send_pli(&v, ssrc, remote_ssrc, &mut last_pli),
+                    None => wanted = None,
+                }
+            }
+        }
+    }
+    let _ = v.leg.shutdown().await;
+    info!(call = %v.call, frames_sent, frames_in, "video ended");
+}
+
+/// A PLI (in a compound packet led by an empty receiver report, RFC 4585 section 3.1) to the SIP
+/// party, at most every [`PLI_INTERVAL`], once its SSRC is known.
+fn send_pli(v: &CallVideo, ssrc: u32, remote: Option<u32>, last: &mut Option<Instant>) {
+    let Some(media) = remote else { return };
+    let now = Instant::now();
+    if last.is_some_and(|t| now.saturating_duration_since(t) < PLI_INTERVAL) {
+        return;
+    }
+    *last = Some(now);
+    let packet = rtcp::write_compound(&[
+        RtcpPacket::ReceiverReport { ssrc, reports: Vec::new() },
+        RtcpPacket::Pli { sender: ssrc, media },
+    ]);
+    let _ = v.leg.send_rtcp(packet);
+}
+
+/// Extends 32-bit RTP timestamps past wrap-around.
+#[derive(Debug, Default)]
+struct TimestampExtender {
+    last: Option<u64>,
+}
+
+impl TimestampExtender {
+    fn extend(&mut self, ts: u32) -> u64 {
+        let ext = match self.last {
+            None => u64::from(ts),
+            Some(last) => {
+                let delta = ts.wrapping_sub(last as u32) as i32;
+                (last as i64 + i64::from(delta)).max(0) as u64
+            }
+        };
+        self.last = Some(ext);
+        ext
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canvas_follows_what_the_peer_decodes() {
+        let c = VideoConfig::default();
+        assert_eq!(canvas_for(&c, Codec::H264, None), (1280, 720));
+        // Level 3.1 decodes 720p; level 3.0 (1620 macroblocks) does not, 960x540 (2040) neither.
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01f;packetization-mode=1")), (1280, 720));
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01e;packetization-mode=1")), (640, 360));
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e00d")), (320, 180));
+        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=1200")), (640, 360));
+        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=12")), (176, 144));
+        let small = VideoConfig { width: 320, height: 240, ..VideoConfig::default() };
+        assert_eq!(canvas_for(&small, Codec::Vp8, None), (320, 240));
+    }
+
+    #[test]
+    fn timestamps_extend_past_wrap_around() {
+        let mut t = TimestampExtender::default();
+        assert_eq!(t.extend(u32::MAX - 10), u64::from(u32::MAX - 10));
+        assert_eq!(t.extend(5), u64::from(u32::MAX) + 6);
+        assert_eq!(t.extend(1), u64::from(u32::MAX) + 2, "a little back is reordering, not a wrap");
+    }
+}
