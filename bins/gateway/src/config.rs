@@ -94,6 +94,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "video.fps", default: "30", help: "frame rate of the grid sent to SIP parties" },
     Key { name: "video.bitrate", default: "1500000", help: "target bitrate of the grid, bit/s" },
     Key {
+        name: "video.keyframe_interval",
+        default: "5s",
+        help: "a keyframe of the grid at least this often (endpoints that never send PLI or FIR)",
+    },
+    Key {
         name: "media.srtp_offer",
         default: "sdes",
         help: "what secure: true calls offer: sdes (a=crypto keys) or dtls (DTLS-SRTP); per project too",
@@ -621,6 +626,11 @@ fn resolve(
         height,
         fps: layers.get_or("video.fps", video_defaults.fps, |r| bounded(r, 1, 60))?,
         bitrate: layers.get_or("video.bitrate", video_defaults.bitrate, |r| bounded(r, 50_000, 20_000_000))?,
+        keyframe_interval: layers.get_or(
+            "video.keyframe_interval",
+            video_defaults.keyframe_interval,
+            parse_duration,
+        )?,
     };
     let webrtc_bind = layers.get_or("webrtc.bind", SocketAddr::new(rest_listen.ip(), 0), parse_addr)?;
     let webrtc_public = layers.get_or("webrtc.public", Vec::new(), |r| list(r)?.iter().map(|s| addr(s)).collect())?;
@@ -1020,6 +1030,7 @@ impl Settings {
             format!("video.canvas = {}x{}", self.video.width, self.video.height),
             format!("video.fps = {}", self.video.fps),
             format!("video.bitrate = {}", self.video.bitrate),
+            format!("video.keyframe_interval = {}", d(self.video.keyframe_interval)),
             format!("webrtc.bind = {}", self.webrtc_bind),
             format!("webrtc.public = {:?}", self.webrtc_public),
             format!("timeouts.no_rtp = {}", d(self.no_rtp_timeout)),

@@ -57,11 +57,21 @@ pub struct VideoConfig {
     pub fps: u32,
     /// Encoder target bitrate, bit/s.
     pub bitrate: u32,
+    /// A keyframe at least this often, for endpoints that never send PLI or FIR (many SIP phones
+    /// do not) and for receivers that join the stream late.
+    pub keyframe_interval: Duration,
 }
 
 impl Default for VideoConfig {
     fn default() -> Self {
-        VideoConfig { codecs: vec![Codec::H264, Codec::Vp8], width: 1280, height: 720, fps: 30, bitrate: 1_500_000 }
+        VideoConfig {
+            codecs: vec![Codec::H264, Codec::Vp8],
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate: 1_500_000,
+            keyframe_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -139,9 +149,13 @@ impl SessionVideo {
     /// Starts the hub thread of `session`; it ends with the session or when every handle is gone.
     pub(crate) fn start(service: SessionService, session: SessionId, config: &VideoConfig) -> SessionVideo {
         let (tx, rx) = std::sync::mpsc::channel();
-        let (fps, bitrate) = (config.fps.clamp(1, 60), config.bitrate.max(50_000));
+        let settings = HubSettings {
+            fps: config.fps.clamp(1, 60),
+            bitrate: config.bitrate.max(50_000),
+            keyframe_interval: config.keyframe_interval.max(Duration::from_millis(500)),
+        };
         let spawned =
-            std::thread::Builder::new().name("video-hub".into()).spawn(move || hub(service, session, fps, bitrate, rx));
+            std::thread::Builder::new().name("video-hub".into()).spawn(move || hub(service, session, settings, rx));
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start the video thread: calls get no grid");
         }
@@ -189,11 +203,25 @@ struct Input {
     generation: u64,
     /// Frames were dropped undecoded (nobody watched): the next ones need a keyframe first.
     stale: bool,
+    /// When a keyframe was last asked for (a request can be lost: a tile still without a picture
+    /// asks again every [`PICTURELESS_RETRY`]).
+    asked: Option<Instant>,
 }
+
+/// How often a watched stream that has not produced a picture yet is asked for a keyframe again.
+const PICTURELESS_RETRY: Duration = Duration::from_secs(1);
 
 enum Encoder {
     H264(Box<H264Encoder>),
     Vp8(Vp8Encoder),
+}
+
+/// What the hub applies to every call.
+#[derive(Debug, Clone, Copy)]
+struct HubSettings {
+    fps: u32,
+    bitrate: u32,
+    keyframe_interval: Duration,
 }
 
 /// One call watching.
@@ -204,7 +232,8 @@ struct Watcher {
     encoder: Encoder,
     keyframe: Arc<AtomicBool>,
     frames: mpsc::Sender<EncodedFrame>,
-    first: bool,
+    /// When the last keyframe was sent (`None`: never).
+    last_keyframe: Option<Instant>,
 }
 
 impl Watcher {
@@ -215,6 +244,7 @@ impl Watcher {
 
 struct Hub {
     service: SessionService,
+    keyframe_interval: Duration,
     /// In publication order.
     inputs: Vec<Input>,
     next_number: u64,
@@ -237,6 +267,7 @@ impl Hub {
             picture: None,
             generation: 0,
             stale: true,
+            asked: None,
         });
     }
 
@@ -266,7 +297,7 @@ impl Hub {
                 encoder,
                 keyframe: w.keyframe,
                 frames: w.frames,
-                first: true,
+                last_keyframe: None,
             },
         );
     }
@@ -280,9 +311,13 @@ impl Hub {
                 input.stale = true;
                 continue;
             }
-            if input.stale {
-                // Frames were skipped: nothing decodes before the next keyframe.
+            let now = Instant::now();
+            let retry = input.picture.is_none()
+                && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= PICTURELESS_RETRY);
+            if input.stale || retry {
+                // Frames were skipped (or a request got lost): nothing decodes before a keyframe.
                 self.service.request_keyframe(&input.id);
+                input.asked = Some(now);
                 input.stale = false;
             }
             while let Ok(f) = input.frames.try_recv() {
@@ -331,8 +366,11 @@ impl Hub {
                 w.keyframe.store(true, Ordering::Relaxed);
                 continue;
             }
-            let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || w.first;
-            w.first = false;
+            let due = w.last_keyframe.is_none_or(|t| now.saturating_duration_since(t) >= self.keyframe_interval);
+            let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || due;
+            if keyframe {
+                w.last_keyframe = Some(now);
+            }
             let encoded = match &mut w.encoder {
                 Encoder::H264(e) => e.encode(w.compositor.canvas(), keyframe),
                 Encoder::Vp8(e) => e.encode(w.compositor.canvas(), keyframe),
@@ -363,13 +401,19 @@ struct WatchRequest {
 fn hub(
     service: SessionService,
     session: SessionId,
-    fps: u32,
-    bitrate: u32,
+    settings: HubSettings,
     commands: std::sync::mpsc::Receiver<VideoCommand>,
 ) {
+    let HubSettings { fps, bitrate, keyframe_interval } = settings;
     // Subscribe before listing, so that no stream falls between the two.
     let mut events = service.subscribe();
-    let mut hub = Hub { service: service.clone(), inputs: Vec::new(), next_number: 0, watchers: HashMap::new() };
+    let mut hub = Hub {
+        service: service.clone(),
+        keyframe_interval,
+        inputs: Vec::new(),
+        next_number: 0,
+        watchers: HashMap::new(),
+    };
     for s in service.streams(&session).iter().filter(|s| s.has_video) {
         hub.add_input(&s.id);
     }

@@ -1,0 +1,512 @@
+//! Video on the SIP leg end to end (`video: true`): publishers in a session, the gateway dialling a
+//! small SIP user agent written here, and `ffmpeg` decoding the grid the gateway sends, checked
+//! from pixels; then keyframes on PLI, the SIP party's video published into the session, and
+//! keyframe requests passed to the SIP side, checked on the wire.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bridge::{BridgeConfig, VideoConfig};
+use interop_tests::{free_port, require};
+use media_mixer::grid::I420;
+use media_mixer::h264::{H264Decoder, H264Encoder};
+use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
+use media_mixer::vp8::{Vp8Decoder, Vp8Encoder};
+use sdp_negotiation::Codec;
+use serde_json::json;
+use session::router::{FrameCodec, MediaFrame};
+use session::service::SessionService;
+use session::{ConnectionKind, SessionId, StreamId, StreamSpec};
+use srtp_transport::rtcp::{self, RtcpPacket};
+use srtp_transport::{RtpHeader, RtpPacket};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+use common::*;
+
+// BT.601 video-range colours.
+const RED: (u8, u8, u8) = (81, 90, 240);
+const GREEN: (u8, u8, u8) = (145, 54, 34);
+const BLUE: (u8, u8, u8) = (41, 240, 110);
+const MAGENTA: (u8, u8, u8) = (106, 202, 222);
+
+/// A minimal SIP user agent server on UDP: answers the first INVITE with the SDP `answer` makes of
+/// the offer (which it hands over), answers BYE and OPTIONS with 200, ignores ACK.
+struct Uas {
+    port: u16,
+    offer: oneshot::Receiver<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The header lines of `head` (a request) named one of `names`, as they are.
+fn headers_named<'a>(head: &'a str, names: &[&str]) -> Vec<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter(|l| l.split_once(':').is_some_and(|(n, _)| names.iter().any(|x| n.trim().eq_ignore_ascii_case(x))))
+        .collect()
+}
+
+fn response(head: &str, status: &str, port: u16, body: Option<&str>) -> String {
+    let mut r = format!("SIP/2.0 {status}\r\n");
+    for line in headers_named(head, &["Via", "From", "Call-ID", "CSeq"]) {
+        r.push_str(line);
+        r.push_str("\r\n");
+    }
+    for to in headers_named(head, &["To"]) {
+        if to.contains(";tag=") {
+            r.push_str(&format!("{to}\r\n"));
+        } else {
+            r.push_str(&format!("{to};tag=uas1\r\n"));
+        }
+    }
+    r.push_str(&format!("Contact: <sip:uas@127.0.0.1:{port}>\r\n"));
+    match body {
+        Some(b) => r.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len())),
+        None => r.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    r
+}
+
+async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    let (tx, offer) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut answered: Option<String> = None;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let reply = if head.starts_with("INVITE ") {
+                let sdp = answered.get_or_insert_with(|| answer(body)).clone();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(body.to_owned());
+                }
+                response(head, "200 OK", port, Some(&sdp))
+            } else if head.starts_with("BYE ") || head.starts_with("OPTIONS ") {
+                response(head, "200 OK", port, None)
+            } else {
+                continue;
+            };
+            let _ = socket.send_to(reply.as_bytes(), from).await;
+        }
+    });
+    Uas { port, offer, task }
+}
+
+/// The payload type the offer gives `encoding` (e.g. `H264/90000`).
+fn offered_pt(offer: &str, encoding: &str) -> Option<u8> {
+    offer.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, enc) = rest.split_once(' ')?;
+        enc.trim().eq_ignore_ascii_case(encoding).then(|| pt.parse().ok()).flatten()
+    })
+}
+
+/// The port of the offer's video m-line.
+fn offered_video_port(offer: &str) -> Option<u16> {
+    offer.lines().find_map(|l| l.strip_prefix("m=video ")?.split_whitespace().next()?.parse().ok())
+}
+
+fn rtpmap(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "H264/90000",
+        _ => "VP8/90000",
+    }
+}
+
+/// Our answer: PCMU audio to a port nobody reads, and video to `video_port` (0 declines it).
+fn answer_sdp(offer: &str, codec: Codec, video_port: u16, rtcp_mux: bool) -> String {
+    let pt = offered_pt(offer, rtpmap(codec)).unwrap_or(96);
+    let mut sdp = format!(
+        "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        free_port()
+    );
+    if offered_video_port(offer).is_none() {
+        return sdp;
+    }
+    sdp.push_str(&format!("m=video {video_port} RTP/AVP {pt}\r\na=rtpmap:{pt} {}\r\n", rtpmap(codec)));
+    if codec == Codec::H264 {
+        sdp.push_str(&format!("a=fmtp:{pt} profile-level-id=42e01f;packetization-mode=1\r\n"));
+    }
+    if rtcp_mux {
+        sdp.push_str("a=rtcp-mux\r\n");
+    }
+    sdp
+}
+
+fn video_gateway_config(codec: Codec) -> BridgeConfig {
+    BridgeConfig {
+        video: VideoConfig {
+            codecs: vec![codec],
+            width: 640,
+            height: 360,
+            fps: 15,
+            bitrate: 600_000,
+            ..VideoConfig::default()
+        },
+        // The test endpoint sends no audio.
+        no_rtp_timeout: Duration::from_secs(120),
+        ..BridgeConfig::default()
+    }
+}
+
+/// A session participant publishing VP8 video of one colour (320x240, 15 fps), with keyframes
+/// when asked for.
+fn video_publisher(
+    service: &SessionService,
+    sid: &SessionId,
+    id: &str,
+    colour: (u8, u8, u8),
+) -> tokio::task::JoinHandle<()> {
+    let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
+    let stream = StreamId::from_wire(id);
+    let spec = StreamSpec { name: id.into(), has_audio: false, has_video: true, video_type: None };
+    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let service = service.clone();
+    tokio::spawn(async move {
+        let mut enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8 encoder");
+        let picture = I420::filled(320, 240, colour).expect("picture");
+        let mut tick = tokio::time::interval(Duration::from_millis(66));
+        for n in 0..600u64 {
+            tick.tick().await;
+            let mut keyframe = n == 0;
+            while wanted.try_recv().is_ok() {
+                keyframe = true;
+            }
+            let data = enc.encode(&picture, keyframe).expect("encode");
+            let frame = MediaFrame { codec: FrameCodec::Vp8, rtp_time: n * 6000, data: data.into(), contiguous: true };
+            let _ = service.write_frame(&stream, frame);
+        }
+    })
+}
+
+/// An even UDP port whose successor is free too (ffmpeg takes RTP and RTCP).
+fn free_rtp_port() -> u16 {
+    // Linux gives bind(0) odd ports: step down to the even one below and check the pair.
+    loop {
+        let p = free_port() & !1;
+        let rtp = std::net::UdpSocket::bind(("127.0.0.1", p));
+        let rtcp = std::net::UdpSocket::bind(("127.0.0.1", p + 1));
+        if rtp.is_ok() && rtcp.is_ok() {
+            return p;
+        }
+    }
+}
+
+/// `(r, g, b)` of pixel `(x, y)` in an RGB24 frame `width` wide.
+fn rgb(frame: &[u8], width: usize, x: usize, y: usize) -> (u8, u8, u8) {
+    let i = (y * width + x) * 3;
+    (frame[i], frame[i + 1], frame[i + 2])
+}
+
+fn is_colour((r, g, b): (u8, u8, u8), want: &str) -> bool {
+    match want {
+        "red" => r > 180 && g < 90 && b < 90,
+        "green" => g > 180 && r < 90 && b < 90,
+        "blue" => b > 180 && r < 90 && g < 90,
+        _ => r < 40 && g < 40 && b < 40,
+    }
+}
+
+/// Three publishers (red, green, blue, 4:3) and the gateway dialling our user agent with
+/// `video: true`; ffmpeg receives the video from an SDP file and decodes it. The grid is 2x2: the
+/// three colours in publication order, aspect ratio kept (black bars left and right of each 4:3
+/// picture in its 16:9 cell), the fourth cell black. In H.264 and in VP8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_decodes_the_grid_of_the_session() {
+    require("ffmpeg", "ffmpeg");
+    let dir = std::env::temp_dir().join(format!("video-grid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for codec in [Codec::H264, Codec::Vp8] {
+        let mut g = gateway(video_gateway_config(codec)).await;
+        let sid = routed(&g);
+        let publishers: Vec<_> = [("red", RED), ("green", GREEN), ("blue", BLUE)]
+            .into_iter()
+            .map(|(id, c)| video_publisher(&g.service, &sid, id, c))
+            .collect();
+        let port = free_rtp_port();
+        let sdp_path = dir.join(format!("{}.sdp", rtpmap(codec).replace('/', "-")));
+        let raw_path = dir.join(format!("{}.rgb", rtpmap(codec).replace('/', "-")));
+        let fmtp = if codec == Codec::H264 { "a=fmtp:102 packetization-mode=1\r\n" } else { "" };
+        std::fs::write(
+            &sdp_path,
+            format!(
+                "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=grid\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {port} RTP/AVP 102\r\na=rtpmap:102 {}\r\n{fmtp}",
+                rtpmap(codec)
+            ),
+        )
+        .expect("sdp");
+        let mut ffmpeg = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp"])
+            .arg("-i")
+            .arg(&sdp_path)
+            .args(["-frames:v", "45", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y"])
+            .arg(&raw_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg");
+        // ffmpeg listening before the call starts (its first frames carry the parameter sets).
+        for _ in 0..100 {
+            let udp = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+            if udp.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&format!(":{port:04X}")))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        // Our answer sends the grid to ffmpeg, payload type 102 (our offer's, which ffmpeg expects).
+        let far = uas(move |offer| {
+            let mut a = answer_sdp(offer, codec, port, false);
+            if let Some(pt) = offered_pt(offer, rtpmap(codec)) {
+                a = a.replace(&format!(" {pt}\r\n"), " 102\r\n").replace(&format!(":{pt} "), ":102 ");
+            }
+            a
+        })
+        .await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:grid@127.0.0.1:{}", far.port), "video": true})).await;
+        assert_eq!(status, 200, "{answer}");
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Ok(Some(s)) = ffmpeg.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = ffmpeg.kill();
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut err = String::new();
+        if let Some(mut e) = ffmpeg.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.is_some_and(|s| s.success()), "ffmpeg decoded 45 frames of {codec:?}: {status:?}\n{err}");
+        let cid = answer["connectionId"].as_str().expect("cid");
+        let events = force_disconnect(&mut g, &sid, cid).await;
+        for p in publishers {
+            p.abort();
+        }
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        let raw = std::fs::read(&raw_path).expect("frames");
+        let size = 640 * 360 * 3;
+        assert!(raw.len() >= size && raw.len() % size == 0, "whole 640x360 frames: {} bytes", raw.len());
+        let last = &raw[raw.len() - size..];
+        for ((x, y), want) in [((160, 90), "red"), ((480, 90), "green"), ((160, 270), "blue"), ((480, 270), "black")] {
+            let px = rgb(last, 640, x, y);
+            assert!(is_colour(px, want), "{codec:?}: the tile at ({x}, {y}) is {want}: {px:?}");
+        }
+        // 320x240 in a 320x180 cell: 240x180, centred, black bars 40 pixels wide.
+        for (x, y) in [(15, 90), (305, 90), (335, 90), (625, 270)] {
+            let px = rgb(last, 640, x, y);
+            assert!(is_colour(px, "black"), "{codec:?}: ({x}, {y}) is a black bar: {px:?}");
+        }
+        let inside = rgb(last, 640, 60, 90);
+        assert!(is_colour(inside, "red"), "{codec:?}: (60, 90) is inside the red picture: {inside:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// What the test endpoint saw on its video port.
+#[derive(Default)]
+struct Seen {
+    /// Each grid frame: when, and whether it was a keyframe.
+    frames: Vec<(Instant, bool)>,
+    /// The gateway's video SSRC.
+    ssrc: Option<u32>,
+    /// PLIs for our SSRC.
+    plis: Vec<Instant>,
+}
+
+/// The rest of the video path, per codec, with the test endpoint reading and writing RTP itself:
+/// a PLI yields a keyframe of the grid; the SIP party's video (magenta) reaches the session as
+/// decodable frames of its stream; a keyframe request for that stream reaches the SIP party as a
+/// PLI. Declining video (port 0) leaves an audio-only call, and `video: false` offers no video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframes_and_the_sip_party_video() {
+    for codec in [Codec::H264, Codec::Vp8] {
+        let mut g = gateway(video_gateway_config(codec)).await;
+        let sid = routed(&g);
+        let publisher = video_publisher(&g.service, &sid, "red", RED);
+        let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let media_port = media.local_addr().expect("addr").port();
+        let mut far = uas(move |offer| answer_sdp(offer, codec, media_port, true)).await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:cam@127.0.0.1:{}", far.port), "video": true})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = (&mut far.offer).await.expect("offer");
+        assert!(offer.contains("packetization-mode=1") == (codec == Codec::H264), "{offer}");
+        let pt = offered_pt(&offer, rtpmap(codec)).expect("offered");
+        let gateway_video = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+
+        // Read the grid as it comes.
+        let log = Arc::new(Mutex::new(Seen::default()));
+        let our_ssrc = 0x5eed_u32;
+        let reader = {
+            let (media, log) = (media.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut h264 = H264Depacketizer::default();
+                let mut vp8 = Vp8Depacketizer::default();
+                let mut buf = vec![0u8; 2048];
+                while let Ok(n) = media.recv(&mut buf).await {
+                    let b = &buf[..n];
+                    if b.len() > 1 && (200..=206).contains(&b[1]) {
+                        let plis = rtcp::parse_compound(b).unwrap_or_default();
+                        if plis.iter().any(|p| matches!(p, RtcpPacket::Pli { media, .. } if *media == our_ssrc)) {
+                            log.lock().expect("log").plis.push(Instant::now());
+                        }
+                        continue;
+                    }
+                    let Ok(p) = RtpPacket::parse(b) else { continue };
+                    if p.payload_type().0 != pt {
+                        continue;
+                    }
+                    let got = match codec {
+                        Codec::H264 => h264.push(p.seq(), p.timestamp(), p.marker(), p.payload()),
+                        _ => vp8.push(p.seq(), p.marker(), p.payload()),
+                    };
+                    let mut l = log.lock().expect("log");
+                    l.ssrc = Some(p.ssrc().0);
+                    if let Depacketized::Frame(f) = got {
+                        l.frames.push((Instant::now(), f.keyframe));
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (gateway_ssrc, before) = {
+            let l = log.lock().expect("log");
+            (l.ssrc, l.frames.clone())
+        };
+        assert!(before.len() >= 15, "{codec:?}: about 15 grid frames a second arrive ({})", before.len());
+        assert!(before[0].1, "{codec:?}: the first grid frame is a keyframe");
+        let quiet_from = Instant::now() - Duration::from_millis(1500);
+        let recent_keyframes = before.iter().filter(|(t, k)| *k && *t > quiet_from).count();
+        assert_eq!(recent_keyframes, 0, "{codec:?}: no keyframes while nobody asks");
+        let pli = rtcp::write_compound(&[
+            RtcpPacket::ReceiverReport { ssrc: our_ssrc, reports: Vec::new() },
+            RtcpPacket::Pli { sender: our_ssrc, media: gateway_ssrc.expect("gateway SSRC") },
+        ]);
+        let asked = Instant::now();
+        media.send_to(&pli, gateway_video).await.expect("send PLI");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let keyframe_after =
+            log.lock().expect("log").frames.iter().find(|(t, k)| *k && *t > asked).map(|(t, _)| *t - asked);
+        assert!(
+            keyframe_after.is_some_and(|d| d < Duration::from_millis(500)),
+            "{codec:?}: a keyframe follows the PLI ({keyframe_after:?})"
+        );
+
+        // The SIP party's camera (magenta) into the session.
+        let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
+        let picture = I420::filled(320, 240, MAGENTA).expect("picture");
+        let mut h264_enc = H264Encoder::new(320, 240, 300_000, 15.0).expect("h264");
+        let mut vp8_enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
+        let mut seq = 1000u16;
+        for n in 0..15u32 {
+            let (payloads, keyframe) = match codec {
+                Codec::H264 => {
+                    let au = h264_enc.encode(&picture, n == 0).expect("encode");
+                    (packetize::h264_packetize(&packetize::split_annex_b(&au), 1200), n == 0)
+                }
+                _ => (
+                    packetize::vp8_packetize(&vp8_enc.encode(&picture, n == 0).expect("encode"), n as u16, 1200),
+                    n == 0,
+                ),
+            };
+            let _ = keyframe;
+            let last = payloads.len() - 1;
+            for (i, p) in payloads.iter().enumerate() {
+                let header = RtpHeader {
+                    marker: i == last,
+                    payload_type: pt,
+                    seq,
+                    timestamp: 90_000 + n * 6000,
+                    ssrc: our_ssrc,
+                    ..RtpHeader::default()
+                };
+                seq = seq.wrapping_add(1);
+                let mut out = Vec::new();
+                header.write(p, 0, &mut out).expect("rtp");
+                media.send_to(&out, gateway_video).await.expect("send");
+            }
+            tokio::time::sleep(Duration::from_millis(66)).await;
+        }
+        let mut decoded = None;
+        let mut frames_in = 0;
+        let (mut h264_dec, mut vp8_dec) = (H264Decoder::new().expect("dec"), Vp8Decoder::new().expect("dec"));
+        while let Ok(f) = tap.try_recv() {
+            let want = if codec == Codec::H264 { FrameCodec::H264 } else { FrameCodec::Vp8 };
+            if f.codec != want {
+                continue;
+            }
+            frames_in += 1;
+            let pic = match codec {
+                Codec::H264 => h264_dec.decode(&f.data),
+                _ => vp8_dec.decode(&f.data),
+            };
+            if let Ok(Some(p)) = pic {
+                decoded = Some(p);
+            }
+        }
+        assert!(frames_in >= 14, "{codec:?}: the session got the SIP party's frames ({frames_in})");
+        let pic = decoded.unwrap_or_else(|| panic!("{codec:?}: decodable frames"));
+        assert_eq!((pic.width, pic.height), (320, 240));
+        let (y, u, v) = pic.pixel(160, 120);
+        assert!(
+            y.abs_diff(MAGENTA.0) < 12 && u.abs_diff(MAGENTA.1) < 12 && v.abs_diff(MAGENTA.2) < 12,
+            "{codec:?}: magenta: {:?}",
+            (y, u, v)
+        );
+
+        // A subscriber's keyframe request reaches the SIP party as a PLI.
+        let asked = Instant::now();
+        g.service.request_keyframe(&sip_stream);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pli_after = log.lock().expect("log").plis.iter().find(|t| **t > asked).map(|t| *t - asked);
+        assert!(pli_after.is_some(), "{codec:?}: the SIP party was asked for a keyframe");
+
+        let cid = answer["connectionId"].as_str().expect("cid");
+        let events = force_disconnect(&mut g, &sid, cid).await;
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        reader.abort();
+        publisher.abort();
+    }
+
+    // Declined video (port 0): an audio-only call. `video: false`: no video offered.
+    let mut g = gateway(video_gateway_config(Codec::H264)).await;
+    let sid = routed(&g);
+    for video in [true, false] {
+        let mut far = uas(move |offer| answer_sdp(offer, Codec::H264, 0, false)).await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:audio@127.0.0.1:{}", far.port), "video": video})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = (&mut far.offer).await.expect("offer");
+        assert_eq!(offer.contains("m=video"), video, "{offer}");
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "video {video}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cid = answer["connectionId"].as_str().expect("cid");
+        let events = force_disconnect(&mut g, &sid, cid).await;
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "video {video}: {events:?}");
+    }
+}
