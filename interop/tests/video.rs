@@ -1,9 +1,12 @@
-//! Video on the SIP leg end to end (`video: true`): publishers in a session, the gateway dialling a
-//! small SIP user agent written here, and `ffmpeg` decoding the grid the gateway sends, checked
-//! from pixels; then keyframes on PLI, the SIP party's video published into the session, and
-//! keyframe requests passed to the SIP side, checked on the wire.
+//! Video on the SIP leg end to end (`video: true`): publishers in a session (a WebRTC participant,
+//! the str0m test peer, among them), the gateway dialling a small SIP user agent written here, and
+//! `ffmpeg` decoding the grid the gateway sends, checked from pixels; then keyframes on PLI, the
+//! SIP party's video reaching a WebRTC subscriber, and keyframe requests passed to the SIP side,
+//! checked on the wire.
 
 mod common;
+#[path = "../../crates/rest-api/tests/peer/mod.rs"]
+mod peer;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -192,6 +195,23 @@ fn video_publisher(
     })
 }
 
+/// A WebRTC participant (the str0m test peer) that joins over the signalling WebSocket and
+/// publishes real VP8 of one colour (320x240), with keyframes when asked for.
+async fn webrtc_publisher(g: &Gateway, sid: &SessionId, colour: (u8, u8, u8)) -> (peer::Signal, peer::Peer) {
+    let mut signal = peer::Signal::connect(g.port).await;
+    let joined = signal.request(json!({"type": "join", "sessionId": sid.as_str(), "token": client_token(sid)})).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    let mut enc = Vp8Encoder::new(320, 240, 300_000, 30).expect("vp8");
+    let picture = I420::filled(320, 240, colour).expect("picture");
+    let camera = move |n: u32, asked: bool| enc.encode(&picture, n == 0 || asked).expect("encode");
+    let offer = peer::Offer::new(peer::Mode::Publish, false, true).await.with_video_source(Box::new(camera));
+    let reply = signal.request(json!({"type": "publish", "sdp": offer.sdp, "name": "camera"})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let publisher = offer.answer(reply["sdp"].as_str().expect("answer"));
+    assert!(publisher.wait(Duration::from_secs(10), |l| l.connected).await, "the WebRTC publisher connected");
+    (signal, publisher)
+}
+
 /// An even UDP port whose successor is free too (ffmpeg takes RTP and RTCP).
 fn free_rtp_port() -> u16 {
     // Linux gives bind(0) odd ports: step down to the even one below and check the pair.
@@ -232,10 +252,11 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
     for codec in [Codec::H264, Codec::Vp8] {
         let mut g = gateway(video_gateway_config(codec)).await;
         let sid = routed(&g);
-        let publishers: Vec<_> = [("red", RED), ("green", GREEN), ("blue", BLUE)]
-            .into_iter()
-            .map(|(id, c)| video_publisher(&g.service, &sid, id, c))
-            .collect();
+        // Red and blue from synthetic publishers, green from a WebRTC participant (str0m, DTLS-SRTP,
+        // through the router), published in that order.
+        let mut publishers = vec![video_publisher(&g.service, &sid, "red", RED)];
+        let (mut signal, webrtc) = webrtc_publisher(&g, &sid, GREEN).await;
+        publishers.push(video_publisher(&g.service, &sid, "blue", BLUE));
         let port = free_rtp_port();
         let sdp_path = dir.join(format!("{}.sdp", rtpmap(codec).replace('/', "-")));
         let raw_path = dir.join(format!("{}.rgb", rtpmap(codec).replace('/', "-")));
@@ -252,7 +273,8 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
             .args(["-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp"])
             .arg("-i")
             .arg(&sdp_path)
-            .args(["-frames:v", "45", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y"])
+            // Each decoded frame once (no duplicates to fill a constant rate).
+            .args(["-fps_mode", "passthrough", "-frames:v", "45", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y"])
             .arg(&raw_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -303,6 +325,8 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
         for p in publishers {
             p.abort();
         }
+        let _ = signal.request(json!({"type": "leave"})).await;
+        webrtc.stop().await;
         assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
         let raw = std::fs::read(&raw_path).expect("frames");
         let size = 640 * 360 * 3;
@@ -416,24 +440,32 @@ async fn keyframes_and_the_sip_party_video() {
             "{codec:?}: a keyframe follows the PLI ({keyframe_after:?})"
         );
 
-        // The SIP party's camera (magenta) into the session.
+        // The SIP party's camera (magenta) into the session, to a WebRTC subscriber of its stream.
+        let mut signal = peer::Signal::connect(g.port).await;
+        let joined =
+            signal.request(json!({"type": "join", "sessionId": sid.as_str(), "token": client_token(&sid)})).await;
+        assert_eq!(joined["type"], "ok", "{joined}");
+        let offer = peer::Offer::new(peer::Mode::Subscribe, false, true).await;
+        let reply =
+            signal.request(json!({"type": "subscribe", "streamId": sip_stream.as_str(), "sdp": offer.sdp})).await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+        let viewer = offer.answer(reply["sdp"].as_str().expect("answer"));
+        assert!(viewer.wait(Duration::from_secs(10), |l| l.connected).await, "the WebRTC subscriber connected");
         let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
         let picture = I420::filled(320, 240, MAGENTA).expect("picture");
         let mut h264_enc = H264Encoder::new(320, 240, 300_000, 15.0).expect("h264");
         let mut vp8_enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
         let mut seq = 1000u16;
-        for n in 0..15u32 {
-            let (payloads, keyframe) = match codec {
+        for n in 0..30u32 {
+            // Keyframes at the start and half way (the subscriber's own request is checked below).
+            let key = n % 15 == 0;
+            let payloads = match codec {
                 Codec::H264 => {
-                    let au = h264_enc.encode(&picture, n == 0).expect("encode");
-                    (packetize::h264_packetize(&packetize::split_annex_b(&au), 1200), n == 0)
+                    let au = h264_enc.encode(&picture, key).expect("encode");
+                    packetize::h264_packetize(&packetize::split_annex_b(&au), 1200)
                 }
-                _ => (
-                    packetize::vp8_packetize(&vp8_enc.encode(&picture, n == 0).expect("encode"), n as u16, 1200),
-                    n == 0,
-                ),
+                _ => packetize::vp8_packetize(&vp8_enc.encode(&picture, key).expect("encode"), n as u16, 1200),
             };
-            let _ = keyframe;
             let last = payloads.len() - 1;
             for (i, p) in payloads.iter().enumerate() {
                 let header = RtpHeader {
@@ -468,20 +500,34 @@ async fn keyframes_and_the_sip_party_video() {
                 decoded = Some(p);
             }
         }
-        assert!(frames_in >= 14, "{codec:?}: the session got the SIP party's frames ({frames_in})");
+        assert!(frames_in >= 29, "{codec:?}: the session got the SIP party's frames ({frames_in})");
+        let magenta = |pic: &I420| {
+            let (y, u, v) = pic.pixel(160, 120);
+            pic.width == 320 && y.abs_diff(MAGENTA.0) < 12 && u.abs_diff(MAGENTA.1) < 12 && v.abs_diff(MAGENTA.2) < 12
+        };
         let pic = decoded.unwrap_or_else(|| panic!("{codec:?}: decodable frames"));
-        assert_eq!((pic.width, pic.height), (320, 240));
-        let (y, u, v) = pic.pixel(160, 120);
-        assert!(
-            y.abs_diff(MAGENTA.0) < 12 && u.abs_diff(MAGENTA.1) < 12 && v.abs_diff(MAGENTA.2) < 12,
-            "{codec:?}: magenta: {:?}",
-            (y, u, v)
-        );
+        assert!(magenta(&pic), "{codec:?}: magenta in the session: {:?}", pic.pixel(160, 120));
+        // The WebRTC subscriber decodes the same.
+        let seen_by_viewer = viewer.with(|l| {
+            let (mut h, mut v) = (H264Decoder::new().expect("dec"), Vp8Decoder::new().expect("dec"));
+            let mut last = None;
+            for f in &l.video_frames {
+                let pic = if codec == Codec::H264 { h.decode(f) } else { v.decode(f) };
+                if let Ok(Some(p)) = pic {
+                    last = Some(p);
+                }
+            }
+            (l.video_frames.len(), last)
+        });
+        assert!(seen_by_viewer.0 >= 15, "{codec:?}: frames at the WebRTC subscriber: {}", seen_by_viewer.0);
+        let pic = seen_by_viewer.1.unwrap_or_else(|| panic!("{codec:?}: the subscriber decodes the SIP party's video"));
+        assert!(magenta(&pic), "{codec:?}: magenta at the subscriber: {:?}", pic.pixel(160, 120));
 
-        // A subscriber's keyframe request reaches the SIP party as a PLI.
+        // The subscriber's keyframe request (RTCP PLI to the router) reaches the SIP party as a PLI.
+        tokio::time::sleep(Duration::from_millis(600)).await;
         let asked = Instant::now();
-        g.service.request_keyframe(&sip_stream);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        viewer.request_keyframe();
+        tokio::time::sleep(Duration::from_millis(800)).await;
         let pli_after = log.lock().expect("log").plis.iter().find(|t| **t > asked).map(|t| *t - asked);
         assert!(pli_after.is_some(), "{codec:?}: the SIP party was asked for a keyframe");
 
@@ -490,6 +536,8 @@ async fn keyframes_and_the_sip_party_video() {
         assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
         reader.abort();
         publisher.abort();
+        viewer.stop().await;
+        let _ = signal.request(json!({"type": "leave"})).await;
     }
 
     // Declined video (port 0): an audio-only call. `video: false`: no video offered.

@@ -315,6 +315,7 @@ impl Hub {
             let retry = input.picture.is_none()
                 && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= PICTURELESS_RETRY);
             if input.stale || retry {
+                debug!(stream = %input.id, stale = input.stale, "keyframe asked for the grid");
                 // Frames were skipped (or a request got lost): nothing decodes before a keyframe.
                 self.service.request_keyframe(&input.id);
                 input.asked = Some(now);

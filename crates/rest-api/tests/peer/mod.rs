@@ -132,7 +132,12 @@ pub struct Offer {
     lines: Vec<(Mid, MediaKind)>,
     codec: Codec,
     audio_source: Option<AudioSource>,
+    video_source: Option<VideoSource>,
 }
+
+/// Makes the publisher's video frame number `n`; the flag says a keyframe was asked for since the
+/// last frame (real VP8, for instance); without one, numbered test frames are sent.
+pub type VideoSource = Box<dyn FnMut(u32, bool) -> Vec<u8> + Send>;
 
 /// Makes the publisher's audio frame number `n` (real Opus, for instance); without one, numbered
 /// test frames are sent.
@@ -142,6 +147,13 @@ impl Offer {
     /// Sends audio frames made by `source` instead of numbered test frames.
     pub fn with_audio_source(mut self, source: AudioSource) -> Offer {
         self.audio_source = Some(source);
+        self
+    }
+
+    /// Sends video frames made by `source` instead of numbered test frames.
+    #[allow(dead_code)]
+    pub fn with_video_source(mut self, source: VideoSource) -> Offer {
+        self.video_source = Some(source);
         self
     }
 
@@ -167,7 +179,17 @@ impl Offer {
             lines.push((api.add_media(MediaKind::Video, dir, None, None, None), MediaKind::Video));
         }
         let (offer, pending) = api.apply().expect("changes");
-        Offer { rtc, pending, socket, sdp: offer.to_sdp_string(), mode, lines, codec, audio_source: None }
+        Offer {
+            rtc,
+            pending,
+            socket,
+            sdp: offer.to_sdp_string(),
+            mode,
+            lines,
+            codec,
+            audio_source: None,
+            video_source: None,
+        }
     }
 
     /// Applies the gateway's answer and starts driving the peer.
@@ -176,8 +198,13 @@ impl Offer {
         self.rtc.sdp_api().accept_answer(self.pending, answer).expect("answer accepted");
         let log = Arc::new(Mutex::new(PeerLog::default()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let setup =
-            Setup { mode: self.mode, lines: self.lines, video_codec: self.codec, audio_source: self.audio_source };
+        let setup = Setup {
+            mode: self.mode,
+            lines: self.lines,
+            video_codec: self.codec,
+            audio_source: self.audio_source,
+            video_source: self.video_source,
+        };
         let task = tokio::spawn(drive(self.rtc, self.socket, setup, log.clone(), rx));
         Peer { log, commands: tx, task }
     }
@@ -254,6 +281,7 @@ struct Setup {
     lines: Vec<(Mid, MediaKind)>,
     video_codec: Codec,
     audio_source: Option<AudioSource>,
+    video_source: Option<VideoSource>,
 }
 
 async fn drive(
@@ -263,7 +291,8 @@ async fn drive(
     log: Arc<Mutex<PeerLog>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let Setup { mode, mut lines, video_codec, mut audio_source } = setup;
+    let Setup { mode, mut lines, video_codec, mut audio_source, mut video_source } = setup;
+    let mut keyframe_asked = false;
     let local: SocketAddr = socket.local_addr().expect("addr");
     let mut buf = vec![0u8; 2048];
     let start = Instant::now();
@@ -292,7 +321,10 @@ async fn drive(
                                 None => {}
                             }
                         }
-                        Event::KeyframeRequest(_) => l.keyframe_requests += 1,
+                        Event::KeyframeRequest(_) => {
+                            l.keyframe_requests += 1;
+                            keyframe_asked = true;
+                        }
                         _ => {}
                     }
                 }
@@ -321,8 +353,9 @@ async fn drive(
                 let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
                     continue;
                 };
-                let data = match (&mut audio_source, kind) {
-                    (Some(source), MediaKind::Audio) => source(*n),
+                let data = match (&mut audio_source, &mut video_source, kind) {
+                    (Some(source), _, MediaKind::Audio) => source(*n),
+                    (_, Some(source), MediaKind::Video) => source(*n, std::mem::take(&mut keyframe_asked)),
                     _ if codec == Codec::H264 => h264_frame(*n, len),
                     _ => frame(tag, *n, len),
                 };
