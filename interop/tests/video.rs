@@ -165,34 +165,53 @@ fn video_gateway_config(codec: Codec) -> BridgeConfig {
     }
 }
 
-/// A session participant publishing VP8 video of one colour (320x240, 15 fps), with keyframes
-/// when asked for.
-fn video_publisher(
-    service: &SessionService,
-    sid: &SessionId,
-    id: &str,
-    colour: (u8, u8, u8),
-) -> tokio::task::JoinHandle<()> {
+/// A session participant publishing VP8 video of one colour (320x240 at first, 15 fps), with
+/// keyframes when asked for; `size` changes its resolution mid-stream.
+struct Publisher {
+    connection: session::ConnectionId,
+    size: Arc<Mutex<(u32, u32)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+fn video_publisher(service: &SessionService, sid: &SessionId, id: &str, colour: (u8, u8, u8)) -> Publisher {
     let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
     let stream = StreamId::from_wire(id);
     let spec = StreamSpec { name: id.into(), has_audio: false, has_video: true, video_type: None };
     let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
     let service = service.clone();
-    tokio::spawn(async move {
-        let mut enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8 encoder");
-        let picture = I420::filled(320, 240, colour).expect("picture");
+    let size = Arc::new(Mutex::new((320, 240)));
+    let wanted_size = size.clone();
+    let task = tokio::spawn(async move {
+        let mut current = (0, 0);
+        let mut enc = None;
+        let mut picture = None;
         let mut tick = tokio::time::interval(Duration::from_millis(66));
-        for n in 0..600u64 {
+        for n in 0..900u64 {
             tick.tick().await;
             let mut keyframe = n == 0;
             while wanted.try_recv().is_ok() {
                 keyframe = true;
             }
-            let data = enc.encode(&picture, keyframe).expect("encode");
+            let want = *wanted_size.lock().expect("size");
+            if want != current {
+                current = want;
+                enc = Some(Vp8Encoder::new(want.0, want.1, 300_000, 15).expect("vp8 encoder"));
+                picture = Some(I420::filled(want.0, want.1, colour).expect("picture"));
+                keyframe = true;
+            }
+            let (Some(enc), Some(picture)) = (enc.as_mut(), picture.as_ref()) else { continue };
+            let data = enc.encode(picture, keyframe).expect("encode");
             let frame = MediaFrame { codec: FrameCodec::Vp8, rtp_time: n * 6000, data: data.into(), contiguous: true };
             let _ = service.write_frame(&stream, frame);
         }
-    })
+    });
+    Publisher { connection: publisher.id, size, task }
 }
 
 /// A WebRTC participant (the str0m test peer) that joins over the signalling WebSocket and
@@ -557,4 +576,93 @@ async fn keyframes_and_the_sip_party_video() {
         let events = force_disconnect(&mut g, &sid, cid).await;
         assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "video {video}: {events:?}");
     }
+}
+
+/// The colour name nearest to a YUV pixel.
+fn colour_name((y, u, v): (u8, u8, u8)) -> &'static str {
+    [("red", RED), ("green", GREEN), ("blue", BLUE), ("black", (16, 128, 128)), ("placeholder", (48, 128, 128))]
+        .into_iter()
+        .min_by_key(|(_, (cy, cu, cv))| {
+            u32::from(y.abs_diff(*cy)).pow(2) + u32::from(u.abs_diff(*cu)).pow(2) + u32::from(v.abs_diff(*cv)).pow(2)
+        })
+        .map(|(n, _)| n)
+        .unwrap_or("?")
+}
+
+/// The grid follows the session: a call dialled with `streams: [green, blue]` never shows red;
+/// green alone fills the canvas (4:3 in 16:9, black bars); blue joining makes it 2x2; green
+/// leaving gives blue the whole canvas; blue switching to 16:9 mid-stream fills it edge to edge.
+/// Read from the grid the gateway sends, decoded here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grid_reflows_as_streams_join_leave_and_resize() {
+    let mut g = gateway(video_gateway_config(Codec::Vp8)).await;
+    let sid = routed(&g);
+    let red = video_publisher(&g.service, &sid, "red", RED);
+    let green = video_publisher(&g.service, &sid, "green", GREEN);
+    let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let media_port = media.local_addr().expect("addr").port();
+    let far = uas(move |offer| answer_sdp(offer, Codec::Vp8, media_port, true)).await;
+    let (status, answer) = dial(
+        &g,
+        &sid,
+        json!({"uri": format!("sip:grid@127.0.0.1:{}", far.port), "video": true, "streams": ["green", "blue"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let latest: Arc<Mutex<Option<I420>>> = Arc::default();
+    let reader = {
+        let (media, latest) = (media.clone(), latest.clone());
+        tokio::spawn(async move {
+            let mut depacketizer = Vp8Depacketizer::default();
+            let mut decoder = Vp8Decoder::new().expect("dec");
+            let mut buf = vec![0u8; 2048];
+            while let Ok(n) = media.recv(&mut buf).await {
+                let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
+                if (72..=79).contains(&(buf[1] & 0x7f)) {
+                    continue;
+                }
+                if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.marker(), p.payload()) {
+                    if let Ok(Some(pic)) = decoder.decode(&f.data) {
+                        *latest.lock().expect("latest") = Some(pic);
+                    }
+                }
+            }
+        })
+    };
+    // The grid at these points, once it shows what is expected (bounded wait).
+    async fn grid_shows(latest: &Mutex<Option<I420>>, expect: &[((u32, u32), &str)]) -> Vec<&'static str> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let names: Vec<&'static str> = match latest.lock().expect("latest").as_ref() {
+                Some(p) => expect.iter().map(|((x, y), _)| colour_name(p.pixel(*x, *y))).collect(),
+                None => Vec::new(),
+            };
+            if names.iter().copied().eq(expect.iter().map(|(_, n)| *n)) || Instant::now() > deadline {
+                return names;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let full_4_3 = [((320, 180), "green"), ((40, 180), "black"), ((600, 180), "black")];
+    assert_eq!(grid_shows(&latest, &full_4_3).await, ["green", "black", "black"], "green alone, full canvas");
+    let blue = video_publisher(&g.service, &sid, "blue", BLUE);
+    let two = [((160, 90), "green"), ((480, 90), "blue"), ((160, 270), "black"), ((480, 270), "black")];
+    assert_eq!(grid_shows(&latest, &two).await, ["green", "blue", "black", "black"], "blue joins: 2x2");
+    g.service
+        .disconnect_as(&sid, &green.connection, session::DisconnectReason::ClientDisconnected)
+        .expect("green leaves");
+    green.abort();
+    let blue_full = [((320, 180), "blue"), ((40, 180), "black"), ((600, 180), "black")];
+    assert_eq!(grid_shows(&latest, &blue_full).await, ["blue", "black", "black"], "green left: blue alone");
+    *blue.size.lock().expect("size") = (640, 360);
+    let edge_to_edge = [((320, 180), "blue"), ((40, 180), "blue"), ((600, 180), "blue")];
+    assert_eq!(grid_shows(&latest, &edge_to_edge).await, ["blue", "blue", "blue"], "blue at 16:9 fills the canvas");
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(&mut g, &sid, cid).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    reader.abort();
+    red.abort();
+    blue.abort();
 }
