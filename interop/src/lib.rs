@@ -170,6 +170,16 @@ impl Baresip {
 
     /// Like [`Baresip::start`], offering only `codec` (`PCMU`, `PCMA`, `G722` or `opus`).
     pub fn start_with_codec(name: &str, port: u16, mediaenc: &str, tone_hz: u32, codec: &str) -> Baresip {
+        Baresip::launch(name, port, mediaenc, tone_hz, codec, false)
+    }
+
+    /// Like [`Baresip::start`], with video too: VP8, a synthetic camera (`fakevideo`) and a display
+    /// that only counts.
+    pub fn start_with_video(name: &str, port: u16, mediaenc: &str) -> Baresip {
+        Baresip::launch(name, port, mediaenc, 440, "PCMU", true)
+    }
+
+    fn launch(name: &str, port: u16, mediaenc: &str, tone_hz: u32, codec: &str, video: bool) -> Baresip {
         require("baresip", "baresip-core");
         let dir = std::env::temp_dir().join(format!("baresip-{}-{name}", std::process::id()));
         let ctrl_port = free_port();
@@ -181,11 +191,19 @@ ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0
 module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{ctrl_port}\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             d = dir.display()
         );
+        let config = if video {
+            format!("{config}module\tvp8.so\nmodule\tfakevideo.so\nvideo_source\tfakevideo,nil\nvideo_display\tfakevideo,nil\nvideo_size\t320x240\nvideo_fps\t15\n")
+        } else {
+            config
+        };
         std::fs::write(dir.join("config"), config).expect("config");
         let enc = if mediaenc.is_empty() { String::new() } else { format!(";mediaenc={mediaenc}") };
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:bs@127.0.0.1>;regint=0;answermode=auto;audio_codecs={codec}{enc}\n"),
+            format!(
+                "<sip:bs@127.0.0.1>;regint=0;answermode=auto;audio_codecs={codec}{}{enc}\n",
+                if video { ";video_codecs=VP8" } else { "" }
+            ),
         )
         .expect("accounts");
         let log = std::fs::File::create(dir.join("baresip.log")).expect("log");

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge::{BridgeConfig, VideoConfig};
-use interop_tests::{free_port, require};
+use interop_tests::{free_port, require, Baresip};
 use media_mixer::grid::I420;
 use media_mixer::h264::{H264Decoder, H264Encoder};
 use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
@@ -665,4 +665,45 @@ async fn the_grid_reflows_as_streams_join_leave_and_resize() {
     reader.abort();
     red.abort();
     blue.abort();
+}
+
+/// A real SIP video phone: baresip (VP8, a synthetic camera) with SDES-SRTP. Its video reaches the
+/// session as decodable VP8 of its camera's size, and it receives and decodes the grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_video_over_srtp_both_ways() {
+    let mut config = video_gateway_config(Codec::Vp8);
+    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Sdes);
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let red = video_publisher(&g.service, &sid, "red", RED);
+    let port = free_port();
+    let bs = Baresip::start_with_video("video-srtp", port, "srtp-mand");
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "video": true, "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}", bs.log());
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let mut decoder = Vp8Decoder::new().expect("dec");
+    let (mut frames, mut last) = (0, None);
+    while let Ok(f) = tap.try_recv() {
+        if f.codec == FrameCodec::Vp8 {
+            frames += 1;
+            if let Ok(Some(p)) = decoder.decode(&f.data) {
+                last = Some(p);
+            }
+        }
+    }
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(&mut g, &sid, cid).await;
+    red.abort();
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    let log = bs.log();
+    assert!(log.contains("video: receiving with resolution 640 x 360"), "baresip decodes the 640x360 grid\n{log}");
+    assert!(frames >= 20, "baresip's camera reached the session ({frames} frames)\n{log}");
+    let pic = last.unwrap_or_else(|| panic!("decodable VP8 from baresip\n{log}"));
+    assert_eq!((pic.width, pic.height), (320, 240), "baresip's camera size");
+    assert!(log.matches("SRTP is Enabled").count() >= 2, "SRTP on audio and video\n{log}");
 }
