@@ -76,19 +76,19 @@ impl Ending {
 }
 
 /// A DTLS-SRTP handshake in progress, then the association.
-struct DtlsState {
+pub(crate) struct DtlsState {
     /// Records from the peer, to the handshake.
-    to_handshake: mpsc::Sender<Vec<u8>>,
+    pub(crate) to_handshake: mpsc::Sender<Vec<u8>>,
     /// Records from the handshake, to the peer.
-    from_handshake: mpsc::UnboundedReceiver<Vec<u8>>,
+    pub(crate) from_handshake: mpsc::UnboundedReceiver<Vec<u8>>,
     /// The handshake's result.
-    done: tokio::sync::oneshot::Receiver<
+    pub(crate) done: tokio::sync::oneshot::Receiver<
         Result<(srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession), String>,
     >,
     /// Media flows (both ways) only once the keys are in place.
-    ready: bool,
+    pub(crate) ready: bool,
     /// Kept so the association answers retransmissions.
-    _session: Option<srtp_transport::dtls::DtlsSession>,
+    pub(crate) _session: Option<srtp_transport::dtls::DtlsSession>,
 }
 
 /// The media of an answered call.
@@ -393,9 +393,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                         MediaIn::DtlsDone(done) => match *done {
                         Ok((keys, association)) => {
-                            let contexts = Context::new(keys.suite, &keys.remote, Options::default())
-                                .and_then(|i| Context::new(keys.suite, &keys.local, Options::default()).map(|o| (i, o)));
-                            match contexts {
+                            match dtls_contexts(&keys) {
                                 Ok((inbound, outbound)) => {
                                     let _ = m.leg.set_srtp(inbound, outbound);
                                     if let Some(d) = m.dtls.as_mut() {
@@ -515,35 +513,7 @@ fn start_media(
         leg.await_srtp_keys();
     }
     let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
-    let dtls = match (&audio.dtls, &bridge.dtls_identity) {
-        (Some(agreed), Some(identity)) => {
-            let remote = audio.remote_rtp.ok_or("DTLS-SRTP without a remote media address")?;
-            let role = if agreed.local_setup == sdp_negotiation::Setup::Active {
-                srtp_transport::dtls::DtlsRole::Client
-            } else {
-                srtp_transport::dtls::DtlsRole::Server
-            };
-            let (to_handshake, incoming) = mpsc::channel(64);
-            let (outgoing, from_handshake) = mpsc::unbounded_channel();
-            let (done_tx, done) = tokio::sync::oneshot::channel();
-            let (identity, fingerprint) = (identity.clone(), agreed.remote_fingerprint.clone());
-            tokio::spawn(async move {
-                let suites = [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_32];
-                let params = srtp_transport::dtls::DtlsParams {
-                    role,
-                    remote_fingerprint: &fingerprint,
-                    suites: &suites,
-                    remote,
-                    timeout: Duration::from_secs(10),
-                };
-                let result = srtp_transport::dtls::handshake(&identity, params, incoming, outgoing).await;
-                let _ = done_tx.send(result.map_err(|e| e.to_string()));
-            });
-            Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None })
-        }
-        (Some(_), None) => return Err("DTLS-SRTP agreed but we have no certificate".into()),
-        _ => None,
-    };
+    let dtls = start_dtls(bridge, &audio)?;
     let (tx, mix) = mpsc::channel(8);
     let subset = spec.sip.streams.clone();
     bridge
@@ -786,10 +756,6 @@ fn start_video(
     agreed: MediaAgreement,
     sockets: MediaSockets,
 ) -> Option<VideoHandle> {
-    if agreed.dtls.is_some() {
-        warn!(call = %spec.id, "DTLS-SRTP on the video m-line is not supported yet: audio only");
-        return None;
-    }
     let mut leg = MediaLeg::new(
         LegConfig { symmetric_rtp: true, rtcp_mux: agreed.rtcp_mux },
         agreed.remote_rtp,
@@ -803,10 +769,21 @@ fn start_video(
             return None;
         }
     }
+    if agreed.dtls.is_some() {
+        leg.await_srtp_keys();
+    }
     let (leg, inbound) = match srtp_transport::driver::spawn(leg, sockets) {
         Ok(x) => x,
         Err(e) => {
             warn!(call = %spec.id, error = %e, "no video leg: audio only");
+            return None;
+        }
+    };
+    // DTLS-SRTP: the video m-line has its own handshake (no BUNDLE towards SIP peers).
+    let dtls = match start_dtls(bridge, &agreed) {
+        Ok(d) => d,
+        Err(why) => {
+            warn!(call = %spec.id, %why, "no DTLS-SRTP for the video: audio only");
             return None;
         }
     };
@@ -841,6 +818,47 @@ fn start_video(
         keyframe,
         keyframe_wanted,
         control: control_rx,
+        dtls,
     }));
     Some(VideoHandle { control })
+}
+
+/// Starts the DTLS-SRTP handshake an agreement asks for (`None` without DTLS): its records travel
+/// through the returned state's channels; its keys arrive on `done`.
+pub(crate) fn start_dtls(bridge: &Arc<Inner>, agreed: &MediaAgreement) -> Result<Option<DtlsState>, String> {
+    let (agreed_dtls, identity) = match (&agreed.dtls, &bridge.dtls_identity) {
+        (Some(a), Some(i)) => (a, i),
+        (Some(_), None) => return Err("DTLS-SRTP agreed but we have no certificate".into()),
+        _ => return Ok(None),
+    };
+    let remote = agreed.remote_rtp.ok_or("DTLS-SRTP without a remote media address")?;
+    let role = if agreed_dtls.local_setup == sdp_negotiation::Setup::Active {
+        srtp_transport::dtls::DtlsRole::Client
+    } else {
+        srtp_transport::dtls::DtlsRole::Server
+    };
+    let (to_handshake, incoming) = mpsc::channel(64);
+    let (outgoing, from_handshake) = mpsc::unbounded_channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let (identity, fingerprint) = (identity.clone(), agreed_dtls.remote_fingerprint.clone());
+    tokio::spawn(async move {
+        let suites = [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_32];
+        let params = srtp_transport::dtls::DtlsParams {
+            role,
+            remote_fingerprint: &fingerprint,
+            suites: &suites,
+            remote,
+            timeout: Duration::from_secs(10),
+        };
+        let result = srtp_transport::dtls::handshake(&identity, params, incoming, outgoing).await;
+        let _ = done_tx.send(result.map_err(|e| e.to_string()));
+    });
+    Ok(Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None }))
+}
+
+/// The SRTP contexts of finished DTLS-SRTP keys (ours out, theirs in).
+pub(crate) fn dtls_contexts(keys: &srtp_transport::dtls::DtlsKeys) -> Result<(Context, Context), String> {
+    let inbound = Context::new(keys.suite, &keys.remote, Options::default()).map_err(|e| e.to_string())?;
+    let outbound = Context::new(keys.suite, &keys.local, Options::default()).map_err(|e| e.to_string())?;
+    Ok((inbound, outbound))
 }

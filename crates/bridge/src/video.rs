@@ -480,6 +480,8 @@ pub(crate) struct CallVideo {
     /// Subscribers of the call's stream want a keyframe from the SIP party.
     pub(crate) keyframe_wanted: Option<mpsc::UnboundedReceiver<()>>,
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
+    /// DTLS-SRTP on the video m-line: no media until its keys are in place.
+    pub(crate) dtls: Option<crate::call::DtlsState>,
 }
 
 enum Depacketizer {
@@ -505,8 +507,51 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut out = Vec::with_capacity(VIDEO_MTU + 64);
     let mut wanted = v.keyframe_wanted.take();
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
+    let mut dtls = v.dtls.take();
+    let mut records_open = true;
     loop {
+        let (records, handshaking) = match dtls.as_mut() {
+            Some(d) => (Some(&mut d.from_handshake), (!d.ready).then_some(&mut d.done)),
+            None => (None, None),
+        };
+        let (has_records, is_handshaking) = (records.is_some() && records_open, handshaking.is_some());
         tokio::select! {
+            // Records first: the handshake's last flight goes out before its success is acted on.
+            biased;
+            r = async { records?.recv().await }, if has_records => {
+                match r {
+                    Some(record) => {
+                        let _ = v.leg.send_raw(record);
+                    }
+                    // The association is gone: nothing more to forward.
+                    None => records_open = false,
+                }
+            }
+            d = async {
+                match handshaking {
+                    Some(done) => done.await.unwrap_or_else(|_| Err("the handshake task ended".into())),
+                    None => std::future::pending().await,
+                }
+            }, if is_handshaking => match d {
+                Ok((keys, association)) => match crate::call::dtls_contexts(&keys) {
+                    Ok((inbound, outbound)) => {
+                        let _ = v.leg.set_srtp(inbound, outbound);
+                        if let Some(d) = dtls.as_mut() {
+                            d.ready = true;
+                            d._session = Some(association);
+                        }
+                        info!(call = %v.call, suite = ?keys.suite, "video DTLS-SRTP established");
+                    }
+                    Err(e) => {
+                        warn!(call = %v.call, error = %e, "unusable video DTLS-SRTP keys: no video");
+                        break;
+                    }
+                },
+                Err(why) => {
+                    warn!(call = %v.call, %why, "video DTLS-SRTP handshake failed: no video");
+                    break;
+                }
+            },
             c = v.control.recv() => match c {
                 Some(VideoControl::Remote { rtp, rtcp, hold: h }) => {
                     hold = h;
@@ -516,7 +561,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             },
             f = v.frames.recv() => {
                 let Some(frame) = f else { break };
-                if hold {
+                if hold || dtls.as_ref().is_some_and(|d| !d.ready) {
                     continue;
                 }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
@@ -592,7 +637,11 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                             v.keyframe.store(true, Ordering::Relaxed);
                         }
                     }
-                    Inbound::Dtls(_) => {}
+                    Inbound::Dtls(record) => {
+                        if let Some(d) = dtls.as_ref() {
+                            let _ = d.to_handshake.try_send(record);
+                        }
+                    }
                 }
             }
             w = async {
