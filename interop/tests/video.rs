@@ -375,6 +375,8 @@ struct Seen {
     ssrc: Option<u32>,
     /// PLIs for our SSRC.
     plis: Vec<Instant>,
+    /// The size of the last grid picture decoded.
+    size: Option<(u32, u32)>,
 }
 
 /// The rest of the video path, per codec, with the test endpoint reading and writing RTP itself:
@@ -389,7 +391,12 @@ async fn keyframes_and_the_sip_party_video() {
         let publisher = video_publisher(&g.service, &sid, "red", RED);
         let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
         let media_port = media.local_addr().expect("addr").port();
-        let mut far = uas(move |offer| answer_sdp(offer, codec, media_port, true)).await;
+        // The endpoint receives at most 480x270 (RFC 6236 imageattr): the canvas shrinks to fit.
+        let mut far = uas(move |offer| {
+            let pt = offered_pt(offer, rtpmap(codec)).unwrap_or(96);
+            format!("{}a=imageattr:{pt} recv [x=[160:480],y=[120:270]]\r\n", answer_sdp(offer, codec, media_port, true))
+        })
+        .await;
         let (status, answer) =
             dial(&g, &sid, json!({"uri": format!("sip:cam@127.0.0.1:{}", far.port), "video": true})).await;
         assert_eq!(status, 200, "{answer}");
@@ -409,6 +416,7 @@ async fn keyframes_and_the_sip_party_video() {
             tokio::spawn(async move {
                 let mut h264 = H264Depacketizer::default();
                 let mut vp8 = Vp8Depacketizer::default();
+                let (mut h264_dec, mut vp8_dec) = (H264Decoder::new().expect("dec"), Vp8Decoder::new().expect("dec"));
                 let mut buf = vec![0u8; 2048];
                 while let Ok(n) = media.recv(&mut buf).await {
                     let b = &buf[..n];
@@ -431,6 +439,10 @@ async fn keyframes_and_the_sip_party_video() {
                     l.ssrc = Some(p.ssrc().0);
                     if let Depacketized::Frame(f) = got {
                         l.frames.push((Instant::now(), f.keyframe));
+                        let pic = if codec == Codec::H264 { h264_dec.decode(&f.data) } else { vp8_dec.decode(&f.data) };
+                        if let Ok(Some(p)) = pic {
+                            l.size = Some((p.width, p.height));
+                        }
                     }
                 }
             })
@@ -442,6 +454,8 @@ async fn keyframes_and_the_sip_party_video() {
         };
         assert!(before.len() >= 15, "{codec:?}: about 15 grid frames a second arrive ({})", before.len());
         assert!(before[0].1, "{codec:?}: the first grid frame is a keyframe");
+        let size = log.lock().expect("log").size;
+        assert_eq!(size, Some((480, 270)), "{codec:?}: the canvas fits the endpoint's imageattr");
         let quiet_from = Instant::now() - Duration::from_millis(1500);
         let recent_keyframes = before.iter().filter(|(t, k)| *k && *t > quiet_from).count();
         assert_eq!(recent_keyframes, 0, "{codec:?}: no keyframes while nobody asks");

@@ -79,8 +79,14 @@ impl Default for VideoConfig {
 const SIZES: [(u32, u32); 6] = [(1920, 1080), (1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)];
 
 /// The canvas for a call: the configured size, or the largest smaller 16:9 size whose macroblock
-/// count the peer can decode (H.264 `profile-level-id` level, or `max-fs` for either codec).
-pub(crate) fn canvas_for(config: &VideoConfig, codec: Codec, fmtp: Option<&str>) -> (u32, u32) {
+/// count the peer can decode (H.264 `profile-level-id` level, or `max-fs` for either codec) and
+/// that fits the largest picture it says it receives (`a=imageattr`, `recv_max`).
+pub(crate) fn canvas_for(
+    config: &VideoConfig,
+    codec: Codec,
+    fmtp: Option<&str>,
+    recv_max: Option<(u32, u32)>,
+) -> (u32, u32) {
     let max_fs = fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, "max-fs")).and_then(|v| v.parse::<u32>().ok());
     let level_fs = match codec {
         Codec::H264 => fmtp
@@ -91,11 +97,92 @@ pub(crate) fn canvas_for(config: &VideoConfig, codec: Codec, fmtp: Option<&str>)
     };
     let limit = [max_fs, level_fs].into_iter().flatten().min();
     let (w, h) = (config.width & !1, config.height & !1);
-    let fits = |(w, h): (u32, u32)| limit.is_none_or(|l| w.div_ceil(16) * h.div_ceil(16) <= l);
+    let fits = |(w, h): (u32, u32)| {
+        limit.is_none_or(|l| w.div_ceil(16) * h.div_ceil(16) <= l) && recv_max.is_none_or(|(mw, mh)| w <= mw && h <= mh)
+    };
     if fits((w, h)) {
         return (w.max(2), h.max(2));
     }
     SIZES.into_iter().find(|&(sw, sh)| sw <= w && sh <= h && fits((sw, sh))).unwrap_or((176, 144))
+}
+
+/// The largest picture the SIP party says it receives on its video m-line with payload type
+/// `pt`: RFC 6236 `a=imageattr:<pt or *> ... recv [x=W,y=H] ...`, each value a number, a range
+/// `[min:max]` or `[min:step:max]`, or a list `[a,b,c]` (the largest is taken). `None` when the
+/// answer says nothing usable.
+pub(crate) fn imageattr_recv_max(answer: &str, pt: u8) -> Option<(u32, u32)> {
+    let video = answer.split("\nm=").find(|section| section.starts_with("video"))?;
+    let mut best: Option<(u32, u32)> = None;
+    for line in video.lines().filter_map(|l| l.trim_end().strip_prefix("a=imageattr:")) {
+        let Some((target, rest)) = line.split_once(' ') else { continue };
+        if target != "*" && target.parse::<u8>().ok() != Some(pt) {
+            continue;
+        }
+        // The recv part runs to a `send` keyword or the end.
+        let Some(at) = rest.find("recv") else { continue };
+        let recv = &rest[at + 4..];
+        let recv = recv.split("send").next().unwrap_or(recv);
+        for set in top_level_sets(recv) {
+            let (mut w, mut h) = (None, None);
+            for pair in split_top_level(set, ',') {
+                let top = |v: &str| v.split([':', ',', '[', ']']).filter_map(|n| n.trim().parse::<u32>().ok()).max();
+                match pair.trim().split_once('=') {
+                    Some(("x", v)) => w = top(v),
+                    Some(("y", v)) => h = top(v),
+                    _ => {}
+                }
+            }
+            if let (Some(w), Some(h)) = (w, h) {
+                if best.is_none_or(|(bw, bh)| u64::from(w) * u64::from(h) > u64::from(bw) * u64::from(bh)) {
+                    best = Some((w, h));
+                }
+            }
+        }
+    }
+    best.filter(|(w, h)| *w >= 16 && *h >= 16)
+}
+
+/// The contents of each outermost `[...]` of `text`.
+fn top_level_sets(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            ']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&text[start..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `text` split at `sep` outside brackets.
+fn split_top_level(text: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// H.264 Table A-1: the largest frame (in macroblocks) a level decodes.
@@ -704,15 +791,39 @@ mod tests {
     #[test]
     fn the_canvas_follows_what_the_peer_decodes() {
         let c = VideoConfig::default();
-        assert_eq!(canvas_for(&c, Codec::H264, None), (1280, 720));
+        assert_eq!(canvas_for(&c, Codec::H264, None, None), (1280, 720));
         // Level 3.1 decodes 720p; level 3.0 (1620 macroblocks) does not, 960x540 (2040) neither.
-        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01f;packetization-mode=1")), (1280, 720));
-        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01e;packetization-mode=1")), (640, 360));
-        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e00d")), (320, 180));
-        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=1200")), (640, 360));
-        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=12")), (176, 144));
+        assert_eq!(
+            canvas_for(&c, Codec::H264, Some("profile-level-id=42e01f;packetization-mode=1"), None),
+            (1280, 720)
+        );
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01e;packetization-mode=1"), None), (640, 360));
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e00d"), None), (320, 180));
+        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=1200"), None), (640, 360));
+        assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=12"), None), (176, 144));
         let small = VideoConfig { width: 320, height: 240, ..VideoConfig::default() };
-        assert_eq!(canvas_for(&small, Codec::Vp8, None), (320, 240));
+        assert_eq!(canvas_for(&small, Codec::Vp8, None, None), (320, 240));
+    }
+
+    #[test]
+    fn imageattr_bounds_the_canvas() {
+        let answer = |attr: &str| {
+            format!("v=0\r\nm=audio 4000 RTP/AVP 0\r\na=imageattr:0 recv [x=9999,y=9999]\r\nm=video 4002 RTP/AVP 96\r\n{attr}\r\n")
+        };
+        let c = VideoConfig::default();
+        let max = |a: &str| imageattr_recv_max(&answer(a), 96);
+        assert_eq!(max("a=imageattr:96 recv [x=640,y=360]"), Some((640, 360)));
+        assert_eq!(max("a=imageattr:* send [x=1920,y=1080] recv [x=[320:16:800],y=[240:16:600]]"), Some((800, 600)));
+        assert_eq!(max("a=imageattr:96 recv [x=320,y=240] [x=1280,y=720,q=0.5]"), Some((1280, 720)));
+        assert_eq!(max("a=imageattr:97 recv [x=320,y=240]"), None, "another payload type");
+        assert_eq!(max("a=imageattr:96 send [x=320,y=240]"), None, "what it sends does not bound what we send");
+        assert_eq!(max("a=imageattr:96 recv *"), None);
+        assert_eq!(max("a=imageattr:96 recv [x=oops"), None);
+        assert_eq!(canvas_for(&c, Codec::Vp8, None, max("a=imageattr:96 recv [x=640,y=480]")), (640, 360));
+        assert_eq!(
+            canvas_for(&c, Codec::Vp8, None, max("a=imageattr:* recv [x=[320:1920],y=[240:1080]]")),
+            (1280, 720)
+        );
     }
 
     #[test]
