@@ -733,3 +733,78 @@ async fn baresip_video(offer: bridge::SrtpOffer, mediaenc: &str) {
         assert!(line.is_some(), "{mediaenc}: SRTP keyed for the {media}\n{log}");
     }
 }
+
+/// More than nine: ten publishers, nine red then one blue. The 3x3 grid shows the first nine (all
+/// red, no blue anywhere); when the first red leaves, blue takes the freed place (the ninth tile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_more_than_nine_the_first_nine_are_shown() {
+    let mut g = gateway(video_gateway_config(Codec::Vp8)).await;
+    let sid = routed(&g);
+    let mut publishers: Vec<Publisher> =
+        (1..=9).map(|i| video_publisher(&g.service, &sid, &format!("red-{i}"), RED)).collect();
+    publishers.push(video_publisher(&g.service, &sid, "blue", BLUE));
+    let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let media_port = media.local_addr().expect("addr").port();
+    let far = uas(move |offer| answer_sdp(offer, Codec::Vp8, media_port, true)).await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:ten@127.0.0.1:{}", far.port), "video": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let latest: Arc<Mutex<Option<I420>>> = Arc::default();
+    let reader = {
+        let (media, latest) = (media.clone(), latest.clone());
+        tokio::spawn(async move {
+            let mut depacketizer = Vp8Depacketizer::default();
+            let mut decoder = Vp8Decoder::new().expect("dec");
+            let mut buf = vec![0u8; 2048];
+            while let Ok(n) = media.recv(&mut buf).await {
+                let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
+                if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.marker(), p.payload()) {
+                    if let Ok(Some(pic)) = decoder.decode(&f.data) {
+                        *latest.lock().expect("latest") = Some(pic);
+                    }
+                }
+            }
+        })
+    };
+    // The centres of the nine 212x120 cells of a 640x360 canvas.
+    let centres: Vec<(u32, u32)> = (0..9).map(|i| ((i % 3) * 212 + 106, (i / 3) * 120 + 60)).collect();
+    let tiles = |latest: &Mutex<Option<I420>>| -> Vec<&'static str> {
+        latest
+            .lock()
+            .expect("latest")
+            .as_ref()
+            .map(|p| centres.iter().map(|(x, y)| colour_name(p.pixel(*x, *y))).collect())
+            .unwrap_or_default()
+    };
+    let wait_for = |want: Vec<&'static str>| {
+        let latest = latest.clone();
+        let tiles = &tiles;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(6);
+            loop {
+                let now = tiles(&latest);
+                if now == want || Instant::now() > deadline {
+                    return now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let all_red = vec!["red"; 9];
+    assert_eq!(wait_for(all_red.clone()).await, all_red, "the first nine, all red");
+    g.service
+        .disconnect_as(&sid, &publishers[0].connection, session::DisconnectReason::ClientDisconnected)
+        .expect("red-1 leaves");
+    let mut then = vec!["red"; 8];
+    then.push("blue");
+    assert_eq!(wait_for(then.clone()).await, then, "blue takes the ninth tile");
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(&mut g, &sid, cid).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    reader.abort();
+    for p in &publishers {
+        p.abort();
+    }
+}

@@ -14,7 +14,8 @@
 //! packet) need a keyframe.
 //!
 //! Tiles: the session's video streams in the order they were published; with more than nine, the
-//! first nine are shown and a later stream takes the first tile that frees up. A stream whose
+//! first nine are shown and a later stream takes the first tile that frees up. A stream no call
+//! shows is not decoded at all. A stream whose
 //! picture has not arrived yet shows the placeholder; a stream that pauses keeps its last picture;
 //! a decoder error keeps the last good picture and asks the publisher for a keyframe.
 
@@ -391,11 +392,19 @@ impl Hub {
 
     /// Decodes what arrived, then composes and encodes each watcher's grid.
     fn tick(&mut self) {
+        // The streams some call shows: each call's first nine. The others (nobody watches them,
+        // or they wait for a free tile) are drained undecoded and cost next to nothing.
+        let shown: std::collections::HashSet<u64> = self
+            .watchers
+            .values()
+            .flat_map(|w| self.inputs.iter().filter(|i| w.sees(&i.id)).take(9).map(|i| i.number))
+            .collect();
         for input in &mut self.inputs {
-            let watched = self.watchers.values().any(|w| w.sees(&input.id));
-            if !watched {
+            if !shown.contains(&input.number) {
                 while input.frames.try_recv().is_ok() {}
                 input.stale = true;
+                // What it showed is out of date by the time it gets a tile again.
+                input.picture = None;
                 continue;
             }
             let now = Instant::now();
