@@ -104,7 +104,11 @@ pub(crate) fn canvas_for(
     if fits((w, h)) {
         return (w.max(2), h.max(2));
     }
-    SIZES.into_iter().find(|&(sw, sh)| sw <= w && sh <= h && fits((sw, sh))).unwrap_or((176, 144))
+    SIZES.into_iter().find(|&(sw, sh)| sw <= w && sh <= h && fits((sw, sh))).unwrap_or_else(|| {
+        // Smaller than every step: QCIF, or less when the peer says it receives less.
+        let (qw, qh) = recv_max.map_or((176, 144), |(mw, mh)| ((mw & !1).min(176), (mh & !1).min(144)));
+        (qw.max(16), qh.max(16))
+    })
 }
 
 /// The largest picture the SIP party says it receives on its video m-line with payload type
@@ -810,6 +814,7 @@ mod tests {
         assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e00d"), None), (320, 180));
         assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=1200"), None), (640, 360));
         assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=12"), None), (176, 144));
+        assert_eq!(canvas_for(&c, Codec::Vp8, None, Some((100, 80))), (100, 80));
         let small = VideoConfig { width: 320, height: 240, ..VideoConfig::default() };
         assert_eq!(canvas_for(&small, Codec::Vp8, None, None), (320, 240));
     }
@@ -833,6 +838,24 @@ mod tests {
             canvas_for(&c, Codec::Vp8, None, max("a=imageattr:* recv [x=[320:1920],y=[240:1080]]")),
             (1280, 720)
         );
+    }
+
+    #[test]
+    fn hostile_imageattr_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"[]=,:*xyqrecvsnd 0123456789-.\r\nm=video a=imageattr:96";
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..80);
+            let tail: String = (0..len).map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())])).collect();
+            let sdp = format!("v=0\r\nm=video 4002 RTP/AVP 96\r\na=imageattr:96 recv {tail}\r\n");
+            if let Some((w, h)) = imageattr_recv_max(&sdp, 96) {
+                assert!(w >= 16 && h >= 16);
+                let (cw, ch) = canvas_for(&VideoConfig::default(), Codec::Vp8, None, Some((w, h)));
+                assert!(cw % 2 == 0 && ch % 2 == 0 && cw >= 16 && ch >= 16);
+                assert!(cw <= w.max(16) && ch <= h.max(16), "{cw}x{ch} within {w}x{h}");
+            }
+        }
     }
 
     #[test]
