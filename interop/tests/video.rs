@@ -625,26 +625,7 @@ async fn the_grid_reflows_as_streams_join_leave_and_resize() {
     assert_eq!(status, 200, "{answer}");
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-    let latest: Arc<Mutex<Option<I420>>> = Arc::default();
-    let reader = {
-        let (media, latest) = (media.clone(), latest.clone());
-        tokio::spawn(async move {
-            let mut depacketizer = Vp8Depacketizer::default();
-            let mut decoder = Vp8Decoder::new().expect("dec");
-            let mut buf = vec![0u8; 2048];
-            while let Ok(n) = media.recv(&mut buf).await {
-                let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
-                if (72..=79).contains(&(buf[1] & 0x7f)) {
-                    continue;
-                }
-                if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.marker(), p.payload()) {
-                    if let Ok(Some(pic)) = decoder.decode(&f.data) {
-                        *latest.lock().expect("latest") = Some(pic);
-                    }
-                }
-            }
-        })
-    };
+    let (reader, latest) = grid_reader(media.clone());
     // The grid at these points, once it shows what is expected (bounded wait).
     async fn grid_shows(latest: &Mutex<Option<I420>>, expect: &[((u32, u32), &str)]) -> Vec<&'static str> {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -751,23 +732,7 @@ async fn with_more_than_nine_the_first_nine_are_shown() {
     assert_eq!(status, 200, "{answer}");
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-    let latest: Arc<Mutex<Option<I420>>> = Arc::default();
-    let reader = {
-        let (media, latest) = (media.clone(), latest.clone());
-        tokio::spawn(async move {
-            let mut depacketizer = Vp8Depacketizer::default();
-            let mut decoder = Vp8Decoder::new().expect("dec");
-            let mut buf = vec![0u8; 2048];
-            while let Ok(n) = media.recv(&mut buf).await {
-                let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
-                if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.marker(), p.payload()) {
-                    if let Ok(Some(pic)) = decoder.decode(&f.data) {
-                        *latest.lock().expect("latest") = Some(pic);
-                    }
-                }
-            }
-        })
-    };
+    let (reader, latest) = grid_reader(media.clone());
     // The centres of the nine 212x120 cells of a 640x360 canvas.
     let centres: Vec<(u32, u32)> = (0..9).map(|i| ((i % 3) * 212 + 106, (i / 3) * 120 + 60)).collect();
     let tiles = |latest: &Mutex<Option<I420>>| -> Vec<&'static str> {
@@ -807,4 +772,125 @@ async fn with_more_than_nine_the_first_nine_are_shown() {
     for p in &publishers {
         p.abort();
     }
+}
+
+/// Decodes the VP8 grid arriving on `media`; the latest picture is kept.
+fn grid_reader(media: Arc<UdpSocket>) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<I420>>>) {
+    let latest: Arc<Mutex<Option<I420>>> = Arc::default();
+    let keep = latest.clone();
+    let task = tokio::spawn(async move {
+        let mut depacketizer = Vp8Depacketizer::default();
+        let mut decoder = Vp8Decoder::new().expect("dec");
+        let mut buf = vec![0u8; 2048];
+        while let Ok(n) = media.recv(&mut buf).await {
+            // RTCP (rtcp-mux) is not video.
+            if n > 1 && (200..=206).contains(&buf[1]) {
+                continue;
+            }
+            let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
+            if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.marker(), p.payload()) {
+                if let Ok(Some(pic)) = decoder.decode(&f.data) {
+                    *keep.lock().expect("latest") = Some(pic);
+                }
+            }
+        }
+    });
+    (task, latest)
+}
+
+/// A SIP party's camera: VP8 of one colour (320x240, 15 fps, a keyframe every second) sent as RTP
+/// from `media` to `to` with payload type `pt`.
+fn sip_camera(
+    media: Arc<UdpSocket>,
+    to: std::net::SocketAddr,
+    pt: u8,
+    colour: (u8, u8, u8),
+    ssrc: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
+        let picture = I420::filled(320, 240, colour).expect("picture");
+        let mut tick = tokio::time::interval(Duration::from_millis(66));
+        let mut seq = 1u16;
+        for n in 0..600u32 {
+            tick.tick().await;
+            let data = enc.encode(&picture, n % 15 == 0).expect("encode");
+            let payloads = packetize::vp8_packetize(&data, n as u16, 1200);
+            let last = payloads.len() - 1;
+            for (i, p) in payloads.iter().enumerate() {
+                let header = RtpHeader {
+                    marker: i == last,
+                    payload_type: pt,
+                    seq,
+                    timestamp: n * 6000,
+                    ssrc,
+                    ..RtpHeader::default()
+                };
+                seq = seq.wrapping_add(1);
+                let mut out = Vec::new();
+                header.write(p, 0, &mut out).expect("rtp");
+                let _ = media.send_to(&out, to).await;
+            }
+        }
+    })
+}
+
+/// Two SIP video calls in one session: each SIP party's camera is a tile in the other's grid and
+/// never in its own (its stream is left out), next to the WebRTC-side publisher. The session's
+/// streams are decoded once for both calls (one hub per session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sip_video_calls_see_each_other_but_not_themselves() {
+    let mut g = gateway(video_gateway_config(Codec::Vp8)).await;
+    let sid = routed(&g);
+    let red = video_publisher(&g.service, &sid, "red", RED);
+    let mut calls = Vec::new();
+    for (name, colour) in [("green-phone", GREEN), ("blue-phone", BLUE)] {
+        let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let media_port = media.local_addr().expect("addr").port();
+        let mut far = uas(move |offer| answer_sdp(offer, Codec::Vp8, media_port, true)).await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:{name}@127.0.0.1:{}", far.port), "video": true})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = (&mut far.offer).await.expect("offer");
+        let pt = offered_pt(&offer, "VP8/90000").expect("VP8 offered");
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let camera = sip_camera(media.clone(), to, pt, colour, 0x1000 + calls.len() as u32);
+        let (reader, latest) = grid_reader(media);
+        calls.push((answer, far, camera, reader, latest));
+    }
+    // Publication order: red, then the green phone's stream, then the blue phone's. Each call's
+    // grid has two tiles (2x2): red first, then the other phone.
+    let tiles = |latest: &Mutex<Option<I420>>| -> Vec<&'static str> {
+        latest
+            .lock()
+            .expect("latest")
+            .as_ref()
+            .map(|p| {
+                [(160, 90), (480, 90), (160, 270), (480, 270)]
+                    .iter()
+                    .map(|(x, y)| colour_name(p.pixel(*x, *y)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for ((_, _, _, _, latest), other) in calls.iter().zip(["blue", "green"]) {
+        let want = vec!["red", other, "black", "black"];
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut got = tiles(latest);
+        while got != want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            got = tiles(latest);
+        }
+        assert_eq!(got, want, "red and the other phone, never itself");
+    }
+    for (answer, _far, camera, reader, _) in calls {
+        let cid = answer["connectionId"].as_str().expect("cid");
+        let events = force_disconnect(&mut g, &sid, cid).await;
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        camera.abort();
+        reader.abort();
+    }
+    red.abort();
 }
