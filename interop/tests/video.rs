@@ -564,9 +564,7 @@ async fn keyframes_and_the_sip_party_video() {
         let pli_after = log.lock().expect("log").plis.iter().find(|t| **t > asked).map(|t| *t - asked);
         assert!(pli_after.is_some(), "{codec:?}: the SIP party was asked for a keyframe");
 
-        let cid = answer["connectionId"].as_str().expect("cid");
-        let events = force_disconnect(&mut g, &sid, cid).await;
-        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        hang_up(&mut g, &sid, &answer).await;
         reader.abort();
         publisher.abort();
         viewer.stop().await;
@@ -654,9 +652,7 @@ async fn the_grid_reflows_as_streams_join_leave_and_resize() {
     *blue.size.lock().expect("size") = (640, 360);
     let edge_to_edge = [((320, 180), "blue"), ((40, 180), "blue"), ((600, 180), "blue")];
     assert_eq!(grid_shows(&latest, &edge_to_edge).await, ["blue", "blue", "blue"], "blue at 16:9 fills the canvas");
-    let cid = answer["connectionId"].as_str().expect("cid");
-    let events = force_disconnect(&mut g, &sid, cid).await;
-    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    hang_up(&mut g, &sid, &answer).await;
     reader.abort();
     red.abort();
     blue.abort();
@@ -765,9 +761,7 @@ async fn with_more_than_nine_the_first_nine_are_shown() {
     let mut then = vec!["red"; 8];
     then.push("blue");
     assert_eq!(wait_for(then.clone()).await, then, "blue takes the ninth tile");
-    let cid = answer["connectionId"].as_str().expect("cid");
-    let events = force_disconnect(&mut g, &sid, cid).await;
-    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    hang_up(&mut g, &sid, &answer).await;
     reader.abort();
     for p in &publishers {
         p.abort();
@@ -886,9 +880,7 @@ async fn two_sip_video_calls_see_each_other_but_not_themselves() {
         assert_eq!(got, want, "red and the other phone, never itself");
     }
     for (answer, _far, camera, reader, _) in calls {
-        let cid = answer["connectionId"].as_str().expect("cid");
-        let events = force_disconnect(&mut g, &sid, cid).await;
-        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        hang_up(&mut g, &sid, &answer).await;
         camera.abort();
         reader.abort();
     }

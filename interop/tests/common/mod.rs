@@ -162,3 +162,11 @@ pub async fn call_events_until(g: &mut Gateway, name: &str, limit: Duration) -> 
     }
     out
 }
+
+/// Force-disconnects a call's SIP connection (`answer` is the dial's response) and checks that the
+/// call ended normally (700).
+pub async fn hang_up(g: &mut Gateway, sid: &SessionId, answer: &Value) {
+    let cid = answer["connectionId"].as_str().expect("cid");
+    let events = force_disconnect(g, sid, cid).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+}
