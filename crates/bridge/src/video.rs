@@ -446,6 +446,8 @@ impl Hub {
                 }
             }
         }
+        // A call whose video task has ended stops costing anything at once.
+        self.watchers.retain(|_, w| !w.frames.is_closed());
         let now = Instant::now();
         for (call, w) in &mut self.watchers {
             let sources: Vec<Source<'_>> = self
