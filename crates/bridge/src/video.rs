@@ -17,7 +17,8 @@
 //! first nine are shown and a later stream takes the first tile that frees up. A stream no call
 //! shows is not decoded at all. A stream whose
 //! picture has not arrived yet shows the placeholder; a stream that pauses keeps its last picture;
-//! a decoder error keeps the last good picture and asks the publisher for a keyframe.
+//! after a loss or a decoder error the last good picture stays until the publisher's next
+//! keyframe, which is asked for (`media_mixer::video_input`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,10 +26,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use media_mixer::grid::{Compositor, Source, I420};
-use media_mixer::h264::{H264Decoder, H264Encoder};
+use media_mixer::grid::{Compositor, Source};
+use media_mixer::h264::H264Encoder;
 use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
-use media_mixer::vp8::{Vp8Decoder, Vp8Encoder};
+use media_mixer::video_input::{Pushed, VideoCodec, VideoInput};
+use media_mixer::vp8::Vp8Encoder;
 use sdp_negotiation::{Codec, MediaAgreement};
 use session::router::{FrameCodec, MediaFrame};
 use session::service::SessionService;
@@ -255,53 +257,21 @@ impl SessionVideo {
     }
 }
 
-enum Decoder {
-    Vp8(Vp8Decoder),
-    H264(H264Decoder),
-}
-
-impl Decoder {
-    fn new(codec: FrameCodec) -> Option<Decoder> {
-        match codec {
-            FrameCodec::Vp8 => Vp8Decoder::new().ok().map(Decoder::Vp8),
-            FrameCodec::H264 => H264Decoder::new().ok().map(Decoder::H264),
-            _ => None,
-        }
-    }
-
-    fn codec(&self) -> FrameCodec {
-        match self {
-            Decoder::Vp8(_) => FrameCodec::Vp8,
-            Decoder::H264(_) => FrameCodec::H264,
-        }
-    }
-
-    fn decode(&mut self, data: &[u8]) -> Result<Option<I420>, media_mixer::Error> {
-        match self {
-            Decoder::Vp8(d) => d.decode(data),
-            Decoder::H264(d) => d.decode(data),
-        }
-    }
-}
-
 /// One video stream of the session.
 struct Input {
     id: StreamId,
     /// Stable tile identity for the compositor.
     number: u64,
     frames: mpsc::UnboundedReceiver<MediaFrame>,
-    decoder: Option<Decoder>,
-    picture: Option<I420>,
-    generation: u64,
-    /// Frames were dropped undecoded (nobody watched): the next ones need a keyframe first.
-    stale: bool,
-    /// When a keyframe was last asked for (a request can be lost: a tile still without a picture
-    /// asks again every [`PICTURELESS_RETRY`]).
+    /// The decoder, the last good picture and whether a keyframe is wanted.
+    video: VideoInput,
+    /// When a keyframe was last asked for (a request can be lost: a tile still waiting for one
+    /// asks again every [`KEYFRAME_RETRY`]).
     asked: Option<Instant>,
 }
 
-/// How often a watched stream that has not produced a picture yet is asked for a keyframe again.
-const PICTURELESS_RETRY: Duration = Duration::from_secs(1);
+/// How often a shown stream still waiting for a keyframe is asked again.
+const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 
 enum Encoder {
     H264(Box<H264Encoder>),
@@ -355,10 +325,7 @@ impl Hub {
             id: stream.clone(),
             number: self.next_number,
             frames,
-            decoder: None,
-            picture: None,
-            generation: 0,
-            stale: true,
+            video: VideoInput::new(),
             asked: None,
         });
     }
@@ -405,45 +372,32 @@ impl Hub {
             .collect();
         for input in &mut self.inputs {
             if !shown.contains(&input.number) {
-                while input.frames.try_recv().is_ok() {}
-                input.stale = true;
-                // What it showed is out of date by the time it gets a tile again.
-                input.picture = None;
+                if input.frames.try_recv().is_ok() {
+                    while input.frames.try_recv().is_ok() {}
+                    // What it showed is out of date by the time it gets a tile again.
+                    input.video.skipped();
+                }
                 continue;
             }
+            while let Ok(f) = input.frames.try_recv() {
+                let codec = match f.codec {
+                    FrameCodec::Vp8 => VideoCodec::Vp8,
+                    FrameCodec::H264 => VideoCodec::H264,
+                    _ => continue,
+                };
+                if input.video.push(codec, &f.data, f.contiguous) == Pushed::Corrupt {
+                    debug!(stream = %input.id, "corrupt video frame: the last good picture stays");
+                }
+            }
+            // A keyframe is wanted (start, loss, corruption, frames skipped), or still awaited a
+            // second after it was asked for (requests get lost).
             let now = Instant::now();
-            let retry = input.picture.is_none()
-                && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= PICTURELESS_RETRY);
-            if input.stale || retry {
-                debug!(stream = %input.id, stale = input.stale, "keyframe asked for the grid");
-                // Frames were skipped (or a request got lost): nothing decodes before a keyframe.
+            let retry = input.video.waiting_for_keyframe()
+                && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY);
+            if input.video.take_keyframe_request() || retry {
+                debug!(stream = %input.id, "keyframe asked for the grid");
                 self.service.request_keyframe(&input.id);
                 input.asked = Some(now);
-                input.stale = false;
-            }
-            while let Ok(f) = input.frames.try_recv() {
-                if !matches!(f.codec, FrameCodec::Vp8 | FrameCodec::H264) {
-                    continue;
-                }
-                if input.decoder.as_ref().is_none_or(|d| d.codec() != f.codec) {
-                    input.decoder = Decoder::new(f.codec);
-                }
-                let Some(decoder) = input.decoder.as_mut() else { continue };
-                match decoder.decode(&f.data) {
-                    Ok(Some(picture)) => {
-                        input.picture = Some(picture);
-                        input.generation += 1;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        // Keep the last good picture; ask the publisher for a fresh start.
-                        debug!(stream = %input.id, error = %e, "video decode failed: keyframe requested");
-                        self.service.request_keyframe(&input.id);
-                    }
-                }
-                if !f.contiguous {
-                    self.service.request_keyframe(&input.id);
-                }
             }
         }
         // A call whose video task has ended stops costing anything at once.
@@ -455,7 +409,7 @@ impl Hub {
                 .iter()
                 .filter(|i| w.sees(&i.id))
                 .take(9)
-                .map(|i| Source { id: i.number, generation: i.generation, picture: i.picture.as_ref() })
+                .map(|i| Source { id: i.number, generation: i.video.generation(), picture: i.video.picture() })
                 .collect();
             let stats = match w.compositor.compose(&sources) {
                 Ok(s) => s,
