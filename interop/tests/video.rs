@@ -255,14 +255,17 @@ fn is_colour((r, g, b): (u8, u8, u8), want: &str) -> bool {
         "red" => r > 180 && g < 90 && b < 90,
         "green" => g > 180 && r < 90 && b < 90,
         "blue" => b > 180 && r < 90 && g < 90,
-        _ => r < 40 && g < 40 && b < 40,
+        // The placeholder of a tile without video: dark grey (Y 48), not black.
+        "placeholder" => [r, g, b].iter().all(|c| (25..=55).contains(c)),
+        _ => r < 20 && g < 20 && b < 20,
     }
 }
 
-/// Three publishers (red, green, blue, 4:3) and the gateway dialling our user agent with
-/// `video: true`; ffmpeg receives the video from an SDP file and decodes it. The grid is 2x2: the
-/// three colours in publication order, aspect ratio kept (black bars left and right of each 4:3
-/// picture in its 16:9 cell), the fourth cell black. In H.264 and in VP8.
+/// Three video publishers (red, green, blue, 4:3) and an audio-only one, and the gateway dialling
+/// our user agent with `video: true`; ffmpeg receives the video from an SDP file and decodes it.
+/// The grid is 2x2: the three colours in publication order, aspect ratio kept (black bars left and
+/// right of each 4:3 picture in its 16:9 cell), the audio-only participant's cell the placeholder.
+/// In H.264 and in VP8.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_decodes_the_grid_of_the_session() {
     require("ffmpeg", "ffmpeg");
@@ -276,6 +279,10 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
         let mut publishers = vec![video_publisher(&g.service, &sid, "red", RED)];
         let (mut signal, webrtc) = webrtc_publisher(&g, &sid, GREEN).await;
         publishers.push(video_publisher(&g.service, &sid, "blue", BLUE));
+        // An audio-only participant keeps a tile too, with the placeholder.
+        let voice = g.service.connect_external(&sid, ConnectionKind::Client, "voice".into()).expect("voice");
+        let spec = StreamSpec { name: "voice".into(), has_audio: true, has_video: false, video_type: None };
+        g.service.publish_external(&voice.id, StreamId::from_wire("voice"), spec).expect("publish voice");
         let port = free_rtp_port();
         let sdp_path = dir.join(format!("{}.sdp", rtpmap(codec).replace('/', "-")));
         let raw_path = dir.join(format!("{}.rgb", rtpmap(codec).replace('/', "-")));
@@ -351,12 +358,14 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
         let size = 640 * 360 * 3;
         assert!(raw.len() >= size && raw.len() % size == 0, "whole 640x360 frames: {} bytes", raw.len());
         let last = &raw[raw.len() - size..];
-        for ((x, y), want) in [((160, 90), "red"), ((480, 90), "green"), ((160, 270), "blue"), ((480, 270), "black")] {
+        for ((x, y), want) in
+            [((160, 90), "red"), ((480, 90), "green"), ((160, 270), "blue"), ((480, 270), "placeholder")]
+        {
             let px = rgb(last, 640, x, y);
             assert!(is_colour(px, want), "{codec:?}: the tile at ({x}, {y}) is {want}: {px:?}");
         }
         // 320x240 in a 320x180 cell: 240x180, centred, black bars 40 pixels wide.
-        for (x, y) in [(15, 90), (305, 90), (335, 90), (625, 270)] {
+        for (x, y) in [(15, 90), (305, 90), (335, 90), (15, 270)] {
             let px = rgb(last, 640, x, y);
             assert!(is_colour(px, "black"), "{codec:?}: ({x}, {y}) is a black bar: {px:?}");
         }

@@ -13,7 +13,8 @@
 //! session as its stream's video, and sends PLIs to the SIP party when subscribers (or a lost
 //! packet) need a keyframe.
 //!
-//! Tiles: the session's video streams in the order they were published; with more than nine, the
+//! Tiles: the session's streams in the order they were published (an audio-only stream shows the
+//! placeholder); with more than nine, the
 //! first nine are shown and a later stream takes the first tile that frees up. A stream no call
 //! shows is not decoded at all. A stream whose
 //! picture has not arrived yet shows the placeholder; a stream that pauses keeps its last picture;
@@ -262,7 +263,8 @@ struct Input {
     id: StreamId,
     /// Stable tile identity for the compositor.
     number: u64,
-    frames: mpsc::UnboundedReceiver<MediaFrame>,
+    /// Its frames (`None` for a stream without video: its tile shows the placeholder).
+    frames: Option<mpsc::UnboundedReceiver<MediaFrame>>,
     /// The decoder, the last good picture and whether a keyframe is wanted.
     video: VideoInput,
     /// When a keyframe was last asked for (a request can be lost: a tile still waiting for one
@@ -314,13 +316,22 @@ struct Hub {
 }
 
 impl Hub {
-    fn add_input(&mut self, stream: &StreamId) {
+    /// A stream of the session gets a tile: with its pictures when it carries video, the
+    /// placeholder when it does not (an audio-only participant is still in the grid).
+    fn add_input(&mut self, stream: &StreamId, has_video: bool) {
         if self.inputs.iter().any(|i| i.id == *stream) {
             return;
         }
-        let Ok((_, frames)) = self.service.tap(stream) else { return };
+        let frames = if has_video {
+            match self.service.tap(stream) {
+                Ok((_, frames)) => Some(frames),
+                Err(_) => return,
+            }
+        } else {
+            None
+        };
         self.next_number += 1;
-        debug!(%stream, "a video stream for the grid");
+        debug!(%stream, has_video, "a stream for the grid");
         self.inputs.push(Input {
             id: stream.clone(),
             number: self.next_number,
@@ -371,15 +382,16 @@ impl Hub {
             .flat_map(|w| self.inputs.iter().filter(|i| w.sees(&i.id)).take(9).map(|i| i.number))
             .collect();
         for input in &mut self.inputs {
+            let Some(frames) = input.frames.as_mut() else { continue };
             if !shown.contains(&input.number) {
-                if input.frames.try_recv().is_ok() {
-                    while input.frames.try_recv().is_ok() {}
+                if frames.try_recv().is_ok() {
+                    while frames.try_recv().is_ok() {}
                     // What it showed is out of date by the time it gets a tile again.
                     input.video.skipped();
                 }
                 continue;
             }
-            while let Ok(f) = input.frames.try_recv() {
+            while let Ok(f) = frames.try_recv() {
                 let codec = match f.codec {
                     FrameCodec::Vp8 => VideoCodec::Vp8,
                     FrameCodec::H264 => VideoCodec::H264,
@@ -471,8 +483,8 @@ fn hub(
         next_number: 0,
         watchers: HashMap::new(),
     };
-    for s in service.streams(&session).iter().filter(|s| s.has_video) {
-        hub.add_input(&s.id);
+    for s in service.streams(&session).iter() {
+        hub.add_input(&s.id, s.has_video);
     }
     let period = Duration::from_secs_f64(1.0 / f64::from(fps));
     let mut next = Instant::now();
@@ -492,7 +504,7 @@ fn hub(
         loop {
             match events.try_recv() {
                 Ok(e) if e.session == session => match &e.kind {
-                    EventKind::StreamCreated { stream, .. } if stream.has_video => hub.add_input(&stream.id),
+                    EventKind::StreamCreated { stream, .. } => hub.add_input(&stream.id, stream.has_video),
                     EventKind::StreamDestroyed { stream, .. } => hub.remove_input(&stream.id),
                     EventKind::SessionEnded => return,
                     _ => {}
