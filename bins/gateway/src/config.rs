@@ -1115,6 +1115,33 @@ mod tests {
     }
 
     #[test]
+    fn video_settings() {
+        let s = load(&args(&[]), &env(&[])).expect("default");
+        assert_eq!(s.video, bridge::VideoConfig::default());
+        let s = load(
+            &args(&["--video-canvas", "640x360", "--video-fps", "15", "--video-keyframe-interval", "2s"]),
+            &env(&[("GATEWAY_VIDEO_CODECS", "vp8"), ("GATEWAY_VIDEO_BITRATE", "800000")]),
+        )
+        .expect("valid");
+        assert_eq!((s.video.width, s.video.height, s.video.fps, s.video.bitrate), (640, 360, 15, 800_000));
+        assert_eq!(s.video.codecs, vec![Codec::Vp8]);
+        assert_eq!(s.video.keyframe_interval, Duration::from_secs(2));
+        let s = load(&args(&[]), &env(&[("GATEWAY_VIDEO_CODECS", "")])).expect("no video");
+        assert!(s.video.codecs.is_empty(), "an empty list never offers video");
+        for (key, value, why) in [
+            ("GATEWAY_VIDEO_CANVAS", "641x360", "even"),
+            ("GATEWAY_VIDEO_CANVAS", "big", "WIDTHxHEIGHT"),
+            ("GATEWAY_VIDEO_FPS", "0", "within"),
+            ("GATEWAY_VIDEO_BITRATE", "10", "within"),
+            ("GATEWAY_VIDEO_CODECS", "h265", "not a video codec"),
+            ("GATEWAY_VIDEO_CODECS", "vp8,vp8", "twice"),
+        ] {
+            let m = err(load(&args(&[]), &env(&[(key, value)])));
+            assert!(m.contains(why), "{key}={value}: {m}");
+        }
+    }
+
+    #[test]
     fn flags_beat_environment_beats_file() {
         let f = file(&format!(
             "[rest]\nlisten = \"127.0.0.1:1000\"\n[sip]\nudp_bind = \"127.0.0.1:1001\"\npublic_ip = \"192.0.2.1\"\n\
