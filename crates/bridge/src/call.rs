@@ -89,6 +89,8 @@ pub(crate) struct DtlsState {
     pub(crate) ready: bool,
     /// Kept so the association answers retransmissions.
     pub(crate) _session: Option<srtp_transport::dtls::DtlsSession>,
+    /// The association can still send records (false once its channel has closed).
+    pub(crate) records_open: bool,
 }
 
 /// The media of an answered call.
@@ -392,6 +394,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         MediaIn::DtlsOut(record) => {
                             let _ = m.leg.send_raw(record);
                         }
+                        MediaIn::DtlsClosed => {
+                            if let Some(d) = m.dtls.as_mut() {
+                                d.records_open = false;
+                            }
+                        }
                         MediaIn::DtlsDone(done) => match *done {
                         Ok((keys, association)) => {
                             match dtls_contexts(&keys) {
@@ -456,6 +463,8 @@ enum MediaIn {
     Packet(Option<Inbound>),
     /// A DTLS record the handshake wants sent.
     DtlsOut(Vec<u8>),
+    /// The association's record channel closed.
+    DtlsClosed,
     /// The DTLS-SRTP handshake finished.
     DtlsDone(Box<Result<(srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession), String>>),
 }
@@ -468,8 +477,8 @@ async fn recv_media(media: &mut Option<Media>) -> MediaIn {
             // handshake: its last flight may still be queued when the handshake reports success,
             // and it answers the peer's retransmissions afterwards.
             let (records, done) = match m.dtls.as_mut() {
-                Some(DtlsState { from_handshake, done, ready, .. }) => {
-                    (Some(from_handshake), (!*ready).then_some(done))
+                Some(DtlsState { from_handshake, done, ready, records_open, .. }) => {
+                    (records_open.then_some(from_handshake), (!*ready).then_some(done))
                 }
                 None => (None, None),
             };
@@ -479,7 +488,8 @@ async fn recv_media(media: &mut Option<Media>) -> MediaIn {
                 biased;
                 r = async { records?.recv().await }, if has_records => match r {
                     Some(record) => MediaIn::DtlsOut(record),
-                    None => std::future::pending().await,
+                    // The association is gone: stop listening to it, go on with the media.
+                    None => MediaIn::DtlsClosed,
                 },
                 f = mix.recv() => MediaIn::Mix(f),
                 p = inbound.recv() => MediaIn::Packet(p),
@@ -856,7 +866,7 @@ pub(crate) fn start_dtls(bridge: &Arc<Inner>, agreed: &MediaAgreement) -> Result
         let result = srtp_transport::dtls::handshake(&identity, params, incoming, outgoing).await;
         let _ = done_tx.send(result.map_err(|e| e.to_string()));
     });
-    Ok(Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None }))
+    Ok(Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None, records_open: true }))
 }
 
 /// The SRTP contexts of finished DTLS-SRTP keys (ours out, theirs in).

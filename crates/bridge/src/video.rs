@@ -576,13 +576,12 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut wanted = v.keyframe_wanted.take();
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
     let mut dtls = v.dtls.take();
-    let mut records_open = true;
     loop {
         let (records, handshaking) = match dtls.as_mut() {
-            Some(d) => (Some(&mut d.from_handshake), (!d.ready).then_some(&mut d.done)),
+            Some(d) => (d.records_open.then_some(&mut d.from_handshake), (!d.ready).then_some(&mut d.done)),
             None => (None, None),
         };
-        let (has_records, is_handshaking) = (records.is_some() && records_open, handshaking.is_some());
+        let (has_records, is_handshaking) = (records.is_some(), handshaking.is_some());
         tokio::select! {
             // Records first: the handshake's last flight goes out before its success is acted on.
             biased;
@@ -592,7 +591,11 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         let _ = v.leg.send_raw(record);
                     }
                     // The association is gone: nothing more to forward.
-                    None => records_open = false,
+                    None => {
+                        if let Some(d) = dtls.as_mut() {
+                            d.records_open = false;
+                        }
+                    }
                 }
             }
             d = async {
@@ -608,6 +611,8 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                             d.ready = true;
                             d._session = Some(association);
                         }
+                        // The frames sent so far were dropped: start the picture afresh.
+                        v.keyframe.store(true, Ordering::Relaxed);
                         info!(call = %v.call, suite = ?keys.suite, "video DTLS-SRTP established");
                     }
                     Err(e) => {
@@ -622,6 +627,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             },
             c = v.control.recv() => match c {
                 Some(VideoControl::Remote { rtp, rtcp, hold: h }) => {
+                    if hold && !h {
+                        // Resumed: nothing was sent while on hold, so the next frame stands alone.
+                        v.keyframe.store(true, Ordering::Relaxed);
+                    }
                     hold = h;
                     let _ = v.leg.set_remote(rtp, rtcp);
                 }
