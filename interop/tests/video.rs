@@ -494,37 +494,10 @@ async fn keyframes_and_the_sip_party_video() {
         let viewer = offer.answer(reply["sdp"].as_str().expect("answer"));
         assert!(viewer.wait(Duration::from_secs(10), |l| l.connected).await, "the WebRTC subscriber connected");
         let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
-        let picture = I420::filled(320, 240, MAGENTA).expect("picture");
-        let mut h264_enc = H264Encoder::new(320, 240, 300_000, 15.0).expect("h264");
-        let mut vp8_enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
-        let mut seq = 1000u16;
-        for n in 0..30u32 {
-            // Keyframes at the start and half way (the subscriber's own request is checked below).
-            let key = n % 15 == 0;
-            let payloads = match codec {
-                Codec::H264 => {
-                    let au = h264_enc.encode(&picture, key).expect("encode");
-                    packetize::h264_packetize(&packetize::split_annex_b(&au), 1200)
-                }
-                _ => packetize::vp8_packetize(&vp8_enc.encode(&picture, key).expect("encode"), n as u16, 1200),
-            };
-            let last = payloads.len() - 1;
-            for (i, p) in payloads.iter().enumerate() {
-                let header = RtpHeader {
-                    marker: i == last,
-                    payload_type: pt,
-                    seq,
-                    timestamp: 90_000 + n * 6000,
-                    ssrc: our_ssrc,
-                    ..RtpHeader::default()
-                };
-                seq = seq.wrapping_add(1);
-                let mut out = Vec::new();
-                header.write(p, 0, &mut out).expect("rtp");
-                media.send_to(&out, gateway_video).await.expect("send");
-            }
-            tokio::time::sleep(Duration::from_millis(66)).await;
-        }
+        // Thirty frames, with keyframes at the start and half way (the subscriber's own request
+        // is checked below).
+        let camera = SipCamera { codec, pt, colour: MAGENTA, ssrc: our_ssrc, frames: 30 };
+        camera.spawn(media.clone(), gateway_video).await.expect("the camera ran");
         let mut decoded = None;
         let mut frames_in = 0;
         let (mut h264_dec, mut vp8_dec) = (H264Decoder::new().expect("dec"), Vp8Decoder::new().expect("dec"));
@@ -801,41 +774,53 @@ fn grid_reader(media: Arc<UdpSocket>) -> (tokio::task::JoinHandle<()>, Arc<Mutex
     (task, latest)
 }
 
-/// A SIP party's camera: VP8 of one colour (320x240, 15 fps, a keyframe every second) sent as RTP
-/// from `media` to `to` with payload type `pt`.
-fn sip_camera(
-    media: Arc<UdpSocket>,
-    to: std::net::SocketAddr,
+/// A SIP party's camera: `frames` pictures of one colour (320x240, 15 fps, a keyframe every
+/// second) in `codec`, sent as RTP with payload type `pt`.
+struct SipCamera {
+    codec: Codec,
     pt: u8,
     colour: (u8, u8, u8),
     ssrc: u32,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut enc = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
-        let picture = I420::filled(320, 240, colour).expect("picture");
-        let mut tick = tokio::time::interval(Duration::from_millis(66));
-        let mut seq = 1u16;
-        for n in 0..600u32 {
-            tick.tick().await;
-            let data = enc.encode(&picture, n % 15 == 0).expect("encode");
-            let payloads = packetize::vp8_packetize(&data, n as u16, 1200);
-            let last = payloads.len() - 1;
-            for (i, p) in payloads.iter().enumerate() {
-                let header = RtpHeader {
-                    marker: i == last,
-                    payload_type: pt,
-                    seq,
-                    timestamp: n * 6000,
-                    ssrc,
-                    ..RtpHeader::default()
+    frames: u32,
+}
+
+impl SipCamera {
+    /// Sends from `media` to `to` until done (or aborted).
+    fn spawn(self, media: Arc<UdpSocket>, to: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let picture = I420::filled(320, 240, self.colour).expect("picture");
+            let mut h264 = H264Encoder::new(320, 240, 300_000, 15.0).expect("h264");
+            let mut vp8 = Vp8Encoder::new(320, 240, 300_000, 15).expect("vp8");
+            let mut tick = tokio::time::interval(Duration::from_millis(66));
+            let mut seq = 1u16;
+            for n in 0..self.frames {
+                tick.tick().await;
+                let key = n % 15 == 0;
+                let payloads = match self.codec {
+                    Codec::H264 => {
+                        let au = h264.encode(&picture, key).expect("encode");
+                        packetize::h264_packetize(&packetize::split_annex_b(&au), 1200)
+                    }
+                    _ => packetize::vp8_packetize(&vp8.encode(&picture, key).expect("encode"), n as u16, 1200),
                 };
-                seq = seq.wrapping_add(1);
-                let mut out = Vec::new();
-                header.write(p, 0, &mut out).expect("rtp");
-                let _ = media.send_to(&out, to).await;
+                let last = payloads.len() - 1;
+                for (i, p) in payloads.iter().enumerate() {
+                    let header = RtpHeader {
+                        marker: i == last,
+                        payload_type: self.pt,
+                        seq,
+                        timestamp: n * 6000,
+                        ssrc: self.ssrc,
+                        ..RtpHeader::default()
+                    };
+                    seq = seq.wrapping_add(1);
+                    let mut out = Vec::new();
+                    header.write(p, 0, &mut out).expect("rtp");
+                    let _ = media.send_to(&out, to).await;
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 /// Two SIP video calls in one session: each SIP party's camera is a tile in the other's grid and
@@ -859,7 +844,8 @@ async fn two_sip_video_calls_see_each_other_but_not_themselves() {
         let to = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
         let seen = until_active(&mut g).await;
         assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-        let camera = sip_camera(media.clone(), to, pt, colour, 0x1000 + calls.len() as u32);
+        let ssrc = 0x1000 + calls.len() as u32;
+        let camera = SipCamera { codec: Codec::Vp8, pt, colour, ssrc, frames: 600 }.spawn(media.clone(), to);
         let (reader, latest) = grid_reader(media);
         calls.push((answer, far, camera, reader, latest));
     }

@@ -949,33 +949,30 @@ fn srtp(s: &str) -> Result<SrtpOffer, String> {
 }
 
 fn parse_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
-    let mut out = Vec::new();
-    for name in list(r)? {
-        let c = match name.to_ascii_lowercase().as_str() {
-            "opus" => Codec::Opus,
-            "g722" => Codec::G722,
-            "pcmu" => Codec::Pcmu,
-            "pcma" => Codec::Pcma,
-            _ => return Err(format!("{name:?} is not an audio codec (opus, g722, pcmu, pcma)")),
-        };
-        if out.contains(&c) {
-            return Err(format!("{name:?} is listed twice"));
-        }
-        out.push(c);
-    }
+    let out = codec_list(
+        r,
+        "an audio codec",
+        &[("opus", Codec::Opus), ("g722", Codec::G722), ("pcmu", Codec::Pcmu), ("pcma", Codec::Pcma)],
+    )?;
     if out.is_empty() {
         return Err("needs at least one codec".into());
     }
     Ok(out)
 }
 
+/// Video codecs; an empty list is allowed (it never offers video).
 fn parse_video_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
+    codec_list(r, "a video codec", &[("h264", Codec::H264), ("vp8", Codec::Vp8)])
+}
+
+/// A preference list of codec names out of `known`, each at most once.
+fn codec_list(r: &Raw, what: &str, known: &[(&str, Codec)]) -> Result<Vec<Codec>, String> {
     let mut out = Vec::new();
     for name in list(r)? {
-        let c = match name.to_ascii_lowercase().as_str() {
-            "h264" => Codec::H264,
-            "vp8" => Codec::Vp8,
-            _ => return Err(format!("{name:?} is not a video codec (h264, vp8)")),
+        let lower = name.to_ascii_lowercase();
+        let Some(&(_, c)) = known.iter().find(|(n, _)| *n == lower) else {
+            let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+            return Err(format!("{name:?} is not {what} ({})", names.join(", ")));
         };
         if out.contains(&c) {
             return Err(format!("{name:?} is listed twice"));

@@ -401,16 +401,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                         MediaIn::DtlsDone(done) => match *done {
                         Ok((keys, association)) => {
-                            match dtls_contexts(&keys) {
-                                Ok((inbound, outbound)) => {
-                                    let _ = m.leg.set_srtp(inbound, outbound);
-                                    if let Some(d) = m.dtls.as_mut() {
-                                        d.ready = true;
-                                        d._session = Some(association);
-                                    }
-                                    info!(call = %spec.id, suite = ?keys.suite, "DTLS-SRTP established");
-                                }
-                                Err(e) => warn!(call = %spec.id, error = %e, "unusable DTLS-SRTP keys"),
+                            match m.dtls.as_mut().map(|d| d.keyed(&m.leg, &keys, association)) {
+                                Some(Ok(())) => info!(call = %spec.id, suite = ?keys.suite, "DTLS-SRTP established"),
+                                Some(Err(e)) => warn!(call = %spec.id, error = %e, "unusable DTLS-SRTP keys"),
+                                None => {}
                             }
                         }
                         Err(why) => {
@@ -515,16 +509,7 @@ fn start_media(
     let codec =
         AudioCodec::new(audio.codec).ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
     let sockets = sockets.ok_or("media sockets already used")?;
-    let mut leg =
-        MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: audio.rtcp_mux }, audio.remote_rtp, audio.remote_rtcp);
-    if let Some((inbound, outbound)) = srtp_contexts(&audio)? {
-        leg.set_srtp(inbound, outbound);
-    }
-    if audio.dtls.is_some() {
-        leg.await_srtp_keys();
-    }
-    let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
-    let dtls = start_dtls(bridge, &audio)?;
+    let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
     let (tx, mix) = mpsc::channel(8);
     let subset = spec.sip.streams.clone();
     bridge
@@ -759,7 +744,7 @@ struct VideoHandle {
     control: mpsc::UnboundedSender<VideoControl>,
 }
 
-/// Starts the video of an answered call: its leg (SRTP by SDES when agreed), a place in the
+/// Starts the video of an answered call: its leg (SRTP by SDES or DTLS-SRTP), a place in the
 /// session's video hub, and the task between the two. `None` (audio only) when it cannot.
 fn start_video(
     bridge: &Arc<Inner>,
@@ -768,34 +753,11 @@ fn start_video(
     sockets: MediaSockets,
     answer_sdp: Option<&str>,
 ) -> Option<VideoHandle> {
-    let mut leg = MediaLeg::new(
-        LegConfig { symmetric_rtp: true, rtcp_mux: agreed.rtcp_mux },
-        agreed.remote_rtp,
-        agreed.remote_rtcp,
-    );
-    match srtp_contexts(&agreed) {
-        Ok(Some((inbound, outbound))) => leg.set_srtp(inbound, outbound),
-        Ok(None) => {}
-        Err(why) => {
-            warn!(call = %spec.id, %why, "unusable video SRTP keys: audio only");
-            return None;
-        }
-    }
-    if agreed.dtls.is_some() {
-        leg.await_srtp_keys();
-    }
-    let (leg, inbound) = match srtp_transport::driver::spawn(leg, sockets) {
+    // Its own leg and, with DTLS-SRTP, its own handshake (SIP peers do not bundle).
+    let (leg, inbound, dtls) = match open_leg(bridge, &agreed, sockets) {
         Ok(x) => x,
-        Err(e) => {
-            warn!(call = %spec.id, error = %e, "no video leg: audio only");
-            return None;
-        }
-    };
-    // DTLS-SRTP: the video m-line has its own handshake (no BUNDLE towards SIP peers).
-    let dtls = match start_dtls(bridge, &agreed) {
-        Ok(d) => d,
         Err(why) => {
-            warn!(call = %spec.id, %why, "no DTLS-SRTP for the video: audio only");
+            warn!(call = %spec.id, %why, "no video leg: audio only");
             return None;
         }
     };
@@ -869,9 +831,43 @@ pub(crate) fn start_dtls(bridge: &Arc<Inner>, agreed: &MediaAgreement) -> Result
     Ok(Some(DtlsState { to_handshake, from_handshake, done, ready: false, _session: None, records_open: true }))
 }
 
-/// The SRTP contexts of finished DTLS-SRTP keys (ours out, theirs in).
-pub(crate) fn dtls_contexts(keys: &srtp_transport::dtls::DtlsKeys) -> Result<(Context, Context), String> {
-    let inbound = Context::new(keys.suite, &keys.remote, Options::default()).map_err(|e| e.to_string())?;
-    let outbound = Context::new(keys.suite, &keys.local, Options::default()).map_err(|e| e.to_string())?;
-    Ok((inbound, outbound))
+impl DtlsState {
+    /// Puts a finished handshake's keys in place on `leg` (media flows from now on) and keeps the
+    /// association, which answers the peer's retransmissions.
+    pub(crate) fn keyed(
+        &mut self,
+        leg: &LegHandle,
+        keys: &srtp_transport::dtls::DtlsKeys,
+        association: srtp_transport::dtls::DtlsSession,
+    ) -> Result<(), String> {
+        let inbound = Context::new(keys.suite, &keys.remote, Options::default()).map_err(|e| e.to_string())?;
+        let outbound = Context::new(keys.suite, &keys.local, Options::default()).map_err(|e| e.to_string())?;
+        let _ = leg.set_srtp(inbound, outbound);
+        self.ready = true;
+        self._session = Some(association);
+        Ok(())
+    }
+}
+
+/// The media leg an agreement describes, on `sockets`: SRTP by SDES when agreed; with DTLS-SRTP,
+/// a leg that sends and takes nothing in clear until the handshake started here has keyed it.
+fn open_leg(
+    bridge: &Arc<Inner>,
+    agreed: &MediaAgreement,
+    sockets: MediaSockets,
+) -> Result<(LegHandle, mpsc::Receiver<Inbound>, Option<DtlsState>), String> {
+    let mut leg = MediaLeg::new(
+        LegConfig { symmetric_rtp: true, rtcp_mux: agreed.rtcp_mux },
+        agreed.remote_rtp,
+        agreed.remote_rtcp,
+    );
+    if let Some((inbound, outbound)) = srtp_contexts(agreed)? {
+        leg.set_srtp(inbound, outbound);
+    }
+    if agreed.dtls.is_some() {
+        leg.await_srtp_keys();
+    }
+    let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
+    let dtls = start_dtls(bridge, agreed)?;
+    Ok((leg, inbound, dtls))
 }

@@ -416,6 +416,12 @@ impl Hub {
         self.watchers.retain(|_, w| !w.frames.is_closed());
         let now = Instant::now();
         for (call, w) in &mut self.watchers {
+            if w.frames.capacity() == 0 {
+                // The call is behind: skip this frame (nothing composed or encoded), and make the
+                // next one stand alone. The compositor catches up on what changed meanwhile.
+                w.keyframe.store(true, Ordering::Relaxed);
+                continue;
+            }
             let sources: Vec<Source<'_>> = self
                 .inputs
                 .iter()
@@ -430,11 +436,6 @@ impl Hub {
                     continue;
                 }
             };
-            if w.frames.capacity() == 0 {
-                // The call is behind: skip this frame, and make the next one stand alone.
-                w.keyframe.store(true, Ordering::Relaxed);
-                continue;
-            }
             let due = w.last_keyframe.is_none_or(|t| now.saturating_duration_since(t) >= self.keyframe_interval);
             let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || due;
             if keyframe {
@@ -572,7 +573,6 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut depacketizers: HashMap<u8, Depacketizer> = HashMap::new();
     let mut frames_sent = 0u64;
     let mut frames_in = 0u64;
-    let mut out = Vec::with_capacity(VIDEO_MTU + 64);
     let mut wanted = v.keyframe_wanted.take();
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
     let mut dtls = v.dtls.take();
@@ -604,21 +604,17 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     None => std::future::pending().await,
                 }
             }, if is_handshaking => match d {
-                Ok((keys, association)) => match crate::call::dtls_contexts(&keys) {
-                    Ok((inbound, outbound)) => {
-                        let _ = v.leg.set_srtp(inbound, outbound);
-                        if let Some(d) = dtls.as_mut() {
-                            d.ready = true;
-                            d._session = Some(association);
-                        }
+                Ok((keys, association)) => match dtls.as_mut().map(|d| d.keyed(&v.leg, &keys, association)) {
+                    Some(Ok(())) => {
                         // The frames sent so far were dropped: start the picture afresh.
                         v.keyframe.store(true, Ordering::Relaxed);
                         info!(call = %v.call, suite = ?keys.suite, "video DTLS-SRTP established");
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         warn!(call = %v.call, error = %e, "unusable video DTLS-SRTP keys: no video");
                         break;
                     }
+                    None => {}
                 },
                 Err(why) => {
                     warn!(call = %v.call, %why, "video DTLS-SRTP handshake failed: no video");
@@ -660,8 +656,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         ..RtpHeader::default()
                     };
                     seq = seq.wrapping_add(1);
+                    let mut out = Vec::with_capacity(p.len() + 12);
                     if header.write(p, 0, &mut out).is_ok() {
-                        let _ = v.leg.send_rtp(out.clone());
+                        let _ = v.leg.send_rtp(out);
                     }
                 }
                 frames_sent += 1;
