@@ -8,6 +8,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(sdp) = Sdp::parse(data) {
         let again = Sdp::parse(&sdp.to_bytes()).expect("our own serialisation parses");
         assert_eq!(again.media.len(), sdp.media.len());
+        for m in &sdp.media {
+            for pt in m.payload_types() {
+                if let Some((w, h)) = m.imageattr_recv_max(pt) {
+                    assert!(w >= 16 && h >= 16);
+                }
+            }
+        }
     }
     let mut leg = LocalSession::new(OfferOptions::default(), 1);
     leg.create_offer();

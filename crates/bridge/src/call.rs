@@ -251,7 +251,6 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                     }
                     CallEvent::Answered { sdp: answer } => {
-                        let answer_text = answer.as_ref().map(|a| String::from_utf8_lossy(a).into_owned());
                         let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
                         match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
@@ -266,7 +265,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 }
                                 media = Some(m);
                                 video = match (video_agreed, video_sockets.take()) {
-                                    (Some(agreed), Some(sockets)) => start_video(bridge, spec, agreed, sockets, answer_text.as_deref()),
+                                    (Some(agreed), Some(sockets)) => start_video(bridge, spec, agreed, sockets),
                                     (None, Some(_)) => {
                                         info!(call = %spec.id, "the SIP party declined video: an audio-only call");
                                         None
@@ -751,7 +750,6 @@ fn start_video(
     spec: &CallSpec,
     agreed: MediaAgreement,
     sockets: MediaSockets,
-    answer_sdp: Option<&str>,
 ) -> Option<VideoHandle> {
     // Its own leg and, with DTLS-SRTP, its own handshake (SIP peers do not bundle).
     let (leg, inbound, dtls) = match open_leg(bridge, &agreed, sockets) {
@@ -761,8 +759,8 @@ fn start_video(
             return None;
         }
     };
-    let recv_max = answer_sdp.and_then(|a| crate::video::imageattr_recv_max(a, agreed.payload_type));
-    let size = crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), recv_max);
+    let size =
+        crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
     let keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (frames_tx, frames) = mpsc::channel(2);
     let hub = bridge.video_for(&spec.session);

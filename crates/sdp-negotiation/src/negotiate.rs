@@ -152,6 +152,9 @@ pub struct MediaAgreement {
     pub sdes: Option<SdesAgreement>,
     /// DTLS parameters, when DTLS-SRTP.
     pub dtls: Option<DtlsAgreement>,
+    /// The largest picture the peer receives with `payload_type` (RFC 6236 `a=imageattr`), when
+    /// it says (video).
+    pub recv_max_picture: Option<(u32, u32)>,
 }
 
 /// The outcome of an offer/answer exchange.
@@ -605,6 +608,7 @@ impl LocalSession {
             ptime: m.attr("ptime").and_then(|p| p.trim().parse().ok()),
             sdes,
             dtls,
+            recv_max_picture: m.imageattr_recv_max(pt),
         }
     }
 

@@ -138,6 +138,42 @@ impl Media {
         })
     }
 
+    /// The largest picture this media says it receives with payload type `pt`: RFC 6236
+    /// `a=imageattr:<pt or *> [send ...] recv [x=W,y=H] ...`, each value a number, a range
+    /// `[min:max]` or `[min:step:max]`, or a list `[a,b,c]` (the largest is taken). `None` when
+    /// it says nothing usable (no attribute, `recv *`, or values below 16).
+    pub fn imageattr_recv_max(&self, pt: u8) -> Option<(u32, u32)> {
+        let mut best: Option<(u32, u32)> = None;
+        for value in self.attrs("imageattr") {
+            let Some((target, rest)) = value.trim().split_once(' ') else { continue };
+            if target != "*" && target.parse::<u8>().ok() != Some(pt) {
+                continue;
+            }
+            // The recv part runs to a `send` keyword or the end.
+            let Some(at) = rest.find("recv") else { continue };
+            let recv = &rest[at + 4..];
+            let recv = recv.split("send").next().unwrap_or(recv);
+            for set in top_level_sets(recv) {
+                let (mut w, mut h) = (None, None);
+                for pair in split_top_level(set, ',') {
+                    let top =
+                        |v: &str| v.split([':', ',', '[', ']']).filter_map(|n| n.trim().parse::<u32>().ok()).max();
+                    match pair.trim().split_once('=') {
+                        Some(("x", v)) => w = top(v),
+                        Some(("y", v)) => h = top(v),
+                        _ => {}
+                    }
+                }
+                if let (Some(w), Some(h)) = (w, h) {
+                    if best.is_none_or(|(bw, bh)| u64::from(w) * u64::from(h) > u64::from(bw) * u64::from(bh)) {
+                        best = Some((w, h));
+                    }
+                }
+            }
+        }
+        best.filter(|(w, h)| *w >= 16 && *h >= 16)
+    }
+
     /// The payload types (formats that are numbers 0..=127).
     pub fn payload_types(&self) -> Vec<u8> {
         self.formats.iter().filter_map(|f| f.parse::<u8>().ok()).filter(|p| *p < 128).collect()
@@ -460,9 +496,85 @@ fn write_attr(f: &mut fmt::Formatter<'_>, a: &Attribute) -> fmt::Result {
     f.write_str("\r\n")
 }
 
+/// The contents of each outermost `[...]` of `text`.
+fn top_level_sets(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            ']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&text[start..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `text` split at `sep` outside brackets.
+fn split_top_level(text: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn video_with(attr: &str) -> Sdp {
+        let s = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0\r\na=imageattr:0 recv [x=9999,y=9999]\r\nm=video 4002 RTP/AVP 96\r\n{attr}\r\n"
+        );
+        Sdp::parse(s.as_bytes()).expect("parse")
+    }
+
+    #[test]
+    fn imageattr_recv_bounds() {
+        let max = |a: &str| video_with(a).media[1].imageattr_recv_max(96);
+        assert_eq!(max("a=imageattr:96 recv [x=640,y=360]"), Some((640, 360)));
+        assert_eq!(max("a=imageattr:* send [x=1920,y=1080] recv [x=[320:16:800],y=[240:16:600]]"), Some((800, 600)));
+        assert_eq!(max("a=imageattr:96 recv [x=320,y=240] [x=1280,y=720,q=0.5]"), Some((1280, 720)));
+        assert_eq!(max("a=imageattr:96 recv [x=[320,640],y=[240,480]]"), Some((640, 480)));
+        assert_eq!(max("a=imageattr:97 recv [x=320,y=240]"), None, "another payload type");
+        assert_eq!(max("a=imageattr:96 send [x=320,y=240]"), None, "what it sends does not bound what it receives");
+        assert_eq!(max("a=imageattr:96 recv *"), None);
+        assert_eq!(max("a=imageattr:96 recv [x=oops"), None);
+        assert_eq!(max("a=imageattr:96 recv [x=8,y=8]"), None, "too small to mean anything");
+        assert_eq!(max("a=rtcp-mux"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_imageattr_never_panics(tail in "[\\[\\]=,:*xyqrecvsnd 0-9.-]{0,80}") {
+            let sdp = video_with(&format!("a=imageattr:96 recv {tail}"));
+            if let Some((w, h)) = sdp.media[1].imageattr_recv_max(96) {
+                proptest::prop_assert!(w >= 16 && h >= 16);
+            }
+        }
+    }
 
     #[test]
     fn tolerant_parse() {
