@@ -90,7 +90,7 @@ fn ticks(c: &mut Criterion) {
             let dtx = silent.iter().filter(|n| **n <= 3).count();
             assert!(dtx * 10 >= silent.len() * 9, "silent inputs send DTX: {silent:?}");
         }
-        let mut conference = Conference::new(total).expect("conference");
+        let mut conference = Conference::new(total, 48_000).expect("conference");
         let mut t = 0;
         g.bench_function(name, |b| {
             b.iter(|| {

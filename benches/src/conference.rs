@@ -1,7 +1,9 @@
 //! The audio pipeline for one conference, per 20 ms tick: every Opus
-//! input decoded once at 48 kHz (packets whose size shows DTX or digital
-//! silence are not decoded), the mixer's tick, the output of one listener
-//! that hears everyone, resampled to 8 kHz and µ-law encoded (PCMU).
+//! input decoded once at the mix's rate (packets whose size shows DTX or
+//! digital silence are not decoded), the mixer's tick, the output of one
+//! listener that hears everyone, resampled to 8 kHz when the mix runs faster,
+//! and µ-law encoded (PCMU). The gateway mixes at 8 kHz when every listener
+//! takes a narrowband codec, as this listener does (`bridge::audio`).
 //!
 //! The stages are public so the comparison binary can time them apart;
 //! [`Conference::tick`] runs them in order.
@@ -17,8 +19,8 @@ use std::time::{Duration, Instant};
 /// two bytes of range coder).
 pub const DTX_MAX_BYTES: usize = 3;
 
-const MIX_RATE: u32 = 48_000;
-const OUT_RATE: u32 = 8_000;
+/// The output's rate: PCMU.
+pub const OUT_RATE: u32 = 8_000;
 const LISTENER: ListenerId = ListenerId(0);
 
 /// Time spent in each stage, summed over ticks.
@@ -46,7 +48,8 @@ impl StageTimes {
 pub struct Conference {
     decoders: Vec<OpusDecoder>,
     mixer: Mixer,
-    resampler: Resampler,
+    /// `None` when the mix is already at the output's rate.
+    resampler: Option<Resampler>,
     pcm: Vec<i16>,
     mixed: Vec<i16>,
     narrow: Vec<i16>,
@@ -56,19 +59,20 @@ pub struct Conference {
 }
 
 impl Conference {
-    /// A conference of `inputs` streams and one listener that hears them all.
-    pub fn new(inputs: usize) -> Result<Conference, Error> {
-        let mut mixer = Mixer::new(MixerConfig { frame_len: frame_len(MIX_RATE), ..MixerConfig::default() });
+    /// A conference of `inputs` streams and one listener that hears them
+    /// all, decoding and mixing at `mix_rate` (8, 16 or 48 kHz).
+    pub fn new(inputs: usize, mix_rate: u32) -> Result<Conference, Error> {
+        let mut mixer = Mixer::new(MixerConfig { frame_len: frame_len(mix_rate), ..MixerConfig::default() });
         for i in 0..inputs {
             mixer.add_stream(StreamId(i as u64));
         }
         mixer.add_listener(LISTENER, None, None);
         Ok(Conference {
-            decoders: (0..inputs).map(|_| OpusDecoder::new(MIX_RATE)).collect::<Result<_, _>>()?,
+            decoders: (0..inputs).map(|_| OpusDecoder::new(mix_rate)).collect::<Result<_, _>>()?,
             mixer,
-            resampler: Resampler::new(MIX_RATE, OUT_RATE)?,
-            pcm: Vec::with_capacity(frame_len(MIX_RATE) * 6),
-            mixed: vec![0; frame_len(MIX_RATE)],
+            resampler: if mix_rate == OUT_RATE { None } else { Some(Resampler::new(mix_rate, OUT_RATE)?) },
+            pcm: Vec::with_capacity(frame_len(mix_rate) * 6),
+            mixed: vec![0; frame_len(mix_rate)],
             narrow: Vec::with_capacity(frame_len(OUT_RATE)),
             ulaw: Vec::with_capacity(frame_len(OUT_RATE)),
             decoded: 0,
@@ -100,10 +104,13 @@ impl Conference {
         Ok(heard)
     }
 
-    /// Stage 3: 48 kHz to 8 kHz.
+    /// Stage 3: the mix's rate to 8 kHz (a copy when it is 8 kHz already).
     pub fn resample(&mut self) {
         self.narrow.clear();
-        self.resampler.process(&self.mixed, &mut self.narrow);
+        match &mut self.resampler {
+            Some(r) => r.process(&self.mixed, &mut self.narrow),
+            None => self.narrow.extend_from_slice(&self.mixed),
+        }
     }
 
     /// Stage 4: the PCMU payload of this tick.
@@ -180,7 +187,7 @@ mod tests {
         let mut tone = OpusEncoder::new(config).expect("encoder");
         let mut quiet = OpusEncoder::new(config).expect("encoder");
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let mut conference = Conference::new(2).expect("conference");
+        let mut conference = Conference::new(2, 48_000).expect("conference");
         let mut levels = Vec::new();
         for t in 0..50 {
             let pcm: Vec<i16> = (t * 960..(t + 1) * 960).map(|i| (8000.0 * (i as f64 * 0.1309).sin()) as i16).collect();

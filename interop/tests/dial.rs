@@ -958,6 +958,70 @@ async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
     );
 }
 
+/// The session's mix runs at the highest rate its calls' codecs take: a PCMU call alone is mixed
+/// at 8 kHz; when a G.722 call joins, the mix moves to 16 kHz (the G.722 party hears a 6 kHz tone
+/// that an 8 kHz mix could not carry) and the PCMU party keeps hearing; when the G.722 call
+/// leaves, the mix goes back to 8 kHz and the PCMU party still hears the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_follows_the_calls_codec_rates() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let low = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let high = tone_publisher(&g.service, &sid, "tone-6000", 6000.0);
+    let (p1, p2) = (free_port(), free_port());
+    let narrow = Baresip::start_with_codec("dial-rate-pcmu", p1, "", 440, "PCMU/8000/1");
+    let (status, a1) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{p1}")})).await;
+    assert_eq!(status, 200, "{a1}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wide = Baresip::start_with_codec("dial-rate-g722", p2, "", 660, "G722/16000/1");
+    let (status, a2) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{p2}")})).await;
+    assert_eq!(status, 200, "{a2}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = force_disconnect(&mut g, &sid, a2["connectionId"].as_str().expect("cid")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = force_disconnect(&mut g, &sid, a1["connectionId"].as_str().expect("cid")).await;
+    low.abort();
+    high.abort();
+    std::thread::sleep(Duration::from_millis(300));
+    let recording = |bs: &Baresip| {
+        let recs = bs.recordings("dec");
+        recs.iter().find_map(|p| read_wav(p)).unwrap_or_else(|| panic!("no recording: {recs:?}\n{}", bs.log()))
+    };
+    // The G.722 party: the 6 kHz tone (only a 16 kHz mix carries it), the 1 kHz tone and the PCMU
+    // party's 440 Hz.
+    let (rate, samples) = recording(&wide);
+    assert_eq!(rate, 16_000, "baresip decoded G.722:\n{}", wide.log());
+    let tail = &samples[samples.len().min(rate as usize / 2)..];
+    let hz = |w: &[i16], f: f64| tone_ratio(w, f, f64::from(rate));
+    assert!(tail.len() > rate as usize, "{} samples", tail.len());
+    // The PCMU party's 440 Hz is the loudest; the two session tones share the rest about equally.
+    let (six, one) = (hz(tail, 6000.0), hz(tail, 1000.0));
+    assert!(six > 0.05 && one > 0.05, "the G.722 party hears 6 kHz ({six:.3}) and 1 kHz ({one:.3})");
+    assert!(six > one / 2.0, "6 kHz is not cut: {six:.3} against 1 kHz {one:.3}");
+    assert!(hz(tail, 440.0) > 0.1, "and the PCMU party: {:.3}", hz(tail, 440.0));
+    // The PCMU party, before, during and after: always the 1 kHz tone, never 6 kHz; the G.722
+    // party's 660 Hz only while it was in the call.
+    let (rate, samples) = recording(&narrow);
+    let r = rate as usize;
+    let end = samples.len();
+    let window = |from: usize, to: usize| &samples[from.min(end)..to.min(end)];
+    let before = window(r / 2, 3 * r / 2);
+    let during = window(end.saturating_sub(4 * r), end.saturating_sub(3 * r));
+    let after = window(end.saturating_sub(3 * r / 2), end.saturating_sub(r / 4));
+    let hz = |w: &[i16], f: f64| tone_ratio(w, f, f64::from(rate));
+    for (name, w) in [("before", before), ("during", during), ("after", after)] {
+        assert!(w.len() > r / 2, "{name}: {} samples", w.len());
+        assert!(hz(w, 1000.0) > 0.1, "{name}: the PCMU party hears 1 kHz: {:.3}", hz(w, 1000.0));
+        assert!(hz(w, 6000.0) < 0.05, "{name}: and no 6 kHz: {:.3}", hz(w, 6000.0));
+    }
+    assert!(hz(during, 660.0) > 0.1, "during: the G.722 party is heard: {:.3}", hz(during, 660.0));
+    assert!(hz(after, 660.0) < 0.05, "after: the G.722 party is gone: {:.3}", hz(after, 660.0));
+}
+
 /// A call whose answer has no telephone-event cannot carry DTMF: play-dtmf says so (400); a
 /// connection that is no SIP call is a 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

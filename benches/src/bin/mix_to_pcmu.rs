@@ -4,8 +4,13 @@
 //! ffmpeg's `amix` on the same files.
 //!
 //! ```text
-//! mix_to_pcmu [--passes N] [--split] FILE.ogg...
+//! mix_to_pcmu [--passes N] [--split] [--mix-rate HZ] FILE.ogg...
 //! ```
+//!
+//! `--mix-rate` is the rate the inputs are decoded and mixed at: 8000 (the
+//! default, what the gateway does when every listener takes a narrowband
+//! codec: libopus decodes straight to 8 kHz and no resampler runs), 16000
+//! or 48000 (decode and mix at that rate, then resample to 8 kHz).
 //!
 //! Prints one `key=value` line: output frames (ticks) per second over the
 //! processing loop (files already in memory); with `--split`, a second
@@ -19,11 +24,12 @@ use std::time::{Duration, Instant};
 struct Args {
     passes: usize,
     split: bool,
+    mix_rate: u32,
     files: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { passes: 1, split: false, files: Vec::new() };
+    let mut a = Args { passes: 1, split: false, mix_rate: 8_000, files: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -32,12 +38,18 @@ fn args() -> Result<Args, String> {
                 a.passes = n.parse().map_err(|_| format!("--passes {n}: not a number"))?;
             }
             "--split" => a.split = true,
-            "-h" | "--help" => return Err("usage: mix_to_pcmu [--passes N] [--split] FILE.ogg...".into()),
+            "--mix-rate" => {
+                let n = it.next().ok_or("--mix-rate needs a rate in Hz")?;
+                a.mix_rate = n.parse().map_err(|_| format!("--mix-rate {n}: not a number"))?;
+            }
+            "-h" | "--help" => {
+                return Err("usage: mix_to_pcmu [--passes N] [--split] [--mix-rate HZ] FILE.ogg...".into())
+            }
             _ => a.files.push(arg),
         }
     }
     if a.files.is_empty() || a.passes == 0 {
-        return Err("usage: mix_to_pcmu [--passes N] [--split] FILE.ogg...".into());
+        return Err("usage: mix_to_pcmu [--passes N] [--split] [--mix-rate HZ] FILE.ogg...".into());
     }
     Ok(a)
 }
@@ -59,7 +71,7 @@ fn run(a: &Args) -> Result<(), String> {
     let load = t0.elapsed();
     let n = ticks(&inputs);
 
-    let mut conference = Conference::new(inputs.len()).map_err(|e| e.to_string())?;
+    let mut conference = Conference::new(inputs.len(), a.mix_rate).map_err(|e| e.to_string())?;
     let t1 = Instant::now();
     let (ran, checksum) = benches::conference::run(&mut conference, &inputs, a.passes).map_err(|e| e.to_string())?;
     let elapsed = t1.elapsed();
@@ -76,7 +88,7 @@ fn run(a: &Args) -> Result<(), String> {
     );
 
     if a.split {
-        let mut conference = Conference::new(inputs.len()).map_err(|e| e.to_string())?;
+        let mut conference = Conference::new(inputs.len(), a.mix_rate).map_err(|e| e.to_string())?;
         let mut times = StageTimes::default();
         for _ in 0..a.passes {
             for t in 0..n {

@@ -1,22 +1,26 @@
 //! The session's audio as the SIP calls hear it: one task per session with calls in it. It taps
 //! every audio stream of the session (WebRTC publishers and the SIP calls' own streams alike),
 //! decodes each **once**, mixes every 20 ms, and hands each call its mix-minus (or the mix of the
-//! `streams` it asked for) as 48 kHz PCM. Streams that join or leave are picked up or dropped
-//! between two ticks.
+//! `streams` it asked for) as PCM. Streams that join or leave are picked up or dropped between
+//! two ticks.
+//!
+//! The mix runs at the highest sample rate a listening call's codec takes: 8 kHz when every call
+//! speaks G.711 (libopus then decodes straight to 8 kHz, the cheaper path, and nothing is
+//! resampled on the way to the SIP leg), 16 kHz with G.722, 48 kHz with Opus. A call with a
+//! higher rate joining, or the last one leaving, re-creates the mixer and the decoders at the
+//! new rate between two ticks.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use media_mixer::opus::OpusDecoder;
-use media_mixer::{ListenerId, Mixer, MixerConfig};
+use media_mixer::{frame_len, ListenerId, Mixer, MixerConfig, Prompt};
 use session::router::{FrameCodec, MediaFrame};
 use session::service::SessionService;
 use session::{EventKind, SessionId, StreamId};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
-
-use crate::codec::FRAME_48K;
 
 /// Frames held per input before the oldest is dropped (a burst longer than this is cut).
 const MAX_QUEUED: usize = 15;
@@ -36,20 +40,22 @@ pub(crate) enum AudioCommand {
         /// The call speaks Opus: when it hears exactly one stream, that stream's packets are
         /// forwarded as they are (no decode, no mix, no re-encode).
         passthrough: bool,
+        /// The sample rate of the call's codec: the mix runs at the highest one among the calls.
+        rate: u32,
         frames: mpsc::Sender<ListenerFrame>,
     },
     /// Stop.
     Leave { call: u64 },
-    /// An announcement for this call only (48 kHz PCM); it is mixed in, so while it plays the call
-    /// hears the mix even where it would otherwise get one stream's packets as they are.
-    Play { call: u64, pcm: Vec<i16> },
+    /// An announcement for this call only; it is mixed in, so while it plays the call hears the
+    /// mix even where it would otherwise get one stream's packets as they are.
+    Play { call: u64, prompt: Prompt },
 }
 
 /// 20 ms of what a call hears.
 #[derive(Debug, Clone)]
 pub(crate) enum ListenerFrame {
-    /// 48 kHz PCM (the mix), to be encoded in the call's codec.
-    Pcm(Arc<[i16]>),
+    /// 20 ms of the mix, PCM at `rate` Hz, to be encoded in the call's codec.
+    Pcm { rate: u32, pcm: Arc<[i16]> },
     /// One Opus packet of the only stream the call hears, to be sent as it is.
     Opus(Arc<[u8]>),
 }
@@ -85,6 +91,8 @@ impl SessionAudio {
 struct State {
     service: SessionService,
     session: SessionId,
+    /// The mix's sample rate.
+    rate: u32,
     mixer: Mixer,
     inputs: HashMap<StreamId, Input>,
     /// Session stream → mixer stream, stable for the task's life (a `streams` subset may name a
@@ -101,6 +109,7 @@ struct Listener {
     /// The only streams it hears, when the dial named them.
     subset: Option<Vec<media_mixer::StreamId>>,
     passthrough: bool,
+    rate: u32,
 }
 
 impl Listener {
@@ -120,7 +129,7 @@ impl State {
             return;
         }
         let Ok((_, frames)) = self.service.tap(stream) else { return };
-        let Ok(decoder) = OpusDecoder::new(48_000) else {
+        let Ok(decoder) = OpusDecoder::new(self.rate) else {
             warn!("cannot create an Opus decoder");
             return;
         };
@@ -135,7 +144,7 @@ impl State {
                 decoder,
                 queue: VecDeque::new(),
                 playing: false,
-                pcm: Vec::with_capacity(FRAME_48K),
+                pcm: Vec::with_capacity(frame_len(self.rate)),
                 current: None,
                 over: 0,
             },
@@ -146,6 +155,37 @@ impl State {
         if let Some(input) = self.inputs.remove(stream) {
             self.mixer.remove_stream(input.mixer_id);
         }
+    }
+
+    /// Moves the mix to the highest rate a listener takes (48 kHz with no listener), re-creating
+    /// the mixer and the decoders when that changes. Queued packets are kept; an announcement
+    /// playing at that moment is cut.
+    fn follow_listener_rates(&mut self) {
+        let rate = self.listeners.values().map(|l| l.rate).max().unwrap_or(48_000);
+        if rate == self.rate {
+            return;
+        }
+        let mut mixer = Mixer::new(MixerConfig { frame_len: frame_len(rate), ..MixerConfig::default() });
+        let mut decoders = Vec::with_capacity(self.inputs.len());
+        for _ in 0..self.inputs.len() {
+            match OpusDecoder::new(rate) {
+                Ok(d) => decoders.push(d),
+                Err(e) => {
+                    warn!(rate, error = %e, "cannot create Opus decoders at this rate; the mix stays at {} Hz", self.rate);
+                    return;
+                }
+            }
+        }
+        debug!(session = %self.session, from = self.rate, to = rate, "the mix follows its listeners' rate");
+        for (input, decoder) in self.inputs.values_mut().zip(decoders) {
+            mixer.add_stream(input.mixer_id);
+            input.decoder = decoder;
+        }
+        for (call, l) in &self.listeners {
+            mixer.add_listener(ListenerId(*call), Some(l.own), l.subset.clone());
+        }
+        self.mixer = mixer;
+        self.rate = rate;
     }
 
     /// Each listener's heard inputs this tick; a passthrough listener hearing exactly one gets
@@ -214,12 +254,12 @@ impl State {
                 Some(f) => input.decoder.decode(&f.data, &mut input.pcm).is_ok(),
                 None => input.decoder.conceal(&mut input.pcm).is_ok(),
             };
-            if ok && input.pcm.len() == FRAME_48K {
+            if ok && input.pcm.len() == frame_len(self.rate) {
                 let _ = self.mixer.push_frame(id, &input.pcm, None);
             }
         }
         self.mixer.mix();
-        let mut out = vec![0i16; FRAME_48K];
+        let mut out = vec![0i16; frame_len(self.rate)];
         for (call, l) in &self.listeners {
             let frame = match forwarding.get(call) {
                 Some(only) => {
@@ -234,7 +274,7 @@ impl State {
                     if self.mixer.output(ListenerId(*call), &mut out).is_err() {
                         continue;
                     }
-                    ListenerFrame::Pcm(Arc::from(out.as_slice()))
+                    ListenerFrame::Pcm { rate: self.rate, pcm: Arc::from(out.as_slice()) }
                 }
             };
             // A call that cannot keep up loses this frame, not the others.
@@ -250,7 +290,8 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
     let mut state = State {
         service: service.clone(),
         session: session.clone(),
-        mixer: Mixer::new(MixerConfig::default()),
+        rate: 48_000,
+        mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
         inputs: HashMap::new(),
         ids: HashMap::new(),
         listeners: HashMap::new(),
@@ -278,19 +319,24 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
                 }
             }
             c = commands.recv() => match c {
-                Some(AudioCommand::Listen { call, own, subset, passthrough, frames }) => {
+                Some(AudioCommand::Listen { call, own, subset, passthrough, rate, frames }) => {
                     let own = state.mixer_id(&own);
                     let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
                     state.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
-                    state.listeners.insert(call, Listener { frames, own, subset, passthrough });
+                    state.listeners.insert(call, Listener { frames, own, subset, passthrough, rate });
+                    state.follow_listener_rates();
                 }
                 Some(AudioCommand::Leave { call }) => {
                     state.mixer.remove_listener(ListenerId(call));
                     state.listeners.remove(&call);
+                    state.follow_listener_rates();
                 }
-                Some(AudioCommand::Play { call, pcm }) => {
-                    let _ = state.mixer.play_to(ListenerId(call), &pcm);
-                }
+                Some(AudioCommand::Play { call, prompt }) => match prompt.pcm(state.rate) {
+                    Ok(pcm) => {
+                        let _ = state.mixer.play_to(ListenerId(call), &pcm);
+                    }
+                    Err(e) => warn!(call, error = %e, "announcement unavailable"),
+                },
                 None => return,
             }
         }

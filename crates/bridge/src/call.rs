@@ -519,6 +519,7 @@ fn start_media(
             own: spec.stream.clone(),
             subset,
             passthrough: audio.codec == sdp_negotiation::Codec::Opus,
+            rate: codec.sample_rate(),
             frames: tx,
         })
         .map_err(|_| "the session's mixer is gone".to_owned())?;
@@ -590,7 +591,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     }
     let mut payload = Vec::with_capacity(200);
     match frame {
-        ListenerFrame::Pcm(pcm) => m.codec.encode(pcm, &mut payload),
+        ListenerFrame::Pcm { rate, pcm } => m.codec.encode(pcm, *rate, &mut payload),
         // Opus heard from one stream: forwarded as it is.
         ListenerFrame::Opus(packet) => payload.extend_from_slice(packet),
     }
@@ -679,14 +680,9 @@ fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Insta
 
 /// Plays an announcement to this call only, mixed into what it hears.
 fn announce(bridge: &Arc<Inner>, spec: &CallSpec, prompt: media_mixer::Prompt) {
-    match prompt.pcm(48_000) {
-        Ok(pcm) => {
-            let _ = bridge
-                .audio_for_existing(&spec.session)
-                .map(|a| a.commands.send(AudioCommand::Play { call: spec.number, pcm }));
-        }
-        Err(e) => warn!(call = %spec.id, error = %e, "announcement unavailable"),
-    }
+    let _ = bridge
+        .audio_for_existing(&spec.session)
+        .map(|a| a.commands.send(AudioCommand::Play { call: spec.number, prompt }));
 }
 
 /// Every 20 ms: the SIP party's next frame, decoded and published into the session as Opus.

@@ -1,5 +1,6 @@
-//! The SIP leg's audio codec: 20 ms frames of the negotiated codec to and from 48 kHz PCM (the
-//! session's mixing rate), with the resampling in between.
+//! The SIP leg's audio codec: 20 ms frames of the negotiated codec from the session's mix (PCM at
+//! the mix's rate) and to 48 kHz PCM (what is published into the session as Opus), with the
+//! resampling in between.
 
 use media_mixer::g711;
 use media_mixer::g722::{G722Decoder, G722Encoder};
@@ -20,8 +21,10 @@ enum Kind {
 /// Encoder and decoder of one call's audio.
 pub struct AudioCodec {
     kind: Kind,
-    /// 48 kHz → the codec's sample rate.
+    /// The mix's rate → the codec's sample rate (made again when the mix's rate changes).
     down: Resampler,
+    /// The rate `down` converts from.
+    down_from: u32,
     /// The codec's sample rate → 48 kHz.
     up: Resampler,
     scratch: Vec<i16>,
@@ -50,6 +53,7 @@ impl AudioCodec {
         Some(AudioCodec {
             kind,
             down: Resampler::new(48_000, rate).ok()?,
+            down_from: 48_000,
             up: Resampler::new(rate, 48_000).ok()?,
             scratch: Vec::with_capacity(FRAME_48K),
         })
@@ -72,11 +76,17 @@ impl AudioCodec {
         }
     }
 
-    /// Encodes 20 ms of 48 kHz PCM into `out`.
-    pub fn encode(&mut self, pcm48: &[i16], out: &mut Vec<u8>) {
+    /// Encodes 20 ms of PCM at `rate` Hz (8, 16 or 48 kHz: the mix's rate) into `out`; nothing
+    /// when `rate` is not one of those.
+    pub fn encode(&mut self, pcm: &[i16], rate: u32, out: &mut Vec<u8>) {
         out.clear();
         self.scratch.clear();
-        self.down.process(pcm48, &mut self.scratch);
+        if rate != self.down_from {
+            let Ok(down) = Resampler::new(rate, self.sample_rate()) else { return };
+            self.down = down;
+            self.down_from = rate;
+        }
+        self.down.process(pcm, &mut self.scratch);
         match &mut self.kind {
             Kind::Opus(enc, _) => {
                 if enc.encode(&self.scratch, out).is_err() {
@@ -134,7 +144,7 @@ mod tests {
             let (mut payload, mut pcm) = (Vec::new(), Vec::new());
             let mut energy = 0f64;
             for _ in 0..10 {
-                c.encode(&tone(FRAME_48K), &mut payload);
+                c.encode(&tone(FRAME_48K), 48_000, &mut payload);
                 assert!(!payload.is_empty(), "{codec:?}");
                 c.decode(Some(&payload), &mut pcm);
                 assert_eq!(pcm.len(), FRAME_48K, "{codec:?} decodes 20 ms at 48 kHz");
@@ -145,5 +155,31 @@ mod tests {
             assert_eq!(pcm.len(), FRAME_48K, "{codec:?} conceals a lost frame with 20 ms");
         }
         assert!(AudioCodec::new(Codec::Vp8).is_none());
+    }
+
+    fn tone_at(rate: u32, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / f64::from(rate)).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn the_mix_may_come_at_any_of_its_rates_and_switch_between_them() {
+        for codec in [Codec::Opus, Codec::G722, Codec::Pcmu] {
+            let mut c = AudioCodec::new(codec).expect("codec");
+            let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+            for rate in [8_000, 16_000, 48_000, 8_000] {
+                let mut rms = 0.0;
+                for _ in 0..10 {
+                    c.encode(&tone_at(rate, rate as usize / 50), rate, &mut payload);
+                    assert!(!payload.is_empty(), "{codec:?} from {rate} Hz");
+                    c.decode(Some(&payload), &mut pcm);
+                    rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+                }
+                assert!(rms > 2000.0, "{codec:?} from a {rate} Hz mix keeps the tone: rms {rms}");
+            }
+            c.encode(&tone_at(44_100, 882), 44_100, &mut payload);
+            assert!(payload.is_empty(), "a rate the mix never runs at gives nothing");
+        }
     }
 }
