@@ -2,17 +2,21 @@
 # The video grid against ffmpeg on the same inputs in the same run, one thread
 # each: nine 640x360 H.264 streams -> decode -> 3x3 on 1280x720 -> H.264.
 # ffmpeg: xstack + libx264 ultrafast (the issue's reference); ours: OpenH264
-# decode, fast_image_resize compose, OpenH264 encode.
+# decode, our scaler's compose, OpenH264 encode. Both pinned to one core with
+# taskset (ffmpeg starts a demuxer thread per input whatever -threads says);
+# GRID_BENCH_CPU=N picks the core (0 by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: apt-get install ffmpeg" >&2; exit 1; }
 frames=${1:-300}
+pin=(taskset -c "${GRID_BENCH_CPU:-0}")
+command -v taskset >/dev/null || { echo "taskset is missing: apt-get install util-linux" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cargo build --release -q -p benches --bin grid_to_h264
-ours=$(./target/release/grid_to_h264 "$dir" "$frames")
+ours=$("${pin[@]}" ./target/release/grid_to_h264 "$dir" "$frames")
 echo "$ours"
-ours_vp8=$(./target/release/grid_to_h264 "$dir" "$frames" vp8)
+ours_vp8=$("${pin[@]}" ./target/release/grid_to_h264 "$dir" "$frames" vp8)
 echo "$ours_vp8"
 inputs=()
 for i in $(seq 0 8); do inputs+=(-threads 1 -f h264 -i "$dir/src$i.h264"); done
@@ -22,7 +26,7 @@ graph+="[v0][v1][v2][v3][v4][v5][v6][v7][v8]xstack=inputs=9:layout=0_0|w0_0|w0+w
 run_ffmpeg() {
     local start end
     start=$(date +%s.%N)
-    ffmpeg -hide_banner -loglevel error -filter_threads 1 -filter_complex_threads 1 "${inputs[@]}" \
+    "${pin[@]}" ffmpeg -hide_banner -loglevel error -filter_threads 1 -filter_complex_threads 1 "${inputs[@]}" \
         -filter_complex "$graph" -map "[out]" "$@" -threads 1 -f null -
     end=$(date +%s.%N)
     echo "$frames / ($end - $start)" | bc -l

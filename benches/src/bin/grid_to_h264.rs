@@ -8,7 +8,7 @@
 
 use media_mixer::grid::{Compositor, Source, I420};
 use media_mixer::h264::{H264Decoder, H264Encoder};
-use media_mixer::vp8::Vp8Encoder;
+use media_mixer::vp8::{Vp8Decoder, Vp8Encoder};
 use std::time::{Duration, Instant};
 
 fn source_picture(i: usize, frame: usize) -> I420 {
@@ -55,6 +55,11 @@ fn main() {
     let mut vp8enc = vp8.then(|| Vp8Encoder::new(1280, 720, 2_000_000, 30).unwrap_or_else(|e| panic!("{e}")));
     let (mut t_dec, mut t_comp, mut t_enc) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut bytes = 0usize;
+    // The output decoded again (not timed), for its PSNR against the composed canvas.
+    let mut check_h264 = H264Decoder::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut check_vp8 = Vp8Decoder::new().unwrap_or_else(|e| panic!("{e}"));
+    let (mut mse_sum, mut mse_frames) = (0f64, 0usize);
+    let mut t_check = Duration::ZERO;
     let start = Instant::now();
     for f in 0..frames {
         let t0 = Instant::now();
@@ -71,28 +76,41 @@ fn main() {
             .collect();
         comp.compose(&sources).unwrap_or_else(|e| panic!("{e}"));
         let t2 = Instant::now();
-        bytes += match (&mut h264, &mut vp8enc) {
+        let out = match (&mut h264, &mut vp8enc) {
             (Some(e), _) => e.encode(comp.canvas(), f == 0),
             (_, Some(e)) => e.encode(comp.canvas(), f == 0),
             _ => unreachable!(),
         }
-        .unwrap_or_else(|e| panic!("{e}"))
-        .len();
+        .unwrap_or_else(|e| panic!("{e}"));
         let t3 = Instant::now();
         t_dec += t1 - t0;
         t_comp += t2 - t1;
         t_enc += t3 - t2;
+        bytes += out.len();
+        let t4 = Instant::now();
+        let back = if vp8 { check_vp8.decode(&out) } else { check_h264.decode(&out) };
+        if let Ok(Some(p)) = back {
+            let canvas = comp.canvas();
+            if p.y.len() == canvas.y.len() {
+                let se: u64 = p.y.iter().zip(&canvas.y).map(|(a, b)| u64::from(a.abs_diff(*b)).pow(2)).sum();
+                mse_sum += se as f64 / p.y.len() as f64;
+                mse_frames += 1;
+            }
+        }
+        t_check += t4.elapsed();
     }
-    let total = start.elapsed();
+    // The quality check is not part of the pipeline.
+    let total = start.elapsed() - t_check;
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / frames as f64;
     println!(
-        "ours ({}): {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s",
+        "ours ({}): {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s, PSNR(Y) {:.2} dB",
         if vp8 { "VP8" } else { "H.264" },
         total.as_secs_f64(),
         frames as f64 / total.as_secs_f64(),
         per(t_dec),
         per(t_comp),
         per(t_enc),
-        bytes as f64 * 8.0 * 30.0 / frames as f64 / 1000.0
+        bytes as f64 * 8.0 * 30.0 / frames as f64 / 1000.0,
+        10.0 * (255.0f64 * 255.0 / (mse_sum / mse_frames.max(1) as f64)).log10()
     );
 }

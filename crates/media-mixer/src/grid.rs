@@ -4,8 +4,7 @@
 //! video, and only tiles whose source produced a new frame re-scaled.
 
 use crate::error::Error;
-use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use crate::scale::{Plane, PlaneMut, Scaler};
 
 /// A planar YUV 4:2:0 picture (even width and height, no padding).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,11 +134,8 @@ pub struct ComposeStats {
 pub struct Compositor {
     canvas: I420,
     drawn: Vec<Option<(u64, u64, Rect)>>,
-    resizer: Resizer,
-    /// Down-scaling: area averaging (a box filter), cheap and alias-free.
-    shrink: ResizeOptions,
-    /// Up-scaling: bilinear interpolation.
-    grow: ResizeOptions,
+    /// Area averaging when shrinking, bilinear when growing.
+    scaler: Scaler,
 }
 
 impl std::fmt::Debug for Compositor {
@@ -155,13 +151,7 @@ impl std::fmt::Debug for Compositor {
 impl Compositor {
     /// A black canvas (default 1280x720).
     pub fn new(width: u32, height: u32) -> Result<Compositor, Error> {
-        Ok(Compositor {
-            canvas: I420::filled(width, height, BLACK)?,
-            drawn: Vec::new(),
-            resizer: Resizer::new(),
-            shrink: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
-            grow: ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear)),
-        })
+        Ok(Compositor { canvas: I420::filled(width, height, BLACK)?, drawn: Vec::new(), scaler: Scaler::new() })
     }
 
     /// The canvas.
@@ -207,20 +197,19 @@ impl Compositor {
     }
 
     fn scale_into(&mut self, p: &I420, r: Rect) -> Result<(), Error> {
-        let bad = |_| Error::Decode("picture buffer does not match its size");
-        let (cw, ch) = (self.canvas.width, self.canvas.height);
-        let options = if r.w < p.width { self.shrink } else { self.grow };
+        if !p.has_size(p.width, p.height) {
+            return Err(Error::Decode("picture buffer does not match its size"));
+        }
+        let (cw, pw) = (self.canvas.width as usize, p.width);
         let planes = [
-            (&p.y, p.width, p.height, &mut self.canvas.y, 1, cw, ch),
-            (&p.u, p.width / 2, p.height / 2, &mut self.canvas.u, 2, cw / 2, ch / 2),
-            (&p.v, p.width / 2, p.height / 2, &mut self.canvas.v, 2, cw / 2, ch / 2),
+            (&p.y, pw, p.height, &mut self.canvas.y, 1, cw),
+            (&p.u, pw / 2, p.height / 2, &mut self.canvas.u, 2, cw / 2),
+            (&p.v, pw / 2, p.height / 2, &mut self.canvas.v, 2, cw / 2),
         ];
-        for (src, sw, sh, dst, div, dw, dh) in planes {
-            let src = ImageRef::new(sw, sh, src, PixelType::U8).map_err(bad)?;
-            let mut dst = Image::from_slice_u8(dw, dh, dst, PixelType::U8).map_err(|_| Error::Decode("canvas"))?;
-            let mut view = CroppedImageMut::new(&mut dst, r.x / div, r.y / div, r.w / div, r.h / div)
-                .map_err(|_| Error::Decode("tile outside the canvas"))?;
-            self.resizer.resize(&src, &mut view, &options).map_err(|_| Error::Decode("scaling failed"))?;
+        for (src, width, height, dst, div, stride) in planes {
+            let src = Plane { data: src, width, height, stride: width as usize };
+            let dst = PlaneMut { data: dst, stride, x: r.x / div, y: r.y / div, width: r.w / div, height: r.h / div };
+            self.scaler.scale(src, dst).map_err(|_| Error::Decode("tile outside the canvas"))?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod opus;
 pub mod packetize;
 pub mod prompt;
 pub mod resample;
+pub mod scale;
 pub mod video_input;
 pub mod vp8;
 

@@ -1,0 +1,319 @@
+//! Scaling of 8-bit picture planes for the grid: separable, fixed-point, with the taps of each
+//! (source length, destination length) pair computed once and kept.
+//!
+//! Shrinking averages the area each destination pixel covers (a box filter: every source pixel
+//! counts, with its share of the pixel it falls in, so nothing aliases the way point sampling
+//! does); growing interpolates bilinearly. The vertical pass runs first, over whole rows (a
+//! multiply-add per tap the compiler turns into SIMD), so the horizontal pass, which gathers, only
+//! runs on the destination's rows. Weights are Q8, so the vertical pass works in 16-bit lanes (eight
+//! or sixteen pixels per instruction), and each destination pixel's weights sum to exactly one,
+//! so a flat area stays exactly flat.
+
+use std::collections::HashMap;
+
+const SHIFT: u32 = 8;
+const ONE: u32 = 1 << SHIFT;
+const HALF: u32 = ONE / 2;
+// The vertical pass sums in u16: 255 * ONE + HALF must fit.
+const _: () = assert!(255 * ONE + HALF <= u16::MAX as u32);
+/// Axes kept before the cache starts over (a grid uses a handful of sizes).
+const MAX_CACHED: usize = 64;
+
+/// The taps of one axis: destination pixel `i` is the sum over `k < taps` of
+/// `weights[i * taps + k] * source[start[i] + k]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Axis {
+    taps: usize,
+    start: Vec<u32>,
+    weights: Vec<u16>,
+}
+
+impl Axis {
+    /// Taps from `src` to `dst` pixels (both at least one).
+    fn new(src: u32, dst: u32) -> Axis {
+        let (s, d) = (f64::from(src), f64::from(dst));
+        let scale = s / d;
+        // Source pixels one destination pixel can touch.
+        let taps = if dst < src { scale.ceil() as usize + 1 } else { 2 }.min(src as usize);
+        let mut start = Vec::with_capacity(dst as usize);
+        let mut weights = Vec::with_capacity(dst as usize * taps);
+        let mut exact = vec![0f64; taps];
+        for i in 0..dst {
+            exact.iter_mut().for_each(|w| *w = 0.0);
+            let (first, contributions): (i64, Vec<(i64, f64)>) = if dst < src {
+                // The interval [lo, hi) of source pixels that destination pixel i covers.
+                let lo = f64::from(i) * scale;
+                let hi = lo + scale;
+                let first = lo.floor() as i64;
+                let list = (first..hi.ceil() as i64)
+                    .map(|j| (j, ((j + 1) as f64).min(hi) - (j as f64).max(lo)))
+                    .filter(|(_, overlap)| *overlap > 0.0)
+                    .map(|(j, overlap)| (j, overlap / scale))
+                    .collect();
+                (first, list)
+            } else {
+                // Pixel centres aligned: destination centre i + 0.5 maps to source i + 0.5 scaled.
+                let x = ((f64::from(i) + 0.5) * scale - 0.5).clamp(0.0, s - 1.0);
+                let j = x.floor() as i64;
+                let f = x - j as f64;
+                (j, vec![(j, 1.0 - f), (j + 1, f)])
+            };
+            // The window [first, first + taps) moved left where it would pass the last pixel.
+            let first = first.clamp(0, i64::from(src) - taps as i64);
+            for (j, w) in contributions {
+                if let Some(slot) = usize::try_from(j - first).ok().and_then(|k| exact.get_mut(k)) {
+                    *slot += w;
+                }
+            }
+            let total: f64 = exact.iter().sum();
+            let mut q: Vec<u32> = exact.iter().map(|w| (w / total * f64::from(ONE)).round() as u32).collect();
+            // Whatever rounding left over goes to the heaviest tap: the weights sum to exactly ONE.
+            let sum: u32 = q.iter().sum();
+            if let Some(heaviest) = (0..taps).max_by(|a, b| exact[*a].total_cmp(&exact[*b])) {
+                q[heaviest] = (q[heaviest] + ONE).saturating_sub(sum);
+            }
+            start.push(first as u32);
+            weights.extend(q.iter().map(|w| *w as u16));
+        }
+        Axis { taps, start, weights }
+    }
+}
+
+/// A plane of `width` x `height` bytes, rows `stride` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    /// The bytes; at least `stride * (height - 1) + width` of them.
+    pub data: &'a [u8],
+    /// Pixels per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Bytes from one row to the next.
+    pub stride: usize,
+}
+
+/// A rectangle of a writable plane.
+#[derive(Debug)]
+pub struct PlaneMut<'a> {
+    /// The whole plane.
+    pub data: &'a mut [u8],
+    /// Bytes from one row to the next.
+    pub stride: usize,
+    /// Left edge of the rectangle written.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width of the rectangle.
+    pub width: u32,
+    /// Height of the rectangle.
+    pub height: u32,
+}
+
+/// Why a plane could not be scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleError {
+    /// A source or destination of zero pixels.
+    Empty,
+    /// The source's bytes are fewer than its size and stride need.
+    SourceTooShort,
+    /// The destination rectangle does not fit in its plane.
+    OutsideDestination,
+}
+
+impl std::fmt::Display for ScaleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScaleError::Empty => "an empty plane",
+            ScaleError::SourceTooShort => "the source plane is shorter than its size says",
+            ScaleError::OutsideDestination => "the destination rectangle is outside its plane",
+        })
+    }
+}
+
+impl std::error::Error for ScaleError {}
+
+/// Scales planes, keeping the taps of every size pair it has seen and its scratch rows.
+#[derive(Debug, Default)]
+pub struct Scaler {
+    axes: HashMap<(u32, u32), Axis>,
+    acc: Vec<u16>,
+    row: Vec<u8>,
+}
+
+impl Scaler {
+    /// A scaler with nothing cached.
+    pub fn new() -> Scaler {
+        Scaler::default()
+    }
+
+    fn axis(&mut self, src: u32, dst: u32) -> Axis {
+        if self.axes.len() >= MAX_CACHED && !self.axes.contains_key(&(src, dst)) {
+            self.axes.clear();
+        }
+        self.axes.entry((src, dst)).or_insert_with(|| Axis::new(src, dst)).clone()
+    }
+
+    /// Scales all of `src` into the rectangle of `dst`.
+    pub fn scale(&mut self, src: Plane<'_>, dst: PlaneMut<'_>) -> Result<(), ScaleError> {
+        let (sw, sh) = (src.width as usize, src.height as usize);
+        let (dw, dh) = (dst.width as usize, dst.height as usize);
+        if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+            return Err(ScaleError::Empty);
+        }
+        if src.stride < sw || src.data.len() < src.stride * (sh - 1) + sw {
+            return Err(ScaleError::SourceTooShort);
+        }
+        let (dx, dy) = (dst.x as usize, dst.y as usize);
+        if dst.stride < dx + dw || dst.data.len() < dst.stride * (dy + dh - 1) + dx + dw {
+            return Err(ScaleError::OutsideDestination);
+        }
+        let horizontal = self.axis(src.width, dst.width);
+        let vertical = self.axis(src.height, dst.height);
+        self.acc.resize(sw, 0);
+        self.row.resize(sw, 0);
+        for (i, out_row) in dst.data[dy * dst.stride..].chunks_mut(dst.stride).take(dh).enumerate() {
+            // Vertical: this destination row's taps over whole source rows.
+            let first = vertical.start[i] as usize;
+            let taps = &vertical.weights[i * vertical.taps..(i + 1) * vertical.taps];
+            self.acc.iter_mut().for_each(|a| *a = HALF as u16);
+            for (k, w) in taps.iter().enumerate().filter(|(_, w)| **w != 0) {
+                let offset = (first + k) * src.stride;
+                let line = &src.data[offset..offset + sw];
+                // No overflow: the weights sum to ONE, so the sum stays below 255 * ONE + HALF.
+                for (a, p) in self.acc.iter_mut().zip(line) {
+                    *a += *w * u16::from(*p);
+                }
+            }
+            for (r, a) in self.row.iter_mut().zip(&self.acc) {
+                *r = (a >> SHIFT) as u8;
+            }
+            // Horizontal: gather along the row.
+            let out = &mut out_row[dx..dx + dw];
+            match horizontal.taps {
+                1 => horizontal_pass::<1>(&self.row, &horizontal, out),
+                2 => horizontal_pass::<2>(&self.row, &horizontal, out),
+                3 => horizontal_pass::<3>(&self.row, &horizontal, out),
+                4 => horizontal_pass::<4>(&self.row, &horizontal, out),
+                _ => horizontal_any(&self.row, &horizontal, out),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn horizontal_pass<const T: usize>(row: &[u8], axis: &Axis, out: &mut [u8]) {
+    for ((o, first), w) in out.iter_mut().zip(&axis.start).zip(axis.weights.chunks_exact(T)) {
+        let first = *first as usize;
+        // Fixed-size views: one bounds check each, the taps unrolled.
+        let (Some(px), Ok(w)) = (row.get(first..first + T), <&[u16; T]>::try_from(w)) else { continue };
+        let Ok(px) = <&[u8; T]>::try_from(px) else { continue };
+        let acc = (0..T).fold(HALF, |acc, k| acc + u32::from(w[k]) * u32::from(px[k]));
+        *o = (acc >> SHIFT) as u8;
+    }
+}
+
+fn horizontal_any(row: &[u8], axis: &Axis, out: &mut [u8]) {
+    let t = axis.taps;
+    for ((o, first), w) in out.iter_mut().zip(&axis.start).zip(axis.weights.chunks_exact(t)) {
+        let first = *first as usize;
+        let Some(px) = row.get(first..first + t) else { continue };
+        let acc = w.iter().zip(px).fold(HALF, |a, (w, p)| a + u32::from(*w) * u32::from(*p));
+        *o = (acc >> SHIFT) as u8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plane(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect()
+    }
+
+    fn scaled(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<u8> {
+        let mut out = vec![0u8; (dw * dh) as usize];
+        let dst = PlaneMut { data: &mut out, stride: dw as usize, x: 0, y: 0, width: dw, height: dh };
+        Scaler::new().scale(Plane { data: src, width: sw, height: sh, stride: sw as usize }, dst).expect("scale");
+        out
+    }
+
+    /// The same filters in floating point, straight from their definitions.
+    fn reference(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<f64> {
+        let weights = |s: u32, d: u32, i: u32| -> Vec<(usize, f64)> {
+            let scale = f64::from(s) / f64::from(d);
+            if d < s {
+                let (lo, hi) = (f64::from(i) * scale, f64::from(i + 1) * scale);
+                (0..s)
+                    .map(|j| (j as usize, ((f64::from(j) + 1.0).min(hi) - f64::from(j).max(lo)).max(0.0) / scale))
+                    .collect()
+            } else {
+                let x = ((f64::from(i) + 0.5) * scale - 0.5).clamp(0.0, f64::from(s) - 1.0);
+                let j = x.floor();
+                let f = x - j;
+                let j = j as usize;
+                vec![(j, 1.0 - f), ((j + 1).min(s as usize - 1), f)]
+            }
+        };
+        let mut out = Vec::new();
+        for y in 0..dh {
+            for x in 0..dw {
+                let mut v = 0.0;
+                for (r, wy) in weights(sh, dh, y) {
+                    for (c, wx) in weights(sw, dw, x) {
+                        v += wy * wx * f64::from(src[r * sw as usize + c]);
+                    }
+                }
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn flat_areas_stay_exactly_flat_at_any_size() {
+        for (sw, sh, dw, dh) in [(640, 360, 426, 240), (320, 240, 426, 320), (7, 5, 3, 2), (3, 3, 11, 9), (1, 1, 4, 4)]
+        {
+            let src = vec![173u8; (sw * sh) as usize];
+            assert!(scaled(&src, sw, sh, dw, dh).iter().all(|p| *p == 173), "{sw}x{sh} to {dw}x{dh}");
+        }
+    }
+
+    #[test]
+    fn shrinking_averages_and_growing_interpolates_like_the_reference() {
+        let src = plane(64, 36, |x, y| ((x * 37 + y * 91 + x * y) % 256) as u8);
+        for (dw, dh) in [(42, 24), (32, 18), (21, 12), (5, 3), (100, 57), (64, 36)] {
+            let ours = scaled(&src, 64, 36, dw, dh);
+            let want = reference(&src, 64, 36, dw, dh);
+            let worst = ours.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+            assert!(worst <= 1.5, "64x36 to {dw}x{dh}: off by up to {worst}");
+        }
+    }
+
+    #[test]
+    fn halving_a_checkerboard_gives_its_mean() {
+        let src = plane(8, 8, |x, y| if (x + y) % 2 == 0 { 0 } else { 254 });
+        assert!(scaled(&src, 8, 8, 4, 4).iter().all(|p| *p == 127));
+    }
+
+    #[test]
+    fn writes_only_its_rectangle_and_refuses_bad_planes() {
+        let src = vec![200u8; 16];
+        let mut canvas = vec![0u8; 100];
+        let dst = PlaneMut { data: &mut canvas, stride: 10, x: 3, y: 4, width: 2, height: 3 };
+        Scaler::new().scale(Plane { data: &src, width: 4, height: 4, stride: 4 }, dst).expect("scale");
+        for (i, p) in canvas.iter().enumerate() {
+            let (x, y) = (i % 10, i / 10);
+            let inside = (3..5).contains(&x) && (4..7).contains(&y);
+            assert_eq!(*p, if inside { 200 } else { 0 }, "pixel {x},{y}");
+        }
+        let mut s = Scaler::new();
+        let short = Plane { data: &src[..15], width: 4, height: 4, stride: 4 };
+        let inside = PlaneMut { data: &mut canvas, stride: 10, x: 0, y: 0, width: 2, height: 2 };
+        assert_eq!(s.scale(short, inside), Err(ScaleError::SourceTooShort));
+        let full = Plane { data: &src, width: 4, height: 4, stride: 4 };
+        let outside = PlaneMut { data: &mut canvas, stride: 10, x: 9, y: 0, width: 2, height: 2 };
+        assert_eq!(s.scale(full, outside), Err(ScaleError::OutsideDestination));
+        let empty = PlaneMut { data: &mut canvas, stride: 10, x: 0, y: 0, width: 0, height: 2 };
+        assert_eq!(s.scale(full, empty), Err(ScaleError::Empty));
+    }
+}
