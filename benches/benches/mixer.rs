@@ -3,8 +3,10 @@
 //! ffmpeg-made files with the `mix_to_pcmu` binary, beside ffmpeg's `amix`):
 //!
 //! - `tick/A_9_speaking`: 9 Opus inputs, all speaking, to one PCMU 8 kHz
-//!   output (decode, mix, one listener hearing everyone, 48 to 8 kHz,
-//!   µ-law);
+//!   output (decode straight to 8 kHz, mix, one listener hearing everyone,
+//!   µ-law: the gateway's path when every call takes G.711), and
+//!   `tick/A_9_speaking_at_48k` the same decoded and mixed at 48 kHz, then
+//!   resampled (a session with an Opus or G.722 call);
 //! - `tick/B_50_speaking`: 50 inputs, all speaking;
 //! - `tick/C_50_3_speaking`: 50 inputs of which 47 send DTX (1-byte
 //!   packets, not decoded, and a comfort-noise update every 400 ms, which
@@ -80,7 +82,13 @@ fn inputs(total: usize, speaking: usize) -> Vec<Vec<Vec<u8>>> {
 fn ticks(c: &mut Criterion) {
     let mut g = c.benchmark_group("mixer/tick");
     g.throughput(Throughput::Elements(1));
-    for (name, total, speaking) in [("A_9_speaking", 9, 9), ("B_50_speaking", 50, 50), ("C_50_3_speaking", 50, 3)] {
+    for (name, total, speaking, rate) in [
+        ("A_9_speaking", 9, 9, 8_000),
+        ("A_9_speaking_at_48k", 9, 9, 48_000),
+        ("B_50_speaking", 50, 50, 8_000),
+        ("B_50_speaking_at_48k", 50, 50, 48_000),
+        ("C_50_3_speaking", 50, 3, 8_000),
+    ] {
         let inputs = inputs(total, speaking);
         if speaking < total {
             // libopus DTX: 1-byte packets, and every 400 ms a comfort-noise
@@ -90,7 +98,7 @@ fn ticks(c: &mut Criterion) {
             let dtx = silent.iter().filter(|n| **n <= 3).count();
             assert!(dtx * 10 >= silent.len() * 9, "silent inputs send DTX: {silent:?}");
         }
-        let mut conference = Conference::new(total, 48_000).expect("conference");
+        let mut conference = Conference::new(total, rate).expect("conference");
         let mut t = 0;
         g.bench_function(name, |b| {
             b.iter(|| {

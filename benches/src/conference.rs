@@ -46,7 +46,10 @@ impl StageTimes {
 /// One conference: N Opus inputs in, one PCMU stream out.
 #[derive(Debug)]
 pub struct Conference {
-    decoders: Vec<OpusDecoder>,
+    /// Each input's decoder, made at its first packet that needs decoding (an input silent from
+    /// the start never costs a decoder's set-up or memory).
+    decoders: Vec<Option<OpusDecoder>>,
+    mix_rate: u32,
     mixer: Mixer,
     /// `None` when the mix is already at the output's rate.
     resampler: Option<Resampler>,
@@ -68,7 +71,8 @@ impl Conference {
         }
         mixer.add_listener(LISTENER, None, None);
         Ok(Conference {
-            decoders: (0..inputs).map(|_| OpusDecoder::new(mix_rate)).collect::<Result<_, _>>()?,
+            decoders: (0..inputs).map(|_| None).collect(),
+            mix_rate,
             mixer,
             resampler: if mix_rate == OUT_RATE { None } else { Some(Resampler::new(mix_rate, OUT_RATE)?) },
             pcm: Vec::with_capacity(frame_len(mix_rate) * 6),
@@ -88,6 +92,10 @@ impl Conference {
                 self.skipped += 1;
                 continue;
             }
+            let decoder = match decoder {
+                Some(d) => d,
+                None => decoder.insert(OpusDecoder::new(self.mix_rate)?),
+            };
             decoder.decode(packet, &mut self.pcm)?;
             self.mixer.push_frame(StreamId(i as u64), &self.pcm, None)?;
             self.decoded += 1;

@@ -69,7 +69,9 @@ pub(crate) struct SessionAudio {
 struct Input {
     mixer_id: media_mixer::StreamId,
     frames: mpsc::UnboundedReceiver<MediaFrame>,
-    decoder: OpusDecoder,
+    /// Made when the stream first needs decoding, at the mix's rate (a stream nobody hears, or
+    /// one silent from the start, costs no decoder).
+    decoder: Option<OpusDecoder>,
     queue: VecDeque<MediaFrame>,
     playing: bool,
     pcm: Vec<i16>,
@@ -129,10 +131,6 @@ impl State {
             return;
         }
         let Ok((_, frames)) = self.service.tap(stream) else { return };
-        let Ok(decoder) = OpusDecoder::new(self.rate) else {
-            warn!("cannot create an Opus decoder");
-            return;
-        };
         let mixer_id = self.mixer_id(stream);
         self.mixer.add_stream(mixer_id);
         debug!(%stream, "mixing a new stream");
@@ -141,7 +139,7 @@ impl State {
             Input {
                 mixer_id,
                 frames,
-                decoder,
+                decoder: None,
                 queue: VecDeque::new(),
                 playing: false,
                 pcm: Vec::with_capacity(frame_len(self.rate)),
@@ -158,28 +156,18 @@ impl State {
     }
 
     /// Moves the mix to the highest rate a listener takes (48 kHz with no listener), re-creating
-    /// the mixer and the decoders when that changes. Queued packets are kept; an announcement
-    /// playing at that moment is cut.
+    /// the mixer when that changes; the decoders are made again at the new rate when next needed.
+    /// Queued packets are kept; an announcement playing at that moment is cut.
     fn follow_listener_rates(&mut self) {
         let rate = self.listeners.values().map(|l| l.rate).max().unwrap_or(48_000);
         if rate == self.rate {
             return;
         }
         let mut mixer = Mixer::new(MixerConfig { frame_len: frame_len(rate), ..MixerConfig::default() });
-        let mut decoders = Vec::with_capacity(self.inputs.len());
-        for _ in 0..self.inputs.len() {
-            match OpusDecoder::new(rate) {
-                Ok(d) => decoders.push(d),
-                Err(e) => {
-                    warn!(rate, error = %e, "cannot create Opus decoders at this rate; the mix stays at {} Hz", self.rate);
-                    return;
-                }
-            }
-        }
         debug!(session = %self.session, from = self.rate, to = rate, "the mix follows its listeners' rate");
-        for (input, decoder) in self.inputs.values_mut().zip(decoders) {
+        for input in self.inputs.values_mut() {
             mixer.add_stream(input.mixer_id);
-            input.decoder = decoder;
+            input.decoder = None;
         }
         for (call, l) in &self.listeners {
             mixer.add_listener(ListenerId(*call), Some(l.own), l.subset.clone());
@@ -250,9 +238,19 @@ impl State {
                 continue;
             }
             input.pcm.clear();
+            let decoder = match &mut input.decoder {
+                Some(d) => d,
+                None => match OpusDecoder::new(self.rate) {
+                    Ok(d) => input.decoder.insert(d),
+                    Err(e) => {
+                        warn!(rate = self.rate, error = %e, "cannot create an Opus decoder");
+                        continue;
+                    }
+                },
+            };
             let ok = match &frame {
-                Some(f) => input.decoder.decode(&f.data, &mut input.pcm).is_ok(),
-                None => input.decoder.conceal(&mut input.pcm).is_ok(),
+                Some(f) => decoder.decode(&f.data, &mut input.pcm).is_ok(),
+                None => decoder.conceal(&mut input.pcm).is_ok(),
             };
             if ok && input.pcm.len() == frame_len(self.rate) {
                 let _ = self.mixer.push_frame(id, &input.pcm, None);

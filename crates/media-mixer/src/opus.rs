@@ -3,9 +3,7 @@
 //! FEC recovery.
 
 use crate::error::Error;
-use audiopus::coder::{Decoder, Encoder};
-use audiopus::packet::Packet;
-use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate};
+use opusic_c::{Application, Bitrate, Channels, Decoder, Encoder, InbandFec, SampleRate};
 
 fn rate(hz: u32) -> Result<SampleRate, Error> {
     Ok(match hz {
@@ -40,76 +38,93 @@ impl Default for OpusEncoderConfig {
 }
 
 /// A mono Opus encoder (VoIP application).
-#[derive(Debug)]
 pub struct OpusEncoder {
     inner: Encoder,
+    /// The binding takes 16-bit samples as `u16`: the frame's bits, reinterpreted.
+    samples: Vec<u16>,
     buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for OpusEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpusEncoder")
+    }
 }
 
 impl OpusEncoder {
     /// An encoder with these settings.
     pub fn new(config: OpusEncoderConfig) -> Result<OpusEncoder, Error> {
-        let mut inner = Encoder::new(rate(config.rate)?, Channels::Mono, Application::Voip)
+        let mut inner = Encoder::new(Channels::Mono, rate(config.rate)?, Application::Voip)
             .map_err(|_| Error::Decode("opus encoder init"))?;
-        inner.set_bitrate(Bitrate::BitsPerSecond(config.bitrate)).map_err(|_| Error::Decode("opus bitrate"))?;
-        inner.set_inband_fec(config.inband_fec).map_err(|_| Error::Decode("opus fec"))?;
-        inner.set_packet_loss_perc(config.expected_loss.min(100)).map_err(|_| Error::Decode("opus loss"))?;
+        let bitrate = u32::try_from(config.bitrate).map_err(|_| Error::Decode("opus bitrate"))?;
+        inner.set_bitrate(Bitrate::Value(bitrate)).map_err(|_| Error::Decode("opus bitrate"))?;
+        let fec = if config.inband_fec { InbandFec::Mode1 } else { InbandFec::Off };
+        inner.set_inband_fec(fec).map_err(|_| Error::Decode("opus fec"))?;
+        inner.set_packet_loss(config.expected_loss.min(100)).map_err(|_| Error::Decode("opus loss"))?;
         inner.set_dtx(config.dtx).map_err(|_| Error::Decode("opus dtx"))?;
-        Ok(OpusEncoder { inner, buf: vec![0; 1500] })
+        Ok(OpusEncoder { inner, samples: Vec::with_capacity(960), buf: vec![0; 1500] })
     }
 
     /// Encodes one frame (2.5 to 60 ms of samples) into `out`.
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), Error> {
-        let n = self.inner.encode(pcm, &mut self.buf).map_err(|_| Error::Decode("opus encode (frame size?)"))?;
+        self.samples.clear();
+        self.samples.extend(pcm.iter().map(|s| *s as u16));
+        let n = self
+            .inner
+            .encode_to_slice(&self.samples, &mut self.buf)
+            .map_err(|_| Error::Decode("opus encode (frame size?)"))?;
         out.clear();
-        out.extend_from_slice(&self.buf[..n]);
+        out.extend_from_slice(self.buf.get(..n).ok_or(Error::Decode("opus encode"))?);
         Ok(())
     }
 }
 
 /// A mono Opus decoder.
-#[derive(Debug)]
 pub struct OpusDecoder {
     inner: Decoder,
     frame_len: usize,
+    /// Decoded samples as the binding gives them (`u16` holding 16-bit PCM).
+    samples: Vec<u16>,
+}
+
+impl std::fmt::Debug for OpusDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusDecoder").field("frame_len", &self.frame_len).finish()
+    }
 }
 
 impl OpusDecoder {
     /// A decoder producing `rate` Hz, 20 ms frames for concealment.
     pub fn new(rate_hz: u32) -> Result<OpusDecoder, Error> {
-        let inner = Decoder::new(rate(rate_hz)?, Channels::Mono).map_err(|_| Error::Decode("opus decoder init"))?;
-        Ok(OpusDecoder { inner, frame_len: crate::frame_len(rate_hz) })
+        let inner = Decoder::new(Channels::Mono, rate(rate_hz)?).map_err(|_| Error::Decode("opus decoder init"))?;
+        let frame_len = crate::frame_len(rate_hz);
+        Ok(OpusDecoder { inner, frame_len, samples: vec![0; frame_len * 6] })
     }
 
-    /// Decodes a packet into `out` (cleared first). Hostile bytes give an
-    /// error, never a panic.
+    /// Decodes a packet into `out` (cleared first); an empty packet is
+    /// concealed as a lost one. Hostile bytes give an error, never a panic.
     pub fn decode(&mut self, packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(Some(packet), false, out)
+        self.run(packet, false, out)
     }
 
     /// Conceals one lost 20 ms frame (PLC).
     pub fn conceal(&mut self, out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(None, false, out)
+        self.run(&[], false, out)
     }
 
     /// Recovers a lost frame from the FEC data carried in the *next* packet.
     pub fn recover_fec(&mut self, next_packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(Some(next_packet), true, out)
+        self.run(next_packet, true, out)
     }
 
-    fn run(&mut self, packet: Option<&[u8]>, fec: bool, out: &mut Vec<i16>) -> Result<(), Error> {
-        // Up to 120 ms per packet.
-        // Concealment and FEC produce one 20 ms frame; a packet up to 120 ms.
-        let room = if fec || packet.is_none_or(<[u8]>::is_empty) { self.frame_len } else { self.frame_len * 6 };
+    fn run(&mut self, packet: &[u8], fec: bool, out: &mut Vec<i16>) -> Result<(), Error> {
+        // Concealment and FEC produce one 20 ms frame (libopus takes the output's length as the
+        // duration to make up); a packet decodes up to 120 ms.
+        let room = if fec || packet.is_empty() { self.frame_len } else { self.frame_len * 6 };
+        let buf = self.samples.get_mut(..room).ok_or(Error::Decode("opus output"))?;
+        let n = self.inner.decode_to_slice(packet, buf, fec).map_err(|_| Error::Decode("opus decode"))?;
         out.clear();
-        out.resize(room, 0);
-        let p = match packet {
-            Some(b) if !b.is_empty() => Some(Packet::try_from(b).map_err(|_| Error::Decode("opus packet"))?),
-            _ => None,
-        };
-        let signals = MutSignals::try_from(&mut out[..]).map_err(|_| Error::Decode("opus output"))?;
-        let n = self.inner.decode(p, signals, fec).map_err(|_| Error::Decode("opus decode"))?;
-        out.truncate(n);
+        out.extend(buf.get(..n).ok_or(Error::Decode("opus output"))?.iter().map(|s| *s as i16));
         Ok(())
     }
 }
