@@ -36,3 +36,20 @@ ff_vp8=$(run_ffmpeg -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2M)
 fps() { echo "$1" | sed -E 's/.*= ([0-9.]+) fps.*/\1/'; }
 printf "ffmpeg H.264 (xstack + libx264 ultrafast, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_h264" "$(echo "$(fps "$ours") / $ff_h264" | bc -l)"
 printf "ffmpeg VP8 (xstack + libvpx realtime, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_vp8" "$(echo "$(fps "$ours_vp8") / $ff_vp8" | bc -l)"
+# Where ffmpeg's time goes: the same graph with no encoder (raw frames thrown
+# away), and the nine decodes alone; the difference to the runs above is
+# its encoders. These bound what any pipeline sharing an encoder can gain.
+ff_raw=$(run_ffmpeg -c:v rawvideo)
+decode_only() {
+    local start end maps=()
+    for i in $(seq 0 8); do maps+=(-map "$i:v" -c:v rawvideo -f null -); done
+    start=$(date +%s.%N)
+    "${pin[@]}" ffmpeg -hide_banner -loglevel error "${inputs[@]}" "${maps[@]}"
+    end=$(date +%s.%N)
+    echo "($end - $start) * 1000 / $frames" | bc -l
+}
+ff_dec_ms=$(decode_only)
+ff_raw_ms=$(echo "1000 / $ff_raw" | bc -l)
+printf "ffmpeg per frame: decode %.2f ms, scale + xstack %.2f ms, libx264 %.2f ms, libvpx %.2f ms (from the runs above without encoder and decode alone)\n" \
+    "$ff_dec_ms" "$(echo "$ff_raw_ms - $ff_dec_ms" | bc -l)" "$(echo "1000 / $ff_h264 - $ff_raw_ms" | bc -l)" \
+    "$(echo "1000 / $ff_vp8 - $ff_raw_ms" | bc -l)"
