@@ -65,15 +65,24 @@ impl Axis {
                     *slot += w;
                 }
             }
+            // Quantised by rounding the running sum, so the weights add up to exactly ONE
+            // whatever the number of taps (the vertical pass's u16 sums rely on it).
             let total: f64 = exact.iter().sum();
-            let mut q: Vec<u32> = exact.iter().map(|w| (w / total * f64::from(ONE)).round() as u32).collect();
-            // Whatever rounding left over goes to the heaviest tap: the weights sum to exactly ONE.
-            let sum: u32 = q.iter().sum();
-            if let Some(heaviest) = (0..taps).max_by(|a, b| exact[*a].total_cmp(&exact[*b])) {
-                q[heaviest] = (q[heaviest] + ONE).saturating_sub(sum);
+            let mut running = 0.0;
+            let mut given = 0u32;
+            for w in &exact {
+                running += if total > 0.0 { w / total } else { 0.0 };
+                let upto = ((running * f64::from(ONE)).round() as u32).min(ONE);
+                weights.push((upto - given) as u16);
+                given = upto;
+            }
+            if given < ONE {
+                // Only reachable through floating-point shortfall: the last tap takes the rest.
+                if let Some(last) = weights.last_mut() {
+                    *last += (ONE - given) as u16;
+                }
             }
             start.push(first as u32);
-            weights.extend(q.iter().map(|w| *w as u16));
         }
         Axis { taps, start, weights }
     }
@@ -225,6 +234,24 @@ fn horizontal_any(row: &[u8], axis: &Axis, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sizes and content: no panic, every output within the input's range, and a flat
+        /// plane stays flat.
+        #[test]
+        fn any_sizes_stay_within_the_input_range(
+            sw in 1u32..200, sh in 1u32..120, dw in 1u32..200, dh in 1u32..120,
+            seed in any::<u64>(), flat in any::<u8>(),
+        ) {
+            let src: Vec<u8> = (0..sw * sh).map(|i| (seed.wrapping_mul(u64::from(i) + 7) >> 29) as u8).collect();
+            let (lo, hi) = (src.iter().min().copied().unwrap_or(0), src.iter().max().copied().unwrap_or(0));
+            let out = scaled(&src, sw, sh, dw, dh);
+            prop_assert!(out.iter().all(|p| (lo..=hi).contains(p)));
+            let flat_src = vec![flat; (sw * sh) as usize];
+            prop_assert!(scaled(&flat_src, sw, sh, dw, dh).iter().all(|p| *p == flat));
+        }
+    }
 
     fn plane(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
         (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect()
@@ -287,6 +314,21 @@ mod tests {
             let worst = ours.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
             assert!(worst <= 1.5, "64x36 to {dw}x{dh}: off by up to {worst}");
         }
+    }
+
+    #[test]
+    fn weights_sum_to_one_for_any_ratio() {
+        for (src, dst) in [(640, 426), (16384, 426), (4000, 3), (1, 7), (7, 1), (426, 640), (1000, 999)] {
+            let axis = Axis::new(src, dst);
+            assert_eq!(axis.start.len(), dst as usize);
+            for (i, w) in axis.weights.chunks_exact(axis.taps).enumerate() {
+                assert_eq!(w.iter().map(|w| u32::from(*w)).sum::<u32>(), ONE, "{src} to {dst}, pixel {i}");
+                assert!(axis.start[i] as usize + axis.taps <= src as usize, "{src} to {dst}, pixel {i}");
+            }
+        }
+        // A huge picture into a small tile: full-scale white stays full-scale white.
+        let src = vec![255u8; 4096 * 8];
+        assert!(scaled(&src, 4096, 8, 40, 2).iter().all(|p| *p == 255));
     }
 
     #[test]
