@@ -101,9 +101,14 @@ fn main() {
     }
     // The quality check is not part of the pipeline.
     let total = start.elapsed() - t_check;
+    let psnr = match mse_frames {
+        0 => "n/a (no frame decoded back)".to_owned(),
+        n if mse_sum == 0.0 => format!("lossless over {n} frames"),
+        n => format!("{:.2}", 10.0 * (255.0f64 * 255.0 / (mse_sum / n as f64)).log10()),
+    };
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / frames as f64;
     println!(
-        "ours ({}): {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s, PSNR(Y) {:.2} dB",
+        "ours ({}): {frames} frames in {:.2} s = {:.1} fps; per frame: decode 9x640x360 {:.2} ms, compose {:.2} ms, encode 1280x720 {:.2} ms; {:.0} kbit/s, PSNR(Y) {} dB",
         if vp8 { "VP8" } else { "H.264" },
         total.as_secs_f64(),
         frames as f64 / total.as_secs_f64(),
@@ -111,6 +116,6 @@ fn main() {
         per(t_comp),
         per(t_enc),
         bytes as f64 * 8.0 * 30.0 / frames as f64 / 1000.0,
-        10.0 * (255.0f64 * 255.0 / (mse_sum / mse_frames.max(1) as f64)).log10()
+        psnr
     );
 }

@@ -6,15 +6,17 @@
 //!
 //! The mix runs at the highest sample rate a listening call's codec takes: 8 kHz when every call
 //! speaks G.711 (libopus then decodes straight to 8 kHz, the cheaper path, and nothing is
-//! resampled on the way to the SIP leg), 16 kHz with G.722, 48 kHz with Opus. A call with a
-//! higher rate joining, or the last one leaving, re-creates the mixer and the decoders at the
-//! new rate between two ticks.
+//! resampled on the way to the SIP leg), 16 kHz with G.722, 48 kHz with Opus. Whenever that
+//! highest rate changes (a faster call joining, the last call at that rate leaving) the mixer and
+//! the decoders are re-created at the new rate between two ticks; announcements still playing
+//! are carried over, resampled.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use media_mixer::opus::OpusDecoder;
+use media_mixer::resample::Resampler;
 use media_mixer::{frame_len, ListenerId, Mixer, MixerConfig, Prompt};
 use session::router::{FrameCodec, MediaFrame};
 use session::service::SessionService;
@@ -157,7 +159,8 @@ impl State {
 
     /// Moves the mix to the highest rate a listener takes (48 kHz with no listener), re-creating
     /// the mixer when that changes; the decoders are made again at the new rate when next needed.
-    /// Queued packets are kept; an announcement playing at that moment is cut.
+    /// Queued packets are kept, and so is what is left of each listener's announcement
+    /// (resampled to the new rate).
     fn follow_listener_rates(&mut self) {
         let rate = self.listeners.values().map(|l| l.rate).max().unwrap_or(48_000);
         if rate == self.rate {
@@ -171,9 +174,44 @@ impl State {
         }
         for (call, l) in &self.listeners {
             mixer.add_listener(ListenerId(*call), Some(l.own), l.subset.clone());
+            let left = self.mixer.take_prompt(ListenerId(*call));
+            if left.is_empty() {
+                continue;
+            }
+            match Resampler::new(self.rate, rate) {
+                Ok(mut r) => {
+                    let mut moved = Vec::with_capacity(left.len() * rate as usize / self.rate as usize + 64);
+                    r.process(&left, &mut moved);
+                    let _ = mixer.play_to(ListenerId(*call), &moved);
+                }
+                Err(e) => warn!(call, error = %e, "an announcement could not follow the mix's rate"),
+            }
         }
         self.mixer = mixer;
         self.rate = rate;
+    }
+
+    fn command(&mut self, command: AudioCommand) {
+        match command {
+            AudioCommand::Listen { call, own, subset, passthrough, rate, frames } => {
+                let own = self.mixer_id(&own);
+                let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| self.mixer_id(id)).collect());
+                self.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
+                self.listeners.insert(call, Listener { frames, own, subset, passthrough, rate });
+                self.follow_listener_rates();
+            }
+            AudioCommand::Leave { call } => {
+                self.mixer.remove_listener(ListenerId(call));
+                self.listeners.remove(&call);
+                self.follow_listener_rates();
+            }
+            AudioCommand::Play { call, prompt } => match prompt.pcm(self.rate) {
+                Ok(pcm) => {
+                    let _ = self.mixer.play_to(ListenerId(call), &pcm);
+                }
+                Err(e) => warn!(call, error = %e, "announcement unavailable"),
+            },
+        }
     }
 
     /// Each listener's heard inputs this tick; a passthrough listener hearing exactly one gets
@@ -317,26 +355,79 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
                 }
             }
             c = commands.recv() => match c {
-                Some(AudioCommand::Listen { call, own, subset, passthrough, rate, frames }) => {
-                    let own = state.mixer_id(&own);
-                    let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| state.mixer_id(id)).collect());
-                    state.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
-                    state.listeners.insert(call, Listener { frames, own, subset, passthrough, rate });
-                    state.follow_listener_rates();
-                }
-                Some(AudioCommand::Leave { call }) => {
-                    state.mixer.remove_listener(ListenerId(call));
-                    state.listeners.remove(&call);
-                    state.follow_listener_rates();
-                }
-                Some(AudioCommand::Play { call, prompt }) => match prompt.pcm(state.rate) {
-                    Ok(pcm) => {
-                        let _ = state.mixer.play_to(ListenerId(call), &pcm);
-                    }
-                    Err(e) => warn!(call, error = %e, "announcement unavailable"),
-                },
+                Some(command) => state.command(command),
                 None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use session::project::Projects;
+    use session::service::ServiceConfig;
+
+    async fn state() -> State {
+        let service = SessionService::start(ServiceConfig::default(), Projects::new()).await.expect("service");
+        State {
+            service,
+            session: SessionId::mint(
+                &session::ProjectId::api_key("123456").expect("key"),
+                None,
+                std::time::SystemTime::now(),
+                &mut rand::rngs::StdRng::seed_from_u64(7),
+            ),
+            rate: 48_000,
+            mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
+            inputs: HashMap::new(),
+            ids: HashMap::new(),
+            listeners: HashMap::new(),
+        }
+    }
+
+    fn listen(s: &mut State, call: u64, rate: u32) -> mpsc::Receiver<ListenerFrame> {
+        let (frames, rx) = mpsc::channel(64);
+        let own = StreamId::from_wire(&format!("sip-{call}"));
+        s.command(AudioCommand::Listen { call, own, subset: None, passthrough: false, rate, frames });
+        rx
+    }
+
+    /// The frame a call got this tick: its rate and loudest sample.
+    fn heard(rx: &mut mpsc::Receiver<ListenerFrame>) -> (u32, i16) {
+        match rx.try_recv() {
+            Ok(ListenerFrame::Pcm { rate, pcm }) => (rate, pcm.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)),
+            other => panic!("expected PCM, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_mix_follows_the_rates_and_an_announcement_survives_the_switch() {
+        let mut s = state().await;
+        let mut narrow = listen(&mut s, 1, 8_000);
+        assert_eq!(s.rate, 8_000, "a G.711 call alone is mixed at 8 kHz");
+        s.command(AudioCommand::Play { call: 1, prompt: Prompt::YouHaveBeenMuted });
+        for _ in 0..10 {
+            s.tick();
+        }
+        assert_eq!(heard(&mut narrow).0, 8_000);
+        let mut wide = listen(&mut s, 2, 16_000);
+        assert_eq!(s.rate, 16_000, "a G.722 call lifts the mix to 16 kHz");
+        assert!(s.mixer.is_playing(ListenerId(1)), "the announcement was carried over");
+        while narrow.try_recv().is_ok() {}
+        s.tick();
+        let (rate, peak) = heard(&mut narrow);
+        assert_eq!(rate, 16_000);
+        assert!(peak > 500, "call 1 still hears its announcement at the new rate: peak {peak}");
+        let (rate, peak) = heard(&mut wide);
+        assert_eq!((rate, peak), (16_000, 0), "call 2 hears nothing: the announcement is not its");
+        s.command(AudioCommand::Leave { call: 2 });
+        assert_eq!(s.rate, 8_000, "back to 8 kHz when the G.722 call leaves");
+        assert!(s.mixer.is_playing(ListenerId(1)));
+        s.tick();
+        assert_eq!(heard(&mut narrow).0, 8_000);
+        s.command(AudioCommand::Leave { call: 1 });
+        assert_eq!(s.rate, 48_000, "no listener: the default rate");
     }
 }

@@ -4,7 +4,7 @@
 //! video, and only tiles whose source produced a new frame re-scaled.
 
 use crate::error::Error;
-use crate::scale::{Plane, PlaneMut, Scaler};
+use crate::scale::{Plane, PlaneMut, ScaleError, Scaler};
 
 /// A planar YUV 4:2:0 picture (even width and height, no padding).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +209,13 @@ impl Compositor {
         for (src, width, height, dst, div, stride) in planes {
             let src = Plane { data: src, width, height, stride: width as usize };
             let dst = PlaneMut { data: dst, stride, x: r.x / div, y: r.y / div, width: r.w / div, height: r.h / div };
-            self.scaler.scale(src, dst).map_err(|_| Error::Decode("tile outside the canvas"))?;
+            self.scaler.scale(src, dst).map_err(|e| {
+                Error::Decode(match e {
+                    ScaleError::Empty => "an empty picture or tile",
+                    ScaleError::SourceTooShort => "picture buffer does not match its size",
+                    ScaleError::OutsideDestination => "tile outside the canvas",
+                })
+            })?;
         }
         Ok(())
     }

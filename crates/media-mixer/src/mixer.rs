@@ -114,6 +114,12 @@ impl Mixer {
         Ok(())
     }
 
+    /// Takes what is left of this listener's announcement (empty when none plays): to move it to
+    /// another mixer, at another rate, without cutting it.
+    pub fn take_prompt(&mut self, id: ListenerId) -> Vec<i16> {
+        self.listeners.get_mut(&id).map(|l| l.prompt.drain(..).collect()).unwrap_or_default()
+    }
+
     /// Whether an announcement is still playing to this listener.
     pub fn is_playing(&self, id: ListenerId) -> bool {
         self.listeners.get(&id).is_some_and(|l| !l.prompt.is_empty())
@@ -360,6 +366,13 @@ mod tests {
         }
         assert!(!m.is_playing(ListenerId(1)));
         assert!(m.play_to(ListenerId(5), &[1]).is_err());
+        // What is left of a prompt can be taken away (to move it to another mixer).
+        m.play_to(ListenerId(1), &[5; 1500]).expect("play");
+        m.mix();
+        m.end_tick();
+        assert_eq!(m.take_prompt(ListenerId(1)), vec![5; 1500 - 960]);
+        assert!(!m.is_playing(ListenerId(1)));
+        assert!(m.take_prompt(ListenerId(5)).is_empty());
     }
 
     #[test]

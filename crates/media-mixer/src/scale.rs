@@ -3,7 +3,8 @@
 //!
 //! Shrinking averages the area each destination pixel covers (a box filter: every source pixel
 //! counts, with its share of the pixel it falls in, so nothing aliases the way point sampling
-//! does); growing interpolates bilinearly. The vertical pass runs first, over whole rows (a
+//! does; past about 128:1, where one pixel's share rounds to zero in Q8, it thins out towards
+//! sampling); growing interpolates bilinearly. The vertical pass runs first, over whole rows (a
 //! multiply-add per tap the compiler turns into SIMD), so the horizontal pass, which gathers, only
 //! runs on the destination's rows. Weights are Q8, so the vertical pass works in 16-bit lanes (eight
 //! or sixteen pixels per instruction), and each destination pixel's weights sum to exactly one,
@@ -155,11 +156,15 @@ impl Scaler {
         Scaler::default()
     }
 
-    fn axis(&mut self, src: u32, dst: u32) -> Axis {
-        if self.axes.len() >= MAX_CACHED && !self.axes.contains_key(&(src, dst)) {
-            self.axes.clear();
+    fn make_axes(&mut self, pairs: [(u32, u32); 2]) {
+        for key in pairs {
+            if !self.axes.contains_key(&key) {
+                if self.axes.len() >= MAX_CACHED {
+                    self.axes.clear();
+                }
+                self.axes.insert(key, Axis::new(key.0, key.1));
+            }
         }
-        self.axes.entry((src, dst)).or_insert_with(|| Axis::new(src, dst)).clone()
     }
 
     /// Scales all of `src` into the rectangle of `dst`.
@@ -176,34 +181,38 @@ impl Scaler {
         if dst.stride < dx + dw || dst.data.len() < dst.stride * (dy + dh - 1) + dx + dw {
             return Err(ScaleError::OutsideDestination);
         }
-        let horizontal = self.axis(src.width, dst.width);
-        let vertical = self.axis(src.height, dst.height);
-        self.acc.resize(sw, 0);
-        self.row.resize(sw, 0);
+        let (hkey, vkey) = ((src.width, dst.width), (src.height, dst.height));
+        self.make_axes([hkey, vkey]);
+        let Scaler { axes, acc, row } = self;
+        let (Some(horizontal), Some(vertical)) = (axes.get(&hkey), axes.get(&vkey)) else {
+            return Err(ScaleError::Empty);
+        };
+        acc.resize(sw, 0);
+        row.resize(sw, 0);
         for (i, out_row) in dst.data[dy * dst.stride..].chunks_mut(dst.stride).take(dh).enumerate() {
             // Vertical: this destination row's taps over whole source rows.
             let first = vertical.start[i] as usize;
             let taps = &vertical.weights[i * vertical.taps..(i + 1) * vertical.taps];
-            self.acc.iter_mut().for_each(|a| *a = HALF as u16);
+            acc.iter_mut().for_each(|a| *a = HALF as u16);
             for (k, w) in taps.iter().enumerate().filter(|(_, w)| **w != 0) {
                 let offset = (first + k) * src.stride;
                 let line = &src.data[offset..offset + sw];
                 // No overflow: the weights sum to ONE, so the sum stays below 255 * ONE + HALF.
-                for (a, p) in self.acc.iter_mut().zip(line) {
+                for (a, p) in acc.iter_mut().zip(line) {
                     *a += *w * u16::from(*p);
                 }
             }
-            for (r, a) in self.row.iter_mut().zip(&self.acc) {
+            for (r, a) in row.iter_mut().zip(acc.iter()) {
                 *r = (a >> SHIFT) as u8;
             }
             // Horizontal: gather along the row.
             let out = &mut out_row[dx..dx + dw];
             match horizontal.taps {
-                1 => horizontal_pass::<1>(&self.row, &horizontal, out),
-                2 => horizontal_pass::<2>(&self.row, &horizontal, out),
-                3 => horizontal_pass::<3>(&self.row, &horizontal, out),
-                4 => horizontal_pass::<4>(&self.row, &horizontal, out),
-                _ => horizontal_any(&self.row, &horizontal, out),
+                1 => horizontal_pass::<1>(row, horizontal, out),
+                2 => horizontal_pass::<2>(row, horizontal, out),
+                3 => horizontal_pass::<3>(row, horizontal, out),
+                4 => horizontal_pass::<4>(row, horizontal, out),
+                _ => horizontal_any(row, horizontal, out),
             }
         }
         Ok(())
