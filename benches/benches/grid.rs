@@ -33,6 +33,17 @@ fn compose(c: &mut Criterion) {
             black_box(comp.compose(&sources).expect("compose"))
         })
     });
+    g.bench_function("compose 4x640x360 on 1280x720 (2x2: tiles at their own size), all tiles new", |b| {
+        b.iter(|| {
+            generation += 1;
+            let sources: Vec<Source<'_>> = pictures[..4]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Source { id: i as u64, generation, picture: Some(p) })
+                .collect();
+            black_box(comp.compose(&sources).expect("compose"))
+        })
+    });
     let src = picture(3);
     let mut canvas = vec![0u8; 1280 * 720];
     let mut scaler = Scaler::new();

@@ -189,30 +189,47 @@ impl Scaler {
         };
         acc.resize(sw, 0);
         row.resize(sw, 0);
+        let line = |r: usize| &src.data[r * src.stride..r * src.stride + sw];
         for (i, out_row) in dst.data[dy * dst.stride..].chunks_mut(dst.stride).take(dh).enumerate() {
             // Vertical: this destination row's taps over whole source rows.
             let first = vertical.start[i] as usize;
             let taps = &vertical.weights[i * vertical.taps..(i + 1) * vertical.taps];
-            acc.iter_mut().for_each(|a| *a = HALF as u16);
-            for (k, w) in taps.iter().enumerate().filter(|(_, w)| **w != 0) {
-                let offset = (first + k) * src.stride;
-                let line = &src.data[offset..offset + sw];
-                // No overflow: the weights sum to ONE, so the sum stays below 255 * ONE + HALF.
-                for (a, p) in acc.iter_mut().zip(line) {
-                    *a += *w * u16::from(*p);
+            let mut nonzero = taps.iter().enumerate().filter(|(_, w)| **w != 0);
+            let blended: &[u8] = match (nonzero.next(), nonzero.next()) {
+                // One source row (same height, or a row the weights put wholly on one line).
+                (Some((k, _)), None) => line(first + k),
+                _ => {
+                    acc.iter_mut().for_each(|a| *a = HALF as u16);
+                    for (k, w) in taps.iter().enumerate().filter(|(_, w)| **w != 0) {
+                        // No overflow: the weights sum to ONE, so the sum stays below
+                        // 255 * ONE + HALF.
+                        for (a, p) in acc.iter_mut().zip(line(first + k)) {
+                            *a += *w * u16::from(*p);
+                        }
+                    }
+                    for (r, a) in row.iter_mut().zip(acc.iter()) {
+                        *r = (a >> SHIFT) as u8;
+                    }
+                    row
                 }
-            }
-            for (r, a) in row.iter_mut().zip(acc.iter()) {
-                *r = (a >> SHIFT) as u8;
-            }
-            // Horizontal: gather along the row.
+            };
+            // Horizontal: a copy at the same width, pairs averaged at exactly half (both what
+            // the taps would give, in a form the compiler vectorises), else a gather.
             let out = &mut out_row[dx..dx + dw];
-            match horizontal.taps {
-                1 => horizontal_pass::<1>(row, horizontal, out),
-                2 => horizontal_pass::<2>(row, horizontal, out),
-                3 => horizontal_pass::<3>(row, horizontal, out),
-                4 => horizontal_pass::<4>(row, horizontal, out),
-                _ => horizontal_any(row, horizontal, out),
+            if sw == dw {
+                out.copy_from_slice(blended);
+            } else if sw == 2 * dw {
+                for (o, pair) in out.iter_mut().zip(blended.chunks_exact(2)) {
+                    *o = ((u16::from(pair[0]) + u16::from(pair[1]) + 1) >> 1) as u8;
+                }
+            } else {
+                match horizontal.taps {
+                    1 => horizontal_pass::<1>(blended, horizontal, out),
+                    2 => horizontal_pass::<2>(blended, horizontal, out),
+                    3 => horizontal_pass::<3>(blended, horizontal, out),
+                    4 => horizontal_pass::<4>(blended, horizontal, out),
+                    _ => horizontal_any(blended, horizontal, out),
+                }
             }
         }
         Ok(())
@@ -338,6 +355,33 @@ mod tests {
         // A huge picture into a small tile: full-scale white stays full-scale white.
         let src = vec![255u8; 4096 * 8];
         assert!(scaled(&src, 4096, 8, 40, 2).iter().all(|p| *p == 255));
+    }
+
+    #[test]
+    fn the_copy_and_halving_shortcuts_agree_with_the_taps() {
+        let src = plane(64, 36, |x, y| ((x * 37 + y * 91 + x * y) % 256) as u8);
+        for (dw, dh) in [(64, 36), (32, 18), (64, 18), (32, 36)] {
+            let ours = scaled(&src, 64, 36, dw, dh);
+            // The same through the general path: one row at a time, gathered with the taps.
+            let (h, v) = (Axis::new(64, dw), Axis::new(36, dh));
+            let mut want = Vec::new();
+            for i in 0..dh as usize {
+                let mut row = vec![0u8; 64];
+                for (x, r) in row.iter_mut().enumerate() {
+                    let taps = &v.weights[i * v.taps..(i + 1) * v.taps];
+                    let sum: u32 = taps
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| u32::from(*w) * u32::from(src[(v.start[i] as usize + k) * 64 + x]))
+                        .sum();
+                    *r = ((sum + HALF) >> SHIFT) as u8;
+                }
+                let mut out = vec![0u8; dw as usize];
+                horizontal_any(&row, &h, &mut out);
+                want.extend(out);
+            }
+            assert_eq!(ours, want, "64x36 to {dw}x{dh}");
+        }
     }
 
     #[test]
