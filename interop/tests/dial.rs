@@ -859,6 +859,17 @@ async fn a_webrtc_participant_and_the_sip_party_hear_each_other() {
 
 /// A synthetic publisher in the session: Opus frames of a `freq` tone every 20 ms.
 fn tone_publisher(service: &SessionService, sid: &SessionId, id: &str, freq: f64) -> tokio::task::JoinHandle<()> {
+    tone_publisher_framed(service, sid, id, freq, 20)
+}
+
+/// A publisher of a tone in Opus packets of `frame_ms` (10, 20, 40 or 60 ms), paced in real time.
+fn tone_publisher_framed(
+    service: &SessionService,
+    sid: &SessionId,
+    id: &str,
+    freq: f64,
+    frame_ms: u64,
+) -> tokio::task::JoinHandle<()> {
     let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
     let stream = StreamId::from_wire(id);
     let spec = StreamSpec { name: id.into(), has_audio: true, has_video: false, video_type: None };
@@ -867,13 +878,15 @@ fn tone_publisher(service: &SessionService, sid: &SessionId, id: &str, freq: f64
     tokio::spawn(async move {
         let mut enc =
             media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for n in 0..1000u64 {
+        let mut tick = tokio::time::interval(Duration::from_millis(frame_ms));
+        let samples = 48 * frame_ms;
+        for n in 0..20_000 / frame_ms {
             tick.tick().await;
-            let pcm = sine(freq, 48_000.0, n as usize * 960, 960, 6000.0);
+            let pcm = sine(freq, 48_000.0, (n * samples) as usize, samples as usize, 6000.0);
             let mut out = Vec::new();
             enc.encode(&pcm, &mut out).expect("encode");
-            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
+            let rtp_time = n * samples;
+            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time, data: out.into(), contiguous: true };
             let _ = service.write_frame(&stream, frame);
         }
     })
@@ -1020,6 +1033,42 @@ async fn the_mix_follows_the_calls_codec_rates() {
     }
     assert!(hz(during, 660.0) > 0.1, "during: the G.722 party is heard: {:.3}", hz(during, 660.0));
     assert!(hz(after, 660.0) < 0.05, "after: the G.722 party is gone: {:.3}", hz(after, 660.0));
+}
+
+/// Publishers that send 10 ms and 60 ms Opus packets instead of WebRTC's usual 20 ms are heard
+/// whole: the mixer takes two short packets per tick and spreads a long one over three ticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_packets_of_any_length_are_heard() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let short = tone_publisher_framed(&g.service, &sid, "tone-10ms", 1000.0, 10);
+    let long = tone_publisher_framed(&g.service, &sid, "tone-60ms", 2000.0, 60);
+    let port = free_port();
+    let bs = Baresip::start("dial-opus-lengths", port, "", 440);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    short.abort();
+    long.abort();
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let r = rate as usize;
+    let end = samples.len();
+    let tail = &samples[(end.saturating_sub(2 * r)).min(end)..end.saturating_sub(r / 4)];
+    assert!(tail.len() > r, "{} samples", tail.len());
+    let hz = |f: f64| tone_ratio(tail, f, f64::from(rate));
+    assert!(hz(1000.0) > 0.2, "the 10 ms publisher is heard: {:.3}", hz(1000.0));
+    assert!(hz(2000.0) > 0.2, "the 60 ms publisher is heard: {:.3}", hz(2000.0));
+    // Heard whole: no 20 ms stretch of the last seconds falls silent.
+    let quietest = tail
+        .chunks_exact(r / 50)
+        .map(|c| (c.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .fold(f64::MAX, f64::min);
+    assert!(quietest > 300.0, "a gap in the mix: quietest 20 ms at rms {quietest:.0}");
 }
 
 /// A call whose answer has no telephone-event cannot carry DTMF: play-dtmf says so (400); a

@@ -76,7 +76,11 @@ struct Input {
     decoder: Option<OpusDecoder>,
     queue: VecDeque<MediaFrame>,
     playing: bool,
+    /// Decoding scratch.
     pcm: Vec<i16>,
+    /// Decoded samples not mixed yet: the rest of a packet longer than a tick (40 or 60 ms), or
+    /// the start of a tick's worth of shorter ones (10 ms).
+    ahead: Vec<i16>,
     /// This tick's packet, for passthrough listeners.
     current: Option<Arc<[u8]>>,
     /// Consecutive ticks with more than the prebuffer plus two frames queued.
@@ -145,6 +149,7 @@ impl State {
                 queue: VecDeque::new(),
                 playing: false,
                 pcm: Vec::with_capacity(frame_len(self.rate)),
+                ahead: Vec::new(),
                 current: None,
                 over: 0,
             },
@@ -171,6 +176,7 @@ impl State {
         for input in self.inputs.values_mut() {
             mixer.add_stream(input.mixer_id);
             input.decoder = None;
+            input.ahead.clear();
         }
         for (call, l) in &self.listeners {
             mixer.add_listener(ListenerId(*call), Some(l.own), l.subset.clone());
@@ -240,6 +246,7 @@ impl State {
                 // Nobody hears it (a two-party call's own SIP stream): drained, never decoded.
                 while input.frames.try_recv().is_ok() {}
                 input.queue.clear();
+                input.ahead.clear();
                 input.playing = false;
                 continue;
             }
@@ -266,6 +273,13 @@ impl State {
             if !input.playing {
                 continue;
             }
+            let n = frame_len(self.rate);
+            if needs_pcm && input.ahead.len() >= n {
+                // The rest of a long packet decoded earlier plays first; no packet is taken.
+                let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
+                input.ahead.drain(..n);
+                continue;
+            }
             let frame = input.queue.pop_front();
             if frame.is_none() {
                 // Ran dry: conceal this tick, then wait for the prebuffer again.
@@ -290,8 +304,20 @@ impl State {
                 Some(f) => decoder.decode(&f.data, &mut input.pcm).is_ok(),
                 None => decoder.conceal(&mut input.pcm).is_ok(),
             };
-            if ok && input.pcm.len() == frame_len(self.rate) {
-                let _ = self.mixer.push_frame(id, &input.pcm, None);
+            if ok {
+                input.ahead.extend_from_slice(&input.pcm);
+            }
+            // Packets shorter than a tick: as many as make one (those already queued).
+            while ok && input.ahead.len() < n {
+                let Some(f) = input.queue.pop_front() else { break };
+                if decoder.decode(&f.data, &mut input.pcm).is_err() {
+                    break;
+                }
+                input.ahead.extend_from_slice(&input.pcm);
+            }
+            if input.ahead.len() >= n {
+                let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
+                input.ahead.drain(..n);
             }
         }
         self.mixer.mix();
