@@ -8,6 +8,30 @@ pub use media_mixer::g711::{ulaw_decode, ulaw_encode};
 
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // The first port of a block of eight from 30000 to 32759, the block otherwise left alone:
+    // callers use `p & !1` and `p + 1` for RTP and RTCP, and sipp given `-mp p` also binds p + 2
+    // (and baresip may add p + 1), so handing out neighbouring ports let one test's far end take
+    // the port another test was about to use. Below Linux's ephemeral range (32768 up), so no
+    // socket that binds port 0 or connects out can take the port between this check and its use
+    // (a baresip once failed to start with "Address already in use" that way); above the RTP
+    // ports baresip is given (20000 to 29999) and below the gateway's media ranges in the tests
+    // (42000 up). A counter shared by the process's threads hands each block out once.
+    const FIRST: u16 = 30_000;
+    const BLOCKS: u16 = 345;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(BLOCKS)) as u16;
+    let free = |p: u16| {
+        std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    };
+    for _ in 0..BLOCKS {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed) % BLOCKS;
+        let p = FIRST + 8 * ((start + k) % BLOCKS);
+        if (p..p + 4).all(free) {
+            return p;
+        }
+    }
+    // All taken (another suite on the machine?): any port the kernel gives.
     loop {
         let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let p = t.local_addr().expect("addr").port();
@@ -187,7 +211,7 @@ impl Baresip {
         std::fs::create_dir_all(&dir).expect("dir");
         let config = format!(
             "sip_listen\t127.0.0.1:{port}\naudio_player\taufile,{d}/played.wav\naudio_source\tausine,{tone_hz}\naudio_alert\taufile,{d}/alert.wav\n\
-ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tg722.so\nmodule\topus.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
+ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nnet_interface\t127.0.0.1\nrtcp_mux\tno\nrtp_ports\t20000-29999\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tg722.so\nmodule\topus.so\nmodule\taufile.so\nmodule\tausine.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
 module\tsrtp.so\nmodule\tdtls_srtp.so\nmodule\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{ctrl_port}\nmodule_tmp\taccount.so\nsnd_path\t{d}\n",
             d = dir.display()
         );
