@@ -1071,6 +1071,50 @@ async fn opus_packets_of_any_length_are_heard() {
     assert!(quietest > 300.0, "a gap in the mix: quietest 20 ms at rms {quietest:.0}");
 }
 
+/// A text-to-speech source that sends two seconds of audio at once is heard whole, at real time,
+/// not cut to the few frames a jitter buffer keeps for a live talker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_audio_is_played_whole() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let port = free_port();
+    let bs = Baresip::start_with_codec("dial-burst", port, "", 440, "PCMU/8000/1");
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tts".into()).expect("publisher");
+    let stream = StreamId::from_wire("tts-burst");
+    let spec = StreamSpec { name: "tts".into(), has_audio: true, has_video: false, video_type: None };
+    g.service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut enc = media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
+    for n in 0..100u64 {
+        let pcm = sine(1000.0, 48_000.0, n as usize * 960, 960, 6000.0);
+        let mut out = Vec::new();
+        enc.encode(&pcm, &mut out).expect("encode");
+        let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
+        let _ = g.service.write_frame(&stream, frame);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = bs.recordings("dec");
+    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    // 20 ms windows that carry the tone.
+    let window = rate as usize / 50;
+    let toned = samples
+        .chunks_exact(window)
+        .filter(|c| {
+            let rms = (c.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            rms > 1000.0 && tone_ratio(c, 1000.0, f64::from(rate)) > 0.3
+        })
+        .count();
+    assert!(toned >= 90, "2 s sent at once, {toned} x 20 ms heard");
+    assert!(toned <= 110, "and not more than was sent: {toned} x 20 ms");
+}
+
 /// A call whose answer has no telephone-event cannot carry DTMF: play-dtmf says so (400); a
 /// connection that is no SIP call is a 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

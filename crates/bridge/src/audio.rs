@@ -24,8 +24,10 @@ use session::{EventKind, SessionId, StreamId};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Frames held per input before the oldest is dropped (a burst longer than this is cut).
-const MAX_QUEUED: usize = 15;
+/// Frames held per input before the oldest is dropped: 5 s, so that a burst (a text-to-speech
+/// source sending a sentence at once) is played whole at real time rather than cut; the trimming
+/// below brings a delay that only grows back down.
+const MAX_QUEUED: usize = 250;
 /// Ticks an input's queue may stay above the prebuffer plus two frames before one frame is
 /// dropped (clock drift between the publisher and our tick must not turn into growing delay).
 const TRIM_AFTER_TICKS: u32 = 50;
