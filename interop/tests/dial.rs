@@ -971,6 +971,24 @@ async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
     );
 }
 
+/// Starts a baresip offering `codec` and sending `tone_hz`, dials it into `sid` and waits until the
+/// call is active; returns the far end and the dial's answer.
+async fn dial_baresip(g: &mut Gateway, sid: &SessionId, name: &str, codec: &str, tone_hz: u32) -> (Baresip, Value) {
+    let port = free_port();
+    let bs = Baresip::start_with_codec(name, port, "", tone_hz, codec);
+    let (status, answer) = dial(g, sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}", bs.log());
+    (bs, answer)
+}
+
+/// What a baresip heard: its recording's rate and samples.
+fn recording(bs: &Baresip) -> (u32, Vec<i16>) {
+    let recs = bs.recordings("dec");
+    recs.iter().find_map(|p| read_wav(p)).unwrap_or_else(|| panic!("no recording: {recs:?}\n{}", bs.log()))
+}
+
 /// The session's mix runs at the highest rate its calls' codecs take: a PCMU call alone is mixed
 /// at 8 kHz; when a G.722 call joins, the mix moves to 16 kHz (the G.722 party hears a 6 kHz tone
 /// that an 8 kHz mix could not carry) and the PCMU party keeps hearing; when the G.722 call
@@ -981,18 +999,9 @@ async fn the_mix_follows_the_calls_codec_rates() {
     let sid = routed(&g);
     let low = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
     let high = tone_publisher(&g.service, &sid, "tone-6000", 6000.0);
-    let (p1, p2) = (free_port(), free_port());
-    let narrow = Baresip::start_with_codec("dial-rate-pcmu", p1, "", 440, "PCMU/8000/1");
-    let (status, a1) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{p1}")})).await;
-    assert_eq!(status, 200, "{a1}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (narrow, a1) = dial_baresip(&mut g, &sid, "dial-rate-pcmu", "PCMU/8000/1", 440).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let wide = Baresip::start_with_codec("dial-rate-g722", p2, "", 660, "G722/16000/1");
-    let (status, a2) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{p2}")})).await;
-    assert_eq!(status, 200, "{a2}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (wide, a2) = dial_baresip(&mut g, &sid, "dial-rate-g722", "G722/16000/1", 660).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = force_disconnect(&mut g, &sid, a2["connectionId"].as_str().expect("cid")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1000,10 +1009,6 @@ async fn the_mix_follows_the_calls_codec_rates() {
     low.abort();
     high.abort();
     std::thread::sleep(Duration::from_millis(300));
-    let recording = |bs: &Baresip| {
-        let recs = bs.recordings("dec");
-        recs.iter().find_map(|p| read_wav(p)).unwrap_or_else(|| panic!("no recording: {recs:?}\n{}", bs.log()))
-    };
     // The G.722 party: the 6 kHz tone (only a 16 kHz mix carries it), the 1 kHz tone and the PCMU
     // party's 440 Hz.
     let (rate, samples) = recording(&wide);
@@ -1043,19 +1048,13 @@ async fn opus_packets_of_any_length_are_heard() {
     let sid = routed(&g);
     let short = tone_publisher_framed(&g.service, &sid, "tone-10ms", 1000.0, 10);
     let long = tone_publisher_framed(&g.service, &sid, "tone-60ms", 2000.0, 60);
-    let port = free_port();
-    let bs = Baresip::start("dial-opus-lengths", port, "", 440);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (bs, answer) = dial_baresip(&mut g, &sid, "dial-opus-lengths", "PCMU", 440).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     short.abort();
     long.abort();
     std::thread::sleep(Duration::from_millis(300));
-    let recs = bs.recordings("dec");
-    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let (rate, samples) = recording(&bs);
     let r = rate as usize;
     let end = samples.len();
     let tail = &samples[(end.saturating_sub(2 * r)).min(end)..end.saturating_sub(r / 4)];
@@ -1077,12 +1076,7 @@ async fn opus_packets_of_any_length_are_heard() {
 async fn a_burst_of_audio_is_played_whole() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    let port = free_port();
-    let bs = Baresip::start_with_codec("dial-burst", port, "", 440, "PCMU/8000/1");
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (bs, answer) = dial_baresip(&mut g, &sid, "dial-burst", "PCMU/8000/1", 440).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tts".into()).expect("publisher");
     let stream = StreamId::from_wire("tts-burst");
@@ -1100,8 +1094,7 @@ async fn a_burst_of_audio_is_played_whole() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     std::thread::sleep(Duration::from_millis(300));
-    let recs = bs.recordings("dec");
-    let (rate, samples) = recs.iter().find_map(|p| read_wav(p)).expect("baresip recording");
+    let (rate, samples) = recording(&bs);
     // 20 ms windows that carry the tone.
     let window = rate as usize / 50;
     let toned = samples
