@@ -1,9 +1,11 @@
 //! DTMF hot paths: a 10-digit string sent into RFC 4733 packets, and those
 //! packets received back into digits, on simulated time.
 
+mod common;
+
 use criterion::{black_box, Criterion, Throughput};
 use dtmf_rfc4733::{EventPacket, Receiver, ReceiverConfig, Sender, SenderConfig};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const DIGITS: &str = "0123456789";
 
@@ -54,13 +56,6 @@ fn dtmf(c: &mut Criterion) {
     g.finish();
 }
 
-// What `criterion_group!`/`criterion_main!` expand to, written out: the
-// macro's generated `pub fn` has no doc comment and trips `missing_docs`.
 fn main() {
-    let mut criterion = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
-    dtmf(&mut criterion);
-    criterion.final_summary();
+    common::run(&[dtmf]);
 }

@@ -7,10 +7,11 @@
 //! `benches/compare_ffmpeg_g722.sh` runs ffmpeg's G.722 encoder and decoder
 //! on the same signal and prints the ratio.
 
+mod common;
+
 use criterion::{black_box, Criterion, Throughput};
 use media_mixer::g722::{G722Decoder, G722Encoder, FRAME_BYTES, FRAME_SAMPLES};
 use std::path::PathBuf;
-use std::time::Duration;
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/media-mixer/tests/data/g722").join(name);
@@ -50,13 +51,6 @@ fn g722(c: &mut Criterion) {
     g.finish();
 }
 
-// `criterion_group!`/`criterion_main!` written out: the macro's generated
-// `pub fn` has no doc comment and trips `missing_docs`.
 fn main() {
-    let mut criterion = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
-    g722(&mut criterion);
-    criterion.final_summary();
+    common::run(&[g722]);
 }

@@ -3,10 +3,11 @@
 //! luma plane scaled by the compositor's scaler, for its throughput in
 //! pixels.
 
+mod common;
+
 use criterion::{black_box, Criterion, Throughput};
 use media_mixer::grid::{Compositor, Source, I420};
 use media_mixer::scale::{Plane, PlaneMut, Scaler};
-use std::time::Duration;
 
 fn picture(i: u8) -> I420 {
     let mut p = I420::filled(640, 360, (40 + 20 * i, 128, 128)).expect("picture");
@@ -58,13 +59,6 @@ fn compose(c: &mut Criterion) {
     g.finish();
 }
 
-// `criterion_group!`/`criterion_main!` written out: the macro's generated
-// `pub fn` has no doc comment and trips `missing_docs`.
 fn main() {
-    let mut criterion = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
-    compose(&mut criterion);
-    criterion.final_summary();
+    common::run(&[compose]);
 }

@@ -17,13 +17,14 @@
 //! Inputs are made here with libopus (VoIP, 32 kbit/s, 20 ms), one second
 //! of speech-like sound per input, replayed in a loop.
 
+mod common;
+
 use benches::conference::Conference;
 use criterion::{black_box, Criterion, Throughput};
 use media_mixer::g711::ulaw_encode_frame;
 use media_mixer::opus::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
 use media_mixer::resample::Resampler;
 use media_mixer::{ListenerId, Mixer, MixerConfig, StreamId};
-use std::time::Duration;
 
 const TICKS: usize = 50;
 const FRAME: usize = 960;
@@ -158,14 +159,6 @@ fn after_decode(c: &mut Criterion) {
     g.finish();
 }
 
-// What `criterion_group!`/`criterion_main!` expand to, written out: the
-// macro's generated `pub fn` has no doc comment and trips `missing_docs`.
 fn main() {
-    let mut criterion = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
-    ticks(&mut criterion);
-    after_decode(&mut criterion);
-    criterion.final_summary();
+    common::run(&[ticks, after_decode]);
 }

@@ -8,9 +8,10 @@
 //! and forgets the stream after each cycle (replay protection would
 //! refuse a second round).
 
+mod common;
+
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use srtp_transport::{Context, MasterKey, Options, Suite};
-use std::time::Duration;
 
 const SSRC: u32 = 0x1234_5678;
 const RING: usize = 1024;
@@ -84,13 +85,6 @@ fn srtp(c: &mut Criterion) {
     g.finish();
 }
 
-// `criterion_group!`/`criterion_main!` written out: the macro's generated
-// `pub fn` has no doc comment and trips `missing_docs`.
 fn main() {
-    let mut criterion = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
-    srtp(&mut criterion);
-    criterion.final_summary();
+    common::run(&[srtp]);
 }
