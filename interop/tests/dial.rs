@@ -862,6 +862,23 @@ fn tone_publisher(service: &SessionService, sid: &SessionId, id: &str, freq: f64
     tone_publisher_framed(service, sid, id, freq, 20)
 }
 
+/// An external client connected to `sid` with one audio stream `id`, published.
+fn publish_audio(service: &SessionService, sid: &SessionId, id: &str) -> StreamId {
+    let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
+    let stream = StreamId::from_wire(id);
+    let spec = StreamSpec { name: id.into(), has_audio: true, has_video: false, video_type: None };
+    service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    stream
+}
+
+/// Packet `n` of a tone in Opus packets of `samples` samples at 48 kHz.
+fn opus_tone_frame(enc: &mut media_mixer::opus::OpusEncoder, freq: f64, n: u64, samples: u64) -> MediaFrame {
+    let pcm = sine(freq, 48_000.0, (n * samples) as usize, samples as usize, 6000.0);
+    let mut out = Vec::new();
+    enc.encode(&pcm, &mut out).expect("encode");
+    MediaFrame { codec: FrameCodec::Opus, rtp_time: n * samples, data: out.into(), contiguous: true }
+}
+
 /// A publisher of a tone in Opus packets of `frame_ms` (10, 20, 40 or 60 ms), paced in real time.
 fn tone_publisher_framed(
     service: &SessionService,
@@ -870,24 +887,15 @@ fn tone_publisher_framed(
     freq: f64,
     frame_ms: u64,
 ) -> tokio::task::JoinHandle<()> {
-    let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
-    let stream = StreamId::from_wire(id);
-    let spec = StreamSpec { name: id.into(), has_audio: true, has_video: false, video_type: None };
-    service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let stream = publish_audio(service, sid, id);
     let service = service.clone();
     tokio::spawn(async move {
         let mut enc =
             media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
         let mut tick = tokio::time::interval(Duration::from_millis(frame_ms));
-        let samples = 48 * frame_ms;
         for n in 0..20_000 / frame_ms {
             tick.tick().await;
-            let pcm = sine(freq, 48_000.0, (n * samples) as usize, samples as usize, 6000.0);
-            let mut out = Vec::new();
-            enc.encode(&pcm, &mut out).expect("encode");
-            let rtp_time = n * samples;
-            let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time, data: out.into(), contiguous: true };
-            let _ = service.write_frame(&stream, frame);
+            let _ = service.write_frame(&stream, opus_tone_frame(&mut enc, freq, n, 48 * frame_ms));
         }
     })
 }
@@ -1078,18 +1086,11 @@ async fn a_burst_of_audio_is_played_whole() {
     let sid = routed(&g);
     let (bs, answer) = dial_baresip(&mut g, &sid, "dial-burst", "PCMU/8000/1", 440).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let publisher = g.service.connect_external(&sid, ConnectionKind::Client, "tts".into()).expect("publisher");
-    let stream = StreamId::from_wire("tts-burst");
-    let spec = StreamSpec { name: "tts".into(), has_audio: true, has_video: false, video_type: None };
-    g.service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let stream = publish_audio(&g.service, &sid, "tts-burst");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut enc = media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
     for n in 0..100u64 {
-        let pcm = sine(1000.0, 48_000.0, n as usize * 960, 960, 6000.0);
-        let mut out = Vec::new();
-        enc.encode(&pcm, &mut out).expect("encode");
-        let frame = MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: out.into(), contiguous: true };
-        let _ = g.service.write_frame(&stream, frame);
+        let _ = g.service.write_frame(&stream, opus_tone_frame(&mut enc, 1000.0, n, 960));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
