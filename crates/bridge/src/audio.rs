@@ -129,6 +129,19 @@ impl Listener {
 }
 
 impl State {
+    /// A session's mixer with no input and no listener yet, at 48 kHz until a call says otherwise.
+    fn new(service: SessionService, session: SessionId) -> State {
+        State {
+            service,
+            session,
+            rate: 48_000,
+            mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
+            inputs: HashMap::new(),
+            ids: HashMap::new(),
+            listeners: HashMap::new(),
+        }
+    }
+
     fn mixer_id(&mut self, stream: &StreamId) -> media_mixer::StreamId {
         let next = media_mixer::StreamId(self.ids.len() as u64 + 1);
         *self.ids.entry(stream.clone()).or_insert(next)
@@ -291,7 +304,6 @@ impl State {
             if !needs_pcm {
                 continue;
             }
-            input.pcm.clear();
             let decoder = match &mut input.decoder {
                 Some(d) => d,
                 None => match OpusDecoder::new(self.rate) {
@@ -302,20 +314,25 @@ impl State {
                     }
                 },
             };
-            let ok = match &frame {
-                Some(f) => decoder.decode(&f.data, &mut input.pcm).is_ok(),
-                None => decoder.conceal(&mut input.pcm).is_ok(),
-            };
-            if ok {
-                input.ahead.extend_from_slice(&input.pcm);
-            }
-            // Packets shorter than a tick: as many as make one (those already queued).
-            while ok && input.ahead.len() < n {
-                let Some(f) = input.queue.pop_front() else { break };
-                if decoder.decode(&f.data, &mut input.pcm).is_err() {
+            // This tick's packet (or its concealment), then, for packets shorter than a tick, as
+            // many of those already queued as make one.
+            let mut next = frame;
+            loop {
+                let decoded = match &next {
+                    Some(f) => decoder.decode(&f.data, &mut input.pcm),
+                    None => decoder.conceal(&mut input.pcm),
+                };
+                if decoded.is_err() {
                     break;
                 }
                 input.ahead.extend_from_slice(&input.pcm);
+                if input.ahead.len() >= n {
+                    break;
+                }
+                match input.queue.pop_front() {
+                    Some(f) => next = Some(f),
+                    None => break,
+                }
             }
             if input.ahead.len() >= n {
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
@@ -351,15 +368,7 @@ impl State {
 async fn run(service: SessionService, session: SessionId, mut commands: mpsc::UnboundedReceiver<AudioCommand>) {
     // Subscribe before listing, so that no stream falls between the two.
     let mut events = service.subscribe();
-    let mut state = State {
-        service: service.clone(),
-        session: session.clone(),
-        rate: 48_000,
-        mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
-        inputs: HashMap::new(),
-        ids: HashMap::new(),
-        listeners: HashMap::new(),
-    };
+    let mut state = State::new(service.clone(), session.clone());
     for s in service.streams(&session).iter().filter(|s| s.has_audio) {
         state.add_input(&s.id);
     }
@@ -399,20 +408,9 @@ mod tests {
 
     async fn state() -> State {
         let service = SessionService::start(ServiceConfig::default(), Projects::new()).await.expect("service");
-        State {
-            service,
-            session: SessionId::mint(
-                &session::ProjectId::api_key("123456").expect("key"),
-                None,
-                std::time::SystemTime::now(),
-                &mut rand::rngs::StdRng::seed_from_u64(7),
-            ),
-            rate: 48_000,
-            mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
-            inputs: HashMap::new(),
-            ids: HashMap::new(),
-            listeners: HashMap::new(),
-        }
+        let project = session::ProjectId::api_key("123456").expect("key");
+        let now = std::time::SystemTime::now();
+        State::new(service, SessionId::mint(&project, None, now, &mut rand::rngs::StdRng::seed_from_u64(7)))
     }
 
     fn listen(s: &mut State, call: u64, rate: u32) -> mpsc::Receiver<ListenerFrame> {
