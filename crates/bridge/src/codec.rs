@@ -133,10 +133,6 @@ impl AudioCodec {
 mod tests {
     use super::*;
 
-    fn tone(n: usize) -> Vec<i16> {
-        (0..n).map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 48_000.0).sin()) as i16).collect()
-    }
-
     #[test]
     fn every_codec_round_trips_20ms_frames() {
         for codec in [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma] {
@@ -144,7 +140,7 @@ mod tests {
             let (mut payload, mut pcm) = (Vec::new(), Vec::new());
             let mut energy = 0f64;
             for _ in 0..10 {
-                c.encode(&tone(FRAME_48K), 48_000, &mut payload);
+                c.encode(&tone_at(48_000, FRAME_48K), 48_000, &mut payload);
                 assert!(!payload.is_empty(), "{codec:?}");
                 c.decode(Some(&payload), &mut pcm);
                 assert_eq!(pcm.len(), FRAME_48K, "{codec:?} decodes 20 ms at 48 kHz");
