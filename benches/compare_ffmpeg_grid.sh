@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The video grid against ffmpeg on the same inputs in the same run, one thread
-# each: nine 640x360 H.264 streams -> decode -> 3x3 on 1280x720 -> H.264.
-# ffmpeg: xstack + libx264 ultrafast (the issue's reference); ours: OpenH264
-# decode, our scaler's compose, OpenH264 encode. Both pinned to one core with
-# taskset (ffmpeg starts a demuxer thread per input whatever -threads says);
-# GRID_BENCH_CPU=N picks the core (0 by default).
+# each: nine 640x360 H.264 streams -> decode -> 3x3 on 1280x720 -> H.264 or VP8.
+# ffmpeg: xstack + libx264 ultrafast or libvpx realtime (the issue's references);
+# ours: OpenH264 decode, our scaler's compose, OpenH264 or libvpx encode. Both
+# sides encode at 2 Mbit/s (libvpx in CBR, as ours), and each side's PSNR of its
+# output against its own composed canvas is printed, so the speeds are compared
+# at a known quality. Both pinned to one core with taskset (ffmpeg starts a
+# demuxer thread per input whatever -threads says); GRID_BENCH_CPU=N picks the
+# core (0 by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: apt-get install ffmpeg" >&2; exit 1; }
@@ -31,11 +34,25 @@ run_ffmpeg() {
     end=$(date +%s.%N)
     echo "$frames / ($end - $start)" | bc -l
 }
-ff_h264=$(run_ffmpeg -c:v libx264 -preset ultrafast)
-ff_vp8=$(run_ffmpeg -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2M)
+x264=(-c:v libx264 -preset ultrafast -b:v 2M -maxrate 2M -bufsize 2M)
+vpx=(-c:v libvpx -deadline realtime -cpu-used 8 -b:v 2M -minrate 2M -maxrate 2M)
+ff_h264=$(run_ffmpeg "${x264[@]}")
+ff_vp8=$(run_ffmpeg "${vpx[@]}")
+# Quality and bitrate of ffmpeg's output, from an untimed run with the encoder's
+# own PSNR (of its output against the canvas it was given).
+quality() {
+    local out=$1 log psnr
+    shift
+    log=$("${pin[@]}" ffmpeg -hide_banner -loglevel info -stats "${inputs[@]}" -filter_complex "$graph" \
+        -map "[out]" -threads 1 "$@" -flags +psnr -y "$out" 2>&1 | tr '\r' '\n')
+    psnr=$(echo "$log" | grep -oE "(PSNR Mean Y:|LPSNR=Y:)[0-9.]+" | tail -1 | grep -oE "[0-9.]+$")
+    printf "%.0f kbit/s, PSNR(Y) %s dB" "$(echo "$(stat -c %s "$out") * 8 * 30 / $frames / 1000" | bc -l)" "${psnr:-n/a}"
+}
+q_h264=$(quality "$dir/ff.h264" "${x264[@]}" -f h264)
+q_vp8=$(quality "$dir/ff.ivf" "${vpx[@]}" -f ivf)
 fps() { echo "$1" | sed -E 's/.*= ([0-9.]+) fps.*/\1/'; }
-printf "ffmpeg H.264 (xstack + libx264 ultrafast, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_h264" "$(echo "$(fps "$ours") / $ff_h264" | bc -l)"
-printf "ffmpeg VP8 (xstack + libvpx realtime, 1 thread): %.1f fps; ratio ours / ffmpeg: %.2f\n" "$ff_vp8" "$(echo "$(fps "$ours_vp8") / $ff_vp8" | bc -l)"
+printf "ffmpeg H.264 (xstack + libx264 ultrafast, 1 thread): %.1f fps; %s; ratio ours / ffmpeg: %.2f\n" "$ff_h264" "$q_h264" "$(echo "$(fps "$ours") / $ff_h264" | bc -l)"
+printf "ffmpeg VP8 (xstack + libvpx realtime, 1 thread): %.1f fps; %s; ratio ours / ffmpeg: %.2f\n" "$ff_vp8" "$q_vp8" "$(echo "$(fps "$ours_vp8") / $ff_vp8" | bc -l)"
 # Where ffmpeg's time goes: the same graph with no encoder (raw frames thrown
 # away), and the nine decodes alone; the difference to the runs above is
 # its encoders. These bound what any pipeline sharing an encoder can gain.
