@@ -39,6 +39,12 @@ fn sipp(name: &str, port: u16) -> Sipp {
 }
 
 fn sipp_file(scenario: &Path, port: u16) -> Sipp {
+    sipp_with(scenario, port, &[])
+}
+
+/// sipp running `scenario` on `port`, with `extra` arguments (`-set name value` for the
+/// scenario's `[$name]`).
+fn sipp_with(scenario: &Path, port: u16, extra: &[&str]) -> Sipp {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
@@ -46,6 +52,7 @@ fn sipp_file(scenario: &Path, port: u16) -> Sipp {
         .args(["-mi", "127.0.0.1"])
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-timeout", "25s", "-nostdin"])
         .args(["-mp", &free_port().to_string()])
+        .args(extra)
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1076,6 +1083,58 @@ async fn opus_packets_of_any_length_are_heard() {
         .map(|c| (c.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
         .fold(f64::MAX, f64::min);
     assert!(quietest > 300.0, "a gap in the mix: quietest 20 ms at rms {quietest:.0}");
+}
+
+/// An Opus call that hears one stream gets that stream's packets as they are, whatever their
+/// length, at the pace of their durations (10 ms packets two per tick, a 60 ms packet once every
+/// three ticks), each advancing the RTP timestamp by its own length (RFC 7587: the 48 kHz
+/// clock). Checked on the wire: sipp answers with Opus and points the RTP at the test's socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_opus_keeps_each_packets_length_on_the_wire() {
+    for frame_ms in [10u64, 60] {
+        let mut g = gateway(BridgeConfig::default()).await;
+        let sid = routed(&g);
+        let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+        let rtp_port = media.local_addr().expect("addr").port().to_string();
+        let port = free_port();
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/opus_to_socket.xml");
+        let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &rtp_port]);
+        let feeder = tone_publisher_framed(&g.service, &sid, &format!("tone-{frame_ms}ms"), 1000.0, frame_ms);
+        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:opus@127.0.0.1:{port}")})).await;
+        assert_eq!(status, 200, "{answer}");
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        // (sequence number, timestamp, duration, arrival) of 3 s of packets.
+        let mut packets = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), media.recv(&mut buf)).await else {
+                continue;
+            };
+            let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) else { continue };
+            let duration = media_mixer::opus::packet_duration(p.payload()).expect("an Opus packet");
+            packets.push((p.seq(), p.timestamp(), duration, Instant::now()));
+        }
+        let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+        feeder.abort();
+        // The first half second is start-up (the prebuffer filling).
+        let steady: Vec<_> = packets.iter().filter(|p| p.3 >= start + Duration::from_millis(500)).collect();
+        assert!(steady.len() > 20, "{frame_ms} ms: {} packets", steady.len());
+        let want = u32::try_from(frame_ms * 48).expect("samples");
+        assert!(steady.iter().all(|p| p.2 == want), "{frame_ms} ms: every packet forwarded as it was made");
+        for pair in steady.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if b.0 == a.0.wrapping_add(1) {
+                assert_eq!(b.1.wrapping_sub(a.1), a.2, "{frame_ms} ms: the timestamp advances by the packet's length");
+            }
+        }
+        // Sent at real time: the audio of the packets matches the time they took to arrive.
+        let (first, last) = (steady[0], steady[steady.len() - 1]);
+        let audio: u32 = steady[..steady.len() - 1].iter().map(|p| p.2).sum();
+        let pace = f64::from(audio) / 48_000.0 / (last.3 - first.3).as_secs_f64();
+        assert!((0.85..1.15).contains(&pace), "{frame_ms} ms: {pace:.2} s of audio per second");
+    }
 }
 
 /// A text-to-speech source that sends two seconds of audio at once is heard whole, at real time,

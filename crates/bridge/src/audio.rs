@@ -24,15 +24,19 @@ use session::{EventKind, SessionId, StreamId};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Frames held per input before the oldest is dropped: 5 s, so that a burst (a text-to-speech
-/// source sending a sentence at once) is played whole at real time rather than cut; the trimming
-/// below brings a delay that only grows back down.
-const MAX_QUEUED: usize = 250;
-/// Ticks an input's queue may stay above the prebuffer plus two frames before one frame is
-/// dropped (clock drift between the publisher and our tick must not turn into growing delay).
+/// Queues are measured in samples at 48 kHz (Opus's RTP clock), whatever the packets' lengths.
+const TICK: u32 = 960;
+/// Audio held per input before the oldest packet is dropped: 5 s, so that a burst (a
+/// text-to-speech source sending a sentence at once) is played whole at real time rather than
+/// cut; the trimming below brings a delay that only grows back down.
+const MAX_QUEUED: u32 = 250 * TICK;
+/// Ticks an input's queue may stay above its prebuffer plus 40 ms before one packet is dropped
+/// (clock drift between the publisher and our tick must not turn into growing delay).
 const TRIM_AFTER_TICKS: u32 = 50;
-/// Frames buffered before an input starts playing (absorbs network jitter).
-const PREBUFFER: usize = 2;
+/// Audio buffered before an input starts playing (absorbs network jitter): 40 ms, plus what a
+/// packet longer than a tick holds beyond the tick (a 60 ms packet is decoded at once, so it
+/// leaves the same 20 ms of margin only with another packet behind it).
+const PREBUFFER: u32 = 2 * TICK;
 
 /// What a call asks of its session's mixer.
 pub(crate) enum AudioCommand {
@@ -60,8 +64,10 @@ pub(crate) enum AudioCommand {
 pub(crate) enum ListenerFrame {
     /// 20 ms of the mix, PCM at `rate` Hz, to be encoded in the call's codec.
     Pcm { rate: u32, pcm: Arc<[i16]> },
-    /// One Opus packet of the only stream the call hears, to be sent as it is.
-    Opus(Arc<[u8]>),
+    /// One Opus packet of the only stream the call hears, to be sent as it is; `samples` (its
+    /// duration at 48 kHz) is what the RTP timestamp advances by. A tick brings two of these for
+    /// 10 ms packets, and none for two ticks out of three with 60 ms packets.
+    Opus { packet: Arc<[u8]>, samples: u32 },
 }
 
 /// A handle on a session's mixer task.
@@ -76,17 +82,116 @@ struct Input {
     /// Made when the stream first needs decoding, at the mix's rate (a stream nobody hears, or
     /// one silent from the start, costs no decoder).
     decoder: Option<OpusDecoder>,
-    queue: VecDeque<MediaFrame>,
+    /// Packets waiting, each with its duration (samples at 48 kHz).
+    queue: VecDeque<(Arc<[u8]>, u32)>,
+    /// The audio in `queue`, samples at 48 kHz.
+    queued: u32,
     playing: bool,
     /// Decoding scratch.
     pcm: Vec<i16>,
     /// Decoded samples not mixed yet: the rest of a packet longer than a tick (40 or 60 ms), or
     /// the start of a tick's worth of shorter ones (10 ms).
     ahead: Vec<i16>,
-    /// This tick's packet, for passthrough listeners.
-    current: Option<Arc<[u8]>>,
+    /// Audio of packets taken but not yet due, when nobody needs them decoded (the passthrough
+    /// path's `ahead`), samples at 48 kHz.
+    forwarded_ahead: u32,
+    /// The packets taken this tick, with their durations, for passthrough listeners.
+    taken: Vec<(Arc<[u8]>, u32)>,
     /// Consecutive ticks with more than the prebuffer plus two frames queued.
     over: u32,
+}
+
+impl Input {
+    fn new(mixer_id: media_mixer::StreamId, frames: mpsc::UnboundedReceiver<MediaFrame>) -> Input {
+        Input {
+            mixer_id,
+            frames,
+            decoder: None,
+            queue: VecDeque::new(),
+            queued: 0,
+            playing: false,
+            pcm: Vec::new(),
+            ahead: Vec::new(),
+            forwarded_ahead: 0,
+            taken: Vec::new(),
+            over: 0,
+        }
+    }
+
+    /// Forgets everything queued and decoded ahead.
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.queued = 0;
+        self.ahead.clear();
+        self.forwarded_ahead = 0;
+        self.playing = false;
+    }
+
+    /// Queues what arrived (packets that are not valid Opus are dropped: no decoder could use
+    /// them and no peer should get them), keeps the queue within bounds and starts playing once
+    /// the prebuffer is there.
+    fn receive(&mut self) {
+        while let Ok(f) = self.frames.try_recv() {
+            if f.codec != FrameCodec::Opus {
+                continue;
+            }
+            match media_mixer::opus::packet_duration(&f.data) {
+                Some(samples) => {
+                    self.queue.push_back((f.data, samples));
+                    self.queued += samples;
+                }
+                None => debug!(bytes = f.data.len(), "not an Opus packet: dropped"),
+            }
+        }
+        while self.queued > MAX_QUEUED {
+            self.drop_oldest();
+        }
+        // Enough to start with: the prebuffer, plus the head packet's length beyond one tick.
+        let target = PREBUFFER + self.queue.front().map_or(0, |(_, d)| d.saturating_sub(TICK));
+        if self.queued > target + 2 * TICK {
+            self.over += 1;
+            if self.over >= TRIM_AFTER_TICKS {
+                self.over = 0;
+                self.drop_oldest();
+            }
+        } else {
+            self.over = 0;
+        }
+        if !self.playing && self.queued >= target {
+            self.playing = true;
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some((_, d)) = self.queue.pop_front() {
+            self.queued -= d;
+        }
+    }
+
+    /// The next packet, noted as taken this tick (for passthrough listeners).
+    fn take(&mut self) -> Option<Arc<[u8]>> {
+        let (packet, samples) = self.queue.pop_front()?;
+        self.queued -= samples;
+        self.taken.push((packet.clone(), samples));
+        Some(packet)
+    }
+
+    /// The passthrough path's tick: the packets that cover it, none while a long one taken
+    /// earlier still plays.
+    fn forward(&mut self) {
+        while self.forwarded_ahead < TICK {
+            let Some((_, samples)) = self.queue.front().cloned() else {
+                if self.taken.is_empty() && self.forwarded_ahead == 0 {
+                    // Ran dry: wait for the prebuffer again.
+                    self.playing = false;
+                }
+                break;
+            };
+            self.take();
+            self.forwarded_ahead += samples;
+        }
+        self.forwarded_ahead = self.forwarded_ahead.saturating_sub(TICK);
+    }
 }
 
 impl SessionAudio {
@@ -155,20 +260,7 @@ impl State {
         let mixer_id = self.mixer_id(stream);
         self.mixer.add_stream(mixer_id);
         debug!(%stream, "mixing a new stream");
-        self.inputs.insert(
-            stream.clone(),
-            Input {
-                mixer_id,
-                frames,
-                decoder: None,
-                queue: VecDeque::new(),
-                playing: false,
-                pcm: Vec::with_capacity(frame_len(self.rate)),
-                ahead: Vec::new(),
-                current: None,
-                over: 0,
-            },
-        );
+        self.inputs.insert(stream.clone(), Input::new(mixer_id, frames));
     }
 
     fn remove_input(&mut self, stream: &StreamId) {
@@ -252,62 +344,45 @@ impl State {
                 }
             })
             .collect();
+        let n = frame_len(self.rate);
         for input in self.inputs.values_mut() {
             let id = input.mixer_id;
             let needs_pcm = self.listeners.iter().any(|(call, l)| l.hears(id) && !forwarding.contains_key(call));
             let needs_raw = forwarding.values().any(|s| *s == id);
-            input.current = None;
+            input.taken.clear();
             if !needs_pcm && !needs_raw {
                 // Nobody hears it (a two-party call's own SIP stream): drained, never decoded.
                 while input.frames.try_recv().is_ok() {}
-                input.queue.clear();
-                input.ahead.clear();
-                input.playing = false;
+                input.clear();
                 continue;
             }
-            while let Ok(f) = input.frames.try_recv() {
-                if f.codec == FrameCodec::Opus {
-                    input.queue.push_back(f);
-                }
-            }
-            while input.queue.len() > MAX_QUEUED {
-                input.queue.pop_front();
-            }
-            if input.queue.len() > PREBUFFER + 2 {
-                input.over += 1;
-                if input.over >= TRIM_AFTER_TICKS {
-                    input.over = 0;
-                    input.queue.pop_front();
-                }
-            } else {
-                input.over = 0;
-            }
-            if !input.playing && input.queue.len() >= PREBUFFER {
-                input.playing = true;
-            }
+            input.receive();
             if !input.playing {
                 continue;
             }
-            let n = frame_len(self.rate);
-            if needs_pcm && input.ahead.len() >= n {
+            if !needs_pcm {
+                // Forwarded only: packets are taken as their durations fall due, never decoded.
+                input.ahead.clear();
+                input.forward();
+                continue;
+            }
+            input.forwarded_ahead = 0;
+            if input.ahead.len() >= n {
                 // The rest of a long packet decoded earlier plays first; no packet is taken.
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
                 input.ahead.drain(..n);
                 continue;
             }
-            let frame = input.queue.pop_front();
+            let frame = input.take();
             if frame.is_none() {
                 // Ran dry: conceal this tick, then wait for the prebuffer again.
                 input.playing = false;
             }
-            input.current = frame.as_ref().map(|f| f.data.clone());
-            if !needs_pcm {
-                continue;
-            }
-            let decoder = match &mut input.decoder {
+            // Out of the input while it decodes, so that the input can hand over packets meanwhile.
+            let mut decoder = match input.decoder.take() {
                 Some(d) => d,
                 None => match OpusDecoder::new(self.rate) {
-                    Ok(d) => input.decoder.insert(d),
+                    Ok(d) => d,
                     Err(e) => {
                         warn!(rate = self.rate, error = %e, "cannot create an Opus decoder");
                         continue;
@@ -319,7 +394,7 @@ impl State {
             let mut next = frame;
             loop {
                 let decoded = match &next {
-                    Some(f) => decoder.decode(&f.data, &mut input.pcm),
+                    Some(packet) => decoder.decode(packet, &mut input.pcm),
                     None => decoder.conceal(&mut input.pcm),
                 };
                 if decoded.is_err() {
@@ -329,11 +404,12 @@ impl State {
                 if input.ahead.len() >= n {
                     break;
                 }
-                match input.queue.pop_front() {
-                    Some(f) => next = Some(f),
+                match input.take() {
+                    Some(packet) => next = Some(packet),
                     None => break,
                 }
             }
+            input.decoder = Some(decoder);
             if input.ahead.len() >= n {
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
                 input.ahead.drain(..n);
@@ -342,24 +418,23 @@ impl State {
         self.mixer.mix();
         let mut out = vec![0i16; frame_len(self.rate)];
         for (call, l) in &self.listeners {
-            let frame = match forwarding.get(call) {
+            // A call that cannot keep up loses this frame, not the others.
+            match forwarding.get(call) {
                 Some(only) => {
-                    let packet = self.inputs.values().find(|i| i.mixer_id == *only).and_then(|i| i.current.clone());
-                    match packet {
-                        Some(p) => ListenerFrame::Opus(p),
-                        // Nothing this tick (the stream is silent or stalled): send nothing.
-                        None => continue,
+                    // Nothing this tick (the stream is silent or stalled, or a long packet is still
+                    // playing): nothing is sent.
+                    let taken = self.inputs.values().find(|i| i.mixer_id == *only).map(|i| i.taken.as_slice());
+                    for (packet, samples) in taken.unwrap_or_default() {
+                        let _ = l.frames.try_send(ListenerFrame::Opus { packet: packet.clone(), samples: *samples });
                     }
                 }
                 None => {
-                    if self.mixer.output(ListenerId(*call), &mut out).is_err() {
-                        continue;
+                    if self.mixer.output(ListenerId(*call), &mut out).is_ok() {
+                        let _ =
+                            l.frames.try_send(ListenerFrame::Pcm { rate: self.rate, pcm: Arc::from(out.as_slice()) });
                     }
-                    ListenerFrame::Pcm { rate: self.rate, pcm: Arc::from(out.as_slice()) }
                 }
-            };
-            // A call that cannot keep up loses this frame, not the others.
-            let _ = l.frames.try_send(frame);
+            }
         }
         self.mixer.end_tick();
     }
@@ -425,6 +500,54 @@ mod tests {
         match rx.try_recv() {
             Ok(ListenerFrame::Pcm { rate, pcm }) => (rate, pcm.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)),
             other => panic!("expected PCM, got {other:?}"),
+        }
+    }
+
+    /// The passthrough path takes packets as their durations fall due: whatever their length,
+    /// from the tick it starts, the audio forwarded covers every tick and runs ahead by less than
+    /// one packet; a packet that is not Opus is dropped.
+    #[test]
+    fn forwarding_follows_the_packets_durations() {
+        // Table-of-contents bytes: CELT 2.5 ms, SILK 10, 20, 40 and 60 ms, all code 0.
+        for (toc, samples) in [(0x80u8, 120u32), (0x00, 480), (0x08, 960), (0x10, 1920), (0x18, 2880)] {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut input = Input::new(media_mixer::StreamId(1), rx);
+            let packet = |n: u64| MediaFrame {
+                codec: FrameCodec::Opus,
+                rtp_time: n * u64::from(samples),
+                data: Arc::from([toc, n as u8, 0xAA].as_slice()),
+                contiguous: true,
+            };
+            let (mut sent, mut forwarded, mut started) = (0u64, 0u32, None);
+            let mut order = Vec::new();
+            for tick in 0..200u32 {
+                // Packets arrive at their own pace: all those whose start falls before this tick ends.
+                while sent * u64::from(samples) < u64::from(tick + 1) * u64::from(TICK) {
+                    tx.send(packet(sent)).expect("send");
+                    sent += 1;
+                }
+                if tick == 100 {
+                    // Garbage in between: dropped, the pace kept.
+                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..packet(0) }).expect("send");
+                }
+                input.taken.clear();
+                input.receive();
+                if !input.playing {
+                    assert!(started.is_none(), "{samples}: ran dry at tick {tick}");
+                    continue;
+                }
+                let start = *started.get_or_insert(tick);
+                input.forward();
+                for (p, d) in &input.taken {
+                    assert_eq!(*d, samples);
+                    order.push(p[1]);
+                }
+                forwarded += input.taken.iter().map(|(_, d)| d).sum::<u32>();
+                let due = (tick - start + 1) * TICK;
+                assert!(forwarded >= due && forwarded < due + samples, "{samples}: tick {tick}, {forwarded} for {due}");
+            }
+            assert!(started.is_some_and(|s| s <= 5), "{samples}: started at {started:?}");
+            assert!(order.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{samples}: in order, none lost");
         }
     }
 

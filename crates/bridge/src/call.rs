@@ -574,6 +574,12 @@ fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, paylo
 /// The session's mix, encoded in the call's codec, as one RTP packet; while digits play, their
 /// telephone-events go instead (RFC 4733 §2.5.1.1: no audio for the duration of an event).
 fn send_audio(m: &mut Media, frame: &ListenerFrame) {
+    // The RTP clock advances by the frame's duration: 20 ms of the codec's clock for the mix,
+    // the packet's own length for forwarded Opus (whose clock is 48 kHz, RFC 7587).
+    let step = match frame {
+        ListenerFrame::Pcm { .. } => m.codec.rtp_step(),
+        ListenerFrame::Opus { samples, .. } => *samples,
+    };
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let mut events = Vec::new();
@@ -585,7 +591,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             send_rtp(m, te, p.marker, p.timestamp, &p.payload);
         }
         if busy {
-            m.timestamp = m.timestamp.wrapping_add(m.codec.rtp_step());
+            m.timestamp = m.timestamp.wrapping_add(step);
             return;
         }
     }
@@ -593,14 +599,14 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     match frame {
         ListenerFrame::Pcm { rate, pcm } => m.codec.encode(pcm, *rate, &mut payload),
         // Opus heard from one stream: forwarded as it is.
-        ListenerFrame::Opus(packet) => payload.extend_from_slice(packet),
+        ListenerFrame::Opus { packet, .. } => payload.extend_from_slice(packet),
     }
     if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
         return;
     }
     let (pt, ts) = (m.agreement.payload_type, m.timestamp);
     send_rtp(m, pt, false, ts, &payload);
-    m.timestamp = m.timestamp.wrapping_add(m.codec.rtp_step());
+    m.timestamp = m.timestamp.wrapping_add(step);
 }
 
 /// One packet from the SIP side.
