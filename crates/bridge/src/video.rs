@@ -4,7 +4,8 @@
 //! session, decodes each **once** (VP8 or H.264, whatever its publisher sends), and at the output
 //! frame rate composes each call's grid (its own stream left out, the `streams` subset honoured,
 //! at most nine tiles) and encodes it in the call's codec and size. Only tiles whose source
-//! produced a new picture are re-scaled; the encoder runs at the output rate, not the inputs'.
+//! produced a new picture are re-scaled; the encoder runs at the output rate, not the inputs',
+//! and once a second for a grid in which nothing has changed for half a second.
 //! Video work is CPU-bound, so it runs on its own thread rather than on the async runtime.
 //!
 //! Each call has a small async task ([`run_call_video`]) on its video RTP port: it packetises
@@ -195,6 +196,12 @@ struct Input {
 
 /// How often a shown stream still waiting for a keyframe is asked again.
 const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+/// How long a grid is still encoded at the full rate after its last change: the encoder spends
+/// those frames sharpening the still picture.
+const SETTLE: Duration = Duration::from_millis(500);
+/// While nothing in a grid changes, how often a frame is still sent (RTP keeps flowing, and a
+/// receiver's picture keeps converging to the still one).
+const IDLE_REFRESH: Duration = Duration::from_secs(1);
 
 enum Encoder {
     H264(Box<H264Encoder>),
@@ -219,6 +226,10 @@ struct Watcher {
     frames: mpsc::Sender<EncodedFrame>,
     /// When the last keyframe was sent (`None`: never).
     last_keyframe: Option<Instant>,
+    /// When the grid last changed (or the call started watching).
+    last_change: Instant,
+    /// When the last frame was sent (`None`: never).
+    last_sent: Option<Instant>,
 }
 
 impl Watcher {
@@ -289,12 +300,15 @@ impl Hub {
                 keyframe: w.keyframe,
                 frames: w.frames,
                 last_keyframe: None,
+                last_change: Instant::now(),
+                last_sent: None,
             },
         );
     }
 
-    /// Decodes what arrived, then composes and encodes each watcher's grid.
-    fn tick(&mut self) {
+    /// Decodes what arrived, then composes and encodes each watcher's grid (`now` is the tick's
+    /// time).
+    fn tick(&mut self, now: Instant) {
         // The streams some call shows: each call's first nine. The others (nobody watches them,
         // or they wait for a free tile) are drained undecoded and cost next to nothing.
         let shown: std::collections::HashSet<u64> = self
@@ -324,7 +338,6 @@ impl Hub {
             }
             // A keyframe is wanted (start, loss, corruption, frames skipped), or still awaited a
             // second after it was asked for (requests get lost).
-            let now = Instant::now();
             let retry = input.video.waiting_for_keyframe()
                 && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY);
             if input.video.take_keyframe_request() || retry {
@@ -335,7 +348,6 @@ impl Hub {
         }
         // A call whose video task has ended stops costing anything at once.
         self.watchers.retain(|_, w| !w.frames.is_closed());
-        let now = Instant::now();
         for (call, w) in &mut self.watchers {
             if w.frames.capacity() == 0 {
                 // The call is behind: skip this frame (nothing composed or encoded), and make the
@@ -357,8 +369,19 @@ impl Hub {
                     continue;
                 }
             };
+            if stats.changed {
+                w.last_change = now;
+            }
             let due = w.last_keyframe.is_none_or(|t| now.saturating_duration_since(t) >= self.keyframe_interval);
             let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || due;
+            // A grid that has not changed for a while (cameras off, video paused, every source
+            // stalled) is not encoded again at the full rate: one frame a second keeps the call's
+            // video alive, and a keyframe asked for goes out at once.
+            let settled = now.saturating_duration_since(w.last_change) >= SETTLE;
+            let refreshed = w.last_sent.is_some_and(|t| now.saturating_duration_since(t) < IDLE_REFRESH);
+            if !keyframe && settled && refreshed {
+                continue;
+            }
             if keyframe {
                 w.last_keyframe = Some(now);
             }
@@ -368,7 +391,9 @@ impl Hub {
             };
             match encoded {
                 Ok(data) if !data.is_empty() => {
-                    let _ = w.frames.try_send(EncodedFrame { data, at: now });
+                    if w.frames.try_send(EncodedFrame { data, at: now }).is_ok() {
+                        w.last_sent = Some(now);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => warn!(call, error = %e, "grid encode failed"),
@@ -436,7 +461,7 @@ fn hub(
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        hub.tick();
+        hub.tick(Instant::now());
         next += period;
         let now = Instant::now();
         if next < now {
@@ -695,6 +720,56 @@ impl TimestampExtender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A grid where nothing changes (here: no source at all) is encoded at the full rate for
+    /// half a second, then once a second; a keyframe asked for meanwhile goes out at once.
+    #[tokio::test]
+    async fn a_grid_that_does_not_change_is_sent_once_a_second() {
+        let service = session::service::SessionService::start(
+            session::service::ServiceConfig::default(),
+            session::project::Projects::new(),
+        )
+        .await
+        .expect("service");
+        let mut hub = Hub {
+            service,
+            keyframe_interval: Duration::from_secs(3600),
+            inputs: Vec::new(),
+            next_number: 0,
+            watchers: HashMap::new(),
+        };
+        let (frames, mut rx) = mpsc::channel(1000);
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let own = StreamId::from_wire("sip-1");
+        let request = |codec, frames| WatchRequest {
+            own: own.clone(),
+            subset: None,
+            codec,
+            size: (320, 180),
+            bitrate: 300_000,
+            fps: 30,
+            keyframe: keyframe.clone(),
+            frames,
+        };
+        hub.watch(1, request(Codec::Vp8, frames));
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        // Five seconds at 30 frames a second; a picture loss reported at 3.3 s.
+        for tick in 0..150u32 {
+            if tick == 100 {
+                keyframe.store(true, Ordering::Relaxed);
+            }
+            hub.tick(start + Duration::from_millis(u64::from(tick) * 100 / 3));
+            while rx.try_recv().is_ok() {
+                sent.push(tick);
+            }
+        }
+        let early = sent.iter().filter(|t| **t < 15).count();
+        assert_eq!(early, 15, "full rate while the grid settles: {sent:?}");
+        let idle: Vec<u32> = sent.iter().copied().filter(|t| *t >= 15).collect();
+        assert!(idle.contains(&100), "the keyframe asked for went out at once: {sent:?}");
+        assert!((4..=6).contains(&idle.len()), "about one a second after that: {sent:?}");
+    }
 
     #[test]
     fn the_canvas_follows_what_the_peer_decodes() {

@@ -128,6 +128,10 @@ pub struct ComposeStats {
     pub rescaled: usize,
     /// Whether the layout changed (a keyframe is advisable).
     pub layout_changed: bool,
+    /// Whether anything was drawn: a tile re-scaled, cleared or given its placeholder, or the
+    /// layout changed. When false the canvas is exactly what it was, and an encoder fed at a
+    /// fixed rate has nothing new to say.
+    pub changed: bool,
 }
 
 /// Composes sources onto a canvas, keeping what did not change.
@@ -169,6 +173,7 @@ impl Compositor {
             self.canvas.fill_rect(Rect { x: 0, y: 0, w, h }, BLACK);
             self.drawn = vec![None; n];
             stats.layout_changed = true;
+            stats.changed = true;
         }
         let grid = cells(n, self.canvas.width, self.canvas.height);
         for (i, (src, cell)) in sources.iter().zip(grid).enumerate() {
@@ -180,6 +185,7 @@ impl Compositor {
             if previous == Some(key) {
                 continue;
             }
+            stats.changed = true;
             // A different source or size in this cell: clear it first.
             if previous.is_none_or(|(id, _, r)| id != key.0 || r != key.2) {
                 self.canvas.fill_rect(cell, BLACK);
@@ -275,11 +281,19 @@ mod tests {
         }
         // The ninth cell (empty) is black.
         assert_eq!(c.canvas().pixel(1280 - 10, 720 - 10), BLACK);
-        // Nothing changed: nothing is re-scaled.
-        assert_eq!(c.compose(&sources).expect("again").rescaled, 0);
+        assert!(stats.changed);
+        // Nothing changed: nothing is re-scaled or drawn.
+        let again = c.compose(&sources).expect("again");
+        assert_eq!((again.rescaled, again.changed), (0, false));
         // One source has a new frame: only its tile.
         sources[3].generation = 2;
-        assert_eq!(c.compose(&sources).expect("one").rescaled, 1);
+        let one = c.compose(&sources).expect("one");
+        assert_eq!((one.rescaled, one.changed), (1, true));
+        // A source that loses its video: its placeholder is drawn, nothing re-scaled.
+        sources[2].picture = None;
+        let lost = c.compose(&sources).expect("lost");
+        assert_eq!((lost.rescaled, lost.changed, lost.layout_changed), (0, true, false));
+        assert!(!c.compose(&sources).expect("still").changed);
     }
 
     #[test]
