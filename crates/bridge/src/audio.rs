@@ -139,12 +139,13 @@ impl Input {
                 Some(samples) => {
                     self.queue.push_back((f.data, samples));
                     self.queued += samples;
+                    // Within bounds packet by packet, however many arrived since the last tick.
+                    while self.queued > MAX_QUEUED {
+                        self.drop_oldest();
+                    }
                 }
                 None => debug!(bytes = f.data.len(), "not an Opus packet: dropped"),
             }
-        }
-        while self.queued > MAX_QUEUED {
-            self.drop_oldest();
         }
         // Enough to start with: the prebuffer, plus the head packet's length beyond one tick.
         let target = PREBUFFER + self.queue.front().map_or(0, |(_, d)| d.saturating_sub(TICK));

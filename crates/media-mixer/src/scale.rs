@@ -87,7 +87,12 @@ impl Shuffles {
     fn new(src: usize, axis: &Axis) -> Option<Shuffles> {
         let taps = axis.taps;
         let groups = axis.start.len() / 8;
-        // The offset of every weighted source pixel from its group's first source pixel.
+        // The offset of every weighted source pixel from its group's first source pixel (the
+        // windows only move right: `Axis::new` makes `start` non-decreasing, and a plan is not
+        // made for one that is not).
+        if axis.start.windows(2).any(|w| w[1] < w[0]) {
+            return None;
+        }
         let offset = |g: usize, j: usize, k: usize| {
             let i = g * 8 + j;
             (axis.weights[i * taps + k] != 0).then(|| (axis.start[i] - axis.start[g * 8]) as usize + k)
