@@ -31,23 +31,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// A loopback port free for both TCP and UDP right now, and never handed out before by this
-/// process (tests run in parallel threads; the kernel may offer a just-released port again).
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let t = StdTcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = t.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_err() {
-            continue;
-        }
-        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&p) {
-            given.push(p);
-            return p;
-        }
-    }
-}
+/// Ports from the interop suite's allocator: blocks below the kernel's ephemeral range, each
+/// handed out once per process, so a sipp or a gateway started later still finds its port free.
+pub use interop_tests::free_port;
 
 /// A configuration for [`KEY`] on loopback, ephemeral ports everywhere, fast callback retries,
 /// callbacks to `callback_url` (signed with [`CALLBACK_SECRET`]), the store in `dir`, RTP on

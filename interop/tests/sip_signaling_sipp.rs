@@ -1,14 +1,17 @@
-//! Interop tests against sipp (Debian package `sip-tester`) as the
+//! `sip-signaling` against sipp (Debian package `sip-tester`) as the
 //! answering side, over UDP, TCP and TLS (sipp's TCP behind a `socat`
 //! TLS terminator with a test CA made at test time), and through a lossy
 //! UDP relay. Each test starts real processes on loopback and bounds them
-//! in time.
+//! in time; ports come from the suite's allocator (`free_port`), which
+//! keeps them out of the kernel's ephemeral range. The scenarios live with
+//! the crate, in `crates/sip-signaling/tests/sipp`.
 
 use bytes::Bytes;
+use interop_tests::{free_port, require};
 use sip_signaling::digest::Credentials;
 use sip_signaling::driver::{self, Dial, DriverConfig, SipHandle};
 use sip_signaling::{CallEvent, EndReason};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,27 +23,6 @@ enum Tp {
     Udp,
     Tcp,
     Tls,
-}
-
-fn require(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "`{tool}` is missing: install the Debian package `{package}` (scripts/test-all does)");
-}
-
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP.
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = t.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
 }
 
 /// A child process killed on drop.
@@ -70,7 +52,7 @@ impl Proc {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(format!("{name}.xml"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/sip-signaling/tests/sipp").join(format!("{name}.xml"))
 }
 
 fn start_sipp(name: &str, port: u16, tp: Tp, dir: &Path) -> (Proc, PathBuf) {
