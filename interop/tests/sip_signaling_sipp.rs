@@ -7,7 +7,7 @@
 //! the crate, in `crates/sip-signaling/tests/sipp`.
 
 use bytes::Bytes;
-use interop_tests::{free_port, require};
+use interop_tests::{free_port, require, TlsFront};
 use sip_signaling::digest::Credentials;
 use sip_signaling::driver::{self, Dial, DriverConfig, SipHandle};
 use sip_signaling::{CallEvent, EndReason};
@@ -98,52 +98,6 @@ fn wait_tcp(port: u16) {
     panic!("nothing listens on TCP port {port}");
 }
 
-struct Tls {
-    ca: PathBuf,
-    _socat: Proc,
-}
-
-/// A test CA and a certificate for 127.0.0.1 / localhost signed by it;
-/// socat terminates TLS on `tls_port` and forwards to sipp's TCP port.
-fn start_tls_terminator(dir: &Path, tls_port: u16, tcp_port: u16) -> Tls {
-    require("socat", "socat");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sip-interconnect test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let mut leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf");
-    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let leaf_key = rcgen::KeyPair::generate().expect("key");
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("sign");
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).expect("write ca");
-    let server_pem = dir.join("server.pem");
-    std::fs::write(&server_pem, format!("{}{}", leaf_key.serialize_pem(), leaf.pem())).expect("write leaf");
-    let socat = Command::new("socat")
-        .arg(format!("OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,cert={},verify=0", server_pem.display()))
-        .arg(format!("TCP:127.0.0.1:{tcp_port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn socat");
-    // Wait for the listener without consuming socat's single connection:
-    // poll /proc for the listening socket instead of connecting.
-    for _ in 0..100 {
-        let listening = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.get(1).is_some_and(|a| a.ends_with(&format!(":{tls_port:04X}"))) && cols.get(3) == Some(&"0A")
-        });
-        if listening {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    Tls { ca: ca_path, _socat: Proc(socat, "socat") }
-}
-
 async fn driver_with(ca: Option<&Path>) -> SipHandle {
     let mut cfg = DriverConfig::default();
     cfg.tls.ca_file = ca.map(Path::to_path_buf);
@@ -179,7 +133,7 @@ where
         Tp::Tls => {
             wait_tcp(sipp_port);
             let tls_port = free_port();
-            let tls = start_tls_terminator(&dir, tls_port, sipp_port);
+            let tls = TlsFront::start(&dir, tls_port, sipp_port);
             (format!("sip:service@127.0.0.1:{tls_port};transport=tls"), Some(tls))
         }
     };
@@ -331,9 +285,9 @@ async fn tls_untrusted_certificate_is_refused() {
     // A plain TCP sink stands in for sipp: the handshake must fail first.
     let sink = TcpListener::bind(("127.0.0.1", tcp_port)).expect("sink");
     let tls_port = free_port();
-    let _tls = start_tls_terminator(&dir, tls_port, tcp_port);
+    let _tls = TlsFront::start(&dir, tls_port, tcp_port);
     let other_dir = tempdir("untrusted-other");
-    let other = start_tls_terminator(&other_dir, free_port(), tcp_port);
+    let other = TlsFront::start(&other_dir, free_port(), tcp_port);
     let ua = driver_with(Some(&other.ca)).await;
     let mut call = ua
         .call(Dial {
