@@ -37,6 +37,13 @@ const TRIM_AFTER_TICKS: u32 = 50;
 /// packet longer than a tick holds beyond the tick (a 60 ms packet is decoded at once, so it
 /// leaves the same 20 ms of margin only with another packet behind it).
 const PREBUFFER: u32 = 2 * TICK;
+/// The longest gap in a stream's RTP times taken for lost packets and concealed (PLC, or FEC from
+/// the packet after the gap); a longer one is the source pausing (DTX, a muted or restarted
+/// publisher), and playing simply goes on from the next packet.
+const MAX_CONCEALED: u64 = 5 * TICK as u64;
+/// How far behind the playout point a packet may arrive and still be taken for a late or
+/// duplicate one (dropped); further back, the source's clock started over, and so does its queue.
+const MAX_LATE: u64 = 48_000;
 
 /// What a call asks of its session's mixer.
 pub(crate) enum AudioCommand {
@@ -82,8 +89,11 @@ struct Input {
     /// Made when the stream first needs decoding, at the mix's rate (a stream nobody hears, or
     /// one silent from the start, costs no decoder).
     decoder: Option<OpusDecoder>,
-    /// Packets waiting, each with its duration (samples at 48 kHz).
-    queue: VecDeque<(Arc<[u8]>, u32)>,
+    /// Packets waiting, in RTP time order.
+    queue: VecDeque<Queued>,
+    /// The RTP time (48 kHz) the next packet should start at: after the last packet taken or
+    /// the last lost one concealed; `None` before the first.
+    next_time: Option<u64>,
     /// The audio in `queue`, samples at 48 kHz.
     queued: u32,
     playing: bool,
@@ -101,6 +111,26 @@ struct Input {
     over: u32,
 }
 
+/// One packet waiting.
+struct Queued {
+    data: Arc<[u8]>,
+    /// Its duration, samples at 48 kHz.
+    samples: u32,
+    /// Its RTP time (48 kHz, extended).
+    time: u64,
+}
+
+/// What plays next from an input.
+enum Step {
+    /// A packet to decode.
+    Packet(Arc<[u8]>),
+    /// A lost packet to conceal, from the in-band FEC of the packet that follows the loss when
+    /// that one is next.
+    Lost(Option<Arc<[u8]>>),
+    /// Nothing queued.
+    Dry,
+}
+
 impl Input {
     fn new(mixer_id: media_mixer::StreamId, frames: mpsc::UnboundedReceiver<MediaFrame>) -> Input {
         Input {
@@ -108,6 +138,7 @@ impl Input {
             frames,
             decoder: None,
             queue: VecDeque::new(),
+            next_time: None,
             queued: 0,
             playing: false,
             pcm: Vec::new(),
@@ -121,34 +152,52 @@ impl Input {
     /// Forgets everything queued and decoded ahead.
     fn clear(&mut self) {
         self.queue.clear();
+        self.next_time = None;
         self.queued = 0;
         self.ahead.clear();
         self.forwarded_ahead = 0;
         self.playing = false;
     }
 
-    /// Queues what arrived (packets that are not valid Opus are dropped: no decoder could use
-    /// them and no peer should get them), keeps the queue within bounds and starts playing once
-    /// the prebuffer is there.
+    /// Queues what arrived in RTP time order (packets that are not valid Opus are dropped: no
+    /// decoder could use them and no peer should get them; so are duplicates and packets that
+    /// arrive after their turn), keeps the queue within bounds and starts playing once the
+    /// prebuffer is there.
     fn receive(&mut self) {
         while let Ok(f) = self.frames.try_recv() {
             if f.codec != FrameCodec::Opus {
                 continue;
             }
-            match media_mixer::opus::packet_duration(&f.data) {
-                Some(samples) => {
-                    self.queue.push_back((f.data, samples));
-                    self.queued += samples;
-                    // Within bounds packet by packet, however many arrived since the last tick.
-                    while self.queued > MAX_QUEUED {
-                        self.drop_oldest();
-                    }
+            let Some(samples) = media_mixer::opus::packet_duration(&f.data) else {
+                debug!(bytes = f.data.len(), "not an Opus packet: dropped");
+                continue;
+            };
+            let time = f.rtp_time;
+            if let Some(expected) = self.next_time.filter(|e| time < *e) {
+                if expected - time <= MAX_LATE {
+                    debug!(behind = expected - time, "a late or duplicate packet: dropped");
+                    continue;
                 }
-                None => debug!(bytes = f.data.len(), "not an Opus packet: dropped"),
+                // The source's clock went back (a publisher that started over): so does its queue.
+                self.queue.clear();
+                self.queued = 0;
+                self.next_time = None;
+            }
+            // Usually at the back; a reordered packet goes to its place, a duplicate nowhere.
+            let at = self.queue.iter().rposition(|q| q.time <= time);
+            if at.is_some_and(|i| self.queue[i].time == time) {
+                debug!("a duplicate packet: dropped");
+                continue;
+            }
+            self.queue.insert(at.map_or(0, |i| i + 1), Queued { data: f.data, samples, time });
+            self.queued += samples;
+            // Within bounds packet by packet, however many arrived since the last tick.
+            while self.queued > MAX_QUEUED {
+                self.drop_oldest();
             }
         }
         // Enough to start with: the prebuffer, plus the head packet's length beyond one tick.
-        let target = PREBUFFER + self.queue.front().map_or(0, |(_, d)| d.saturating_sub(TICK));
+        let target = PREBUFFER + self.queue.front().map_or(0, |q| q.samples.saturating_sub(TICK));
         if self.queued > target + 2 * TICK {
             self.over += 1;
             if self.over >= TRIM_AFTER_TICKS {
@@ -164,24 +213,40 @@ impl Input {
     }
 
     fn drop_oldest(&mut self) {
-        if let Some((_, d)) = self.queue.pop_front() {
-            self.queued -= d;
+        if let Some(q) = self.queue.pop_front() {
+            self.queued -= q.samples;
         }
     }
 
     /// The next packet, noted as taken this tick (for passthrough listeners).
     fn take(&mut self) -> Option<Arc<[u8]>> {
-        let (packet, samples) = self.queue.pop_front()?;
-        self.queued -= samples;
-        self.taken.push((packet.clone(), samples));
-        Some(packet)
+        let q = self.queue.pop_front()?;
+        self.queued -= q.samples;
+        self.next_time = Some(q.time + u64::from(q.samples));
+        self.taken.push((q.data.clone(), q.samples));
+        Some(q.data)
+    }
+
+    /// What the decoding path plays next: the next packet, or, when the RTP times show packets
+    /// missing before it, one tick of concealment (the packet waits its turn).
+    fn next_step(&mut self) -> Step {
+        let (Some(expected), Some(head)) = (self.next_time, self.queue.front()) else {
+            return self.take().map_or(Step::Dry, Step::Packet);
+        };
+        let gap = head.time.saturating_sub(expected);
+        if (u64::from(TICK)..=MAX_CONCEALED).contains(&gap) {
+            self.next_time = Some(expected + u64::from(TICK));
+            // The packet right after a single lost one carries that one's FEC.
+            return Step::Lost((gap == u64::from(TICK)).then(|| head.data.clone()));
+        }
+        self.take().map_or(Step::Dry, Step::Packet)
     }
 
     /// The passthrough path's tick: the packets that cover it, none while a long one taken
     /// earlier still plays.
     fn forward(&mut self) {
         while self.forwarded_ahead < TICK {
-            let Some((_, samples)) = self.queue.front().cloned() else {
+            let Some(samples) = self.queue.front().map(|q| q.samples) else {
                 if self.taken.is_empty() && self.forwarded_ahead == 0 {
                     // Ran dry: wait for the prebuffer again.
                     self.playing = false;
@@ -374,8 +439,8 @@ impl State {
                 input.ahead.drain(..n);
                 continue;
             }
-            let frame = input.take();
-            if frame.is_none() {
+            let step = input.next_step();
+            if matches!(step, Step::Dry) {
                 // Ran dry: conceal this tick, then wait for the prebuffer again.
                 input.playing = false;
             }
@@ -392,11 +457,12 @@ impl State {
             };
             // This tick's packet (or its concealment), then, for packets shorter than a tick, as
             // many of those already queued as make one.
-            let mut next = frame;
+            let mut next = step;
             loop {
                 let decoded = match &next {
-                    Some(packet) => decoder.decode(packet, &mut input.pcm),
-                    None => decoder.conceal(&mut input.pcm),
+                    Step::Packet(packet) => decoder.decode(packet, &mut input.pcm),
+                    Step::Lost(Some(after)) => decoder.recover_fec(after, &mut input.pcm),
+                    Step::Lost(None) | Step::Dry => decoder.conceal(&mut input.pcm),
                 };
                 if decoded.is_err() {
                     break;
@@ -405,9 +471,9 @@ impl State {
                 if input.ahead.len() >= n {
                     break;
                 }
-                match input.take() {
-                    Some(packet) => next = Some(packet),
-                    None => break,
+                match input.next_step() {
+                    Step::Dry => break,
+                    step => next = step,
                 }
             }
             input.decoder = Some(decoder);
@@ -549,6 +615,74 @@ mod tests {
             }
             assert!(started.is_some_and(|s| s <= 5), "{samples}: started at {started:?}");
             assert!(order.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{samples}: in order, none lost");
+        }
+    }
+
+    /// What goes wrong on the way (a lost packet, a duplicate, two packets swapped) neither
+    /// shifts the stream in time nor cuts it: the tone stops at the same tick as when nothing
+    /// went wrong, and no tick of the tone is silent (the lost one is concealed).
+    #[tokio::test]
+    async fn lost_duplicate_and_reordered_packets_keep_the_stream_in_time() {
+        let mut enc =
+            media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
+        // 50 packets of 1 kHz, then 50 of silence.
+        let packets: Vec<Arc<[u8]>> = (0..100u64)
+            .map(|n| {
+                let pcm: Vec<i16> = (0..960u64)
+                    .map(|i| {
+                        let t = (n * 960 + i) as f64 / 48_000.0;
+                        if n < 50 {
+                            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                enc.encode(&pcm, &mut out).expect("encode");
+                Arc::from(out.as_slice())
+            })
+            .collect();
+        // Per tick, the packets that arrive (by number), and what the listener heard per tick.
+        async fn run(packets: &[Arc<[u8]>], arrivals: &[Vec<usize>]) -> Vec<i16> {
+            let mut s = state().await;
+            let mut rx = listen(&mut s, 1, 48_000);
+            let stream = StreamId::from_wire("talker");
+            let id = s.mixer_id(&stream);
+            s.mixer.add_stream(id);
+            let (tx, frames) = mpsc::unbounded_channel();
+            s.inputs.insert(stream, Input::new(id, frames));
+            let mut peaks = Vec::new();
+            for tick in arrivals {
+                for n in tick {
+                    let data = packets[*n].clone();
+                    let frame =
+                        MediaFrame { codec: FrameCodec::Opus, rtp_time: *n as u64 * 960, data, contiguous: true };
+                    tx.send(frame).expect("send");
+                }
+                s.tick();
+                peaks.push(heard(&mut rx).1);
+            }
+            peaks
+        }
+        let clean: Vec<Vec<usize>> = (0..110).map(|t| if t < 100 { vec![t] } else { vec![] }).collect();
+        let mut lost = clean.clone();
+        lost[20].clear();
+        let mut duplicated = clean.clone();
+        duplicated[30].push(30);
+        duplicated[31].push(30);
+        let mut swapped = clean.clone();
+        swapped[40] = vec![41];
+        swapped[41] = vec![40];
+        let reference = run(&packets, &clean).await;
+        let toned = |peaks: &[i16]| peaks.iter().position(|p| *p > 2000).expect("the tone is heard");
+        let end = |peaks: &[i16]| toned(peaks) + peaks[toned(peaks)..].iter().position(|p| *p < 200).expect("it stops");
+        let (start, stop) = (toned(&reference), end(&reference));
+        assert!(stop - start >= 49, "50 packets of tone heard: {reference:?}");
+        for (name, arrivals) in [("lost", &lost), ("duplicated", &duplicated), ("swapped", &swapped)] {
+            let peaks = run(&packets, arrivals).await;
+            assert_eq!((toned(&peaks), end(&peaks)), (start, stop), "{name}: the tone in the same ticks: {peaks:?}");
+            assert!(peaks[start..stop - 1].iter().all(|p| *p > 1000), "{name}: no tick of the tone silent: {peaks:?}");
         }
     }
 
