@@ -883,7 +883,7 @@ fn opus_tone_frame(enc: &mut media_mixer::opus::OpusEncoder, freq: f64, n: u64, 
     let pcm = sine(freq, 48_000.0, (n * samples) as usize, samples as usize, 6000.0);
     let mut out = Vec::new();
     enc.encode(&pcm, &mut out).expect("encode");
-    MediaFrame { codec: FrameCodec::Opus, rtp_time: n * samples, data: out.into(), contiguous: true }
+    MediaFrame { codec: FrameCodec::Opus, rtp_time: n * samples, data: out.into(), contiguous: true, audio_level: None }
 }
 
 /// A publisher of a tone in Opus packets of `frame_ms` (10, 20, 40 or 60 ms), paced in real time.

@@ -207,7 +207,13 @@ fn video_publisher(service: &SessionService, sid: &SessionId, id: &str, colour: 
             }
             let (Some(enc), Some(picture)) = (enc.as_mut(), picture.as_ref()) else { continue };
             let data = enc.encode(picture, keyframe).expect("encode");
-            let frame = MediaFrame { codec: FrameCodec::Vp8, rtp_time: n * 6000, data: data.into(), contiguous: true };
+            let frame = MediaFrame {
+                codec: FrameCodec::Vp8,
+                rtp_time: n * 6000,
+                data: data.into(),
+                contiguous: true,
+                audio_level: None,
+            };
             let _ = service.write_frame(&stream, frame);
         }
     });

@@ -111,6 +111,7 @@ async fn main() {
                     rtp_time: u64::from(n) * 960,
                     data: payload(b'S', n).into(),
                     contiguous: true,
+                    audio_level: None,
                 };
                 if let Ok(mut s) = sent_out.lock() {
                     s.push(Instant::now());

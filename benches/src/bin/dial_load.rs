@@ -128,8 +128,13 @@ async fn main() {
                 tick.tick().await;
                 let data = frames[(n % 50) as usize].clone();
                 for p in &publishers {
-                    let frame =
-                        MediaFrame { codec: FrameCodec::Opus, rtp_time: n * 960, data: data.clone(), contiguous: true };
+                    let frame = MediaFrame {
+                        codec: FrameCodec::Opus,
+                        rtp_time: n * 960,
+                        data: data.clone(),
+                        contiguous: true,
+                        audio_level: None,
+                    };
                     let _ = service.write_frame(p, frame);
                 }
                 n += 1;

@@ -1,6 +1,7 @@
 //! The session's audio as the SIP calls hear it: one task per session with calls in it. It taps
 //! every audio stream of the session (WebRTC publishers and the SIP calls' own streams alike),
-//! decodes each **once**, mixes every 20 ms, and hands each call its mix-minus (or the mix of the
+//! decodes each **once** (and not at all while its packets' audio level says it is silent),
+//! mixes every 20 ms, and hands each call its mix-minus (or the mix of the
 //! `streams` it asked for) as PCM. Streams that join or leave are picked up or dropped between
 //! two ticks.
 //!
@@ -118,12 +119,14 @@ struct Queued {
     samples: u32,
     /// Its RTP time (48 kHz, extended).
     time: u64,
+    /// Its RFC 6464 level, when its source gave one.
+    level: Option<u8>,
 }
 
 /// What plays next from an input.
 enum Step {
-    /// A packet to decode.
-    Packet(Arc<[u8]>),
+    /// A packet to decode, with its duration (48 kHz) and level (when known).
+    Packet { data: Arc<[u8]>, samples: u32, level: Option<u8> },
     /// A lost packet to conceal, from the in-band FEC of the packet that follows the loss when
     /// that one is next.
     Lost(Option<Arc<[u8]>>),
@@ -189,7 +192,8 @@ impl Input {
                 debug!("a duplicate packet: dropped");
                 continue;
             }
-            self.queue.insert(at.map_or(0, |i| i + 1), Queued { data: f.data, samples, time });
+            let level = f.audio_level;
+            self.queue.insert(at.map_or(0, |i| i + 1), Queued { data: f.data, samples, time, level });
             self.queued += samples;
             // Within bounds packet by packet, however many arrived since the last tick.
             while self.queued > MAX_QUEUED {
@@ -219,19 +223,24 @@ impl Input {
     }
 
     /// The next packet, noted as taken this tick (for passthrough listeners).
-    fn take(&mut self) -> Option<Arc<[u8]>> {
+    fn take(&mut self) -> Option<Queued> {
         let q = self.queue.pop_front()?;
         self.queued -= q.samples;
         self.next_time = Some(q.time + u64::from(q.samples));
         self.taken.push((q.data.clone(), q.samples));
-        Some(q.data)
+        Some(q)
+    }
+
+    /// The next packet as a step to play.
+    fn take_step(&mut self) -> Step {
+        self.take().map_or(Step::Dry, |q| Step::Packet { data: q.data, samples: q.samples, level: q.level })
     }
 
     /// What the decoding path plays next: the next packet, or, when the RTP times show packets
     /// missing before it, one tick of concealment (the packet waits its turn).
     fn next_step(&mut self) -> Step {
         let (Some(expected), Some(head)) = (self.next_time, self.queue.front()) else {
-            return self.take().map_or(Step::Dry, Step::Packet);
+            return self.take_step();
         };
         let gap = head.time.saturating_sub(expected);
         if (u64::from(TICK)..=MAX_CONCEALED).contains(&gap) {
@@ -239,7 +248,7 @@ impl Input {
             // The packet right after a single lost one carries that one's FEC.
             return Step::Lost((gap == u64::from(TICK)).then(|| head.data.clone()));
         }
-        self.take().map_or(Step::Dry, Step::Packet)
+        self.take_step()
     }
 
     /// The passthrough path's tick: the packets that cover it, none while a long one taken
@@ -411,6 +420,7 @@ impl State {
             })
             .collect();
         let n = frame_len(self.rate);
+        let silence = self.mixer.config().silence_dbov;
         for input in self.inputs.values_mut() {
             let id = input.mixer_id;
             let needs_pcm = self.listeners.iter().any(|(call, l)| l.hears(id) && !forwarding.contains_key(call));
@@ -444,25 +454,47 @@ impl State {
                 // Ran dry: conceal this tick, then wait for the prebuffer again.
                 input.playing = false;
             }
-            // Out of the input while it decodes, so that the input can hand over packets meanwhile.
-            let mut decoder = match input.decoder.take() {
-                Some(d) => d,
-                None => match OpusDecoder::new(self.rate) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        warn!(rate = self.rate, error = %e, "cannot create an Opus decoder");
-                        continue;
-                    }
-                },
-            };
+            // Out of the input while it decodes, so that the input can hand over packets meanwhile;
+            // made at first need, at the mix's rate.
+            let mut decoder = input.decoder.take();
+            let rate = self.rate;
             // This tick's packet (or its concealment), then, for packets shorter than a tick, as
             // many of those already queued as make one.
             let mut next = step;
             loop {
-                let decoded = match &next {
-                    Step::Packet(packet) => decoder.decode(packet, &mut input.pcm),
-                    Step::Lost(Some(after)) => decoder.recover_fec(after, &mut input.pcm),
-                    Step::Lost(None) | Step::Dry => decoder.conceal(&mut input.pcm),
+                let silent = match &next {
+                    // Silent by its own account (RFC 6464): never decoded, its length of silence
+                    // played instead. The decoder is dropped with the audio it was decoding; the
+                    // next packet that is not silent starts a fresh one.
+                    Step::Packet { samples, level: Some(level), .. } if *level >= silence => Some(*samples),
+                    // Nothing to conceal with: what the stream last played was silence.
+                    Step::Lost(_) | Step::Dry if decoder.is_none() => Some(TICK),
+                    _ => None,
+                };
+                let decoded = match silent {
+                    Some(samples) => {
+                        decoder = None;
+                        input.pcm.clear();
+                        input.pcm.resize(samples as usize * rate as usize / 48_000, 0);
+                        Ok(())
+                    }
+                    None => {
+                        let d = match decoder.as_mut() {
+                            Some(d) => d,
+                            None => match OpusDecoder::new(rate) {
+                                Ok(d) => decoder.insert(d),
+                                Err(e) => {
+                                    warn!(rate, error = %e, "cannot create an Opus decoder");
+                                    break;
+                                }
+                            },
+                        };
+                        match &next {
+                            Step::Packet { data, .. } => d.decode(data, &mut input.pcm),
+                            Step::Lost(Some(after)) => d.recover_fec(after, &mut input.pcm),
+                            Step::Lost(None) | Step::Dry => d.conceal(&mut input.pcm),
+                        }
+                    }
                 };
                 if decoded.is_err() {
                     break;
@@ -476,7 +508,7 @@ impl State {
                     step => next = step,
                 }
             }
-            input.decoder = Some(decoder);
+            input.decoder = decoder;
             if input.ahead.len() >= n {
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
                 input.ahead.drain(..n);
@@ -584,6 +616,7 @@ mod tests {
                 rtp_time: n * u64::from(samples),
                 data: Arc::from([toc, n as u8, 0xAA].as_slice()),
                 contiguous: true,
+                audio_level: None,
             };
             let (mut sent, mut forwarded, mut started) = (0u64, 0u32, None);
             let mut order = Vec::new();
@@ -618,15 +651,11 @@ mod tests {
         }
     }
 
-    /// What goes wrong on the way (a lost packet, a duplicate, two packets swapped) neither
-    /// shifts the stream in time nor cuts it: the tone stops at the same tick as when nothing
-    /// went wrong, and no tick of the tone is silent (the lost one is concealed).
-    #[tokio::test]
-    async fn lost_duplicate_and_reordered_packets_keep_the_stream_in_time() {
+    /// 50 Opus packets of 1 kHz, then 50 of silence.
+    fn tone_then_silence() -> Vec<Arc<[u8]>> {
         let mut enc =
             media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
-        // 50 packets of 1 kHz, then 50 of silence.
-        let packets: Vec<Arc<[u8]>> = (0..100u64)
+        (0..100u64)
             .map(|n| {
                 let pcm: Vec<i16> = (0..960u64)
                     .map(|i| {
@@ -642,29 +671,67 @@ mod tests {
                 enc.encode(&pcm, &mut out).expect("encode");
                 Arc::from(out.as_slice())
             })
-            .collect();
-        // Per tick, the packets that arrive (by number), and what the listener heard per tick.
-        async fn run(packets: &[Arc<[u8]>], arrivals: &[Vec<usize>]) -> Vec<i16> {
-            let mut s = state().await;
-            let mut rx = listen(&mut s, 1, 48_000);
-            let stream = StreamId::from_wire("talker");
-            let id = s.mixer_id(&stream);
-            s.mixer.add_stream(id);
-            let (tx, frames) = mpsc::unbounded_channel();
-            s.inputs.insert(stream, Input::new(id, frames));
-            let mut peaks = Vec::new();
-            for tick in arrivals {
-                for n in tick {
-                    let data = packets[*n].clone();
-                    let frame =
-                        MediaFrame { codec: FrameCodec::Opus, rtp_time: *n as u64 * 960, data, contiguous: true };
-                    tx.send(frame).expect("send");
-                }
-                s.tick();
-                peaks.push(heard(&mut rx).1);
+            .collect()
+    }
+
+    /// One talker sending `packets` (each with the level its header gives), per tick those of
+    /// `arrivals` (by number), to one 48 kHz listener: the loudest sample it heard per tick, and
+    /// the state afterwards.
+    async fn run_talker(packets: &[(Arc<[u8]>, Option<u8>)], arrivals: &[Vec<usize>]) -> (Vec<i16>, State) {
+        let mut s = state().await;
+        let mut rx = listen(&mut s, 1, 48_000);
+        let stream = StreamId::from_wire("talker");
+        let id = s.mixer_id(&stream);
+        s.mixer.add_stream(id);
+        let (tx, frames) = mpsc::unbounded_channel();
+        s.inputs.insert(stream, Input::new(id, frames));
+        let mut peaks = Vec::new();
+        for tick in arrivals {
+            for n in tick {
+                let (data, audio_level) = packets[*n].clone();
+                let rtp_time = *n as u64 * 960;
+                tx.send(MediaFrame { codec: FrameCodec::Opus, rtp_time, data, contiguous: true, audio_level })
+                    .expect("send");
             }
-            peaks
+            s.tick();
+            peaks.push(heard(&mut rx).1);
         }
+        (peaks, s)
+    }
+
+    /// Packets whose audio-level header says they are silent are not decoded (the stream has no
+    /// decoder while it is quiet), and are heard as silence; the first packet that is not silent
+    /// is decoded, by a fresh decoder, and heard at once.
+    #[tokio::test]
+    async fn packets_silent_by_their_header_are_never_decoded() {
+        let tone = tone_then_silence();
+        // 20 packets of tone whose header says silence (a header is trusted), then 30 that say
+        // loud, then the silence, saying so.
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> = tone
+            .into_iter()
+            .enumerate()
+            .map(|(n, p)| (p, Some(if (20..50).contains(&n) { 10 } else { 127 })))
+            .collect();
+        let arrivals: Vec<Vec<usize>> = (0..30).map(|t| vec![t]).collect();
+        let (peaks, s) = run_talker(&packets, &arrivals).await;
+        let input = s.inputs.values().next().expect("input");
+        assert!(peaks[..20].iter().all(|p| *p == 0), "silent by header, heard as silence: {peaks:?}");
+        let first = peaks.iter().position(|p| *p > 2000).expect("the loud packets are heard");
+        assert!((20..=22).contains(&first), "heard from their first tick on: {peaks:?}");
+        assert!(input.decoder.is_some(), "decoding since the first loud packet");
+        // Silent again: the decoder goes.
+        let arrivals: Vec<Vec<usize>> = (0..60).map(|t| vec![t]).collect();
+        let (peaks, s) = run_talker(&packets, &arrivals).await;
+        assert!(peaks[55..].iter().all(|p| *p == 0), "{peaks:?}");
+        assert!(s.inputs.values().next().expect("input").decoder.is_none(), "no decoder while quiet");
+    }
+
+    /// What goes wrong on the way (a lost packet, a duplicate, two packets swapped) neither
+    /// shifts the stream in time nor cuts it: the tone stops at the same tick as when nothing
+    /// went wrong, and no tick of the tone is silent (the lost one is concealed).
+    #[tokio::test]
+    async fn lost_duplicate_and_reordered_packets_keep_the_stream_in_time() {
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> = tone_then_silence().into_iter().map(|p| (p, None)).collect();
         let clean: Vec<Vec<usize>> = (0..110).map(|t| if t < 100 { vec![t] } else { vec![] }).collect();
         let mut lost = clean.clone();
         lost[20].clear();
@@ -674,13 +741,13 @@ mod tests {
         let mut swapped = clean.clone();
         swapped[40] = vec![41];
         swapped[41] = vec![40];
-        let reference = run(&packets, &clean).await;
+        let reference = run_talker(&packets, &clean).await.0;
         let toned = |peaks: &[i16]| peaks.iter().position(|p| *p > 2000).expect("the tone is heard");
         let end = |peaks: &[i16]| toned(peaks) + peaks[toned(peaks)..].iter().position(|p| *p < 200).expect("it stops");
         let (start, stop) = (toned(&reference), end(&reference));
         assert!(stop - start >= 49, "50 packets of tone heard: {reference:?}");
         for (name, arrivals) in [("lost", &lost), ("duplicated", &duplicated), ("swapped", &swapped)] {
-            let peaks = run(&packets, arrivals).await;
+            let peaks = run_talker(&packets, arrivals).await.0;
             assert_eq!((toned(&peaks), end(&peaks)), (start, stop), "{name}: the tone in the same ticks: {peaks:?}");
             assert!(peaks[start..stop - 1].iter().all(|p| *p > 1000), "{name}: no tick of the tone silent: {peaks:?}");
         }

@@ -646,6 +646,8 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
                     rtp_time: m.publish_time,
                     data: p.payload().to_vec().into(),
                     contiguous: true,
+                    // Forwarded undecoded: its level is not known here.
+                    audio_level: None,
                 };
                 let _ = bridge.service.write_frame(&spec.stream, frame);
             }
@@ -716,8 +718,15 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     }
     let mut opus = Vec::with_capacity(160);
     if m.publish.encode(&pcm, &mut opus).is_ok() {
-        let frame =
-            MediaFrame { codec: FrameCodec::Opus, rtp_time: m.publish_time, data: opus.into(), contiguous: true };
+        // Its level, measured on the PCM at hand, lets the session's mixer skip decoding it while
+        // the SIP party is quiet.
+        let frame = MediaFrame {
+            codec: FrameCodec::Opus,
+            rtp_time: m.publish_time,
+            data: opus.into(),
+            contiguous: true,
+            audio_level: Some(media_mixer::level::level_dbov(&pcm)),
+        };
         let _ = bridge.service.write_frame(&spec.stream, frame);
     }
     m.publish_time += 960;

@@ -637,6 +637,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                                     rtp_time: ts_ext.extend(pkt.timestamp()),
                                     data: f.data.into(),
                                     contiguous: true,
+                                    audio_level: None,
                                 };
                                 let _ = v.service.write_frame(&v.stream, frame);
                             }

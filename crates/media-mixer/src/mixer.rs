@@ -65,6 +65,11 @@ pub struct Mixer {
 }
 
 impl Mixer {
+    /// Its settings.
+    pub fn config(&self) -> &MixerConfig {
+        &self.config
+    }
+
     /// An empty mixer.
     pub fn new(config: MixerConfig) -> Mixer {
         Mixer { sum: vec![0; config.frame_len], config, streams: BTreeMap::new(), listeners: BTreeMap::new(), mixed: 0 }

@@ -139,6 +139,10 @@ async fn media_is_forwarded_byte_exact_and_events_arrive_in_order() {
             Some(&f.data.to_vec()),
             if f.data[0] == b'A' { sent_a.get(seq(&f.data) as usize) } else { sent_v.get(seq(&f.data) as usize) }
         );
+        // The audio-level header extension reaches the session's taps (the mixer skips decoding
+        // what says it is silent); video has none.
+        let level = (f.data[0] == b'A').then(|| peer::audio_level(seq(&f.data)).unsigned_abs());
+        assert_eq!(f.audio_level, level, "frame {}", seq(&f.data));
         tapped += 1;
     }
     assert!(tapped >= 50, "the tap saw {tapped} frames");
@@ -364,6 +368,7 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                     rtp_time: u64::from(n) * 960,
                     data: peer::frame(b'A', n, 60).into(),
                     contiguous: true,
+                    audio_level: None,
                 };
                 let _ = service.write_frame(&id, audio);
                 if n % 2 == 0 {
@@ -372,6 +377,7 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                         rtp_time: u64::from(n) * 1800,
                         data: peer::frame(b'V', n / 2, 2500).into(),
                         contiguous: true,
+                        audio_level: None,
                     };
                     let _ = service.write_frame(&id, video);
                 }
@@ -404,7 +410,8 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                     codec: session::router::FrameCodec::Opus,
                     rtp_time: 0,
                     data: vec![1u8].into(),
-                    contiguous: true
+                    contiguous: true,
+                    audio_level: None
                 }
             )
             .is_err(),

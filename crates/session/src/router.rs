@@ -152,6 +152,10 @@ pub struct MediaFrame {
     pub data: Arc<[u8]>,
     /// False when frames were lost just before this one (a video decoder may need a keyframe).
     pub contiguous: bool,
+    /// The audio's level as RFC 6464 puts it (0 loudest to 127 silence, in -dBov), when the
+    /// source says: the RTP audio-level header extension of a WebRTC publisher, or measured by
+    /// whoever decoded the audio. A mixer need not decode a packet that says it is silent.
+    pub audio_level: Option<u8>,
 }
 
 /// What a peer connection is for.
@@ -722,6 +726,7 @@ impl Router {
                     rtp_time: data.time.numer(),
                     data: data.data.clone(),
                     contiguous: data.contiguous,
+                    audio_level: data.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127)),
                 };
                 self.emit_taps(&stream, &frame);
             }

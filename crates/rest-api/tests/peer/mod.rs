@@ -250,6 +250,12 @@ impl Peer {
 }
 
 /// A numbered test frame: `tag`, the number (4 bytes), then a pattern.
+/// The audio level (dBov, RFC 6464's header extension as str0m takes it) the publisher gives its
+/// audio frame `n`.
+pub fn audio_level(n: u32) -> i8 {
+    -((n % 128) as i8)
+}
+
 pub fn frame(tag: u8, n: u32, len: usize) -> Vec<u8> {
     let mut f = vec![tag];
     f.extend_from_slice(&n.to_be_bytes());
@@ -364,6 +370,9 @@ async fn drive(
                     u64::from(*n) * step * clock,
                     str0m::media::Frequency::new(clock as u32 * 1000).expect("clock"),
                 );
+                // Audio says its level in the RFC 6464 header extension, as browsers do (here a
+                // level the receiver can check: the frame's number modulo 128, in -dBov).
+                let writer = if kind == MediaKind::Audio { writer.audio_level(audio_level(*n), true) } else { writer };
                 if writer.write(pt, now, time, data.clone()).is_ok() {
                     let mut l = log.lock().expect("log");
                     if kind == MediaKind::Audio {
