@@ -362,7 +362,7 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
         assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
         let raw = std::fs::read(&raw_path).expect("frames");
         let size = 640 * 360 * 3;
-        assert!(raw.len() >= size && raw.len() % size == 0, "whole 640x360 frames: {} bytes", raw.len());
+        assert!(raw.len() >= size && raw.len().is_multiple_of(size), "whole 640x360 frames: {} bytes", raw.len());
         let last = &raw[raw.len() - size..];
         for ((x, y), want) in
             [((160, 90), "red"), ((480, 90), "green"), ((160, 270), "blue"), ((480, 270), "placeholder")]

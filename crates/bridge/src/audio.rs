@@ -76,6 +76,10 @@ pub(crate) enum ListenerFrame {
     /// duration at 48 kHz) is what the RTP timestamp advances by. A tick brings two of these for
     /// 10 ms packets, and none for two ticks out of three with 60 ms packets.
     Opus { packet: Arc<[u8]>, samples: u32 },
+    /// A tick with nothing of the one stream a call forwards (stalled, still buffering, or a
+    /// packet of it lost): nothing to send, but the call's RTP clock advances by a tick (so the
+    /// far end sees the gap and conceals it) and DTMF may go out meanwhile.
+    Idle,
 }
 
 /// A handle on a session's mixer task.
@@ -108,6 +112,8 @@ struct Input {
     forwarded_ahead: u32,
     /// The packets taken this tick, with their durations, for passthrough listeners.
     taken: Vec<(Arc<[u8]>, u32)>,
+    /// This tick is covered by a packet taken earlier (one longer than a tick).
+    covered: bool,
     /// Consecutive ticks with more than the prebuffer plus two frames queued.
     over: u32,
 }
@@ -148,6 +154,7 @@ impl Input {
             ahead: Vec::new(),
             forwarded_ahead: 0,
             taken: Vec::new(),
+            covered: false,
             over: 0,
         }
     }
@@ -181,10 +188,9 @@ impl Input {
                     debug!(behind = expected - time, "a late or duplicate packet: dropped");
                     continue;
                 }
-                // The source's clock went back (a publisher that started over): so does its queue.
-                self.queue.clear();
-                self.queued = 0;
-                self.next_time = None;
+                // The source's clock went back (a publisher that started over): so does its queue,
+                // prebuffer included.
+                self.clear();
             }
             // Usually at the back; a reordered packet goes to its place, a duplicate nowhere.
             let at = self.queue.iter().rposition(|q| q.time <= time);
@@ -216,9 +222,13 @@ impl Input {
         }
     }
 
+    /// Drops the oldest packet, to shorten the delay: the stream goes on from the next one as if
+    /// the dropped one had played (it is not a loss to conceal).
     fn drop_oldest(&mut self) {
         if let Some(q) = self.queue.pop_front() {
             self.queued -= q.samples;
+            let end = q.time + u64::from(q.samples);
+            self.next_time = self.next_time.map(|t| t.max(end));
         }
     }
 
@@ -252,8 +262,20 @@ impl Input {
     }
 
     /// The passthrough path's tick: the packets that cover it, none while a long one taken
-    /// earlier still plays.
+    /// earlier still plays, and none for a lost packet's tick (the far end conceals it, as the
+    /// decoding path does here).
     fn forward(&mut self) {
+        if self.forwarded_ahead >= TICK {
+            self.covered = true;
+            self.forwarded_ahead -= TICK;
+            return;
+        }
+        if let (0, Some(expected), Some(head)) = (self.forwarded_ahead, self.next_time, self.queue.front()) {
+            if (u64::from(TICK)..=MAX_CONCEALED).contains(&head.time.saturating_sub(expected)) {
+                self.next_time = Some(expected + u64::from(TICK));
+                return;
+            }
+        }
         while self.forwarded_ahead < TICK {
             let Some(samples) = self.queue.front().map(|q| q.samples) else {
                 if self.taken.is_empty() && self.forwarded_ahead == 0 {
@@ -426,6 +448,7 @@ impl State {
             let needs_pcm = self.listeners.iter().any(|(call, l)| l.hears(id) && !forwarding.contains_key(call));
             let needs_raw = forwarding.values().any(|s| *s == id);
             input.taken.clear();
+            input.covered = false;
             if !needs_pcm && !needs_raw {
                 // Nobody hears it (a two-party call's own SIP stream): drained, never decoded.
                 while input.frames.try_recv().is_ok() {}
@@ -445,6 +468,7 @@ impl State {
             input.forwarded_ahead = 0;
             if input.ahead.len() >= n {
                 // The rest of a long packet decoded earlier plays first; no packet is taken.
+                input.covered = true;
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
                 input.ahead.drain(..n);
                 continue;
@@ -520,10 +544,13 @@ impl State {
             // A call that cannot keep up loses this frame, not the others.
             match forwarding.get(call) {
                 Some(only) => {
-                    // Nothing this tick (the stream is silent or stalled, or a long packet is still
-                    // playing): nothing is sent.
-                    let taken = self.inputs.values().find(|i| i.mixer_id == *only).map(|i| i.taken.as_slice());
-                    for (packet, samples) in taken.unwrap_or_default() {
+                    let Some(input) = self.inputs.values().find(|i| i.mixer_id == *only) else { continue };
+                    if input.taken.is_empty() && !input.covered {
+                        // Nothing of the stream for this tick (stalled, buffering, or a packet
+                        // lost): the call's clock goes on all the same.
+                        let _ = l.frames.try_send(ListenerFrame::Idle);
+                    }
+                    for (packet, samples) in &input.taken {
                         let _ = l.frames.try_send(ListenerFrame::Opus { packet: packet.clone(), samples: *samples });
                     }
                 }
@@ -611,33 +638,26 @@ mod tests {
         for (toc, samples) in [(0x80u8, 120u32), (0x00, 480), (0x08, 960), (0x10, 1920), (0x18, 2880)] {
             let (tx, rx) = mpsc::unbounded_channel();
             let mut input = Input::new(media_mixer::StreamId(1), rx);
-            let packet = |n: u64| MediaFrame {
-                codec: FrameCodec::Opus,
-                rtp_time: n * u64::from(samples),
-                data: Arc::from([toc, n as u8, 0xAA].as_slice()),
-                contiguous: true,
-                audio_level: None,
-            };
             let (mut sent, mut forwarded, mut started) = (0u64, 0u32, None);
             let mut order = Vec::new();
             for tick in 0..200u32 {
-                // Packets arrive at their own pace: all those whose start falls before this tick ends.
-                while sent * u64::from(samples) < u64::from(tick + 1) * u64::from(TICK) {
-                    tx.send(packet(sent)).expect("send");
+                // Packets arrive at their own pace: each once its audio has been captured.
+                while (sent + 1) * u64::from(samples) <= u64::from(tick + 1) * u64::from(TICK) {
+                    tx.send(fake_opus(toc, samples, sent)).expect("send");
                     sent += 1;
                 }
                 if tick == 100 {
                     // Garbage in between: dropped, the pace kept.
-                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..packet(0) }).expect("send");
+                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..fake_opus(toc, samples, 0) })
+                        .expect("send");
                 }
-                input.taken.clear();
-                input.receive();
+                forward_tick(&mut input);
                 if !input.playing {
                     assert!(started.is_none(), "{samples}: ran dry at tick {tick}");
                     continue;
                 }
                 let start = *started.get_or_insert(tick);
-                input.forward();
+                assert!(!input.taken.is_empty() || input.covered, "{samples}: tick {tick} idle");
                 for (p, d) in &input.taken {
                     assert_eq!(*d, samples);
                     order.push(p[1]);
@@ -646,9 +666,83 @@ mod tests {
                 let due = (tick - start + 1) * TICK;
                 assert!(forwarded >= due && forwarded < due + samples, "{samples}: tick {tick}, {forwarded} for {due}");
             }
-            assert!(started.is_some_and(|s| s <= 5), "{samples}: started at {started:?}");
+            assert!(started.is_some_and(|s| s <= 6), "{samples}: started at {started:?}");
             assert!(order.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{samples}: in order, none lost");
         }
+    }
+
+    /// A packet with this table-of-contents byte and duration, numbered `n` (second byte).
+    fn fake_opus(toc: u8, samples: u32, n: u64) -> MediaFrame {
+        MediaFrame {
+            codec: FrameCodec::Opus,
+            rtp_time: n * u64::from(samples),
+            data: Arc::from([toc, n as u8, 0xAA].as_slice()),
+            contiguous: true,
+            audio_level: None,
+        }
+    }
+
+    /// One tick of an input that is only forwarded, as `State::tick` runs it.
+    fn forward_tick(input: &mut Input) {
+        input.taken.clear();
+        input.covered = false;
+        input.receive();
+        if input.playing {
+            input.forward();
+        }
+    }
+
+    /// Forwarded packets come out in RTP time order, once each, whatever the network did; a lost
+    /// one leaves its tick idle (the call's clock goes on, the far end conceals).
+    #[test]
+    fn forwarding_reorders_drops_duplicates_and_leaves_a_lost_tick_idle() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut input = Input::new(media_mixer::StreamId(1), rx);
+        let mut arrivals: Vec<Vec<u64>> = (0..40).map(|n| vec![n]).collect();
+        arrivals[10].clear();
+        arrivals[15] = vec![16];
+        arrivals[16] = vec![15];
+        arrivals[20].push(20);
+        arrivals[25].push(19);
+        let (mut order, mut idle) = (Vec::new(), Vec::new());
+        for (tick, packets) in arrivals.iter().chain(&[vec![], vec![]]).enumerate() {
+            for n in packets {
+                tx.send(fake_opus(0x08, 960, *n)).expect("send");
+            }
+            forward_tick(&mut input);
+            order.extend(input.taken.iter().map(|(p, _)| p[1]));
+            if input.playing && input.taken.is_empty() && !input.covered {
+                idle.push(tick);
+            }
+        }
+        let want: Vec<u8> = (0..40).filter(|n| *n != 10).collect();
+        assert_eq!(order, want, "in order, once each, the lost one missing");
+        assert_eq!(idle.len(), 1, "one idle tick, the lost packet's: {idle:?}");
+    }
+
+    /// The decoding path after a burst: the queue is trimmed back towards the prebuffer, a packet
+    /// per second, and a trimmed packet is not mistaken for a lost one (no concealment follows).
+    #[test]
+    fn a_burst_is_trimmed_back_without_concealment() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut input = Input::new(media_mixer::StreamId(1), rx);
+        let (mut sent, mut lost) = (0u64, 0);
+        for tick in 0..1000u64 {
+            // 200 ms at once at tick 10, then one packet a tick.
+            let upto = if tick < 10 { tick + 1 } else { tick + 11 };
+            while sent < upto {
+                tx.send(fake_opus(0x08, 960, sent)).expect("send");
+                sent += 1;
+            }
+            input.taken.clear();
+            input.receive();
+            if input.playing && matches!(input.next_step(), Step::Lost(_)) {
+                lost += 1;
+            }
+        }
+        assert_eq!(lost, 0, "no tick concealed");
+        let target = PREBUFFER;
+        assert!(input.queued <= target + 2 * TICK, "trimmed back: {} ms queued", input.queued / 48);
     }
 
     /// 50 Opus packets of 1 kHz, then 50 of silence.

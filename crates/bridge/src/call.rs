@@ -509,7 +509,8 @@ fn start_media(
         AudioCodec::new(audio.codec).ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
     let sockets = sockets.ok_or("media sockets already used")?;
     let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
-    let (tx, mix) = mpsc::channel(8);
+    // Room for a tick of 2.5 ms packets forwarded as they are (eight), and a few ticks' delay.
+    let (tx, mix) = mpsc::channel(64);
     let subset = spec.sip.streams.clone();
     bridge
         .audio_for(&spec.session)
@@ -577,7 +578,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     // The RTP clock advances by the frame's duration: 20 ms of the codec's clock for the mix,
     // the packet's own length for forwarded Opus (whose clock is 48 kHz, RFC 7587).
     let step = match frame {
-        ListenerFrame::Pcm { .. } => m.codec.rtp_step(),
+        ListenerFrame::Pcm { .. } | ListenerFrame::Idle => m.codec.rtp_step(),
         ListenerFrame::Opus { samples, .. } => *samples,
     };
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
@@ -600,6 +601,10 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
         ListenerFrame::Pcm { rate, pcm } => m.codec.encode(pcm, *rate, &mut payload),
         // Opus heard from one stream: forwarded as it is.
         ListenerFrame::Opus { packet, .. } => payload.extend_from_slice(packet),
+        ListenerFrame::Idle => {
+            m.timestamp = m.timestamp.wrapping_add(step);
+            return;
+        }
     }
     if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
         return;
@@ -607,6 +612,27 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     let (pt, ts) = (m.agreement.payload_type, m.timestamp);
     send_rtp(m, pt, false, ts, &payload);
     m.timestamp = m.timestamp.wrapping_add(step);
+}
+
+/// The session-side RTP time of an Opus packet from the SIP party whose own RTP timestamp is `ts`:
+/// the publishing clock moves with the timestamps (as a signed distance, wrap-around included);
+/// a packet that arrives behind the newest (reordered, or repeated) keeps its own place behind it
+/// without moving the clock, so the session's mixer puts it back in order or drops the duplicate;
+/// a step of a minute or more either way (a new source behind the far end) moves the clock on
+/// by one packet.
+fn opus_publish_time(publish_time: &mut u64, last_ts: &mut Option<u32>, ts: u32) -> u64 {
+    const MINUTE: u32 = 48_000 * 60;
+    let Some(last) = *last_ts else {
+        *last_ts = Some(ts);
+        return *publish_time;
+    };
+    let (ahead, behind) = (ts.wrapping_sub(last), last.wrapping_sub(ts));
+    if behind > 0 && behind < MINUTE {
+        return publish_time.saturating_sub(u64::from(behind));
+    }
+    *publish_time += if ahead < MINUTE { u64::from(ahead) } else { 960 };
+    *last_ts = Some(ts);
+    *publish_time
 }
 
 /// One packet from the SIP side.
@@ -634,16 +660,11 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
             // here. A muted call's packets are simply not sent (subscribers conceal, as after DTX).
             let muted = spec.sip.observe_force_mute
                 && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
-            let delta = m.last_opus_ts.map_or(0, |last| u64::from(p.timestamp().wrapping_sub(last)));
-            // A backwards or huge step (reordering, a new source) keeps the clock where it is.
-            if delta < 48_000 * 60 {
-                m.publish_time += delta;
-            }
-            m.last_opus_ts = Some(p.timestamp());
+            let rtp_time = opus_publish_time(&mut m.publish_time, &mut m.last_opus_ts, p.timestamp());
             if !muted {
                 let frame = MediaFrame {
                     codec: FrameCodec::Opus,
-                    rtp_time: m.publish_time,
+                    rtp_time,
                     data: p.payload().to_vec().into(),
                     contiguous: true,
                     // Forwarded undecoded: its level is not known here.
@@ -879,4 +900,31 @@ fn open_leg(
     let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
     let dtls = start_dtls(bridge, agreed)?;
     Ok((leg, inbound, dtls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(timestamps: &[u32]) -> Vec<u64> {
+        let (mut publish, mut last) = (1_000u64, None);
+        timestamps.iter().map(|ts| opus_publish_time(&mut publish, &mut last, *ts)).collect()
+    }
+
+    /// The SIP party's Opus keeps its own timing in the session: in order, reordered, repeated,
+    /// across the 32-bit wrap, and through a new source's jump.
+    #[test]
+    fn sip_opus_keeps_its_place_in_time() {
+        assert_eq!(times(&[0, 960, 1920]), [1000, 1960, 2920]);
+        // Swapped: each at its own time, and the one after in its place.
+        assert_eq!(times(&[0, 1920, 960, 2880]), [1000, 2920, 1960, 3880]);
+        // Repeated: the same time (the mixer drops the second).
+        assert_eq!(times(&[0, 960, 960, 1920]), [1000, 1960, 1960, 2920]);
+        // Across the wrap of the 32-bit timestamp.
+        assert_eq!(times(&[u32::MAX - 959, 0, 960]), [1000, 1960, 2920]);
+        // A jump of more than a minute (a new source): one packet on, then its own pace.
+        assert_eq!(times(&[0, 960, 2_000_000_000, 2_000_000_960]), [1000, 1960, 2920, 3880]);
+        // A lost packet leaves its gap (the mixer conceals it).
+        assert_eq!(times(&[0, 1920]), [1000, 2920]);
+    }
 }

@@ -277,7 +277,8 @@ impl Hub {
         self.inputs.retain(|i| i.id != *stream);
     }
 
-    fn watch(&mut self, call: u64, w: WatchRequest) {
+    /// A call starts watching at `now`.
+    fn watch(&mut self, call: u64, w: WatchRequest, now: Instant) {
         let (width, height) = w.size;
         let encoder = match w.codec {
             Codec::H264 => H264Encoder::new(width, height, w.bitrate, w.fps as f32).map(|e| Encoder::H264(Box::new(e))),
@@ -300,7 +301,7 @@ impl Hub {
                 keyframe: w.keyframe,
                 frames: w.frames,
                 last_keyframe: None,
-                last_change: Instant::now(),
+                last_change: now,
                 last_sent: None,
             },
         );
@@ -439,7 +440,8 @@ fn hub(
         loop {
             match commands.try_recv() {
                 Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, frames }) => {
-                    hub.watch(call, WatchRequest { own, subset, codec, size, bitrate, fps, keyframe, frames });
+                    let request = WatchRequest { own, subset, codec, size, bitrate, fps, keyframe, frames };
+                    hub.watch(call, request, Instant::now());
                 }
                 Ok(VideoCommand::Leave { call }) => {
                     hub.watchers.remove(&call);
@@ -752,8 +754,8 @@ mod tests {
             keyframe: keyframe.clone(),
             frames,
         };
-        hub.watch(1, request(Codec::Vp8, frames));
         let start = Instant::now();
+        hub.watch(1, request(Codec::Vp8, frames), start);
         let mut sent = Vec::new();
         // Five seconds at 30 frames a second; a picture loss reported at 3.3 s.
         for tick in 0..150u32 {

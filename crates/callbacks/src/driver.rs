@@ -162,7 +162,7 @@ async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                     let retry_in = at.saturating_duration_since(Instant::now());
                     // A long outage fails every key over and over: warn on the first attempts
                     // and every tenth, the rest at debug level.
-                    if a.attempt <= 3 || a.attempt % 10 == 0 {
+                    if a.attempt <= 3 || a.attempt.is_multiple_of(10) {
                         tracing::warn!(project = %key.project, order_key = %key.key, seq, attempt = a.attempt, error = %why, ?retry_in, "callback attempt failed");
                     } else {
                         tracing::debug!(project = %key.project, order_key = %key.key, seq, attempt = a.attempt, error = %why, ?retry_in, "callback attempt failed");

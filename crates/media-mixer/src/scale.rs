@@ -280,13 +280,12 @@ impl Scaler {
     }
 
     fn make_axes(&mut self, pairs: [(u32, u32); 2]) {
+        // Room for both first: starting over between the two would lose the first one made.
+        if self.axes.len() + pairs.len() > MAX_CACHED && pairs.iter().any(|k| !self.axes.contains_key(k)) {
+            self.axes.clear();
+        }
         for key in pairs {
-            if !self.axes.contains_key(&key) {
-                if self.axes.len() >= MAX_CACHED {
-                    self.axes.clear();
-                }
-                self.axes.insert(key, Axis::new(key.0, key.1));
-            }
+            self.axes.entry(key).or_insert_with(|| Axis::new(key.0, key.1));
         }
     }
 
@@ -596,6 +595,17 @@ mod tests {
                 want.extend(out);
             }
             assert_eq!(ours, want, "64x36 to {dw}x{dh}");
+        }
+    }
+
+    /// A source cycling through more sizes than the cache keeps never fails a scale.
+    #[test]
+    fn more_sizes_than_the_cache_keeps() {
+        let mut scaler = Scaler::new();
+        for i in 0..3 * MAX_CACHED as u32 {
+            let (sw, sh) = (40 + i, 20 + i / 2);
+            let src = vec![90u8; (sw * sh) as usize];
+            assert!(scaled_by(&mut scaler, &src, sw, sh, 17, 9).iter().all(|p| *p == 90), "size {i}");
         }
     }
 

@@ -533,7 +533,7 @@ async fn ids_in_paths_may_arrive_escaped_or_re_encoded() {
     // it), then percent-escaped.
     let body = s.sid.as_str().strip_prefix("1_").expect("1_");
     let mut standard = body.replace('-', "+").replace('_', "/");
-    while standard.len() % 4 != 0 {
+    while !standard.len().is_multiple_of(4) {
         standard.push('=');
     }
     let escaped = standard.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");

@@ -128,7 +128,7 @@ fn lost_video_packets_are_recovered_on_both_hops() {
             return false;
         }
         counter += 1;
-        counter % 7 == 0
+        counter.is_multiple_of(7)
     };
     let frames = 60u64;
     let mut sent = Vec::new();

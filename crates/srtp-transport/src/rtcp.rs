@@ -245,7 +245,7 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, Error> {
 
 fn header(out: &mut Vec<u8>, count: u8, pt: u8, body: &[u8]) {
     let mut body = body.to_vec();
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
     out.push(0x80 | (count & 0x1f));

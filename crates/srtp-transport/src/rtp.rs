@@ -204,7 +204,7 @@ impl RtpHeader {
             b0 |= 0x10;
         }
         let base = 12 + 4 * self.csrcs.len() + ext.map_or(0, |(_, d)| 4 + d.len()) + payload.len();
-        let pad = if pad_to > 1 && base % pad_to != 0 { pad_to - base % pad_to } else { 0 };
+        let pad = if pad_to > 1 && !base.is_multiple_of(pad_to) { pad_to - base % pad_to } else { 0 };
         if pad > 255 {
             return Err(MALFORMED("padding above 255 bytes"));
         }

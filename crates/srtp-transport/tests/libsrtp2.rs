@@ -96,7 +96,7 @@ fn rtp(
     let payload: Vec<u8> = (0..payload_len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seq as u8)).collect();
     let header = RtpHeader {
         payload_type: 96,
-        marker: seq % 7 == 0,
+        marker: seq.is_multiple_of(7),
         seq,
         timestamp: u32::from(seq).wrapping_mul(960),
         ssrc,
