@@ -246,19 +246,27 @@ impl Input {
         self.take().map_or(Step::Dry, |q| Step::Packet { data: q.data, samples: q.samples, level: q.level })
     }
 
-    /// What the decoding path plays next: the next packet, or, when the RTP times show packets
-    /// missing before it, one tick of concealment (the packet waits its turn).
-    fn next_step(&mut self) -> Step {
-        let (Some(expected), Some(head)) = (self.next_time, self.queue.front()) else {
-            return self.take_step();
-        };
+    /// When the RTP times show packets missing before the next one (a gap of a tick up to
+    /// `MAX_CONCEALED`), one tick of them is given up: the playout point moves on by a tick and
+    /// the next packet waits its turn. Returns `None` when nothing is missing, else the next packet
+    /// when it directly follows a single lost one (it carries that one's FEC).
+    fn lose_a_tick(&mut self) -> Option<Option<Arc<[u8]>>> {
+        let (expected, head) = (self.next_time?, self.queue.front()?);
         let gap = head.time.saturating_sub(expected);
-        if (u64::from(TICK)..=MAX_CONCEALED).contains(&gap) {
-            self.next_time = Some(expected + u64::from(TICK));
-            // The packet right after a single lost one carries that one's FEC.
-            return Step::Lost((gap == u64::from(TICK)).then(|| head.data.clone()));
+        if !(u64::from(TICK)..=MAX_CONCEALED).contains(&gap) {
+            return None;
         }
-        self.take_step()
+        let fec = (gap == u64::from(TICK)).then(|| head.data.clone());
+        self.next_time = Some(expected + u64::from(TICK));
+        Some(fec)
+    }
+
+    /// What the decoding path plays next: the next packet, or a lost one's concealment.
+    fn next_step(&mut self) -> Step {
+        match self.lose_a_tick() {
+            Some(fec) => Step::Lost(fec),
+            None => self.take_step(),
+        }
     }
 
     /// The passthrough path's tick: the packets that cover it, none while a long one taken
@@ -270,11 +278,8 @@ impl Input {
             self.forwarded_ahead -= TICK;
             return;
         }
-        if let (0, Some(expected), Some(head)) = (self.forwarded_ahead, self.next_time, self.queue.front()) {
-            if (u64::from(TICK)..=MAX_CONCEALED).contains(&head.time.saturating_sub(expected)) {
-                self.next_time = Some(expected + u64::from(TICK));
-                return;
-            }
+        if self.forwarded_ahead == 0 && self.lose_a_tick().is_some() {
+            return;
         }
         while self.forwarded_ahead < TICK {
             let Some(samples) = self.queue.front().map(|q| q.samples) else {
