@@ -883,7 +883,14 @@ fn opus_tone_frame(enc: &mut media_mixer::opus::OpusEncoder, freq: f64, n: u64, 
     let pcm = sine(freq, 48_000.0, (n * samples) as usize, samples as usize, 6000.0);
     let mut out = Vec::new();
     enc.encode(&pcm, &mut out).expect("encode");
-    MediaFrame { codec: FrameCodec::Opus, rtp_time: n * samples, data: out.into(), contiguous: true, audio_level: None }
+    MediaFrame {
+        codec: FrameCodec::Opus,
+        rtp_time: n * samples,
+        data: out.into(),
+        contiguous: true,
+        audio_level: None,
+        arrival: std::time::Instant::now(),
+    }
 }
 
 /// A publisher of a tone in Opus packets of `frame_ms` (10, 20, 40 or 60 ms), paced in real time.
@@ -1134,6 +1141,125 @@ async fn forwarded_opus_keeps_each_packets_length_on_the_wire() {
         let audio: u32 = steady[..steady.len() - 1].iter().map(|p| p.2).sum();
         let pace = f64::from(audio) / 48_000.0 / (last.3 - first.3).as_secs_f64();
         assert!((0.85..1.15).contains(&pace), "{frame_ms} ms: {pace:.2} s of audio per second");
+    }
+}
+
+/// A far end with a packet time of its own (`a=ptime:30` or `10`, not the 20 ms the mix ticks at)
+/// gets the session's audio in packets of that length, the RTP clock advancing by as much, at real
+/// time; and what it sends in packets of that length (two of them swapped on the way) reaches the
+/// session whole, in order and at real time. Checked on the wire: sipp answers PCMU with that ptime
+/// and points the RTP at the test's socket, which plays the far end's media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_far_ends_packet_time_is_kept_both_ways() {
+    for ptime in [30u32, 10] {
+        let mut g = gateway(BridgeConfig::default()).await;
+        let sid = routed(&g);
+        let media = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket"));
+        let rtp_port = media.local_addr().expect("addr").port().to_string();
+        let port = free_port();
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/pcmu_ptime_to_socket.xml");
+        let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &rtp_port, "-set", "ptime", &ptime.to_string()]);
+        let feeder = tone_publisher(&g.service, &sid, &format!("tone-ptime-{ptime}"), 1000.0);
+        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:ptime@127.0.0.1:{port}")})).await;
+        assert_eq!(status, 200, "{answer}");
+        let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+        let (_, mut tap) = g.service.tap(&sip_stream).expect("tap the SIP stream");
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        // (sequence number, timestamp, payload, arrival) of 3 s of our packets; once the first
+        // shows where they come from, the far end's 440 Hz goes back there.
+        let (mut ours, mut far_end) = (Vec::new(), None);
+        let mut buf = vec![0u8; 2048];
+        let start = Instant::now();
+        let per_packet = 8 * ptime as usize;
+        let sent_packets = 2500 / ptime as usize;
+        while start.elapsed() < Duration::from_secs(3) {
+            let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_millis(200), media.recv_from(&mut buf)).await
+            else {
+                continue;
+            };
+            let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) else { continue };
+            ours.push((p.seq(), p.timestamp(), p.payload().to_vec(), Instant::now()));
+            if far_end.is_none() {
+                let socket = media.clone();
+                far_end = Some(tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_millis(u64::from(ptime)));
+                    let mut held = None;
+                    for n in 0..sent_packets {
+                        every.tick().await;
+                        let pcm = sine(440.0, 8000.0, n * per_packet, per_packet, 8000.0);
+                        let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+                        let header = srtp_transport::RtpHeader {
+                            payload_type: 0,
+                            seq: n as u16,
+                            timestamp: (n * per_packet) as u32,
+                            ssrc: 0x5eed,
+                            ..Default::default()
+                        };
+                        let mut packet = Vec::new();
+                        header.write(&payload, 0, &mut packet).expect("rtp");
+                        // The fortieth arrives after the forty-first.
+                        if n == 40 {
+                            held = Some(packet);
+                            continue;
+                        }
+                        let _ = socket.send_to(&packet, from).await;
+                        if let Some(late) = held.take() {
+                            let _ = socket.send_to(&late, from).await;
+                        }
+                    }
+                }));
+            }
+        }
+        if let Some(task) = far_end {
+            let _ = task.await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+        feeder.abort();
+        // Ours, after half a second of start-up: packets of its ptime, the timestamp advancing by
+        // as much, at real time, carrying the session's 1000 Hz.
+        let steady: Vec<_> = ours.iter().filter(|p| p.3 >= start + Duration::from_millis(500)).collect();
+        assert!(steady.len() > 1500 / ptime as usize, "{ptime} ms: {} packets", steady.len());
+        assert!(
+            steady.iter().all(|p| p.2.len() == per_packet),
+            "{ptime} ms: every packet {per_packet} bytes: {:?}",
+            steady.iter().map(|p| p.2.len()).collect::<Vec<_>>()
+        );
+        for pair in steady.windows(2) {
+            if pair[1].0 == pair[0].0.wrapping_add(1) {
+                assert_eq!(pair[1].1.wrapping_sub(pair[0].1), per_packet as u32, "{ptime} ms: timestamp step");
+            }
+        }
+        let (first, last) = (steady[0], steady[steady.len() - 1]);
+        let pace = ((steady.len() - 1) * per_packet) as f64 / 8000.0 / (last.3 - first.3).as_secs_f64();
+        assert!((0.85..1.15).contains(&pace), "{ptime} ms: {pace:.2} s of audio per second");
+        let pcm: Vec<i16> = steady.iter().flat_map(|p| p.2.iter().map(|b| ulaw_decode(*b))).collect();
+        let ratio = tone_ratio(&pcm, 1000.0, 8000.0);
+        assert!(ratio > 0.5, "{ptime} ms: the far end hears the session's 1000 Hz ({ratio:.2})");
+        // Theirs, as the session got it: every 20 ms frame after the start carries 440 Hz, and
+        // all of it arrived (2.5 s sent, the jitter buffer's start aside).
+        let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+        let mut frames = Vec::new();
+        while let Ok(f) = tap.try_recv() {
+            let mut pcm = Vec::new();
+            if dec.decode(&f.data, &mut pcm).is_ok() {
+                frames.push((f.rtp_time, pcm));
+            }
+        }
+        assert!(frames.windows(2).all(|w| w[1].0 > w[0].0), "{ptime} ms: published in time order");
+        let toned = frames
+            .iter()
+            .filter(|(_, pcm)| {
+                let rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+                rms > 2000.0 && tone_ratio(pcm, 440.0, 48_000.0) > 0.5
+            })
+            .count();
+        assert!(toned >= 120, "{ptime} ms: 2.5 s sent, {toned} x 20 ms of it published");
+        assert!(toned <= 126, "{ptime} ms: and no more than was sent: {toned} x 20 ms");
+        let inner = &frames[2..frames.len().saturating_sub(2)];
+        let quiet = inner.iter().filter(|(_, pcm)| pcm.iter().all(|s| s.saturating_abs() < 500)).count();
+        assert_eq!(quiet, 0, "{ptime} ms: no silent frame between the first and the last");
     }
 }
 

@@ -213,6 +213,7 @@ fn video_publisher(service: &SessionService, sid: &SessionId, id: &str, colour: 
                 data: data.into(),
                 contiguous: true,
                 audio_level: None,
+                arrival: std::time::Instant::now(),
             };
             let _ = service.write_frame(&stream, frame);
         }

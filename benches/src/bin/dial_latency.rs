@@ -112,6 +112,7 @@ async fn main() {
                     data: payload(b'S', n).into(),
                     contiguous: true,
                     audio_level: None,
+                    arrival: std::time::Instant::now(),
                 };
                 if let Ok(mut s) = sent_out.lock() {
                     s.push(Instant::now());

@@ -134,6 +134,7 @@ async fn main() {
                         data: data.clone(),
                         contiguous: true,
                         audio_level: None,
+                        arrival: std::time::Instant::now(),
                     };
                     let _ = service.write_frame(p, frame);
                 }

@@ -12,10 +12,11 @@
 //! the decoders are re-created at the new rate between two ticks; announcements still playing
 //! are carried over, resampled.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use media_mixer::jitter::{Arrival, JitterBuffer, JitterConfig, Next};
 use media_mixer::opus::OpusDecoder;
 use media_mixer::resample::Resampler;
 use media_mixer::{frame_len, ListenerId, Mixer, MixerConfig, Prompt};
@@ -25,26 +26,8 @@ use session::{EventKind, SessionId, StreamId};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Queues are measured in samples at 48 kHz (Opus's RTP clock), whatever the packets' lengths.
+/// A tick of the mix, in samples at 48 kHz (Opus's RTP clock, which the inputs' buffers count in).
 const TICK: u32 = 960;
-/// Audio held per input before the oldest packet is dropped: 5 s, so that a burst (a
-/// text-to-speech source sending a sentence at once) is played whole at real time rather than
-/// cut; the trimming below brings a delay that only grows back down.
-const MAX_QUEUED: u32 = 250 * TICK;
-/// Ticks an input's queue may stay above its prebuffer plus 40 ms before one packet is dropped
-/// (clock drift between the publisher and our tick must not turn into growing delay).
-const TRIM_AFTER_TICKS: u32 = 50;
-/// Audio buffered before an input starts playing (absorbs network jitter): 40 ms, plus what a
-/// packet longer than a tick holds beyond the tick (a 60 ms packet is decoded at once, so it
-/// leaves the same 20 ms of margin only with another packet behind it).
-const PREBUFFER: u32 = 2 * TICK;
-/// The longest gap in a stream's RTP times taken for lost packets and concealed (PLC, or FEC from
-/// the packet after the gap); a longer one is the source pausing (DTX, a muted or restarted
-/// publisher), and playing simply goes on from the next packet.
-const MAX_CONCEALED: u64 = 5 * TICK as u64;
-/// How far behind the playout point a packet may arrive and still be taken for a late or
-/// duplicate one (dropped); further back, the source's clock started over, and so does its queue.
-const MAX_LATE: u64 = 48_000;
 
 /// What a call asks of its session's mixer.
 pub(crate) enum AudioCommand {
@@ -76,10 +59,11 @@ pub(crate) enum ListenerFrame {
     /// duration at 48 kHz) is what the RTP timestamp advances by. A tick brings two of these for
     /// 10 ms packets, and none for two ticks out of three with 60 ms packets.
     Opus { packet: Arc<[u8]>, samples: u32 },
-    /// A tick with nothing of the one stream a call forwards (stalled, still buffering, or a
-    /// packet of it lost): nothing to send, but the call's RTP clock advances by a tick (so the
-    /// far end sees the gap and conceals it) and DTMF may go out meanwhile.
-    Idle,
+    /// Time with nothing of the one stream a call forwards (a tick of it stalled or still
+    /// buffering, or packets of it lost, `samples` at 48 kHz long): nothing to send, but the
+    /// call's RTP clock advances by as much (so the far end sees the gap and conceals it) and DTMF
+    /// may go out meanwhile.
+    Idle { samples: u32 },
 }
 
 /// A handle on a session's mixer task.
@@ -94,49 +78,45 @@ struct Input {
     /// Made when the stream first needs decoding, at the mix's rate (a stream nobody hears, or
     /// one silent from the start, costs no decoder).
     decoder: Option<OpusDecoder>,
-    /// Packets waiting, in RTP time order.
-    queue: VecDeque<Queued>,
-    /// The RTP time (48 kHz) the next packet should start at: after the last packet taken or
-    /// the last lost one concealed; `None` before the first.
-    next_time: Option<u64>,
-    /// The audio in `queue`, samples at 48 kHz.
-    queued: u32,
-    playing: bool,
+    /// Packets waiting, measured in time (48 kHz), with a delay that follows the stream's jitter.
+    jitter: JitterBuffer<Packet>,
     /// Decoding scratch.
     pcm: Vec<i16>,
-    /// Decoded samples not mixed yet: the rest of a packet longer than a tick (40 or 60 ms), or
-    /// the start of a tick's worth of shorter ones (10 ms).
+    /// Decoded samples not mixed yet: the rest of a packet longer than a tick (40 or 60 ms) or of
+    /// a concealed gap, or the start of a tick's worth of shorter packets (10 ms).
     ahead: Vec<i16>,
     /// Audio of packets taken but not yet due, when nobody needs them decoded (the passthrough
     /// path's `ahead`), samples at 48 kHz.
     forwarded_ahead: u32,
-    /// The packets taken this tick, with their durations, for passthrough listeners.
-    taken: Vec<(Arc<[u8]>, u32)>,
-    /// This tick is covered by a packet taken earlier (one longer than a tick).
+    /// What this tick took, for passthrough listeners.
+    taken: Vec<Forward>,
+    /// This tick is covered by what was taken earlier (a packet longer than a tick, or a gap).
     covered: bool,
-    /// Consecutive ticks with more than the prebuffer plus two frames queued.
-    over: u32,
 }
 
 /// One packet waiting.
-struct Queued {
+struct Packet {
     data: Arc<[u8]>,
-    /// Its duration, samples at 48 kHz.
-    samples: u32,
-    /// Its RTP time (48 kHz, extended).
-    time: u64,
     /// Its RFC 6464 level, when its source gave one.
     level: Option<u8>,
 }
 
-/// What plays next from an input.
+/// What a passthrough listener is sent of its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Forward {
+    /// A packet as it is, and its duration (48 kHz).
+    Packet(Arc<[u8]>, u32),
+    /// Packets lost, this long (48 kHz): the far end conceals them.
+    Gap(u32),
+}
+
+/// What plays next from an input in the decoding path.
 enum Step {
     /// A packet to decode, with its duration (48 kHz) and level (when known).
     Packet { data: Arc<[u8]>, samples: u32, level: Option<u8> },
-    /// A lost packet to conceal, from the in-band FEC of the packet that follows the loss when
-    /// that one is next.
-    Lost(Option<Arc<[u8]>>),
-    /// Nothing queued.
+    /// Lost audio to conceal (48 kHz), from the in-band FEC of the packet that follows the gap.
+    Lost { samples: u32, fec: Option<Arc<[u8]>> },
+    /// Nothing at all this tick: the input ran dry (it buffers again); its tick is concealed.
     Dry,
 }
 
@@ -146,34 +126,26 @@ impl Input {
             mixer_id,
             frames,
             decoder: None,
-            queue: VecDeque::new(),
-            next_time: None,
-            queued: 0,
-            playing: false,
+            jitter: JitterBuffer::new(JitterConfig::default()),
             pcm: Vec::new(),
             ahead: Vec::new(),
             forwarded_ahead: 0,
             taken: Vec::new(),
             covered: false,
-            over: 0,
         }
     }
 
     /// Forgets everything queued and decoded ahead.
     fn clear(&mut self) {
-        self.queue.clear();
-        self.next_time = None;
-        self.queued = 0;
+        self.jitter.clear();
         self.ahead.clear();
         self.forwarded_ahead = 0;
-        self.playing = false;
     }
 
-    /// Queues what arrived in RTP time order (packets that are not valid Opus are dropped: no
-    /// decoder could use them and no peer should get them; so are duplicates and packets that
-    /// arrive after their turn), keeps the queue within bounds and starts playing once the
-    /// prebuffer is there.
-    fn receive(&mut self) {
+    /// Queues what arrived (packets that are not valid Opus are dropped: no decoder could use them
+    /// and no peer should get them; so are duplicates and packets that arrive after their turn),
+    /// and starts the tick of `now`.
+    fn receive(&mut self, now: Instant) {
         while let Ok(f) = self.frames.try_recv() {
             if f.codec != FrameCodec::Opus {
                 continue;
@@ -182,115 +154,50 @@ impl Input {
                 debug!(bytes = f.data.len(), "not an Opus packet: dropped");
                 continue;
             };
-            let time = f.rtp_time;
-            if let Some(expected) = self.next_time.filter(|e| time < *e) {
-                if expected - time <= MAX_LATE {
-                    debug!(behind = expected - time, "a late or duplicate packet: dropped");
-                    continue;
-                }
-                // The source's clock went back (a publisher that started over): so does its queue,
-                // prebuffer included.
-                self.clear();
-            }
-            // Usually at the back; a reordered packet goes to its place, a duplicate nowhere.
-            let at = self.queue.iter().rposition(|q| q.time <= time);
-            if at.is_some_and(|i| self.queue[i].time == time) {
-                debug!("a duplicate packet: dropped");
-                continue;
-            }
-            let level = f.audio_level;
-            self.queue.insert(at.map_or(0, |i| i + 1), Queued { data: f.data, samples, time, level });
-            self.queued += samples;
-            // Within bounds packet by packet, however many arrived since the last tick.
-            while self.queued > MAX_QUEUED {
-                self.drop_oldest();
+            let packet = Packet { data: f.data, level: f.audio_level };
+            match self.jitter.push(f.arrival, f.rtp_time, samples, packet) {
+                Arrival::Queued => {}
+                Arrival::Restarted => debug!("the source's clock went back: its queue starts over"),
+                other => debug!(?other, "a packet dropped"),
             }
         }
-        // Enough to start with: the prebuffer, plus the head packet's length beyond one tick.
-        let target = PREBUFFER + self.queue.front().map_or(0, |q| q.samples.saturating_sub(TICK));
-        if self.queued > target + 2 * TICK {
-            self.over += 1;
-            if self.over >= TRIM_AFTER_TICKS {
-                self.over = 0;
-                self.drop_oldest();
+        self.jitter.start_tick(now);
+    }
+
+    /// What the decoding path plays next: a packet, a gap to conceal, or (first thing in a tick
+    /// that has nothing) `Dry`; `None` once this tick has nothing more.
+    fn next_step(&mut self, first: bool) -> Option<Step> {
+        match self.jitter.pop() {
+            Next::Packet { item, duration } => {
+                Some(Step::Packet { data: item.data, samples: duration, level: item.level })
             }
-        } else {
-            self.over = 0;
-        }
-        if !self.playing && self.queued >= target {
-            self.playing = true;
-        }
-    }
-
-    /// Drops the oldest packet, to shorten the delay: the stream goes on from the next one as if
-    /// the dropped one had played (it is not a loss to conceal).
-    fn drop_oldest(&mut self) {
-        if let Some(q) = self.queue.pop_front() {
-            self.queued -= q.samples;
-            let end = q.time + u64::from(q.samples);
-            self.next_time = self.next_time.map(|t| t.max(end));
+            Next::Lost { duration } => {
+                Some(Step::Lost { samples: duration, fec: self.jitter.peek().map(|p| p.data.clone()) })
+            }
+            Next::Empty => first.then_some(Step::Dry),
         }
     }
 
-    /// The next packet, noted as taken this tick (for passthrough listeners).
-    fn take(&mut self) -> Option<Queued> {
-        let q = self.queue.pop_front()?;
-        self.queued -= q.samples;
-        self.next_time = Some(q.time + u64::from(q.samples));
-        self.taken.push((q.data.clone(), q.samples));
-        Some(q)
-    }
-
-    /// The next packet as a step to play.
-    fn take_step(&mut self) -> Step {
-        self.take().map_or(Step::Dry, |q| Step::Packet { data: q.data, samples: q.samples, level: q.level })
-    }
-
-    /// When the RTP times show packets missing before the next one (a gap of a tick up to
-    /// `MAX_CONCEALED`), one tick of them is given up: the playout point moves on by a tick and
-    /// the next packet waits its turn. Returns `None` when nothing is missing, else the next packet
-    /// when it directly follows a single lost one (it carries that one's FEC).
-    fn lose_a_tick(&mut self) -> Option<Option<Arc<[u8]>>> {
-        let (expected, head) = (self.next_time?, self.queue.front()?);
-        let gap = head.time.saturating_sub(expected);
-        if !(u64::from(TICK)..=MAX_CONCEALED).contains(&gap) {
-            return None;
-        }
-        let fec = (gap == u64::from(TICK)).then(|| head.data.clone());
-        self.next_time = Some(expected + u64::from(TICK));
-        Some(fec)
-    }
-
-    /// What the decoding path plays next: the next packet, or a lost one's concealment.
-    fn next_step(&mut self) -> Step {
-        match self.lose_a_tick() {
-            Some(fec) => Step::Lost(fec),
-            None => self.take_step(),
-        }
-    }
-
-    /// The passthrough path's tick: the packets that cover it, none while a long one taken
-    /// earlier still plays, and none for a lost packet's tick (the far end conceals it, as the
-    /// decoding path does here).
+    /// The passthrough path's tick: the packets (and gaps) that cover it, or nothing while a long
+    /// packet or gap taken earlier still plays.
     fn forward(&mut self) {
         if self.forwarded_ahead >= TICK {
             self.covered = true;
             self.forwarded_ahead -= TICK;
             return;
         }
-        if self.forwarded_ahead == 0 && self.lose_a_tick().is_some() {
-            return;
-        }
         while self.forwarded_ahead < TICK {
-            let Some(samples) = self.queue.front().map(|q| q.samples) else {
-                if self.taken.is_empty() && self.forwarded_ahead == 0 {
-                    // Ran dry: wait for the prebuffer again.
-                    self.playing = false;
+            match self.jitter.pop() {
+                Next::Packet { item, duration } => {
+                    self.taken.push(Forward::Packet(item.data, duration));
+                    self.forwarded_ahead += duration;
                 }
-                break;
-            };
-            self.take();
-            self.forwarded_ahead += samples;
+                Next::Lost { duration } => {
+                    self.taken.push(Forward::Gap(duration));
+                    self.forwarded_ahead += duration;
+                }
+                Next::Empty => break,
+            }
         }
         self.forwarded_ahead = self.forwarded_ahead.saturating_sub(TICK);
     }
@@ -429,9 +336,9 @@ impl State {
         }
     }
 
-    /// Each listener's heard inputs this tick; a passthrough listener hearing exactly one gets
-    /// that input's packets.
-    fn tick(&mut self) {
+    /// Each listener's heard inputs this tick (the one of `now`); a passthrough listener hearing
+    /// exactly one gets that input's packets.
+    fn tick(&mut self, now: Instant) {
         let present: Vec<media_mixer::StreamId> = self.inputs.values().map(|i| i.mixer_id).collect();
         // Listeners that forward one stream's packets this tick, and which stream.
         let forwarding: HashMap<u64, media_mixer::StreamId> = self
@@ -460,8 +367,8 @@ impl State {
                 input.clear();
                 continue;
             }
-            input.receive();
-            if !input.playing {
+            input.receive(now);
+            if !input.jitter.is_playing() {
                 continue;
             }
             if !needs_pcm {
@@ -472,39 +379,36 @@ impl State {
             }
             input.forwarded_ahead = 0;
             if input.ahead.len() >= n {
-                // The rest of a long packet decoded earlier plays first; no packet is taken.
+                // The rest of a long packet (or gap) decoded earlier plays first; nothing is taken.
                 input.covered = true;
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
                 input.ahead.drain(..n);
                 continue;
             }
-            let step = input.next_step();
-            if matches!(step, Step::Dry) {
-                // Ran dry: conceal this tick, then wait for the prebuffer again.
-                input.playing = false;
-            }
-            // Out of the input while it decodes, so that the input can hand over packets meanwhile;
-            // made at first need, at the mix's rate.
+            // Out of the input while it decodes; made at first need, at the mix's rate.
             let mut decoder = input.decoder.take();
             let rate = self.rate;
             // This tick's packet (or its concealment), then, for packets shorter than a tick, as
             // many of those already queued as make one.
-            let mut next = step;
-            loop {
-                let silent = match &next {
+            let mut next = input.next_step(true);
+            while let Some(step) = next.take() {
+                // At the mix's rate (48 kHz durations are multiples of 2.5 ms, whole at any rate).
+                let at_rate = |samples: u32| (u64::from(samples) * u64::from(rate) / 48_000) as usize;
+                let silent = match &step {
                     // Silent by its own account (RFC 6464): never decoded, its length of silence
                     // played instead. The decoder is dropped with the audio it was decoding; the
                     // next packet that is not silent starts a fresh one.
                     Step::Packet { samples, level: Some(level), .. } if *level >= silence => Some(*samples),
                     // Nothing to conceal with: what the stream last played was silence.
-                    Step::Lost(_) | Step::Dry if decoder.is_none() => Some(TICK),
+                    Step::Lost { samples, .. } if decoder.is_none() => Some(*samples),
+                    Step::Dry if decoder.is_none() => Some(TICK),
                     _ => None,
                 };
                 let decoded = match silent {
                     Some(samples) => {
                         decoder = None;
                         input.pcm.clear();
-                        input.pcm.resize(samples as usize * rate as usize / 48_000, 0);
+                        input.pcm.resize(at_rate(samples), 0);
                         Ok(())
                     }
                     None => {
@@ -518,23 +422,23 @@ impl State {
                                 }
                             },
                         };
-                        match &next {
+                        match &step {
                             Step::Packet { data, .. } => d.decode(data, &mut input.pcm),
-                            Step::Lost(Some(after)) => d.recover_fec(after, &mut input.pcm),
-                            Step::Lost(None) | Step::Dry => d.conceal(&mut input.pcm),
+                            Step::Lost { samples, fec: Some(after) } => {
+                                d.recover_fec(after, at_rate(*samples), &mut input.pcm)
+                            }
+                            Step::Lost { samples, fec: None } => d.conceal(at_rate(*samples), &mut input.pcm),
+                            Step::Dry => d.conceal(n, &mut input.pcm),
                         }
                     }
                 };
-                if decoded.is_err() {
-                    break;
+                if let Err(e) = decoded {
+                    debug!(error = %e, "a packet that does not decode: skipped");
+                } else {
+                    input.ahead.extend_from_slice(&input.pcm);
                 }
-                input.ahead.extend_from_slice(&input.pcm);
-                if input.ahead.len() >= n {
-                    break;
-                }
-                match input.next_step() {
-                    Step::Dry => break,
-                    step => next = step,
+                if input.ahead.len() < n && !matches!(step, Step::Dry) {
+                    next = input.next_step(false);
                 }
             }
             input.decoder = decoder;
@@ -551,12 +455,18 @@ impl State {
                 Some(only) => {
                     let Some(input) = self.inputs.values().find(|i| i.mixer_id == *only) else { continue };
                     if input.taken.is_empty() && !input.covered {
-                        // Nothing of the stream for this tick (stalled, buffering, or a packet
-                        // lost): the call's clock goes on all the same.
-                        let _ = l.frames.try_send(ListenerFrame::Idle);
+                        // Nothing of the stream for this tick (stalled or buffering): the call's
+                        // clock goes on all the same.
+                        let _ = l.frames.try_send(ListenerFrame::Idle { samples: TICK });
                     }
-                    for (packet, samples) in &input.taken {
-                        let _ = l.frames.try_send(ListenerFrame::Opus { packet: packet.clone(), samples: *samples });
+                    for taken in &input.taken {
+                        let frame = match taken {
+                            Forward::Packet(packet, samples) => {
+                                ListenerFrame::Opus { packet: packet.clone(), samples: *samples }
+                            }
+                            Forward::Gap(samples) => ListenerFrame::Idle { samples: *samples },
+                        };
+                        let _ = l.frames.try_send(frame);
                     }
                 }
                 None => {
@@ -584,7 +494,7 @@ async fn run(service: SessionService, session: SessionId, mut commands: mpsc::Un
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
-            _ = ticker.tick() => state.tick(),
+            now = ticker.tick() => state.tick(now.into_std()),
             e = events.recv() => {
                 let Some(e) = e else { return };
                 if e.session != state.session {
@@ -645,29 +555,32 @@ mod tests {
             let mut input = Input::new(media_mixer::StreamId(1), rx);
             let (mut sent, mut forwarded, mut started) = (0u64, 0u32, None);
             let mut order = Vec::new();
+            let t0 = Instant::now();
             for tick in 0..200u32 {
+                let now = t0 + TICK_TIME * tick;
                 // Packets arrive at their own pace: each once its audio has been captured.
                 while (sent + 1) * u64::from(samples) <= u64::from(tick + 1) * u64::from(TICK) {
-                    tx.send(fake_opus(toc, samples, sent)).expect("send");
+                    tx.send(fake_opus(toc, samples, sent, now)).expect("send");
                     sent += 1;
                 }
                 if tick == 100 {
                     // Garbage in between: dropped, the pace kept.
-                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..fake_opus(toc, samples, 0) })
-                        .expect("send");
+                    let garbage = fake_opus(toc, samples, 0, now);
+                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..garbage }).expect("send");
                 }
-                forward_tick(&mut input);
-                if !input.playing {
+                forward_tick(&mut input, now);
+                if !input.jitter.is_playing() {
                     assert!(started.is_none(), "{samples}: ran dry at tick {tick}");
                     continue;
                 }
                 let start = *started.get_or_insert(tick);
                 assert!(!input.taken.is_empty() || input.covered, "{samples}: tick {tick} idle");
-                for (p, d) in &input.taken {
+                for taken in &input.taken {
+                    let Forward::Packet(p, d) = taken else { panic!("{samples}: {taken:?} at tick {tick}") };
                     assert_eq!(*d, samples);
                     order.push(p[1]);
+                    forwarded += d;
                 }
-                forwarded += input.taken.iter().map(|(_, d)| d).sum::<u32>();
                 let due = (tick - start + 1) * TICK;
                 assert!(forwarded >= due && forwarded < due + samples, "{samples}: tick {tick}, {forwarded} for {due}");
             }
@@ -676,53 +589,69 @@ mod tests {
         }
     }
 
-    /// A packet with this table-of-contents byte and duration, numbered `n` (second byte).
-    fn fake_opus(toc: u8, samples: u32, n: u64) -> MediaFrame {
+    const TICK_TIME: Duration = Duration::from_millis(20);
+
+    /// A packet with this table-of-contents byte and duration, numbered `n` (second byte), that
+    /// arrived at `arrival`.
+    fn fake_opus(toc: u8, samples: u32, n: u64, arrival: Instant) -> MediaFrame {
         MediaFrame {
             codec: FrameCodec::Opus,
             rtp_time: n * u64::from(samples),
             data: Arc::from([toc, n as u8, 0xAA].as_slice()),
             contiguous: true,
             audio_level: None,
+            arrival,
         }
     }
 
     /// One tick of an input that is only forwarded, as `State::tick` runs it.
-    fn forward_tick(input: &mut Input) {
+    fn forward_tick(input: &mut Input, now: Instant) {
         input.taken.clear();
         input.covered = false;
-        input.receive();
-        if input.playing {
+        input.receive(now);
+        if input.jitter.is_playing() {
             input.forward();
         }
     }
 
     /// Forwarded packets come out in RTP time order, once each, whatever the network did; a lost
-    /// one leaves its tick idle (the call's clock goes on, the far end conceals).
+    /// one is a gap of its own length (the call's clock goes on by as much, the far end
+    /// conceals), a lost 10 ms packet as much as a 20 ms one.
     #[test]
-    fn forwarding_reorders_drops_duplicates_and_leaves_a_lost_tick_idle() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut input = Input::new(media_mixer::StreamId(1), rx);
-        let mut arrivals: Vec<Vec<u64>> = (0..40).map(|n| vec![n]).collect();
-        arrivals[10].clear();
-        arrivals[15] = vec![16];
-        arrivals[16] = vec![15];
-        arrivals[20].push(20);
-        arrivals[25].push(19);
-        let (mut order, mut idle) = (Vec::new(), Vec::new());
-        for (tick, packets) in arrivals.iter().chain(&[vec![], vec![]]).enumerate() {
-            for n in packets {
-                tx.send(fake_opus(0x08, 960, *n)).expect("send");
+    fn forwarding_reorders_drops_duplicates_and_forwards_a_loss_as_a_gap() {
+        for (toc, samples) in [(0x08u8, 960u32), (0x00, 480)] {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut input = Input::new(media_mixer::StreamId(1), rx);
+            let per_tick = u64::from(TICK / samples);
+            let mut arrivals: Vec<Vec<u64>> = (0..40).map(|t| (t * per_tick..(t + 1) * per_tick).collect()).collect();
+            arrivals[10].retain(|n| *n != 10 * per_tick);
+            arrivals[15] = arrivals[16].clone();
+            arrivals[16] = (15 * per_tick..16 * per_tick).collect();
+            arrivals[20].push(20 * per_tick);
+            arrivals[25].push(19 * per_tick);
+            let (mut order, mut gaps, mut idle) = (Vec::new(), Vec::new(), 0);
+            let t0 = Instant::now();
+            for (tick, packets) in arrivals.iter().chain(&[vec![], vec![]]).enumerate() {
+                let now = t0 + TICK_TIME * tick as u32;
+                for n in packets {
+                    tx.send(fake_opus(toc, samples, *n, now)).expect("send");
+                }
+                forward_tick(&mut input, now);
+                for taken in &input.taken {
+                    match taken {
+                        Forward::Packet(p, _) => order.push(u64::from(p[1])),
+                        Forward::Gap(g) => gaps.push(*g),
+                    }
+                }
+                if input.jitter.is_playing() && input.taken.is_empty() && !input.covered {
+                    idle += 1;
+                }
             }
-            forward_tick(&mut input);
-            order.extend(input.taken.iter().map(|(p, _)| p[1]));
-            if input.playing && input.taken.is_empty() && !input.covered {
-                idle.push(tick);
-            }
+            let want: Vec<u64> = (0..40 * per_tick).filter(|n| *n != 10 * per_tick).collect();
+            assert_eq!(order, want, "{samples}: in order, once each, the lost one missing");
+            assert_eq!(gaps, vec![samples], "{samples}: the lost one is a gap of its length");
+            assert_eq!(idle, 0, "{samples}: no tick left without its audio");
         }
-        let want: Vec<u8> = (0..40).filter(|n| *n != 10).collect();
-        assert_eq!(order, want, "in order, once each, the lost one missing");
-        assert_eq!(idle.len(), 1, "one idle tick, the lost packet's: {idle:?}");
     }
 
     /// The decoding path after a burst: the queue is trimmed back towards the prebuffer, a packet
@@ -732,34 +661,37 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut input = Input::new(media_mixer::StreamId(1), rx);
         let (mut sent, mut lost) = (0u64, 0);
-        for tick in 0..1000u64 {
+        let t0 = Instant::now();
+        for tick in 0..1000u32 {
+            let now = t0 + TICK_TIME * tick;
             // 200 ms at once at tick 10, then one packet a tick.
-            let upto = if tick < 10 { tick + 1 } else { tick + 11 };
+            let upto = if tick < 10 { u64::from(tick) + 1 } else { u64::from(tick) + 11 };
             while sent < upto {
-                tx.send(fake_opus(0x08, 960, sent)).expect("send");
+                tx.send(fake_opus(0x08, 960, sent, now)).expect("send");
                 sent += 1;
             }
-            input.taken.clear();
-            input.receive();
-            if input.playing && matches!(input.next_step(), Step::Lost(_)) {
+            input.receive(now);
+            if matches!(input.next_step(true), Some(Step::Lost { .. })) {
                 lost += 1;
             }
         }
         assert_eq!(lost, 0, "no tick concealed");
-        let target = PREBUFFER;
-        assert!(input.queued <= target + 2 * TICK, "trimmed back: {} ms queued", input.queued / 48);
+        assert!(input.jitter.stats().trimmed > 0);
+        let (held, target) = (input.jitter.held(), input.jitter.target());
+        assert!(held <= target + 2 * u64::from(TICK), "trimmed back: {} ms held for {} ms", held / 48, target / 48);
     }
 
-    /// 50 Opus packets of 1 kHz, then 50 of silence.
-    fn tone_then_silence() -> Vec<Arc<[u8]>> {
+    /// Opus packets of `frame` samples (at 48 kHz): `tone` of them of 1 kHz, then silence, `total`
+    /// in all.
+    fn tone_then_silence(frame: u64, tone: u64, total: u64) -> Vec<Arc<[u8]>> {
         let mut enc =
             media_mixer::opus::OpusEncoder::new(media_mixer::opus::OpusEncoderConfig::default()).expect("enc");
-        (0..100u64)
+        (0..total)
             .map(|n| {
-                let pcm: Vec<i16> = (0..960u64)
+                let pcm: Vec<i16> = (0..frame)
                     .map(|i| {
-                        let t = (n * 960 + i) as f64 / 48_000.0;
-                        if n < 50 {
+                        let t = (n * frame + i) as f64 / 48_000.0;
+                        if n < tone {
                             (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
                         } else {
                             0
@@ -777,6 +709,12 @@ mod tests {
     /// `arrivals` (by number), to one 48 kHz listener: the loudest sample it heard per tick, and
     /// the state afterwards.
     async fn run_talker(packets: &[(Arc<[u8]>, Option<u8>)], arrivals: &[Vec<usize>]) -> (Vec<i16>, State) {
+        let (pcm, s) = run_talker_pcm(packets, arrivals).await;
+        (pcm.chunks(960).map(|c| c.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)).collect(), s)
+    }
+
+    /// [`run_talker`], giving all the listener heard.
+    async fn run_talker_pcm(packets: &[(Arc<[u8]>, Option<u8>)], arrivals: &[Vec<usize>]) -> (Vec<i16>, State) {
         let mut s = state().await;
         let mut rx = listen(&mut s, 1, 48_000);
         let stream = StreamId::from_wire("talker");
@@ -784,18 +722,25 @@ mod tests {
         s.mixer.add_stream(id);
         let (tx, frames) = mpsc::unbounded_channel();
         s.inputs.insert(stream, Input::new(id, frames));
-        let mut peaks = Vec::new();
-        for tick in arrivals {
+        let mut heard = Vec::new();
+        let t0 = Instant::now();
+        for (k, tick) in arrivals.iter().enumerate() {
+            let now = t0 + TICK_TIME * k as u32;
             for n in tick {
                 let (data, audio_level) = packets[*n].clone();
-                let rtp_time = *n as u64 * 960;
-                tx.send(MediaFrame { codec: FrameCodec::Opus, rtp_time, data, contiguous: true, audio_level })
-                    .expect("send");
+                let duration = media_mixer::opus::packet_duration(&data).expect("opus");
+                let rtp_time = *n as u64 * u64::from(duration);
+                let frame =
+                    MediaFrame { codec: FrameCodec::Opus, rtp_time, data, contiguous: true, audio_level, arrival: now };
+                tx.send(frame).expect("send");
             }
-            s.tick();
-            peaks.push(heard(&mut rx).1);
+            s.tick(now);
+            match rx.try_recv() {
+                Ok(ListenerFrame::Pcm { rate: 48_000, pcm }) => heard.extend_from_slice(&pcm),
+                other => panic!("expected PCM at 48 kHz, got {other:?}"),
+            }
         }
-        (peaks, s)
+        (heard, s)
     }
 
     /// Packets whose audio-level header says they are silent are not decoded (the stream has no
@@ -803,7 +748,7 @@ mod tests {
     /// is decoded, by a fresh decoder, and heard at once.
     #[tokio::test]
     async fn packets_silent_by_their_header_are_never_decoded() {
-        let tone = tone_then_silence();
+        let tone = tone_then_silence(960, 50, 100);
         // 20 packets of tone whose header says silence (a header is trusted), then 30 that say
         // loud, then the silence, saying so.
         let packets: Vec<(Arc<[u8]>, Option<u8>)> = tone
@@ -830,7 +775,8 @@ mod tests {
     /// went wrong, and no tick of the tone is silent (the lost one is concealed).
     #[tokio::test]
     async fn lost_duplicate_and_reordered_packets_keep_the_stream_in_time() {
-        let packets: Vec<(Arc<[u8]>, Option<u8>)> = tone_then_silence().into_iter().map(|p| (p, None)).collect();
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> =
+            tone_then_silence(960, 50, 100).into_iter().map(|p| (p, None)).collect();
         let clean: Vec<Vec<usize>> = (0..110).map(|t| if t < 100 { vec![t] } else { vec![] }).collect();
         let mut lost = clean.clone();
         lost[20].clear();
@@ -852,6 +798,62 @@ mod tests {
         }
     }
 
+    /// Where a tone stops in what a listener heard: one past its last loud sample.
+    fn tone_end(pcm: &[i16]) -> usize {
+        pcm.iter().rposition(|s| s.saturating_abs() > 1000).map_or(0, |i| i + 1)
+    }
+
+    /// A lost 10 ms packet is concealed with 10 ms: the tone after it stays in its place (it used to
+    /// come 10 ms early for good), and no tick of it is silent.
+    #[tokio::test]
+    async fn a_lost_packet_shorter_than_a_tick_is_concealed_in_place() {
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> =
+            tone_then_silence(480, 100, 200).into_iter().map(|p| (p, None)).collect();
+        let clean: Vec<Vec<usize>> = (0..110).map(|t| if t < 100 { vec![2 * t, 2 * t + 1] } else { vec![] }).collect();
+        let mut lost = clean.clone();
+        lost[20] = vec![40];
+        let (reference, _) = run_talker_pcm(&packets, &clean).await;
+        let (heard, s) = run_talker_pcm(&packets, &lost).await;
+        let (want, got) = (tone_end(&reference), tone_end(&heard));
+        assert!(want > 48_000, "a second of tone heard");
+        assert!(got.abs_diff(want) < 120, "the tone ends where it did without the loss: {got} for {want}");
+        let input = s.inputs.values().next().expect("input");
+        assert_eq!(input.jitter.stats().concealed, 480, "10 ms concealed");
+        let start = reference.iter().position(|s| s.saturating_abs() > 1000).expect("tone");
+        let peaks: Vec<i16> = heard[start..want - 960]
+            .chunks(960)
+            .map(|c| c.iter().map(|s| s.saturating_abs()).max().unwrap_or(0))
+            .collect();
+        assert!(peaks.iter().all(|p| *p > 1000), "no tick of the tone silent: {peaks:?}");
+    }
+
+    /// A talker whose packets arrive up to 40 ms late (and so out of order) is buffered for as
+    /// much: once its delay has followed the jitter, no tick runs dry, and the tone is heard whole.
+    #[tokio::test]
+    async fn a_jittery_talker_is_buffered_for_its_jitter() {
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> =
+            tone_then_silence(960, 250, 300).into_iter().map(|p| (p, None)).collect();
+        let mut arrivals: Vec<Vec<usize>> = vec![Vec::new(); 310];
+        let mut x = 0x2545_f491u32;
+        for n in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            arrivals[n + (x % 3) as usize].push(n);
+        }
+        let (peaks, s) = run_talker(&packets, &arrivals[..100]).await;
+        let input = s.inputs.values().next().expect("input");
+        let (warm, target) = (input.jitter.stats().underruns, input.jitter.target_delay());
+        assert!(target >= Duration::from_millis(60), "the delay grew with the jitter: {target:?}");
+        // To where the source ends (it then runs dry, as it should).
+        let (peaks_all, s) = run_talker(&packets, &arrivals[..290]).await;
+        assert_eq!(&peaks_all[..100], &peaks[..], "the same run");
+        let input = s.inputs.values().next().expect("input");
+        assert_eq!(input.jitter.stats().underruns, warm, "no tick ran dry after the first two seconds ({warm} before)");
+        assert_eq!(input.jitter.stats().late, 0, "late packets put in their place");
+        assert!(peaks_all[100..240].iter().all(|p| *p > 2000), "the tone heard whole: {peaks_all:?}");
+    }
+
     #[tokio::test]
     async fn the_mix_follows_the_rates_and_an_announcement_survives_the_switch() {
         let mut s = state().await;
@@ -859,14 +861,14 @@ mod tests {
         assert_eq!(s.rate, 8_000, "a G.711 call alone is mixed at 8 kHz");
         s.command(AudioCommand::Play { call: 1, prompt: Prompt::YouHaveBeenMuted });
         for _ in 0..10 {
-            s.tick();
+            s.tick(Instant::now());
         }
         assert_eq!(heard(&mut narrow).0, 8_000);
         let mut wide = listen(&mut s, 2, 16_000);
         assert_eq!(s.rate, 16_000, "a G.722 call lifts the mix to 16 kHz");
         assert!(s.mixer.is_playing(ListenerId(1)), "the announcement was carried over");
         while narrow.try_recv().is_ok() {}
-        s.tick();
+        s.tick(Instant::now());
         let (rate, peak) = heard(&mut narrow);
         assert_eq!(rate, 16_000);
         assert!(peak > 500, "call 1 still hears its announcement at the new rate: peak {peak}");
@@ -875,7 +877,7 @@ mod tests {
         s.command(AudioCommand::Leave { call: 2 });
         assert_eq!(s.rate, 8_000, "back to 8 kHz when the G.722 call leaves");
         assert!(s.mixer.is_playing(ListenerId(1)));
-        s.tick();
+        s.tick(Instant::now());
         assert_eq!(heard(&mut narrow).0, 8_000);
         s.command(AudioCommand::Leave { call: 1 });
         assert_eq!(s.rate, 48_000, "no listener: the default rate");

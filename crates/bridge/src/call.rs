@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use media_mixer::jitter::{JitterBuffer, JitterConfig, Pop};
+use media_mixer::jitter::{JitterBuffer, JitterConfig, Next, TimestampExtender};
 use media_mixer::opus::{OpusEncoder, OpusEncoderConfig};
 use rand::{Rng, RngCore};
 use rest_api::SipOptions;
@@ -99,7 +99,13 @@ struct Media {
     inbound: mpsc::Receiver<Inbound>,
     agreement: MediaAgreement,
     codec: AudioCodec,
-    jitter: JitterBuffer,
+    /// The SIP party's packets (transcoded codecs), in its RTP clock, whatever their length.
+    jitter: JitterBuffer<Vec<u8>>,
+    /// Its RTP timestamps, extended past wrap-around.
+    rtp_in: TimestampExtender,
+    /// Its audio decoded (48 kHz) and not yet published: what a packet holds beyond the 20 ms
+    /// frames the session takes (a 30 ms packet's last 10 ms).
+    decoded: Vec<i16>,
     mix: mpsc::Receiver<ListenerFrame>,
     ssrc: u32,
     seq: u16,
@@ -333,6 +339,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                         let state = if hold { "ON_HOLD" } else { "ACTIVE" };
                                         bridge.report(spec, "callUpdated", json!({"state": state}));
                                     }
+                                    if audio.ptime != m.agreement.ptime {
+                                        let ptime = m.codec.set_packet_time(audio.ptime);
+                                        debug!(call = %spec.id, ptime, "the SIP party's packet time changed");
+                                    }
                                     m.agreement = audio;
                                 }
                             }
@@ -505,7 +515,7 @@ fn start_media(
     sockets: Option<MediaSockets>,
 ) -> Result<Media, String> {
     let audio = agreement.audio.ok_or("the answer accepts no audio")?;
-    let codec =
+    let mut codec =
         AudioCodec::new(audio.codec).ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
     let sockets = sockets.ok_or("media sockets already used")?;
     let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
@@ -524,8 +534,10 @@ fn start_media(
             frames: tx,
         })
         .map_err(|_| "the session's mixer is gone".to_owned())?;
-    let clock = if audio.codec == sdp_negotiation::Codec::Opus { 48_000 } else { 8_000 };
-    let jitter = JitterBuffer::new(JitterConfig { clock_rate: clock, ..JitterConfig::default() });
+    // The far end's packet time (`a=ptime`), where the codec allows it.
+    let ptime = codec.set_packet_time(audio.ptime);
+    debug!(call = %spec.id, asked = ?audio.ptime, ptime, "packet time towards the SIP party");
+    let jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
     let publish = OpusEncoder::new(OpusEncoderConfig::default()).map_err(|e| e.to_string())?;
     let now = Instant::now();
     let (dtmf_out, dtmf_in) = match audio.telephone_event.and_then(|(_, rate)| dtmf_rfc4733::ClockRate::new(rate).ok())
@@ -546,6 +558,8 @@ fn start_media(
         agreement: audio,
         codec,
         jitter,
+        rtp_in: TimestampExtender::new(),
+        decoded: Vec::with_capacity(2 * crate::codec::FRAME_48K),
         mix,
         ssrc: rand::random(),
         seq: rand::random(),
@@ -572,19 +586,24 @@ fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, paylo
     m.seq = m.seq.wrapping_add(1);
 }
 
-/// The session's mix, encoded in the call's codec, as one RTP packet; while digits play, their
-/// telephone-events go instead (RFC 4733 §2.5.1.1: no audio for the duration of an event).
+/// The session's mix, encoded in the call's codec, in packets of the far end's packet time (a tick
+/// may bring none, one or several); while digits play, their telephone-events go instead (RFC 4733
+/// §2.5.1.1: no audio for the duration of an event). `m.timestamp` is the RTP time of the first
+/// sample not sent yet: it advances with the media's time whether or not anything is sent.
 fn send_audio(m: &mut Media, frame: &ListenerFrame) {
-    // The RTP clock advances by the frame's duration: 20 ms of the codec's clock for the mix,
-    // the packet's own length for forwarded Opus (whose clock is 48 kHz, RFC 7587).
+    // A frame's duration in the RTP clock: 20 ms for the mix, the packet's own length for
+    // forwarded Opus (whose clock is 48 kHz, RFC 7587).
     let step = match frame {
-        ListenerFrame::Pcm { .. } | ListenerFrame::Idle => m.codec.rtp_step(),
+        ListenerFrame::Pcm { .. } => m.codec.rtp_step(),
         ListenerFrame::Opus { samples, .. } => *samples,
+        // Counted at 48 kHz; in the codec's clock (the same for Opus, the only codec forwarded).
+        ListenerFrame::Idle { samples } => (u64::from(*samples) * u64::from(m.codec.rtp_step()) / 960) as u32,
     };
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
+        let at = m.timestamp.wrapping_add(m.codec.pending());
         let mut events = Vec::new();
-        while let Some(p) = sender.poll_packet(now, m.timestamp) {
+        while let Some(p) = sender.poll_packet(now, at) {
             events.push(p);
         }
         let busy = sender.is_sending() || !events.is_empty();
@@ -592,26 +611,35 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             send_rtp(m, te, p.marker, p.timestamp, &p.payload);
         }
         if busy {
-            m.timestamp = m.timestamp.wrapping_add(step);
+            let skipped = m.codec.discard_pending();
+            m.timestamp = m.timestamp.wrapping_add(skipped).wrapping_add(step);
             return;
         }
     }
-    let mut payload = Vec::with_capacity(200);
+    let sending = m.agreement.local_direction != sdp_negotiation::Direction::Inactive;
+    let pt = m.agreement.payload_type;
     match frame {
-        ListenerFrame::Pcm { rate, pcm } => m.codec.encode(pcm, *rate, &mut payload),
-        // Opus heard from one stream: forwarded as it is.
-        ListenerFrame::Opus { packet, .. } => payload.extend_from_slice(packet),
-        ListenerFrame::Idle => {
-            m.timestamp = m.timestamp.wrapping_add(step);
-            return;
+        ListenerFrame::Pcm { rate, pcm } => {
+            m.codec.push_mix(pcm, *rate);
+            let mut payload = Vec::with_capacity(500);
+            while m.codec.next_packet(&mut payload) {
+                if sending && !payload.is_empty() {
+                    let ts = m.timestamp;
+                    send_rtp(m, pt, false, ts, &payload);
+                }
+                m.timestamp = m.timestamp.wrapping_add(m.codec.packet_step());
+            }
         }
+        // Opus heard from one stream: forwarded as it is.
+        ListenerFrame::Opus { packet, .. } => {
+            if sending {
+                let ts = m.timestamp;
+                send_rtp(m, pt, false, ts, packet);
+            }
+            m.timestamp = m.timestamp.wrapping_add(step);
+        }
+        ListenerFrame::Idle { .. } => m.timestamp = m.timestamp.wrapping_add(step),
     }
-    if payload.is_empty() || m.agreement.local_direction == sdp_negotiation::Direction::Inactive {
-        return;
-    }
-    let (pt, ts) = (m.agreement.payload_type, m.timestamp);
-    send_rtp(m, pt, false, ts, &payload);
-    m.timestamp = m.timestamp.wrapping_add(step);
 }
 
 /// The session-side RTP time of an Opus packet from the SIP party whose own RTP timestamp is `ts`:
@@ -669,11 +697,21 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
                     contiguous: true,
                     // Forwarded undecoded: its level is not known here.
                     audio_level: None,
+                    arrival: std::time::Instant::now(),
                 };
                 let _ = bridge.service.write_frame(&spec.stream, frame);
             }
         } else {
-            m.jitter.push(now, p.seq(), p.timestamp(), p.payload().to_vec());
+            // Any packet time the far end chose (10, 20, 30 ms or more), by its payload's length.
+            let Some(duration) = m.codec.payload_duration(p.payload()) else {
+                debug!(call = %spec.id, bytes = p.payload().len(), "an audio packet with no audio: dropped");
+                return;
+            };
+            let time = m.rtp_in.extend(p.timestamp());
+            let arrival = m.jitter.push(now, time, duration, p.payload().to_vec());
+            if arrival != media_mixer::jitter::Arrival::Queued {
+                debug!(call = %spec.id, ?arrival, "a packet from the SIP party");
+            }
         }
     }
 }
@@ -714,26 +752,41 @@ fn announce(bridge: &Arc<Inner>, spec: &CallSpec, prompt: media_mixer::Prompt) {
         .map(|a| a.commands.send(AudioCommand::Play { call: spec.number, prompt }));
 }
 
-/// Every 20 ms: the SIP party's next frame, decoded and published into the session as Opus.
+/// Every 20 ms: the SIP party's next 20 ms, decoded from as many of its packets as cover it (or
+/// concealed where they were lost) and published into the session as Opus. The session's clock for
+/// the stream advances every tick, published or not, so that a pause is seen as one downstream.
 fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
+    let now = Instant::now();
     if let Some((receiver, _)) = m.dtmf_in.as_mut() {
-        receiver.handle_timeout(Instant::now());
+        receiver.handle_timeout(now);
     }
-    report_digits(bridge, spec, m, Instant::now());
+    report_digits(bridge, spec, m, now);
     if m.agreement.codec == sdp_negotiation::Codec::Opus {
         // Forwarded as it arrives (see `receive`).
         return;
     }
-    let payload = match m.jitter.pop(Instant::now()) {
-        Pop::Frame(p) => Some(p),
-        Pop::Lost => None,
-        Pop::Empty => return,
-    };
+    const FRAME: usize = crate::codec::FRAME_48K;
+    m.jitter.start_tick(now);
+    let clock = u64::from(m.codec.rtp_clock());
+    let mut pcm = Vec::with_capacity(FRAME);
+    while m.decoded.len() < FRAME {
+        match m.jitter.pop() {
+            Next::Packet { item, .. } => m.codec.decode(&item, &mut pcm),
+            Next::Lost { duration } => m.codec.conceal((u64::from(duration) * 48_000 / clock) as usize, &mut pcm),
+            Next::Empty => break,
+        }
+        m.decoded.extend_from_slice(&pcm);
+    }
+    let time = m.publish_time;
+    m.publish_time += FRAME as u64;
+    if m.decoded.len() < FRAME {
+        // Not playing yet, buffering again, or the far end paused: nothing this tick (what was
+        // decoded of it waits for the rest).
+        return;
+    }
+    let mut pcm: Vec<i16> = m.decoded.drain(..FRAME).collect();
     let muted = spec.sip.observe_force_mute
         && bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
-
-    let mut pcm = Vec::with_capacity(crate::codec::FRAME_48K);
-    m.codec.decode(payload.as_deref(), &mut pcm);
     if muted {
         pcm.iter_mut().for_each(|s| *s = 0);
     }
@@ -743,14 +796,14 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
         // the SIP party is quiet.
         let frame = MediaFrame {
             codec: FrameCodec::Opus,
-            rtp_time: m.publish_time,
+            rtp_time: time,
             data: opus.into(),
             contiguous: true,
             audio_level: Some(media_mixer::level::level_dbov(&pcm)),
+            arrival: now,
         };
         let _ = bridge.service.write_frame(&spec.stream, frame);
     }
-    m.publish_time += 960;
 }
 
 /// The configured media timeouts, checked every tick: `(code, message)` when one fired.

@@ -1,6 +1,6 @@
-//! The SIP leg's audio codec: 20 ms frames of the negotiated codec from the session's mix (PCM at
-//! the mix's rate) and to 48 kHz PCM (what is published into the session as Opus), with the
-//! resampling in between.
+//! The SIP leg's audio codec: packets of the negotiated codec, at the packet time the far end asked
+//! for, from the session's 20 ms mix (PCM at the mix's rate), and payloads of any length back to
+//! 48 kHz PCM (what is published into the session as Opus), with the resampling in between.
 
 use media_mixer::g711;
 use media_mixer::g722::{G722Decoder, G722Encoder};
@@ -28,6 +28,10 @@ pub struct AudioCodec {
     /// The codec's sample rate → 48 kHz.
     up: Resampler,
     scratch: Vec<i16>,
+    /// The mix at the codec's rate, not sent yet: less than a packet between two ticks.
+    pending: Vec<i16>,
+    /// Samples per packet at the codec's rate.
+    packet_len: usize,
 }
 
 impl std::fmt::Debug for AudioCodec {
@@ -56,7 +60,29 @@ impl AudioCodec {
             down_from: 48_000,
             up: Resampler::new(rate, 48_000).ok()?,
             scratch: Vec::with_capacity(FRAME_48K),
+            pending: Vec::with_capacity(FRAME_48K),
+            packet_len: rate as usize / 50,
         })
+    }
+
+    /// Sends packets of the packet time the far end asked for (its `a=ptime`, in ms) when the
+    /// codec allows it: G.711 and G.722 take any multiple of 10 ms up to 60 ms (a longer packet
+    /// saves little and risks more at once); otherwise, and always for Opus, 20 ms. Returns the
+    /// packet time used.
+    pub fn set_packet_time(&mut self, ptime_ms: Option<u32>) -> u32 {
+        let ms = match (&self.kind, ptime_ms) {
+            (Kind::Opus(..), _) | (_, None) => 20,
+            (_, Some(ms)) if ms % 10 == 0 && (10..=60).contains(&ms) => ms,
+            (_, Some(_)) => 20,
+        };
+        self.packet_len = self.sample_rate() as usize * ms as usize / 1000;
+        self.pending.clear();
+        ms
+    }
+
+    /// RTP timestamp units per packet.
+    pub fn packet_step(&self) -> u32 {
+        (self.packet_len as u64 * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
     }
 
     /// Samples per second the codec works at.
@@ -76,10 +102,9 @@ impl AudioCodec {
         }
     }
 
-    /// Encodes 20 ms of PCM at `rate` Hz (8, 16 or 48 kHz: the mix's rate) into `out`; nothing
-    /// when `rate` is not one of those.
-    pub fn encode(&mut self, pcm: &[i16], rate: u32, out: &mut Vec<u8>) {
-        out.clear();
+    /// Takes 20 ms of the mix, PCM at `rate` Hz (8, 16 or 48 kHz: the mix's rate), to be sent in
+    /// packets from [`next_packet`](Self::next_packet); ignored when `rate` is not one of those.
+    pub fn push_mix(&mut self, pcm: &[i16], rate: u32) {
         self.scratch.clear();
         if rate != self.down_from {
             let Ok(down) = Resampler::new(rate, self.sample_rate()) else { return };
@@ -87,43 +112,94 @@ impl AudioCodec {
             self.down_from = rate;
         }
         self.down.process(pcm, &mut self.scratch);
+        self.pending.extend_from_slice(&self.scratch);
+    }
+
+    /// The next packet of the mix taken so far, encoded into `out` (replacing what it held); false
+    /// (and `out` untouched) while less than a packet is waiting.
+    pub fn next_packet(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.pending.len() < self.packet_len {
+            return false;
+        }
+        out.clear();
+        let pcm = &self.pending[..self.packet_len];
         match &mut self.kind {
             Kind::Opus(enc, _) => {
-                if enc.encode(&self.scratch, out).is_err() {
+                if enc.encode(pcm, out).is_err() {
                     out.clear();
                 }
             }
-            Kind::G722(codec) => codec.0.encode(&self.scratch, out),
-            Kind::Pcmu => g711::ulaw_encode_frame(&self.scratch, out),
-            Kind::Pcma => g711::alaw_encode_frame(&self.scratch, out),
+            Kind::G722(codec) => codec.0.encode(pcm, out),
+            Kind::Pcmu => g711::ulaw_encode_frame(pcm, out),
+            Kind::Pcma => g711::alaw_encode_frame(pcm, out),
+        }
+        self.pending.drain(..self.packet_len);
+        true
+    }
+
+    /// Forgets the mix waiting to be sent (it will not be: telephone-events replace the audio);
+    /// returns how long it was, in RTP timestamp units.
+    pub fn discard_pending(&mut self) -> u32 {
+        let n = self.pending.len() as u64;
+        self.pending.clear();
+        (n * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
+    }
+
+    /// The mix waiting to be sent, in RTP timestamp units.
+    pub fn pending(&self) -> u32 {
+        (self.pending.len() as u64 * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
+    }
+
+    /// The RTP clock rate of the codec's timestamps (G.722 keeps 8 kHz, RFC 3551).
+    pub fn rtp_clock(&self) -> u32 {
+        match self.kind {
+            Kind::Opus(..) => 48_000,
+            _ => 8_000,
         }
     }
 
-    /// Decodes one payload (or conceals a lost one, `None`) into 48 kHz PCM in `out`.
-    pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) {
+    /// How long a payload plays, in the RTP clock (whatever packet time the far end chose: 10, 20,
+    /// 30 ms or more); `None` for one that holds no audio (empty, or not valid Opus).
+    pub fn payload_duration(&self, payload: &[u8]) -> Option<u32> {
+        match self.kind {
+            Kind::Opus(..) => media_mixer::opus::packet_duration(payload),
+            // One byte per sample at 8 kHz; G.722 packs two 16 kHz samples in a byte, one tick of
+            // its 8 kHz RTP clock.
+            _ => u32::try_from(payload.len()).ok().filter(|n| *n > 0),
+        }
+    }
+
+    /// Decodes one payload of any length into 48 kHz PCM in `out` (cleared first); a payload that
+    /// does not decode gives nothing.
+    pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
         out.clear();
         self.scratch.clear();
-        let ok = match (&mut self.kind, payload) {
-            (Kind::Opus(_, dec), Some(p)) => dec.decode(p, &mut self.scratch).is_ok(),
-            (Kind::Opus(_, dec), None) => dec.conceal(&mut self.scratch).is_ok(),
-            (Kind::G722(codec), Some(p)) => {
-                codec.1.decode(p, &mut self.scratch);
-                true
+        match &mut self.kind {
+            Kind::Opus(_, dec) => {
+                if dec.decode(payload, &mut self.scratch).is_err() {
+                    return;
+                }
             }
-            (Kind::Pcmu, Some(p)) => {
-                g711::ulaw_decode_frame(p, &mut self.scratch);
-                true
-            }
-            (Kind::Pcma, Some(p)) => {
-                g711::alaw_decode_frame(p, &mut self.scratch);
-                true
-            }
-            // No concealment for the others: a lost frame is silence.
-            (_, None) => false,
+            Kind::G722(codec) => codec.1.decode(payload, &mut self.scratch),
+            Kind::Pcmu => g711::ulaw_decode_frame(payload, &mut self.scratch),
+            Kind::Pcma => g711::alaw_decode_frame(payload, &mut self.scratch),
+        }
+        self.up.process(&self.scratch, out);
+    }
+
+    /// Conceals `samples` (at 48 kHz) of lost audio into `out` (cleared first): Opus's PLC, and
+    /// silence for the others.
+    pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
+        out.clear();
+        self.scratch.clear();
+        let at_rate = samples * self.sample_rate() as usize / 48_000;
+        let concealed = match &mut self.kind {
+            Kind::Opus(_, dec) => dec.conceal(at_rate, &mut self.scratch).is_ok(),
+            _ => false,
         };
-        if !ok {
+        if !concealed {
             self.scratch.clear();
-            self.scratch.resize(self.sample_rate() as usize / 50, 0);
+            self.scratch.resize(at_rate, 0);
         }
         self.up.process(&self.scratch, out);
     }
@@ -140,15 +216,19 @@ mod tests {
             let (mut payload, mut pcm) = (Vec::new(), Vec::new());
             let mut energy = 0f64;
             for _ in 0..10 {
-                c.encode(&tone_at(48_000, FRAME_48K), 48_000, &mut payload);
-                assert!(!payload.is_empty(), "{codec:?}");
-                c.decode(Some(&payload), &mut pcm);
+                c.push_mix(&tone_at(48_000, FRAME_48K), 48_000);
+                assert!(c.next_packet(&mut payload) && !payload.is_empty(), "{codec:?}");
+                assert!(!c.next_packet(&mut payload), "{codec:?}: one 20 ms packet a tick");
+                assert_eq!(c.payload_duration(&payload), Some(c.rtp_step()), "{codec:?}");
+                c.decode(&payload, &mut pcm);
                 assert_eq!(pcm.len(), FRAME_48K, "{codec:?} decodes 20 ms at 48 kHz");
                 energy = pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64;
             }
             assert!(energy.sqrt() > 2000.0, "{codec:?} keeps the tone: rms {}", energy.sqrt());
-            c.decode(None, &mut pcm);
+            c.conceal(FRAME_48K, &mut pcm);
             assert_eq!(pcm.len(), FRAME_48K, "{codec:?} conceals a lost frame with 20 ms");
+            c.conceal(480, &mut pcm);
+            assert_eq!(pcm.len(), 480, "{codec:?} conceals a lost 10 ms packet with 10 ms");
         }
         assert!(AudioCodec::new(Codec::Vp8).is_none());
     }
@@ -167,15 +247,56 @@ mod tests {
             for rate in [8_000, 16_000, 48_000, 8_000] {
                 let mut rms = 0.0;
                 for _ in 0..10 {
-                    c.encode(&tone_at(rate, rate as usize / 50), rate, &mut payload);
-                    assert!(!payload.is_empty(), "{codec:?} from {rate} Hz");
-                    c.decode(Some(&payload), &mut pcm);
+                    c.push_mix(&tone_at(rate, rate as usize / 50), rate);
+                    assert!(c.next_packet(&mut payload) && !payload.is_empty(), "{codec:?} from {rate} Hz");
+                    c.decode(&payload, &mut pcm);
                     rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
                 }
                 assert!(rms > 2000.0, "{codec:?} from a {rate} Hz mix keeps the tone: rms {rms}");
             }
-            c.encode(&tone_at(44_100, 882), 44_100, &mut payload);
-            assert!(payload.is_empty(), "a rate the mix never runs at gives nothing");
+            c.push_mix(&tone_at(44_100, 882), 44_100);
+            assert!(!c.next_packet(&mut payload), "a rate the mix never runs at gives nothing");
+        }
+    }
+
+    /// The far end's packet time, both ways: the mix goes out in packets of its `a=ptime` (the RTP
+    /// clock advancing by as much), and its packets of any length decode whole.
+    #[test]
+    fn packets_follow_the_far_ends_packet_time() {
+        for (codec, ptime, want, bytes) in [
+            (Codec::Pcmu, Some(30), 30, 240),
+            (Codec::Pcma, Some(10), 10, 80),
+            (Codec::G722, Some(60), 60, 480),
+            (Codec::Pcmu, Some(25), 20, 160),
+            (Codec::Pcmu, Some(120), 20, 160),
+            (Codec::Pcmu, None, 20, 160),
+            (Codec::Opus, Some(40), 20, 0),
+        ] {
+            let mut c = AudioCodec::new(codec).expect("codec");
+            assert_eq!(c.set_packet_time(ptime), want, "{codec:?} {ptime:?}");
+            assert_eq!(c.packet_step(), want * c.rtp_clock() / 1000, "{codec:?}");
+            let (mut payload, mut pcm, mut decoded) = (Vec::new(), Vec::new(), Vec::new());
+            let mut packets = 0;
+            // Three seconds of the mix, 20 ms a tick.
+            for tick in 0..150 {
+                // 1 kHz: whole periods in 20 ms, the same samples every tick.
+                c.push_mix(&tone_at(48_000, FRAME_48K), 48_000);
+                while c.next_packet(&mut payload) {
+                    packets += 1;
+                    if bytes > 0 {
+                        assert_eq!(payload.len(), bytes, "{codec:?} {ptime:?} at tick {tick}");
+                    }
+                    assert_eq!(c.payload_duration(&payload), Some(c.packet_step()), "{codec:?}");
+                    c.decode(&payload, &mut pcm);
+                    decoded.extend_from_slice(&pcm);
+                }
+                assert!(c.pending() < c.packet_step(), "less than a packet waits");
+            }
+            assert_eq!(packets, 3000 / want, "{codec:?} {ptime:?}");
+            assert_eq!(decoded.len(), 3 * 48_000, "{codec:?}: every packet decodes whole");
+            let tail = &decoded[48_000..];
+            let rms = (tail.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+            assert!(rms > 2000.0, "{codec:?} {ptime:?} keeps the tone: rms {rms}");
         }
     }
 }

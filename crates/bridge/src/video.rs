@@ -640,6 +640,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                                     data: f.data.into(),
                                     contiguous: true,
                                     audio_level: None,
+                                    arrival: std::time::Instant::now(),
                                 };
                                 let _ = v.service.write_frame(&v.stream, frame);
                             }

@@ -128,24 +128,35 @@ impl OpusDecoder {
     /// Decodes a packet into `out` (cleared first); an empty packet is
     /// concealed as a lost one. Hostile bytes give an error, never a panic.
     pub fn decode(&mut self, packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(packet, false, out)
+        self.run(packet, false, self.frame_len, out)
     }
 
-    /// Conceals one lost 20 ms frame (PLC).
-    pub fn conceal(&mut self, out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(&[], false, out)
+    /// Conceals `samples` of lost audio (PLC) at the decoder's rate: a multiple of 2.5 ms, at
+    /// most 120 ms (a lost 10 ms packet is concealed with 10 ms, a lost 60 ms one with 60 ms).
+    pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) -> Result<(), Error> {
+        self.run(&[], false, samples, out)
     }
 
-    /// Recovers a lost frame from the FEC data carried in the *next* packet.
-    pub fn recover_fec(&mut self, next_packet: &[u8], out: &mut Vec<i16>) -> Result<(), Error> {
-        self.run(next_packet, true, out)
+    /// Recovers `samples` of lost audio (as for [`conceal`](Self::conceal)) from the in-band FEC
+    /// carried by the packet that follows the loss: libopus rebuilds the last of it from that
+    /// packet's redundancy, and conceals the rest when the gap is longer than what it carries.
+    pub fn recover_fec(&mut self, next_packet: &[u8], samples: usize, out: &mut Vec<i16>) -> Result<(), Error> {
+        self.run(next_packet, true, samples, out)
     }
 
-    fn run(&mut self, packet: &[u8], fec: bool, out: &mut Vec<i16>) -> Result<(), Error> {
-        // Concealment and FEC produce one 20 ms frame (libopus takes the output's length as the
-        // duration to make up); a packet decodes up to 120 ms.
-        let room = if fec || packet.is_empty() { self.frame_len } else { self.frame_len * 6 };
-        let buf = self.samples.get_mut(..room).ok_or(Error::Decode("opus output"))?;
+    fn run(&mut self, packet: &[u8], fec: bool, samples: usize, out: &mut Vec<i16>) -> Result<(), Error> {
+        // Concealment and FEC make up as much audio as the output's length (libopus takes it as
+        // the duration lost, in whole 2.5 ms); a packet decodes up to 120 ms.
+        let room = if fec || packet.is_empty() {
+            let quantum = self.frame_len / 8;
+            if samples == 0 || quantum == 0 || !samples.is_multiple_of(quantum) {
+                return Err(Error::Decode("opus concealment: not a whole number of 2.5 ms"));
+            }
+            samples
+        } else {
+            self.frame_len * 6
+        };
+        let buf = self.samples.get_mut(..room).ok_or(Error::Decode("opus concealment: more than 120 ms"))?;
         let n = self.inner.decode_to_slice(packet, buf, fec).map_err(|_| Error::Decode("opus decode"))?;
         out.clear();
         out.extend(buf.get(..n).ok_or(Error::Decode("opus output"))?.iter().map(|s| *s as i16));
@@ -224,11 +235,22 @@ mod tests {
         let (mut pkt, mut pcm) = (Vec::new(), Vec::new());
         enc.encode(&tone(960, 0), &mut pkt).expect("encode");
         dec.decode(&pkt, &mut pcm).expect("decode");
-        dec.conceal(&mut pcm).expect("plc");
+        dec.conceal(960, &mut pcm).expect("plc");
         assert_eq!(pcm.len(), 960);
+        // Any whole number of 2.5 ms up to 120 ms: a lost 10 ms packet, a lost 60 ms one.
+        for samples in [120, 480, 2880, 5760] {
+            dec.conceal(samples, &mut pcm).expect("plc");
+            assert_eq!(pcm.len(), samples);
+        }
+        for samples in [0, 100, 5880] {
+            assert!(dec.conceal(samples, &mut pcm).is_err(), "{samples}");
+        }
         enc.encode(&tone(960, 1920), &mut pkt).expect("encode");
-        dec.recover_fec(&pkt, &mut pcm).expect("fec");
+        dec.recover_fec(&pkt, 960, &mut pcm).expect("fec");
         assert_eq!(pcm.len(), 960);
+        // A gap longer than the packet's own frame: concealed up to it, then its FEC.
+        dec.recover_fec(&pkt, 1920, &mut pcm).expect("fec");
+        assert_eq!(pcm.len(), 1920);
         assert!(dec.decode(&[0xff, 0xff, 0xff], &mut pcm).is_err());
         assert!(OpusEncoder::new(OpusEncoderConfig { rate: 44100, ..OpusEncoderConfig::default() }).is_err());
         let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).expect("enc");

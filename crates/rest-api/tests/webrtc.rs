@@ -369,6 +369,7 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                     data: peer::frame(b'A', n, 60).into(),
                     contiguous: true,
                     audio_level: None,
+                    arrival: std::time::Instant::now(),
                 };
                 let _ = service.write_frame(&id, audio);
                 if n % 2 == 0 {
@@ -378,6 +379,7 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                         data: peer::frame(b'V', n / 2, 2500).into(),
                         contiguous: true,
                         audio_level: None,
+                        arrival: std::time::Instant::now(),
                     };
                     let _ = service.write_frame(&id, video);
                 }
@@ -411,7 +413,8 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
                     rtp_time: 0,
                     data: vec![1u8].into(),
                     contiguous: true,
-                    audio_level: None
+                    audio_level: None,
+                    arrival: std::time::Instant::now()
                 }
             )
             .is_err(),

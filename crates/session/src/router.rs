@@ -156,6 +156,9 @@ pub struct MediaFrame {
     /// source says: the RTP audio-level header extension of a WebRTC publisher, or measured by
     /// whoever decoded the audio. A mixer need not decode a packet that says it is silent.
     pub audio_level: Option<u8>,
+    /// When its packet arrived from the network (the last of them, for a frame of several), or,
+    /// for a frame made here, when it was made: what a jitter buffer measures jitter with.
+    pub arrival: Instant,
 }
 
 /// What a peer connection is for.
@@ -727,6 +730,7 @@ impl Router {
                     data: data.data.clone(),
                     contiguous: data.contiguous,
                     audio_level: data.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127)),
+                    arrival: data.network_time,
                 };
                 self.emit_taps(&stream, &frame);
             }
