@@ -5,6 +5,7 @@
 use media_mixer::g711;
 use media_mixer::g722::{G722Decoder, G722Encoder};
 use media_mixer::opus::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
+use media_mixer::plc::Concealer;
 use media_mixer::resample::Resampler;
 use sdp_negotiation::Codec;
 
@@ -32,6 +33,8 @@ pub struct AudioCodec {
     pending: Vec<i16>,
     /// Samples per packet at the codec's rate.
     packet_len: usize,
+    /// Loss concealment for the codecs without their own (all but Opus).
+    plc: Concealer,
 }
 
 impl std::fmt::Debug for AudioCodec {
@@ -62,6 +65,7 @@ impl AudioCodec {
             scratch: Vec::with_capacity(FRAME_48K),
             pending: Vec::with_capacity(FRAME_48K),
             packet_len: rate as usize / 50,
+            plc: Concealer::new(rate),
         })
     }
 
@@ -184,18 +188,24 @@ impl AudioCodec {
             Kind::Pcmu => g711::ulaw_decode_frame(payload, &mut self.scratch),
             Kind::Pcma => g711::alaw_decode_frame(payload, &mut self.scratch),
         }
+        if !matches!(self.kind, Kind::Opus(..)) {
+            self.plc.good(&mut self.scratch);
+        }
         self.up.process(&self.scratch, out);
     }
 
     /// Conceals `samples` (at 48 kHz) of lost audio into `out` (cleared first): Opus's PLC, and
-    /// silence for the others.
+    /// for the others the last pitch period repeated, fading out after 10 ms (`media_mixer::plc`).
     pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
         out.clear();
         self.scratch.clear();
         let at_rate = samples * self.sample_rate() as usize / 48_000;
         let concealed = match &mut self.kind {
             Kind::Opus(_, dec) => dec.conceal(at_rate, &mut self.scratch).is_ok(),
-            _ => false,
+            _ => {
+                self.plc.conceal(at_rate, &mut self.scratch);
+                true
+            }
         };
         if !concealed {
             self.scratch.clear();
@@ -297,6 +307,23 @@ mod tests {
             let tail = &decoded[48_000..];
             let rms = (tail.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
             assert!(rms > 2000.0, "{codec:?} {ptime:?} keeps the tone: rms {rms}");
+        }
+    }
+
+    /// A lost packet of G.711 or G.722 is made up from the audio before it (not silence).
+    #[test]
+    fn a_lost_packet_is_concealed_with_the_sound_before_it() {
+        for codec in [Codec::Pcmu, Codec::Pcma, Codec::G722] {
+            let mut c = AudioCodec::new(codec).expect("codec");
+            let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+            for _ in 0..10 {
+                c.push_mix(&tone_at(48_000, FRAME_48K), 48_000);
+                assert!(c.next_packet(&mut payload));
+                c.decode(&payload, &mut pcm);
+            }
+            c.conceal(FRAME_48K, &mut pcm);
+            let rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+            assert!(rms > 3000.0, "{codec:?}: the tone goes on through the loss: rms {rms}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod level;
 pub mod mixer;
 pub mod opus;
 pub mod packetize;
+pub mod plc;
 pub mod prompt;
 pub mod resample;
 pub mod scale;
