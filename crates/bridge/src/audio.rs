@@ -101,6 +101,18 @@ struct Packet {
     level: Option<u8>,
 }
 
+/// Packets at or below -50 dBov (RFC 6464 level 50 and up) are quiet: a pause between words, which
+/// a delay that has grown may drop before any speech.
+const QUIET_LEVEL: u8 = 50;
+
+impl Packet {
+    /// Quiet by its audio level, or a discontinuous-transmission packet (Opus DTX sends a table of
+    /// contents byte and at most one more).
+    fn is_quiet(&self) -> bool {
+        self.level.is_some_and(|l| l >= QUIET_LEVEL) || self.data.len() <= 2
+    }
+}
+
 /// What a passthrough listener is sent of its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Forward {
@@ -161,7 +173,7 @@ impl Input {
                 other => debug!(?other, "a packet dropped"),
             }
         }
-        self.jitter.start_tick(now);
+        self.jitter.start_tick_with(now, Packet::is_quiet);
     }
 
     /// What the decoding path plays next: a packet, a gap to conceal, or (first thing in a tick

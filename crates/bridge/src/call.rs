@@ -766,7 +766,8 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
         return;
     }
     const FRAME: usize = crate::codec::FRAME_48K;
-    m.jitter.start_tick(now);
+    let codec = &m.codec;
+    m.jitter.start_tick_with(now, |payload| codec.is_quiet(payload));
     let clock = u64::from(m.codec.rtp_clock());
     let mut pcm = Vec::with_capacity(FRAME);
     while m.decoded.len() < FRAME {

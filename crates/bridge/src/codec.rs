@@ -173,6 +173,20 @@ impl AudioCodec {
         }
     }
 
+    /// Whether a payload is quiet (every sample at or below -50 dBov): a pause that a jitter buffer
+    /// whose delay has grown may drop first. Known for G.711 without decoding anything; never said
+    /// of the others.
+    pub fn is_quiet(&self, payload: &[u8]) -> bool {
+        // -50 dBov of full scale (32768).
+        const QUIET: i16 = 104;
+        let decode = match self.kind {
+            Kind::Pcmu => g711::ulaw_decode,
+            Kind::Pcma => g711::alaw_decode,
+            _ => return false,
+        };
+        payload.iter().all(|b| decode(*b).saturating_abs() <= QUIET)
+    }
+
     /// Decodes one payload of any length into 48 kHz PCM in `out` (cleared first); a payload that
     /// does not decode gives nothing.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
@@ -325,5 +339,21 @@ mod tests {
             let rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
             assert!(rms > 3000.0, "{codec:?}: the tone goes on through the loss: rms {rms}");
         }
+    }
+
+    #[test]
+    fn quiet_g711_payloads_are_told_apart() {
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let mut c = AudioCodec::new(codec).expect("codec");
+            let mut payload = Vec::new();
+            c.push_mix(&[0; FRAME_48K], 48_000);
+            assert!(c.next_packet(&mut payload));
+            assert!(c.is_quiet(&payload), "{codec:?}: silence");
+            c.push_mix(&tone_at(48_000, FRAME_48K), 48_000);
+            assert!(c.next_packet(&mut payload));
+            assert!(!c.is_quiet(&payload), "{codec:?}: a tone");
+        }
+        let c = AudioCodec::new(Codec::G722).expect("codec");
+        assert!(!c.is_quiet(&[0; 160]), "not said of G.722");
     }
 }

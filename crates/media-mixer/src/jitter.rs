@@ -6,10 +6,13 @@
 //!   plus a margin is held. The margin follows the RFC 3550 interarrival jitter (three times the
 //!   estimate, between a minimum and a maximum), so a clean network gets the least delay and a
 //!   jittery one gets what it needs. A packet longer than a tick asks for its extra length too.
-//! - **Bursts are kept.** A text-to-speech source that sends a second of audio in a few
-//!   milliseconds is played in full at real time, not cut into silence; only a delay that stays
-//!   above the target for a while (clock drift, a consumer that fell behind) loses packets, one at a
-//!   time, and up to [`JitterConfig::max_held`] is held.
+//! - **Bursts are kept.** A text-to-speech source that sends seconds of audio in a few
+//!   milliseconds is played in full at real time, not cut into silence. A delay that stays above
+//!   the target (a burst, clock drift, a consumer that fell behind) is brought back down by
+//!   dropping packets one at a time: quiet ones (the pauses between words, when the consumer can
+//!   tell, see [`JitterBuffer::start_tick_with`]) after [`JitterConfig::trim_after`], and any
+//!   packet only after [`JitterConfig::trim_loud_after`], so speech itself is cut last. Up to
+//!   [`JitterConfig::max_held`] is held.
 //! - **Losses are reported with their length.** A gap in the RTP times up to
 //!   [`JitterConfig::max_concealed`] (a lost 10 ms packet as much as a lost 60 ms one) comes out as
 //!   [`Next::Lost`] with its duration, for the decoder to conceal (Opus PLC, or FEC from the packet
@@ -58,9 +61,13 @@ pub struct JitterConfig {
     /// duplicate one (dropped); further back, the source's clock started over, and so does the
     /// buffer.
     pub max_late: Duration,
-    /// How long more than the target plus two ticks must stay held before one packet is dropped to
-    /// bring the delay back down.
+    /// How long more than the target plus two ticks must stay held before quiet packets are
+    /// dropped to bring the delay back down (one a tick while it stays: pauses play at twice
+    /// their speed).
     pub trim_after: Duration,
+    /// How long before any packet is dropped for it, quiet or not (then one every
+    /// [`trim_after`](Self::trim_after) while it stays).
+    pub trim_loud_after: Duration,
 }
 
 impl Default for JitterConfig {
@@ -74,6 +81,7 @@ impl Default for JitterConfig {
             max_concealed: Duration::from_millis(100),
             max_late: Duration::from_secs(1),
             trim_after: Duration::from_secs(1),
+            trim_loud_after: Duration::from_secs(5),
         }
     }
 }
@@ -170,8 +178,9 @@ pub struct JitterBuffer<T> {
     playing: bool,
     /// Something was played or reported lost since the tick started.
     took: bool,
-    /// Since when more than the target plus two ticks has been held.
-    over_since: Option<Instant>,
+    /// While more than the target plus two ticks is held: when a quiet packet, and when any
+    /// packet, may next be dropped for it.
+    trim_at: Option<(Instant, Instant)>,
     /// RFC 3550 A.8 interarrival jitter, in the RTP clock.
     jitter: f64,
     last_transit: Option<f64>,
@@ -198,7 +207,7 @@ impl<T> JitterBuffer<T> {
             next_time: None,
             playing: false,
             took: false,
-            over_since: None,
+            trim_at: None,
             jitter: 0.0,
             last_transit: None,
             epoch: None,
@@ -265,7 +274,7 @@ impl<T> JitterBuffer<T> {
         self.held = 0;
         self.next_time = None;
         self.playing = false;
-        self.over_since = None;
+        self.trim_at = None;
     }
 
     /// A packet arrived at `now`: its RTP time (extended past wrap-around, see
@@ -327,19 +336,32 @@ impl<T> JitterBuffer<T> {
     }
 
     /// A tick starts: playing starts once the target is held, and a delay that has stayed above
-    /// the target plus two ticks for [`JitterConfig::trim_after`] loses its oldest packet.
+    /// the target plus two ticks for [`JitterConfig::trim_loud_after`] loses its oldest packet
+    /// (nothing here says which packets are quiet: see [`start_tick_with`](Self::start_tick_with)).
     pub fn start_tick(&mut self, now: Instant) {
+        self.start_tick_with(now, |_| false);
+    }
+
+    /// [`start_tick`](Self::start_tick), where `quiet` tells the packets that may be dropped first
+    /// (a pause between words): when the delay has stayed above the target plus two ticks for
+    /// [`JitterConfig::trim_after`], the oldest packet goes if it is quiet (one a tick while that
+    /// lasts); any packet goes after [`JitterConfig::trim_loud_after`].
+    pub fn start_tick_with(&mut self, now: Instant, quiet: impl Fn(&T) -> bool) {
         self.took = false;
         let target = self.target();
         if self.playing && self.held > target + 2 * self.tick {
-            let since = *self.over_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= self.config.trim_after {
-                self.over_since = None;
+            let config = &self.config;
+            let (quiet_at, any_at) =
+                *self.trim_at.get_or_insert((now + config.trim_after, now + config.trim_loud_after));
+            let head_quiet = self.queue.front().is_some_and(|h| quiet(&h.item));
+            if (head_quiet && now >= quiet_at) || now >= any_at {
+                let after = config.trim_after;
+                self.trim_at = Some(if head_quiet { (now, any_at) } else { (now + after, now + after) });
                 self.drop_oldest();
                 self.stats.trimmed += 1;
             }
         } else {
-            self.over_since = None;
+            self.trim_at = None;
         }
         if !self.playing && self.held >= target {
             self.playing = true;
@@ -656,6 +678,63 @@ mod tests {
         assert_eq!(b.stats().late, 0, "reordered packets are put in their place");
         assert_eq!(underruns_late, 0, "target {:?}, jitter {:?}", b.target_delay(), b.jitter());
         assert!(b.target_delay() >= Duration::from_millis(60));
+    }
+
+    #[test]
+    fn a_burst_loses_pauses_not_speech_and_the_delay_comes_back_down() {
+        // Three seconds of text to speech at once (words of 400 ms, pauses of 200 ms: quiet packets
+        // are item 1), then the source goes on with silence at real time.
+        let mut b: JitterBuffer<u64> = g711();
+        let t0 = Instant::now();
+        let word = |n: u64| u64::from(n >= 150 || n % 30 >= 20);
+        for n in 0..150u64 {
+            b.push(t0, n * 160, 160, word(n));
+        }
+        let (mut words_played, mut sent) = (0u64, 150u64);
+        let mut caught_up = None;
+        for k in 0..600u32 {
+            let now = t0 + TICK * k;
+            while sent < 150 + u64::from(k) {
+                b.push(now, sent * 160, 160, word(sent));
+                sent += 1;
+            }
+            b.start_tick_with(now, |quiet| *quiet == 1);
+            if let Next::Packet { item: 0, .. } = b.pop() {
+                words_played += 1;
+            }
+            if b.held() <= b.target() + 2 * 160 {
+                caught_up.get_or_insert(k);
+            }
+        }
+        assert_eq!(words_played, (0..150).filter(|n| word(*n) == 0).count() as u64, "every packet of speech played");
+        let caught_up = caught_up.expect("the delay comes back down");
+        // The burst plays for about 3 s less its shortened pauses, then the silence behind it goes
+        // at one dropped packet a tick.
+        assert!((100..300).contains(&caught_up), "caught up at tick {caught_up}");
+        assert!(b.stats().trimmed > 100, "{}", b.stats().trimmed);
+    }
+
+    #[test]
+    fn a_loud_delay_is_trimmed_only_later() {
+        // The same burst with no quiet packet in it: nothing is trimmed for five seconds.
+        let mut b: JitterBuffer<u64> = g711();
+        let t0 = Instant::now();
+        for n in 0..400u64 {
+            b.push(t0, n * 160, 160, n);
+        }
+        let mut first_trim = None;
+        for k in 0..400u32 {
+            let now = t0 + TICK * k;
+            b.push(now, u64::from(400 + k) * 160, 160, 0);
+            b.start_tick_with(now, |_| false);
+            let _ = b.pop();
+            if b.stats().trimmed > 0 {
+                first_trim.get_or_insert(k);
+            }
+        }
+        // Playing from the first tick on, so over the target from the second.
+        assert_eq!(first_trim, Some(251), "the first packet dropped after 5 s over the target");
+        assert_eq!(b.stats().trimmed, 3, "then one a second");
     }
 
     #[test]
