@@ -1274,6 +1274,147 @@ async fn the_far_ends_packet_time_is_kept_both_ways() {
     }
 }
 
+/// RTCP on the audio leg (RFC 3550 section 6), on the wire: while the call sends audio it sends
+/// sender reports (our SSRC, packet and octet counts that match the RTP, an RTP timestamp in step
+/// with it, our CNAME) with a report block on the far end's stream (the packet it lost counted,
+/// the far end's sender report echoed in LSR and DLSR), and a BYE when it ends. sipp answers
+/// PCMU without rtcp-mux and points the media at the test's sockets (RTP at p, RTCP at p + 1);
+/// the reports come every second here (`rtcp_interval`; 5 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
+    use srtp_transport::rtcp::{parse_compound, write_compound, RtcpPacket};
+    let mut g = gateway(BridgeConfig { rtcp_interval: Duration::from_secs(1), ..BridgeConfig::default() }).await;
+    let sid = routed(&g);
+    let p = free_port();
+    let media = std::sync::Arc::new(tokio::net::UdpSocket::bind(("127.0.0.1", p)).await.expect("rtp socket"));
+    let reports = tokio::net::UdpSocket::bind(("127.0.0.1", p + 1)).await.expect("rtcp socket");
+    let port = free_port();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/pcmu_ptime_to_socket.xml");
+    let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &p.to_string(), "-set", "ptime", "20"]);
+    let feeder = tone_publisher(&g.service, &sid, "tone-rtcp", 1000.0);
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:rtcp@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    // Our RTP as (ssrc, timestamp, arrival), and our RTCP as (packets, arrival).
+    let (mut ours, mut compounds) = (Vec::new(), Vec::new());
+    let (mut far_end, mut gateway_rtcp, mut their_sr) = (None, None, None);
+    let (mut buf, mut rbuf) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        tokio::select! {
+            r = media.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let Ok(pkt) = srtp_transport::RtpPacket::parse(&buf[..n]) else { continue };
+                ours.push((pkt.ssrc().0, pkt.timestamp(), Instant::now()));
+                if far_end.is_none() {
+                    gateway_rtcp = Some(std::net::SocketAddr::new(from.ip(), from.port() + 1));
+                    let socket = media.clone();
+                    far_end = Some(tokio::spawn(async move {
+                        let mut every = tokio::time::interval(Duration::from_millis(20));
+                        for n in 0..150usize {
+                            every.tick().await;
+                            // The thirtieth is lost.
+                            if n == 30 {
+                                continue;
+                            }
+                            let pcm = sine(440.0, 8000.0, n * 160, 160, 8000.0);
+                            let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+                            let header = srtp_transport::RtpHeader {
+                                payload_type: 0,
+                                seq: n as u16,
+                                timestamp: (n * 160) as u32,
+                                ssrc: 0x5eed,
+                                ..Default::default()
+                            };
+                            let mut packet = Vec::new();
+                            header.write(&payload, 0, &mut packet).expect("rtp");
+                            let _ = socket.send_to(&packet, from).await;
+                        }
+                    }));
+                }
+            }
+            r = reports.recv_from(&mut rbuf) => {
+                let Ok((n, _)) = r else { continue };
+                compounds.push((parse_compound(&rbuf[..n]).expect("our RTCP parses"), Instant::now()));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        // Two seconds in, the far end's own sender report.
+        if their_sr.is_none() && start.elapsed() > Duration::from_secs(2) {
+            if let Some(to) = gateway_rtcp {
+                let ntp = 0x1234_5678_9abc_def0u64;
+                let sr = RtcpPacket::SenderReport {
+                    ssrc: 0x5eed,
+                    ntp,
+                    rtp_timestamp: 16_000,
+                    packets: 100,
+                    octets: 16_000,
+                    reports: Vec::new(),
+                };
+                reports.send_to(&write_compound(&[sr]), to).await.expect("the far end's report");
+                their_sr = Some((ntp, Instant::now()));
+            }
+        }
+    }
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    feeder.abort();
+    if let Some(task) = far_end {
+        let _ = task.await;
+    }
+    // The BYE, after the hang-up.
+    let mut bye = None;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while bye.is_none() && Instant::now() < deadline {
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(200), reports.recv_from(&mut rbuf)).await {
+            let packets = parse_compound(&rbuf[..n]).expect("our RTCP parses");
+            if packets.iter().any(|p| matches!(p, RtcpPacket::Bye { .. })) {
+                bye = Some(packets);
+            }
+        }
+    }
+    let our_ssrc = ours.last().map(|o| o.0).expect("our RTP");
+    assert!(compounds.len() >= 3, "a report a second: {} in 5 s", compounds.len());
+    for (packets, at) in &compounds {
+        let RtcpPacket::SenderReport { ssrc, packets: sent, octets, rtp_timestamp, .. } = &packets[0] else {
+            panic!("we send audio: a sender report first: {packets:?}")
+        };
+        assert_eq!(*ssrc, our_ssrc);
+        let seen_by_then = ours.iter().filter(|o| o.2 <= *at).count() as i64;
+        assert!((i64::from(*sent) - seen_by_then).abs() <= 5, "{sent} packets reported, {seen_by_then} seen");
+        assert_eq!(*octets, *sent * 160, "PCMU 20 ms: 160 octets a packet");
+        let last = ours.iter().rev().find(|o| o.2 <= *at).expect("RTP before the report");
+        let expected = last.1.wrapping_add((at.duration_since(last.2).as_secs_f64() * 8000.0) as u32);
+        let off = rtp_timestamp.wrapping_sub(expected) as i32;
+        assert!(off.abs() < 800, "the report's RTP time is in step with the RTP: {off} off");
+        assert!(
+            packets.iter().any(|p| matches!(p, RtcpPacket::Sdes(c) if c[0].0 == our_ssrc && c[0].1[0].0 == 1)),
+            "our CNAME: {packets:?}"
+        );
+    }
+    // The report blocks on the far end's stream: the lost one counted, its sender report echoed.
+    let blocks: Vec<_> = compounds
+        .iter()
+        .filter_map(|(packets, at)| match &packets[0] {
+            RtcpPacket::SenderReport { reports, .. } => reports.first().map(|b| (*b, *at)),
+            _ => None,
+        })
+        .collect();
+    assert!(blocks.iter().all(|(b, _)| b.ssrc == 0x5eed), "{blocks:?}");
+    let (last, _) = blocks.last().expect("blocks");
+    assert_eq!(last.cumulative_lost, 1, "the one packet lost: {blocks:?}");
+    assert!(blocks.iter().any(|(b, _)| b.fraction_lost > 0), "{blocks:?}");
+    assert!(last.jitter < 80, "loopback: under 10 ms of jitter, {} units", last.jitter);
+    let (ntp, sent_at) = their_sr.expect("the far end's sender report was sent");
+    let echoed = blocks.iter().find(|(b, at)| *at > sent_at && b.last_sr != 0).expect("a report after it");
+    assert_eq!(echoed.0.last_sr, (ntp >> 16) as u32, "LSR: the middle of its NTP time");
+    let dlsr = f64::from(echoed.0.delay_since_last_sr) / 65536.0;
+    let held = echoed.1.duration_since(sent_at).as_secs_f64();
+    assert!(dlsr > 0.0 && dlsr <= held + 0.05, "DLSR {dlsr:.3} s, held at most {held:.3} s");
+    let bye = bye.expect("an RTCP BYE when the call ends");
+    assert!(bye.iter().any(|p| matches!(p, RtcpPacket::Bye { ssrcs, .. } if ssrcs == &vec![our_ssrc])), "{bye:?}");
+}
+
 /// A text-to-speech source that sends four seconds of audio at once is heard whole, at real time,
 /// not cut to the few frames a jitter buffer keeps for a live talker, and not trimmed while it plays
 /// (speech is trimmed only when a delay stays high for five seconds).

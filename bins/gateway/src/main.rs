@@ -254,6 +254,7 @@ async fn run(settings: Settings) -> ExitCode {
             .iter()
             .filter_map(|p| Some((p.project.id().as_str().to_owned(), p.srtp_offer?)))
             .collect(),
+        ..BridgeConfig::default()
     };
     let reporter = Arc::new(monitoring::CallEvents { writer: writer.clone(), metrics: metrics.clone() });
     let bridge = Bridge::new(service.clone(), sip.clone(), ports, bridge_config, reporter);

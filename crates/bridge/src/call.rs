@@ -125,6 +125,8 @@ struct Media {
     dtmf_out: Option<dtmf_rfc4733::Sender>,
     /// RFC 4733 from the SIP party, and the `*6` toggle.
     dtmf_in: Option<(dtmf_rfc4733::Receiver, dtmf_rfc4733::SequenceDetector)>,
+    /// RTCP: our reports, the far end's.
+    rtcp: crate::rtcp::Rtcp,
 }
 
 fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -303,7 +305,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         return Ending::new(code, reason, disconnect);
                     }
                     CallEvent::Ended { reason } => {
-                        if let Some(m) = &media {
+                        if let Some(m) = media.as_mut() {
+                            say_goodbye(spec, m);
                             let _ = m.leg.shutdown().await;
                         }
                         return match (reason, hangup_cause) {
@@ -420,6 +423,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
+                            say_goodbye(spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(488, format!("Not Acceptable Here: DTLS-SRTP failed ({why})"), normal);
                         }
@@ -432,11 +436,13 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             _ = tick.tick() => {
                 if let Some(m) = media.as_mut() {
                     play_inbound(bridge, spec, m);
+                    send_rtcp(m);
                     if let Some(why) = timed_out(bridge, m, started) {
                         if hangup_cause.is_none() {
                             warn!(call = %spec.id, code = why.0, "media timeout; hanging up");
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
+                            say_goodbye(spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(why.0, why.1, normal);
                         }
@@ -540,6 +546,8 @@ fn start_media(
     let jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
     let publish = OpusEncoder::new(OpusEncoderConfig::default()).map_err(|e| e.to_string())?;
     let now = Instant::now();
+    let ssrc = rand::random();
+    let rtcp = crate::rtcp::Rtcp::new(ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now);
     let (dtmf_out, dtmf_in) = match audio.telephone_event.and_then(|(_, rate)| dtmf_rfc4733::ClockRate::new(rate).ok())
     {
         Some(clock_rate) => {
@@ -561,7 +569,7 @@ fn start_media(
         rtp_in: TimestampExtender::new(),
         decoded: Vec::with_capacity(2 * crate::codec::FRAME_48K),
         mix,
-        ssrc: rand::random(),
+        ssrc,
         seq: rand::random(),
         timestamp: rand::random(),
         publish,
@@ -573,15 +581,49 @@ fn start_media(
         dtmf_out,
         dtmf_in,
         dtls,
+        rtcp,
     })
+}
+
+/// Our RTCP report, when one is due (never in clear before the DTLS-SRTP keys are in place).
+fn send_rtcp(m: &mut Media) {
+    if m.dtls.as_ref().is_some_and(|d| !d.ready) {
+        return;
+    }
+    if let Some(report) = m.rtcp.due(Instant::now(), std::time::SystemTime::now()) {
+        let _ = m.leg.send_rtcp(report);
+    }
+}
+
+/// The end of the call's media: a last report with an RTCP BYE (RFC 3550 §6.6), and what both ends
+/// saw of the audio in the log.
+fn say_goodbye(spec: &CallSpec, m: &mut Media) {
+    if m.dtls.as_ref().is_none_or(|d| d.ready) {
+        let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
+    }
+    let (jb, far) = (m.jitter.stats(), m.rtcp.far_end);
+    info!(
+        call = %spec.id,
+        played = jb.played,
+        concealed_ms = jb.concealed * 1000 / u64::from(m.codec.rtp_clock()),
+        late = jb.late,
+        trimmed = jb.trimmed,
+        underruns = jb.underruns,
+        jitter_ms = m.jitter.jitter().as_secs_f64() * 1000.0,
+        far_end_reports = m.rtcp.reports_received,
+        far_end_lost = far.cumulative_lost,
+        far_end_jitter_ms = far.jitter.as_secs_f64() * 1000.0,
+        round_trip_ms = far.round_trip.map(|r| r.as_secs_f64() * 1000.0),
+        "call audio"
+    );
 }
 
 /// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).
 fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
     let mut packet = Vec::with_capacity(12 + payload.len() + 16);
     let header = RtpHeader { marker, payload_type, seq: m.seq, timestamp, ssrc: m.ssrc, ..RtpHeader::default() };
-    if header.write(payload, 0, &mut packet).is_ok() {
-        let _ = m.leg.send_rtp(packet);
+    if header.write(payload, 0, &mut packet).is_ok() && m.leg.send_rtp(packet).is_ok() {
+        m.rtcp.on_sent(Instant::now(), timestamp, payload.len());
     }
     m.seq = m.seq.wrapping_add(1);
 }
@@ -665,13 +707,24 @@ fn opus_publish_time(publish_time: &mut u64, last_ts: &mut Option<u32>, ts: u32)
 
 /// One packet from the SIP side.
 fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound) {
-    let Inbound::Rtp(clear) = inbound else { return };
-    let Ok(p) = RtpPacket::parse(&clear) else { return };
     let now = Instant::now();
+    let clear = match inbound {
+        Inbound::Rtp(clear) => clear,
+        Inbound::Rtcp(report) => {
+            if let Err(e) = m.rtcp.on_rtcp(now, std::time::SystemTime::now(), &report) {
+                debug!(call = %spec.id, error = %e, "RTCP from the SIP party refused");
+            }
+            return;
+        }
+        Inbound::Dtls(_) => return,
+    };
+    let Ok(p) = RtpPacket::parse(&clear) else { return };
     m.first_rtp.get_or_insert(now);
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
-    if m.agreement.telephone_event.is_some_and(|(te, _)| te == pt) {
+    let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == pt);
+    m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp(), !event);
+    if event {
         // Telephone-events are reported as digits and never mixed as audio.
         if let Some((receiver, _)) = m.dtmf_in.as_mut() {
             if let Err(e) = receiver.handle_packet(now, p.seq(), p.timestamp(), p.marker(), p.payload()) {

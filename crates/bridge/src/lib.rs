@@ -11,6 +11,7 @@
 mod audio;
 mod call;
 pub mod codec;
+mod rtcp;
 mod video;
 
 use std::collections::HashMap;
@@ -73,6 +74,9 @@ pub struct BridgeConfig {
     pub max_duration: Duration,
     /// The grid sent to calls dialled with `video: true`.
     pub video: VideoConfig,
+    /// How often, on average, a call's audio leg sends an RTCP report (RFC 3550: 5 s; each
+    /// interval randomised between half and one and a half of it).
+    pub rtcp_interval: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -86,6 +90,7 @@ impl Default for BridgeConfig {
             inactivity_timeout: Duration::from_secs(300),
             max_duration: Duration::from_secs(6 * 3600),
             video: VideoConfig::default(),
+            rtcp_interval: Duration::from_secs(5),
         }
     }
 }

@@ -57,6 +57,14 @@ impl ReceiverStats {
         self.last_transit = Some(transit);
     }
 
+    /// Records an RTP packet whose timestamp does not follow the media clock (an RFC 4733 event's
+    /// is the event's start in every packet of it): counted for loss, not for jitter.
+    pub fn on_rtp_untimed(&mut self, seq: u16) {
+        let idx = self.seq.extend(seq);
+        self.base.get_or_insert(idx);
+        self.received += 1;
+    }
+
     /// Records a sender report from this source (for LSR/DLSR).
     pub fn on_sender_report(&mut self, now: Instant, ntp: u64) {
         self.last_sr = Some(((ntp >> 16) as u32, now));

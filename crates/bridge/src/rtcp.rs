@@ -1,0 +1,258 @@
+//! RTCP on a call's audio leg (RFC 3550 section 6): what we send (a sender report while we send
+//! audio, else a receiver report, each with a report block on the far end's stream and our CNAME,
+//! at randomised intervals; a BYE when the call ends) and what the far end reports (its sender
+//! reports, for the LSR and DLSR of ours; its report blocks on our stream: the loss and jitter it
+//! sees, and the round trip).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use srtp_transport::rtcp::{self, ReportBlock, RtcpPacket};
+use srtp_transport::stats::{ReceiverStats, SenderStats};
+
+/// RFC 3550 §6.3.1: the randomised interval is divided by e - 3/2 to make up for the timer
+/// reconsideration that would otherwise send reports early on average.
+const COMPENSATION: f64 = 1.218_28;
+
+/// What the far end says of our stream, from its last report block about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct FarEndView {
+    /// Fraction of our packets lost in its last interval, 0 to 1.
+    pub(crate) fraction_lost: f64,
+    /// Our packets it never got.
+    pub(crate) cumulative_lost: i32,
+    /// Interarrival jitter of our stream at its end.
+    pub(crate) jitter: Duration,
+    /// The round trip, when it echoed one of our sender reports.
+    pub(crate) round_trip: Option<Duration>,
+}
+
+/// A call's RTCP state.
+#[derive(Debug)]
+pub(crate) struct Rtcp {
+    ssrc: u32,
+    cname: Vec<u8>,
+    clock_rate: u32,
+    interval: Duration,
+    sent: SenderStats,
+    /// Audio sent since the last report (a sender report is due, not a receiver report).
+    sent_since_report: bool,
+    /// The far end's stream, by its SSRC (a new SSRC starts it over).
+    received: Option<(u32, ReceiverStats)>,
+    next: Instant,
+    /// Reports received from the far end.
+    pub(crate) reports_received: u64,
+    /// Its view of our stream.
+    pub(crate) far_end: FarEndView,
+}
+
+/// A uniformly random factor between 0.5 and 1.5.
+fn jitter_factor() -> f64 {
+    0.5 + rand::random::<f64>()
+}
+
+/// A wall-clock time as NTP's 64-bit fixed point.
+fn ntp(wall: SystemTime) -> u64 {
+    let since = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    ((since.as_secs() + 2_208_988_800) << 32) | ((u64::from(since.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+impl Rtcp {
+    /// RTCP for our stream `ssrc` in an RTP clock of `clock_rate`, a report every `interval` on
+    /// average (the first after half of it, RFC 3550 §6.3.1), from `now`.
+    pub(crate) fn new(ssrc: u32, clock_rate: u32, interval: Duration, now: Instant) -> Rtcp {
+        let cname = format!("{:016x}@sip-interconnect", rand::random::<u64>()).into_bytes();
+        Rtcp {
+            ssrc,
+            cname,
+            clock_rate,
+            interval,
+            sent: SenderStats::default(),
+            sent_since_report: false,
+            received: None,
+            next: now + interval.mul_f64(0.5 * jitter_factor() / COMPENSATION),
+            reports_received: 0,
+            far_end: FarEndView::default(),
+        }
+    }
+
+    /// We sent an RTP packet.
+    pub(crate) fn on_sent(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
+        self.sent.on_rtp(now, timestamp, payload_len);
+        self.sent_since_report = true;
+    }
+
+    /// The far end's RTP packet; `timed` is false for one whose timestamp does not follow the
+    /// media clock (an RFC 4733 event's is its start), which counts for loss but not for jitter.
+    pub(crate) fn on_received(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32, timed: bool) {
+        let clock = self.clock_rate;
+        let stats = match &mut self.received {
+            Some((s, stats)) if *s == ssrc => stats,
+            slot => &mut slot.insert((ssrc, ReceiverStats::new(ssrc, clock))).1,
+        };
+        if timed {
+            stats.on_rtp(now, seq, timestamp);
+        } else {
+            stats.on_rtp_untimed(seq);
+        }
+    }
+
+    /// A compound RTCP packet from the far end: its sender report is noted for the LSR and DLSR of
+    /// ours, and its report block on our stream gives the far end's view (the round trip from
+    /// `wall`, RFC 3550 §6.4.1). Malformed packets are an error and change nothing.
+    pub(crate) fn on_rtcp(&mut self, now: Instant, wall: SystemTime, bytes: &[u8]) -> Result<(), String> {
+        let packets = rtcp::parse_compound(bytes).map_err(|e| e.to_string())?;
+        for p in &packets {
+            let blocks = match p {
+                RtcpPacket::SenderReport { ssrc, ntp, reports, .. } => {
+                    if let Some((_, stats)) = self.received.as_mut().filter(|(s, _)| s == ssrc) {
+                        stats.on_sender_report(now, *ntp);
+                    }
+                    reports
+                }
+                RtcpPacket::ReceiverReport { reports, .. } => reports,
+                _ => continue,
+            };
+            self.reports_received += 1;
+            if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
+                self.far_end.fraction_lost = f64::from(b.fraction_lost) / 256.0;
+                self.far_end.cumulative_lost = b.cumulative_lost;
+                self.far_end.jitter = Duration::from_secs_f64(f64::from(b.jitter) / f64::from(self.clock_rate.max(1)));
+                if b.last_sr != 0 {
+                    // Middle 32 bits of NTP times, in 1/65536 s.
+                    let arrival = (ntp(wall) >> 16) as u32;
+                    let rtt = arrival.wrapping_sub(b.last_sr).wrapping_sub(b.delay_since_last_sr);
+                    // A "negative" or absurd round trip (clocks, a bogus report) is not kept.
+                    if rtt < 60 << 16 {
+                        self.far_end.round_trip = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, now: Instant, wall: SystemTime) -> RtcpPacket {
+        let reports: Vec<ReportBlock> =
+            self.received.as_mut().map(|(_, stats)| stats.report_block(now)).into_iter().collect();
+        let packet = if self.sent_since_report {
+            self.sent.sender_report(self.ssrc, now, wall, self.clock_rate, reports)
+        } else {
+            RtcpPacket::ReceiverReport { ssrc: self.ssrc, reports }
+        };
+        self.sent_since_report = false;
+        packet
+    }
+
+    fn sdes(&self) -> RtcpPacket {
+        RtcpPacket::Sdes(vec![(self.ssrc, vec![(1, self.cname.clone())])])
+    }
+
+    /// The compound report to send now, when one is due (and the next one scheduled).
+    pub(crate) fn due(&mut self, now: Instant, wall: SystemTime) -> Option<Vec<u8>> {
+        if now < self.next {
+            return None;
+        }
+        self.next = now + self.interval.mul_f64(jitter_factor() / COMPENSATION);
+        let report = self.report(now, wall);
+        Some(rtcp::write_compound(&[report, self.sdes()]))
+    }
+
+    /// The last compound, with a BYE for our stream, as the call ends.
+    pub(crate) fn bye(&mut self, now: Instant, wall: SystemTime) -> Vec<u8> {
+        let report = self.report(now, wall);
+        let bye = RtcpPacket::Bye { ssrcs: vec![self.ssrc], reason: None };
+        rtcp::write_compound(&[report, self.sdes(), bye])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_carry_what_was_sent_and_received_and_the_far_end_view_is_read() {
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut ours = Rtcp::new(0x1111, 8000, Duration::from_secs(5), t0);
+        assert!(ours.due(t0, wall).is_none(), "not at once");
+        // 50 packets each way, the far end's tenth lost.
+        for n in 0..50u32 {
+            let at = t0 + Duration::from_millis(20 * u64::from(n));
+            ours.on_sent(at, 1000 + n * 160, 160);
+            if n != 10 {
+                ours.on_received(at, 0x2222, n as u16, n * 160, true);
+            }
+        }
+        let first = t0 + Duration::from_millis(4000);
+        let bytes = ours.due(first, wall).expect("a report within 0.5 x 1.5 x 5 s / 1.22");
+        let packets = rtcp::parse_compound(&bytes).expect("parses");
+        let RtcpPacket::SenderReport { ssrc, packets: sent, octets, reports, .. } = &packets[0] else {
+            panic!("a sender report first: {packets:?}")
+        };
+        assert_eq!((*ssrc, *sent, *octets), (0x1111, 50, 8000));
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].ssrc, reports[0].cumulative_lost), (0x2222, 1));
+        assert!(reports[0].fraction_lost > 0);
+        assert!(matches!(&packets[1], RtcpPacket::Sdes(chunks) if chunks[0].0 == 0x1111 && chunks[0].1[0].0 == 1));
+        assert!(ours.due(first + Duration::from_millis(100), wall).is_none(), "the next one later");
+        // Nothing sent since: a receiver report next.
+        let next = ours.due(first + Duration::from_secs(10), wall).expect("due");
+        assert!(matches!(rtcp::parse_compound(&next).expect("parses")[0], RtcpPacket::ReceiverReport { .. }));
+        // The far end's receiver report on our stream, echoing a sender report of ours sent 300 ms
+        // before and held 100 ms: a 200 ms round trip.
+        let our_sr = (ntp(wall) >> 16) as u32;
+        let later = wall + Duration::from_millis(300);
+        let theirs = rtcp::write_compound(&[RtcpPacket::ReceiverReport {
+            ssrc: 0x2222,
+            reports: vec![ReportBlock {
+                ssrc: 0x1111,
+                fraction_lost: 64,
+                cumulative_lost: 3,
+                highest_seq: 49,
+                jitter: 80,
+                last_sr: our_sr,
+                delay_since_last_sr: 6554,
+            }],
+        }]);
+        ours.on_rtcp(first, later, &theirs).expect("parses");
+        assert_eq!(ours.reports_received, 1);
+        assert_eq!((ours.far_end.fraction_lost, ours.far_end.cumulative_lost), (0.25, 3));
+        assert_eq!(ours.far_end.jitter, Duration::from_millis(10));
+        let rtt = ours.far_end.round_trip.expect("a round trip").as_secs_f64();
+        assert!((rtt - 0.2).abs() < 0.002, "{rtt}");
+        // Their sender report is echoed in our next report block.
+        let sr = rtcp::write_compound(&[RtcpPacket::SenderReport {
+            ssrc: 0x2222,
+            ntp: 0xAAAA_BBBB_CCCC_DDDD,
+            rtp_timestamp: 0,
+            packets: 0,
+            octets: 0,
+            reports: Vec::new(),
+        }]);
+        ours.on_rtcp(first, later, &sr).expect("parses");
+        let last = ours.bye(first + Duration::from_millis(500), wall);
+        let packets = rtcp::parse_compound(&last).expect("parses");
+        let RtcpPacket::ReceiverReport { reports, .. } = &packets[0] else { panic!("{packets:?}") };
+        assert_eq!(reports[0].last_sr, 0xBBBB_CCCC);
+        assert_eq!(reports[0].delay_since_last_sr, 32768, "0.5 s");
+        assert!(matches!(&packets[2], RtcpPacket::Bye { ssrcs, .. } if ssrcs == &vec![0x1111]));
+    }
+
+    #[test]
+    fn garbage_and_events_change_nothing_they_should_not() {
+        let t0 = Instant::now();
+        let mut ours = Rtcp::new(1, 8000, Duration::from_secs(5), t0);
+        assert!(ours.on_rtcp(t0, SystemTime::now(), &[0x80, 0xC9, 0xFF, 0xFF]).is_err());
+        assert!(ours.on_rtcp(t0, SystemTime::now(), &[]).is_err());
+        assert_eq!((ours.reports_received, ours.far_end), (0, FarEndView::default()));
+        // An RFC 4733 event's packets count in the sequence, not in the jitter.
+        for n in 0..20u32 {
+            ours.on_received(t0 + Duration::from_millis(20 * u64::from(n)), 9, n as u16, 4000, false);
+        }
+        let block = ours.received.as_mut().map(|(_, s)| s.report_block(t0)).expect("stats");
+        assert_eq!((block.cumulative_lost, block.jitter), (0, 0));
+        // A new SSRC starts over.
+        ours.on_received(t0, 10, 500, 0, true);
+        assert_eq!(ours.received.as_ref().map(|(s, _)| *s), Some(10));
+    }
+}
