@@ -255,6 +255,37 @@ mod tests {
         assert!(steps <= own.map(|o| o * 2), "{steps:?} against the sound's own {own:?}");
     }
 
+    proptest::proptest! {
+        /// Any run of received and lost audio of any lengths, at any rate: nothing panics, every
+        /// loss is made up with exactly its length, the history stays bounded, and received audio
+        /// is changed only in its first 10 ms (the cross-fade).
+        #[test]
+        fn any_losses_of_any_length(
+            rate in proptest::sample::select(vec![8000u32, 16_000, 48_000]),
+            steps in proptest::collection::vec((proptest::bool::ANY, 0usize..3000, -20000i32..20000), 1..40)
+        ) {
+            let mut plc = Concealer::new(rate);
+            let mut out = Vec::new();
+            let mut t = 0;
+            for (lost, n, amplitude) in steps {
+                if lost {
+                    plc.conceal(n, &mut out);
+                    proptest::prop_assert_eq!(out.len(), n);
+                    proptest::prop_assert!(plc.history.len() <= plc.ms(HISTORY_MS));
+                } else {
+                    let raw: Vec<i16> = (t..t + n)
+                        .map(|i| (f64::from(amplitude) * (i as f64 * 0.07).sin()) as i16)
+                        .collect();
+                    let mut pcm = raw.clone();
+                    plc.good(&mut pcm);
+                    let fade = plc.ms(10);
+                    proptest::prop_assert_eq!(&pcm[fade.min(n)..], &raw[fade.min(n)..]);
+                }
+                t += n;
+            }
+        }
+    }
+
     #[test]
     fn nothing_heard_or_silence_is_concealed_with_silence() {
         let mut plc = Concealer::new(8000);
