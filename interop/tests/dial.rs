@@ -1296,9 +1296,10 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
     assert_eq!(status, 200, "{answer}");
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-    // Our RTP as (ssrc, timestamp, arrival), and our RTCP as (packets, arrival).
+    // Our RTP as (ssrc, timestamp, arrival), and our RTCP as (packets, arrival); our last sender
+    // report's NTP time and arrival, for the far end to echo.
     let (mut ours, mut compounds) = (Vec::new(), Vec::new());
-    let (mut far_end, mut gateway_rtcp, mut their_sr) = (None, None, None);
+    let (mut far_end, mut gateway_rtcp, mut their_sr, mut our_sr) = (None, None, None, None);
     let (mut buf, mut rbuf) = (vec![0u8; 2048], vec![0u8; 2048]);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
@@ -1336,21 +1337,32 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
             }
             r = reports.recv_from(&mut rbuf) => {
                 let Ok((n, _)) = r else { continue };
-                compounds.push((parse_compound(&rbuf[..n]).expect("our RTCP parses"), Instant::now()));
+                let packets = parse_compound(&rbuf[..n]).expect("our RTCP parses");
+                if let Some(RtcpPacket::SenderReport { ntp, .. }) = packets.first() {
+                    our_sr = Some((*ntp, Instant::now()));
+                }
+                compounds.push((packets, Instant::now()));
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
         // Two seconds in, the far end's own sender report.
         if their_sr.is_none() && start.elapsed() > Duration::from_secs(2) {
-            if let Some(to) = gateway_rtcp {
+            if let (Some(to), Some((our_ntp, got))) = (gateway_rtcp, our_sr) {
                 let ntp = 0x1234_5678_9abc_def0u64;
+                // Its report block on our stream echoes our last sender report (the round trip).
+                let echo = srtp_transport::rtcp::ReportBlock {
+                    ssrc: ours.last().map_or(0, |o| o.0),
+                    last_sr: (our_ntp >> 16) as u32,
+                    delay_since_last_sr: (got.elapsed().as_secs_f64() * 65536.0) as u32,
+                    ..Default::default()
+                };
                 let sr = RtcpPacket::SenderReport {
                     ssrc: 0x5eed,
                     ntp,
                     rtp_timestamp: 16_000,
                     packets: 100,
                     octets: 16_000,
-                    reports: Vec::new(),
+                    reports: vec![echo],
                 };
                 reports.send_to(&write_compound(&[sr]), to).await.expect("the far end's report");
                 their_sr = Some((ntp, Instant::now()));
@@ -1413,6 +1425,13 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
     assert!(dlsr > 0.0 && dlsr <= held + 0.05, "DLSR {dlsr:.3} s, held at most {held:.3} s");
     let bye = bye.expect("an RTCP BYE when the call ends");
     assert!(bye.iter().any(|p| matches!(p, RtcpPacket::Bye { ssrcs, .. } if ssrcs == &vec![our_ssrc])), "{bye:?}");
+    // And the call's audio quality, reported as its media ended.
+    let q = tokio::time::timeout(Duration::from_secs(2), g.quality.recv()).await.ok().flatten().expect("quality");
+    assert_eq!((q.packets_received, q.packets_lost), (149, 1), "{q:?}");
+    assert!(q.concealed >= Duration::from_millis(20) && q.concealed <= Duration::from_millis(25), "{q:?}");
+    assert_eq!(q.far_end_reports, 1, "{q:?}");
+    let rtt = q.round_trip.expect("a round trip from the echoed report");
+    assert!(rtt < Duration::from_millis(100), "loopback: {rtt:?}");
 }
 
 /// A text-to-speech source that sends four seconds of audio at once is heard whole, at real time,

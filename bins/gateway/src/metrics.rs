@@ -2,7 +2,8 @@
 //!
 //! Call counters are observed from the bridge's call events as they pass to the callbacks
 //! (`callCreated` is a set-up, `callDestroyed`'s `reason_code` says how it ended); live sessions,
-//! connections and streams from the session events. The rest is read when scraped.
+//! connections and streams from the session events; the audio quality of calls from the bridge's
+//! report at the end of each call's media. The rest is read when scraped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -22,6 +23,55 @@ pub struct Metrics {
     /// `callDestroyed` by `reason_code`.
     calls_ended: Mutex<BTreeMap<String, u64>>,
     live: Mutex<Live>,
+    audio: Mutex<AudioQuality>,
+}
+
+/// The audio of the calls that ended, summed.
+#[derive(Debug)]
+struct AudioQuality {
+    received: u64,
+    lost: u64,
+    concealed_seconds: f64,
+    trimmed: u64,
+    far_end_lost: u64,
+    jitter: Histogram,
+    round_trip: Histogram,
+}
+
+/// A Prometheus histogram: counts per upper bound (cumulative when rendered), sum and count.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut below = 0;
+        for (bound, n) in self.bounds.iter().zip(&self.counts) {
+            below += n;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {below}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
 }
 
 /// What the session events say is live now.
@@ -65,6 +115,15 @@ impl Metrics {
             call_setups: AtomicU64::new(0),
             calls_ended: Mutex::new(BTreeMap::new()),
             live: Mutex::new(Live::default()),
+            audio: Mutex::new(AudioQuality {
+                received: 0,
+                lost: 0,
+                concealed_seconds: 0.0,
+                trimmed: 0,
+                far_end_lost: 0,
+                jitter: Histogram::new(&[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]),
+                round_trip: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
+            }),
         }
     }
 
@@ -88,6 +147,22 @@ impl Metrics {
                 *locked(&self.calls_ended).entry(code).or_insert(0) += 1;
             }
             _ => {}
+        }
+    }
+
+    /// Adds up how a call's audio went (the bridge's report as its media ends).
+    pub fn observe_call_quality(&self, q: &bridge::CallQuality) {
+        let mut a = locked(&self.audio);
+        a.received += q.packets_received;
+        a.lost += q.packets_lost.max(0) as u64;
+        a.concealed_seconds += q.concealed.as_secs_f64();
+        a.trimmed += q.trimmed_packets;
+        a.far_end_lost += q.far_end_lost.max(0) as u64;
+        if q.packets_received > 0 {
+            a.jitter.observe(q.jitter.as_secs_f64());
+        }
+        if let Some(rtt) = q.round_trip {
+            a.round_trip.observe(rtt.as_secs_f64());
         }
     }
 
@@ -197,6 +272,48 @@ impl Metrics {
             "Callback events of projects without a callback URL.",
             &one(cb.dropped),
         );
+        let a = locked(&self.audio);
+        metric(
+            "gateway_call_audio_packets_received_total",
+            "counter",
+            "RTP packets received from SIP parties (calls whose media ended).",
+            &one(a.received),
+        );
+        metric(
+            "gateway_call_audio_packets_lost_total",
+            "counter",
+            "RTP packets of SIP parties that never arrived (RFC 3550 cumulative loss).",
+            &one(a.lost),
+        );
+        metric(
+            "gateway_call_audio_trimmed_packets_total",
+            "counter",
+            "SIP parties' packets dropped to bring a grown jitter-buffer delay back down.",
+            &one(a.trimmed),
+        );
+        metric(
+            "gateway_call_far_end_packets_lost_total",
+            "counter",
+            "Our RTP packets SIP parties reported never getting (their last RTCP report per call).",
+            &one(a.far_end_lost),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_call_audio_concealed_seconds_total SIP parties' audio made up for losses.\n\
+             # TYPE gateway_call_audio_concealed_seconds_total counter\n\
+             gateway_call_audio_concealed_seconds_total {}",
+            a.concealed_seconds
+        );
+        a.jitter.render(
+            &mut out,
+            "gateway_call_audio_jitter_seconds",
+            "Interarrival jitter of SIP parties' audio at call end.",
+        );
+        a.round_trip.render(
+            &mut out,
+            "gateway_call_round_trip_seconds",
+            "Round trip to SIP parties from RTCP, at call end.",
+        );
         out
     }
 }
@@ -215,6 +332,67 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn call_audio_quality_is_summed_and_bucketed() {
+        let m = Metrics::new();
+        let ms = std::time::Duration::from_millis;
+        m.observe_call_quality(&bridge::CallQuality {
+            packets_received: 1000,
+            packets_lost: 7,
+            concealed: ms(140),
+            jitter: ms(4),
+            far_end_lost: 2,
+            round_trip: Some(ms(60)),
+            ..bridge::CallQuality::default()
+        });
+        m.observe_call_quality(&bridge::CallQuality {
+            packets_received: 500,
+            packets_lost: -1,
+            jitter: ms(25),
+            ..bridge::CallQuality::default()
+        });
+        // A call that received nothing has no jitter to count.
+        m.observe_call_quality(&bridge::CallQuality::default());
+        let text = m.render(&Readings::default());
+        assert_eq!(
+            line(&text, "gateway_call_audio_packets_received_total "),
+            Some("gateway_call_audio_packets_received_total 1500")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_audio_packets_lost_total "),
+            Some("gateway_call_audio_packets_lost_total 7")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_far_end_packets_lost_total "),
+            Some("gateway_call_far_end_packets_lost_total 2")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_audio_concealed_seconds_total "),
+            Some("gateway_call_audio_concealed_seconds_total 0.14")
+        );
+        assert!(text.contains("# TYPE gateway_call_audio_jitter_seconds histogram"));
+        assert_eq!(
+            line(&text, "gateway_call_audio_jitter_seconds_bucket{le=\"0.005\"}"),
+            Some("gateway_call_audio_jitter_seconds_bucket{le=\"0.005\"} 1")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_audio_jitter_seconds_bucket{le=\"0.03\"}"),
+            Some("gateway_call_audio_jitter_seconds_bucket{le=\"0.03\"} 2")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_audio_jitter_seconds_count "),
+            Some("gateway_call_audio_jitter_seconds_count 2")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_round_trip_seconds_bucket{le=\"+Inf\"}"),
+            Some("gateway_call_round_trip_seconds_bucket{le=\"+Inf\"} 1")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_round_trip_seconds_bucket{le=\"0.05\"}"),
+            Some("gateway_call_round_trip_seconds_bucket{le=\"0.05\"} 0")
+        );
     }
 
     #[test]

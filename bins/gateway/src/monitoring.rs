@@ -115,6 +115,10 @@ impl bridge::CallReporter for CallEvents {
         self.metrics.observe_call_event(&body);
         self.writer.send(Delivery { project: project.as_str().to_owned(), order_key: order_key.to_owned(), body });
     }
+
+    fn call_quality(&self, _project: &ProjectId, quality: &bridge::CallQuality) {
+        self.metrics.observe_call_quality(quality);
+    }
 }
 
 /// The session monitoring callback of an event (contract §6), or `None` for the kinds that are

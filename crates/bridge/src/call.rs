@@ -306,7 +306,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                     CallEvent::Ended { reason } => {
                         if let Some(m) = media.as_mut() {
-                            say_goodbye(spec, m);
+                            say_goodbye(bridge, spec, m);
                             let _ = m.leg.shutdown().await;
                         }
                         return match (reason, hangup_cause) {
@@ -423,7 +423,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
-                            say_goodbye(spec, m);
+                            say_goodbye(bridge, spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(488, format!("Not Acceptable Here: DTLS-SRTP failed ({why})"), normal);
                         }
@@ -442,7 +442,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             warn!(call = %spec.id, code = why.0, "media timeout; hanging up");
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
-                            say_goodbye(spec, m);
+                            say_goodbye(bridge, spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(why.0, why.1, normal);
                         }
@@ -596,26 +596,26 @@ fn send_rtcp(m: &mut Media) {
 }
 
 /// The end of the call's media: a last report with an RTCP BYE (RFC 3550 §6.6), and what both ends
-/// saw of the audio in the log.
-fn say_goodbye(spec: &CallSpec, m: &mut Media) {
+/// saw of the audio, in the log and to the reporter.
+fn say_goodbye(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     if m.dtls.as_ref().is_none_or(|d| d.ready) {
         let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
     }
     let (jb, far) = (m.jitter.stats(), m.rtcp.far_end);
-    info!(
-        call = %spec.id,
-        played = jb.played,
-        concealed_ms = jb.concealed * 1000 / u64::from(m.codec.rtp_clock()),
-        late = jb.late,
-        trimmed = jb.trimmed,
-        underruns = jb.underruns,
-        jitter_ms = m.jitter.jitter().as_secs_f64() * 1000.0,
-        far_end_reports = m.rtcp.reports_received,
-        far_end_lost = far.cumulative_lost,
-        far_end_jitter_ms = far.jitter.as_secs_f64() * 1000.0,
-        round_trip_ms = far.round_trip.map(|r| r.as_secs_f64() * 1000.0),
-        "call audio"
-    );
+    let (packets_received, packets_lost, jitter) = m.rtcp.received();
+    let quality = crate::CallQuality {
+        packets_received,
+        packets_lost,
+        concealed: Duration::from_secs_f64(jb.concealed as f64 / f64::from(m.codec.rtp_clock())),
+        trimmed_packets: jb.trimmed,
+        jitter,
+        far_end_reports: m.rtcp.reports_received,
+        far_end_lost: i64::from(far.cumulative_lost),
+        far_end_jitter: far.jitter,
+        round_trip: far.round_trip,
+    };
+    info!(call = %spec.id, ?quality, "call audio");
+    bridge.reporter.call_quality(&spec.project, &quality);
 }
 
 /// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).

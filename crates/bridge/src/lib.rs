@@ -41,6 +41,36 @@ pub use video::VideoConfig;
 pub trait CallReporter: Send + Sync {
     /// One event of `project`; `order_key` (the call ID) keeps a call's events in order.
     fn report(&self, project: &ProjectId, order_key: &str, body: Value);
+
+    /// How the audio of an answered call of `project` went, when its media ends: for monitoring
+    /// (no callback carries it). Nothing by default.
+    fn call_quality(&self, project: &ProjectId, quality: &CallQuality) {
+        let _ = (project, quality);
+    }
+}
+
+/// How the audio of a call went, both ways, when its media ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallQuality {
+    /// RTP packets received from the SIP party (audio and telephone-events).
+    pub packets_received: u64,
+    /// Its packets that never arrived (RFC 3550's cumulative count: duplicates make it smaller).
+    pub packets_lost: i64,
+    /// Its audio made up for losses (G.711 and G.722 only: Opus is forwarded to the session as it
+    /// arrives, and concealed by those who decode it).
+    pub concealed: Duration,
+    /// Its audio dropped to bring a grown delay back down.
+    pub trimmed_packets: u64,
+    /// The interarrival jitter of its stream at our end.
+    pub jitter: Duration,
+    /// RTCP reports received from it.
+    pub far_end_reports: u64,
+    /// Our packets it says it never got (from its last report).
+    pub far_end_lost: i64,
+    /// The jitter of our stream at its end (from its last report).
+    pub far_end_jitter: Duration,
+    /// The round trip, when its reports echoed one of our sender reports.
+    pub round_trip: Option<Duration>,
 }
 
 /// How a `secure: true` call protects its media.

@@ -75,6 +75,13 @@ impl Rtcp {
         }
     }
 
+    /// Packets received from the far end's stream, how many of them never arrived, and its jitter.
+    pub(crate) fn received(&self) -> (u64, i64, Duration) {
+        self.received
+            .as_ref()
+            .map_or((0, 0, Duration::ZERO), |(_, stats)| (stats.received(), stats.cumulative_lost(), stats.jitter()))
+    }
+
     /// We sent an RTP packet.
     pub(crate) fn on_sent(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
         self.sent.on_rtp(now, timestamp, payload_len);

@@ -75,6 +75,19 @@ impl ReceiverStats {
         self.received
     }
 
+    /// The interarrival jitter estimate (RFC 3550 A.8).
+    pub fn jitter(&self) -> Duration {
+        Duration::from_secs_f64(self.jitter.max(0.0) / f64::from(self.clock_rate))
+    }
+
+    /// Packets expected but not received so far (RFC 3550 A.3: negative when duplicates arrived).
+    pub fn cumulative_lost(&self) -> i64 {
+        match (self.base, self.seq.highest()) {
+            (Some(base), Some(highest)) => (highest - base + 1) as i64 - self.received as i64,
+            _ => 0,
+        }
+    }
+
     /// The report block for the next RR/SR; updates the interval counters.
     pub fn report_block(&mut self, now: Instant) -> ReportBlock {
         let (Some(base), Some(highest)) = (self.base, self.seq.highest()) else {

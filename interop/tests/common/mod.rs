@@ -19,11 +19,15 @@ pub const KEY: &str = "4615005";
 
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
 
-pub struct Reporter(pub mpsc::UnboundedSender<Value>);
+pub struct Reporter(pub mpsc::UnboundedSender<Value>, pub mpsc::UnboundedSender<bridge::CallQuality>);
 
 impl CallReporter for Reporter {
     fn report(&self, _project: &ProjectId, _key: &str, body: Value) {
         let _ = self.0.send(body);
+    }
+
+    fn call_quality(&self, _project: &ProjectId, quality: &bridge::CallQuality) {
+        let _ = self.1.send(*quality);
     }
 }
 
@@ -32,6 +36,8 @@ pub struct Gateway {
     pub bridge: Bridge,
     pub port: u16,
     pub calls: mpsc::UnboundedReceiver<Value>,
+    /// How each call's audio went, as its media ended.
+    pub quality: mpsc::UnboundedReceiver<bridge::CallQuality>,
 }
 
 pub async fn gateway(config: BridgeConfig) -> Gateway {
@@ -56,12 +62,13 @@ pub async fn gateway_sip(config: BridgeConfig, service_config: ServiceConfig, si
     let first = 42000 + 200 * (NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 40);
     let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), first, first + 199).expect("ports");
     let (tx, calls) = mpsc::unbounded_channel();
-    let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx)));
+    let (quality_tx, quality) = mpsc::unbounded_channel();
+    let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx, quality_tx)));
     let api = RestApi::new(service.clone(), ApiConfig::default()).with_dialer(Arc::new(bridge.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(serve(listener, api));
-    Gateway { service, bridge, port, calls }
+    Gateway { service, bridge, port, calls, quality }
 }
 
 pub fn now_s() -> u64 {
