@@ -169,7 +169,11 @@ impl Input {
             let packet = Packet { data: f.data, level: f.audio_level };
             match self.jitter.push(f.arrival, f.rtp_time, samples, packet) {
                 Arrival::Queued => {}
-                Arrival::Restarted => debug!("the source's clock went back: its queue starts over"),
+                Arrival::Restarted => {
+                    debug!("the source's clock went back: its queue starts over");
+                    self.ahead.clear();
+                    self.forwarded_ahead = 0;
+                }
                 other => debug!(?other, "a packet dropped"),
             }
         }
@@ -191,7 +195,8 @@ impl Input {
     }
 
     /// The passthrough path's tick: the packets (and gaps) that cover it, or nothing while a long
-    /// packet or gap taken earlier still plays.
+    /// packet or gap taken earlier still plays. What the stream does not cover of the tick (it
+    /// stalled, or is still buffering) is a gap too, so the call's clock keeps real time.
     fn forward(&mut self) {
         if self.forwarded_ahead >= TICK {
             self.covered = true;
@@ -211,7 +216,11 @@ impl Input {
                 Next::Empty => break,
             }
         }
-        self.forwarded_ahead = self.forwarded_ahead.saturating_sub(TICK);
+        if self.forwarded_ahead < TICK {
+            self.taken.push(Forward::Gap(TICK - self.forwarded_ahead));
+            self.forwarded_ahead = TICK;
+        }
+        self.forwarded_ahead -= TICK;
     }
 }
 
@@ -380,13 +389,14 @@ impl State {
                 continue;
             }
             input.receive(now);
-            if !input.jitter.is_playing() {
-                continue;
-            }
             if !needs_pcm {
-                // Forwarded only: packets are taken as their durations fall due, never decoded.
+                // Forwarded only: packets are taken as their durations fall due, never decoded
+                // (and a tick they do not cover is a gap).
                 input.ahead.clear();
                 input.forward();
+                continue;
+            }
+            if !input.jitter.is_playing() {
                 continue;
             }
             input.forwarded_ahead = 0;
@@ -453,6 +463,15 @@ impl State {
                     next = input.next_step(false);
                 }
             }
+            if !input.ahead.is_empty() && input.ahead.len() < n {
+                // Part of the tick came, the rest is late: concealed, so the mix has no hole (and
+                // the part that came does not wait a tick).
+                let missing = n - input.ahead.len();
+                match decoder.as_mut().map(|d| d.conceal(missing, &mut input.pcm)) {
+                    Some(Ok(())) => input.ahead.extend_from_slice(&input.pcm),
+                    _ => input.ahead.resize(n, 0),
+                }
+            }
             input.decoder = decoder;
             if input.ahead.len() >= n {
                 let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
@@ -466,11 +485,7 @@ impl State {
             match forwarding.get(call) {
                 Some(only) => {
                     let Some(input) = self.inputs.values().find(|i| i.mixer_id == *only) else { continue };
-                    if input.taken.is_empty() && !input.covered {
-                        // Nothing of the stream for this tick (stalled or buffering): the call's
-                        // clock goes on all the same.
-                        let _ = l.frames.try_send(ListenerFrame::Idle { samples: TICK });
-                    }
+
                     for taken in &input.taken {
                         let frame = match taken {
                             Forward::Packet(packet, samples) => {
@@ -621,14 +636,13 @@ mod tests {
         input.taken.clear();
         input.covered = false;
         input.receive(now);
-        if input.jitter.is_playing() {
-            input.forward();
-        }
+        input.forward();
     }
 
     /// Forwarded packets come out in RTP time order, once each, whatever the network did; a lost
     /// one is a gap of its own length (the call's clock goes on by as much, the far end
-    /// conceals), a lost 10 ms packet as much as a 20 ms one.
+    /// conceals), a lost 10 ms packet as much as a 20 ms one; and what the call is given, packets
+    /// and gaps (buffering, the stream's end) together, keeps real time exactly.
     #[test]
     fn forwarding_reorders_drops_duplicates_and_forwards_a_loss_as_a_gap() {
         for (toc, samples) in [(0x08u8, 960u32), (0x00, 480)] {
@@ -641,7 +655,7 @@ mod tests {
             arrivals[16] = (15 * per_tick..16 * per_tick).collect();
             arrivals[20].push(20 * per_tick);
             arrivals[25].push(19 * per_tick);
-            let (mut order, mut gaps, mut idle) = (Vec::new(), Vec::new(), 0);
+            let (mut order, mut gaps, mut given) = (Vec::new(), Vec::new(), 0u32);
             let t0 = Instant::now();
             for (tick, packets) in arrivals.iter().chain(&[vec![], vec![]]).enumerate() {
                 let now = t0 + TICK_TIME * tick as u32;
@@ -651,23 +665,30 @@ mod tests {
                 forward_tick(&mut input, now);
                 for taken in &input.taken {
                     match taken {
-                        Forward::Packet(p, _) => order.push(u64::from(p[1])),
-                        Forward::Gap(g) => gaps.push(*g),
+                        Forward::Packet(p, d) => {
+                            order.push(u64::from(p[1]));
+                            given += d;
+                        }
+                        Forward::Gap(g) => {
+                            // Those of the stream itself, not its start or end.
+                            if (5..40).contains(&tick) {
+                                gaps.push(*g);
+                            }
+                            given += g;
+                        }
                     }
-                }
-                if input.jitter.is_playing() && input.taken.is_empty() && !input.covered {
-                    idle += 1;
                 }
             }
             let want: Vec<u64> = (0..40 * per_tick).filter(|n| *n != 10 * per_tick).collect();
             assert_eq!(order, want, "{samples}: in order, once each, the lost one missing");
             assert_eq!(gaps, vec![samples], "{samples}: the lost one is a gap of its length");
-            assert_eq!(idle, 0, "{samples}: no tick left without its audio");
+            assert_eq!(given, 42 * TICK + input.forwarded_ahead, "{samples}: real time, to the sample");
         }
     }
 
-    /// The decoding path after a burst: the queue is trimmed back towards the prebuffer, a packet
-    /// per second, and a trimmed packet is not mistaken for a lost one (no concealment follows).
+    /// The decoding path after a burst (packets with no level, so none is known to be quiet): the
+    /// queue is trimmed back towards its target, a packet a second once it has stayed above it
+    /// for five, and a trimmed packet is not mistaken for a lost one (no concealment follows).
     #[test]
     fn a_burst_is_trimmed_back_without_concealment() {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -103,6 +103,8 @@ struct Media {
     jitter: JitterBuffer<Vec<u8>>,
     /// Its RTP timestamps, extended past wrap-around.
     rtp_in: TimestampExtender,
+    /// Whether it stamps G.722 with a 16 kHz clock instead of RFC 3551's 8 kHz.
+    g722_clock: G722Clock,
     /// Its audio decoded (48 kHz) and not yet published: what a packet holds beyond the 20 ms
     /// frames the session takes (a 30 ms packet's last 10 ms).
     decoded: Vec<i16>,
@@ -343,6 +345,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                         bridge.report(spec, "callUpdated", json!({"state": state}));
                                     }
                                     if audio.ptime != m.agreement.ptime {
+                                        // The mix not sent yet is dropped: its time passes all the same.
+                                        m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending());
                                         let ptime = m.codec.set_packet_time(audio.ptime);
                                         debug!(call = %spec.id, ptime, "the SIP party's packet time changed");
                                     }
@@ -567,6 +571,7 @@ fn start_media(
         codec,
         jitter,
         rtp_in: TimestampExtender::new(),
+        g722_clock: G722Clock::default(),
         decoded: Vec::with_capacity(2 * crate::codec::FRAME_48K),
         mix,
         ssrc,
@@ -684,6 +689,48 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     }
 }
 
+/// Tells a far end that stamps G.722 with its 16 kHz sample clock (a common fault: RFC 3551 keeps
+/// G.722's RTP clock at 8 kHz) from one that does not: three packets in a row, each following the
+/// one before by sequence number, whose timestamps step by twice their duration.
+#[derive(Debug, Default)]
+struct G722Clock {
+    /// The last packet: sequence number, timestamp, duration (8 kHz).
+    last: Option<(u16, u32, u32)>,
+    doubled: u8,
+    at_16k: bool,
+}
+
+impl G722Clock {
+    /// A packet; true when this one showed the 16 kHz clock (from now on, timestamps are halved).
+    fn observe(&mut self, seq: u16, timestamp: u32, duration: u32) -> bool {
+        let last = self.last.replace((seq, timestamp, duration));
+        if self.at_16k {
+            return false;
+        }
+        let Some((last_seq, last_ts, last_duration)) = last else { return false };
+        if seq != last_seq.wrapping_add(1) {
+            return false;
+        }
+        let step = timestamp.wrapping_sub(last_ts);
+        if step == 2 * last_duration {
+            self.doubled += 1;
+        } else if step == last_duration {
+            self.doubled = 0;
+        }
+        self.at_16k = self.doubled >= 3;
+        self.at_16k
+    }
+
+    /// What the timestamps are divided by.
+    fn scale(&self) -> u64 {
+        if self.at_16k {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// The session-side RTP time of an Opus packet from the SIP party whose own RTP timestamp is `ts`:
 /// the publishing clock moves with the timestamps (as a signed distance, wrap-around included);
 /// a packet that arrives behind the newest (reordered, or repeated) keeps its own place behind it
@@ -760,7 +807,13 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
                 debug!(call = %spec.id, bytes = p.payload().len(), "an audio packet with no audio: dropped");
                 return;
             };
-            let time = m.rtp_in.extend(p.timestamp());
+            if m.agreement.codec == sdp_negotiation::Codec::G722
+                && m.g722_clock.observe(p.seq(), p.timestamp(), duration)
+            {
+                info!(call = %spec.id, "the SIP party stamps G.722 at 16 kHz (RFC 3551 says 8 kHz): following it");
+                m.jitter.clear();
+            }
+            let time = m.rtp_in.extend(p.timestamp()) / m.g722_clock.scale();
             let arrival = m.jitter.push(now, time, duration, p.payload().to_vec());
             if arrival != media_mixer::jitter::Arrival::Queued {
                 debug!(call = %spec.id, ?arrival, "a packet from the SIP party");
@@ -833,10 +886,16 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     }
     let time = m.publish_time;
     m.publish_time += FRAME as u64;
-    if m.decoded.len() < FRAME {
-        // Not playing yet, buffering again, or the far end paused: nothing this tick (what was
-        // decoded of it waits for the rest).
+    if m.decoded.is_empty() {
+        // Not playing yet, buffering again, or the far end paused: nothing this tick.
         return;
+    }
+    if m.decoded.len() < FRAME {
+        // Part of the tick came, the rest is late: made up, so the session gets no hole (and the
+        // part that came does not wait a tick).
+        m.codec.conceal(FRAME - m.decoded.len(), &mut pcm);
+        m.decoded.extend_from_slice(&pcm);
+        m.decoded.resize(FRAME.max(m.decoded.len()), 0);
     }
     let mut pcm: Vec<i16> = m.decoded.drain(..FRAME).collect();
     let muted = spec.sip.observe_force_mute
@@ -1020,6 +1079,24 @@ mod tests {
 
     /// The SIP party's Opus keeps its own timing in the session: in order, reordered, repeated,
     /// across the 32-bit wrap, and through a new source's jump.
+    #[test]
+    fn a_g722_far_end_stamping_at_16_khz_is_recognised() {
+        let mut clock = G722Clock::default();
+        // RFC 3551: 160 a packet.
+        for n in 0..10u16 {
+            assert!(!clock.observe(n, u32::from(n) * 160, 160));
+        }
+        assert_eq!(clock.scale(), 1);
+        // 320 a packet, the third in a row tells; a reordered or lost one in between does not count.
+        let mut clock = G722Clock::default();
+        let seen: Vec<bool> = [(0u16, 0u32), (1, 320), (3, 960), (4, 1280), (5, 1600), (6, 1920)]
+            .iter()
+            .map(|(n, ts)| clock.observe(*n, *ts, 160))
+            .collect();
+        assert_eq!(seen, vec![false, false, false, false, true, false]);
+        assert_eq!(clock.scale(), 2);
+    }
+
     #[test]
     fn sip_opus_keeps_its_place_in_time() {
         assert_eq!(times(&[0, 960, 1920]), [1000, 1960, 2920]);

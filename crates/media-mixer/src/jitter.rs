@@ -55,6 +55,10 @@ pub struct JitterConfig {
     pub max_margin: Duration,
     /// Most audio held: beyond it, the oldest packets are dropped.
     pub max_held: Duration,
+    /// Most packets held, whatever their length (5 s of the shortest, 2.5 ms): beyond it, the
+    /// oldest are dropped. With packets under 2.5 ms refused, this bounds the work a hostile source
+    /// can cause.
+    pub max_packets: usize,
     /// Longest gap in the RTP times taken for lost packets (concealed); a longer one is a pause.
     pub max_concealed: Duration,
     /// How far behind the playout point a packet may arrive and still be taken for a late or
@@ -78,6 +82,7 @@ impl Default for JitterConfig {
             min_margin: Duration::from_millis(20),
             max_margin: Duration::from_millis(180),
             max_held: Duration::from_secs(5),
+            max_packets: 2000,
             max_concealed: Duration::from_millis(100),
             max_late: Duration::from_secs(1),
             trim_after: Duration::from_secs(1),
@@ -98,8 +103,9 @@ pub enum Arrival {
     Late,
     /// Dropped: a packet with the same time is held.
     Duplicate,
-    /// Dropped: a duration of zero.
-    Empty,
+    /// Dropped: shorter than 2.5 ms (no codec makes such packets; only a hostile or broken source
+    /// would, to make the buffer hold many of them).
+    TooShort,
 }
 
 /// What plays next, from [`JitterBuffer::pop`].
@@ -280,8 +286,8 @@ impl<T> JitterBuffer<T> {
     /// A packet arrived at `now`: its RTP time (extended past wrap-around, see
     /// [`TimestampExtender`]) and duration, both in the RTP clock.
     pub fn push(&mut self, now: Instant, time: u64, duration: u32, item: T) -> Arrival {
-        if duration == 0 {
-            return Arrival::Empty;
+        if u64::from(duration) < self.quantum {
+            return Arrival::TooShort;
         }
         self.measure(now, time);
         let mut arrival = Arrival::Queued;
@@ -295,14 +301,14 @@ impl<T> JitterBuffer<T> {
             arrival = Arrival::Restarted;
         }
         // Usually at the back; a reordered packet goes to its place, a duplicate nowhere.
-        let at = self.queue.iter().rposition(|h| h.time <= time);
-        if at.is_some_and(|i| self.queue[i].time == time) {
+        let at = self.queue.partition_point(|h| h.time < time);
+        if self.queue.get(at).is_some_and(|h| h.time == time) {
             self.stats.duplicates += 1;
             return Arrival::Duplicate;
         }
-        self.queue.insert(at.map_or(0, |i| i + 1), Held { time, duration, item });
+        self.queue.insert(at, Held { time, duration, item });
         self.held += u64::from(duration);
-        while self.held > self.max_held {
+        while self.held > self.max_held || self.queue.len() > self.config.max_packets {
             self.drop_oldest();
             self.stats.overflowed += 1;
         }
@@ -375,6 +381,17 @@ impl<T> JitterBuffer<T> {
         if !self.playing {
             return Next::Empty;
         }
+        // Packets whose start was already played with the one before are dropped first.
+        while let (Some(head), Some(expected)) = (self.queue.front(), self.next_time) {
+            if head.time >= expected {
+                break;
+            }
+            // Dropped without moving the playout point (what it held beyond it is not played).
+            let length = u64::from(head.duration);
+            self.queue.pop_front();
+            self.held -= length;
+            self.stats.overlapped += 1;
+        }
         let Some(head) = self.queue.front() else {
             if !self.took {
                 self.playing = false;
@@ -384,12 +401,6 @@ impl<T> JitterBuffer<T> {
         };
         let (time, duration) = (head.time, head.duration);
         if let Some(expected) = self.next_time {
-            if time < expected {
-                // Its start was already played with the packet before.
-                self.drop_oldest();
-                self.stats.overlapped += 1;
-                return self.pop();
-            }
             let gap = time - expected;
             let lost = gap - gap % self.quantum;
             if lost > 0 && gap <= self.max_concealed {
@@ -602,6 +613,12 @@ mod tests {
         assert_eq!(packets(&out), vec![0, 1, 2, 3]);
         assert_eq!(b.stats().concealed, 0);
         assert_eq!(b.target(), 320, "a pause is not jitter");
+        // A source whose clock jumps 5 s ahead while its packets keep coming every 20 ms: the step
+        // is not taken for jitter either (it is one second or more).
+        for n in 0..10u32 {
+            b.push(t0 + TICK * (30 + n), 40_000 + u64::from(n) * 160 + 160 * 30, 160, 9);
+        }
+        assert_eq!(b.target(), 320, "a clock jump is not jitter");
     }
 
     #[test]
@@ -758,7 +775,7 @@ mod tests {
         }
         assert!(b.stats().trimmed > 0);
         // Without trimming about 1.2 s would be waiting by now.
-        assert!(held_max_late <= 6 * 160, "the delay stays near the target: {held_max_late} held");
+        assert!(held_max_late <= 10 * 160, "the delay stays near the target: {held_max_late} held");
     }
 
     #[test]
@@ -772,7 +789,8 @@ mod tests {
         assert_eq!(b.push(t0, 100_000 - 4000, 160, 99), Arrival::Late, "half a second back: late");
         assert_eq!(b.push(t0, 50, 160, 100), Arrival::Restarted, "12 s back: a new stream");
         assert_eq!((b.len(), b.stats().restarts), (1, 1));
-        assert_eq!(b.push(t0, 0, 0, 101), Arrival::Empty);
+        assert_eq!(b.push(t0, 0, 0, 101), Arrival::TooShort);
+        assert_eq!(b.push(t0, 0, 19, 101), Arrival::TooShort, "under 2.5 ms at 8 kHz");
         // Ten seconds at once: five are kept, the oldest dropped.
         let mut b = g711();
         for n in 0..500u64 {
@@ -796,6 +814,35 @@ mod tests {
         b.push(t0, 2880, 2880, 1);
         b.start_tick(t0 + TICK);
         assert!(matches!(b.pop(), Next::Packet { item: 0, .. }));
+    }
+
+    #[test]
+    fn a_hostile_source_cannot_make_the_buffer_work_hard() {
+        // Overlapping packets (each 2.5 ms long, a step of 1 apart): after one plays, those it
+        // covered are dropped in a loop (a recursion per packet once overflowed the stack), and
+        // the next that starts where it ended plays.
+        let mut b = g711();
+        let t0 = Instant::now();
+        for n in 0..2000u64 {
+            b.push(t0, n, 20, n);
+        }
+        assert_eq!(b.len(), 2000);
+        b.start_tick(t0);
+        assert!(matches!(b.pop(), Next::Packet { item: 0, .. }));
+        assert!(matches!(b.pop(), Next::Packet { item: 20, .. }));
+        assert_eq!(b.stats().overlapped, 19, "those the first one covered");
+        let played = std::iter::from_fn(|| match b.pop() {
+            Next::Packet { item, .. } => Some(item),
+            _ => None,
+        });
+        assert_eq!(played.count(), 98, "every twentieth");
+        assert_eq!(b.stats().overlapped, 1900, "all but the hundred played");
+        // More packets than the cap: the oldest go.
+        let mut b = g711();
+        for n in 0..3000u64 {
+            b.push(t0, n * 20, 20, n);
+        }
+        assert_eq!((b.len(), b.stats().overflowed), (2000, 1000));
     }
 
     #[test]
