@@ -161,6 +161,8 @@ fn video_gateway_config(codec: Codec) -> BridgeConfig {
         },
         // The test endpoint sends no audio.
         no_rtp_timeout: Duration::from_secs(120),
+        // RTCP reports every second or so, for the tests to see them.
+        rtcp_interval: Duration::from_secs(1),
         ..BridgeConfig::default()
     }
 }
@@ -391,6 +393,8 @@ struct Seen {
     ssrc: Option<u32>,
     /// PLIs for our SSRC.
     plis: Vec<Instant>,
+    /// Every compound RTCP packet from the gateway.
+    rtcp: Vec<Vec<RtcpPacket>>,
     /// The size of the last grid picture decoded.
     size: Option<(u32, u32)>,
 }
@@ -437,10 +441,12 @@ async fn keyframes_and_the_sip_party_video() {
                 while let Ok(n) = media.recv(&mut buf).await {
                     let b = &buf[..n];
                     if b.len() > 1 && (200..=206).contains(&b[1]) {
-                        let plis = rtcp::parse_compound(b).unwrap_or_default();
-                        if plis.iter().any(|p| matches!(p, RtcpPacket::Pli { media, .. } if *media == our_ssrc)) {
-                            log.lock().expect("log").plis.push(Instant::now());
+                        let packets = rtcp::parse_compound(b).unwrap_or_default();
+                        let mut l = log.lock().expect("log");
+                        if packets.iter().any(|p| matches!(p, RtcpPacket::Pli { media, .. } if *media == our_ssrc)) {
+                            l.plis.push(Instant::now());
                         }
+                        l.rtcp.push(packets);
                         continue;
                     }
                     let Ok(p) = RtpPacket::parse(b) else { continue };
@@ -552,6 +558,25 @@ async fn keyframes_and_the_sip_party_video() {
         tokio::time::sleep(Duration::from_millis(800)).await;
         let pli_after = log.lock().expect("log").plis.iter().find(|t| **t > asked).map(|t| *t - asked);
         assert!(pli_after.is_some(), "{codec:?}: the SIP party was asked for a keyframe");
+        // RTCP (RFC 3550): every compound packet starts with a report and carries our CNAME (the
+        // PLIs too); sender reports count the grid's packets.
+        let (compounds, ssrc) = {
+            let l = log.lock().expect("log");
+            (l.rtcp.clone(), l.ssrc.expect("gateway SSRC"))
+        };
+        assert!(compounds.iter().all(|c| matches!(
+            c.first(),
+            Some(RtcpPacket::SenderReport { ssrc: s, .. } | RtcpPacket::ReceiverReport { ssrc: s, .. }) if *s == ssrc
+        )), "{codec:?}: a report first: {compounds:?}");
+        assert!(
+            compounds.iter().all(|c| c.iter().any(|p| matches!(p, RtcpPacket::Sdes(chunks) if chunks[0].0 == ssrc))),
+            "{codec:?}: our CNAME in each: {compounds:?}"
+        );
+        let sent = compounds.iter().filter_map(|c| match c.first() {
+            Some(RtcpPacket::SenderReport { packets, .. }) => Some(*packets),
+            _ => None,
+        });
+        assert!(sent.max().is_some_and(|n| n > 50), "{codec:?}: sender reports of the grid: {compounds:?}");
 
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();

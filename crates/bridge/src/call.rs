@@ -275,7 +275,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 }
                                 media = Some(m);
                                 video = match (video_agreed, video_sockets.take()) {
-                                    (Some(agreed), Some(sockets)) => start_video(bridge, spec, agreed, sockets),
+                                    (Some(agreed), Some(sockets)) => {
+                                        let cname = media.as_ref().map(|m| m.rtcp.cname().to_vec()).unwrap_or_default();
+                                        start_video(bridge, spec, agreed, sockets, cname)
+                                    }
                                     (None, Some(_)) => {
                                         info!(call = %spec.id, "the SIP party declined video: an audio-only call");
                                         None
@@ -948,6 +951,7 @@ fn start_video(
     spec: &CallSpec,
     agreed: MediaAgreement,
     sockets: MediaSockets,
+    cname: Vec<u8>,
 ) -> Option<VideoHandle> {
     // Its own leg and, with DTLS-SRTP, its own handshake (SIP peers do not bundle).
     let (leg, inbound, dtls) = match open_leg(bridge, &agreed, sockets) {
@@ -990,6 +994,8 @@ fn start_video(
         keyframe_wanted,
         control: control_rx,
         dtls,
+        cname,
+        rtcp_interval: bridge.config.rtcp_interval,
     }));
     Some(VideoHandle { control })
 }

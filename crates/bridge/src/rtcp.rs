@@ -58,9 +58,16 @@ fn ntp(wall: SystemTime) -> u64 {
 
 impl Rtcp {
     /// RTCP for our stream `ssrc` in an RTP clock of `clock_rate`, a report every `interval` on
-    /// average (the first after half of it, RFC 3550 §6.3.1), from `now`.
+    /// average (the first after half of it, RFC 3550 §6.3.1), from `now`, with a new random
+    /// CNAME (RFC 7022).
     pub(crate) fn new(ssrc: u32, clock_rate: u32, interval: Duration, now: Instant) -> Rtcp {
         let cname = format!("{:016x}@sip-interconnect", rand::random::<u64>()).into_bytes();
+        Rtcp::with_cname(ssrc, clock_rate, interval, now, cname)
+    }
+
+    /// [`new`](Self::new) with the CNAME of another of the call's streams: one CNAME for the
+    /// call's audio and video is what lets the far end play them in sync (RFC 3550 §6.5.1).
+    pub(crate) fn with_cname(ssrc: u32, clock_rate: u32, interval: Duration, now: Instant, cname: Vec<u8>) -> Rtcp {
         Rtcp {
             ssrc,
             cname,
@@ -80,6 +87,23 @@ impl Rtcp {
         self.received
             .as_ref()
             .map_or((0, 0, Duration::ZERO), |(_, stats)| (stats.received(), stats.cumulative_lost(), stats.jitter()))
+    }
+
+    /// Our SSRC.
+    pub(crate) fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Our CNAME.
+    pub(crate) fn cname(&self) -> &[u8] {
+        &self.cname
+    }
+
+    /// A compound packet now, out of schedule, carrying `extra` (feedback such as a PLI) after
+    /// the report and the CNAME every compound packet needs (RFC 3550 §6.1, RFC 4585 §3.1).
+    pub(crate) fn with_feedback(&mut self, now: Instant, wall: SystemTime, extra: RtcpPacket) -> Vec<u8> {
+        let report = self.report(now, wall);
+        rtcp::write_compound(&[report, self.sdes(), extra])
     }
 
     /// We sent an RTP packet.

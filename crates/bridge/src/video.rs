@@ -39,6 +39,8 @@ use session::service::SessionService;
 use session::{EventKind, SessionId, StreamId};
 use srtp_transport::driver::{Inbound, LegHandle};
 use srtp_transport::rtcp::{self, RtcpPacket};
+
+use crate::rtcp::Rtcp;
 use srtp_transport::rtp::{RtpHeader, RtpPacket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -499,6 +501,10 @@ pub(crate) struct CallVideo {
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
+    /// The call's CNAME (its audio's): the far end syncs the two streams by it.
+    pub(crate) cname: Vec<u8>,
+    /// How often, on average, RTCP reports go out.
+    pub(crate) rtcp_interval: Duration,
 }
 
 enum Depacketizer {
@@ -524,6 +530,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut wanted = v.keyframe_wanted.take();
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
     let mut dtls = v.dtls.take();
+    let mut reports = Rtcp::with_cname(ssrc, 90_000, v.rtcp_interval, started, std::mem::take(&mut v.cname));
+    let mut rtcp_tick = tokio::time::interval(Duration::from_millis(100));
+    rtcp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (records, handshaking) = match dtls.as_mut() {
             Some(d) => (d.records_open.then_some(&mut d.from_handshake), (!d.ready).then_some(&mut d.done)),
@@ -605,8 +614,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     };
                     seq = seq.wrapping_add(1);
                     let mut out = Vec::with_capacity(p.len() + 12);
-                    if header.write(p, 0, &mut out).is_ok() {
-                        let _ = v.leg.send_rtp(out);
+                    if header.write(p, 0, &mut out).is_ok() && v.leg.send_rtp(out).is_ok() {
+                        // Sampled at the frame's time: the sender reports map that to the clock.
+                        reports.on_sent(frame.at, ts, p.len());
                     }
                 }
                 frames_sent += 1;
@@ -622,6 +632,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         };
                         remote_ssrc = Some(pkt.ssrc().0);
                         let _ = inbound_seq.extend(pkt.seq());
+                        reports.on_received(Instant::now(), pkt.ssrc().0, pkt.seq(), pkt.timestamp(), true);
                         let d = depacketizers.entry(pt).or_insert_with(|| match codec {
                             Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
                             _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
@@ -645,11 +656,12 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                                 let _ = v.service.write_frame(&v.stream, frame);
                             }
                             Depacketized::Dropped => {
-                                send_pli(&v, ssrc, remote_ssrc, &mut last_pli);
+                                send_pli(&v, &mut reports, remote_ssrc, &mut last_pli);
                             }
                         }
                     }
                     Inbound::Rtcp(bytes) => {
+                        let _ = reports.on_rtcp(Instant::now(), std::time::SystemTime::now(), &bytes);
                         let Ok(packets) = rtcp::parse_compound(&bytes) else { continue };
                         let asks = packets.iter().any(|p| match p {
                             RtcpPacket::Pli { media, .. } => *media == ssrc || *media == 0,
@@ -675,30 +687,37 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             } => {
                 match w {
-                    Some(()) => send_pli(&v, ssrc, remote_ssrc, &mut last_pli),
+                    Some(()) => send_pli(&v, &mut reports, remote_ssrc, &mut last_pli),
                     None => wanted = None,
                 }
             }
+            _ = rtcp_tick.tick() => {
+                if dtls.as_ref().is_none_or(|d| d.ready) {
+                    if let Some(report) = reports.due(Instant::now(), std::time::SystemTime::now()) {
+                        let _ = v.leg.send_rtcp(report);
+                    }
+                }
+            }
         }
+    }
+    if dtls.as_ref().is_none_or(|d| d.ready) {
+        let _ = v.leg.send_rtcp(reports.bye(Instant::now(), std::time::SystemTime::now()));
     }
     let _ = v.leg.shutdown().await;
     info!(call = %v.call, frames_sent, frames_in, "video ended");
 }
 
-/// A PLI (in a compound packet led by an empty receiver report, RFC 4585 section 3.1) to the SIP
+/// A PLI (in a compound packet led by our report and CNAME, RFC 4585 section 3.1) to the SIP
 /// party, at most every [`PLI_INTERVAL`], once its SSRC is known.
-fn send_pli(v: &CallVideo, ssrc: u32, remote: Option<u32>, last: &mut Option<Instant>) {
+fn send_pli(v: &CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut Option<Instant>) {
     let Some(media) = remote else { return };
     let now = Instant::now();
     if last.is_some_and(|t| now.saturating_duration_since(t) < PLI_INTERVAL) {
         return;
     }
     *last = Some(now);
-    let packet = rtcp::write_compound(&[
-        RtcpPacket::ReceiverReport { ssrc, reports: Vec::new() },
-        RtcpPacket::Pli { sender: ssrc, media },
-    ]);
-    let _ = v.leg.send_rtcp(packet);
+    let pli = RtcpPacket::Pli { sender: reports.ssrc(), media };
+    let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), pli));
 }
 
 /// Extends 32-bit RTP timestamps past wrap-around.
