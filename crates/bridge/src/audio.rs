@@ -124,8 +124,9 @@ enum Forward {
 
 /// What plays next from an input in the decoding path.
 enum Step {
-    /// A packet to decode, with its duration (48 kHz) and level (when known).
-    Packet { data: Arc<[u8]>, samples: u32, level: Option<u8> },
+    /// A packet to decode, with its duration (48 kHz), what of its start was already made up
+    /// (48 kHz, to be skipped) and its level (when known).
+    Packet { data: Arc<[u8]>, samples: u32, skip: u32, level: Option<u8> },
     /// Lost audio to conceal (48 kHz), from the in-band FEC of the packet that follows the gap.
     Lost { samples: u32, fec: Option<Arc<[u8]>> },
     /// Nothing at all this tick: the input ran dry (it buffers again); its tick is concealed.
@@ -182,15 +183,23 @@ impl Input {
 
     /// What the decoding path plays next: a packet, a gap to conceal, or (first thing in a tick
     /// that has nothing) `Dry`; `None` once this tick has nothing more.
+    /// Each is also noted as taken, for a call that forwards this stream while others hear it
+    /// decoded.
     fn next_step(&mut self, first: bool) -> Option<Step> {
         match self.jitter.pop() {
-            Next::Packet { item, duration } => {
-                Some(Step::Packet { data: item.data, samples: duration, level: item.level })
+            Next::Packet { item, duration, skip } => {
+                self.taken.push(Forward::Packet(item.data.clone(), duration));
+                Some(Step::Packet { data: item.data, samples: duration, skip, level: item.level })
             }
             Next::Lost { duration } => {
+                self.taken.push(Forward::Gap(duration));
                 Some(Step::Lost { samples: duration, fec: self.jitter.peek().map(|p| p.data.clone()) })
             }
-            Next::Empty => first.then_some(Step::Dry),
+            Next::Empty if first => {
+                self.taken.push(Forward::Gap(TICK));
+                Some(Step::Dry)
+            }
+            Next::Empty => None,
         }
     }
 
@@ -205,7 +214,9 @@ impl Input {
         }
         while self.forwarded_ahead < TICK {
             match self.jitter.pop() {
-                Next::Packet { item, duration } => {
+                // A packet is forwarded whole (Opus cannot be cut): a start made up earlier is
+                // played twice, which only shifts the stream by that much.
+                Next::Packet { item, duration, .. } => {
                     self.taken.push(Forward::Packet(item.data, duration));
                     self.forwarded_ahead += duration;
                 }
@@ -396,10 +407,12 @@ impl State {
                 input.forward();
                 continue;
             }
+            input.forwarded_ahead = 0;
             if !input.jitter.is_playing() {
+                // Buffering: a call forwarding it gets the tick as a gap (its clock goes on).
+                input.taken.push(Forward::Gap(TICK));
                 continue;
             }
-            input.forwarded_ahead = 0;
             if input.ahead.len() >= n {
                 // The rest of a long packet (or gap) decoded earlier plays first; nothing is taken.
                 input.covered = true;
@@ -420,7 +433,9 @@ impl State {
                     // Silent by its own account (RFC 6464): never decoded, its length of silence
                     // played instead. The decoder is dropped with the audio it was decoding; the
                     // next packet that is not silent starts a fresh one.
-                    Step::Packet { samples, level: Some(level), .. } if *level >= silence => Some(*samples),
+                    Step::Packet { samples, skip, level: Some(level), .. } if *level >= silence => {
+                        Some(samples.saturating_sub(*skip))
+                    }
                     // Nothing to conceal with: what the stream last played was silence.
                     Step::Lost { samples, .. } if decoder.is_none() => Some(*samples),
                     Step::Dry if decoder.is_none() => Some(TICK),
@@ -445,7 +460,11 @@ impl State {
                             },
                         };
                         match &step {
-                            Step::Packet { data, .. } => d.decode(data, &mut input.pcm),
+                            Step::Packet { data, skip, .. } => d.decode(data, &mut input.pcm).map(|()| {
+                                // Its start, made up already, is not played again.
+                                let skip = at_rate(*skip).min(input.pcm.len());
+                                input.pcm.drain(..skip);
+                            }),
                             Step::Lost { samples, fec: Some(after) } => {
                                 d.recover_fec(after, at_rate(*samples), &mut input.pcm)
                             }
@@ -471,6 +490,10 @@ impl State {
                     Some(Ok(())) => input.ahead.extend_from_slice(&input.pcm),
                     _ => input.ahead.resize(n, 0),
                 }
+                // In the stream's clock: what comes next is shortened by as much.
+                let made_up = (missing as u64 * 48_000 / u64::from(rate)) as u32;
+                input.jitter.made_up(made_up);
+                input.taken.push(Forward::Gap(made_up));
             }
             input.decoder = decoder;
             if input.ahead.len() >= n {
@@ -831,33 +854,113 @@ mod tests {
         }
     }
 
+    /// One stream heard by an Opus call that forwards it (it hears nothing else) and by a G.711
+    /// call that needs it decoded: the first gets every packet as it is, and its clock exactly a
+    /// tick a tick; the second hears the tone.
+    #[tokio::test]
+    async fn a_stream_forwarded_to_one_call_and_decoded_for_another() {
+        let mut s = state().await;
+        let stream = StreamId::from_wire("talker");
+        let (forward_tx, mut forwarded) = mpsc::channel(64);
+        let own = StreamId::from_wire("sip-1");
+        s.command(AudioCommand::Listen {
+            call: 1,
+            own,
+            subset: Some(vec![stream.clone()]),
+            passthrough: true,
+            rate: 48_000,
+            frames: forward_tx,
+        });
+        let mut narrow = listen(&mut s, 2, 8_000);
+        let id = s.mixer_id(&stream);
+        s.mixer.add_stream(id);
+        let (tx, frames) = mpsc::unbounded_channel();
+        s.inputs.insert(stream, Input::new(id, frames));
+        let packets = tone_then_silence(960, 50, 50);
+        let t0 = Instant::now();
+        let (mut opus, mut clock, mut loud) = (0, 0u32, 0);
+        for (k, data) in packets.into_iter().enumerate() {
+            let now = t0 + TICK_TIME * k as u32;
+            let frame = MediaFrame {
+                codec: FrameCodec::Opus,
+                rtp_time: k as u64 * 960,
+                data,
+                contiguous: true,
+                audio_level: None,
+                arrival: now,
+            };
+            tx.send(frame).expect("send");
+            s.tick(now);
+            while let Ok(f) = forwarded.try_recv() {
+                match f {
+                    ListenerFrame::Opus { samples, .. } => {
+                        opus += 1;
+                        clock += samples;
+                    }
+                    ListenerFrame::Idle { samples } => clock += samples,
+                    ListenerFrame::Pcm { .. } => panic!("call 1 forwards: no PCM"),
+                }
+            }
+            assert_eq!(clock, (k as u32 + 1) * TICK, "call 1's clock at tick {k}");
+            if heard(&mut narrow).1 > 2000 {
+                loud += 1;
+            }
+        }
+        assert!(opus >= 48, "call 1 got the packets as they are: {opus}");
+        assert!(loud >= 45, "call 2 heard the tone decoded: {loud} ticks");
+    }
+
     /// Where a tone stops in what a listener heard: one past its last loud sample.
     fn tone_end(pcm: &[i16]) -> usize {
         pcm.iter().rposition(|s| s.saturating_abs() > 1000).map_or(0, |i| i + 1)
     }
 
-    /// A lost 10 ms packet is concealed with 10 ms: the tone after it stays in its place (it used to
-    /// come 10 ms early for good), and no tick of it is silent.
-    #[tokio::test]
-    async fn a_lost_packet_shorter_than_a_tick_is_concealed_in_place() {
+    /// A second of 1 kHz in 10 ms packets, two a tick (`clean`), and a second of silence; then the
+    /// same with `changed` arrivals: the tone must end where it did (nothing shifted the stream) and
+    /// no tick of it be silent. Returns the changed run's state.
+    async fn ten_ms_tone_stays_in_time(changed: impl Fn(&mut Vec<Vec<usize>>)) -> State {
         let packets: Vec<(Arc<[u8]>, Option<u8>)> =
             tone_then_silence(480, 100, 200).into_iter().map(|p| (p, None)).collect();
         let clean: Vec<Vec<usize>> = (0..110).map(|t| if t < 100 { vec![2 * t, 2 * t + 1] } else { vec![] }).collect();
-        let mut lost = clean.clone();
-        lost[20] = vec![40];
+        let mut arrivals = clean.clone();
+        changed(&mut arrivals);
         let (reference, _) = run_talker_pcm(&packets, &clean).await;
-        let (heard, s) = run_talker_pcm(&packets, &lost).await;
+        let (heard, s) = run_talker_pcm(&packets, &arrivals).await;
         let (want, got) = (tone_end(&reference), tone_end(&heard));
         assert!(want > 48_000, "a second of tone heard");
-        assert!(got.abs_diff(want) < 120, "the tone ends where it did without the loss: {got} for {want}");
-        let input = s.inputs.values().next().expect("input");
-        assert_eq!(input.jitter.stats().concealed, 480, "10 ms concealed");
+        assert!(got.abs_diff(want) < 120, "the tone ends where it did: {got} for {want}");
         let start = reference.iter().position(|s| s.saturating_abs() > 1000).expect("tone");
         let peaks: Vec<i16> = heard[start..want - 960]
             .chunks(960)
             .map(|c| c.iter().map(|s| s.saturating_abs()).max().unwrap_or(0))
             .collect();
         assert!(peaks.iter().all(|p| *p > 1000), "no tick of the tone silent: {peaks:?}");
+        s
+    }
+
+    /// A lost 10 ms packet is concealed with 10 ms: the tone after it stays in its place (it used to
+    /// come 10 ms early for good), and no tick of it is silent.
+    #[tokio::test]
+    async fn a_lost_packet_shorter_than_a_tick_is_concealed_in_place() {
+        let s = ten_ms_tone_stays_in_time(|a| a[20] = vec![40]).await;
+        let input = s.inputs.values().next().expect("input");
+        assert_eq!(input.jitter.stats().concealed, 480, "10 ms concealed");
+    }
+
+    /// A 10 ms packet that comes a tick late, after its tick had to be filled in: the filled-in
+    /// part is not played again when it comes, so the stream stays in time, and no tick is silent.
+    #[tokio::test]
+    async fn a_packet_late_for_its_tick_neither_leaves_a_hole_nor_shifts_the_stream() {
+        // The buffer plays a tick behind the arrivals: with 43 to 45 coming a tick late, tick 22
+        // has only 42's 10 ms and is filled in; 43 then comes, the filled-in part of it skipped.
+        let s = ten_ms_tone_stays_in_time(|a| {
+            a[21] = vec![42];
+            a[22] = vec![];
+            a[23] = vec![43, 44, 45, 46, 47];
+        })
+        .await;
+        let input = s.inputs.values().next().expect("input");
+        assert!(input.jitter.stats().concealed > 0, "a tick was filled in: {:?}", input.jitter.stats());
     }
 
     /// A talker whose packets arrive up to 40 ms late (and so out of order) is buffered for as

@@ -250,6 +250,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         tokio::select! {
             ev = call.events.recv() => {
                 let Some(ev) = ev else {
+                    if let Some(m) = media.as_mut() {
+                        say_goodbye(bridge, spec, m);
+                        let _ = m.leg.shutdown().await;
+                    }
                     return Ending::new(703, "Unexpected Clearing: the SIP stack stopped", normal);
                 };
                 match ev {
@@ -428,9 +432,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                         Err(why) => {
                             warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
+                            say_goodbye(bridge, spec, m);
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
-                            say_goodbye(bridge, spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(488, format!("Not Acceptable Here: DTLS-SRTP failed ({why})"), normal);
                         }
@@ -447,9 +451,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     if let Some(why) = timed_out(bridge, m, started) {
                         if hangup_cause.is_none() {
                             warn!(call = %spec.id, code = why.0, "media timeout; hanging up");
+                            // The media's end first: the SIP hang-up may take a while.
+                            say_goodbye(bridge, spec, m);
                             let _ = bridge.sip.hangup(call.handle).await;
                             let _ = wait_end(&mut call.events).await;
-                            say_goodbye(bridge, spec, m);
                             let _ = m.leg.shutdown().await;
                             return Ending::new(why.0, why.1, normal);
                         }
@@ -631,7 +636,8 @@ fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, paylo
     let mut packet = Vec::with_capacity(12 + payload.len() + 16);
     let header = RtpHeader { marker, payload_type, seq: m.seq, timestamp, ssrc: m.ssrc, ..RtpHeader::default() };
     if header.write(payload, 0, &mut packet).is_ok() && m.leg.send_rtp(packet).is_ok() {
-        m.rtcp.on_sent(Instant::now(), timestamp, payload.len());
+        let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == payload_type);
+        m.rtcp.on_sent(Instant::now(), timestamp, payload.len(), !event);
     }
     m.seq = m.seq.wrapping_add(1);
 }
@@ -693,39 +699,51 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
 }
 
 /// Tells a far end that stamps G.722 with its 16 kHz sample clock (a common fault: RFC 3551 keeps
-/// G.722's RTP clock at 8 kHz) from one that does not: three packets in a row, each following the
-/// one before by sequence number, whose timestamps step by twice their duration.
+/// G.722's RTP clock at 8 kHz) from one that does not. Eight packets in a row, each following the
+/// one before by sequence number, whose timestamps step by twice their duration switch to 16 kHz;
+/// eight that step by their duration switch back (a source that changed behind the far end, or a
+/// misreading); a new SSRC starts over at 8 kHz. Lost or reordered packets count neither way.
 #[derive(Debug, Default)]
 struct G722Clock {
+    ssrc: Option<u32>,
     /// The last packet: sequence number, timestamp, duration (8 kHz).
     last: Option<(u16, u32, u32)>,
-    doubled: u8,
+    /// Consecutive steps that say the other clock.
+    run: u8,
     at_16k: bool,
 }
 
+/// Consecutive steps that switch the reading.
+const G722_RUN: u8 = 8;
+
 impl G722Clock {
-    /// A packet; true when this one showed the 16 kHz clock (from now on, timestamps are halved).
-    fn observe(&mut self, seq: u16, timestamp: u32, duration: u32) -> bool {
-        let last = self.last.replace((seq, timestamp, duration));
-        if self.at_16k {
-            return false;
+    /// A packet; true when the reading changed with it (its timestamps are then halved, or no
+    /// longer).
+    fn observe(&mut self, ssrc: u32, seq: u16, timestamp: u32, duration: u32) -> bool {
+        if self.ssrc != Some(ssrc) {
+            let was = self.at_16k;
+            *self = G722Clock { ssrc: Some(ssrc), last: Some((seq, timestamp, duration)), ..G722Clock::default() };
+            return was;
         }
-        let Some((last_seq, last_ts, last_duration)) = last else { return false };
+        let Some((last_seq, last_ts, last_duration)) = self.last.replace((seq, timestamp, duration)) else {
+            return false;
+        };
         if seq != last_seq.wrapping_add(1) {
             return false;
         }
         let step = timestamp.wrapping_sub(last_ts);
-        if step == 2 * last_duration {
-            self.doubled += 1;
-        } else if step == last_duration {
-            self.doubled = 0;
+        let other = if self.at_16k { last_duration } else { last_duration.saturating_mul(2) };
+        self.run = if step == other { self.run + 1 } else { 0 };
+        if self.run < G722_RUN {
+            return false;
         }
-        self.at_16k = self.doubled >= 3;
-        self.at_16k
+        self.at_16k = !self.at_16k;
+        self.run = 0;
+        true
     }
 
     /// What the timestamps are divided by.
-    fn scale(&self) -> u64 {
+    fn scale(&self) -> u32 {
         if self.at_16k {
             2
         } else {
@@ -773,7 +791,8 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
     let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == pt);
-    m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp(), !event);
+    // In the RTP clock our reports count in (a G.722 far end stamping at 16 kHz, halved).
+    m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp() / m.g722_clock.scale(), !event);
     if event {
         // Telephone-events are reported as digits and never mixed as audio.
         if let Some((receiver, _)) = m.dtmf_in.as_mut() {
@@ -811,12 +830,13 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
                 return;
             };
             if m.agreement.codec == sdp_negotiation::Codec::G722
-                && m.g722_clock.observe(p.seq(), p.timestamp(), duration)
+                && m.g722_clock.observe(p.ssrc().0, p.seq(), p.timestamp(), duration)
             {
-                info!(call = %spec.id, "the SIP party stamps G.722 at 16 kHz (RFC 3551 says 8 kHz): following it");
+                let khz = 8 * m.g722_clock.scale();
+                info!(call = %spec.id, khz, "the SIP party's G.722 timestamps are read at {khz} kHz from now (RFC 3551: 8)");
                 m.jitter.clear();
             }
-            let time = m.rtp_in.extend(p.timestamp()) / m.g722_clock.scale();
+            let time = m.rtp_in.extend(p.timestamp()) / u64::from(m.g722_clock.scale());
             let arrival = m.jitter.push(now, time, duration, p.payload().to_vec());
             if arrival != media_mixer::jitter::Arrival::Queued {
                 debug!(call = %spec.id, ?arrival, "a packet from the SIP party");
@@ -1087,20 +1107,36 @@ mod tests {
     /// across the 32-bit wrap, and through a new source's jump.
     #[test]
     fn a_g722_far_end_stamping_at_16_khz_is_recognised() {
-        let mut clock = G722Clock::default();
+        let feed = |clock: &mut G722Clock, ssrc: u32, packets: &[(u16, u32)]| -> Vec<bool> {
+            packets.iter().map(|(n, ts)| clock.observe(ssrc, *n, *ts, 160)).collect()
+        };
         // RFC 3551: 160 a packet.
-        for n in 0..10u16 {
-            assert!(!clock.observe(n, u32::from(n) * 160, 160));
-        }
-        assert_eq!(clock.scale(), 1);
-        // 320 a packet, the third in a row tells; a reordered or lost one in between does not count.
         let mut clock = G722Clock::default();
-        let seen: Vec<bool> = [(0u16, 0u32), (1, 320), (3, 960), (4, 1280), (5, 1600), (6, 1920)]
-            .iter()
-            .map(|(n, ts)| clock.observe(*n, *ts, 160))
-            .collect();
-        assert_eq!(seen, vec![false, false, false, false, true, false]);
+        let correct: Vec<(u16, u32)> = (0..20u16).map(|n| (n, u32::from(n) * 160)).collect();
+        assert!(feed(&mut clock, 1, &correct).iter().all(|c| !c));
+        assert_eq!(clock.scale(), 1);
+        // 320 a packet: the eighth step in a row tells; a lost packet in between counts neither
+        // way, a step of another size starts the count over.
+        let mut clock = G722Clock::default();
+        let mut doubled: Vec<(u16, u32)> = (0..6u16).map(|n| (n, u32::from(n) * 320)).collect();
+        doubled.push((6, 6 * 320 + 4000)); // a talk spurt's jump
+        doubled.extend((7..18u16).filter(|n| *n != 9).map(|n| (n, u32::from(n) * 320 + 4000)));
+        let seen = feed(&mut clock, 1, &doubled);
+        let told = seen.iter().position(|c| *c).map(|i| doubled[i].0);
+        assert_eq!(told, Some(16), "the eighth step in a row after the jump, the lost 9th aside: {seen:?}");
         assert_eq!(clock.scale(), 2);
+        // The far end starts stamping right (8 steps of 160): back to 8 kHz.
+        let back: Vec<(u16, u32)> = (18..27u16).map(|n| (n, 20_000 + u32::from(n) * 160)).collect();
+        let seen = feed(&mut clock, 1, &back);
+        assert_eq!(seen.iter().position(|c| *c), Some(8), "the first step from 17 is a jump: {seen:?}");
+        assert_eq!(clock.scale(), 1);
+        // A new SSRC starts over.
+        let mut clock = G722Clock::default();
+        let doubled: Vec<(u16, u32)> = (0..10u16).map(|n| (n, u32::from(n) * 320)).collect();
+        feed(&mut clock, 1, &doubled);
+        assert_eq!(clock.scale(), 2);
+        assert!(clock.observe(2, 500, 0, 160), "a new source: the reading changes");
+        assert_eq!(clock.scale(), 1);
     }
 
     #[test]

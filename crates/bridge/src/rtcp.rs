@@ -34,10 +34,12 @@ pub(crate) struct Rtcp {
     clock_rate: u32,
     interval: Duration,
     sent: SenderStats,
-    /// Audio sent since the last report (a sender report is due, not a receiver report).
-    sent_since_report: bool,
-    /// The far end's stream, by its SSRC (a new SSRC starts it over).
-    received: Option<(u32, ReceiverStats)>,
+    /// Reports still due as sender reports: media sent in this interval or the one before (RFC
+    /// 3550 A.7 keeps a sender a sender for two intervals).
+    sender_reports_due: u8,
+    /// The far end's sources, by SSRC, oldest first (a stray or interleaved SSRC does not wipe the
+    /// others' counts).
+    received: Vec<(u32, ReceiverStats)>,
     next: Instant,
     /// Reports received from the far end.
     pub(crate) reports_received: u64,
@@ -74,19 +76,21 @@ impl Rtcp {
             clock_rate,
             interval,
             sent: SenderStats::default(),
-            sent_since_report: false,
-            received: None,
+            sender_reports_due: 0,
+            received: Vec::new(),
             next: now + interval.mul_f64(0.5 * jitter_factor() / COMPENSATION),
             reports_received: 0,
             far_end: FarEndView::default(),
         }
     }
 
-    /// Packets received from the far end's stream, how many of them never arrived, and its jitter.
+    /// Packets received from the far end (all its sources), how many of them never arrived, and
+    /// the jitter of its busiest source.
     pub(crate) fn received(&self) -> (u64, i64, Duration) {
-        self.received
-            .as_ref()
-            .map_or((0, 0, Duration::ZERO), |(_, stats)| (stats.received(), stats.cumulative_lost(), stats.jitter()))
+        let received = self.received.iter().map(|(_, s)| s.received()).sum();
+        let lost = self.received.iter().map(|(_, s)| s.cumulative_lost()).sum();
+        let jitter = self.received.iter().max_by_key(|(_, s)| s.received()).map_or(Duration::ZERO, |(_, s)| s.jitter());
+        (received, lost, jitter)
     }
 
     /// Our SSRC.
@@ -106,20 +110,33 @@ impl Rtcp {
         rtcp::write_compound(&[report, self.sdes(), extra])
     }
 
-    /// We sent an RTP packet.
-    pub(crate) fn on_sent(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
-        self.sent.on_rtp(now, timestamp, payload_len);
-        self.sent_since_report = true;
+    /// We sent an RTP packet; `timed` is false for an RFC 4733 event's (whose timestamp is the
+    /// event's start, no reference for the sender report's RTP time).
+    pub(crate) fn on_sent(&mut self, now: Instant, timestamp: u32, payload_len: usize, timed: bool) {
+        if timed {
+            self.sent.on_rtp(now, timestamp, payload_len);
+        } else {
+            self.sent.on_rtp_untimed(payload_len);
+        }
+        self.sender_reports_due = 2;
     }
 
     /// The far end's RTP packet; `timed` is false for one whose timestamp does not follow the
     /// media clock (an RFC 4733 event's is its start), which counts for loss but not for jitter.
     pub(crate) fn on_received(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32, timed: bool) {
-        let clock = self.clock_rate;
-        let stats = match &mut self.received {
-            Some((s, stats)) if *s == ssrc => stats,
-            slot => &mut slot.insert((ssrc, ReceiverStats::new(ssrc, clock))).1,
+        /// Sources kept at once (RFC 3550 allows 31 report blocks; a SIP party has one or two).
+        const SOURCES: usize = 4;
+        let at = match self.received.iter().position(|(s, _)| *s == ssrc) {
+            Some(at) => at,
+            None => {
+                if self.received.len() == SOURCES {
+                    self.received.remove(0);
+                }
+                self.received.push((ssrc, ReceiverStats::new(ssrc, self.clock_rate)));
+                self.received.len() - 1
+            }
         };
+        let stats = &mut self.received[at].1;
         if timed {
             stats.on_rtp(now, seq, timestamp);
         } else {
@@ -135,7 +152,7 @@ impl Rtcp {
         for p in &packets {
             let blocks = match p {
                 RtcpPacket::SenderReport { ssrc, ntp, reports, .. } => {
-                    if let Some((_, stats)) = self.received.as_mut().filter(|(s, _)| s == ssrc) {
+                    if let Some((_, stats)) = self.received.iter_mut().find(|(s, _)| s == ssrc) {
                         stats.on_sender_report(now, *ntp);
                     }
                     reports
@@ -163,14 +180,13 @@ impl Rtcp {
     }
 
     fn report(&mut self, now: Instant, wall: SystemTime) -> RtcpPacket {
-        let reports: Vec<ReportBlock> =
-            self.received.as_mut().map(|(_, stats)| stats.report_block(now)).into_iter().collect();
-        let packet = if self.sent_since_report {
+        let reports: Vec<ReportBlock> = self.received.iter_mut().map(|(_, stats)| stats.report_block(now)).collect();
+        let packet = if self.sender_reports_due > 0 {
             self.sent.sender_report(self.ssrc, now, wall, self.clock_rate, reports)
         } else {
             RtcpPacket::ReceiverReport { ssrc: self.ssrc, reports }
         };
-        self.sent_since_report = false;
+        self.sender_reports_due = self.sender_reports_due.saturating_sub(1);
         packet
     }
 
@@ -209,7 +225,7 @@ mod tests {
         // 50 packets each way, the far end's tenth lost.
         for n in 0..50u32 {
             let at = t0 + Duration::from_millis(20 * u64::from(n));
-            ours.on_sent(at, 1000 + n * 160, 160);
+            ours.on_sent(at, 1000 + n * 160, 160, true);
             if n != 10 {
                 ours.on_received(at, 0x2222, n as u16, n * 160, true);
             }
@@ -226,8 +242,11 @@ mod tests {
         assert!(reports[0].fraction_lost > 0);
         assert!(matches!(&packets[1], RtcpPacket::Sdes(chunks) if chunks[0].0 == 0x1111 && chunks[0].1[0].0 == 1));
         assert!(ours.due(first + Duration::from_millis(100), wall).is_none(), "the next one later");
-        // Nothing sent since: a receiver report next.
+        // Nothing sent since: still a sender report for one more interval (RFC 3550 A.7), then
+        // receiver reports.
         let next = ours.due(first + Duration::from_secs(10), wall).expect("due");
+        assert!(matches!(rtcp::parse_compound(&next).expect("parses")[0], RtcpPacket::SenderReport { .. }));
+        let next = ours.due(first + Duration::from_secs(20), wall).expect("due");
         assert!(matches!(rtcp::parse_compound(&next).expect("parses")[0], RtcpPacket::ReceiverReport { .. }));
         // The far end's receiver report on our stream, echoing a sender report of ours sent 300 ms
         // before and held 100 ms: a 200 ms round trip.
@@ -280,10 +299,23 @@ mod tests {
         for n in 0..20u32 {
             ours.on_received(t0 + Duration::from_millis(20 * u64::from(n)), 9, n as u16, 4000, false);
         }
-        let block = ours.received.as_mut().map(|(_, s)| s.report_block(t0)).expect("stats");
+        let block = ours.received.first_mut().map(|(_, s)| s.report_block(t0)).expect("stats");
         assert_eq!((block.cumulative_lost, block.jitter), (0, 0));
-        // A new SSRC starts over.
+        // Another SSRC, interleaved: each keeps its own counts, and both are reported.
         ours.on_received(t0, 10, 500, 0, true);
-        assert_eq!(ours.received.as_ref().map(|(s, _)| *s), Some(10));
+        ours.on_received(t0, 9, 20, 4000, false);
+        ours.on_received(t0, 10, 501, 160, true);
+        assert_eq!(ours.received(), (23, 0, Duration::ZERO));
+        assert_eq!(ours.received.len(), 2);
+        // DTMF we send counts in the sender report but does not set its RTP time.
+        ours.on_sent(t0, 1000, 160, true);
+        ours.on_sent(t0 + Duration::from_millis(400), 1000, 4, false);
+        let RtcpPacket::SenderReport { packets, rtp_timestamp, reports, .. } =
+            rtcp::parse_compound(&ours.bye(t0 + Duration::from_millis(500), SystemTime::now())).expect("parses")[0]
+                .clone()
+        else {
+            panic!("a sender report")
+        };
+        assert_eq!((packets, rtp_timestamp, reports.len()), (2, 1000 + 4000, 2), "extrapolated from the audio packet");
     }
 }

@@ -616,7 +616,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     let mut out = Vec::with_capacity(p.len() + 12);
                     if header.write(p, 0, &mut out).is_ok() && v.leg.send_rtp(out).is_ok() {
                         // Sampled at the frame's time: the sender reports map that to the clock.
-                        reports.on_sent(frame.at, ts, p.len());
+                        reports.on_sent(frame.at, ts, p.len(), true);
                     }
                 }
                 frames_sent += 1;

@@ -117,6 +117,9 @@ pub enum Next<T> {
         item: T,
         /// Its duration.
         duration: u32,
+        /// How much of its start the consumer already made up (see
+        /// [`JitterBuffer::made_up`]): to be skipped, so the stream stays in time.
+        skip: u32,
     },
     /// This much audio (in the RTP clock, a multiple of 2.5 ms) is missing before the next packet:
     /// conceal it. The next packet, shown by [`JitterBuffer::peek`], follows the gap directly
@@ -181,6 +184,9 @@ pub struct JitterBuffer<T> {
     held: u64,
     /// Where the next packet should start: after the last one played or the last gap reported.
     next_time: Option<u64>,
+    /// Audio the consumer made up past `next_time` (a tick it filled itself when a packet was
+    /// late): taken off the next gap or the start of the next packet.
+    owed: u64,
     playing: bool,
     /// Something was played or reported lost since the tick started.
     took: bool,
@@ -211,6 +217,7 @@ impl<T> JitterBuffer<T> {
             queue: VecDeque::new(),
             held: 0,
             next_time: None,
+            owed: 0,
             playing: false,
             took: false,
             trim_at: None,
@@ -279,8 +286,17 @@ impl<T> JitterBuffer<T> {
         self.queue.clear();
         self.held = 0;
         self.next_time = None;
+        self.owed = 0;
         self.playing = false;
         self.trim_at = None;
+    }
+
+    /// The consumer made up `duration` of the stream itself (the rest of a tick that a late
+    /// packet left short): counted as concealed, and taken off what comes next (a gap shrinks by
+    /// it, a packet's start is to be skipped), so the stream is neither shifted nor concealed twice.
+    pub fn made_up(&mut self, duration: u32) {
+        self.owed = (self.owed + u64::from(duration)).min(self.max_concealed);
+        self.stats.concealed += u64::from(duration);
     }
 
     /// A packet arrived at `now`: its RTP time (extended past wrap-around, see
@@ -406,8 +422,16 @@ impl<T> JitterBuffer<T> {
             if lost > 0 && gap <= self.max_concealed {
                 self.next_time = Some(time);
                 self.took = true;
-                self.stats.concealed += lost;
-                return Next::Lost { duration: u32::try_from(lost).unwrap_or(u32::MAX) };
+                // What the consumer made up already covers (part of) the gap.
+                let covered = self.owed.min(lost);
+                self.owed -= covered;
+                if lost > covered {
+                    self.stats.concealed += lost - covered;
+                    return Next::Lost { duration: u32::try_from(lost - covered).unwrap_or(u32::MAX) };
+                }
+            } else if gap > self.max_concealed {
+                // A pause: nothing made up before it is owed by what follows.
+                self.owed = 0;
             }
         }
         let Some(h) = self.queue.pop_front() else { return Next::Empty };
@@ -415,7 +439,9 @@ impl<T> JitterBuffer<T> {
         self.next_time = Some(time + u64::from(duration));
         self.took = true;
         self.stats.played += 1;
-        Next::Packet { item: h.item, duration }
+        let skip = self.owed.min(u64::from(duration));
+        self.owed -= skip;
+        Next::Packet { item: h.item, duration, skip: skip as u32 }
     }
 }
 
@@ -471,9 +497,9 @@ mod tests {
             b.start_tick(t0 + TICK * k);
             while ahead < per_tick {
                 match b.pop() {
-                    Next::Packet { item, duration } => {
+                    Next::Packet { item, duration, .. } => {
                         ahead += u64::from(duration);
-                        out.push(Next::Packet { item, duration });
+                        out.push(Next::Packet { item, duration, skip: 0 });
                     }
                     Next::Lost { duration } => {
                         ahead += u64::from(duration);
@@ -561,12 +587,12 @@ mod tests {
         assert_eq!(
             &out[..],
             &[
-                Next::Packet { item: 0, duration: 160 },
-                Next::Packet { item: 1, duration: 160 },
-                Next::Packet { item: 2, duration: 160 },
+                Next::Packet { item: 0, duration: 160, skip: 0 },
+                Next::Packet { item: 1, duration: 160, skip: 0 },
+                Next::Packet { item: 2, duration: 160, skip: 0 },
                 Next::Lost { duration: 160 },
-                Next::Packet { item: 4, duration: 160 },
-                Next::Packet { item: 5, duration: 160 },
+                Next::Packet { item: 4, duration: 160, skip: 0 },
+                Next::Packet { item: 5, duration: 160, skip: 0 },
             ],
             "then a stalled source gives nothing: no endless concealment"
         );
@@ -599,6 +625,30 @@ mod tests {
         assert_eq!(b.pop(), Next::Lost { duration: 20 });
         assert!(matches!(b.pop(), Next::Packet { item: 1, .. }));
         assert!(matches!(b.pop(), Next::Packet { item: 2, .. }), "3 samples at 8 kHz is no loss");
+    }
+
+    #[test]
+    fn what_the_consumer_made_up_is_neither_shifted_nor_concealed_twice() {
+        // 10 ms packets at 8 kHz. The consumer filled the rest of a tick itself (10 ms) when the
+        // next packet was late: that packet, when it comes, is to be skipped by as much.
+        let mut b = g711();
+        let t0 = Instant::now();
+        for n in 0..4u64 {
+            b.push(t0, n * 80, 80, n);
+        }
+        b.start_tick(t0);
+        for n in 0..4u64 {
+            assert!(matches!(b.pop(), Next::Packet { item, skip: 0, .. } if item == n));
+        }
+        b.made_up(80);
+        b.push(t0, 320, 80, 4);
+        assert_eq!(b.pop(), Next::Packet { item: 4, duration: 80, skip: 80 }, "all of it made up already");
+        // Made up, then the late packet is lost too: the gap shrinks by what was made up.
+        b.made_up(40);
+        b.push(t0, 480, 80, 6);
+        assert_eq!(b.pop(), Next::Lost { duration: 40 }, "80 lost, 40 of it made up");
+        assert_eq!(b.pop(), Next::Packet { item: 6, duration: 80, skip: 0 });
+        assert_eq!(b.stats().concealed, 80 + 40 + 40);
     }
 
     #[test]
@@ -799,7 +849,7 @@ mod tests {
         assert_eq!(b.held(), 40_000);
         assert_eq!(b.stats().overflowed, 250);
         b.start_tick(t0);
-        assert_eq!(b.pop(), Next::Packet { item: 250, duration: 160 }, "not a loss of the dropped ones");
+        assert_eq!(b.pop(), Next::Packet { item: 250, duration: 160, skip: 0 }, "not a loss of the dropped ones");
     }
 
     #[test]
@@ -875,7 +925,7 @@ mod tests {
                     b.start_tick(now);
                     for _ in 0..4 {
                         match b.pop() {
-                            Next::Packet { item, duration } => {
+                            Next::Packet { item, duration, .. } => {
                                 prop_assert!(item >= played_to, "{} after {}", item, played_to);
                                 played_to = item + u64::from(duration);
                             }

@@ -3,19 +3,30 @@
 //! sent, turned into sender reports.
 
 use crate::rtcp::{ReportBlock, RtcpPacket};
-use crate::rtp::SeqExtender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// RFC 3550 A.1: a jump ahead of more than this many sequence numbers is not taken at face value.
+const MAX_DROPOUT: u16 = 3000;
+/// RFC 3550 A.1: a packet this far behind the highest is a reordered or repeated one.
+const MAX_MISORDER: u16 = 100;
 
 /// Reception statistics of one source.
 #[derive(Debug, Clone)]
 pub struct ReceiverStats {
     ssrc: u32,
     clock_rate: u32,
-    seq: SeqExtender,
-    base: Option<u64>,
+    /// RFC 3550 A.1: the highest sequence number, the wrap-arounds counted (times 2^16), the first.
+    max_seq: Option<u16>,
+    cycles: u64,
+    base_seq: u64,
+    /// The sequence number after a large jump: if the next packet has it, the source restarted.
+    bad_seq: Option<u16>,
     received: u64,
     expected_prior: u64,
     received_prior: u64,
+    /// Packets received and lost before the source restarted its sequence numbers.
+    received_before: u64,
+    lost_before: i64,
     jitter: f64,
     last_transit: Option<f64>,
     epoch: Option<Instant>,
@@ -28,11 +39,15 @@ impl ReceiverStats {
         ReceiverStats {
             ssrc,
             clock_rate: clock_rate.max(1),
-            seq: SeqExtender::default(),
-            base: None,
+            max_seq: None,
+            cycles: 0,
+            base_seq: 0,
+            bad_seq: None,
             received: 0,
             expected_prior: 0,
             received_prior: 0,
+            received_before: 0,
+            lost_before: 0,
             jitter: 0.0,
             last_transit: None,
             epoch: None,
@@ -40,11 +55,63 @@ impl ReceiverStats {
         }
     }
 
+    /// Starts counting at `seq` (the first packet, or a source that restarted its numbers).
+    fn init_seq(&mut self, seq: u16) {
+        self.received_before += self.received;
+        self.lost_before += self.lost_now();
+        self.max_seq = Some(seq);
+        self.cycles = 0;
+        self.base_seq = u64::from(seq);
+        self.bad_seq = None;
+        self.received = 0;
+        self.expected_prior = 0;
+        self.received_prior = 0;
+    }
+
+    /// RFC 3550 A.1's `update_seq`: counts a packet unless it is the first of a large jump (which
+    /// counts, and starts the numbering over, only if the next packet follows it).
+    fn update_seq(&mut self, seq: u16) -> bool {
+        let Some(max) = self.max_seq else {
+            self.init_seq(seq);
+            self.received += 1;
+            return true;
+        };
+        let ahead = seq.wrapping_sub(max);
+        if ahead < MAX_DROPOUT {
+            if seq < max {
+                self.cycles += 1 << 16;
+            }
+            self.max_seq = Some(seq);
+        } else if ahead <= u16::MAX - MAX_MISORDER {
+            // A very large jump: the source restarted, or a stray packet.
+            if self.bad_seq == Some(seq) {
+                self.init_seq(seq);
+            } else {
+                self.bad_seq = Some(seq.wrapping_add(1));
+                return false;
+            }
+        }
+        // Otherwise a reordered or repeated packet: counted, the highest unchanged.
+        self.received += 1;
+        true
+    }
+
+    fn extended_max(&self) -> Option<u64> {
+        self.max_seq.map(|m| self.cycles + u64::from(m))
+    }
+
+    fn lost_now(&self) -> i64 {
+        match self.extended_max() {
+            Some(max) => (max + 1).saturating_sub(self.base_seq) as i64 - self.received as i64,
+            None => 0,
+        }
+    }
+
     /// Records an RTP packet (after authentication).
     pub fn on_rtp(&mut self, now: Instant, seq: u16, timestamp: u32) {
-        let idx = self.seq.extend(seq);
-        self.base.get_or_insert(idx);
-        self.received += 1;
+        if !self.update_seq(seq) {
+            return;
+        }
         let epoch = *self.epoch.get_or_insert(now);
         let arrival = now.saturating_duration_since(epoch).as_secs_f64() * f64::from(self.clock_rate);
         let transit = arrival - f64::from(timestamp);
@@ -60,9 +127,7 @@ impl ReceiverStats {
     /// Records an RTP packet whose timestamp does not follow the media clock (an RFC 4733 event's
     /// is the event's start in every packet of it): counted for loss, not for jitter.
     pub fn on_rtp_untimed(&mut self, seq: u16) {
-        let idx = self.seq.extend(seq);
-        self.base.get_or_insert(idx);
-        self.received += 1;
+        self.update_seq(seq);
     }
 
     /// Records a sender report from this source (for LSR/DLSR).
@@ -70,9 +135,9 @@ impl ReceiverStats {
         self.last_sr = Some(((ntp >> 16) as u32, now));
     }
 
-    /// Packets received so far.
+    /// Packets received so far (across restarts of the source's numbering).
     pub fn received(&self) -> u64 {
-        self.received
+        self.received_before + self.received
     }
 
     /// The interarrival jitter estimate (RFC 3550 A.8).
@@ -80,20 +145,19 @@ impl ReceiverStats {
         Duration::from_secs_f64(self.jitter.max(0.0) / f64::from(self.clock_rate))
     }
 
-    /// Packets expected but not received so far (RFC 3550 A.3: negative when duplicates arrived).
+    /// Packets expected but not received so far, across restarts of the source's numbering
+    /// (RFC 3550 A.3: negative when duplicates arrived).
     pub fn cumulative_lost(&self) -> i64 {
-        match (self.base, self.seq.highest()) {
-            (Some(base), Some(highest)) => (highest - base + 1) as i64 - self.received as i64,
-            _ => 0,
-        }
+        self.lost_before + self.lost_now()
     }
 
     /// The report block for the next RR/SR; updates the interval counters.
     pub fn report_block(&mut self, now: Instant) -> ReportBlock {
-        let (Some(base), Some(highest)) = (self.base, self.seq.highest()) else {
+        let Some(highest) = self.extended_max() else {
             return ReportBlock { ssrc: self.ssrc, ..ReportBlock::default() };
         };
-        let expected = highest - base + 1;
+        let base = self.base_seq;
+        let expected = (highest + 1).saturating_sub(base);
         let lost = expected as i64 - self.received as i64;
         let expected_interval = expected - self.expected_prior;
         let received_interval = self.received - self.received_prior;
@@ -135,6 +199,13 @@ impl SenderStats {
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(payload_len as u32);
         self.last_rtp = Some((timestamp, now));
+    }
+
+    /// Records a sent RTP packet whose timestamp does not follow the media clock (an RFC 4733
+    /// event's): counted, but not a reference for the sender report's RTP time.
+    pub fn on_rtp_untimed(&mut self, payload_len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
     }
 
     /// A sender report for `ssrc` with the given report blocks; the RTP
@@ -193,6 +264,33 @@ mod tests {
         }
         let b = r.report_block(t0 + Duration::from_secs(3));
         assert_eq!((b.fraction_lost, b.cumulative_lost), (0, 10));
+    }
+
+    #[test]
+    fn a_stray_number_or_a_restarted_source_is_not_counted_as_loss() {
+        let t0 = Instant::now();
+        let mut r = ReceiverStats::new(7, 8000);
+        for n in 0..10u16 {
+            r.on_rtp(t0, 1000 + n, u32::from(n) * 160);
+        }
+        // One stray packet far ahead: not counted, nothing lost.
+        r.on_rtp(t0, 40_000, 0);
+        for n in 10..20u16 {
+            r.on_rtp(t0, 1000 + n, u32::from(n) * 160);
+        }
+        assert_eq!((r.received(), r.cumulative_lost()), (20, 0));
+        assert_eq!(r.report_block(t0).cumulative_lost, 0);
+        // The source restarts its numbering: two packets in sequence, and counting starts over.
+        r.on_rtp(t0, 50_000, 0);
+        r.on_rtp(t0, 50_001, 160);
+        r.on_rtp(t0, 50_003, 480);
+        assert_eq!((r.received(), r.cumulative_lost()), (22, 1), "the restart's packet, then one lost");
+        let b = r.report_block(t0);
+        assert_eq!((b.cumulative_lost, b.highest_seq), (1, 50_003));
+        // Reordered and repeated packets just behind: counted, the highest unchanged.
+        r.on_rtp(t0, 50_002, 320);
+        r.on_rtp(t0, 50_002, 320);
+        assert_eq!(r.cumulative_lost(), -1, "a duplicate makes the count negative, as A.3 says");
     }
 
     #[test]
