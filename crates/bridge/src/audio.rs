@@ -709,6 +709,63 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the network does to a forwarded stream (packets of any Opus length, late,
+        /// reordered, repeated, lost, in bursts or not at all for a while): nothing panics, the
+        /// packets go out in RTP time order, once each, and what the call is given, packets and
+        /// gaps together, keeps its clock exactly a tick a tick.
+        #[test]
+        fn a_forwarded_stream_keeps_the_calls_clock_whatever_arrives(
+            toc in proptest::sample::select(vec![0x80u8, 0x00, 0x08, 0x10, 0x18]),
+            // Per packet: ticks of delay (0 to 4), dropped, sent twice.
+            fate in proptest::collection::vec((0u32..5, proptest::bool::weighted(0.05), proptest::bool::weighted(0.05)), 50..200),
+        ) {
+            let samples = media_mixer::opus::packet_duration(&[toc]).expect("opus");
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut input = Input::new(media_mixer::StreamId(1), rx);
+            // Packet n is captured by the end of tick (n + 1) * samples / TICK, and arrives late.
+            let mut due: Vec<Vec<u64>> = vec![Vec::new(); 400];
+            for (n, (delay, dropped, twice)) in fate.iter().enumerate() {
+                let captured = ((n as u64 + 1) * u64::from(samples)).div_ceil(u64::from(TICK)) as usize;
+                let at = captured + *delay as usize;
+                if *dropped || at >= due.len() {
+                    continue;
+                }
+                due[at].push(n as u64);
+                if *twice && at + 1 < due.len() {
+                    due[at + 1].push(n as u64);
+                }
+            }
+            let t0 = Instant::now();
+            let (mut given, mut last) = (0u64, None);
+            for (tick, arrivals) in due.iter().enumerate() {
+                let now = t0 + TICK_TIME * tick as u32;
+                for n in arrivals {
+                    let frame = MediaFrame {
+                        rtp_time: n * u64::from(samples),
+                        data: Arc::from([toc, *n as u8, (*n >> 8) as u8].as_slice()),
+                        ..fake_opus(toc, samples, 0, now)
+                    };
+                    tx.send(frame).expect("send");
+                }
+                forward_tick(&mut input, now);
+                for taken in &input.taken {
+                    match taken {
+                        Forward::Packet(p, d) => {
+                            let n = u64::from(p[1]) | u64::from(p[2]) << 8;
+                            proptest::prop_assert!(last.is_none_or(|l| n > l), "{} after {:?}", n, last);
+                            last = Some(n);
+                            given += u64::from(*d);
+                        }
+                        Forward::Gap(g) => given += u64::from(*g),
+                    }
+                }
+                let ticks = tick as u64 + 1;
+                proptest::prop_assert_eq!(given, ticks * u64::from(TICK) + u64::from(input.forwarded_ahead));
+            }
+        }
+    }
+
     /// The decoding path after a burst (packets with no level, so none is known to be quiet): the
     /// queue is trimmed back towards its target, a packet a second once it has stayed above it
     /// for five, and a trimmed packet is not mistaken for a lost one (no concealment follows).
