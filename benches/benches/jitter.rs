@@ -32,7 +32,7 @@ fn jitter(c: &mut Criterion) {
                 if let Some(n) = late[i].take() {
                     jb.push(now, n * 960, 960, payload.clone());
                 }
-                if (tick + i as u64) % 8 == 0 {
+                if (tick + i as u64).is_multiple_of(8) {
                     late[i] = Some(tick);
                 } else {
                     jb.push(now, tick * 960, 960, payload.clone());
