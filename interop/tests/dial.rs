@@ -1102,15 +1102,9 @@ async fn forwarded_opus_keeps_each_packets_length_on_the_wire() {
         let mut g = gateway(BridgeConfig::default()).await;
         let sid = routed(&g);
         let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-        let rtp_port = media.local_addr().expect("addr").port().to_string();
-        let port = free_port();
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/opus_to_socket.xml");
-        let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &rtp_port]);
+        let rtp_port = media.local_addr().expect("addr").port();
         let feeder = tone_publisher_framed(&g.service, &sid, &format!("tone-{frame_ms}ms"), 1000.0, frame_ms);
-        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:opus@127.0.0.1:{port}")})).await;
-        assert_eq!(status, 200, "{answer}");
-        let seen = until_active(&mut g).await;
-        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "opus_to_socket", rtp_port, &[]).await;
         // (sequence number, timestamp, duration, arrival) of 3 s of packets.
         let mut packets = Vec::new();
         let mut buf = vec![0u8; 2048];
@@ -1144,6 +1138,37 @@ async fn forwarded_opus_keeps_each_packets_length_on_the_wire() {
     }
 }
 
+/// A call dialled into `sid` to sipp answering with `tests/sipp/{scenario}.xml`, which points the
+/// media at the test's own `rtp_port` (`vars`: more sipp variables), until it is answered: the
+/// dial's answer, and sipp (kept alive as long as the call).
+async fn dial_socket_far_end(
+    g: &mut Gateway,
+    sid: &SessionId,
+    scenario: &str,
+    rtp_port: u16,
+    vars: &[(&str, &str)],
+) -> (Value, Sipp) {
+    let port = free_port();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/sipp/{scenario}.xml"));
+    let rtp_port = rtp_port.to_string();
+    let mut args = vec!["-set", "rtp_port", rtp_port.as_str()];
+    for (name, value) in vars {
+        args.extend(["-set", name, value]);
+    }
+    let sipp = sipp_with(&path, port, &args);
+    let (status, answer) = dial(g, sid, json!({"uri": format!("sip:{scenario}@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    (answer, sipp)
+}
+
+/// The SIP stream of a dialled call, tapped.
+fn tap_sip_stream(g: &Gateway, answer: &Value) -> mpsc::UnboundedReceiver<MediaFrame> {
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    g.service.tap(&stream).expect("tap the SIP stream").1
+}
+
 /// An RTP packet as a far end sends it.
 fn rtp_packet(payload_type: u8, seq: u16, timestamp: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let header = srtp_transport::RtpHeader { payload_type, seq, timestamp, ssrc, ..Default::default() };
@@ -1164,17 +1189,12 @@ async fn the_far_ends_packet_time_is_kept_both_ways() {
         let mut g = gateway(BridgeConfig::default()).await;
         let sid = routed(&g);
         let media = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket"));
-        let rtp_port = media.local_addr().expect("addr").port().to_string();
-        let port = free_port();
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/pcmu_ptime_to_socket.xml");
-        let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &rtp_port, "-set", "ptime", &ptime.to_string()]);
+        let rtp_port = media.local_addr().expect("addr").port();
         let feeder = tone_publisher(&g.service, &sid, &format!("tone-ptime-{ptime}"), 1000.0);
-        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:ptime@127.0.0.1:{port}")})).await;
-        assert_eq!(status, 200, "{answer}");
-        let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
-        let (_, mut tap) = g.service.tap(&sip_stream).expect("tap the SIP stream");
-        let seen = until_active(&mut g).await;
-        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let vars = [("ptime", ptime.to_string())];
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "pcmu_ptime_to_socket", rtp_port, &vars).await;
+        let mut tap = tap_sip_stream(&g, &answer);
         // (sequence number, timestamp, payload, arrival) of 3 s of our packets; once the first
         // shows where they come from, the far end's 440 Hz goes back there.
         let (mut ours, mut far_end) = (Vec::new(), None);
@@ -1288,14 +1308,8 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
     let p = free_port();
     let media = std::sync::Arc::new(tokio::net::UdpSocket::bind(("127.0.0.1", p)).await.expect("rtp socket"));
     let reports = tokio::net::UdpSocket::bind(("127.0.0.1", p + 1)).await.expect("rtcp socket");
-    let port = free_port();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/pcmu_ptime_to_socket.xml");
-    let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &p.to_string(), "-set", "ptime", "20"]);
     let feeder = tone_publisher(&g.service, &sid, "tone-rtcp", 1000.0);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:rtcp@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "pcmu_ptime_to_socket", p, &[("ptime", "20")]).await;
     // Our RTP as (ssrc, timestamp, arrival), and our RTCP as (packets, arrival); our last sender
     // report's NTP time and arrival, for the far end to echo.
     let (mut ours, mut compounds) = (Vec::new(), Vec::new());
@@ -1426,6 +1440,120 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
     assert!(rtt < Duration::from_millis(100), "loopback: {rtt:?}");
 }
 
+/// A hostile or broken far end (garbage datagrams, packets of other payload types, empty and
+/// oversized payloads, timestamps and sequence numbers jumping anywhere, a flood of overlapping
+/// packets, RTCP with bogus lengths and absurd counts) between stretches of good audio: the call
+/// stays up, keeps sending at real time, and the good audio after it is heard whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_media_from_the_far_end_changes_nothing() {
+    use srtp_transport::rtcp::{write_compound, ReportBlock, RtcpPacket};
+    let mut g = gateway(BridgeConfig { rtcp_interval: Duration::from_secs(1), ..BridgeConfig::default() }).await;
+    let sid = routed(&g);
+    let p = free_port();
+    let media = tokio::net::UdpSocket::bind(("127.0.0.1", p)).await.expect("rtp socket");
+    let reports = tokio::net::UdpSocket::bind(("127.0.0.1", p + 1)).await.expect("rtcp socket");
+    let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "pcmu_ptime_to_socket", p, &[("ptime", "20")]).await;
+    let mut tap = tap_sip_stream(&g, &answer);
+    let mut buf = vec![0u8; 2048];
+    let (_, from) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    let rtcp_to = std::net::SocketAddr::new(from.ip(), from.port() + 1);
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    let (mut seq, mut ts) = (0u16, 0u32);
+    let good = |seq: &mut u16, ts: &mut u32| {
+        let pcm = sine(440.0, 8000.0, *ts as usize, 160, 8000.0);
+        let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+        let packet = rtp_packet(0, *seq, *ts, 0xbad, &payload);
+        *seq = seq.wrapping_add(1);
+        *ts = ts.wrapping_add(160);
+        packet
+    };
+    // Good audio for a second.
+    for _ in 0..50 {
+        every.tick().await;
+        media.send_to(&good(&mut seq, &mut ts), from).await.expect("send");
+    }
+    // Then all of it at once, with the good packets still going.
+    let mut x = 0x2545_f491u32;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for round in 0..50u32 {
+        every.tick().await;
+        media.send_to(&good(&mut seq, &mut ts), from).await.expect("send");
+        let junk: Vec<u8> = (0..(rand() % 300) as usize).map(|_| rand() as u8).collect();
+        let _ = media.send_to(&junk, from).await;
+        let _ = media.send_to(&rtp_packet(96, rand() as u16, rand(), 0xbad, &junk), from).await;
+        let _ = media.send_to(&rtp_packet(0, seq, ts, 0xbad, &[]), from).await;
+        let _ = media.send_to(&rtp_packet(0, rand() as u16, rand(), 0xbad, &[0xff; 1400]), from).await;
+        let _ = media
+            .send_to(&rtp_packet(0, seq.wrapping_add(30_000), ts.wrapping_add(1 << 31), rand(), &[0xff; 160]), from)
+            .await;
+        if round == 25 {
+            // Overlapping packets: 20-byte payloads one timestamp apart, in sequence.
+            for k in 0..1500u32 {
+                let _ =
+                    media.send_to(&rtp_packet(0, seq.wrapping_add(k as u16), ts + k, 0xbad, &[0xff; 20]), from).await;
+            }
+        }
+        let _ = reports.send_to(&junk, rtcp_to).await;
+        let bogus = write_compound(&[RtcpPacket::SenderReport {
+            ssrc: 0xbad,
+            ntp: u64::from(rand()) << 32,
+            rtp_timestamp: rand(),
+            packets: u32::MAX,
+            octets: u32::MAX,
+            reports: vec![ReportBlock {
+                ssrc: rand(),
+                last_sr: rand(),
+                delay_since_last_sr: rand(),
+                ..Default::default()
+            }],
+        }]);
+        let _ = reports.send_to(&bogus, rtcp_to).await;
+        let mut cut = bogus.clone();
+        cut.truncate(bogus.len() / 2);
+        cut[2] = 0xff;
+        let _ = reports.send_to(&cut, rtcp_to).await;
+    }
+    // Good audio again, for a second and a half; then what the session heard.
+    let heard_from = Instant::now();
+    let mut ours = 0;
+    for _ in 0..75 {
+        every.tick().await;
+        media.send_to(&good(&mut seq, &mut ts), from).await.expect("send");
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), media.recv_from(&mut buf)).await {
+            ours += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut frames = Vec::new();
+    while let Ok(f) = tap.try_recv() {
+        let mut pcm = Vec::new();
+        if dec.decode(&f.data, &mut pcm).is_ok() {
+            frames.push((f.arrival, pcm));
+        }
+    }
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("callDestroyed:700"),
+        "the call lived to be hung up: {events:?}"
+    );
+    assert!(ours >= 60, "we kept sending at real time: {ours} packets in 1.5 s");
+    let toned = frames
+        .iter()
+        .filter(|(at, pcm)| *at >= heard_from + Duration::from_millis(300) && tone_ratio(pcm, 440.0, 48_000.0) > 0.5)
+        .count();
+    assert!(toned >= 50, "the good audio after it heard: {toned} x 20 ms of 440 Hz in the last 1.2 s");
+    let q = tokio::time::timeout(Duration::from_secs(2), g.quality.recv()).await.ok().flatten().expect("quality");
+    assert!(q.round_trip.is_none_or(|r| r < Duration::from_secs(60)), "{q:?}");
+}
+
 /// A far end that stamps G.722 with its 16 kHz sampling clock instead of RFC 3551's 8 kHz (a
 /// known fault of some endpoints) is followed: its audio reaches the session whole, not as every
 /// other packet "lost" and concealed.
@@ -1433,17 +1561,10 @@ async fn the_audio_leg_reports_on_rtcp_and_says_bye() {
 async fn a_g722_far_end_stamping_at_16_khz_is_heard_whole() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    let media = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket"));
-    let rtp_port = media.local_addr().expect("addr").port().to_string();
-    let port = free_port();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/g722_to_socket.xml");
-    let _sipp = sipp_with(&scenario, port, &["-set", "rtp_port", &rtp_port]);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:g722@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
-    let (_, mut tap) = g.service.tap(&sip_stream).expect("tap the SIP stream");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let rtp_port = media.local_addr().expect("addr").port();
+    let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "g722_to_socket", rtp_port, &[]).await;
+    let mut tap = tap_sip_stream(&g, &answer);
     let mut buf = vec![0u8; 2048];
     // Where our RTP comes from is where theirs goes.
     let (_, from) =

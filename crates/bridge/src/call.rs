@@ -129,6 +129,31 @@ struct Media {
     dtmf_in: Option<(dtmf_rfc4733::Receiver, dtmf_rfc4733::SequenceDetector)>,
     /// RTCP: our reports, the far end's.
     rtcp: crate::rtcp::Rtcp,
+    /// The SSRC the SIP party's audio comes from.
+    source: SourceLock,
+}
+
+/// The one source a call's audio is taken from (RFC 3550 §8.2 lets a far end change SSRC; a
+/// packet of another SSRC while the current one still sends is a stray or an attack).
+#[derive(Debug, Default)]
+struct SourceLock {
+    current: Option<(u32, Instant)>,
+}
+
+/// How long the current source must have been quiet before another takes over.
+const SOURCE_QUIET: Duration = Duration::from_millis(200);
+
+impl SourceLock {
+    /// Whether a packet of `ssrc` arriving at `now` is the audio's (and notes it).
+    fn accept(&mut self, now: Instant, ssrc: u32) -> bool {
+        match self.current {
+            Some((current, last)) if current != ssrc && now.saturating_duration_since(last) < SOURCE_QUIET => false,
+            _ => {
+                self.current = Some((ssrc, now));
+                true
+            }
+        }
+    }
 }
 
 fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -595,6 +620,7 @@ fn start_media(
         dtmf_in,
         dtls,
         rtcp,
+        source: SourceLock::default(),
     })
 }
 
@@ -791,8 +817,18 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
     let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == pt);
+    // The audio comes from one source at a time: another SSRC is a stray (or hostile) packet
+    // while the current one is alive, and takes over only once it has been quiet for a while (a
+    // transfer, a new media server behind the far end).
+    if !event && !m.source.accept(now, p.ssrc().0) {
+        debug!(call = %spec.id, ssrc = p.ssrc().0, "a packet from another source while the audio's goes on: ignored");
+        return;
+    }
     // In the RTP clock our reports count in (a G.722 far end stamping at 16 kHz, halved).
-    m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp() / m.g722_clock.scale(), !event);
+    if !m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp() / m.g722_clock.scale(), !event) {
+        debug!(call = %spec.id, seq = p.seq(), "a sequence number far from the stream's: held back until one follows it");
+        return;
+    }
     if event {
         // Telephone-events are reported as digits and never mixed as audio.
         if let Some((receiver, _)) = m.dtmf_in.as_mut() {
@@ -1105,6 +1141,19 @@ mod tests {
 
     /// The SIP party's Opus keeps its own timing in the session: in order, reordered, repeated,
     /// across the 32-bit wrap, and through a new source's jump.
+    #[test]
+    fn the_audio_keeps_to_one_source_while_it_sends() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = SourceLock::default();
+        assert!(lock.accept(t0, 1), "the first source");
+        assert!(!lock.accept(t0 + ms(10), 2), "another while the first sends");
+        assert!(lock.accept(t0 + ms(20), 1));
+        assert!(!lock.accept(t0 + ms(219), 2), "still within 200 ms of the first's last packet");
+        assert!(lock.accept(t0 + ms(220), 2), "the first went quiet: the new one takes over");
+        assert!(!lock.accept(t0 + ms(240), 1));
+    }
+
     #[test]
     fn a_g722_far_end_stamping_at_16_khz_is_recognised() {
         let feed = |clock: &mut G722Clock, ssrc: u32, packets: &[(u16, u32)]| -> Vec<bool> {

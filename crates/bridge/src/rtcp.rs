@@ -123,14 +123,21 @@ impl Rtcp {
 
     /// The far end's RTP packet; `timed` is false for one whose timestamp does not follow the
     /// media clock (an RFC 4733 event's is its start), which counts for loss but not for jitter.
-    pub(crate) fn on_received(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32, timed: bool) {
+    /// False when its sequence number jumped far from its source's and nothing confirmed the jump
+    /// yet (RFC 3550 A.1): such a packet is not to be played.
+    pub(crate) fn on_received(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32, timed: bool) -> bool {
         /// Sources kept at once (RFC 3550 allows 31 report blocks; a SIP party has one or two).
         const SOURCES: usize = 4;
         let at = match self.received.iter().position(|(s, _)| *s == ssrc) {
             Some(at) => at,
             None => {
                 if self.received.len() == SOURCES {
-                    self.received.remove(0);
+                    // The one that sent least goes (a stray SSRC, not the stream).
+                    if let Some(least) =
+                        self.received.iter().enumerate().min_by_key(|(_, (_, s))| s.received()).map(|(i, _)| i)
+                    {
+                        self.received.remove(least);
+                    }
                 }
                 self.received.push((ssrc, ReceiverStats::new(ssrc, self.clock_rate)));
                 self.received.len() - 1
@@ -138,9 +145,9 @@ impl Rtcp {
         };
         let stats = &mut self.received[at].1;
         if timed {
-            stats.on_rtp(now, seq, timestamp);
+            stats.on_rtp(now, seq, timestamp)
         } else {
-            stats.on_rtp_untimed(seq);
+            stats.on_rtp_untimed(seq)
         }
     }
 
@@ -227,7 +234,7 @@ mod tests {
             let at = t0 + Duration::from_millis(20 * u64::from(n));
             ours.on_sent(at, 1000 + n * 160, 160, true);
             if n != 10 {
-                ours.on_received(at, 0x2222, n as u16, n * 160, true);
+                assert!(ours.on_received(at, 0x2222, n as u16, n * 160, true));
             }
         }
         let first = t0 + Duration::from_millis(4000);

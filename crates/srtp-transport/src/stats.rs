@@ -107,10 +107,12 @@ impl ReceiverStats {
         }
     }
 
-    /// Records an RTP packet (after authentication).
-    pub fn on_rtp(&mut self, now: Instant, seq: u16, timestamp: u32) {
+    /// Records an RTP packet (after authentication); false when its sequence number jumped far
+    /// from the stream's and no packet confirmed the jump yet (RFC 3550 A.1: not counted, and not
+    /// to be played either: a stray or hostile packet, or the first of a source that restarted).
+    pub fn on_rtp(&mut self, now: Instant, seq: u16, timestamp: u32) -> bool {
         if !self.update_seq(seq) {
-            return;
+            return false;
         }
         let epoch = *self.epoch.get_or_insert(now);
         let arrival = now.saturating_duration_since(epoch).as_secs_f64() * f64::from(self.clock_rate);
@@ -122,12 +124,14 @@ impl ReceiverStats {
             }
         }
         self.last_transit = Some(transit);
+        true
     }
 
     /// Records an RTP packet whose timestamp does not follow the media clock (an RFC 4733 event's
-    /// is the event's start in every packet of it): counted for loss, not for jitter.
-    pub fn on_rtp_untimed(&mut self, seq: u16) {
-        self.update_seq(seq);
+    /// is the event's start in every packet of it): counted for loss, not for jitter. False as
+    /// for [`on_rtp`](Self::on_rtp).
+    pub fn on_rtp_untimed(&mut self, seq: u16) -> bool {
+        self.update_seq(seq)
     }
 
     /// Records a sender report from this source (for LSR/DLSR).
