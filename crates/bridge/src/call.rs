@@ -130,30 +130,7 @@ struct Media {
     /// RTCP: our reports, the far end's.
     rtcp: crate::rtcp::Rtcp,
     /// The SSRC the SIP party's audio comes from.
-    source: SourceLock,
-}
-
-/// The one source a call's audio is taken from (RFC 3550 §8.2 lets a far end change SSRC; a
-/// packet of another SSRC while the current one still sends is a stray or an attack).
-#[derive(Debug, Default)]
-struct SourceLock {
-    current: Option<(u32, Instant)>,
-}
-
-/// How long the current source must have been quiet before another takes over.
-const SOURCE_QUIET: Duration = Duration::from_millis(200);
-
-impl SourceLock {
-    /// Whether a packet of `ssrc` arriving at `now` is the audio's (and notes it).
-    fn accept(&mut self, now: Instant, ssrc: u32) -> bool {
-        match self.current {
-            Some((current, last)) if current != ssrc && now.saturating_duration_since(last) < SOURCE_QUIET => false,
-            _ => {
-                self.current = Some((ssrc, now));
-                true
-            }
-        }
-    }
+    source: crate::rtcp::SourceLock,
 }
 
 fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -620,7 +597,7 @@ fn start_media(
         dtmf_in,
         dtls,
         rtcp,
-        source: SourceLock::default(),
+        source: crate::rtcp::SourceLock::default(),
     })
 }
 
@@ -1141,19 +1118,6 @@ mod tests {
 
     /// The SIP party's Opus keeps its own timing in the session: in order, reordered, repeated,
     /// across the 32-bit wrap, and through a new source's jump.
-    #[test]
-    fn the_audio_keeps_to_one_source_while_it_sends() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut lock = SourceLock::default();
-        assert!(lock.accept(t0, 1), "the first source");
-        assert!(!lock.accept(t0 + ms(10), 2), "another while the first sends");
-        assert!(lock.accept(t0 + ms(20), 1));
-        assert!(!lock.accept(t0 + ms(219), 2), "still within 200 ms of the first's last packet");
-        assert!(lock.accept(t0 + ms(220), 2), "the first went quiet: the new one takes over");
-        assert!(!lock.accept(t0 + ms(240), 1));
-    }
-
     #[test]
     fn a_g722_far_end_stamping_at_16_khz_is_recognised() {
         let feed = |clock: &mut G722Clock, ssrc: u32, packets: &[(u16, u32)]| -> Vec<bool> {

@@ -2,7 +2,8 @@
 //! audio, else a receiver report, each with a report block on the far end's stream and our CNAME,
 //! at randomised intervals; a BYE when the call ends) and what the far end reports (its sender
 //! reports, for the LSR and DLSR of ours; its report blocks on our stream: the loss and jitter it
-//! sees, and the round trip).
+//! sees, and the round trip). Also the rule for which of the far end's sources a leg takes media
+//! from ([`SourceLock`]).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -219,6 +220,29 @@ impl Rtcp {
     }
 }
 
+/// The one source a call's audio (or video) is taken from (RFC 3550 §8.2 lets a far end change SSRC; a
+/// packet of another SSRC while the current one still sends is a stray or an attack).
+#[derive(Debug, Default)]
+pub(crate) struct SourceLock {
+    current: Option<(u32, Instant)>,
+}
+
+/// How long the current source must have been quiet before another takes over.
+const SOURCE_QUIET: Duration = Duration::from_millis(200);
+
+impl SourceLock {
+    /// Whether a packet of `ssrc` arriving at `now` is the audio's (and notes it).
+    pub(crate) fn accept(&mut self, now: Instant, ssrc: u32) -> bool {
+        match self.current {
+            Some((current, last)) if current != ssrc && now.saturating_duration_since(last) < SOURCE_QUIET => false,
+            _ => {
+                self.current = Some((ssrc, now));
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +317,19 @@ mod tests {
         assert_eq!(reports[0].last_sr, 0xBBBB_CCCC);
         assert_eq!(reports[0].delay_since_last_sr, 32768, "0.5 s");
         assert!(matches!(&packets[2], RtcpPacket::Bye { ssrcs, .. } if ssrcs == &vec![0x1111]));
+    }
+
+    #[test]
+    fn the_audio_keeps_to_one_source_while_it_sends() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = SourceLock::default();
+        assert!(lock.accept(t0, 1), "the first source");
+        assert!(!lock.accept(t0 + ms(10), 2), "another while the first sends");
+        assert!(lock.accept(t0 + ms(20), 1));
+        assert!(!lock.accept(t0 + ms(219), 2), "still within 200 ms of the first's last packet");
+        assert!(lock.accept(t0 + ms(220), 2), "the first went quiet: the new one takes over");
+        assert!(!lock.accept(t0 + ms(240), 1));
     }
 
     #[test]

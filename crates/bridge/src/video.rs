@@ -531,6 +531,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
     let mut dtls = v.dtls.take();
     let mut reports = Rtcp::with_cname(ssrc, 90_000, v.rtcp_interval, started, std::mem::take(&mut v.cname));
+    let mut source = crate::rtcp::SourceLock::default();
     let mut rtcp_tick = tokio::time::interval(Duration::from_millis(100));
     rtcp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -630,9 +631,16 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         let Some(codec) = v.agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else {
                             continue;
                         };
+                        // One source at a time, sequence jumps held back until confirmed (as for
+                        // the audio): a stray or hostile packet never reaches the depacketiser.
+                        let now = Instant::now();
+                        if !source.accept(now, pkt.ssrc().0)
+                            || !reports.on_received(now, pkt.ssrc().0, pkt.seq(), pkt.timestamp(), true)
+                        {
+                            continue;
+                        }
                         remote_ssrc = Some(pkt.ssrc().0);
                         let _ = inbound_seq.extend(pkt.seq());
-                        reports.on_received(Instant::now(), pkt.ssrc().0, pkt.seq(), pkt.timestamp(), true);
                         let d = depacketizers.entry(pt).or_insert_with(|| match codec {
                             Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
                             _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
