@@ -482,18 +482,26 @@ impl State {
                     next = input.next_step(false);
                 }
             }
-            if !input.ahead.is_empty() && input.ahead.len() < n {
-                // Part of the tick came, the rest is late: concealed, so the mix has no hole (and
-                // the part that came does not wait a tick).
+            if input.ahead.len() < n {
+                // The tick is short (a late packet, or one that decoded to nothing): concealed, so
+                // the mix has no hole and what came does not wait a tick.
+                let had_audio = !input.ahead.is_empty();
                 let missing = n - input.ahead.len();
                 match decoder.as_mut().map(|d| d.conceal(missing, &mut input.pcm)) {
                     Some(Ok(())) => input.ahead.extend_from_slice(&input.pcm),
                     _ => input.ahead.resize(n, 0),
                 }
-                // In the stream's clock: what comes next is shortened by as much.
-                let made_up = (missing as u64 * 48_000 / u64::from(rate)) as u32;
-                input.jitter.made_up(made_up);
-                input.taken.push(Forward::Gap(made_up));
+                input.ahead.resize(n.max(input.ahead.len()), 0);
+                let missing_48k = (missing as u64 * 48_000 / u64::from(rate)) as u32;
+                if had_audio {
+                    // Part of the tick came: the late rest is owed, skipped when it comes (and
+                    // a call forwarding the stream gets it whole then, so no gap now).
+                    input.jitter.made_up(missing_48k);
+                } else {
+                    // Nothing real this tick: the stream starts a tick later (owing a whole tick
+                    // could only be paid back by skipping audio that is on time).
+                    input.taken.push(Forward::Gap(missing_48k));
+                }
             }
             input.decoder = decoder;
             if input.ahead.len() >= n {

@@ -353,6 +353,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                         let state = if hold { "ON_HOLD" } else { "ACTIVE" };
                                         bridge.report(spec, "callUpdated", json!({"state": state}));
                                     }
+                                    // A re-offer may bring another source (a transfer, a new media
+                                    // server): the next packet's is the audio's.
+                                    m.source.reset();
                                     if audio.ptime != m.agreement.ptime {
                                         // The mix not sent yet is dropped: its time passes all the same.
                                         m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending());
@@ -785,6 +788,10 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
             if let Err(e) = m.rtcp.on_rtcp(now, std::time::SystemTime::now(), &report) {
                 debug!(call = %spec.id, error = %e, "RTCP from the SIP party refused");
             }
+            // Its audio's source said BYE: the next source's packets take over at once.
+            if m.rtcp.take_byes().into_iter().any(|s| m.source.current() == Some(s)) {
+                m.source.reset();
+            }
             return;
         }
         Inbound::Dtls(_) => return,
@@ -797,13 +804,13 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     // The audio comes from one source at a time: another SSRC is a stray (or hostile) packet
     // while the current one is alive, and takes over only once it has been quiet for a while (a
     // transfer, a new media server behind the far end).
-    if !event && !m.source.accept(now, p.ssrc().0) {
+    if !event && !m.source.accept(now, p.ssrc().0, p.seq()) {
         debug!(call = %spec.id, ssrc = p.ssrc().0, "a packet from another source while the audio's goes on: ignored");
         return;
     }
     // In the RTP clock our reports count in (a G.722 far end stamping at 16 kHz, halved).
     if !m.rtcp.on_received(now, p.ssrc().0, p.seq(), p.timestamp() / m.g722_clock.scale(), !event) {
-        debug!(call = %spec.id, seq = p.seq(), "a sequence number far from the stream's: held back until one follows it");
+        debug!(call = %spec.id, seq = p.seq(), "a sequence number far from the stream's: dropped (taken once the next follows it)");
         return;
     }
     if event {
@@ -914,7 +921,12 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     let mut pcm = Vec::with_capacity(FRAME);
     while m.decoded.len() < FRAME {
         match m.jitter.pop() {
-            Next::Packet { item, .. } => m.codec.decode(&item, &mut pcm),
+            Next::Packet { item, skip, .. } => {
+                m.codec.decode(&item, &mut pcm);
+                // Its start, made up already, is not played again.
+                let skip = (u64::from(skip) * 48_000 / clock) as usize;
+                pcm.drain(..skip.min(pcm.len()));
+            }
             Next::Lost { duration } => m.codec.conceal((u64::from(duration) * 48_000 / clock) as usize, &mut pcm),
             Next::Empty => break,
         }
@@ -928,10 +940,12 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     }
     if m.decoded.len() < FRAME {
         // Part of the tick came, the rest is late: made up, so the session gets no hole (and the
-        // part that came does not wait a tick).
-        m.codec.conceal(FRAME - m.decoded.len(), &mut pcm);
+        // part that came does not wait a tick); the late rest is owed, skipped when it comes.
+        let missing = FRAME - m.decoded.len();
+        m.codec.conceal(missing, &mut pcm);
         m.decoded.extend_from_slice(&pcm);
         m.decoded.resize(FRAME.max(m.decoded.len()), 0);
+        m.jitter.made_up((missing as u64 * clock / 48_000) as u32);
     }
     let mut pcm: Vec<i16> = m.decoded.drain(..FRAME).collect();
     let muted = spec.sip.observe_force_mute

@@ -46,6 +46,8 @@ pub(crate) struct Rtcp {
     pub(crate) reports_received: u64,
     /// Its view of our stream.
     pub(crate) far_end: FarEndView,
+    /// Sources the far end said BYE for, not yet taken by [`take_byes`](Self::take_byes).
+    byes: Vec<u32>,
 }
 
 /// A uniformly random factor between 0.5 and 1.5.
@@ -82,6 +84,7 @@ impl Rtcp {
             next: now + interval.mul_f64(0.5 * jitter_factor() / COMPENSATION),
             reports_received: 0,
             far_end: FarEndView::default(),
+            byes: Vec::new(),
         }
     }
 
@@ -92,6 +95,13 @@ impl Rtcp {
         let lost = self.received.iter().map(|(_, s)| s.cumulative_lost()).sum();
         let jitter = self.received.iter().max_by_key(|(_, s)| s.received()).map_or(Duration::ZERO, |(_, s)| s.jitter());
         (received, lost, jitter)
+    }
+
+    /// The sources the far end said BYE for since the last call (at most a few: a hostile far end
+    /// cannot grow it, it is emptied by each call and capped).
+    pub(crate) fn take_byes(&mut self) -> Vec<u32> {
+        self.byes.truncate(16);
+        std::mem::take(&mut self.byes)
     }
 
     /// Our SSRC.
@@ -166,6 +176,10 @@ impl Rtcp {
                     reports
                 }
                 RtcpPacket::ReceiverReport { reports, .. } => reports,
+                RtcpPacket::Bye { ssrcs, .. } => {
+                    self.byes.extend(ssrcs.iter().copied());
+                    continue;
+                }
                 _ => continue,
             };
             self.reports_received += 1;
@@ -188,7 +202,13 @@ impl Rtcp {
     }
 
     fn report(&mut self, now: Instant, wall: SystemTime) -> RtcpPacket {
-        let reports: Vec<ReportBlock> = self.received.iter_mut().map(|(_, stats)| stats.report_block(now)).collect();
+        // RFC 3550 §6.4: a block for each source heard since the last report.
+        let reports: Vec<ReportBlock> = self
+            .received
+            .iter_mut()
+            .filter(|(_, stats)| stats.heard_since_report())
+            .map(|(_, stats)| stats.report_block(now))
+            .collect();
         let packet = if self.sender_reports_due > 0 {
             self.sent.sender_report(self.ssrc, now, wall, self.clock_rate, reports)
         } else {
@@ -220,26 +240,56 @@ impl Rtcp {
     }
 }
 
-/// The one source a call's audio (or video) is taken from (RFC 3550 §8.2 lets a far end change SSRC; a
-/// packet of another SSRC while the current one still sends is a stray or an attack).
+/// The one source a call's audio (or video) is taken from (RFC 3550 §8.2 lets a far end change
+/// SSRC: a transfer, a media server behind an SBC, hold music). A packet of another SSRC is taken
+/// for a stray (or an attack) until that SSRC has sent three packets in sequence, or the current
+/// source has been quiet for 200 ms: then the new one takes over.
 #[derive(Debug, Default)]
 pub(crate) struct SourceLock {
     current: Option<(u32, Instant)>,
+    /// Another SSRC and its packets in sequence so far: SSRC, last sequence number, count.
+    candidate: Option<(u32, u16, u8)>,
 }
 
-/// How long the current source must have been quiet before another takes over.
+/// How long the current source must have been quiet before another takes over at once.
 const SOURCE_QUIET: Duration = Duration::from_millis(200);
+/// Packets in sequence with which another source takes over while the current one still sends.
+const SOURCE_TAKEOVER: u8 = 3;
 
 impl SourceLock {
-    /// Whether a packet of `ssrc` arriving at `now` is the audio's (and notes it).
-    pub(crate) fn accept(&mut self, now: Instant, ssrc: u32) -> bool {
-        match self.current {
-            Some((current, last)) if current != ssrc && now.saturating_duration_since(last) < SOURCE_QUIET => false,
-            _ => {
-                self.current = Some((ssrc, now));
-                true
+    /// Whether a packet of `ssrc` (sequence number `seq`) arriving at `now` is the media's (and
+    /// notes it).
+    pub(crate) fn accept(&mut self, now: Instant, ssrc: u32, seq: u16) -> bool {
+        let take = match self.current {
+            None => true,
+            Some((current, _)) if current == ssrc => true,
+            Some((_, last)) if now.saturating_duration_since(last) >= SOURCE_QUIET => true,
+            Some(_) => {
+                let count = match self.candidate {
+                    Some((c, last_seq, n)) if c == ssrc && seq == last_seq.wrapping_add(1) => n + 1,
+                    _ => 1,
+                };
+                self.candidate = Some((ssrc, seq, count));
+                count >= SOURCE_TAKEOVER
             }
+        };
+        if take {
+            if self.current.is_none_or(|(current, _)| current != ssrc) {
+                self.candidate = None;
+            }
+            self.current = Some((ssrc, now));
         }
+        take
+    }
+
+    /// Forgets the current source (a re-offer, its RTCP BYE): the next packet's takes over.
+    pub(crate) fn reset(&mut self) {
+        *self = SourceLock::default();
+    }
+
+    /// The current source.
+    pub(crate) fn current(&self) -> Option<u32> {
+        self.current.map(|(s, _)| s)
     }
 }
 
@@ -311,6 +361,8 @@ mod tests {
             reports: Vec::new(),
         }]);
         ours.on_rtcp(first, later, &sr).expect("parses");
+        // Reports carry blocks only for sources heard since the one before.
+        assert!(ours.on_received(first + Duration::from_millis(400), 0x2222, 50, 50 * 160, true));
         let last = ours.bye(first + Duration::from_millis(500), wall);
         let packets = rtcp::parse_compound(&last).expect("parses");
         let RtcpPacket::ReceiverReport { reports, .. } = &packets[0] else { panic!("{packets:?}") };
@@ -320,16 +372,25 @@ mod tests {
     }
 
     #[test]
-    fn the_audio_keeps_to_one_source_while_it_sends() {
+    fn the_media_keeps_to_one_source_while_it_sends() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut lock = SourceLock::default();
-        assert!(lock.accept(t0, 1), "the first source");
-        assert!(!lock.accept(t0 + ms(10), 2), "another while the first sends");
-        assert!(lock.accept(t0 + ms(20), 1));
-        assert!(!lock.accept(t0 + ms(219), 2), "still within 200 ms of the first's last packet");
-        assert!(lock.accept(t0 + ms(220), 2), "the first went quiet: the new one takes over");
-        assert!(!lock.accept(t0 + ms(240), 1));
+        assert!(lock.accept(t0, 1, 100), "the first source");
+        assert!(!lock.accept(t0 + ms(10), 2, 7), "a stray while the first sends");
+        assert!(!lock.accept(t0 + ms(15), 3, 8), "another stray");
+        assert!(lock.accept(t0 + ms(20), 1, 101));
+        // Another source in sequence while the first still sends: it takes over at its third.
+        assert!(!lock.accept(t0 + ms(30), 2, 500));
+        assert!(lock.accept(t0 + ms(35), 1, 102));
+        assert!(!lock.accept(t0 + ms(40), 2, 501));
+        assert!(lock.accept(t0 + ms(50), 2, 502), "three in sequence");
+        assert!(!lock.accept(t0 + ms(55), 1, 103), "the old one is now the stray");
+        // Quiet for 200 ms: any other takes over at once.
+        assert!(lock.accept(t0 + ms(250), 9, 0));
+        assert_eq!(lock.current(), Some(9));
+        lock.reset();
+        assert!(lock.accept(t0 + ms(260), 4, 0), "after a reset, the next packet's");
     }
 
     #[test]

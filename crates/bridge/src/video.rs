@@ -634,7 +634,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         // One source at a time, sequence jumps held back until confirmed (as for
                         // the audio): a stray or hostile packet never reaches the depacketiser.
                         let now = Instant::now();
-                        if !source.accept(now, pkt.ssrc().0)
+                        if !source.accept(now, pkt.ssrc().0, pkt.seq())
                             || !reports.on_received(now, pkt.ssrc().0, pkt.seq(), pkt.timestamp(), true)
                         {
                             continue;

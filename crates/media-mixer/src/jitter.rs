@@ -97,7 +97,8 @@ pub enum Arrival {
     /// Queued in its place.
     Queued,
     /// Queued after everything held was dropped: the source's clock went back by more than
-    /// [`JitterConfig::max_late`].
+    /// [`JitterConfig::max_late`] (the packet before this one started there too: one packet alone
+    /// that far back is dropped as late).
     Restarted,
     /// Dropped: its time was already played (or given up as lost).
     Late,
@@ -187,6 +188,9 @@ pub struct JitterBuffer<T> {
     /// Audio the consumer made up past `next_time` (a tick it filled itself when a packet was
     /// late): taken off the next gap or the start of the next packet.
     owed: u64,
+    /// Where a packet far behind the playout point ended: the buffer restarts only if the next
+    /// one starts there (a clock that really went back), not for one stray packet.
+    restart_from: Option<u64>,
     playing: bool,
     /// Something was played or reported lost since the tick started.
     took: bool,
@@ -218,6 +222,7 @@ impl<T> JitterBuffer<T> {
             held: 0,
             next_time: None,
             owed: 0,
+            restart_from: None,
             playing: false,
             took: false,
             trim_at: None,
@@ -308,7 +313,13 @@ impl<T> JitterBuffer<T> {
         self.measure(now, time);
         let mut arrival = Arrival::Queued;
         if let Some(expected) = self.next_time.filter(|e| time < *e) {
-            if expected - time <= self.max_late {
+            // Far behind: the source's clock went back, if the next packet follows this one; a
+            // packet alone that far back is a stray, and must not throw away what is held.
+            let confirmed = self.restart_from.take() == Some(time);
+            if expected - time <= self.max_late || !confirmed {
+                if expected - time > self.max_late {
+                    self.restart_from = Some(time + u64::from(duration));
+                }
                 self.stats.late += 1;
                 return Arrival::Late;
             }
@@ -412,6 +423,8 @@ impl<T> JitterBuffer<T> {
             if !self.took {
                 self.playing = false;
                 self.stats.underruns += 1;
+                // Buffering again starts a new timeline: nothing made up is owed by it.
+                self.owed = 0;
             }
             return Next::Empty;
         };
@@ -837,7 +850,10 @@ mod tests {
         }
         let _ = drain(&mut b, t0, 3, 160);
         assert_eq!(b.push(t0, 100_000 - 4000, 160, 99), Arrival::Late, "half a second back: late");
-        assert_eq!(b.push(t0, 50, 160, 100), Arrival::Restarted, "12 s back: a new stream");
+        assert_eq!(b.push(t0, 50, 160, 100), Arrival::Late, "12 s back, alone: a stray");
+        assert_eq!(b.len(), 7, "nothing thrown away for it");
+        assert_eq!(b.push(t0, 5000, 160, 100), Arrival::Late, "another alone, elsewhere");
+        assert_eq!(b.push(t0, 5160, 160, 101), Arrival::Restarted, "followed: the clock went back");
         assert_eq!((b.len(), b.stats().restarts), (1, 1));
         assert_eq!(b.push(t0, 0, 0, 101), Arrival::TooShort);
         assert_eq!(b.push(t0, 0, 19, 101), Arrival::TooShort, "under 2.5 ms at 8 kHz");

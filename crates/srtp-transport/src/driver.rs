@@ -217,7 +217,12 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
                 r = rtcp_recv => r.ok().map(|(n, from)| (buf2[..n].to_vec(), from, true)),
             };
             if let Some((data, from, on_rtcp_port)) = received {
-                let out = match leg.handle_datagram(Instant::now(), from, data) {
+                let handled = if on_rtcp_port {
+                    leg.handle_rtcp_datagram(Instant::now(), from, data)
+                } else {
+                    leg.handle_datagram(Instant::now(), from, data)
+                };
+                let out = match handled {
                     Ok(Received::Rtp(p)) => Some(Inbound::Rtp(p)),
                     Ok(Received::Rtcp(p)) => Some(Inbound::Rtcp(p)),
                     // One DTLS association, with the peer's RTP address: a peer that starts a

@@ -214,6 +214,9 @@ impl MediaLeg {
         if kind == PacketKind::Rtp {
             self.rx.record(now, len);
             if Some(from) == self.remote_rtp {
+                // Media from where the SDP said: that is the latch (a packet from anywhere else
+                // must not move it while this source sends).
+                self.latched = true;
                 self.last_from_remote = Some(now);
             } else if self.config.symmetric_rtp {
                 // With SRTP the packet proved its origin: follow it (NAT
@@ -228,6 +231,17 @@ impl MediaLeg {
             }
         }
         Ok(r)
+    }
+
+    /// Handles a datagram that arrived on the separate RTCP socket (no rtcp-mux): RTCP, or the
+    /// STUN and DTLS the RTP socket would take; anything that looks like RTP is refused there (it
+    /// never counts as media and never moves the RTP latch).
+    pub fn handle_rtcp_datagram(&mut self, now: Instant, from: SocketAddr, buf: Vec<u8>) -> Result<Received, Error> {
+        if classify(&buf) == PacketKind::Rtp {
+            self.rejected += 1;
+            return Err(Error::Malformed { what: "datagram", reason: "RTP on the RTCP port" });
+        }
+        self.handle_datagram(now, from, buf)
     }
 
     /// Protects an RTP packet for sending; returns the bytes and where to.
@@ -294,6 +308,37 @@ mod tests {
         assert_eq!(classify(&[0x80, 200]), PacketKind::Rtcp);
         assert_eq!(classify(&[0x80, 96 | 0x80]), PacketKind::Rtp, "marker set on PT 96");
         assert_eq!(classify(&[255]), PacketKind::Unknown);
+    }
+
+    #[test]
+    fn plain_rtp_from_the_sdp_address_holds_the_latch() {
+        let peer: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
+        let attacker: SocketAddr = "198.51.100.66:6666".parse().expect("addr");
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: false }, Some(peer), None);
+        let t0 = Instant::now();
+        let rtp = |seq: u16| {
+            let mut b = Vec::new();
+            crate::rtp::RtpHeader {
+                payload_type: 0,
+                seq,
+                timestamp: u32::from(seq) * 160,
+                ssrc: 1,
+                ..Default::default()
+            }
+            .write(&[0xff; 160], 0, &mut b)
+            .expect("rtp");
+            b
+        };
+        leg.handle_datagram(t0, peer, rtp(1)).expect("from the peer");
+        // One packet from elsewhere while the peer sends: ignored for the latch (it used to move
+        // the media to whoever sent it first: an RTP-bleed hijack).
+        leg.handle_datagram(t0 + Duration::from_millis(10), attacker, rtp(2)).expect("parses");
+        assert_eq!(leg.rtp_destination(), Some(peer));
+        // RTP-looking datagrams on the RTCP port are refused outright.
+        assert!(leg.handle_rtcp_datagram(t0 + Duration::from_millis(15), peer, rtp(3)).is_err());
+        // The peer quiet for a second: a real move (NAT rebinding) is followed.
+        leg.handle_datagram(t0 + Duration::from_millis(1100), attacker, rtp(4)).expect("parses");
+        assert_eq!(leg.rtp_destination(), Some(attacker));
     }
 
     #[test]

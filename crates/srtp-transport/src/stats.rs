@@ -19,8 +19,10 @@ pub struct ReceiverStats {
     max_seq: Option<u16>,
     cycles: u64,
     base_seq: u64,
-    /// The sequence number after a large jump: if the next packet has it, the source restarted.
-    bad_seq: Option<u16>,
+    /// The sequence numbers that would follow the last few large jumps: a packet with one of them
+    /// confirms its jump (the source restarted). A few, not one (A.1 keeps one), so that packets
+    /// of another stream interleaved with the restarted one cannot keep it from resyncing.
+    bad_seqs: [Option<u16>; 4],
     received: u64,
     expected_prior: u64,
     received_prior: u64,
@@ -42,7 +44,7 @@ impl ReceiverStats {
             max_seq: None,
             cycles: 0,
             base_seq: 0,
-            bad_seq: None,
+            bad_seqs: [None; 4],
             received: 0,
             expected_prior: 0,
             received_prior: 0,
@@ -62,7 +64,7 @@ impl ReceiverStats {
         self.max_seq = Some(seq);
         self.cycles = 0;
         self.base_seq = u64::from(seq);
-        self.bad_seq = None;
+        self.bad_seqs = [None; 4];
         self.received = 0;
         self.expected_prior = 0;
         self.received_prior = 0;
@@ -84,10 +86,11 @@ impl ReceiverStats {
             self.max_seq = Some(seq);
         } else if ahead <= u16::MAX - MAX_MISORDER {
             // A very large jump: the source restarted, or a stray packet.
-            if self.bad_seq == Some(seq) {
+            if self.bad_seqs.contains(&Some(seq)) {
                 self.init_seq(seq);
             } else {
-                self.bad_seq = Some(seq.wrapping_add(1));
+                self.bad_seqs.rotate_right(1);
+                self.bad_seqs[0] = Some(seq.wrapping_add(1));
                 return false;
             }
         }
@@ -137,6 +140,11 @@ impl ReceiverStats {
     /// Records a sender report from this source (for LSR/DLSR).
     pub fn on_sender_report(&mut self, now: Instant, ntp: u64) {
         self.last_sr = Some(((ntp >> 16) as u32, now));
+    }
+
+    /// Whether packets came since the last report block (RFC 3550 §6.4 reports only on those).
+    pub fn heard_since_report(&self) -> bool {
+        self.received != self.received_prior
     }
 
     /// Packets received so far (across restarts of the source's numbering).
@@ -291,6 +299,14 @@ mod tests {
         assert_eq!((r.received(), r.cumulative_lost()), (22, 1), "the restart's packet, then one lost");
         let b = r.report_block(t0);
         assert_eq!((b.cumulative_lost, b.highest_seq), (1, 50_003));
+        // A restart with strays interleaved (one between each of its packets) still resyncs.
+        let mut r2 = ReceiverStats::new(8, 8000);
+        for n in 0..5u16 {
+            r2.on_rtp(t0, n, u32::from(n) * 160);
+        }
+        assert!(!r2.on_rtp(t0, 20_000, 0));
+        assert!(!r2.on_rtp(t0, 45_000, 0), "a stray in between");
+        assert!(r2.on_rtp(t0, 20_001, 160), "the restart confirmed all the same");
         // Reordered and repeated packets just behind: counted, the highest unchanged.
         r.on_rtp(t0, 50_002, 320);
         r.on_rtp(t0, 50_002, 320);
