@@ -995,8 +995,9 @@ mod tests {
         assert!(want > 48_000, "a second of tone heard");
         assert!(got.abs_diff(want) < 120, "the tone ends where it did: {got} for {want}");
         let start = reference.iter().position(|s| s.saturating_abs() > 1000).expect("tone");
+        // 10 ms windows: whatever their phase, one lies inside any silent 20 ms tick.
         let peaks: Vec<i16> = heard[start..want - 960]
-            .chunks(960)
+            .chunks(480)
             .map(|c| c.iter().map(|s| s.saturating_abs()).max().unwrap_or(0))
             .collect();
         assert!(peaks.iter().all(|p| *p > 1000), "no tick of the tone silent: {peaks:?}");
@@ -1026,6 +1027,32 @@ mod tests {
         .await;
         let input = s.inputs.values().next().expect("input");
         assert!(input.jitter.stats().concealed > 0, "a tick was filled in: {:?}", input.jitter.stats());
+    }
+
+    /// A late 10 ms packet whose made-up start covers all of it, with nothing else queued: the tick
+    /// is concealed whole (the stream then starts a tick later, which only delays it), never left
+    /// silent, and what follows plays.
+    #[tokio::test]
+    async fn a_tick_left_empty_by_a_skipped_packet_is_concealed_not_silent() {
+        let packets: Vec<(Arc<[u8]>, Option<u8>)> =
+            tone_then_silence(480, 100, 200).into_iter().map(|p| (p, None)).collect();
+        let mut arrivals: Vec<Vec<usize>> =
+            (0..110).map(|t| if t < 100 { vec![2 * t, 2 * t + 1] } else { vec![] }).collect();
+        arrivals[21] = vec![42];
+        arrivals[22] = vec![];
+        arrivals[23] = vec![43];
+        arrivals[24] = (44..50).collect();
+        let (heard, _) = run_talker_pcm(&packets, &arrivals).await;
+        let start = heard.iter().position(|s| s.saturating_abs() > 1000).expect("tone");
+        let end = tone_end(&heard);
+        assert!(end - start > 48_000, "the whole second of tone: {} samples", end - start);
+        // 10 ms windows: whatever their phase, one lies inside any silent 20 ms tick.
+        let peaks: Vec<i16> = heard[start..end - 960]
+            .chunks(480)
+            .map(|c| c.iter().map(|s| s.saturating_abs()).max().unwrap_or(0))
+            .collect();
+        // 30 ms concealed in a row fades (Opus PLC) but is never silence (which it was: 0).
+        assert!(peaks.iter().all(|p| *p > 100), "no tick of the tone silent: min {:?}", peaks.iter().min());
     }
 
     /// A talker whose packets arrive up to 40 ms late (and so out of order) is buffered for as

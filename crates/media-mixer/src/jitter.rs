@@ -22,6 +22,11 @@
 //!   packets behind the playout point are dropped, and a source whose clock went back by more than
 //!   [`JitterConfig::max_late`] (a publisher that started over) restarts the buffer.
 //!
+//! - **What the consumer made up itself** (the rest of a tick a late packet left short) is
+//!   reported with [`JitterBuffer::made_up`]: it is taken off the next gap, or skipped from the
+//!   start of the late packet ([`Next::Packet`]'s `skip`), so the stream is neither shifted nor
+//!   concealed twice.
+//!
 //! No clock of its own: every call that needs the time is given `now`.
 //!
 //! ```
