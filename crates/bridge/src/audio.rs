@@ -516,7 +516,6 @@ impl State {
             match forwarding.get(call) {
                 Some(only) => {
                     let Some(input) = self.inputs.values().find(|i| i.mixer_id == *only) else { continue };
-
                     for taken in &input.taken {
                         let frame = match taken {
                             Forward::Packet(packet, samples) => {

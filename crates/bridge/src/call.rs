@@ -801,9 +801,8 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
     let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == pt);
-    // The audio comes from one source at a time: another SSRC is a stray (or hostile) packet
-    // while the current one is alive, and takes over only once it has been quiet for a while (a
-    // transfer, a new media server behind the far end).
+    // The audio comes from one source at a time (`SourceLock`: another SSRC takes over after three
+    // packets in sequence, or once the current one is quiet, re-offered or gone with an RTCP BYE).
     if !event && !m.source.accept(now, p.ssrc().0, p.seq()) {
         debug!(call = %spec.id, ssrc = p.ssrc().0, "a packet from another source while the audio's goes on: ignored");
         return;

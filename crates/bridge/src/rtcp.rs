@@ -5,10 +5,10 @@
 //! sees, and the round trip). Also the rule for which of the far end's sources a leg takes media
 //! from ([`SourceLock`]).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use srtp_transport::rtcp::{self, ReportBlock, RtcpPacket};
-use srtp_transport::stats::{ReceiverStats, SenderStats};
+use srtp_transport::stats::{ntp_timestamp, ReceiverStats, SenderStats};
 
 /// RFC 3550 §6.3.1: the randomised interval is divided by e - 3/2 to make up for the timer
 /// reconsideration that would otherwise send reports early on average.
@@ -53,12 +53,6 @@ pub(crate) struct Rtcp {
 /// A uniformly random factor between 0.5 and 1.5.
 fn jitter_factor() -> f64 {
     0.5 + rand::random::<f64>()
-}
-
-/// A wall-clock time as NTP's 64-bit fixed point.
-fn ntp(wall: SystemTime) -> u64 {
-    let since = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    ((since.as_secs() + 2_208_988_800) << 32) | ((u64::from(since.subsec_nanos()) << 32) / 1_000_000_000)
 }
 
 impl Rtcp {
@@ -189,7 +183,7 @@ impl Rtcp {
                 self.far_end.jitter = Duration::from_secs_f64(f64::from(b.jitter) / f64::from(self.clock_rate.max(1)));
                 if b.last_sr != 0 {
                     // Middle 32 bits of NTP times, in 1/65536 s.
-                    let arrival = (ntp(wall) >> 16) as u32;
+                    let arrival = (ntp_timestamp(wall) >> 16) as u32;
                     let rtt = arrival.wrapping_sub(b.last_sr).wrapping_sub(b.delay_since_last_sr);
                     // A "negative" or absurd round trip (clocks, a bogus report) is not kept.
                     if rtt < 60 << 16 {
@@ -296,6 +290,7 @@ impl SourceLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn reports_carry_what_was_sent_and_received_and_the_far_end_view_is_read() {
@@ -331,7 +326,7 @@ mod tests {
         assert!(matches!(rtcp::parse_compound(&next).expect("parses")[0], RtcpPacket::ReceiverReport { .. }));
         // The far end's receiver report on our stream, echoing a sender report of ours sent 300 ms
         // before and held 100 ms: a 200 ms round trip.
-        let our_sr = (ntp(wall) >> 16) as u32;
+        let our_sr = (ntp_timestamp(wall) >> 16) as u32;
         let later = wall + Duration::from_millis(300);
         let theirs = rtcp::write_compound(&[RtcpPacket::ReceiverReport {
             ssrc: 0x2222,

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use media_mixer::grid::{Compositor, Source};
 use media_mixer::h264::H264Encoder;
+use media_mixer::jitter::TimestampExtender;
 use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
 use media_mixer::video_input::{Pushed, VideoCodec, VideoInput};
 use media_mixer::vp8::Vp8Encoder;
@@ -523,7 +524,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
     let mut inbound_seq = srtp_transport::rtp::SeqExtender::default();
-    let mut ts_ext = TimestampExtender::default();
+    let mut ts_ext = TimestampExtender::new();
     let mut depacketizers: HashMap<u8, Depacketizer> = HashMap::new();
     let mut frames_sent = 0u64;
     let mut frames_in = 0u64;
@@ -728,26 +729,6 @@ fn send_pli(v: &CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut O
     let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), pli));
 }
 
-/// Extends 32-bit RTP timestamps past wrap-around.
-#[derive(Debug, Default)]
-struct TimestampExtender {
-    last: Option<u64>,
-}
-
-impl TimestampExtender {
-    fn extend(&mut self, ts: u32) -> u64 {
-        let ext = match self.last {
-            None => u64::from(ts),
-            Some(last) => {
-                let delta = ts.wrapping_sub(last as u32) as i32;
-                (last as i64 + i64::from(delta)).max(0) as u64
-            }
-        };
-        self.last = Some(ext);
-        ext
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,9 +818,10 @@ mod tests {
 
     #[test]
     fn timestamps_extend_past_wrap_around() {
-        let mut t = TimestampExtender::default();
-        assert_eq!(t.extend(u32::MAX - 10), u64::from(u32::MAX - 10));
-        assert_eq!(t.extend(5), u64::from(u32::MAX) + 6);
-        assert_eq!(t.extend(1), u64::from(u32::MAX) + 2, "a little back is reordering, not a wrap");
+        // The shared extender (`media_mixer::jitter`) starts its timeline at 2^32 + the first.
+        let mut t = TimestampExtender::new();
+        let first = t.extend(u32::MAX - 10);
+        assert_eq!(t.extend(5), first + 16);
+        assert_eq!(t.extend(1), first + 12, "a little back is reordering, not a wrap");
     }
 }

@@ -197,6 +197,16 @@ impl ReceiverStats {
     }
 }
 
+/// A wall-clock time as NTP's 64-bit fixed point (seconds since 1900 and a binary fraction), as
+/// sender reports carry it; its middle 32 bits are what report blocks echo as LSR.
+pub fn ntp_timestamp(wall: SystemTime) -> u64 {
+    let since = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    // NTP epoch is 1900: 70 years (17 leap days) before the Unix epoch.
+    let secs = since.as_secs() + 2_208_988_800;
+    let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
 /// What the leg sent, for sender reports.
 #[derive(Debug, Clone, Default)]
 pub struct SenderStats {
@@ -230,11 +240,7 @@ impl SenderStats {
         clock_rate: u32,
         reports: Vec<ReportBlock>,
     ) -> RtcpPacket {
-        let since = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        // NTP epoch is 1900: 70 years (17 leap days) before the Unix epoch.
-        let secs = since.as_secs() + 2_208_988_800;
-        let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
-        let ntp = (secs << 32) | frac;
+        let ntp = ntp_timestamp(wall);
         let rtp_timestamp = match self.last_rtp {
             Some((ts, at)) => {
                 ts.wrapping_add((now.saturating_duration_since(at).as_secs_f64() * f64::from(clock_rate)) as u32)
