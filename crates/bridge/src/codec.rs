@@ -86,7 +86,7 @@ impl AudioCodec {
 
     /// RTP timestamp units per packet.
     pub fn packet_step(&self) -> u32 {
-        (self.packet_len as u64 * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
+        self.rtp_units(self.packet_len)
     }
 
     /// Samples per second the codec works at.
@@ -100,10 +100,12 @@ impl AudioCodec {
 
     /// RTP timestamp units per 20 ms (G.722 keeps an 8 kHz RTP clock, RFC 3551).
     pub fn rtp_step(&self) -> u32 {
-        match self.kind {
-            Kind::Opus(..) => 960,
-            _ => 160,
-        }
+        self.rtp_clock() / 50
+    }
+
+    /// `samples` at the codec's rate, in RTP timestamp units.
+    fn rtp_units(&self, samples: usize) -> u32 {
+        (samples as u64 * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
     }
 
     /// Takes 20 ms of the mix, PCM at `rate` Hz (8, 16 or 48 kHz: the mix's rate), to be sent in
@@ -144,14 +146,14 @@ impl AudioCodec {
     /// Forgets the mix waiting to be sent (it will not be: telephone-events replace the audio);
     /// returns how long it was, in RTP timestamp units.
     pub fn discard_pending(&mut self) -> u32 {
-        let n = self.pending.len() as u64;
+        let units = self.pending();
         self.pending.clear();
-        (n * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
+        units
     }
 
     /// The mix waiting to be sent, in RTP timestamp units.
     pub fn pending(&self) -> u32 {
-        (self.pending.len() as u64 * u64::from(self.rtp_clock()) / u64::from(self.sample_rate())) as u32
+        self.rtp_units(self.pending.len())
     }
 
     /// The RTP clock rate of the codec's timestamps (G.722 keeps 8 kHz, RFC 3551).
