@@ -297,6 +297,7 @@ impl<T> JitterBuffer<T> {
         self.held = 0;
         self.next_time = None;
         self.owed = 0;
+        self.restart_from = None;
         self.playing = false;
         self.trim_at = None;
     }
@@ -318,11 +319,11 @@ impl<T> JitterBuffer<T> {
         self.measure(now, time);
         let mut arrival = Arrival::Queued;
         if let Some(expected) = self.next_time.filter(|e| time < *e) {
-            // Far behind: the source's clock went back, if the next packet follows this one; a
+            // Far behind: the source's clock went back if the next packet follows this one; a
             // packet alone that far back is a stray, and must not throw away what is held.
-            let confirmed = self.restart_from.take() == Some(time);
-            if expected - time <= self.max_late || !confirmed {
-                if expected - time > self.max_late {
+            let far_behind = expected - time > self.max_late;
+            if !far_behind || self.restart_from != Some(time) {
+                if far_behind {
                     self.restart_from = Some(time + u64::from(duration));
                 }
                 self.stats.late += 1;
