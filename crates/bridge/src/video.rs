@@ -523,7 +523,6 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut hold = v.agreement.remote_hold;
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
-    let mut inbound_seq = srtp_transport::rtp::SeqExtender::default();
     let mut ts_ext = TimestampExtender::new();
     let mut depacketizers: HashMap<u8, Depacketizer> = HashMap::new();
     let mut frames_sent = 0u64;
@@ -641,7 +640,6 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                             continue;
                         }
                         remote_ssrc = Some(pkt.ssrc().0);
-                        let _ = inbound_seq.extend(pkt.seq());
                         let d = depacketizers.entry(pt).or_insert_with(|| match codec {
                             Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
                             _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
