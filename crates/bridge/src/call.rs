@@ -785,12 +785,11 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     let clear = match inbound {
         Inbound::Rtp(clear) => clear,
         Inbound::Rtcp(report) => {
-            if let Err(e) = m.rtcp.on_rtcp(now, std::time::SystemTime::now(), &report) {
-                debug!(call = %spec.id, error = %e, "RTCP from the SIP party refused");
-            }
-            // Its audio's source said BYE: the next source's packets take over at once.
-            if m.rtcp.take_byes().into_iter().any(|s| m.source.current() == Some(s)) {
-                m.source.reset();
+            match m.rtcp.on_rtcp(now, std::time::SystemTime::now(), &report) {
+                // Its audio's source said BYE: the next source's packets take over at once.
+                Ok(byes) if byes.iter().any(|s| m.source.current() == Some(*s)) => m.source.reset(),
+                Ok(_) => {}
+                Err(e) => debug!(call = %spec.id, error = %e, "RTCP from the SIP party refused"),
             }
             return;
         }

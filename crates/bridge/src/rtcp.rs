@@ -46,8 +46,6 @@ pub(crate) struct Rtcp {
     pub(crate) reports_received: u64,
     /// Its view of our stream.
     pub(crate) far_end: FarEndView,
-    /// Sources the far end said BYE for, not yet taken by [`take_byes`](Self::take_byes).
-    byes: Vec<u32>,
 }
 
 /// A uniformly random factor between 0.5 and 1.5.
@@ -78,7 +76,6 @@ impl Rtcp {
             next: now + interval.mul_f64(0.5 * jitter_factor() / COMPENSATION),
             reports_received: 0,
             far_end: FarEndView::default(),
-            byes: Vec::new(),
         }
     }
 
@@ -89,13 +86,6 @@ impl Rtcp {
         let lost = self.received.iter().map(|(_, s)| s.cumulative_lost()).sum();
         let jitter = self.received.iter().max_by_key(|(_, s)| s.received()).map_or(Duration::ZERO, |(_, s)| s.jitter());
         (received, lost, jitter)
-    }
-
-    /// The sources the far end said BYE for since the last call (at most a few: a hostile far end
-    /// cannot grow it, it is emptied by each call and capped).
-    pub(crate) fn take_byes(&mut self) -> Vec<u32> {
-        self.byes.truncate(16);
-        std::mem::take(&mut self.byes)
     }
 
     /// Our SSRC.
@@ -158,9 +148,11 @@ impl Rtcp {
 
     /// A compound RTCP packet from the far end: its sender report is noted for the LSR and DLSR of
     /// ours, and its report block on our stream gives the far end's view (the round trip from
-    /// `wall`, RFC 3550 §6.4.1). Malformed packets are an error and change nothing.
-    pub(crate) fn on_rtcp(&mut self, now: Instant, wall: SystemTime, bytes: &[u8]) -> Result<(), String> {
+    /// `wall`, RFC 3550 §6.4.1). Returns the sources it says BYE for. Malformed packets are an
+    /// error and change nothing.
+    pub(crate) fn on_rtcp(&mut self, now: Instant, wall: SystemTime, bytes: &[u8]) -> Result<Vec<u32>, String> {
         let packets = rtcp::parse_compound(bytes).map_err(|e| e.to_string())?;
+        let mut byes = Vec::new();
         for p in &packets {
             let blocks = match p {
                 RtcpPacket::SenderReport { ssrc, ntp, reports, .. } => {
@@ -171,7 +163,7 @@ impl Rtcp {
                 }
                 RtcpPacket::ReceiverReport { reports, .. } => reports,
                 RtcpPacket::Bye { ssrcs, .. } => {
-                    self.byes.extend(ssrcs.iter().copied());
+                    byes.extend_from_slice(ssrcs);
                     continue;
                 }
                 _ => continue,
@@ -192,7 +184,7 @@ impl Rtcp {
                 }
             }
         }
-        Ok(())
+        Ok(byes)
     }
 
     fn report(&mut self, now: Instant, wall: SystemTime) -> RtcpPacket {
