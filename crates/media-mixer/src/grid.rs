@@ -26,6 +26,27 @@ pub const BLACK: (u8, u8, u8) = (16, 128, 128);
 /// The placeholder of a tile without video (dark grey).
 pub const PLACEHOLDER: (u8, u8, u8) = (48, 128, 128);
 
+/// Runs an encoder (`encode` gives the length of a frame and whether it was a keyframe) over
+/// `frames` busy moving 640x360 pictures from picture number `start`: the bit/s (at 30 frames a
+/// second) of the frames after the first `settle`, and whether any frame was a keyframe.
+#[cfg(test)]
+pub(crate) fn encoded_rate(
+    encode: &mut dyn FnMut(&I420) -> (usize, bool),
+    start: u32,
+    frames: u32,
+    settle: u32,
+) -> (u32, bool) {
+    let (mut bytes, mut keyframe) = (0usize, false);
+    for n in start..start + frames {
+        let (len, key) = encode(&I420::moving(640, 360, n));
+        keyframe |= key;
+        if n >= start + settle {
+            bytes += len;
+        }
+    }
+    ((bytes * 8 * 30 / (frames - settle).max(1) as usize) as u32, keyframe)
+}
+
 impl I420 {
     /// A picture filled with one colour.
     pub fn filled(width: u32, height: u32, (y, u, v): (u8, u8, u8)) -> Result<I420, Error> {
@@ -45,6 +66,41 @@ impl I420 {
             && self.y.len() == n
             && self.u.len() == n / 4
             && self.v.len() == n / 4
+    }
+
+    /// A busy picture that moves with `frame`: waves of periods from 7 to 53 pixels panning 6
+    /// pixels left and 4 up a frame (which motion search follows), with a little grain of its
+    /// own in every frame (which it cannot): for tests of bitrates and packet loss.
+    #[cfg(test)]
+    pub(crate) fn moving(width: u32, height: u32, frame: u32) -> I420 {
+        let mut p = I420::filled(width, height, BLACK).unwrap_or_else(|_| panic!("even size"));
+        let wave = |n: usize, shift: u32, periods: [(f32, f32); 2]| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| {
+                    let t = (i + shift) as f32 * std::f32::consts::TAU;
+                    periods.iter().map(|(period, amplitude)| amplitude * (t / period).sin()).sum()
+                })
+                .collect()
+        };
+        let (w, h, f) = (width as usize, height as usize, frame);
+        let across = wave(w, 6 * f, [(37.0, 40.0), (11.0, 20.0)]);
+        let down = wave(h, 4 * f, [(29.0, 40.0), (7.0, 15.0)]);
+        let diagonal = wave(w + h, 10 * f, [(53.0, 30.0), (17.0, 10.0)]);
+        for y in 0..h {
+            for x in 0..w {
+                let grain = ((x as u32 ^ (y as u32) << 11 ^ f << 21).wrapping_mul(0x9e37_79b1) >> 29) as f32 - 3.5;
+                let luma = 128.0 + across[x] + down[y] + diagonal[x + y] + grain;
+                p.y[y * w + x] = luma.clamp(16.0, 235.0) as u8;
+            }
+        }
+        for y in 0..h / 2 {
+            for x in 0..w / 2 {
+                let i = y * (w / 2) + x;
+                p.u[i] = (128.0 + across[2 * x] / 2.0 - down[2 * y] / 2.0) as u8;
+                p.v[i] = (128.0 + diagonal[2 * (x + y)] / 1.5) as u8;
+            }
+        }
+        p
     }
 
     /// The (Y, U, V) value at a pixel.

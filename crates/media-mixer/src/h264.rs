@@ -8,6 +8,12 @@ use openh264::decoder::Decoder;
 use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, UsageType};
 use openh264::formats::{YUVSlices, YUVSource};
 use openh264::OpenH264API;
+use openh264_sys2::{
+    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL,
+};
+
+/// The lowest target bitrate the encoders take, bit/s.
+pub const MIN_BITRATE: u32 = 30_000;
 
 /// Decodes H.264 access units.
 pub struct H264Decoder {
@@ -67,6 +73,10 @@ pub struct H264Encoder {
     inner: Encoder,
     width: u32,
     height: u32,
+    bitrate: u32,
+    fps: f32,
+    /// OpenH264 is set up at the first picture: before it, a new bitrate makes a new encoder.
+    started: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -78,19 +88,63 @@ impl std::fmt::Debug for H264Encoder {
 impl H264Encoder {
     /// An encoder for `width` x `height` at `bitrate` bit/s and `fps`.
     pub fn new(width: u32, height: u32, bitrate: u32, fps: f32) -> Result<H264Encoder, Error> {
+        let bitrate = bitrate.max(MIN_BITRATE);
+        Ok(H264Encoder { inner: Self::open(bitrate, fps)?, width, height, bitrate, fps, started: false })
+    }
+
+    fn open(bitrate: u32, fps: f32) -> Result<Encoder, Error> {
         // One thread: the grid's hub thread is the unit of scale (one per session), and OpenH264's
-        // "auto" would start a thread per core for every call's encoder. Medium complexity and
-        // the default analysis (scene change, adaptive quantisation, background detection):
-        // `Complexity::Low` saves about a fifth of the encode time but costs 2.6 dB of PSNR at
-        // the same bitrate on the grid benchmark.
+        // "auto" would start a thread per core for every call's encoder. Medium complexity
+        // (`Complexity::Low` saves about a fifth of the encode time but costs 2.6 dB of PSNR at
+        // the same bitrate on the grid benchmark), adaptive quantisation and background
+        // detection, but no scene-change detection (below).
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(bitrate))
             .max_frame_rate(FrameRate::from_hz(fps))
             .usage_type(UsageType::CameraVideoRealTime)
-            .num_threads(1);
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|_| Error::Decode("OpenH264 encoder init"))?;
-        Ok(H264Encoder { inner, width, height })
+            .num_threads(1)
+            // Its scene-change detection takes a fast pan for a new scene: IDRs every second or
+            // less, each a burst several times a frame's share of the bitrate, sent over paths
+            // that may lose it. The grid asks for its own keyframes when its layout changes.
+            .scene_change_detect(false);
+        Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|_| Error::Decode("OpenH264 encoder init"))
+    }
+
+    /// The target bitrate, bit/s.
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    /// A new target bitrate (bit/s, at least 30 kbit/s), from the next picture on, without a
+    /// keyframe: for a receiver's bandwidth limit (RFC 5104 TMMBR) or a path that loses packets.
+    // OpenH264's options are set through a raw pointer: the one C call in this module.
+    #[allow(unsafe_code)]
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), Error> {
+        let bitrate = bitrate.max(MIN_BITRATE);
+        if bitrate == self.bitrate {
+            return Ok(());
+        }
+        if !self.started {
+            self.inner = Self::open(bitrate, self.fps)?;
+            self.bitrate = bitrate;
+            return Ok(());
+        }
+        // OpenH264 refuses a layer whose maximum is below its target: raising, the maximum goes
+        // first; lowering, the target does.
+        let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL);
+        let max = (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0);
+        let order = if bitrate > self.bitrate { [max, target] } else { [target, max] };
+        for (id, layer) in order {
+            let mut info = SBitrateInfo { iLayer: layer, iBitrate: i32::try_from(bitrate).unwrap_or(i32::MAX) };
+            // SAFETY: the encoder is initialised (a picture went through it) and both options
+            // take a pointer to an `SBitrateInfo`, which lives for the call.
+            let code = unsafe { self.inner.raw_api().set_option(id, std::ptr::addr_of_mut!(info).cast()) };
+            if code != 0 {
+                return Err(Error::Decode("OpenH264 refused the bitrate"));
+            }
+        }
+        self.bitrate = bitrate;
+        Ok(())
     }
 
     /// Encodes one picture; `keyframe` forces an IDR (after a PLI/FIR or a
@@ -105,6 +159,7 @@ impl H264Encoder {
         }
         let src = YUVSlices::new((&picture.y, &picture.u, &picture.v), (w, h), (w, w / 2, w / 2));
         let bits = self.inner.encode(&src).map_err(|_| Error::Decode("H.264 encode"))?;
+        self.started = true;
         Ok(bits.to_vec())
     }
 }
@@ -117,6 +172,32 @@ mod tests {
 
     fn close(a: (u8, u8, u8), b: (u8, u8, u8)) -> bool {
         a.0.abs_diff(b.0) <= 12 && a.1.abs_diff(b.1) <= 12 && a.2.abs_diff(b.2) <= 12
+    }
+
+    /// A new bitrate takes effect within a second and a half, down and back up, with no keyframe; one set
+    /// before the first picture is the one used.
+    #[test]
+    fn the_bitrate_changes_mid_stream_without_a_keyframe() {
+        let run = |enc: &mut H264Encoder, start: u32| {
+            let mut encode = |p: &I420| {
+                let au = enc.encode(p, false).expect("encode");
+                (au.len(), split_annex_b(&au).iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5)))
+            };
+            crate::grid::encoded_rate(&mut encode, start, 90, 45)
+        };
+        let mut enc = H264Encoder::new(640, 360, 400_000, 30.0).expect("encoder");
+        enc.set_bitrate(1_500_000).expect("before the first picture");
+        let (high, _) = run(&mut enc, 0);
+        enc.set_bitrate(200_000).expect("down");
+        let (low, key_down) = run(&mut enc, 90);
+        enc.set_bitrate(1_500_000).expect("up");
+        let (back, key_up) = run(&mut enc, 180);
+        assert!((1_000_000..2_000_000).contains(&high), "{high} bit/s at 1.5 Mbit/s");
+        assert!((100_000..300_000).contains(&low), "{low} bit/s at 200 kbit/s");
+        assert!(back > 1_000_000, "{back} bit/s at 1.5 Mbit/s again");
+        assert!(!key_down && !key_up, "no keyframe for a new bitrate");
+        assert_eq!(enc.bitrate(), 1_500_000);
+        assert_eq!(H264Encoder::new(64, 64, 1, 30.0).expect("encoder").bitrate(), MIN_BITRATE);
     }
 
     /// Grid -> H.264 -> RTP -> depacketise -> decode: every tile keeps its

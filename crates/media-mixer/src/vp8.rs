@@ -116,6 +116,8 @@ impl Drop for Vp8Decoder {
 /// Encodes pictures to VP8 (real-time, constant bitrate, no lag).
 pub struct Vp8Encoder {
     ctx: Box<vpx::vpx_codec_ctx_t>,
+    /// The configuration it was made with (a new bitrate is applied through it).
+    cfg: Box<vpx::vpx_codec_enc_cfg_t>,
     width: u32,
     height: u32,
     pts: i64,
@@ -147,8 +149,16 @@ impl Vp8Encoder {
         cfg.g_w = width;
         cfg.g_h = height;
         cfg.g_timebase = vpx::vpx_rational { num: 1, den: fps as i32 };
-        cfg.rc_target_bitrate = (bitrate / 1000).max(1);
+        cfg.rc_target_bitrate = bitrate.max(crate::h264::MIN_BITRATE) / 1000;
         cfg.rc_end_usage = vpx::vpx_rc_mode::VPX_CBR;
+        // A one-second rate buffer, as real-time senders use, rather than libvpx's six: a new
+        // bitrate (a receiver's limit, or its limit lifted) is reached within about a second
+        // instead of five, and a burst overshoots it by less.
+        cfg.rc_buf_initial_sz = 500;
+        cfg.rc_buf_optimal_sz = 600;
+        cfg.rc_buf_sz = 1000;
+        cfg.rc_undershoot_pct = 100;
+        cfg.rc_overshoot_pct = 15;
         cfg.g_threads = 1;
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = 1;
@@ -167,7 +177,7 @@ impl Vp8Encoder {
             },
             "libvpx VP8 encoder init",
         )?;
-        let mut enc = Vp8Encoder { ctx, width, height, pts: 0, buf: Vec::new() };
+        let mut enc = Vp8Encoder { ctx, cfg: Box::new(cfg), width, height, pts: 0, buf: Vec::new() };
         // Real-time speed (libvpx: -16..16; higher is faster).
         // SAFETY: VP8E_SET_CPUUSED takes one int argument.
         ok(
@@ -175,6 +185,29 @@ impl Vp8Encoder {
             "libvpx cpu-used",
         )?;
         Ok(enc)
+    }
+
+    /// The target bitrate, bit/s.
+    pub fn bitrate(&self) -> u32 {
+        self.cfg.rc_target_bitrate * 1000
+    }
+
+    /// A new target bitrate (bit/s, at least 30 kbit/s, in whole kbit/s), from the next picture
+    /// on, without a keyframe: for a receiver's bandwidth limit (RFC 5104 TMMBR) or a path that
+    /// loses packets.
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), Error> {
+        let kbps = bitrate.max(crate::h264::MIN_BITRATE) / 1000;
+        if kbps == self.cfg.rc_target_bitrate {
+            return Ok(());
+        }
+        let previous = std::mem::replace(&mut self.cfg.rc_target_bitrate, kbps);
+        // SAFETY: the context is initialised and the configuration is the one it was made with,
+        // but for its bitrate; libvpx copies it.
+        let set = ok(unsafe { vpx::vpx_codec_enc_config_set(&mut *self.ctx, &*self.cfg) }, "libvpx bitrate");
+        if set.is_err() {
+            self.cfg.rc_target_bitrate = previous;
+        }
+        set
     }
 
     /// Encodes one picture; `keyframe` forces one (after a PLI/FIR or a
@@ -246,6 +279,31 @@ mod tests {
     use super::*;
     use crate::grid::{Compositor, Source};
     use crate::packetize::{vp8_packetize, Depacketized, Vp8Depacketizer};
+
+    /// A new bitrate takes effect within a second and a half, down and back up, with no keyframe.
+    #[test]
+    fn the_bitrate_changes_mid_stream_without_a_keyframe() {
+        let run = |enc: &mut Vp8Encoder, start: u32| {
+            let mut encode = |p: &I420| {
+                let frame = enc.encode(p, false).expect("encode");
+                (frame.len(), frame.first().is_some_and(|b| b & 1 == 0) && start > 0)
+            };
+            crate::grid::encoded_rate(&mut encode, start, 90, 45)
+        };
+        let mut enc = Vp8Encoder::new(640, 360, 1_500_000, 30).expect("encoder");
+        let (high, _) = run(&mut enc, 0);
+        enc.set_bitrate(200_000).expect("down");
+        let (low, key_down) = run(&mut enc, 90);
+        enc.set_bitrate(1_500_000).expect("up");
+        let (back, key_up) = run(&mut enc, 180);
+        assert!((1_000_000..2_000_000).contains(&high), "{high} bit/s at 1.5 Mbit/s");
+        assert!((100_000..300_000).contains(&low), "{low} bit/s at 200 kbit/s");
+        assert!(back > 1_000_000, "{back} bit/s at 1.5 Mbit/s again");
+        assert!(!key_down && !key_up, "no keyframe for a new bitrate");
+        assert_eq!(enc.bitrate(), 1_500_000);
+        enc.set_bitrate(1).expect("the least");
+        assert_eq!(enc.bitrate(), crate::h264::MIN_BITRATE);
+    }
 
     #[test]
     fn grid_survives_vp8_rtp_round_trip() {

@@ -82,6 +82,22 @@ pub enum RtcpPacket {
         /// (media SSRC, command sequence number) entries.
         entries: Vec<(u32, u8)>,
     },
+    /// Temporary Maximum Media Stream Bit Rate Request (205, FMT 3, RFC 5104 §4.2.1): the
+    /// sender asks the media senders named in `entries` to keep under a bitrate.
+    Tmmbr {
+        /// Sender of the request.
+        sender: u32,
+        /// One per media sender asked.
+        entries: Vec<Tmmb>,
+    },
+    /// Temporary Maximum Media Stream Bit Rate Notification (205, FMT 4, RFC 5104 §4.2.2): a
+    /// media sender's answer to TMMBR, the bounding set it now keeps to.
+    Tmmbn {
+        /// Sender of the notification.
+        sender: u32,
+        /// The bounding set (the owners of the limits in force).
+        entries: Vec<Tmmb>,
+    },
     /// Anything else, kept raw (packet type, FMT/count, body after the 4-byte header).
     Other {
         /// Packet type.
@@ -91,6 +107,38 @@ pub enum RtcpPacket {
         /// Body.
         body: Vec<u8>,
     },
+}
+
+/// One TMMBR or TMMBN entry (RFC 5104 §4.2.1.1, §4.2.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tmmb {
+    /// The media sender asked (TMMBR), or the owner of a limit in the bounding set (TMMBN).
+    pub ssrc: u32,
+    /// The maximum total media bitrate, bit/s (sent as a 17-bit mantissa and a 6-bit exponent,
+    /// rounded down).
+    pub bitrate: u64,
+    /// The per-packet overhead it was measured with (IP, UDP and RTP headers), bytes (9 bits).
+    pub overhead: u16,
+}
+
+impl Tmmb {
+    fn read(b: &[u8]) -> Tmmb {
+        let word = be32(b, 4);
+        let exp = word >> 26;
+        let mantissa = u64::from((word >> 9) & 0x1_ffff);
+        Tmmb { ssrc: be32(b, 0), bitrate: mantissa << exp, overhead: (word & 0x1ff) as u16 }
+    }
+
+    fn write(&self, b: &mut Vec<u8>) {
+        let (mut mantissa, mut exp) = (self.bitrate, 0u32);
+        while mantissa >= 1 << 17 {
+            mantissa >>= 1;
+            exp += 1;
+        }
+        let word = exp << 26 | (mantissa as u32) << 9 | u32::from(self.overhead.min(511));
+        b.extend_from_slice(&self.ssrc.to_be_bytes());
+        b.extend_from_slice(&word.to_be_bytes());
+    }
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -218,6 +266,17 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, Error> {
                     }
                 }
                 RtcpPacket::Nack { sender: be32(body, 0), media: be32(body, 4), lost }
+            }
+            205 if count == 3 || count == 4 => {
+                if body.len() < 8 {
+                    return Err(BAD("short TMMBR/TMMBN"));
+                }
+                let entries = body[8..].chunks_exact(8).map(Tmmb::read).collect();
+                if count == 3 {
+                    RtcpPacket::Tmmbr { sender: be32(body, 0), entries }
+                } else {
+                    RtcpPacket::Tmmbn { sender: be32(body, 0), entries }
+                }
             }
             206 if count == 1 => {
                 if body.len() < 8 {
@@ -348,6 +407,16 @@ pub fn write_compound(packets: &[RtcpPacket]) -> Vec<u8> {
                 }
                 header(&mut out, 4, 206, &b);
             }
+            RtcpPacket::Tmmbr { sender, entries } | RtcpPacket::Tmmbn { sender, entries } => {
+                b.extend_from_slice(&sender.to_be_bytes());
+                // The media source field is not used (RFC 5104 §4.2.1.2).
+                b.extend_from_slice(&0u32.to_be_bytes());
+                for e in entries {
+                    e.write(&mut b);
+                }
+                let fmt = if matches!(p, RtcpPacket::Tmmbr { .. }) { 3 } else { 4 };
+                header(&mut out, fmt, 205, &b);
+            }
             RtcpPacket::Other { packet_type, count, body } => header(&mut out, *count, *packet_type, body),
         }
     }
@@ -382,11 +451,41 @@ mod tests {
             RtcpPacket::Nack { sender: 1, media: 7, lost: vec![10, 11, 26, 27, 100] },
             RtcpPacket::Pli { sender: 1, media: 7 },
             RtcpPacket::Fir { sender: 1, entries: vec![(7, 3)] },
+            RtcpPacket::Tmmbr { sender: 1, entries: vec![Tmmb { ssrc: 7, bitrate: 384_000, overhead: 40 }] },
+            RtcpPacket::Tmmbn { sender: 7, entries: vec![] },
             RtcpPacket::Bye { ssrcs: vec![1], reason: Some(b"bye".to_vec()) },
         ];
         let bytes = write_compound(&pkts);
         let back = parse_compound(&bytes).expect("parse");
         assert_eq!(back, pkts);
+    }
+
+    /// RFC 5104's bitrate is a 17-bit mantissa times a power of two: exact below 2^17 bit/s,
+    /// rounded down (never above the limit meant) beyond, and the overhead keeps its 9 bits.
+    #[test]
+    fn tmmbr_bitrates_round_down_and_survive_the_wire() {
+        for (bitrate, back) in [
+            (0u64, 0u64),
+            (64_000, 64_000),
+            (131_071, 131_071),
+            (131_072, 131_072),
+            (384_123, 384_120),
+            (2_000_001, 2_000_000),
+            (u64::from(u32::MAX), 4_294_934_528),
+        ] {
+            let p = RtcpPacket::Tmmbr { sender: 9, entries: vec![Tmmb { ssrc: 5, bitrate, overhead: 600 }] };
+            match parse_compound(&write_compound(&[p])).expect("parses").as_slice() {
+                [RtcpPacket::Tmmbr { sender: 9, entries }] => {
+                    assert_eq!(entries, &[Tmmb { ssrc: 5, bitrate: back, overhead: 511 }], "{bitrate}");
+                    assert!(back <= bitrate && back * 100_001 / 100_000 >= bitrate, "{bitrate} -> {back}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A TMMBR without its FCI is malformed; one with a partial entry has none.
+        assert!(parse_compound(&[0x83, 205, 0, 1, 0, 0, 0, 1]).is_err());
+        let partial = [0x83, 205, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        assert_eq!(parse_compound(&partial).expect("parses"), vec![RtcpPacket::Tmmbr { sender: 1, entries: vec![] }]);
     }
 
     #[test]
