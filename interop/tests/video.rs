@@ -913,3 +913,205 @@ async fn two_sip_video_calls_see_each_other_but_not_themselves() {
     }
     red.abort();
 }
+
+/// A session participant publishing a busy, moving VP8 picture (640x360, 15 fps, 2.5 Mbit/s):
+/// a grid made of it takes whatever bitrate it is allowed.
+fn moving_publisher(service: &SessionService, sid: &SessionId, id: &str) -> tokio::task::JoinHandle<()> {
+    let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
+    let stream = StreamId::from_wire(id);
+    let spec = StreamSpec { name: id.into(), has_audio: false, has_video: true, video_type: None };
+    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let service = service.clone();
+    tokio::spawn(async move {
+        let mut enc = Vp8Encoder::new(640, 360, 2_500_000, 15).expect("vp8 encoder");
+        let mut tick = tokio::time::interval(Duration::from_millis(66));
+        for n in 0..900u32 {
+            tick.tick().await;
+            let mut keyframe = n == 0;
+            while wanted.try_recv().is_ok() {
+                keyframe = true;
+            }
+            let picture = I420::moving(640, 360, n).expect("picture");
+            let data = enc.encode(&picture, keyframe).expect("encode");
+            let frame = MediaFrame {
+                codec: FrameCodec::Vp8,
+                rtp_time: u64::from(n) * 6000,
+                data: data.into(),
+                contiguous: true,
+                audio_level: None,
+                arrival: std::time::Instant::now(),
+            };
+            let _ = service.write_frame(&stream, frame);
+        }
+    })
+}
+
+/// What the SIP party of the bandwidth test sees.
+#[derive(Default)]
+struct Wire {
+    /// Each grid RTP packet: when, its sequence number and the packet as it came.
+    rtp: Vec<(Instant, u16, Vec<u8>)>,
+    /// The gateway's video SSRC.
+    ssrc: Option<u32>,
+    /// Each RTCP compound from the gateway, and when.
+    rtcp: Vec<(Instant, Vec<RtcpPacket>)>,
+}
+
+impl Wire {
+    /// The grid's payload bitrate over the `window` before now, each packet counted once (a
+    /// resent one is not new media).
+    fn bitrate(&self, window: Duration) -> u64 {
+        let from = Instant::now() - window;
+        let mut seen = std::collections::HashSet::new();
+        let bytes: usize = self
+            .rtp
+            .iter()
+            .filter(|(t, seq, _)| *t >= from && seen.insert(*seq))
+            .map(|(_, _, p)| p.len().saturating_sub(12))
+            .sum();
+        bytes as u64 * 8 * 1000 / window.as_millis() as u64
+    }
+}
+
+/// The grid keeps to what the SIP party can take and repairs what it loses, on the wire: the
+/// `b=TIAS` of its answer caps the bitrate (the configured 1.5 Mbit/s would be spent on this
+/// picture); a packet it NACKs comes back byte for byte; its TMMBR lowers the bitrate further and
+/// is answered by a TMMBN naming it; receiver reports of heavy loss lower it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
+    for codec in [Codec::H264, Codec::Vp8] {
+        let mut config = video_gateway_config(codec);
+        config.video.bitrate = 1_500_000;
+        // No periodic keyframe: at these bitrates one is several seconds' worth, which the
+        // encoders pay back over the following seconds (OpenH264 by skipping frames).
+        config.video.keyframe_interval = Duration::from_secs(3600);
+        let mut g = gateway(config).await;
+        let sid = routed(&g);
+        let publisher = moving_publisher(&g.service, &sid, "pan");
+        let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let media_port = media.local_addr().expect("addr").port();
+        let mut far = uas(move |offer| {
+            let pt = offered_pt(offer, rtpmap(codec)).unwrap_or(96);
+            let sdp = answer_sdp(offer, codec, media_port, true);
+            let with_fb = format!("{sdp}a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} ccm tmmbr\r\n");
+            with_fb.replacen(&format!(" RTP/AVP {pt}\r\n"), &format!(" RTP/AVP {pt}\r\nb=TIAS:400000\r\n"), 1)
+        })
+        .await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:room@127.0.0.1:{}", far.port), "video": true})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = (&mut far.offer).await.expect("offer");
+        let pt = offered_pt(&offer, rtpmap(codec)).expect("offered");
+        assert!(offer.contains(&format!("a=rtcp-fb:{pt} ccm tmmbr")), "{codec:?}: TMMBR offered: {offer}");
+        let gateway_video = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let reader = {
+            let (media, wire) = (media.clone(), wire.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok(n) = media.recv(&mut buf).await {
+                    let b = &buf[..n];
+                    let mut w = wire.lock().expect("wire");
+                    if b.len() > 1 && (200..=206).contains(&b[1]) {
+                        w.rtcp.push((Instant::now(), rtcp::parse_compound(b).unwrap_or_default()));
+                        continue;
+                    }
+                    let Ok(p) = RtpPacket::parse(b) else { continue };
+                    if p.payload_type().0 == pt {
+                        w.ssrc = Some(p.ssrc().0);
+                        w.rtp.push((Instant::now(), p.seq(), b.to_vec()));
+                    }
+                }
+            })
+        };
+        let ours = 0x0bad_cafe_u32;
+        let send = |packets: Vec<RtcpPacket>| {
+            let media = media.clone();
+            async move {
+                let mut compound = vec![RtcpPacket::ReceiverReport { ssrc: ours, reports: Vec::new() }];
+                compound.extend(packets);
+                media.send_to(&rtcp::write_compound(&compound), gateway_video).await.expect("send RTCP");
+            }
+        };
+
+        // The SDP's limit, on a picture that would take more.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let (rate, theirs) = {
+            let w = wire.lock().expect("wire");
+            (w.bitrate(Duration::from_secs(2)), w.ssrc.expect("the gateway's SSRC"))
+        };
+        assert!((200_000..=480_000).contains(&rate), "{codec:?}: {rate} bit/s under b=TIAS:400000");
+
+        // Four packets of the last 300 ms NACKed: each comes back as it was.
+        let lost: Vec<(u16, Vec<u8>)> = {
+            let w = wire.lock().expect("wire");
+            let recent = Instant::now() - Duration::from_millis(300);
+            w.rtp.iter().filter(|(t, _, _)| *t >= recent).step_by(2).take(4).map(|(_, s, p)| (*s, p.clone())).collect()
+        };
+        assert_eq!(lost.len(), 4, "{codec:?}: packets in the last 300 ms");
+        let asked = Instant::now();
+        send(vec![RtcpPacket::Nack { sender: ours, media: theirs, lost: lost.iter().map(|(s, _)| *s).collect() }])
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        {
+            let w = wire.lock().expect("wire");
+            for (seq, packet) in &lost {
+                let again = w.rtp.iter().find(|(t, s, _)| *t > asked && s == seq).map(|(_, _, p)| p);
+                assert_eq!(again, Some(packet), "{codec:?}: packet {seq} resent as it was");
+            }
+        }
+
+        // TMMBR: 150 kbit/s, answered by a TMMBN that names us as its owner.
+        let asked = Instant::now();
+        let limit = rtcp::Tmmb { ssrc: theirs, bitrate: 150_000, overhead: 40 };
+        send(vec![RtcpPacket::Tmmbr { sender: ours, entries: vec![limit] }]).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let limited = {
+            let w = wire.lock().expect("wire");
+            let notified = w.rtcp.iter().filter(|(t, _)| *t > asked).find_map(|(_, c)| {
+                c.iter().find_map(|p| match p {
+                    RtcpPacket::Tmmbn { sender, entries } => Some((*sender, entries.clone(), c.first().cloned())),
+                    _ => None,
+                })
+            });
+            let (sender, entries, first) = notified.unwrap_or_else(|| panic!("{codec:?}: no TMMBN: {:?}", w.rtcp));
+            assert_eq!((sender, entries), (theirs, vec![rtcp::Tmmb { ssrc: ours, ..limit }]), "{codec:?}");
+            assert!(matches!(first, Some(RtcpPacket::SenderReport { .. })), "{codec:?}: in a compound led by a report");
+            let rate = w.bitrate(Duration::from_secs(2));
+            assert!(rate <= 190_000, "{codec:?}: {rate} bit/s after a TMMBR of 150 kbit/s");
+            rate
+        };
+
+        // Receiver reports of all our packets lost: down to the floor (64 kbit/s, which a busy
+        // picture in VP8 overshoots: the rate is compared with the one before).
+        for _ in 0..3 {
+            let block = rtcp::ReportBlock {
+                ssrc: theirs,
+                fraction_lost: 255,
+                cumulative_lost: 0,
+                highest_seq: 0,
+                jitter: 0,
+                last_sr: 0,
+                delay_since_last_sr: 0,
+            };
+            media
+                .send_to(
+                    &rtcp::write_compound(&[RtcpPacket::ReceiverReport { ssrc: ours, reports: vec![block] }]),
+                    gateway_video,
+                )
+                .await
+                .expect("send RR");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let rate = wire.lock().expect("wire").bitrate(Duration::from_secs(2));
+        assert!(rate * 4 < limited * 3, "{codec:?}: {rate} bit/s after reports of heavy loss, {limited} before");
+
+        hang_up(&mut g, &sid, &answer).await;
+        reader.abort();
+        publisher.abort();
+    }
+}

@@ -336,6 +336,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                         rtp: agreed.remote_rtp,
                                         rtcp: agreed.remote_rtcp,
                                         hold: agreed.remote_hold,
+                                        bandwidth: agreed.remote_bandwidth,
                                     });
                                 }
                                 if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {
@@ -1009,6 +1010,8 @@ fn start_video(
     let size =
         crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
     let keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let rate = crate::video_rate::SendRate::new(bridge.config.video.bitrate, agreed.remote_bandwidth, Instant::now());
+    let bitrate = Arc::new(std::sync::atomic::AtomicU32::new(rate.target()));
     let (frames_tx, frames) = mpsc::channel(2);
     let hub = bridge.video_for(&spec.session);
     spec.watching.store(true, std::sync::atomic::Ordering::Release);
@@ -1019,12 +1022,20 @@ fn start_video(
         codec: agreed.codec,
         size,
         keyframe: keyframe.clone(),
+        bitrate: bitrate.clone(),
         frames: frames_tx,
     };
     if hub.commands.send(watch).is_err() {
         warn!(call = %spec.id, "the session's video hub is gone: audio only");
     }
-    info!(call = %spec.id, codec = ?agreed.codec, width = size.0, height = size.1, "video grid for the SIP party");
+    info!(
+        call = %spec.id,
+        codec = ?agreed.codec,
+        width = size.0,
+        height = size.1,
+        bitrate = rate.target(),
+        "video grid for the SIP party"
+    );
     let (control, control_rx) = mpsc::unbounded_channel();
     let keyframe_wanted = spec.keyframe_wanted.lock().ok().and_then(|mut w| w.take());
     tokio::spawn(crate::video::run_call_video(crate::video::CallVideo {
@@ -1037,6 +1048,8 @@ fn start_video(
         frames,
         keyframe,
         keyframe_wanted,
+        rate,
+        bitrate,
         control: control_rx,
         dtls,
         cname,

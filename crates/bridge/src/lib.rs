@@ -13,6 +13,7 @@ mod call;
 pub mod codec;
 mod rtcp;
 mod video;
+mod video_rate;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -25,6 +25,8 @@ pub(crate) struct FarEndView {
     pub(crate) jitter: Duration,
     /// The round trip, when it echoed one of our sender reports.
     pub(crate) round_trip: Option<Duration>,
+    /// Report blocks on our stream received so far.
+    pub(crate) blocks: u64,
 }
 
 /// A call's RTCP state.
@@ -170,6 +172,7 @@ impl Rtcp {
             };
             self.reports_received += 1;
             if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
+                self.far_end.blocks += 1;
                 self.far_end.fraction_lost = f64::from(b.fraction_lost) / 256.0;
                 self.far_end.cumulative_lost = b.cumulative_lost;
                 self.far_end.jitter = Duration::from_secs_f64(f64::from(b.jitter) / f64::from(self.clock_rate.max(1)));

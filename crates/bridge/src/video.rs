@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ use srtp_transport::driver::{Inbound, LegHandle};
 use srtp_transport::rtcp::{self, RtcpPacket};
 
 use crate::rtcp::Rtcp;
+use crate::video_rate::{Resend, SendRate};
 use srtp_transport::rtp::{RtpHeader, RtpPacket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -153,6 +154,9 @@ pub(crate) enum VideoCommand {
         size: (u32, u32),
         /// Set by the call when its peer asks for a keyframe (PLI/FIR).
         keyframe: Arc<AtomicBool>,
+        /// The bitrate to encode at, bit/s: set by the call as the SIP party's limits and losses
+        /// say ([`crate::video_rate::SendRate`]), read by the hub before each frame.
+        bitrate: Arc<AtomicU32>,
         frames: mpsc::Sender<EncodedFrame>,
     },
     /// Stop.
@@ -171,7 +175,6 @@ impl SessionVideo {
         let (tx, rx) = std::sync::mpsc::channel();
         let settings = HubSettings {
             fps: config.fps.clamp(1, 60),
-            bitrate: config.bitrate.max(50_000),
             keyframe_interval: config.keyframe_interval.max(Duration::from_millis(500)),
         };
         let spawned =
@@ -215,7 +218,6 @@ enum Encoder {
 #[derive(Debug, Clone, Copy)]
 struct HubSettings {
     fps: u32,
-    bitrate: u32,
     keyframe_interval: Duration,
 }
 
@@ -226,6 +228,9 @@ struct Watcher {
     compositor: Compositor,
     encoder: Encoder,
     keyframe: Arc<AtomicBool>,
+    /// The bitrate the call asks for, and the one the encoder has.
+    bitrate: Arc<AtomicU32>,
+    encoding_at: u32,
     frames: mpsc::Sender<EncodedFrame>,
     /// When the last keyframe was sent (`None`: never).
     last_keyframe: Option<Instant>,
@@ -283,9 +288,10 @@ impl Hub {
     /// A call starts watching at `now`.
     fn watch(&mut self, call: u64, w: WatchRequest, now: Instant) {
         let (width, height) = w.size;
+        let bitrate = w.bitrate.load(Ordering::Relaxed);
         let encoder = match w.codec {
-            Codec::H264 => H264Encoder::new(width, height, w.bitrate, w.fps as f32).map(|e| Encoder::H264(Box::new(e))),
-            _ => Vp8Encoder::new(width, height, w.bitrate, w.fps).map(Encoder::Vp8),
+            Codec::H264 => H264Encoder::new(width, height, bitrate, w.fps as f32).map(|e| Encoder::H264(Box::new(e))),
+            _ => Vp8Encoder::new(width, height, bitrate, w.fps).map(Encoder::Vp8),
         };
         let (encoder, compositor) = match (encoder, Compositor::new(width, height)) {
             (Ok(e), Ok(c)) => (e, c),
@@ -302,6 +308,8 @@ impl Hub {
                 compositor,
                 encoder,
                 keyframe: w.keyframe,
+                bitrate: w.bitrate,
+                encoding_at: bitrate,
                 frames: w.frames,
                 last_keyframe: None,
                 last_change: now,
@@ -377,7 +385,11 @@ impl Hub {
                 w.last_change = now;
             }
             let due = w.last_keyframe.is_none_or(|t| now.saturating_duration_since(t) >= self.keyframe_interval);
-            let keyframe = w.keyframe.swap(false, Ordering::Relaxed) || stats.layout_changed || due;
+            let asked = w.keyframe.swap(false, Ordering::Relaxed);
+            let keyframe = asked || stats.layout_changed || due;
+            if keyframe {
+                debug!(call, asked, layout = stats.layout_changed, due, "a keyframe of the grid");
+            }
             // A grid that has not changed for a while (cameras off, video paused, every source
             // stalled) is not encoded again at the full rate: one frame a second keeps the call's
             // video alive, and a keyframe asked for goes out at once.
@@ -388,6 +400,18 @@ impl Hub {
             }
             if keyframe {
                 w.last_keyframe = Some(now);
+            }
+            let bitrate = w.bitrate.load(Ordering::Relaxed);
+            if bitrate != w.encoding_at {
+                let set = match &mut w.encoder {
+                    Encoder::H264(e) => e.set_bitrate(bitrate),
+                    Encoder::Vp8(e) => e.set_bitrate(bitrate),
+                };
+                match set {
+                    Ok(()) => debug!(call, bitrate, "the grid's bitrate changes"),
+                    Err(e) => warn!(call, bitrate, error = %e, "the encoder keeps its bitrate"),
+                }
+                w.encoding_at = bitrate;
             }
             let encoded = match &mut w.encoder {
                 Encoder::H264(e) => e.encode(w.compositor.canvas(), keyframe),
@@ -412,7 +436,7 @@ struct WatchRequest {
     subset: Option<Vec<StreamId>>,
     codec: Codec,
     size: (u32, u32),
-    bitrate: u32,
+    bitrate: Arc<AtomicU32>,
     fps: u32,
     keyframe: Arc<AtomicBool>,
     frames: mpsc::Sender<EncodedFrame>,
@@ -424,7 +448,7 @@ fn hub(
     settings: HubSettings,
     commands: std::sync::mpsc::Receiver<VideoCommand>,
 ) {
-    let HubSettings { fps, bitrate, keyframe_interval } = settings;
+    let HubSettings { fps, keyframe_interval } = settings;
     // Subscribe before listing, so that no stream falls between the two.
     let mut events = service.subscribe();
     let mut hub = Hub {
@@ -442,7 +466,7 @@ fn hub(
     loop {
         loop {
             match commands.try_recv() {
-                Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, frames }) => {
+                Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, bitrate, frames }) => {
                     let request = WatchRequest { own, subset, codec, size, bitrate, fps, keyframe, frames };
                     hub.watch(call, request, Instant::now());
                 }
@@ -480,8 +504,9 @@ fn hub(
 /// What the call task tells its video task.
 #[derive(Debug)]
 pub(crate) enum VideoControl {
-    /// The SIP party's video address changed (re-INVITE), and whether it holds the call.
-    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool },
+    /// The SIP party's video address changed (re-INVITE), whether it holds the call, and the
+    /// bandwidth its SDP says it receives.
+    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool, bandwidth: Option<u64> },
 }
 
 /// Everything a call's video task needs.
@@ -499,6 +524,10 @@ pub(crate) struct CallVideo {
     pub(crate) keyframe: Arc<AtomicBool>,
     /// Subscribers of the call's stream want a keyframe from the SIP party.
     pub(crate) keyframe_wanted: Option<mpsc::UnboundedReceiver<()>>,
+    /// The grid's bitrate, as the SIP party's limits and losses have it.
+    pub(crate) rate: SendRate,
+    /// Where the hub reads that bitrate.
+    pub(crate) bitrate: Arc<AtomicU32>,
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
@@ -532,6 +561,8 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut dtls = v.dtls.take();
     let mut reports = Rtcp::with_cname(ssrc, 90_000, v.rtcp_interval, started, std::mem::take(&mut v.cname));
     let mut source = crate::rtcp::SourceLock::default();
+    let mut resend = Resend::default();
+    let mut far_end_blocks = 0u64;
     let mut rtcp_tick = tokio::time::interval(Duration::from_millis(100));
     rtcp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -580,13 +611,15 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             },
             c = v.control.recv() => match c {
-                Some(VideoControl::Remote { rtp, rtcp, hold: h }) => {
+                Some(VideoControl::Remote { rtp, rtcp, hold: h, bandwidth }) => {
                     if hold && !h {
                         // Resumed: nothing was sent while on hold, so the next frame stands alone.
                         v.keyframe.store(true, Ordering::Relaxed);
                     }
                     hold = h;
                     let _ = v.leg.set_remote(rtp, rtcp);
+                    v.rate.set_sdp_limit(bandwidth);
+                    follow_rate(&v);
                 }
                 None => break,
             },
@@ -613,9 +646,13 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         ssrc,
                         ..RtpHeader::default()
                     };
-                    seq = seq.wrapping_add(1);
                     let mut out = Vec::with_capacity(p.len() + 12);
-                    if header.write(p, 0, &mut out).is_ok() && v.leg.send_rtp(out).is_ok() {
+                    if header.write(p, 0, &mut out).is_err() {
+                        continue;
+                    }
+                    resend.on_sent(Instant::now(), seq, &out);
+                    seq = seq.wrapping_add(1);
+                    if v.leg.send_rtp(out).is_ok() {
                         // Sampled at the frame's time: the sender reports map that to the clock.
                         reports.on_sent(frame.at, ts, p.len(), true);
                     }
@@ -668,13 +705,40 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         }
                     }
                     Inbound::Rtcp(bytes) => {
-                        let _ = reports.on_rtcp(Instant::now(), std::time::SystemTime::now(), &bytes);
+                        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+                        let Ok(byes) = reports.on_rtcp(now, wall, &bytes) else { continue };
                         let Ok(packets) = rtcp::parse_compound(&bytes) else { continue };
-                        let asks = packets.iter().any(|p| match p {
-                            RtcpPacket::Pli { media, .. } => *media == ssrc || *media == 0,
-                            RtcpPacket::Fir { entries, .. } => entries.iter().any(|(m, _)| *m == ssrc),
-                            _ => false,
-                        });
+                        for owner in byes {
+                            v.rate.on_bye(owner);
+                        }
+                        if reports.far_end.blocks != far_end_blocks {
+                            far_end_blocks = reports.far_end.blocks;
+                            v.rate.on_loss(now, reports.far_end.fraction_lost);
+                        }
+                        let mut asks = false;
+                        for p in &packets {
+                            match p {
+                                RtcpPacket::Pli { media, .. } => asks |= *media == ssrc || *media == 0,
+                                RtcpPacket::Fir { entries, .. } => asks |= entries.iter().any(|(m, _)| *m == ssrc),
+                                RtcpPacket::Nack { media, lost, .. } if *media == ssrc => {
+                                    let rtt = reports.far_end.round_trip;
+                                    for packet in resend.on_nack(now, lost, v.rate.target(), rtt) {
+                                        let len = packet.len().saturating_sub(12);
+                                        if v.leg.send_rtp(packet).is_ok() {
+                                            reports.on_sent(now, 0, len, false);
+                                        }
+                                    }
+                                }
+                                RtcpPacket::Tmmbr { sender, entries } => {
+                                    if let Some(notification) = v.rate.on_tmmbr(ssrc, *sender, entries) {
+                                        debug!(call = %v.call, ?entries, "the SIP party limits the grid's bitrate (TMMBR)");
+                                        let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, notification));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        follow_rate(&v);
                         if asks {
                             debug!(call = %v.call, "the SIP party asks for a keyframe");
                             v.keyframe.store(true, Ordering::Relaxed);
@@ -711,7 +775,16 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
         let _ = v.leg.send_rtcp(reports.bye(Instant::now(), std::time::SystemTime::now()));
     }
     let _ = v.leg.shutdown().await;
-    info!(call = %v.call, frames_sent, frames_in, "video ended");
+    let (resent, refused) = (resend.resent, resend.refused);
+    info!(call = %v.call, frames_sent, frames_in, resent, refused, bitrate = v.rate.target(), "video ended");
+}
+
+/// Hands the hub the bitrate the call's limits and losses now give, when it changed.
+fn follow_rate(v: &CallVideo) {
+    let target = v.rate.target();
+    if v.bitrate.swap(target, Ordering::Relaxed) != target {
+        info!(call = %v.call, bitrate = target, "the grid's bitrate follows the SIP party");
+    }
 }
 
 /// A PLI (in a compound packet led by our report and CNAME, RFC 4585 section 3.1) to the SIP
@@ -756,7 +829,7 @@ mod tests {
             subset: None,
             codec,
             size: (320, 180),
-            bitrate: 300_000,
+            bitrate: Arc::new(AtomicU32::new(300_000)),
             fps: 30,
             keyframe: keyframe.clone(),
             frames,

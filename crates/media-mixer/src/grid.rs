@@ -38,7 +38,7 @@ pub(crate) fn encoded_rate(
 ) -> (u32, bool) {
     let (mut bytes, mut keyframe) = (0usize, false);
     for n in start..start + frames {
-        let (len, key) = encode(&I420::moving(640, 360, n));
+        let (len, key) = encode(&I420::moving(640, 360, n).unwrap_or_else(|| panic!("a valid size")));
         keyframe |= key;
         if n >= start + settle {
             bytes += len;
@@ -68,12 +68,13 @@ impl I420 {
             && self.v.len() == n / 4
     }
 
-    /// A busy picture that moves with `frame`: waves of periods from 7 to 53 pixels panning 6
-    /// pixels left and 4 up a frame (which motion search follows), with a little grain of its
-    /// own in every frame (which it cannot): for tests of bitrates and packet loss.
-    #[cfg(test)]
-    pub(crate) fn moving(width: u32, height: u32, frame: u32) -> I420 {
-        let mut p = I420::filled(width, height, BLACK).unwrap_or_else(|_| panic!("even size"));
+    /// A test picture, busy and moving with `frame` like a camera panning over a textured
+    /// scene: waves of periods from 7 to 53 pixels moving 6 pixels left and 4 up a frame (which
+    /// an encoder's motion search follows), with a little grain of its own in every frame (which
+    /// it cannot). An encoder spends whatever bitrate it is given on it: for tests and benchmarks
+    /// of rates, losses and repair. `None` for sizes [`filled`](Self::filled) refuses.
+    pub fn moving(width: u32, height: u32, frame: u32) -> Option<I420> {
+        let mut p = I420::filled(width, height, BLACK).ok()?;
         let wave = |n: usize, shift: u32, periods: [(f32, f32); 2]| -> Vec<f32> {
             (0..n as u32)
                 .map(|i| {
@@ -100,7 +101,7 @@ impl I420 {
                 p.v[i] = (128.0 + diagonal[2 * (x + y)] / 1.5) as u8;
             }
         }
-        p
+        Some(p)
     }
 
     /// The (Y, U, V) value at a pixel.

@@ -155,6 +155,9 @@ pub struct MediaAgreement {
     /// The largest picture the peer receives with `payload_type` (RFC 6236 `a=imageattr`), when
     /// it says (video).
     pub recv_max_picture: Option<(u32, u32)>,
+    /// The most media bitrate the peer says it receives on this stream (`b=TIAS` or `b=AS`, media
+    /// or session level), bit/s without packet headers.
+    pub remote_bandwidth: Option<u64>,
 }
 
 /// The outcome of an offer/answer exchange.
@@ -338,7 +341,7 @@ impl LocalSession {
                 attributes.push(Attribute::new("fmtp", Some(format!("{p} {f}"))));
             }
             if lm.kind == "video" {
-                for fb in ["nack", "nack pli", "ccm fir"] {
+                for fb in ["nack", "nack pli", "ccm fir", "ccm tmmbr"] {
                     attributes.push(Attribute::new("rtcp-fb", Some(format!("{p} {fb}"))));
                 }
             }
@@ -609,6 +612,7 @@ impl LocalSession {
             sdes,
             dtls,
             recv_max_picture: m.imageattr_recv_max(pt),
+            remote_bandwidth: sdp.bandwidth_of(i),
         }
     }
 

@@ -13,6 +13,22 @@ pub const MAX_SDP_BYTES: usize = 64 * 1024;
 const MAX_LINES: usize = 2000;
 const MAX_MEDIA: usize = 32;
 
+/// The bandwidth `b=` lines give, as a media bitrate in bit/s without packet headers:
+/// `b=TIAS` (RFC 3890, bit/s, transport independent) when there is one, else `b=AS` (RFC 8866,
+/// kbit/s, headers included: 5% is taken off for IP, UDP and RTP headers). In offer/answer it is
+/// what the description's author is willing to receive (RFC 3264 §5). Zero, unparsable values and
+/// other types (`CT`, `RS`, `RR`) say nothing.
+pub fn bandwidth(lines: &[(char, String)]) -> Option<u64> {
+    let value = |kind: &str| {
+        lines.iter().filter(|(t, _)| *t == 'b').find_map(|(_, v)| {
+            let (k, n) = v.split_once(':')?;
+            let n: u64 = n.trim().parse().ok()?;
+            (k.trim().eq_ignore_ascii_case(kind) && n > 0).then_some(n)
+        })
+    };
+    value("TIAS").or_else(|| value("AS").map(|kbps| kbps.saturating_mul(950)))
+}
+
 /// `a=name[:value]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
@@ -410,6 +426,14 @@ impl Sdp {
             .and_then(Media::direction_attr)
             .or_else(|| self.attributes.iter().find_map(|a| Direction::from_attr(&a.name)))
             .unwrap_or(Direction::SendRecv)
+    }
+
+    /// The most media bitrate the author of this description takes in media section `i`, bit/s
+    /// without packet headers: the lower of the section's and the session's `b=` lines (see
+    /// [`bandwidth`]).
+    pub fn bandwidth_of(&self, i: usize) -> Option<u64> {
+        let media = self.media.get(i).and_then(|m| bandwidth(&m.lines));
+        [media, bandwidth(&self.lines)].into_iter().flatten().min()
     }
 
     /// The effective connection of media section `i`.

@@ -253,6 +253,35 @@ fn video_rejected_is_an_audio_only_call() {
     assert_eq!(a.video.expect("v").payload_type, 120);
 }
 
+/// The bandwidth the peer receives (RFC 3264 §5: `b=` in its answer or re-offer): `b=TIAS` in
+/// bit/s first, else `b=AS` in kbit/s less 5% of headers; the lower of media and session level;
+/// zero, unknown types and garbage say nothing. Our video offer says we act on TMMBR.
+#[test]
+fn the_peers_bandwidth_is_read_from_b_lines() {
+    let opts = || OfferOptions { video: Some((40002, vec![Codec::Vp8])), ..OfferOptions::default() };
+    let cases: [(&str, &str, Option<u64>); 8] = [
+        ("", "", None),
+        ("", "b=AS:512\n", Some(486_400)),
+        ("", "b=AS:512\nb=TIAS:400000\n", Some(400_000)),
+        ("b=AS:300\n", "b=TIAS:400000\n", Some(285_000)),
+        ("b=CT:128\n", "b=TIAS:400000\n", Some(400_000)),
+        ("", "b=AS:0\n", None),
+        ("", "b=AS:lots\nb=RS:800\nb=X-YZ:5\n", None),
+        ("", "b=tias: 64000\n", Some(64_000)),
+    ];
+    for (session_lines, media_lines, want) in cases {
+        let mut s = LocalSession::new(opts(), 1);
+        let offer = s.create_offer();
+        let video = &offer.media[1];
+        assert!(video.attrs("rtcp-fb").any(|v| v.ends_with(" ccm tmmbr")), "{video:?}");
+        let body = answer(&format!(
+            "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\n{session_lines}t=0 0\nm=audio 6000 RTP/AVP 8\nm=video 6002 RTP/AVP 120\n{media_lines}a=rtpmap:120 VP8/90000\n"
+        ));
+        let a = s.process_answer(&body).expect("with video");
+        assert_eq!(a.video.expect("video").remote_bandwidth, want, "{session_lines:?} {media_lines:?}");
+    }
+}
+
 #[test]
 fn reoffer_from_us_keeps_the_agreed_codec_first() {
     let mut s = established();
