@@ -8,6 +8,7 @@ mod common;
 #[path = "../../crates/rest-api/tests/peer/mod.rs"]
 mod peer;
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1113,5 +1114,175 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();
         publisher.abort();
+    }
+}
+
+/// The SIP party's video reaches the session whole through reordering and loss: two packets of a
+/// frame swapped on the path are put back in order; a packet lost is asked for with a NACK (the
+/// party declared `nack`) and, resent, repairs its frame; a packet lost for good loses its frame,
+/// brings a PLI, and nothing after it is published until the keyframe that answers it (a frame
+/// referring to the lost one would decode to a smear).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
+    for codec in [Codec::H264, Codec::Vp8] {
+        let mut g = gateway(video_gateway_config(codec)).await;
+        let sid = routed(&g);
+        let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let media_port = media.local_addr().expect("addr").port();
+        let mut far = uas(move |offer| {
+            let pt = offered_pt(offer, rtpmap(codec)).unwrap_or(96);
+            format!("{}a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\n", answer_sdp(offer, codec, media_port, true))
+        })
+        .await;
+        let (status, answer) =
+            dial(&g, &sid, json!({"uri": format!("sip:cam@127.0.0.1:{}", far.port), "video": true})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = (&mut far.offer).await.expect("offer");
+        let pt = offered_pt(&offer, rtpmap(codec)).expect("offered");
+        let gateway_video = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let sip_stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+        let (_, mut tap) = g.service.tap(&sip_stream).expect("tap");
+
+        // The party's side: NACKs answered from the packets it may resend, PLIs noted.
+        let ours = 0x0c0f_fee0_u32;
+        let resendable: Arc<Mutex<HashMap<u16, Vec<u8>>>> = Arc::default();
+        let nacked: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let plis: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let reader = {
+            let (media, resendable, nacked, plis) = (media.clone(), resendable.clone(), nacked.clone(), plis.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok(n) = media.recv(&mut buf).await {
+                    if n < 2 || !(200..=206).contains(&buf[1]) {
+                        continue;
+                    }
+                    for p in rtcp::parse_compound(&buf[..n]).unwrap_or_default() {
+                        match p {
+                            RtcpPacket::Nack { media: m, lost, .. } if m == ours => {
+                                for seq in lost {
+                                    nacked.lock().expect("nacked").push(seq);
+                                    let again = resendable.lock().expect("resendable").get(&seq).cloned();
+                                    if let Some(packet) = again {
+                                        let _ = media.send_to(&packet, gateway_video).await;
+                                    }
+                                }
+                            }
+                            RtcpPacket::Pli { media: m, .. } if m == ours => {
+                                plis.lock().expect("plis").push(Instant::now())
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            })
+        };
+
+        // 45 busy frames (about five packets each) at 15 a second.
+        let mut h264 = H264Encoder::new(320, 240, 600_000, 15.0).expect("h264");
+        let mut vp8 = Vp8Encoder::new(320, 240, 600_000, 15).expect("vp8");
+        let mut tick = tokio::time::interval(Duration::from_millis(66));
+        let mut seq = 7u16;
+        let (mut sent_frames, mut lost_seqs) = (Vec::new(), Vec::new());
+        let mut lost_for_good_at = None;
+        for n in 0..45u32 {
+            tick.tick().await;
+            let picture = I420::moving(320, 240, n).expect("picture");
+            let key = n == 0 || plis.lock().expect("plis").iter().any(|t| lost_for_good_at.is_some_and(|l| *t > l));
+            let key = key && !sent_frames.iter().any(|(m, k, _)| *k && *m > 30);
+            let (data, payloads) = match codec {
+                Codec::H264 => {
+                    let au = h264.encode(&picture, key).expect("encode");
+                    let payloads = packetize::h264_packetize(&packetize::split_annex_b(&au), 1000);
+                    (au, payloads)
+                }
+                _ => {
+                    let frame = vp8.encode(&picture, key).expect("encode");
+                    let payloads = packetize::vp8_packetize(&frame, n as u16, 1000);
+                    (frame, payloads)
+                }
+            };
+            if [10, 20, 30].contains(&n) {
+                assert!(payloads.len() >= 3, "{codec:?}: frame {n} has {} packets", payloads.len());
+            }
+            sent_frames.push((n, key, data));
+            let mut packets: Vec<(u16, Vec<u8>)> = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let header = RtpHeader {
+                        marker: i == payloads.len() - 1,
+                        payload_type: pt,
+                        seq: seq.wrapping_add(i as u16),
+                        timestamp: n * 6000,
+                        ssrc: ours,
+                        ..RtpHeader::default()
+                    };
+                    let mut out = Vec::new();
+                    header.write(p, 0, &mut out).expect("rtp");
+                    (seq.wrapping_add(i as u16), out)
+                })
+                .collect();
+            seq = seq.wrapping_add(payloads.len() as u16);
+            match n {
+                // Swapped on the path.
+                10 => packets.swap(0, 1),
+                // Lost, and resent when asked for.
+                20 => {
+                    let (s, p) = packets.remove(1);
+                    resendable.lock().expect("resendable").insert(s, p);
+                    lost_seqs.push(s);
+                }
+                // Lost for good.
+                30 => {
+                    lost_seqs.push(packets.remove(1).0);
+                    lost_for_good_at = Some(Instant::now());
+                }
+                _ => {}
+            }
+            for (_, p) in packets {
+                media.send_to(&p, gateway_video).await.expect("send");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let mut published = Vec::new();
+        while let Ok(f) = tap.try_recv() {
+            published.push(f);
+        }
+        let first = published.first().map(|f| f.rtp_time).expect("frames published");
+        let numbers: Vec<u64> = published.iter().map(|f| (f.rtp_time - first) / 6000).collect();
+        assert!(
+            (0..30).all(|n| numbers.contains(&n)),
+            "{codec:?}: frames 0 to 29, the swapped and the repaired among them: {numbers:?}"
+        );
+        assert!(!numbers.contains(&30), "{codec:?}: the frame lost for good: {numbers:?}");
+        let keyframe = sent_frames.iter().find(|(n, k, _)| *k && *n > 30).map(|(n, _, _)| u64::from(*n));
+        let keyframe = keyframe.unwrap_or_else(|| panic!("{codec:?}: a PLI after frame 30 brought a keyframe"));
+        assert_eq!(
+            numbers.iter().copied().filter(|n| *n > 30).collect::<Vec<_>>(),
+            (keyframe..45).collect::<Vec<_>>(),
+            "{codec:?}: after the loss, nothing until the keyframe, then every frame"
+        );
+        // What was published is what the party sent (H.264 as its NAL units).
+        let nals = |d: &[u8]| packetize::split_annex_b(d).iter().map(|n| n.to_vec()).collect::<Vec<_>>();
+        for f in &published {
+            let n = (f.rtp_time - first) / 6000;
+            let sent = &sent_frames[n as usize].2;
+            let same =
+                if codec == Codec::H264 { nals(&f.data) == nals(sent) } else { f.data.as_ref() == sent.as_slice() };
+            assert!(same, "{codec:?}: frame {n} published as it was sent");
+        }
+        let nacked = nacked.lock().expect("nacked").clone();
+        assert!(lost_seqs.iter().all(|s| nacked.contains(s)), "{codec:?}: {lost_seqs:?} asked for: {nacked:?}");
+        let first_pli = plis.lock().expect("plis").first().copied();
+        assert!(
+            first_pli.zip(lost_for_good_at).is_some_and(|(p, l)| p > l),
+            "{codec:?}: the first PLI follows the loss for good"
+        );
+
+        hang_up(&mut g, &sid, &answer).await;
+        reader.abort();
     }
 }

@@ -32,6 +32,7 @@ use media_mixer::grid::{Compositor, Source};
 use media_mixer::h264::H264Encoder;
 use media_mixer::jitter::TimestampExtender;
 use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
+use media_mixer::reorder::{Released, Reorder, ReorderConfig};
 use media_mixer::video_input::{Pushed, VideoCodec, VideoInput};
 use media_mixer::vp8::Vp8Encoder;
 use sdp_negotiation::{Codec, MediaAgreement};
@@ -542,6 +543,115 @@ enum Depacketizer {
     Vp8(Vp8Depacketizer),
 }
 
+/// How long a missing packet of the SIP party's video is waited for when the party does not
+/// resend (reordering on the path only).
+const REORDER_WAIT: Duration = Duration::from_millis(40);
+
+/// The SIP party's video on its way into the session: put back in order (a missing packet is
+/// waited for a little, and asked for again when the party resends on NACK,
+/// `media_mixer::reorder`), depacketised, and after a lost frame published again only from a
+/// keyframe on (what follows a loss refers to a picture nobody has: decoded, it is a smear).
+struct Incoming {
+    reorder: Reorder<Vec<u8>>,
+    depacketizers: HashMap<u8, Depacketizer>,
+    ts_ext: TimestampExtender,
+    /// The party takes generic NACKs (`a=rtcp-fb:<pt> nack`).
+    nack: bool,
+    /// The source whose packets are being put in order.
+    ssrc: Option<u32>,
+    awaiting_keyframe: bool,
+    /// Frames published, and frames left out while waiting for a keyframe.
+    frames: u64,
+    skipped: u64,
+}
+
+impl Incoming {
+    fn new(agreement: &MediaAgreement) -> Incoming {
+        let nack = agreement.takes_feedback("nack");
+        let config = ReorderConfig { max_wait: REORDER_WAIT, ..ReorderConfig::default() };
+        Incoming {
+            reorder: Reorder::new(config),
+            depacketizers: HashMap::new(),
+            ts_ext: TimestampExtender::new(),
+            nack,
+            ssrc: None,
+            awaiting_keyframe: false,
+            frames: 0,
+            skipped: 0,
+        }
+    }
+
+    /// An accepted packet of `ssrc` (a new source starts the order afresh). With NACK, the wait
+    /// follows the round trip: long enough for a NACK to go and the packet to come back.
+    fn push(&mut self, now: Instant, ssrc: u32, seq: u16, packet: Vec<u8>, round_trip: Option<Duration>) {
+        if self.ssrc.is_some_and(|s| s != ssrc) {
+            self.reorder.reset();
+            self.depacketizers.clear();
+        }
+        self.ssrc = Some(ssrc);
+        if self.nack {
+            let rtt = round_trip.unwrap_or(Duration::from_millis(100));
+            let wait = (rtt.mul_f64(1.5) + Duration::from_millis(20))
+                .clamp(Duration::from_millis(60), Duration::from_millis(300));
+            self.reorder.set_max_wait(wait);
+        }
+        self.reorder.push(now, seq, packet);
+    }
+
+    /// The sequence numbers to NACK now (none when the party does not take NACKs).
+    fn nacks(&mut self, now: Instant, round_trip: Option<Duration>) -> Vec<u16> {
+        if !self.nack {
+            return Vec::new();
+        }
+        let retry = round_trip
+            .unwrap_or(Duration::from_millis(100))
+            .clamp(Duration::from_millis(20), Duration::from_millis(300));
+        self.reorder.nacks(now, retry)
+    }
+
+    /// Depacketises what is due at `now` into `out`; true when a frame was lost (time for a PLI).
+    fn release(&mut self, now: Instant, agreement: &MediaAgreement, out: &mut Vec<MediaFrame>) -> bool {
+        let mut lost = false;
+        while let Some(released) = self.reorder.pop(now) {
+            let Released::Packet { item: bytes, .. } = released else { continue };
+            let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
+            let pt = pkt.payload_type().0;
+            let Some(codec) = agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else { continue };
+            let d = self.depacketizers.entry(pt).or_insert_with(|| match codec {
+                Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
+                _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
+            });
+            let (result, codec) = match d {
+                Depacketizer::H264(d) => {
+                    (d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload()), FrameCodec::H264)
+                }
+                Depacketizer::Vp8(d) => (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8),
+            };
+            match result {
+                Depacketized::Pending => {}
+                Depacketized::Frame(f) if self.awaiting_keyframe && !f.keyframe => self.skipped += 1,
+                Depacketized::Frame(f) => {
+                    self.awaiting_keyframe = false;
+                    self.frames += 1;
+                    out.push(MediaFrame {
+                        codec,
+                        rtp_time: self.ts_ext.extend(pkt.timestamp()),
+                        data: f.data.into(),
+                        contiguous: true,
+                        audio_level: None,
+                        arrival: now,
+                    });
+                }
+                Depacketized::Dropped => {
+                    self.awaiting_keyframe = true;
+                    lost = true;
+                }
+            }
+        }
+        lost
+    }
+}
+
 /// Runs a call's video RTP until the call task drops its control sender.
 pub(crate) async fn run_call_video(mut v: CallVideo) {
     let ssrc: u32 = rand::random();
@@ -552,10 +662,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut hold = v.agreement.remote_hold;
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
-    let mut ts_ext = TimestampExtender::new();
-    let mut depacketizers: HashMap<u8, Depacketizer> = HashMap::new();
+    let mut incoming = Incoming::new(&v.agreement);
+    let mut published = Vec::new();
     let mut frames_sent = 0u64;
-    let mut frames_in = 0u64;
     let mut wanted = v.keyframe_wanted.take();
     info!(call = %v.call, codec = ?v.agreement.codec, pt = v.agreement.payload_type, "video started");
     let mut dtls = v.dtls.take();
@@ -665,44 +774,25 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     Inbound::Rtp(bytes) => {
                         let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
                         let pt = pkt.payload_type().0;
-                        let Some(codec) = v.agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else {
+                        if !v.agreement.codecs.iter().any(|(_, p)| *p == pt) {
                             continue;
-                        };
+                        }
                         // One source at a time, sequence jumps held back until confirmed (as for
                         // the audio): a stray or hostile packet never reaches the depacketiser.
                         let now = Instant::now();
-                        if !source.accept(now, pkt.ssrc().0, pkt.seq())
-                            || !reports.on_received(now, pkt.ssrc().0, pkt.seq(), pkt.timestamp(), true)
-                        {
+                        let (from, seq) = (pkt.ssrc().0, pkt.seq());
+                        if !source.accept(now, from, seq) || !reports.on_received(now, from, seq, pkt.timestamp(), true) {
                             continue;
                         }
-                        remote_ssrc = Some(pkt.ssrc().0);
-                        let d = depacketizers.entry(pt).or_insert_with(|| match codec {
-                            Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
-                            _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
-                        });
-                        let (result, frame_codec) = match d {
-                            Depacketizer::H264(d) => (d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload()), FrameCodec::H264),
-                            Depacketizer::Vp8(d) => (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8),
-                        };
-                        match result {
-                            Depacketized::Pending => {}
-                            Depacketized::Frame(f) => {
-                                frames_in += 1;
-                                let frame = MediaFrame {
-                                    codec: frame_codec,
-                                    rtp_time: ts_ext.extend(pkt.timestamp()),
-                                    data: f.data.into(),
-                                    contiguous: true,
-                                    audio_level: None,
-                                    arrival: std::time::Instant::now(),
-                                };
-                                let _ = v.service.write_frame(&v.stream, frame);
-                            }
-                            Depacketized::Dropped => {
-                                send_pli(&v, &mut reports, remote_ssrc, &mut last_pli);
-                            }
+                        remote_ssrc = Some(from);
+                        let rtt = reports.far_end.round_trip;
+                        incoming.push(now, from, seq, bytes, rtt);
+                        let lost = incoming.nacks(now, rtt);
+                        if !lost.is_empty() {
+                            let nack = RtcpPacket::Nack { sender: ssrc, media: from, lost };
+                            let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), nack));
                         }
+                        deliver(&v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
                     }
                     Inbound::Rtcp(bytes) => {
                         let (now, wall) = (Instant::now(), std::time::SystemTime::now());
@@ -762,7 +852,22 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     None => wanted = None,
                 }
             }
+            _ = async {
+                match incoming.reorder.deadline() {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // A missing packet's wait is over.
+                deliver(&v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
+            }
             _ = rtcp_tick.tick() => {
+                let now = Instant::now();
+                let lost = incoming.nacks(now, reports.far_end.round_trip);
+                if let (false, Some(media)) = (lost.is_empty(), remote_ssrc) {
+                    let nack = RtcpPacket::Nack { sender: ssrc, media, lost };
+                    let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), nack));
+                }
                 if dtls.as_ref().is_none_or(|d| d.ready) {
                     if let Some(report) = reports.due(Instant::now(), std::time::SystemTime::now()) {
                         let _ = v.leg.send_rtcp(report);
@@ -776,7 +881,39 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     }
     let _ = v.leg.shutdown().await;
     let (resent, refused) = (resend.resent, resend.refused);
-    info!(call = %v.call, frames_sent, frames_in, resent, refused, bitrate = v.rate.target(), "video ended");
+    let (frames_in, skipped) = (incoming.frames, incoming.skipped);
+    let r = incoming.reorder.stats();
+    info!(
+        call = %v.call,
+        frames_sent,
+        resent,
+        refused,
+        bitrate = v.rate.target(),
+        frames_in,
+        skipped,
+        reordered = r.reordered,
+        lost = r.lost,
+        nacked = r.nacked,
+        "video ended"
+    );
+}
+
+/// Publishes what the SIP party's video has ready into the session, and asks for a keyframe when
+/// a frame was lost.
+fn deliver(
+    v: &CallVideo,
+    incoming: &mut Incoming,
+    published: &mut Vec<MediaFrame>,
+    reports: &mut Rtcp,
+    remote_ssrc: Option<u32>,
+    last_pli: &mut Option<Instant>,
+) {
+    if incoming.release(Instant::now(), &v.agreement, published) {
+        send_pli(v, reports, remote_ssrc, last_pli);
+    }
+    for frame in published.drain(..) {
+        let _ = v.service.write_frame(&v.stream, frame);
+    }
 }
 
 /// Hands the hub the bitrate the call's limits and losses now give, when it changed.

@@ -14,6 +14,7 @@ pub mod opus;
 pub mod packetize;
 pub mod plc;
 pub mod prompt;
+pub mod reorder;
 pub mod resample;
 pub mod scale;
 pub mod video_input;

@@ -158,6 +158,16 @@ pub struct MediaAgreement {
     /// The most media bitrate the peer says it receives on this stream (`b=TIAS` or `b=AS`, media
     /// or session level), bit/s without packet headers.
     pub remote_bandwidth: Option<u64>,
+    /// The RTCP feedback the peer takes for `payload_type` (RFC 4585 `a=rtcp-fb`, its own or the
+    /// wildcard's), lower-cased: `nack`, `nack pli`, `ccm fir`, `ccm tmmbr`, `goog-remb`...
+    pub remote_feedback: Vec<String>,
+}
+
+impl MediaAgreement {
+    /// Whether the peer takes the feedback `fb` (such as `nack` or `ccm tmmbr`).
+    pub fn takes_feedback(&self, fb: &str) -> bool {
+        self.remote_feedback.iter().any(|f| f.eq_ignore_ascii_case(fb))
+    }
 }
 
 /// The outcome of an offer/answer exchange.
@@ -613,6 +623,7 @@ impl LocalSession {
             dtls,
             recv_max_picture: m.imageattr_recv_max(pt),
             remote_bandwidth: sdp.bandwidth_of(i),
+            remote_feedback: m.rtcp_feedback(pt),
         }
     }
 

@@ -146,6 +146,25 @@ impl Media {
         })
     }
 
+    /// The `a=rtcp-fb` values (RFC 4585 §4.2) for a payload type, its own and the wildcard
+    /// `*`'s, lower-cased, spaces collapsed, without duplicates.
+    pub fn rtcp_feedback(&self, pt: u8) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for v in self.attrs("rtcp-fb") {
+            let mut words = v.split_whitespace();
+            let applies = match words.next() {
+                Some("*") => true,
+                Some(p) => p.parse::<u8>().is_ok_and(|p| p == pt),
+                None => false,
+            };
+            let fb = words.collect::<Vec<_>>().join(" ").to_ascii_lowercase();
+            if applies && !fb.is_empty() && !out.contains(&fb) {
+                out.push(fb);
+            }
+        }
+        out
+    }
+
     /// `a=fmtp:<pt> <params>` for a payload type.
     pub fn fmtp(&self, pt: u8) -> Option<&str> {
         self.attrs("fmtp").find_map(|v| {

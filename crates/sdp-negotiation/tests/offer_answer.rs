@@ -282,6 +282,19 @@ fn the_peers_bandwidth_is_read_from_b_lines() {
     }
 }
 
+/// The peer's RTCP feedback for the agreed payload type: its own lines and the wildcard's, not
+/// another payload type's.
+#[test]
+fn the_peers_rtcp_feedback_is_read_for_the_agreed_payload_type() {
+    let opts = OfferOptions { video: Some((40002, vec![Codec::Vp8])), ..OfferOptions::default() };
+    let mut s = LocalSession::new(opts, 1);
+    s.create_offer();
+    let body = answer("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 8\nm=video 6002 RTP/AVP 120\na=rtpmap:120 VP8/90000\na=rtcp-fb:120 NACK\na=rtcp-fb:120  nack   pli\na=rtcp-fb:121 ccm tmmbr\na=rtcp-fb:* ccm fir\na=rtcp-fb:120 nack\na=rtcp-fb:\n");
+    let video = s.process_answer(&body).expect("with video").video.expect("video");
+    assert_eq!(video.remote_feedback, ["nack", "nack pli", "ccm fir"]);
+    assert!(video.takes_feedback("nack") && video.takes_feedback("CCM FIR") && !video.takes_feedback("ccm tmmbr"));
+}
+
 #[test]
 fn reoffer_from_us_keeps_the_agreed_codec_first() {
     let mut s = established();
