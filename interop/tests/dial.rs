@@ -1690,3 +1690,115 @@ async fn a_session_wide_mute_applies_to_a_later_call() {
     assert!(events.iter().any(|e| e == "muteForced"), "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
 }
+
+/// Plain RTP from anywhere but the far end is not part of the call (strict source): a stranger
+/// that has learnt our RTP port and sends RFC 4733 digits (under the far end's SSRC) and loud audio
+/// (under its own) gets no digit and no sound into the session, and our media does not move to it;
+/// the same kind of digit from the far end itself is heard, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_from_a_stranger_is_not_the_call() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let mut signals = g.service.subscribe();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("stranger socket");
+    let rtp_port = media.local_addr().expect("addr").port();
+    let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "pcmu_dtmf_to_socket", rtp_port, &[]).await;
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let mut tap = tap_sip_stream(&g, &answer);
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    // RFC 4733 payload: event, end bit and volume, duration.
+    let event = |digit: u8, end: bool, duration: u16| {
+        let d = duration.to_be_bytes();
+        vec![digit, if end { 0x80 } else { 0 } | 10, d[0], d[1]]
+    };
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    let (mut seq, mut ts) = (100u16, 8000u32);
+    let (mut stranger_seq, mut stranger_ts) = (5000u16, 0u32);
+    let mut attack = (Instant::now(), Instant::now());
+    for tick in 0..140u32 {
+        every.tick().await;
+        match tick {
+            // The far end's own digit 5: ten packets of the event, then three ends (RFC 4733 §2.5.1.4).
+            100..=112 => {
+                let packet = event(5, tick >= 110, (tick - 99).min(10) as u16 * 160);
+                let mut p = rtp_packet(101, seq, ts, 0xbad, &packet);
+                if tick == 100 {
+                    p[1] |= 0x80;
+                }
+                media.send_to(&p, gateway_rtp).await.expect("send");
+                seq = seq.wrapping_add(1);
+                if tick == 112 {
+                    ts = ts.wrapping_add(13 * 160);
+                }
+            }
+            _ => {
+                let pcm = sine(440.0, 8000.0, ts as usize, 160, 8000.0);
+                let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+                media.send_to(&rtp_packet(0, seq, ts, 0xbad, &payload), gateway_rtp).await.expect("send");
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+            }
+        }
+        if (20..80).contains(&tick) {
+            if tick == 20 {
+                attack.0 = Instant::now();
+            }
+            // Loud 1 kHz under its own SSRC, in sequence.
+            let pcm = sine(1000.0, 8000.0, stranger_ts as usize, 160, 30_000.0);
+            let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+            stranger
+                .send_to(&rtp_packet(0, stranger_seq, stranger_ts, 0x666, &payload), gateway_rtp)
+                .await
+                .expect("send");
+            stranger_seq = stranger_seq.wrapping_add(1);
+            stranger_ts = stranger_ts.wrapping_add(160);
+            // Digit 9 under the far end's SSRC and among its sequence numbers (the strongest
+            // stranger: one that sees the stream), one event of 1.2 s ending at the last ticks.
+            let packet = event(9, tick >= 77, ((tick - 19) * 160).min(65_535) as u16);
+            let mut p = rtp_packet(101, seq.wrapping_sub(2), 90_000, 0xbad, &packet);
+            if tick == 20 {
+                p[1] |= 0x80;
+            }
+            stranger.send_to(&p, gateway_rtp).await.expect("send");
+            attack.1 = Instant::now();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Our media went to the far end only.
+    let mut reached_stranger = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(5), stranger.recv_from(&mut buf)).await {
+        reached_stranger += 1;
+    }
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let (mut frames, mut heard_440, mut heard_1000) = (0, 0, 0);
+    while let Ok(f) = tap.try_recv() {
+        let mut pcm = Vec::new();
+        if f.arrival < attack.0 + Duration::from_millis(100)
+            || f.arrival > attack.1
+            || dec.decode(&f.data, &mut pcm).is_err()
+        {
+            continue;
+        }
+        frames += 1;
+        heard_440 += usize::from(tone_ratio(&pcm, 440.0, 48_000.0) > 0.5);
+        heard_1000 += usize::from(tone_ratio(&pcm, 1000.0, 48_000.0) > 0.05);
+    }
+    let mut digits = String::new();
+    while let Ok(e) = signals.try_recv() {
+        if let session::EventKind::Signal { from: Some(f), signal_type, data, .. } = &e.kind {
+            if signal_type == "dtmf" && f.as_str() == conn {
+                digits.push_str(data);
+            }
+        }
+    }
+    let events = force_disconnect(&mut g, &sid, &conn).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    assert_eq!(digits, "5", "the far end's digit, and none of the stranger's");
+    assert_eq!(reached_stranger, 0, "none of our media went to the stranger");
+    assert_eq!(heard_1000, 0, "none of the stranger's audio: {heard_1000} of {frames} frames");
+    assert!(frames >= 45, "the session heard the call during the attack: {frames} frames");
+    assert!(heard_440 * 10 >= frames * 9, "the far end's audio: {heard_440} of {frames} frames");
+}

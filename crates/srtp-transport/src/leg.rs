@@ -198,6 +198,11 @@ impl MediaLeg {
                         self.rejected += 1;
                         return Err(e);
                     }
+                } else if !self.plain_rtcp_source_ok(from) {
+                    // Unauthenticated reports from a stranger could ask us to slow down (TMMBR),
+                    // say BYE for the far end's source, or fake its statistics.
+                    self.rejected += 1;
+                    return Err(Error::Malformed { what: "RTCP", reason: "from a host other than the far end's" });
                 }
                 crate::rtcp::parse_compound(&buf)?;
                 Received::Rtcp(buf)
@@ -212,7 +217,6 @@ impl MediaLeg {
             _ => 0,
         };
         if kind == PacketKind::Rtp {
-            self.rx.record(now, len);
             if Some(from) == self.remote_rtp {
                 // Media from where the SDP said: that is the latch (a packet from anywhere else
                 // must not move it while this source sends).
@@ -221,16 +225,29 @@ impl MediaLeg {
             } else if self.config.symmetric_rtp {
                 // With SRTP the packet proved its origin: follow it (NAT
                 // rebinding included). Plain RTP latches once, and moves
-                // only when the latched source has been silent for a while.
+                // only when the latched source has been silent for a while;
+                // until then, plain RTP from anywhere else is not media of
+                // this call (strict source: injected audio or digits).
                 let quiet = self.last_from_remote.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
                 if self.inbound.is_some() || !self.latched || quiet {
                     self.remote_rtp = Some(from);
                     self.latched = true;
                     self.last_from_remote = Some(now);
+                } else {
+                    self.rejected += 1;
+                    return Err(Error::Malformed { what: "RTP", reason: "from an address other than the far end's" });
                 }
             }
+            self.rx.record(now, len);
         }
         Ok(r)
+    }
+
+    /// Plain RTCP is taken from the far end's hosts only: the host its media comes from (or its
+    /// SDP names), or the one its SDP gives for RTCP. Before any address is known, from anyone.
+    fn plain_rtcp_source_ok(&self, from: SocketAddr) -> bool {
+        let known = [self.remote_rtp, self.remote_rtcp];
+        known.iter().all(Option::is_none) || known.iter().flatten().any(|a| a.ip() == from.ip())
     }
 
     /// Handles a datagram that arrived on the separate RTCP socket (no rtcp-mux): RTCP, or the
@@ -330,15 +347,27 @@ mod tests {
             b
         };
         leg.handle_datagram(t0, peer, rtp(1)).expect("from the peer");
-        // One packet from elsewhere while the peer sends: ignored for the latch (it used to move
-        // the media to whoever sent it first: an RTP-bleed hijack).
-        leg.handle_datagram(t0 + Duration::from_millis(10), attacker, rtp(2)).expect("parses");
+        // Packets from elsewhere while the peer sends: not media of this call (injected audio or
+        // digits), and they do not move the latch (that used to move the media to whoever sent
+        // first: an RTP-bleed hijack).
+        for ms in [10, 500, 990] {
+            assert!(leg.handle_datagram(t0 + Duration::from_millis(ms), attacker, rtp(2)).is_err(), "{ms} ms");
+        }
         assert_eq!(leg.rtp_destination(), Some(peer));
+        assert_eq!((leg.received().packets, leg.rejected()), (1, 3));
         // RTP-looking datagrams on the RTCP port are refused outright.
         assert!(leg.handle_rtcp_datagram(t0 + Duration::from_millis(15), peer, rtp(3)).is_err());
+        // Plain RTCP from the far end's host (any port) passes; from a stranger it does not.
+        let rr = crate::rtcp::write_compound(&[crate::rtcp::RtcpPacket::ReceiverReport { ssrc: 1, reports: vec![] }]);
+        let peer_rtcp = SocketAddr::new(peer.ip(), 4001);
+        assert!(matches!(leg.handle_rtcp_datagram(t0, peer_rtcp, rr.clone()), Ok(Received::Rtcp(_))));
+        assert!(leg.handle_rtcp_datagram(t0, attacker, rr.clone()).is_err());
+        assert!(leg.handle_datagram(t0, attacker, rr.clone()).is_err(), "muxed too");
         // The peer quiet for a second: a real move (NAT rebinding) is followed.
         leg.handle_datagram(t0 + Duration::from_millis(1100), attacker, rtp(4)).expect("parses");
         assert_eq!(leg.rtp_destination(), Some(attacker));
+        assert!(leg.handle_datagram(t0 + Duration::from_millis(1110), peer, rtp(5)).is_err(), "the old source now");
+        assert!(matches!(leg.handle_rtcp_datagram(t0, attacker, rr), Ok(Received::Rtcp(_))), "the new host's RTCP");
     }
 
     #[test]
