@@ -1802,3 +1802,92 @@ async fn media_from_a_stranger_is_not_the_call() {
     assert!(frames >= 45, "the session heard the call during the attack: {frames} frames");
     assert!(heard_440 * 10 >= frames * 9, "the far end's audio: {heard_440} of {frames} frames");
 }
+
+/// Our answer as a far end that receives PCMU at `port`, with telephone-event or without.
+fn pcmu_answer(port: u16, telephone_event: bool) -> String {
+    let (formats, events) =
+        if telephone_event { (" 101", "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n") } else { ("", "") };
+    format!(
+        "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0{formats}\r\na=rtpmap:0 PCMU/8000\r\n{events}"
+    )
+}
+
+/// The `dtmf` signals of connection `conn` received so far, as one string.
+fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Event>>, conn: &str) -> String {
+    let mut digits = String::new();
+    while let Ok(e) = signals.try_recv() {
+        if let session::EventKind::Signal { from: Some(f), signal_type, data, .. } = &e.kind {
+            if signal_type == "dtmf" && f.as_str() == conn {
+                digits.push_str(data);
+            }
+        }
+    }
+    digits
+}
+
+/// Keys a SIP party signals in SIP INFO (`application/dtmf-relay`, `application/dtmf`: PBXs and
+/// SBCs set to "INFO" DTMF) reach the session as `dtmf` signals and work the `*6` toggle; a party
+/// that sends both RFC 4733 and INFO for the same press has it counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_in_sip_info_are_heard_once() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let mut signals = g.service.subscribe();
+
+    // A party without telephone-event: its keys come as INFO only.
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let media_port = media.local_addr().expect("addr").port();
+    let far = common::uas::uas(move |_| pcmu_answer(media_port, false)).await;
+    let uri = format!("sip:pbx@127.0.0.1:{}", far.port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": uri, "observeForceMute": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
+    for (content_type, body) in [
+        ("application/dtmf-relay", "Signal=1\r\nDuration=160\r\n"),
+        ("application/dtmf", "#"),
+        ("application/dtmf-relay", "Signal=x\r\n"),
+        ("application/dtmf-relay", "Signal=10\r\nDuration=100\r\n"),
+        ("application/dtmf-relay", "Signal=6\r\nDuration=100\r\n"),
+    ] {
+        far.info(content_type, body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(dtmf_signals(&mut signals, &conn), "1#*6", "the keys, the unreadable one left out");
+    assert!(g.service.stream(&sid, &stream).is_some_and(|s| s.audio_muted), "*6 in INFO muted the SIP party");
+    let events = force_disconnect(&mut g, &sid, &conn).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+
+    // A party that sends each press both ways: RFC 4733 from its media, then the same key in INFO.
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let media_port = media.local_addr().expect("addr").port();
+    let far = common::uas::uas(move |_| pcmu_answer(media_port, true)).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:both@127.0.0.1:{}", far.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    for (k, (end, duration)) in
+        [(false, 160u16), (false, 320), (false, 480), (true, 640), (true, 640), (true, 640)].into_iter().enumerate()
+    {
+        let d = duration.to_be_bytes();
+        let mut p = rtp_packet(101, 40 + k as u16, 16_000, 0x77, &[7, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
+        if k == 0 {
+            p[1] |= 0x80;
+        }
+        media.send_to(&p, gateway_rtp).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    far.info("application/dtmf-relay", "Signal=7\r\nDuration=120\r\n");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(dtmf_signals(&mut signals, &conn), "7", "one press, once");
+    let events = force_disconnect(&mut g, &sid, &conn).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+}

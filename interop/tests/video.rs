@@ -27,8 +27,8 @@ use session::{ConnectionKind, SessionId, StreamId, StreamSpec};
 use srtp_transport::rtcp::{self, RtcpPacket};
 use srtp_transport::{RtpHeader, RtpPacket};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
+use common::uas::uas;
 use common::*;
 
 // BT.601 video-range colours.
@@ -36,78 +36,6 @@ const RED: (u8, u8, u8) = (81, 90, 240);
 const GREEN: (u8, u8, u8) = (145, 54, 34);
 const BLUE: (u8, u8, u8) = (41, 240, 110);
 const MAGENTA: (u8, u8, u8) = (106, 202, 222);
-
-/// A minimal SIP user agent server on UDP: answers the first INVITE with the SDP `answer` makes of
-/// the offer (which it hands over), answers BYE and OPTIONS with 200, ignores ACK.
-struct Uas {
-    port: u16,
-    offer: oneshot::Receiver<String>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Uas {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The header lines of `head` (a request) named one of `names`, as they are.
-fn headers_named<'a>(head: &'a str, names: &[&str]) -> Vec<&'a str> {
-    head.lines()
-        .skip(1)
-        .filter(|l| l.split_once(':').is_some_and(|(n, _)| names.iter().any(|x| n.trim().eq_ignore_ascii_case(x))))
-        .collect()
-}
-
-fn response(head: &str, status: &str, port: u16, body: Option<&str>) -> String {
-    let mut r = format!("SIP/2.0 {status}\r\n");
-    for line in headers_named(head, &["Via", "From", "Call-ID", "CSeq"]) {
-        r.push_str(line);
-        r.push_str("\r\n");
-    }
-    for to in headers_named(head, &["To"]) {
-        if to.contains(";tag=") {
-            r.push_str(&format!("{to}\r\n"));
-        } else {
-            r.push_str(&format!("{to};tag=uas1\r\n"));
-        }
-    }
-    r.push_str(&format!("Contact: <sip:uas@127.0.0.1:{port}>\r\n"));
-    match body {
-        Some(b) => r.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len())),
-        None => r.push_str("Content-Length: 0\r\n\r\n"),
-    }
-    r
-}
-
-async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let port = socket.local_addr().expect("addr").port();
-    let (tx, offer) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut tx = Some(tx);
-        let mut answered: Option<String> = None;
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            let reply = if head.starts_with("INVITE ") {
-                let sdp = answered.get_or_insert_with(|| answer(body)).clone();
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(body.to_owned());
-                }
-                response(head, "200 OK", port, Some(&sdp))
-            } else if head.starts_with("BYE ") || head.starts_with("OPTIONS ") {
-                response(head, "200 OK", port, None)
-            } else {
-                continue;
-            };
-            let _ = socket.send_to(reply.as_bytes(), from).await;
-        }
-    });
-    Uas { port, offer, task }
-}
 
 /// The payload type the offer gives `encoding` (e.g. `H264/90000`).
 fn offered_pt(offer: &str, encoding: &str) -> Option<u8> {

@@ -125,8 +125,12 @@ struct Media {
     dtls: Option<DtlsState>,
     /// RFC 4733 towards the SIP party (when telephone-event was agreed).
     dtmf_out: Option<dtmf_rfc4733::Sender>,
-    /// RFC 4733 from the SIP party, and the `*6` toggle.
-    dtmf_in: Option<(dtmf_rfc4733::Receiver, dtmf_rfc4733::SequenceDetector)>,
+    /// RFC 4733 from the SIP party (when telephone-event was agreed).
+    dtmf_in: Option<dtmf_rfc4733::Receiver>,
+    /// Whether a digit came that way: SIP INFO digits are then repeats of the same presses.
+    dtmf_by_rtp: bool,
+    /// The `*6` toggle, fed by RFC 4733 and SIP INFO digits alike.
+    star_six: dtmf_rfc4733::SequenceDetector,
     /// RTCP: our reports, the far end's.
     rtcp: crate::rtcp::Rtcp,
     /// The SSRC the SIP party's audio comes from.
@@ -374,6 +378,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     CallEvent::OfferRequested => {
                         let _ = bridge.sip.answer(call.handle, Bytes::from(sdp.create_offer().to_bytes())).await;
                     }
+                    CallEvent::Info { content_type, body } => {
+                        report_info_digit(bridge, spec, media.as_mut(), content_type.as_deref().unwrap_or(""), &body);
+                    }
                     other => debug!(call = %spec.id, ?other, "call event"),
                 }
             }
@@ -573,7 +580,7 @@ fn start_media(
                 dtmf_rfc4733::Sender::new(dtmf_rfc4733::SenderConfig { clock_rate, ..Default::default() }).ok();
             let receiver =
                 dtmf_rfc4733::Receiver::new(dtmf_rfc4733::ReceiverConfig { clock_rate, ..Default::default() });
-            (sender, Some((receiver, dtmf_rfc4733::SequenceDetector::star_six())))
+            (sender, Some(receiver))
         }
         None => (None, None),
     };
@@ -599,6 +606,8 @@ fn start_media(
         last_opus_ts: None,
         dtmf_out,
         dtmf_in,
+        dtmf_by_rtp: false,
+        star_six: dtmf_rfc4733::SequenceDetector::star_six(),
         dtls,
         rtcp,
         source: crate::rtcp::SourceLock::default(),
@@ -814,7 +823,7 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     }
     if event {
         // Telephone-events are reported as digits and never mixed as audio.
-        if let Some((receiver, _)) = m.dtmf_in.as_mut() {
+        if let Some(receiver) = m.dtmf_in.as_mut() {
             if let Err(e) = receiver.handle_packet(now, p.seq(), p.timestamp(), p.marker(), p.payload()) {
                 debug!(call = %spec.id, error = %e, "telephone-event refused");
             }
@@ -864,32 +873,63 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     }
 }
 
-/// Digits the SIP party pressed: a `dtmf` signal to the session from the SIP connection, and the
-/// `*6` mute toggle for calls dialled with `observeForceMute`.
+/// The digits the SIP party pressed, as RFC 4733 events.
 fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Instant) {
-    let Some((receiver, star_six)) = m.dtmf_in.as_mut() else { return };
+    let Some(receiver) = m.dtmf_in.as_mut() else { return };
     while let Some(ev) = receiver.poll_event() {
-        let digit = ev.digit.to_char().to_string();
-        info!(call = %spec.id, %digit, "DTMF from the SIP party");
-        let _ = bridge.service.signal_from(&spec.session, &spec.connection.id, None, "dtmf", &digit);
-        if star_six.handle_digit(now, ev.digit) && spec.sip.observe_force_mute {
-            let muted = bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
-            let result = if muted {
-                bridge.service.unmute_stream(&spec.stream)
-            } else {
-                // The mute event this causes is the SIP party's own: no `muteForced`, no
-                // "you have been muted" on top of "you are muted".
-                spec.self_mute.store(true, std::sync::atomic::Ordering::Release);
-                let r = bridge.service.mute_stream(&spec.session, &spec.stream);
-                if r.is_err() {
-                    spec.self_mute.store(false, std::sync::atomic::Ordering::Release);
-                }
-                r
-            };
-            info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
-            let prompt = if muted { media_mixer::Prompt::YouAreUnmuted } else { media_mixer::Prompt::YouAreMuted };
-            announce(bridge, spec, prompt);
+        m.dtmf_by_rtp = true;
+        report_digit(bridge, spec, Some(&mut m.star_six), ev.digit, now, "RFC 4733");
+    }
+}
+
+/// A digit in a SIP INFO (`application/dtmf-relay` or `application/dtmf`), from a party that
+/// signals keys that way. A party that also sends them as RFC 4733 events (some do both) has
+/// them counted once: from the media, which the INFO only repeats.
+fn report_info_digit(bridge: &Arc<Inner>, spec: &CallSpec, media: Option<&mut Media>, content_type: &str, body: &[u8]) {
+    let Some(digit) = dtmf_rfc4733::parse_sip_info(content_type, body) else {
+        debug!(call = %spec.id, content_type, "an INFO without a key");
+        return;
+    };
+    match media {
+        Some(m) if m.dtmf_by_rtp => {
+            debug!(call = %spec.id, digit = %digit.to_char(), "a SIP INFO digit repeating RFC 4733: not counted again");
         }
+        Some(m) => report_digit(bridge, spec, Some(&mut m.star_six), digit, Instant::now(), "SIP INFO"),
+        // Before the answer: the digit, but no `*6` (the toggle is the answered call's).
+        None => report_digit(bridge, spec, None, digit, Instant::now(), "SIP INFO"),
+    }
+}
+
+/// A digit the SIP party pressed: a `dtmf` signal to the session from the SIP connection, and the
+/// `*6` mute toggle for calls dialled with `observeForceMute`.
+fn report_digit(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    star_six: Option<&mut dtmf_rfc4733::SequenceDetector>,
+    pressed: dtmf_rfc4733::Digit,
+    now: Instant,
+    how: &'static str,
+) {
+    let digit = pressed.to_char().to_string();
+    info!(call = %spec.id, %digit, how, "DTMF from the SIP party");
+    let _ = bridge.service.signal_from(&spec.session, &spec.connection.id, None, "dtmf", &digit);
+    if star_six.is_some_and(|s| s.handle_digit(now, pressed)) && spec.sip.observe_force_mute {
+        let muted = bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
+        let result = if muted {
+            bridge.service.unmute_stream(&spec.stream)
+        } else {
+            // The mute event this causes is the SIP party's own: no `muteForced`, no
+            // "you have been muted" on top of "you are muted".
+            spec.self_mute.store(true, std::sync::atomic::Ordering::Release);
+            let r = bridge.service.mute_stream(&spec.session, &spec.stream);
+            if r.is_err() {
+                spec.self_mute.store(false, std::sync::atomic::Ordering::Release);
+            }
+            r
+        };
+        info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
+        let prompt = if muted { media_mixer::Prompt::YouAreUnmuted } else { media_mixer::Prompt::YouAreMuted };
+        announce(bridge, spec, prompt);
     }
 }
 
@@ -905,7 +945,7 @@ fn announce(bridge: &Arc<Inner>, spec: &CallSpec, prompt: media_mixer::Prompt) {
 /// the stream advances every tick, published or not, so that a pause is seen as one downstream.
 fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     let now = Instant::now();
-    if let Some((receiver, _)) = m.dtmf_in.as_mut() {
+    if let Some(receiver) = m.dtmf_in.as_mut() {
         receiver.handle_timeout(now);
     }
     report_digits(bridge, spec, m, now);

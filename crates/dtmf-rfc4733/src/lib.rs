@@ -21,6 +21,8 @@
 //!   and whatever payload type the packets came with.
 //! - [`SequenceDetector`]: fires when a key sequence such as `*6` is typed
 //!   within a window.
+//! - [`parse_sip_info`]: the key of a SIP INFO DTMF body (`application/dtmf-relay`,
+//!   `application/dtmf`), for peers that signal keys that way instead.
 //!
 //! ```
 //! use dtmf_rfc4733::{Receiver, ReceiverConfig, Sender, SenderConfig};
@@ -47,6 +49,7 @@
 mod clock;
 mod digit;
 mod error;
+mod info;
 mod payload;
 mod receiver;
 mod sender;
@@ -55,6 +58,7 @@ mod sequence;
 pub use clock::ClockRate;
 pub use digit::Digit;
 pub use error::Error;
+pub use info::parse_sip_info;
 pub use payload::{TelephoneEvent, Volume};
 pub use receiver::{DigitEvent, Receiver, ReceiverConfig};
 pub use sender::{EventPacket, Sender, SenderConfig};

@@ -2,6 +2,8 @@
 //! bridge, REST API) with its call events, REST requests as an SDK sends them, and the usual waits.
 #![allow(dead_code)]
 
+pub mod uas;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

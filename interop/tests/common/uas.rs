@@ -1,0 +1,144 @@
+//! A minimal SIP user agent server on UDP, for far ends whose SDP or in-dialog requests a test
+//! writes itself: it answers the first INVITE with the SDP the test makes of the offer (which it
+//! hands over), answers BYE and OPTIONS with 200, ignores ACK and responses, and sends the INFO
+//! requests the test asks for in the dialog.
+
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// The far end (dropping it stops it).
+pub struct Uas {
+    pub port: u16,
+    pub offer: oneshot::Receiver<String>,
+    infos: mpsc::UnboundedSender<(String, String)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Uas {
+    /// Sends an INFO in the dialog (once the INVITE was answered) with this body.
+    pub fn info(&self, content_type: &str, body: &str) {
+        let _ = self.infos.send((content_type.to_owned(), body.to_owned()));
+    }
+}
+
+/// The header lines of `head` (a request) named one of `names`, as they are.
+pub fn headers_named<'a>(head: &'a str, names: &[&str]) -> Vec<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter(|l| l.split_once(':').is_some_and(|(n, _)| names.iter().any(|x| n.trim().eq_ignore_ascii_case(x))))
+        .collect()
+}
+
+/// The value of the first header named `name`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    headers_named(head, &[name]).first().and_then(|l| l.split_once(':')).map(|(_, v)| v.trim())
+}
+
+fn response(head: &str, status: &str, port: u16, body: Option<&str>) -> String {
+    let mut r = format!("SIP/2.0 {status}\r\n");
+    for line in headers_named(head, &["Via", "From", "Call-ID", "CSeq"]) {
+        r.push_str(line);
+        r.push_str("\r\n");
+    }
+    for to in headers_named(head, &["To"]) {
+        if to.contains(";tag=") {
+            r.push_str(&format!("{to}\r\n"));
+        } else {
+            r.push_str(&format!("{to};tag=uas1\r\n"));
+        }
+    }
+    r.push_str(&format!("Contact: <sip:uas@127.0.0.1:{port}>\r\n"));
+    match body {
+        Some(b) => r.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len())),
+        None => r.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    r
+}
+
+/// What an in-dialog request of ours needs from the INVITE.
+struct Dialog {
+    to: SocketAddr,
+    target: String,
+    from: String,
+    to_header: String,
+    call_id: String,
+}
+
+impl Dialog {
+    fn of(head: &str, from: SocketAddr) -> Option<Dialog> {
+        let contact = header(head, "Contact")?;
+        let target = contact.split('<').nth(1)?.split('>').next()?.to_owned();
+        Some(Dialog {
+            to: from,
+            target,
+            from: format!("{};tag=uas1", header(head, "To")?),
+            to_header: header(head, "From")?.to_owned(),
+            call_id: header(head, "Call-ID")?.to_owned(),
+        })
+    }
+
+    fn info(&self, port: u16, cseq: u32, content_type: &str, body: &str) -> String {
+        format!(
+            "INFO {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{port}info{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.target,
+            self.from,
+            self.to_header,
+            self.call_id,
+            body.len()
+        )
+    }
+}
+
+/// Starts the far end; `answer` makes its SDP from the offer.
+pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    let (tx, offer) = oneshot::channel();
+    let (infos, mut to_send) = mpsc::unbounded_channel::<(String, String)>();
+    let task = tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut answered: Option<String> = None;
+        let mut dialog: Option<Dialog> = None;
+        let mut cseq = 100;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, from) = tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                Some((content_type, body)) = to_send.recv(), if dialog.is_some() => {
+                    if let Some(d) = dialog.as_ref() {
+                        cseq += 1;
+                        let _ = socket.send_to(d.info(port, cseq, &content_type, &body).as_bytes(), d.to).await;
+                    }
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let reply = if head.starts_with("INVITE ") {
+                let sdp = answered.get_or_insert_with(|| answer(body)).clone();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(body.to_owned());
+                }
+                dialog = dialog.or_else(|| Dialog::of(head, from));
+                response(head, "200 OK", port, Some(&sdp))
+            } else if head.starts_with("BYE ") || head.starts_with("OPTIONS ") {
+                response(head, "200 OK", port, None)
+            } else {
+                continue;
+            };
+            let _ = socket.send_to(reply.as_bytes(), from).await;
+        }
+    });
+    Uas { port, offer, infos, task }
+}
