@@ -341,6 +341,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                         rtcp: agreed.remote_rtcp,
                                         hold: agreed.remote_hold,
                                         bandwidth: agreed.remote_bandwidth,
+                                        nack: agreed.takes_feedback("nack"),
                                     });
                                 }
                                 if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {

@@ -32,7 +32,7 @@ use media_mixer::grid::{Compositor, Source};
 use media_mixer::h264::H264Encoder;
 use media_mixer::jitter::TimestampExtender;
 use media_mixer::packetize::{self, Depacketized, H264Depacketizer, Vp8Depacketizer};
-use media_mixer::reorder::{Released, Reorder, ReorderConfig};
+use media_mixer::reorder::{Pushed as ReorderPushed, Released, Reorder, ReorderConfig};
 use media_mixer::video_input::{Pushed, VideoCodec, VideoInput};
 use media_mixer::vp8::Vp8Encoder;
 use sdp_negotiation::{Codec, MediaAgreement};
@@ -229,7 +229,7 @@ struct Watcher {
     compositor: Compositor,
     encoder: Encoder,
     keyframe: Arc<AtomicBool>,
-    /// The bitrate the call asks for, and the one the encoder has.
+    /// The bitrate the call asks for, and the one last asked of the encoder.
     bitrate: Arc<AtomicU32>,
     encoding_at: u32,
     frames: mpsc::Sender<EncodedFrame>,
@@ -505,9 +505,9 @@ fn hub(
 /// What the call task tells its video task.
 #[derive(Debug)]
 pub(crate) enum VideoControl {
-    /// The SIP party's video address changed (re-INVITE), whether it holds the call, and the
-    /// bandwidth its SDP says it receives.
-    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool, bandwidth: Option<u64> },
+    /// The SIP party's video address changed (re-INVITE), whether it holds the call, the
+    /// bandwidth its SDP says it receives, and whether it takes NACKs.
+    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool, bandwidth: Option<u64>, nack: bool },
 }
 
 /// Everything a call's video task needs.
@@ -581,12 +581,14 @@ impl Incoming {
         }
     }
 
-    /// An accepted packet of `ssrc` (a new source starts the order afresh). With NACK, the wait
-    /// follows the round trip: long enough for a NACK to go and the packet to come back.
+    /// An accepted packet of `ssrc` (a new source, or a numbering that restarted, starts the
+    /// order afresh and waits for a keyframe). With NACK, the wait follows the round trip: long
+    /// enough for a NACK to go and the packet to come back.
     fn push(&mut self, now: Instant, ssrc: u32, seq: u16, packet: Vec<u8>, round_trip: Option<Duration>) {
         if self.ssrc.is_some_and(|s| s != ssrc) {
             self.reorder.reset();
             self.depacketizers.clear();
+            self.awaiting_keyframe = true;
         }
         self.ssrc = Some(ssrc);
         if self.nack {
@@ -595,7 +597,10 @@ impl Incoming {
                 .clamp(Duration::from_millis(60), Duration::from_millis(300));
             self.reorder.set_max_wait(wait);
         }
-        self.reorder.push(now, seq, packet);
+        if self.reorder.push(now, seq, packet) == ReorderPushed::Restarted {
+            self.depacketizers.clear();
+            self.awaiting_keyframe = true;
+        }
     }
 
     /// The sequence numbers to NACK now (none when the party does not take NACKs).
@@ -609,11 +614,22 @@ impl Incoming {
         self.reorder.nacks(now, retry)
     }
 
-    /// Depacketises what is due at `now` into `out`; true when a frame was lost (time for a PLI).
+    /// Depacketises what is due at `now` into `out`; true when a keyframe is wanted (a frame was
+    /// lost, or one was left out while waiting for the keyframe a PLI asked for: PLIs are
+    /// repeated until it comes, at their own pace).
     fn release(&mut self, now: Instant, agreement: &MediaAgreement, out: &mut Vec<MediaFrame>) -> bool {
         let mut lost = false;
         while let Some(released) = self.reorder.pop(now) {
-            let Released::Packet { item: bytes, .. } = released else { continue };
+            let bytes = match released {
+                Released::Packet { item, .. } => item,
+                // Whole frames may have gone with the packets (a depacketiser sees a gap only
+                // within a frame): what follows waits for a keyframe.
+                Released::Lost { .. } => {
+                    self.awaiting_keyframe = true;
+                    lost = true;
+                    continue;
+                }
+            };
             let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
             let pt = pkt.payload_type().0;
             let Some(codec) = agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else { continue };
@@ -629,7 +645,10 @@ impl Incoming {
             };
             match result {
                 Depacketized::Pending => {}
-                Depacketized::Frame(f) if self.awaiting_keyframe && !f.keyframe => self.skipped += 1,
+                Depacketized::Frame(f) if self.awaiting_keyframe && !f.keyframe => {
+                    self.skipped += 1;
+                    lost = true;
+                }
                 Depacketized::Frame(f) => {
                     self.awaiting_keyframe = false;
                     self.frames += 1;
@@ -720,7 +739,8 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             },
             c = v.control.recv() => match c {
-                Some(VideoControl::Remote { rtp, rtcp, hold: h, bandwidth }) => {
+                Some(VideoControl::Remote { rtp, rtcp, hold: h, bandwidth, nack }) => {
+                    incoming.nack = nack;
                     if hold && !h {
                         // Resumed: nothing was sent while on hold, so the next frame stands alone.
                         v.keyframe.store(true, Ordering::Relaxed);
@@ -735,6 +755,12 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             f = v.frames.recv() => {
                 let Some(frame) = f else { break };
                 if hold || dtls.as_ref().is_some_and(|d| !d.ready) {
+                    continue;
+                }
+                if v.rate.paused() {
+                    // A TMMBR below what the encoders can do: nothing goes out until it is lifted,
+                    // and then a keyframe first.
+                    v.keyframe.store(true, Ordering::Relaxed);
                     continue;
                 }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
@@ -806,6 +832,11 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                             v.rate.on_loss(now, reports.far_end.fraction_lost);
                         }
                         let mut asks = false;
+                        // One TMMBN for the compound, however many requests it holds.
+                        let mut notification = None;
+                        if let Some(RtcpPacket::SenderReport { ssrc: from, .. } | RtcpPacket::ReceiverReport { ssrc: from, .. }) = packets.first() {
+                            v.rate.heard_from(now, *from);
+                        }
                         for p in &packets {
                             match p {
                                 RtcpPacket::Pli { media, .. } => asks |= *media == ssrc || *media == 0,
@@ -820,13 +851,16 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                                     }
                                 }
                                 RtcpPacket::Tmmbr { sender, entries } => {
-                                    if let Some(notification) = v.rate.on_tmmbr(ssrc, *sender, entries) {
+                                    if let Some(n) = v.rate.on_tmmbr(now, ssrc, *sender, entries) {
                                         debug!(call = %v.call, ?entries, "the SIP party limits the grid's bitrate (TMMBR)");
-                                        let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, notification));
+                                        notification = Some(n);
                                     }
                                 }
                                 _ => {}
                             }
+                        }
+                        if let Some(n) = notification {
+                            let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, n));
                         }
                         follow_rate(&v);
                         if asks {
@@ -863,6 +897,8 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             }
             _ = rtcp_tick.tick() => {
                 let now = Instant::now();
+                v.rate.expire(now);
+                follow_rate(&v);
                 let lost = incoming.nacks(now, reports.far_end.round_trip);
                 if let (false, Some(media)) = (lost.is_empty(), remote_ssrc) {
                     let nack = RtcpPacket::Nack { sender: ssrc, media, lost };
@@ -920,7 +956,7 @@ fn deliver(
 fn follow_rate(v: &CallVideo) {
     let target = v.rate.target();
     if v.bitrate.swap(target, Ordering::Relaxed) != target {
-        info!(call = %v.call, bitrate = target, "the grid's bitrate follows the SIP party");
+        debug!(call = %v.call, bitrate = target, paused = v.rate.paused(), "the grid's bitrate follows the SIP party");
     }
 }
 

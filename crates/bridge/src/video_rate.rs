@@ -7,10 +7,14 @@
 //! - what the SIP party says it receives, in its SDP (`b=TIAS` or `b=AS`, RFC 3264 §5), updated
 //!   by its re-offers;
 //! - its Temporary Maximum Media Stream Bit Rate Requests (RFC 5104 §4.2.1), each answered with a
-//!   notification of the limit in force (TMMBN, §4.2.2);
+//!   notification of the limit in force (TMMBN, §4.2.2); a limit lasts until its owner sends
+//!   another, says BYE, or has sent no RTCP for [`OWNER_TIMEOUT`]; a limit below what the
+//!   encoders can do (zero included: RFC 7728's pause) pauses the grid instead;
 //! - an estimate that follows the loss its receiver reports show on our stream: down by half the
-//!   loss fraction when more than 10% is lost, held from 2% to 10%, up 8% a second below 2%
-//!   (the loss-based part of WebRTC's congestion control, draft-ietf-rmcat-gcc §6).
+//!   loss fraction when more than 10% is lost, held from 2% to 10%, up when less than 2% is lost
+//!   (the thresholds and the decrease of draft-ietf-rmcat-gcc §6; up 8% a second, as libwebrtc's
+//!   loss-based controller, where the draft adds 5% a report). Reports closer than half a second
+//!   to the last one used are not used (a compound of feedback covers too short an interval).
 //!
 //! A lost grid packet the SIP party asks for with a generic NACK (RFC 4585 §6.2.1) is sent again
 //! as it was (same sequence number and SSRC: SIP endpoints do not negotiate RFC 4588 RTX), when it
@@ -27,6 +31,12 @@ const LOSS_FLOOR: u32 = 64_000;
 /// Requests kept from this many owners (a SIP party is one; a conference bridge behind it may
 /// forward a few).
 const MAX_OWNERS: usize = 4;
+/// A TMMBR's owner silent this long (no RTCP at all) is gone (RFC 3550 §6.3.5 times members out
+/// after five reporting intervals; SIP endpoints report every five seconds or so).
+pub(crate) const OWNER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Loss reports closer together than this: the later is not used.
+const LOSS_REPORT_SPACING: Duration = Duration::from_millis(500);
+
 /// The payload an RTP packet of the grid carries at most, for turning a TMMBR's total bitrate and
 /// per-packet overhead into a media bitrate.
 const PACKET_PAYLOAD: u64 = crate::video::VIDEO_MTU as u64;
@@ -40,10 +50,14 @@ pub(crate) struct SendRate {
     /// TMMBR limits in force: the owner's SSRC, its entry as received, and the media bitrate it
     /// leaves us.
     requests: Vec<(u32, Tmmb, u32)>,
+    /// When each owner was last heard (any RTCP from it).
+    heard: Vec<(u32, Instant)>,
     /// The loss-based estimate.
     estimate: u32,
     /// When the estimate last went up (or the controller started).
     raised_at: Instant,
+    /// When a loss report was last used.
+    loss_at: Option<Instant>,
 }
 
 impl SendRate {
@@ -51,7 +65,15 @@ impl SendRate {
     /// receives at most `sdp` bit/s.
     pub(crate) fn new(configured: u32, sdp: Option<u64>, now: Instant) -> SendRate {
         let configured = configured.max(media_mixer::h264::MIN_BITRATE);
-        SendRate { configured, sdp: clamp(sdp), requests: Vec::new(), estimate: configured, raised_at: now }
+        SendRate {
+            configured,
+            sdp: clamp(sdp),
+            requests: Vec::new(),
+            heard: Vec::new(),
+            estimate: configured,
+            raised_at: now,
+            loss_at: None,
+        }
     }
 
     /// The bitrate to encode at now, bit/s.
@@ -65,6 +87,31 @@ impl SendRate {
             .max(media_mixer::h264::MIN_BITRATE)
     }
 
+    /// Whether a TMMBR in force asks for less than the encoders can do: the grid is not sent.
+    pub(crate) fn paused(&self) -> bool {
+        self.requests.iter().any(|(_, _, media)| *media < media_mixer::h264::MIN_BITRATE)
+    }
+
+    /// RTCP came from `ssrc` at `now` (an owner of a request is still there).
+    pub(crate) fn heard_from(&mut self, now: Instant, ssrc: u32) {
+        if let Some(h) = self.heard.iter_mut().find(|(owner, _)| *owner == ssrc) {
+            h.1 = now;
+        }
+    }
+
+    /// Drops the requests of owners not heard from for [`OWNER_TIMEOUT`].
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let gone: Vec<u32> = self
+            .heard
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(*at) >= OWNER_TIMEOUT)
+            .map(|(owner, _)| *owner)
+            .collect();
+        for owner in gone {
+            self.on_bye(owner);
+        }
+    }
+
     /// A re-offer or its answer changed what the SIP party says it receives.
     pub(crate) fn set_sdp_limit(&mut self, sdp: Option<u64>) {
         self.sdp = clamp(sdp);
@@ -72,6 +119,10 @@ impl SendRate {
 
     /// A receiver report block on our stream: `fraction_lost` (0 to 1) of its last interval.
     pub(crate) fn on_loss(&mut self, now: Instant, fraction_lost: f64) {
+        if self.loss_at.is_some_and(|t| now.saturating_duration_since(t) < LOSS_REPORT_SPACING) {
+            return;
+        }
+        self.loss_at = Some(now);
         let ceiling = self.target_without_estimate();
         if fraction_lost > 0.10 {
             let lowered = f64::from(self.estimate.min(ceiling)) * (1.0 - 0.5 * fraction_lost.min(1.0));
@@ -95,7 +146,7 @@ impl SendRate {
     /// A TMMBR from `sender`: its entry for our stream `ours` (others are not ours to keep)
     /// replaces that owner's earlier one. Returns the TMMBN that answers it (the limit in force
     /// and its owner), `None` when nothing in it was for us.
-    pub(crate) fn on_tmmbr(&mut self, ours: u32, sender: u32, entries: &[Tmmb]) -> Option<RtcpPacket> {
+    pub(crate) fn on_tmmbr(&mut self, now: Instant, ours: u32, sender: u32, entries: &[Tmmb]) -> Option<RtcpPacket> {
         let entry = entries.iter().find(|e| e.ssrc == ours)?;
         let owned = Tmmb { ssrc: sender, ..*entry };
         // The total bitrate less the headers of the packets it takes (full ones, at least).
@@ -109,6 +160,12 @@ impl SendRate {
             }
         }
         self.requests.push((sender, owned, media));
+        self.heard.retain(|(owner, _)| self.requests.iter().any(|(o, _, _)| o == owner));
+        if let Some(h) = self.heard.iter_mut().find(|(owner, _)| *owner == sender) {
+            h.1 = now;
+        } else {
+            self.heard.push((sender, now));
+        }
         let bounding = self.requests.iter().min_by_key(|(_, _, media)| *media).map(|(_, tmmb, _)| *tmmb);
         Some(RtcpPacket::Tmmbn { sender: ours, entries: bounding.into_iter().collect() })
     }
@@ -116,6 +173,7 @@ impl SendRate {
     /// An owner of a request left (RTCP BYE): its limit goes with it (RFC 5104 §4.2.1.2).
     pub(crate) fn on_bye(&mut self, ssrc: u32) {
         self.requests.retain(|(owner, _, _)| *owner != ssrc);
+        self.heard.retain(|(owner, _)| *owner != ssrc);
     }
 }
 
@@ -250,17 +308,17 @@ mod tests {
         let mut r = SendRate::new(1_500_000, Some(1_000_000), t0);
         let ours = 0xabc;
         let ask = |ssrc, bitrate| [Tmmb { ssrc, bitrate, overhead: 40 }];
-        assert_eq!(r.on_tmmbr(ours, 7, &ask(0xdef, 100_000)), None);
+        assert_eq!(r.on_tmmbr(t0, ours, 7, &ask(0xdef, 100_000)), None);
         assert_eq!(r.target(), 1_000_000);
-        let n = r.on_tmmbr(ours, 7, &ask(ours, 310_000)).expect("answered");
+        let n = r.on_tmmbr(t0, ours, 7, &ask(ours, 310_000)).expect("answered");
         assert_eq!(
             n,
             RtcpPacket::Tmmbn { sender: ours, entries: vec![Tmmb { ssrc: 7, bitrate: 310_000, overhead: 40 }] }
         );
         assert_eq!(r.target(), 300_000, "310 kbit/s less 40 bytes a 1200-byte packet");
-        r.on_tmmbr(ours, 7, &ask(ours, 620_000));
+        r.on_tmmbr(t0, ours, 7, &ask(ours, 620_000));
         assert_eq!(r.target(), 600_000, "the owner raised its limit");
-        let n = r.on_tmmbr(ours, 8, &ask(ours, 155_000)).expect("answered");
+        let n = r.on_tmmbr(t0, ours, 8, &ask(ours, 155_000)).expect("answered");
         assert_eq!(r.target(), 150_000, "a second owner with a lower limit binds");
         assert!(matches!(n, RtcpPacket::Tmmbn { entries, .. } if entries[0].ssrc == 8));
         r.on_bye(8);
@@ -269,18 +327,34 @@ mod tests {
         assert_eq!(r.target(), 1_000_000, "back to the SDP's limit");
         // Owners beyond four: the loosest goes.
         for owner in 10..20 {
-            r.on_tmmbr(ours, owner, &ask(ours, 200_000 + u64::from(owner) * 1000));
+            r.on_tmmbr(t0, ours, owner, &ask(ours, 200_000 + u64::from(owner) * 1000));
         }
         assert_eq!(r.requests.len(), MAX_OWNERS);
         assert_eq!(r.target(), 210_000 * 1200 / 1240);
+        // Owners heard from stay; owners silent for the timeout go.
+        r.heard_from(t0 + ms(20_000), 10);
+        r.expire(t0 + OWNER_TIMEOUT);
+        assert_eq!(r.requests.len(), 1, "only the owner heard lately");
+        assert_eq!(r.target(), 210_000 * 1200 / 1240);
+        r.expire(t0 + ms(20_000) + OWNER_TIMEOUT);
+        assert!(r.requests.is_empty() && r.heard.is_empty());
+        assert_eq!(r.target(), 1_000_000);
+        // A limit below what the encoders take pauses the grid, until lifted.
+        assert!(!r.paused());
+        r.on_tmmbr(t0, ours, 3, &ask(ours, 0));
+        assert!(r.paused(), "TMMBR 0: RFC 7728's pause");
+        r.on_tmmbr(t0, ours, 3, &ask(ours, 100_000));
+        assert!(!r.paused());
     }
 
     #[test]
     fn loss_lowers_the_estimate_and_a_clean_path_raises_it() {
         let t0 = Instant::now();
         let mut r = SendRate::new(1_000_000, None, t0);
-        r.on_loss(t0 + ms(5000), 0.05);
+        r.on_loss(t0 + ms(4000), 0.05);
         assert_eq!(r.target(), 1_000_000, "5% holds");
+        r.on_loss(t0 + ms(4100), 0.90);
+        assert_eq!(r.target(), 1_000_000, "a report too close to the last one is not used");
         r.on_loss(t0 + ms(5000), 0.30);
         assert_eq!(r.target(), 850_000, "30% lost: down by 15%");
         r.on_loss(t0 + ms(10_000), 1.0);

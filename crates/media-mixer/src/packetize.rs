@@ -98,10 +98,17 @@ pub fn h264_packetize(nals: &[&[u8]], mtu: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// The most a depacketiser gathers for one frame, bytes (a 1080p keyframe is a few hundred
+/// kilobytes): a sender that never sets the marker bit, or never changes its timestamp, loses
+/// the frame rather than growing it without end.
+pub const MAX_FRAME_BYTES: usize = 4 << 20;
+
 /// Reassembles H.264 access units from RTP payloads.
 #[derive(Debug, Default)]
 pub struct H264Depacketizer {
     nals: Vec<Vec<u8>>,
+    /// Payload bytes taken for the frame being gathered.
+    bytes: usize,
     fu: Option<Vec<u8>>,
     last_seq: Option<u16>,
     broken: bool,
@@ -146,12 +153,18 @@ impl H264Depacketizer {
         if let Err(_e) = self.parse(payload) {
             self.broken = true;
         }
+        self.bytes += payload.len();
+        if self.bytes > MAX_FRAME_BYTES {
+            self.reset();
+            self.broken = true;
+        }
         if !marker {
             return Depacketized::Pending;
         }
         let broken = std::mem::take(&mut self.broken) || self.fu.is_some();
         let nals = std::mem::take(&mut self.nals);
         self.fu = None;
+        self.bytes = 0;
         if broken || nals.is_empty() {
             return Depacketized::Dropped;
         }
@@ -167,6 +180,7 @@ impl H264Depacketizer {
     fn reset(&mut self) {
         self.nals.clear();
         self.fu = None;
+        self.bytes = 0;
     }
 
     fn parse(&mut self, p: &[u8]) -> Result<(), Error> {
@@ -254,6 +268,11 @@ impl Vp8Depacketizer {
                 if self.started {
                     self.data.extend_from_slice(&payload[len..]);
                 }
+                if self.data.len() > MAX_FRAME_BYTES {
+                    self.data = Vec::new();
+                    self.started = false;
+                    self.broken = true;
+                }
             }
             Err(_) => self.broken = true,
         }
@@ -308,6 +327,30 @@ mod tests {
         v.extend_from_slice(&[0, 0, 1, 0x65]); // IDR, large
         v.extend((0..5000).map(|i| (i % 251) as u8 | 1));
         v
+    }
+
+    /// A sender that never ends its frame (no marker bit, one timestamp) cannot make a
+    /// depacketiser hold more than [`MAX_FRAME_BYTES`]; the next whole frame still comes out.
+    #[test]
+    fn a_frame_without_end_is_bounded() {
+        let mut h = H264Depacketizer::default();
+        let mut v = Vp8Depacketizer::default();
+        let chunk = [0x41u8; 1200];
+        // The first VP8 packet starts the frame (S bit), the others continue it.
+        let vp8_chunk =
+            |start: bool| [[if start { 0x90u8 } else { 0x80 }, 0x80, 0x80, 1].as_slice(), &[0u8; 1196]].concat();
+        let mut most = 0;
+        for seq in 0..5000u16 {
+            assert_eq!(h.push(seq, 7, false, &chunk), Depacketized::Pending);
+            assert_eq!(v.push(seq, false, &vp8_chunk(seq == 0)), Depacketized::Pending);
+            most = most.max(v.data.len());
+            let held = h.nals.iter().map(Vec::len).sum::<usize>();
+            assert!(held <= MAX_FRAME_BYTES && v.data.len() <= MAX_FRAME_BYTES, "{held} {}", v.data.len());
+        }
+        assert!(most > MAX_FRAME_BYTES / 2, "the VP8 frame did grow: {most}");
+        assert_eq!(h.push(5000, 7, true, &chunk), Depacketized::Dropped, "that frame is lost");
+        assert_eq!(v.push(5000, true, &vp8_chunk(false)), Depacketized::Dropped);
+        assert!(matches!(h.push(5001, 8, true, &chunk), Depacketized::Frame(_)), "the next one comes");
     }
 
     #[test]

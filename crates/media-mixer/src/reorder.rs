@@ -10,6 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Sequence numbers asked for in one call of [`Reorder::nacks`] at most (a NACK of this many fits
+/// in any MTU).
+pub const NACK_MOST: usize = 128;
+
 /// How long to wait and how much to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReorderConfig {
@@ -53,6 +57,9 @@ pub enum Pushed {
     Duplicate,
     /// Its turn is past (it was given up, or it is a stray from far back).
     Late,
+    /// The sender's numbering restarted (a second packet far from the stream's followed a first
+    /// one): everything held was dropped and the stream starts again from this packet.
+    Restarted,
 }
 
 /// A missing sequence number.
@@ -80,6 +87,8 @@ pub struct ReorderStats {
     pub late: u64,
     /// Sequence numbers asked for again.
     pub nacked: u64,
+    /// Times the sender's numbering restarted.
+    pub restarts: u64,
 }
 
 /// Puts one RTP stream's packets back in sequence order (see the module docs).
@@ -93,6 +102,8 @@ pub struct Reorder<T> {
     /// The highest sequence number seen.
     highest: u64,
     missing: BTreeMap<u64, Missing>,
+    /// After a packet far behind the stream: the number that would confirm a restart.
+    restart_at: Option<u64>,
     stats: ReorderStats,
 }
 
@@ -105,6 +116,7 @@ impl<T> Reorder<T> {
             next: None,
             highest: 0,
             missing: BTreeMap::new(),
+            restart_at: None,
             stats: Default::default(),
         }
     }
@@ -139,6 +151,7 @@ impl<T> Reorder<T> {
         self.held.clear();
         self.missing.clear();
         self.next = None;
+        self.restart_at = None;
     }
 
     /// The extended sequence number nearest to the highest seen.
@@ -150,15 +163,23 @@ impl<T> Reorder<T> {
     /// A packet arrived at `now`.
     pub fn push(&mut self, now: Instant, seq: u16, item: T) -> Pushed {
         let Some(next) = self.next else {
-            // The first: sequence numbers start far from zero, so going back never underflows.
-            let start = (1u64 << 32) + u64::from(seq);
-            self.next = Some(start);
-            self.highest = start;
-            self.held.insert(start, item);
+            self.start(seq, item);
             return Pushed::Held;
         };
         let ext = self.extend(seq);
         if ext < next {
+            // Far behind (more than can be held): a stray, or a sender whose numbering restarted
+            // (backwards, or forwards by more than half the sequence space): the second packet
+            // in sequence from there confirms the restart, as RFC 3550 A.1 does.
+            if next - ext > self.config.max_packets as u64 {
+                if self.restart_at == Some(ext) {
+                    self.reset();
+                    self.start(seq, item);
+                    self.stats.restarts += 1;
+                    return Pushed::Restarted;
+                }
+                self.restart_at = Some(ext + 1);
+            }
             self.stats.late += 1;
             return Pushed::Late;
         }
@@ -167,10 +188,11 @@ impl<T> Reorder<T> {
             return Pushed::Duplicate;
         }
         if ext > self.highest {
-            // The sequence numbers skipped are missing; a jump too long to be losses (a sender
-            // that restarted its numbering) is not waited for: with nothing missing on record, a
-            // gap is given up at once.
-            if ext - self.highest > self.config.max_packets as u64 {
+            // The sequence numbers skipped are missing. More outstanding than can be held (a
+            // jump, a sender that restarted its numbering forwards, or a hostile one stepping
+            // far each packet) is not waited for: with nothing missing on record, every gap is
+            // given up at once, and what is on record stays bounded.
+            if ext - next > self.config.max_packets as u64 {
                 self.missing.clear();
             } else {
                 for gap in self.highest + 1..ext {
@@ -185,6 +207,15 @@ impl<T> Reorder<T> {
         }
         self.held.insert(ext, item);
         Pushed::Held
+    }
+
+    /// The first packet, or the first after a restart: sequence numbers start far from zero, so
+    /// going back never underflows.
+    fn start(&mut self, seq: u16, item: T) {
+        let start = (1u64 << 32) + u64::from(seq);
+        self.next = Some(start);
+        self.highest = start;
+        self.held.insert(start, item);
     }
 
     /// The next thing to release at `now`, in order: a packet whose turn came, or the packets
@@ -220,10 +251,14 @@ impl<T> Reorder<T> {
 
     /// The missing sequence numbers to ask for now (RFC 4585 generic NACK): each once it is
     /// noticed, and again every `retry` (about a round trip) up to
-    /// [`ReorderConfig::max_nacks`] times, while it is still waited for.
+    /// [`ReorderConfig::max_nacks`] times, while it is still waited for; the oldest
+    /// [`NACK_MOST`] at most.
     pub fn nacks(&mut self, now: Instant, retry: Duration) -> Vec<u16> {
         let mut out = Vec::new();
         for (seq, m) in self.missing.iter_mut() {
+            if out.len() == NACK_MOST {
+                break;
+            }
             let due = m.asked.is_none_or(|t| now.saturating_duration_since(t) >= retry);
             if due && m.times < self.config.max_nacks && now.saturating_duration_since(m.since) < self.config.max_wait {
                 m.asked = Some(now);
@@ -337,6 +372,45 @@ mod tests {
         let out = drain(&mut r, t0);
         assert_eq!(out.first(), Some(&Released::Lost { count: 1 }));
         assert_eq!(out.len(), 10);
+    }
+
+    /// A sender whose numbering restarts (backwards, or forwards by more than half the space) is
+    /// followed from the second packet that confirms it; one stray packet from far away is only
+    /// late.
+    #[test]
+    fn a_restarted_numbering_is_followed_once_confirmed() {
+        let t0 = Instant::now();
+        for restart in [100u16, 40_000] {
+            let mut r = Reorder::new(ReorderConfig::default());
+            for seq in 5000..5010u16 {
+                r.push(t0, seq, seq);
+            }
+            drain(&mut r, t0);
+            assert_eq!(r.push(t0, restart, restart), Pushed::Late, "a stray, or a restart not confirmed yet");
+            assert_eq!(r.push(t0, 5010, 5010), Pushed::Held);
+            assert_eq!(r.push(t0, restart + 1, restart + 1), Pushed::Restarted, "confirmed: {restart}");
+            assert_eq!(r.push(t0, restart + 2, restart + 2), Pushed::Held);
+            assert_eq!(drain(&mut r, t0), vec![packet(restart + 1), packet(restart + 2)]);
+            assert_eq!(r.stats().restarts, 1);
+        }
+    }
+
+    /// A source stepping its numbers far ahead with every packet leaves nothing unbounded on
+    /// record: what is missing stays within what can be held, and a NACK within its cap.
+    #[test]
+    fn a_source_stepping_far_ahead_keeps_the_books_small() {
+        let t0 = Instant::now();
+        let config = ReorderConfig { max_wait: Duration::from_secs(10), ..ReorderConfig::default() };
+        let mut r = Reorder::new(config);
+        let mut seq = 0u16;
+        for _ in 0..5000 {
+            seq = seq.wrapping_add(500);
+            r.push(t0, seq, seq);
+            assert!(r.missing.len() <= config.max_packets, "{}", r.missing.len());
+            assert!(r.nacks(t0, Duration::from_millis(100)).len() <= NACK_MOST);
+            drain(&mut r, t0);
+        }
+        assert!(r.len() <= config.max_packets + 1);
     }
 
     proptest! {

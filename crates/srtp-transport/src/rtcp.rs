@@ -125,8 +125,10 @@ impl Tmmb {
     fn read(b: &[u8]) -> Tmmb {
         let word = be32(b, 4);
         let exp = word >> 26;
-        let mantissa = u64::from((word >> 9) & 0x1_ffff);
-        Tmmb { ssrc: be32(b, 0), bitrate: mantissa << exp, overhead: (word & 0x1ff) as u16 }
+        let mantissa = u128::from((word >> 9) & 0x1_ffff);
+        // Up to 2^80: beyond u64 is "no limit" (saturated), never wrapped to a small one.
+        let bitrate = u64::try_from(mantissa << exp).unwrap_or(u64::MAX);
+        Tmmb { ssrc: be32(b, 0), bitrate, overhead: (word & 0x1ff) as u16 }
     }
 
     fn write(&self, b: &mut Vec<u8>) {
@@ -481,6 +483,12 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
+        }
+        // The largest exponents saturate rather than wrap (a wrapped "no limit" would be tiny).
+        let huge = [0x83, 205, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0xfc, 0, 0x04, 0];
+        match parse_compound(&huge).expect("parses").as_slice() {
+            [RtcpPacket::Tmmbr { entries, .. }] => assert_eq!(entries[0].bitrate, u64::MAX),
+            other => panic!("{other:?}"),
         }
         // A TMMBR without its FCI is malformed; one with a partial entry has none.
         assert!(parse_compound(&[0x83, 205, 0, 1, 0, 0, 0, 1]).is_err());
