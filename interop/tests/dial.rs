@@ -1891,3 +1891,68 @@ async fn digits_in_sip_info_are_heard_once() {
     let events = force_disconnect(&mut g, &sid, &conn).await;
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
 }
+
+/// An Opus far end's receive parameters (RFC 7587 §6.1) shape what it gets from the session's
+/// mix: `maxplaybackrate=16000` keeps the coded band to wideband (the session's 9 kHz tone is not
+/// spent on), `cbr=1` with `maxaveragebitrate=24000` makes every packet 60 bytes; without them the
+/// same mix goes out in variable packets, wider than wideband.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opus_far_end_gets_what_it_says_it_receives() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    // Two speakers: the call hears a mix, encoded for it (not one stream forwarded).
+    let low = tone_publisher_framed(&g.service, &sid, "low", 500.0, 20);
+    let high = tone_publisher_framed(&g.service, &sid, "high", 9000.0, 20);
+    for (fmtp, widest, cbr) in [
+        (Some("maxplaybackrate=16000;maxaveragebitrate=24000;cbr=1;useinbandfec=1"), 16_000, Some(60)),
+        (None, 24_000, None),
+    ] {
+        let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+        let port = media.local_addr().expect("addr").port();
+        let answer_sdp = move |_: &str| {
+            let fmtp = fmtp.map(|f| format!("a=fmtp:111 {f}\r\n")).unwrap_or_default();
+            format!("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n{fmtp}")
+        };
+        let far = common::uas::uas(answer_sdp).await;
+        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:opus@127.0.0.1:{}", far.port)})).await;
+        assert_eq!(status, 200, "{answer}");
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+        let (mut bands, mut sizes) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 2048];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), media.recv(&mut buf)).await else {
+                continue;
+            };
+            let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) else { continue };
+            let Some(&toc) = p.payload().first() else { continue };
+            if start.elapsed() < Duration::from_millis(500) || p.payload().len() < 3 {
+                continue;
+            }
+            // RFC 6716 §3.1: the band of the table-of-contents byte's configuration.
+            bands.push(match toc >> 3 {
+                0..=3 | 16..=19 => 8_000,
+                4..=7 => 12_000,
+                8..=11 | 20..=23 => 16_000,
+                12..=13 | 24..=27 => 24_000,
+                _ => 48_000,
+            });
+            sizes.push(p.payload().len());
+        }
+        let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+        assert!(bands.len() > 50, "{fmtp:?}: {} packets", bands.len());
+        let most = bands.iter().copied().max().unwrap_or(0);
+        if fmtp.is_some() {
+            assert!(most <= widest, "{fmtp:?}: coded up to {most} Hz");
+        } else {
+            assert!(most >= widest, "{fmtp:?}: the 9 kHz tone coded: up to {most} Hz");
+        }
+        match cbr {
+            Some(bytes) => assert!(sizes.iter().all(|n| *n == bytes), "{fmtp:?}: {sizes:?}"),
+            None => assert!(sizes.iter().any(|n| *n != sizes[0]), "{fmtp:?}: variable: {sizes:?}"),
+        }
+    }
+    low.abort();
+    high.abort();
+}

@@ -547,8 +547,8 @@ fn start_media(
     sockets: Option<MediaSockets>,
 ) -> Result<Media, String> {
     let audio = agreement.audio.ok_or("the answer accepts no audio")?;
-    let mut codec =
-        AudioCodec::new(audio.codec).ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
+    let mut codec = AudioCodec::for_far_end(audio.codec, audio.fmtp.as_deref(), audio.remote_bandwidth)
+        .ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
     let sockets = sockets.ok_or("media sockets already used")?;
     let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
     // Room for a tick of 2.5 ms packets forwarded as they are (eight), and a few ticks' delay.
@@ -796,11 +796,16 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     let clear = match inbound {
         Inbound::Rtp(clear) => clear,
         Inbound::Rtcp(report) => {
+            let blocks = m.rtcp.far_end.blocks;
             match m.rtcp.on_rtcp(now, std::time::SystemTime::now(), &report) {
                 // Its audio's source said BYE: the next source's packets take over at once.
                 Ok(byes) if byes.iter().any(|s| m.source.current() == Some(*s)) => m.source.reset(),
                 Ok(_) => {}
                 Err(e) => debug!(call = %spec.id, error = %e, "RTCP from the SIP party refused"),
+            }
+            if m.rtcp.far_end.blocks != blocks {
+                // Its view of our stream: Opus spends FEC on the loss it reports.
+                m.codec.follow_loss(m.rtcp.far_end.fraction_lost);
             }
             return;
         }

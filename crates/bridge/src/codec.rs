@@ -43,12 +43,43 @@ impl std::fmt::Debug for AudioCodec {
     }
 }
 
+/// The Opus encoder's settings for a far end (RFC 7587 §6.1: the `a=fmtp` of its answer says
+/// what it receives): `maxaveragebitrate` and the media's `b=TIAS`/`b=AS` cap the bitrate (32 kbit/s
+/// otherwise), `maxplaybackrate` the coded band, `usedtx=1` turns DTX on, `cbr=1` constant
+/// bitrate, and in-band FEC is spent only on a far end that says it uses it (`useinbandfec=1`).
+pub fn opus_config_for(fmtp: Option<&str>, bandwidth: Option<u64>) -> OpusEncoderConfig {
+    let param = |name: &str| {
+        fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let default = OpusEncoderConfig::default();
+    let bitrate = [Some(default.bitrate as u64), param("maxaveragebitrate"), bandwidth]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(32_000)
+        .clamp(6_000, 510_000);
+    OpusEncoderConfig {
+        bitrate: bitrate as i32,
+        dtx: param("usedtx") == Some(1),
+        inband_fec: param("useinbandfec") == Some(1),
+        max_playback_rate: param("maxplaybackrate").map(|r| r.clamp(8_000, 48_000) as u32),
+        cbr: param("cbr") == Some(1),
+        ..default
+    }
+}
+
 impl AudioCodec {
     /// A codec for the negotiated `codec`; `None` for a codec that is not audio we carry.
     pub fn new(codec: Codec) -> Option<AudioCodec> {
+        AudioCodec::for_far_end(codec, None, None)
+    }
+
+    /// [`new`](Self::new), with the far end's `a=fmtp` for the codec and the bandwidth its SDP
+    /// says it receives, which shape what we send (Opus: [`opus_config_for`]).
+    pub fn for_far_end(codec: Codec, fmtp: Option<&str>, bandwidth: Option<u64>) -> Option<AudioCodec> {
         let (kind, rate) = match codec {
             Codec::Opus => {
-                let enc = OpusEncoder::new(OpusEncoderConfig::default()).ok()?;
+                let enc = OpusEncoder::new(opus_config_for(fmtp, bandwidth)).ok()?;
                 let dec = OpusDecoder::new(48_000).ok()?;
                 (Kind::Opus(Box::new(enc), Box::new(dec)), 48_000)
             }
@@ -67,6 +98,16 @@ impl AudioCodec {
             packet_len: rate as usize / 50,
             plc: Concealer::new(rate),
         })
+    }
+
+    /// The far end reports losing `fraction` (0 to 1) of our packets (RTCP): Opus is told, to
+    /// spend in-band FEC (and robustness) to match, up to 30%; the other codecs have nothing to
+    /// adjust.
+    pub fn follow_loss(&mut self, fraction: f64) {
+        if let Kind::Opus(enc, _) = &mut self.kind {
+            let percent = (fraction * 100.0).ceil().clamp(0.0, 30.0) as u8;
+            let _ = enc.set_expected_loss(percent);
+        }
     }
 
     /// Sends packets of the packet time the far end asked for (its `a=ptime`, in ms) when the
@@ -234,6 +275,35 @@ impl AudioCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7587 §6.1: the far end's receive parameters shape our Opus; nothing said leaves 32 kbit/s,
+    /// fullband, VBR, no DTX, and no FEC (the far end did not say it uses any).
+    #[test]
+    fn opus_follows_what_the_far_end_receives() {
+        let plain = opus_config_for(None, None);
+        assert_eq!(
+            (plain.bitrate, plain.dtx, plain.inband_fec, plain.max_playback_rate, plain.cbr),
+            (32_000, false, false, None, false)
+        );
+        let c = opus_config_for(
+            Some("minptime=10; useinbandfec=1;usedtx=1;maxplaybackrate=16000;maxaveragebitrate=20000;cbr=1"),
+            None,
+        );
+        assert_eq!(
+            (c.bitrate, c.dtx, c.inband_fec, c.max_playback_rate, c.cbr),
+            (20_000, true, true, Some(16_000), true)
+        );
+        assert_eq!(opus_config_for(Some("maxaveragebitrate=64000"), Some(24_000)).bitrate, 24_000, "b=TIAS binds");
+        assert_eq!(opus_config_for(Some("maxaveragebitrate=64000"), None).bitrate, 32_000, "never above ours");
+        assert_eq!(opus_config_for(Some("maxaveragebitrate=100"), None).bitrate, 6_000, "Opus's least");
+        let odd = opus_config_for(Some("useinbandfec=yes;maxplaybackrate=1;usedtx"), None);
+        assert_eq!((odd.inband_fec, odd.dtx, odd.max_playback_rate), (false, false, Some(8_000)));
+        for fmtp in ["maxplaybackrate=8000", "maxaveragebitrate=12000;useinbandfec=1"] {
+            let mut c = AudioCodec::for_far_end(Codec::Opus, Some(fmtp), None).expect("codec");
+            c.follow_loss(0.25);
+            c.follow_loss(7.0);
+        }
+    }
 
     #[test]
     fn every_codec_round_trips_20ms_frames() {

@@ -3,7 +3,7 @@
 //! FEC recovery.
 
 use crate::error::Error;
-use opusic_c::{Application, Bitrate, Channels, Decoder, Encoder, InbandFec, SampleRate};
+use opusic_c::{Application, Bandwidth, Bitrate, Channels, Decoder, Encoder, InbandFec, SampleRate};
 
 fn rate(hz: u32) -> Result<SampleRate, Error> {
     Ok(match hz {
@@ -53,11 +53,25 @@ pub struct OpusEncoderConfig {
     pub inband_fec: bool,
     /// Expected loss in percent (drives FEC).
     pub expected_loss: u8,
+    /// The highest audio bandwidth coded, as the sample rate a receiver plays at most (RFC 7587
+    /// `maxplaybackrate`: 8000 codes narrowband, 12000 mediumband, 16000 wideband, 24000
+    /// super-wideband); `None` for fullband. Bits not spent on what is not heard.
+    pub max_playback_rate: Option<u32>,
+    /// Constant bitrate (RFC 7587 `cbr=1`) instead of variable.
+    pub cbr: bool,
 }
 
 impl Default for OpusEncoderConfig {
     fn default() -> Self {
-        OpusEncoderConfig { rate: 48_000, bitrate: 32_000, dtx: false, inband_fec: true, expected_loss: 5 }
+        OpusEncoderConfig {
+            rate: 48_000,
+            bitrate: 32_000,
+            dtx: false,
+            inband_fec: true,
+            expected_loss: 5,
+            max_playback_rate: None,
+            cbr: false,
+        }
     }
 }
 
@@ -86,7 +100,27 @@ impl OpusEncoder {
         inner.set_inband_fec(fec).map_err(|_| Error::Decode("opus fec"))?;
         inner.set_packet_loss(config.expected_loss.min(100)).map_err(|_| Error::Decode("opus loss"))?;
         inner.set_dtx(config.dtx).map_err(|_| Error::Decode("opus dtx"))?;
+        let band = match config.max_playback_rate {
+            Some(0..=8_000) => Bandwidth::Narrow,
+            Some(8_001..=12_000) => Bandwidth::Medium,
+            Some(12_001..=16_000) => Bandwidth::Wide,
+            Some(16_001..=24_000) => Bandwidth::Superwide,
+            _ => Bandwidth::Full,
+        };
+        inner.set_max_bandwidth(band).map_err(|_| Error::Decode("opus bandwidth"))?;
+        inner.set_vbr(!config.cbr).map_err(|_| Error::Decode("opus vbr"))?;
         Ok(OpusEncoder { inner, samples: Vec::with_capacity(960), buf: vec![0; 1500] })
+    }
+
+    /// The loss the receiver sees, in percent (from its RTCP reports): how much in-band FEC to
+    /// spend (none below a few percent, more as it grows; libopus decides).
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), Error> {
+        self.inner.set_packet_loss(percent.min(100)).map_err(|_| Error::Decode("opus loss"))
+    }
+
+    /// A new target bitrate, bit/s (6000 to 510000).
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), Error> {
+        self.inner.set_bitrate(Bitrate::Value(bitrate.clamp(6_000, 510_000))).map_err(|_| Error::Decode("opus bitrate"))
     }
 
     /// Encodes one frame (2.5 to 60 ms of samples) into `out`.
@@ -255,6 +289,59 @@ mod tests {
         assert!(OpusEncoder::new(OpusEncoderConfig { rate: 44100, ..OpusEncoderConfig::default() }).is_err());
         let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).expect("enc");
         assert!(enc.encode(&[0; 100], &mut pkt).is_err(), "not a valid frame size");
+    }
+
+    /// RFC 7587's receiver parameters shape what is sent: `maxplaybackrate` caps the coded
+    /// band (the table-of-contents byte says narrowband, wideband), a new bitrate makes packets
+    /// smaller, and CBR makes them all one size.
+    #[test]
+    fn the_receivers_limits_shape_the_packets() {
+        // Noise, which has energy in every band.
+        let mut x = 0x1234_5678u32;
+        let mut noise = move |n: usize| -> Vec<i16> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x >> 20) as i16 - 2048
+                })
+                .collect()
+        };
+        // TOC configurations (RFC 6716 §3.1) by band: SILK NB 0-3, MB 4-7, WB 8-11, hybrid
+        // SWB 12-13, FB 14-15; CELT NB 16-19, WB 20-23, SWB 24-27, FB 28-31.
+        let band = |toc: u8| match toc >> 3 {
+            0..=3 | 16..=19 => 8_000,
+            4..=7 => 12_000,
+            8..=11 | 20..=23 => 16_000,
+            12..=13 | 24..=27 => 24_000,
+            _ => 48_000,
+        };
+        let mut pkt = Vec::new();
+        for (limit, widest) in [(Some(8_000), 8_000), (Some(16_000), 16_000), (None, 48_000)] {
+            let config = OpusEncoderConfig { max_playback_rate: limit, ..OpusEncoderConfig::default() };
+            let mut enc = OpusEncoder::new(config).expect("enc");
+            let mut bands = Vec::new();
+            for _ in 0..50 {
+                enc.encode(&noise(960), &mut pkt).expect("encode");
+                bands.push(band(pkt[0]));
+            }
+            assert_eq!(bands.iter().max(), Some(&widest), "{limit:?}: {bands:?}");
+        }
+        let mut enc = OpusEncoder::new(OpusEncoderConfig { cbr: true, ..OpusEncoderConfig::default() }).expect("enc");
+        let mut sizes = Vec::new();
+        for _ in 0..50 {
+            enc.encode(&noise(960), &mut pkt).expect("encode");
+            sizes.push(pkt.len());
+        }
+        assert!(sizes[5..].iter().all(|n| *n == sizes[5]), "CBR: {sizes:?}");
+        assert_eq!(sizes[5], 32_000 / 8 / 50, "32 kbit/s in 20 ms packets");
+        enc.set_bitrate(12_000).expect("bitrate");
+        enc.set_expected_loss(20).expect("loss");
+        for _ in 0..5 {
+            enc.encode(&noise(960), &mut pkt).expect("encode");
+        }
+        assert_eq!(pkt.len(), 12_000 / 8 / 50, "12 kbit/s now");
     }
 
     #[test]
