@@ -1235,3 +1235,75 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         reader.abort();
     }
 }
+
+/// An endpoint that takes H.264 only in packetization-mode 0 (single NAL units: older SIP video
+/// phones) gets it: our offer carries H.264 in mode 1 and in mode 0, and when the answer picks
+/// mode 0 every packet holds one whole NAL unit (no STAP-A, no FU-A) within the MTU, the encoder
+/// cutting its pictures into slices that fit; the grid decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_nal_unit_endpoint_gets_h264_it_can_take() {
+    let mut g = gateway(video_gateway_config(Codec::H264)).await;
+    let sid = routed(&g);
+    let publisher = moving_publisher(&g.service, &sid, "pan");
+    let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let media_port = media.local_addr().expect("addr").port();
+    // The payload type our offer gives H.264 in mode 0.
+    let mode0 = |offer: &str| {
+        offer.lines().find_map(|l| {
+            let rest = l.strip_prefix("a=fmtp:")?;
+            let (pt, params) = rest.split_once(' ')?;
+            params.contains("packetization-mode=0").then(|| pt.parse::<u8>().ok()).flatten()
+        })
+    };
+    let mut far = uas(move |offer| {
+        let pt = mode0(offer).unwrap_or(96);
+        let sdp = answer_sdp(offer, Codec::Vp8, media_port, true);
+        // H.264 in its place, with no packetization-mode (0 by default).
+        sdp.replace(&format!("RTP/AVP {}", offered_pt(offer, "VP8/90000").unwrap_or(96)), &format!("RTP/AVP {pt}"))
+            .replace(
+                &format!("a=rtpmap:{} VP8/90000", offered_pt(offer, "VP8/90000").unwrap_or(96)),
+                &format!("a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} profile-level-id=42e01f"),
+            )
+    })
+    .await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:oldphone@127.0.0.1:{}", far.port), "video": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    assert!(
+        offer.contains("packetization-mode=1") && offer.contains("packetization-mode=0"),
+        "both modes offered: {offer}"
+    );
+    let pt = mode0(&offer).expect("mode 0 offered");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (mut types, mut largest, mut decoded) = (std::collections::BTreeSet::new(), 0, 0);
+    let mut depacketizer = H264Depacketizer::default();
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut buf = vec![0u8; 65_536];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), media.recv(&mut buf)).await else { continue };
+        if n > 1 && (200..=206).contains(&buf[1]) {
+            continue;
+        }
+        let Ok(p) = RtpPacket::parse(&buf[..n]) else { continue };
+        if p.payload_type().0 != pt {
+            continue;
+        }
+        types.insert(p.payload()[0] & 0x1f);
+        largest = largest.max(p.payload().len());
+        if let Depacketized::Frame(f) = depacketizer.push(p.seq(), p.timestamp(), p.marker(), p.payload()) {
+            if let Ok(Some(pic)) = decoder.decode(&f.data) {
+                assert_eq!((pic.width, pic.height), (640, 360));
+                decoded += 1;
+            }
+        }
+    }
+    hang_up(&mut g, &sid, &answer).await;
+    publisher.abort();
+    assert!(types.iter().all(|t| (1..=23).contains(t)), "single NAL units only: NAL types {types:?}");
+    assert!(types.contains(&5) && types.contains(&1), "IDR and non-IDR slices: {types:?}");
+    assert!(largest <= 1200, "every NAL unit within the MTU: {largest} bytes");
+    assert!(decoded >= 20, "the grid decodes: {decoded} pictures in 3 s");
+}

@@ -209,7 +209,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         match bridge.ports.bind(false).await {
             Ok(v) => match v.rtp_addr() {
                 Ok(a) => {
-                    video_offer = Some((a.port(), bridge.config.video.codecs.clone()));
+                    video_offer = Some((a.port(), offered_video_codecs(&bridge.config.video.codecs)));
                     video_sockets = Some(v);
                 }
                 Err(e) => warn!(call = %spec.id, error = %e, "no video socket: offering audio only"),
@@ -1012,6 +1012,21 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
         };
         let _ = bridge.service.write_frame(&spec.stream, frame);
     }
+}
+
+/// The video codecs of an offer, from the configured ones: H.264 in packetization-mode 1 is
+/// followed by H.264 in mode 0 (single NAL units), which older SIP video endpoints take alone.
+fn offered_video_codecs(configured: &[sdp_negotiation::Codec]) -> Vec<sdp_negotiation::Codec> {
+    let mut codecs = Vec::with_capacity(configured.len() + 1);
+    for c in configured {
+        if !codecs.contains(c) {
+            codecs.push(*c);
+        }
+        if *c == sdp_negotiation::Codec::H264 && !configured.contains(&sdp_negotiation::Codec::H264SingleNal) {
+            codecs.push(sdp_negotiation::Codec::H264SingleNal);
+        }
+    }
+    codecs
 }
 
 /// The configured media timeouts, checked every tick: `(code, message)` when one fired.

@@ -57,7 +57,9 @@ const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// How the grid sent to SIP parties is made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoConfig {
-    /// Video codecs offered when a dial asks for video, in preference order (H.264 and VP8).
+    /// Video codecs offered when a dial asks for video, in preference order (H.264 and VP8; H.264
+    /// is offered in packetization-mode 1 and, right after it, mode 0 for endpoints that take
+    /// single NAL units only).
     pub codecs: Vec<Codec>,
     /// Canvas width (even); lowered for a call whose peer's profile level or `max-fs` asks.
     pub width: u32,
@@ -99,7 +101,7 @@ pub(crate) fn canvas_for(
 ) -> (u32, u32) {
     let max_fs = fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, "max-fs")).and_then(|v| v.parse::<u32>().ok());
     let level_fs = match codec {
-        Codec::H264 => fmtp
+        c if c.is_h264() => fmtp
             .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
             .and_then(|p| u32::from_str_radix(p.get(4..6)?, 16).ok())
             .map(h264_level_max_fs),
@@ -292,6 +294,11 @@ impl Hub {
         let bitrate = w.bitrate.load(Ordering::Relaxed);
         let encoder = match w.codec {
             Codec::H264 => H264Encoder::new(width, height, bitrate, w.fps as f32).map(|e| Encoder::H264(Box::new(e))),
+            // Packetization-mode 0: every NAL unit must fit one packet.
+            Codec::H264SingleNal => {
+                H264Encoder::with_max_nal(width, height, bitrate, w.fps as f32, Some(VIDEO_MTU as u32))
+                    .map(|e| Encoder::H264(Box::new(e)))
+            }
             _ => Vp8Encoder::new(width, height, bitrate, w.fps).map(Encoder::Vp8),
         };
         let (encoder, compositor) = match (encoder, Compositor::new(width, height)) {
@@ -634,7 +641,7 @@ impl Incoming {
             let pt = pkt.payload_type().0;
             let Some(codec) = agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else { continue };
             let d = self.depacketizers.entry(pt).or_insert_with(|| match codec {
-                Codec::H264 => Depacketizer::H264(H264Depacketizer::default()),
+                Codec::H264 | Codec::H264SingleNal => Depacketizer::H264(H264Depacketizer::default()),
                 _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
             });
             let (result, codec) = match d {
@@ -766,6 +773,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
                 let payloads = match v.agreement.codec {
                     Codec::H264 => packetize::h264_packetize(&packetize::split_annex_b(&frame.data), VIDEO_MTU),
+                    Codec::H264SingleNal => packetize::h264_packetize_single_nal(&packetize::split_annex_b(&frame.data)),
                     _ => {
                         picture_id = (picture_id + 1) & 0x7fff;
                         packetize::vp8_packetize(&frame.data, picture_id, VIDEO_MTU)

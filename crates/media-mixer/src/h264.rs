@@ -75,6 +75,8 @@ pub struct H264Encoder {
     height: u32,
     bitrate: u32,
     fps: f32,
+    /// The largest NAL unit made, bytes (slices cut to fit), when one is set.
+    max_nal: Option<u32>,
     /// OpenH264 is set up at the first picture: before it, a new bitrate makes a new encoder.
     started: bool,
 }
@@ -88,11 +90,25 @@ impl std::fmt::Debug for H264Encoder {
 impl H264Encoder {
     /// An encoder for `width` x `height` at `bitrate` bit/s and `fps`.
     pub fn new(width: u32, height: u32, bitrate: u32, fps: f32) -> Result<H264Encoder, Error> {
-        let bitrate = bitrate.max(MIN_BITRATE);
-        Ok(H264Encoder { inner: Self::open(bitrate, fps)?, width, height, bitrate, fps, started: false })
+        H264Encoder::with_max_nal(width, height, bitrate, fps, None)
     }
 
-    fn open(bitrate: u32, fps: f32) -> Result<Encoder, Error> {
+    /// [`new`](Self::new), with every NAL unit at most `max_nal` bytes (slices are cut to fit):
+    /// for packetization-mode 0 (RFC 6184 single NAL unit mode), where each NAL unit must fit
+    /// one packet.
+    pub fn with_max_nal(
+        width: u32,
+        height: u32,
+        bitrate: u32,
+        fps: f32,
+        max_nal: Option<u32>,
+    ) -> Result<H264Encoder, Error> {
+        let bitrate = bitrate.max(MIN_BITRATE);
+        let inner = Self::open(bitrate, fps, max_nal)?;
+        Ok(H264Encoder { inner, width, height, bitrate, fps, max_nal, started: false })
+    }
+
+    fn open(bitrate: u32, fps: f32, max_nal: Option<u32>) -> Result<Encoder, Error> {
         // One thread: the grid's hub thread is the unit of scale (one per session), and OpenH264's
         // "auto" would start a thread per core for every call's encoder. Medium complexity
         // (`Complexity::Low` saves about a fifth of the encode time but costs 2.6 dB of PSNR at
@@ -107,6 +123,10 @@ impl H264Encoder {
             // less, each a burst several times a frame's share of the bitrate, sent over paths
             // that may lose it. The grid asks for its own keyframes when its layout changes.
             .scene_change_detect(false);
+        let config = match max_nal {
+            Some(bytes) => config.max_slice_len(bytes.max(200)),
+            None => config,
+        };
         Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|_| Error::Decode("OpenH264 encoder init"))
     }
 
@@ -125,7 +145,7 @@ impl H264Encoder {
             return Ok(());
         }
         if !self.started {
-            self.inner = Self::open(bitrate, self.fps)?;
+            self.inner = Self::open(bitrate, self.fps, self.max_nal)?;
             self.bitrate = bitrate;
             return Ok(());
         }
@@ -198,6 +218,40 @@ mod tests {
         assert!(!key_down && !key_up, "no keyframe for a new bitrate");
         assert_eq!(enc.bitrate(), 1_500_000);
         assert_eq!(H264Encoder::new(64, 64, 1, 30.0).expect("encoder").bitrate(), MIN_BITRATE);
+    }
+
+    /// Packetization-mode 0: with a NAL size set, a busy picture at a high bitrate comes out in
+    /// slices that each fit a packet; sent one NAL unit a packet, it depacketises and decodes.
+    #[test]
+    fn single_nal_units_fit_a_packet_and_decode() {
+        use crate::packetize::h264_packetize_single_nal;
+        let mut enc = H264Encoder::with_max_nal(640, 360, 2_000_000, 30.0, Some(1100)).expect("encoder");
+        let mut dec = H264Decoder::new().expect("decoder");
+        let mut depack = H264Depacketizer::default();
+        let (mut seq, mut decoded, mut largest, mut packets, mut sent) = (0u16, 0, 0, 0, 0);
+        for n in 0..30u32 {
+            let au = enc.encode(&I420::moving(640, 360, n).expect("picture"), n == 0).expect("encode");
+            let nals = split_annex_b(&au);
+            let payloads = h264_packetize_single_nal(&nals);
+            assert_eq!(payloads.len(), nals.len(), "one packet per NAL unit");
+            // Rate control may skip a picture (no NAL units at all).
+            sent += usize::from(!payloads.is_empty());
+            for (i, p) in payloads.iter().enumerate() {
+                largest = largest.max(p.len());
+                packets += 1;
+                assert!(matches!(p[0] & 0x1f, 1..=23), "a single NAL unit, not STAP-A or FU-A");
+                seq = seq.wrapping_add(1);
+                if let Depacketized::Frame(f) = depack.push(seq, n * 3000, i == payloads.len() - 1, p) {
+                    if dec.decode(&f.data).expect("decodes").is_some() {
+                        decoded += 1;
+                    }
+                }
+            }
+        }
+        assert!(largest <= 1100, "largest NAL unit {largest} bytes");
+        assert!(packets > 30 * 4, "slices were cut: {packets} packets");
+        assert!(sent >= 20, "{sent} pictures sent");
+        assert_eq!(decoded, sent, "each decodes");
     }
 
     /// Grid -> H.264 -> RTP -> depacketise -> decode: every tile keeps its

@@ -224,6 +224,14 @@ impl H264Depacketizer {
     }
 }
 
+/// Packetises NAL units in packetization-mode 0 (RFC 6184 §6.2, single NAL unit mode): each NAL
+/// unit in a packet of its own, never aggregated or fragmented (the mode allows neither). The
+/// encoder keeps NAL units within the MTU ([`crate::h264::H264Encoder::with_max_nal`]); one that
+/// is not still goes whole, in a larger datagram, rather than not at all.
+pub fn h264_packetize_single_nal(nals: &[&[u8]]) -> Vec<Vec<u8>> {
+    nals.iter().filter(|n| !n.is_empty()).map(|n| n.to_vec()).collect()
+}
+
 /// Packetises one VP8 frame (RFC 7741) with a 15-bit picture ID.
 pub fn vp8_packetize(frame: &[u8], picture_id: u16, mtu: usize) -> Vec<Vec<u8>> {
     let chunk = mtu.max(16) - 4;

@@ -11,8 +11,12 @@ pub enum Codec {
     Pcmu,
     /// G.711 A-law.
     Pcma,
-    /// H.264 (RFC 6184), packetization-mode 1.
+    /// H.264 (RFC 6184), packetization-mode 1 (single NAL units, STAP-A, FU-A).
     H264,
+    /// H.264 in packetization-mode 0, single NAL unit mode (RFC 6184 §6.2): one NAL unit per
+    /// packet, no aggregation or fragmentation, for endpoints that take nothing else (its
+    /// `packetization-mode` absent or 0).
+    H264SingleNal,
     /// VP8 (RFC 7741).
     Vp8,
 }
@@ -25,7 +29,7 @@ impl Codec {
             Codec::G722 => "G722",
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
-            Codec::H264 => "H264",
+            Codec::H264 | Codec::H264SingleNal => "H264",
             Codec::Vp8 => "VP8",
         }
     }
@@ -35,7 +39,7 @@ impl Codec {
         match self {
             Codec::Opus => 48_000,
             Codec::G722 | Codec::Pcmu | Codec::Pcma => 8_000,
-            Codec::H264 | Codec::Vp8 => 90_000,
+            Codec::H264 | Codec::H264SingleNal | Codec::Vp8 => 90_000,
         }
     }
 
@@ -59,6 +63,7 @@ impl Codec {
         match self {
             Codec::Opus => 111,
             Codec::H264 => 102,
+            Codec::H264SingleNal => 104,
             Codec::Vp8 => 103,
             _ => 96,
         }
@@ -69,17 +74,24 @@ impl Codec {
         match self {
             Codec::Opus => Some("minptime=10;useinbandfec=1"),
             Codec::H264 => Some("profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1"),
+            Codec::H264SingleNal => Some("profile-level-id=42e01f;packetization-mode=0;level-asymmetry-allowed=1"),
             _ => None,
         }
     }
 
     /// Whether this is an audio codec.
     pub fn is_audio(self) -> bool {
-        !matches!(self, Codec::H264 | Codec::Vp8)
+        !matches!(self, Codec::H264 | Codec::H264SingleNal | Codec::Vp8)
+    }
+
+    /// Whether this is H.264, in either packetization mode.
+    pub fn is_h264(self) -> bool {
+        matches!(self, Codec::H264 | Codec::H264SingleNal)
     }
 
     /// Identifies a codec from an rtpmap (or a static payload type without
-    /// one) and its fmtp. H.264 must be packetization-mode 1.
+    /// one) and its fmtp. H.264 is [`Codec::H264`] in packetization-mode 1, [`Codec::H264SingleNal`]
+    /// in mode 0 (or with no mode: 0 is the default); mode 2 (interleaved) is not carried.
     pub fn identify(pt: u8, rtpmap: Option<(&str, u32, Option<u16>)>, fmtp: Option<&str>) -> Option<Codec> {
         let Some((enc, clock, ch)) = rtpmap else {
             return match pt {
@@ -96,10 +108,11 @@ impl Codec {
             return None;
         }
         if c == Codec::H264 {
-            let mode = fmtp_param(fmtp.unwrap_or_default(), "packetization-mode").unwrap_or("0");
-            if mode.trim() != "1" {
-                return None;
-            }
+            return match fmtp_param(fmtp.unwrap_or_default(), "packetization-mode").unwrap_or("0").trim() {
+                "1" => Some(Codec::H264),
+                "0" => Some(Codec::H264SingleNal),
+                _ => None,
+            };
         }
         Some(c)
     }
@@ -128,7 +141,18 @@ mod tests {
             Codec::identify(126, Some(("H264", 90000, None)), Some("profile-level-id=42e01f;packetization-mode=1")),
             Some(Codec::H264)
         );
-        assert_eq!(Codec::identify(97, Some(("H264", 90000, None)), Some("profile-level-id=42e01f")), None, "mode 0");
+        assert_eq!(
+            Codec::identify(97, Some(("H264", 90000, None)), Some("profile-level-id=42e01f")),
+            Some(Codec::H264SingleNal),
+            "mode 0 by default"
+        );
+        assert_eq!(
+            Codec::identify(97, Some(("H264", 90000, None)), Some("packetization-mode=0")),
+            Some(Codec::H264SingleNal)
+        );
+        assert_eq!(Codec::identify(97, Some(("H264", 90000, None)), None), Some(Codec::H264SingleNal));
+        assert_eq!(Codec::identify(97, Some(("H264", 90000, None)), Some("packetization-mode=2")), None, "interleaved");
+        assert!(Codec::H264SingleNal.is_h264() && !Codec::H264SingleNal.is_audio());
         assert_eq!(fmtp_param("a=1; b = 2", "b"), Some("2"));
     }
 }
