@@ -914,6 +914,8 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         // No periodic keyframe: at these bitrates one is several seconds' worth, which the
         // encoders pay back over the following seconds (OpenH264 by skipping frames).
         config.video.keyframe_interval = Duration::from_secs(3600);
+        // And what we ask of it, in our offer.
+        config.video.receive_bitrate = Some(1_000_000);
         let mut g = gateway(config).await;
         let sid = routed(&g);
         let publisher = moving_publisher(&g.service, &sid, "pan");
@@ -932,6 +934,8 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         let offer = (&mut far.offer).await.expect("offer");
         let pt = offered_pt(&offer, rtpmap(codec)).expect("offered");
         assert!(offer.contains(&format!("a=rtcp-fb:{pt} ccm tmmbr")), "{codec:?}: TMMBR offered: {offer}");
+        let video_section = &offer[offer.find("m=video").expect("m=video")..];
+        assert!(video_section.contains("b=AS:1050\r\nb=TIAS:1000000\r\n"), "{codec:?}: our receive limit: {offer}");
         let gateway_video = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
         let seen = until_active(&mut g).await;
         assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");

@@ -94,6 +94,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "video.fps", default: "30", help: "frame rate of the grid sent to SIP parties" },
     Key { name: "video.bitrate", default: "1500000", help: "target bitrate of the grid, bit/s" },
     Key {
+        name: "video.receive_bitrate",
+        default: "0",
+        help: "the most video bitrate asked of SIP parties, bit/s (b=TIAS and b=AS in our SDP); 0: no limit",
+    },
+    Key {
         name: "video.keyframe_interval",
         default: "5s",
         help: "a keyframe of the grid at least this often (endpoints that never send PLI or FIR)",
@@ -626,6 +631,13 @@ fn resolve(
         height,
         fps: layers.get_or("video.fps", video_defaults.fps, |r| bounded(r, 1, 60))?,
         bitrate: layers.get_or("video.bitrate", video_defaults.bitrate, |r| bounded(r, 50_000, 20_000_000))?,
+        receive_bitrate: layers
+            .get_or("video.receive_bitrate", 0, |r| match bounded(r, 0, 50_000_000)? {
+                0 => Ok(0),
+                n if n < 50_000 => Err("0 (no limit) or at least 50000".into()),
+                n => Ok(n),
+            })
+            .map(|n| (n > 0).then_some(n))?,
         keyframe_interval: layers.get_or(
             "video.keyframe_interval",
             video_defaults.keyframe_interval,
@@ -1027,6 +1039,7 @@ impl Settings {
             format!("video.canvas = {}x{}", self.video.width, self.video.height),
             format!("video.fps = {}", self.video.fps),
             format!("video.bitrate = {}", self.video.bitrate),
+            format!("video.receive_bitrate = {}", self.video.receive_bitrate.unwrap_or(0)),
             format!("video.keyframe_interval = {}", d(self.video.keyframe_interval)),
             format!("webrtc.bind = {}", self.webrtc_bind),
             format!("webrtc.public = {:?}", self.webrtc_public),
@@ -1117,9 +1130,14 @@ mod tests {
         assert_eq!(s.video, bridge::VideoConfig::default());
         let s = load(
             &args(&["--video-canvas", "640x360", "--video-fps", "15", "--video-keyframe-interval", "2s"]),
-            &env(&[("GATEWAY_VIDEO_CODECS", "vp8"), ("GATEWAY_VIDEO_BITRATE", "800000")]),
+            &env(&[
+                ("GATEWAY_VIDEO_CODECS", "vp8"),
+                ("GATEWAY_VIDEO_BITRATE", "800000"),
+                ("GATEWAY_VIDEO_RECEIVE_BITRATE", "1200000"),
+            ]),
         )
         .expect("valid");
+        assert_eq!(s.video.receive_bitrate, Some(1_200_000));
         assert_eq!((s.video.width, s.video.height, s.video.fps, s.video.bitrate), (640, 360, 15, 800_000));
         assert_eq!(s.video.codecs, vec![Codec::Vp8]);
         assert_eq!(s.video.keyframe_interval, Duration::from_secs(2));
@@ -1130,6 +1148,7 @@ mod tests {
             ("GATEWAY_VIDEO_CANVAS", "big", "WIDTHxHEIGHT"),
             ("GATEWAY_VIDEO_FPS", "0", "within"),
             ("GATEWAY_VIDEO_BITRATE", "10", "within"),
+            ("GATEWAY_VIDEO_RECEIVE_BITRATE", "1000", "at least 50000"),
             ("GATEWAY_VIDEO_CODECS", "h265", "not a video codec"),
             ("GATEWAY_VIDEO_CODECS", "vp8,vp8", "twice"),
         ] {

@@ -226,6 +226,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         ptime: Some(20),
         rtcp_mux: true,
         security,
+        video_receive_bitrate: bridge.config.video.receive_bitrate.map(u64::from),
     };
     let mut sdp = LocalSession::new(options, rand::thread_rng().gen_range(1..u64::from(u32::MAX)));
     let offer = sdp.create_offer();

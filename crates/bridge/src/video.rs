@@ -69,6 +69,9 @@ pub struct VideoConfig {
     pub fps: u32,
     /// Encoder target bitrate, bit/s.
     pub bitrate: u32,
+    /// The most video bitrate asked of SIP parties, bit/s: `b=TIAS` (and `b=AS`) on our video
+    /// m-line. `None`: no limit asked.
+    pub receive_bitrate: Option<u32>,
     /// A keyframe at least this often, for endpoints that never send PLI or FIR (many SIP phones
     /// do not) and for receivers that join the stream late.
     pub keyframe_interval: Duration,
@@ -82,6 +85,7 @@ impl Default for VideoConfig {
             height: 720,
             fps: 30,
             bitrate: 1_500_000,
+            receive_bitrate: None,
             keyframe_interval: Duration::from_secs(5),
         }
     }

@@ -77,6 +77,10 @@ pub struct OfferOptions {
     pub rtcp_mux: bool,
     /// Media security.
     pub security: MediaSecurity,
+    /// The most video bitrate we want to receive, bit/s (RFC 3264 §5: `b=` in an offer or an
+    /// answer is what its author receives): written on the video m-line as `b=TIAS` (RFC 3890)
+    /// and, for peers that read only that, `b=AS` (kbit/s, 5% added for packet headers).
+    pub video_receive_bitrate: Option<u64>,
 }
 
 impl Default for OfferOptions {
@@ -90,6 +94,7 @@ impl Default for OfferOptions {
             ptime: Some(20),
             rtcp_mux: true,
             security: MediaSecurity::None,
+            video_receive_bitrate: None,
         }
     }
 }
@@ -399,7 +404,12 @@ impl LocalSession {
             proto: proto_for(&self.options.security).to_owned(),
             formats,
             connection: None,
-            lines: Vec::new(),
+            lines: match (lm.kind, self.options.video_receive_bitrate) {
+                ("video", Some(bps)) => {
+                    vec![('b', format!("AS:{}", (bps * 105).div_ceil(100_000))), ('b', format!("TIAS:{bps}"))]
+                }
+                _ => Vec::new(),
+            },
             attributes,
         }
     }

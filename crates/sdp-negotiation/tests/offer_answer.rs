@@ -282,6 +282,26 @@ fn the_peers_bandwidth_is_read_from_b_lines() {
     }
 }
 
+/// What we receive on video, when set, is in our offer (and in our answers) as `b=AS` and
+/// `b=TIAS`, on the video m-line only.
+#[test]
+fn our_video_receive_limit_is_offered() {
+    let opts = OfferOptions {
+        video: Some((40002, vec![Codec::Vp8])),
+        video_receive_bitrate: Some(1_000_000),
+        ..OfferOptions::default()
+    };
+    let mut s = LocalSession::new(opts, 1);
+    let offer = s.create_offer();
+    assert!(offer.media[0].lines.is_empty(), "nothing on audio");
+    assert_eq!(offer.media[1].lines, [('b', "AS:1050".to_owned()), ('b', "TIAS:1000000".to_owned())]);
+    let text = String::from_utf8(offer.to_bytes()).expect("utf-8");
+    let video = &text[text.find("m=video").expect("a video m-line")..];
+    assert!(video.contains("b=AS:1050\r\nb=TIAS:1000000\r\na="), "after c=, before the attributes: {video}");
+    let back = Sdp::parse(&offer.to_bytes()).expect("parses");
+    assert_eq!(back.bandwidth_of(1), Some(1_000_000));
+}
+
 /// The peer's RTCP feedback for the agreed payload type: its own lines and the wildcard's, not
 /// another payload type's.
 #[test]
