@@ -1046,6 +1046,13 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();
         publisher.abort();
+        // What the operator sees of it.
+        let q = tokio::time::timeout(Duration::from_secs(5), g.video_quality.recv())
+            .await
+            .expect("in time")
+            .expect("reported");
+        assert!(q.packets_resent >= 4, "{codec:?}: {q:?}");
+        assert!(q.lowest_bitrate < 100_000 && q.frames_sent > 100, "{codec:?}: {q:?}");
     }
 }
 
@@ -1237,6 +1244,13 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
 
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();
+        let q = tokio::time::timeout(Duration::from_secs(5), g.video_quality.recv())
+            .await
+            .expect("in time")
+            .expect("reported");
+        assert!(q.packets_reordered >= 1 && q.packets_nacked >= 2, "{codec:?}: {q:?}");
+        assert!(q.packets_lost >= 1 && q.frames_skipped >= 1 && q.keyframes_asked_of_party >= 2, "{codec:?}: {q:?}");
+        assert_eq!(q.frames_received, published.len() as u64, "{codec:?}: {q:?}");
     }
 }
 

@@ -24,6 +24,14 @@ pub struct Metrics {
     calls_ended: Mutex<BTreeMap<String, u64>>,
     live: Mutex<Live>,
     audio: Mutex<AudioQuality>,
+    video: Mutex<VideoSums>,
+}
+
+/// The video of the calls that ended, summed.
+#[derive(Debug)]
+struct VideoSums {
+    sums: bridge::VideoQuality,
+    lowest_bitrate: Histogram,
 }
 
 /// The audio of the calls that ended, summed.
@@ -124,6 +132,10 @@ impl Metrics {
                 jitter: Histogram::new(&[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]),
                 round_trip: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
             }),
+            video: Mutex::new(VideoSums {
+                sums: bridge::VideoQuality::default(),
+                lowest_bitrate: Histogram::new(&[64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 4e6]),
+            }),
         }
     }
 
@@ -164,6 +176,22 @@ impl Metrics {
         if let Some(rtt) = q.round_trip {
             a.round_trip.observe(rtt.as_secs_f64());
         }
+    }
+
+    /// Adds up how a call's video went (the bridge's report as its video ends).
+    pub fn observe_video_quality(&self, q: &bridge::VideoQuality) {
+        let mut v = locked(&self.video);
+        let s = &mut v.sums;
+        s.frames_sent += q.frames_sent;
+        s.frames_received += q.frames_received;
+        s.frames_skipped += q.frames_skipped;
+        s.packets_lost += q.packets_lost;
+        s.packets_reordered += q.packets_reordered;
+        s.packets_nacked += q.packets_nacked;
+        s.packets_resent += q.packets_resent;
+        s.keyframes_asked_by_party += q.keyframes_asked_by_party;
+        s.keyframes_asked_of_party += q.keyframes_asked_of_party;
+        v.lowest_bitrate.observe(f64::from(q.lowest_bitrate));
     }
 
     /// Follows the live sessions, connections and streams.
@@ -297,6 +325,29 @@ impl Metrics {
             "Our RTP packets SIP parties reported never getting (their last RTCP report per call).",
             &one(a.far_end_lost),
         );
+        let v = locked(&self.video);
+        let s = &v.sums;
+        for (name, help, value) in [
+            ("frames_sent", "Grid frames sent to SIP parties.", s.frames_sent),
+            ("frames_received", "SIP parties' video frames published into sessions.", s.frames_received),
+            (
+                "frames_skipped",
+                "SIP parties' video frames left out while waiting for a keyframe after a loss.",
+                s.frames_skipped,
+            ),
+            ("packets_lost", "SIP parties' video packets that never came in time.", s.packets_lost),
+            ("packets_reordered", "SIP parties' video packets put back in order.", s.packets_reordered),
+            ("packets_nacked", "SIP parties' video packets asked for again (generic NACK).", s.packets_nacked),
+            ("packets_resent", "Grid packets resent on SIP parties' NACKs.", s.packets_resent),
+            (
+                "keyframes_asked_by_party",
+                "Keyframes of the grid SIP parties asked for (PLI, FIR).",
+                s.keyframes_asked_by_party,
+            ),
+            ("keyframes_asked_of_party", "Keyframes asked of SIP parties (PLI).", s.keyframes_asked_of_party),
+        ] {
+            metric(&format!("gateway_call_video_{name}_total"), "counter", help, &one(value));
+        }
         let _ = writeln!(
             out,
             "# HELP gateway_call_audio_concealed_seconds_total SIP parties' audio made up for losses.\n\
@@ -313,6 +364,11 @@ impl Metrics {
             &mut out,
             "gateway_call_round_trip_seconds",
             "Round trip to SIP parties from RTCP, at call end.",
+        );
+        v.lowest_bitrate.render(
+            &mut out,
+            "gateway_call_video_lowest_bitrate_bits",
+            "The lowest bitrate each call's grid was sent at (SDP, TMMBR, losses), bit/s.",
         );
         out
     }
@@ -332,6 +388,43 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn call_video_quality_is_summed_and_bucketed() {
+        let m = Metrics::new();
+        let q = bridge::VideoQuality {
+            frames_sent: 300,
+            frames_received: 290,
+            packets_resent: 4,
+            keyframes_asked_of_party: 2,
+            lowest_bitrate: 100_000,
+            ..bridge::VideoQuality::default()
+        };
+        m.observe_video_quality(&q);
+        m.observe_video_quality(&bridge::VideoQuality { lowest_bitrate: 1_500_000, ..q });
+        let text = m.render(&Readings::default());
+        assert_eq!(
+            line(&text, "gateway_call_video_frames_sent_total "),
+            Some("gateway_call_video_frames_sent_total 600")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_video_packets_resent_total "),
+            Some("gateway_call_video_packets_resent_total 8")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_video_keyframes_asked_of_party_total "),
+            Some("gateway_call_video_keyframes_asked_of_party_total 4")
+        );
+        assert!(text.contains("# TYPE gateway_call_video_frames_received_total counter"));
+        assert_eq!(
+            line(&text, "gateway_call_video_lowest_bitrate_bits_bucket{le=\"128000\"}"),
+            Some("gateway_call_video_lowest_bitrate_bits_bucket{le=\"128000\"} 1")
+        );
+        assert_eq!(
+            line(&text, "gateway_call_video_lowest_bitrate_bits_count "),
+            Some("gateway_call_video_lowest_bitrate_bits_count 2")
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ impl bridge::CallReporter for CallEvents {
     fn call_quality(&self, _project: &ProjectId, quality: &bridge::CallQuality) {
         self.metrics.observe_call_quality(quality);
     }
+
+    fn video_quality(&self, _project: &ProjectId, quality: &bridge::VideoQuality) {
+        self.metrics.observe_video_quality(quality);
+    }
 }
 
 /// The session monitoring callback of an event (contract §6), or `None` for the kinds that are

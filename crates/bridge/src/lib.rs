@@ -48,6 +48,37 @@ pub trait CallReporter: Send + Sync {
     fn call_quality(&self, project: &ProjectId, quality: &CallQuality) {
         let _ = (project, quality);
     }
+
+    /// How the video of a call of `project` went, when its video ends: for monitoring. Nothing
+    /// by default.
+    fn video_quality(&self, project: &ProjectId, quality: &VideoQuality) {
+        let _ = (project, quality);
+    }
+}
+
+/// How the video of a call went, both ways, when its video ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoQuality {
+    /// Grid frames sent to the SIP party.
+    pub frames_sent: u64,
+    /// Its frames published into the session.
+    pub frames_received: u64,
+    /// Its frames left out while waiting for a keyframe after a loss.
+    pub frames_skipped: u64,
+    /// Its packets that never came in time (given up).
+    pub packets_lost: u64,
+    /// Its packets put back in order.
+    pub packets_reordered: u64,
+    /// Its packets asked for again (generic NACK).
+    pub packets_nacked: u64,
+    /// Our packets it asked for again, resent.
+    pub packets_resent: u64,
+    /// Keyframes it asked of us (PLI, FIR).
+    pub keyframes_asked_by_party: u64,
+    /// Keyframes we asked of it (PLI).
+    pub keyframes_asked_of_party: u64,
+    /// The lowest bitrate the grid was sent at (its SDP, TMMBR and losses), bit/s.
+    pub lowest_bitrate: u32,
 }
 
 /// How the audio of a call went, both ways, when its media ended.

@@ -540,6 +540,11 @@ pub(crate) struct CallVideo {
     pub(crate) rate: SendRate,
     /// Where the hub reads that bitrate.
     pub(crate) bitrate: Arc<AtomicU32>,
+    /// Where the call's video quality goes when it ends.
+    pub(crate) reporter: Arc<dyn crate::CallReporter>,
+    pub(crate) project: session::ProjectId,
+    /// What is counted for it.
+    pub(crate) quality: crate::VideoQuality,
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
@@ -759,7 +764,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     hold = h;
                     let _ = v.leg.set_remote(rtp, rtcp);
                     v.rate.set_sdp_limit(bandwidth);
-                    follow_rate(&v);
+                    follow_rate(&mut v);
                 }
                 None => break,
             },
@@ -830,7 +835,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                             let nack = RtcpPacket::Nack { sender: ssrc, media: from, lost };
                             let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), nack));
                         }
-                        deliver(&v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
+                        deliver(&mut v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
                     }
                     Inbound::Rtcp(bytes) => {
                         let (now, wall) = (Instant::now(), std::time::SystemTime::now());
@@ -874,8 +879,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         if let Some(n) = notification {
                             let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, n));
                         }
-                        follow_rate(&v);
+                        follow_rate(&mut v);
                         if asks {
+                            v.quality.keyframes_asked_by_party += 1;
                             debug!(call = %v.call, "the SIP party asks for a keyframe");
                             v.keyframe.store(true, Ordering::Relaxed);
                         }
@@ -894,7 +900,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             } => {
                 match w {
-                    Some(()) => send_pli(&v, &mut reports, remote_ssrc, &mut last_pli),
+                    Some(()) => send_pli(&mut v, &mut reports, remote_ssrc, &mut last_pli),
                     None => wanted = None,
                 }
             }
@@ -905,12 +911,12 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             } => {
                 // A missing packet's wait is over.
-                deliver(&v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
+                deliver(&mut v, &mut incoming, &mut published, &mut reports, remote_ssrc, &mut last_pli);
             }
             _ = rtcp_tick.tick() => {
                 let now = Instant::now();
                 v.rate.expire(now);
-                follow_rate(&v);
+                follow_rate(&mut v);
                 let lost = incoming.nacks(now, reports.far_end.round_trip);
                 if let (false, Some(media)) = (lost.is_empty(), remote_ssrc) {
                     let nack = RtcpPacket::Nack { sender: ssrc, media, lost };
@@ -931,6 +937,17 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let (resent, refused) = (resend.resent, resend.refused);
     let (frames_in, skipped) = (incoming.frames, incoming.skipped);
     let r = incoming.reorder.stats();
+    v.quality = crate::VideoQuality {
+        frames_sent,
+        frames_received: frames_in,
+        frames_skipped: skipped,
+        packets_lost: r.lost,
+        packets_reordered: r.reordered,
+        packets_nacked: r.nacked,
+        packets_resent: resent,
+        ..v.quality
+    };
+    v.reporter.video_quality(&v.project, &v.quality);
     info!(
         call = %v.call,
         frames_sent,
@@ -949,7 +966,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
 /// Publishes what the SIP party's video has ready into the session, and asks for a keyframe when
 /// a frame was lost.
 fn deliver(
-    v: &CallVideo,
+    v: &mut CallVideo,
     incoming: &mut Incoming,
     published: &mut Vec<MediaFrame>,
     reports: &mut Rtcp,
@@ -965,8 +982,9 @@ fn deliver(
 }
 
 /// Hands the hub the bitrate the call's limits and losses now give, when it changed.
-fn follow_rate(v: &CallVideo) {
+fn follow_rate(v: &mut CallVideo) {
     let target = v.rate.target();
+    v.quality.lowest_bitrate = v.quality.lowest_bitrate.min(target);
     if v.bitrate.swap(target, Ordering::Relaxed) != target {
         debug!(call = %v.call, bitrate = target, paused = v.rate.paused(), "the grid's bitrate follows the SIP party");
     }
@@ -974,13 +992,14 @@ fn follow_rate(v: &CallVideo) {
 
 /// A PLI (in a compound packet led by our report and CNAME, RFC 4585 section 3.1) to the SIP
 /// party, at most every [`PLI_INTERVAL`], once its SSRC is known.
-fn send_pli(v: &CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut Option<Instant>) {
+fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut Option<Instant>) {
     let Some(media) = remote else { return };
     let now = Instant::now();
     if last.is_some_and(|t| now.saturating_duration_since(t) < PLI_INTERVAL) {
         return;
     }
     *last = Some(now);
+    v.quality.keyframes_asked_of_party += 1;
     let pli = RtcpPacket::Pli { sender: reports.ssrc(), media };
     let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), pli));
 }

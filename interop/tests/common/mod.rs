@@ -21,11 +21,19 @@ pub const KEY: &str = "4615005";
 
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
 
-pub struct Reporter(pub mpsc::UnboundedSender<Value>, pub mpsc::UnboundedSender<bridge::CallQuality>);
+pub struct Reporter(
+    pub mpsc::UnboundedSender<Value>,
+    pub mpsc::UnboundedSender<bridge::CallQuality>,
+    pub mpsc::UnboundedSender<bridge::VideoQuality>,
+);
 
 impl CallReporter for Reporter {
     fn report(&self, _project: &ProjectId, _key: &str, body: Value) {
         let _ = self.0.send(body);
+    }
+
+    fn video_quality(&self, _project: &ProjectId, quality: &bridge::VideoQuality) {
+        let _ = self.2.send(*quality);
     }
 
     fn call_quality(&self, _project: &ProjectId, quality: &bridge::CallQuality) {
@@ -40,6 +48,8 @@ pub struct Gateway {
     pub calls: mpsc::UnboundedReceiver<Value>,
     /// How each call's audio went, as its media ended.
     pub quality: mpsc::UnboundedReceiver<bridge::CallQuality>,
+    /// How each call's video went, as its video ended.
+    pub video_quality: mpsc::UnboundedReceiver<bridge::VideoQuality>,
 }
 
 pub async fn gateway(config: BridgeConfig) -> Gateway {
@@ -65,12 +75,13 @@ pub async fn gateway_sip(config: BridgeConfig, service_config: ServiceConfig, si
     let ports = PortAllocator::new("127.0.0.1".parse().expect("ip"), first, first + 199).expect("ports");
     let (tx, calls) = mpsc::unbounded_channel();
     let (quality_tx, quality) = mpsc::unbounded_channel();
-    let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx, quality_tx)));
+    let (video_tx, video_quality) = mpsc::unbounded_channel();
+    let bridge = Bridge::new(service.clone(), sip, ports, config, Arc::new(Reporter(tx, quality_tx, video_tx)));
     let api = RestApi::new(service.clone(), ApiConfig::default()).with_dialer(Arc::new(bridge.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(serve(listener, api));
-    Gateway { service, bridge, port, calls, quality }
+    Gateway { service, bridge, port, calls, quality, video_quality }
 }
 
 pub fn now_s() -> u64 {
