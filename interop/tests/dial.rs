@@ -1956,3 +1956,87 @@ async fn an_opus_far_end_gets_what_it_says_it_receives() {
     low.abort();
     high.abort();
 }
+
+/// A far end that takes SRTP only with 256-bit keys (SBCs and carriers set that way) gets it: our
+/// SDES offer carries AES_256_CM_HMAC_SHA1_80 after the 128-bit suites, and when the answer picks
+/// it, both directions are protected with it (checked here with our own SRTP as the far end: its
+/// 440 Hz reaches the session, and our packets unprotect under the key we offered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_end_that_takes_only_aes_256_gets_it() {
+    use srtp_transport::{sdes, Context, MasterKey, Options, Suite};
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let port = media.local_addr().expect("addr").port();
+    let suite = Suite::AesCm256HmacSha1_80;
+    let theirs =
+        MasterKey { key: (0..32).map(|i| i * 5 + 1).collect(), salt: (0..14).collect(), mki: None, lifetime: None };
+    let their_params = sdes::format_key_params(&theirs);
+    let far = common::uas::uas(move |offer| {
+        // The tag our offer gave the suite.
+        let tag = offer
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix("a=crypto:")?;
+                let (tag, rest) = rest.split_once(' ')?;
+                rest.starts_with("AES_256_CM_HMAC_SHA1_80 ").then(|| tag.to_owned())
+            })
+            .unwrap_or_default();
+        format!(
+            "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{tag} AES_256_CM_HMAC_SHA1_80 {their_params}\r\n"
+        )
+    })
+    .await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:sbc@127.0.0.1:{}", far.port), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut far = far;
+    let offer = (&mut far.offer).await.expect("offer");
+    let ours = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=crypto:")?.split_once(" AES_256_CM_HMAC_SHA1_80 ").map(|(_, k)| k.to_owned()))
+        .unwrap_or_else(|| panic!("AES-256 offered: {offer}"));
+    let ours = sdes::parse_key_params(suite, &ours).expect("our key");
+    assert!(offer.find("AES_CM_128_HMAC_SHA1_80") < offer.find("AES_256_CM_HMAC_SHA1_80"), "128 first: {offer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut tap = tap_sip_stream(&g, &answer);
+    // Our packets, under the key we offered.
+    let mut rx = Context::new(suite, &ours, Options::default()).expect("rx");
+    let mut tx = Context::new(suite, &theirs, Options::default()).expect("tx");
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    let (mut unprotected, mut refused) = (0, 0);
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    for k in 0..100u32 {
+        every.tick().await;
+        let pcm = sine(440.0, 8000.0, (k * 160) as usize, 160, 8000.0);
+        let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+        let mut p = rtp_packet(0, k as u16, k * 160, 0xabc, &payload);
+        tx.protect_rtp(&mut p).expect("protect");
+        media.send_to(&p, gateway_rtp).await.expect("send");
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), media.recv(&mut buf)).await {
+            let mut packet = buf[..n].to_vec();
+            if n > 1 && (200..=206).contains(&buf[1]) {
+                continue;
+            }
+            match rx.unprotect_rtp(&mut packet) {
+                Ok(()) => unprotected += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut toned = 0;
+    while let Ok(f) = tap.try_recv() {
+        let mut pcm = Vec::new();
+        if dec.decode(&f.data, &mut pcm).is_ok() && tone_ratio(&pcm, 440.0, 48_000.0) > 0.5 {
+            toned += 1;
+        }
+    }
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert!(unprotected >= 80 && refused == 0, "our SRTP under AES-256: {unprotected} unprotected, {refused} refused");
+    assert!(toned >= 60, "the far end's AES-256 SRTP heard in the session: {toned} frames of 440 Hz");
+}

@@ -143,7 +143,10 @@ fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
     }
     let mut keys = Vec::new();
     let mut offered = Vec::new();
-    for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
+    // The common suites first; AES-256 after them, for SBCs and carriers that take nothing less.
+    for suite in
+        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AesCm256HmacSha1_80, Suite::AeadAes256Gcm]
+    {
         let mut raw = vec![0u8; suite.key_len() + suite.salt_len()];
         rand::thread_rng().fill_bytes(&mut raw);
         let mk = MasterKey {
@@ -1142,7 +1145,8 @@ pub(crate) fn start_dtls(bridge: &Arc<Inner>, agreed: &MediaAgreement) -> Result
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let (identity, fingerprint) = (identity.clone(), agreed_dtls.remote_fingerprint.clone());
     tokio::spawn(async move {
-        let suites = [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_32];
+        let suites =
+            [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AeadAes256Gcm, Suite::AesCm128HmacSha1_32];
         let params = srtp_transport::dtls::DtlsParams {
             role,
             remote_fingerprint: &fingerprint,

@@ -189,8 +189,9 @@ pub async fn handshake(
             }
         },
     );
+    // The AES-256 counter-mode suites have no DTLS-SRTP profile: left out.
     let profiles: Vec<SrtpProtectionProfile> =
-        suites.iter().map(|s| SrtpProtectionProfile::from(s.dtls_profile())).collect();
+        suites.iter().filter_map(|s| s.dtls_profile()).map(SrtpProtectionProfile::from).collect();
     let config = Config {
         certificates: vec![identity.certificate.clone()],
         srtp_protection_profiles: profiles,
@@ -209,6 +210,7 @@ pub async fn handshake(
         SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => Suite::AesCm128HmacSha1_80,
         SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32 => Suite::AesCm128HmacSha1_32,
         SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => Suite::AeadAes128Gcm,
+        SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm => Suite::AeadAes256Gcm,
         other => return Err(Error::Dtls(format!("unsupported SRTP profile {other:?}"))),
     };
     let (kl, sl) = (suite.key_len(), suite.salt_len());
@@ -253,14 +255,13 @@ mod tests {
 
     /// Two endpoints in memory: keys agree crosswise, and a wrong
     /// fingerprint is refused.
-    #[tokio::test]
-    async fn handshake_in_memory() {
+    /// A client offering `client` and a server offering `server` shake hands in memory: their keys.
+    async fn shake(client: &[Suite], server: &[Suite]) -> (DtlsKeys, DtlsKeys) {
         let a = DtlsIdentity::generate().expect("a");
         let b = DtlsIdentity::generate().expect("b");
         assert!(a.fingerprint().starts_with("sha-256 ") && a.fingerprint().len() == 8 + 95);
         let ((a_in, a_out), (b_in, b_out)) = crossed_channels();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let suites = [Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_80];
         let (fa, fb) = (b.fingerprint().to_owned(), a.fingerprint().to_owned());
         let t = Duration::from_secs(10);
         let (ra, rb) = tokio::join!(
@@ -269,7 +270,7 @@ mod tests {
                 DtlsParams {
                     role: DtlsRole::Client,
                     remote_fingerprint: &fa,
-                    suites: &suites,
+                    suites: client,
                     remote: addr,
                     timeout: t
                 },
@@ -281,7 +282,7 @@ mod tests {
                 DtlsParams {
                     role: DtlsRole::Server,
                     remote_fingerprint: &fb,
-                    suites: &suites,
+                    suites: server,
                     remote: addr,
                     timeout: t
                 },
@@ -289,13 +290,31 @@ mod tests {
                 b_out
             ),
         );
-        let (ka, _sa) = ra.expect("client");
-        let (kb, _sb) = rb.expect("server");
-        assert_eq!(ka.suite, Suite::AeadAes128Gcm);
+        let ((ka, _sa), (kb, _sb)) = (ra.expect("client"), rb.expect("server"));
         assert_eq!(ka.local, kb.remote);
         assert_eq!(ka.remote, kb.local);
         assert_ne!(ka.local, ka.remote);
+        (ka, kb)
+    }
+
+    #[tokio::test]
+    async fn handshake_in_memory() {
+        let suites = [Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_80];
+        let (ka, kb) = shake(&suites, &suites).await;
+        assert_eq!((ka.suite, kb.suite), (Suite::AeadAes128Gcm, Suite::AeadAes128Gcm));
         assert_eq!(ka.local.salt.len(), 12);
+    }
+
+    /// AEAD_AES_256_GCM (profile 0x0008) exports 32-byte keys; the AES-256 counter-mode suites,
+    /// which have no DTLS-SRTP profile, are left out of the offer rather than refused.
+    #[tokio::test]
+    async fn aes_256_gcm_and_suites_without_a_profile() {
+        let (ka, _) = shake(&[Suite::AeadAes256Gcm], &[Suite::AeadAes256Gcm, Suite::AesCm128HmacSha1_80]).await;
+        assert_eq!(ka.suite, Suite::AeadAes256Gcm);
+        assert_eq!((ka.local.key.len(), ka.local.salt.len()), (32, 12));
+        let (ka, _) =
+            shake(&[Suite::AesCm256HmacSha1_80, Suite::AesCm128HmacSha1_80], &[Suite::AesCm128HmacSha1_80]).await;
+        assert_eq!(ka.suite, Suite::AesCm128HmacSha1_80);
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@ pub fn parse_key_params(suite: Suite, params: &str) -> Result<MasterKey, Error> 
     if raw.len() != suite.key_len() + suite.salt_len() {
         return Err(Error::BadKey("key and salt length does not fit the suite"));
     }
-    let mut mk = MasterKey { key: raw[..16].to_vec(), salt: raw[16..].to_vec(), mki: None, lifetime: None };
+    let (key, salt) = raw.split_at(suite.key_len());
+    let mut mk = MasterKey { key: key.to_vec(), salt: salt.to_vec(), mki: None, lifetime: None };
     for p in parts {
         if let Some((value, len)) = p.split_once(':') {
             let value: u64 = value.parse().map_err(|_| Error::BadKey("MKI value"))?;
@@ -69,6 +70,25 @@ mod tests {
         assert_eq!(mk.key.len(), 16);
         assert_eq!(mk.salt.len(), 14);
         assert_eq!(format_key_params(&mk), "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1:4");
+    }
+
+    /// Every suite's key-params round-trip, split into its own key and salt lengths (32 + 14
+    /// for AES-256 counter mode, 32 + 12 for AEAD_AES_256_GCM).
+    #[test]
+    fn every_suite_round_trips_with_its_lengths() {
+        for name in ["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM", "AES_256_CM_HMAC_SHA1_80", "AEAD_AES_256_GCM"] {
+            let suite = Suite::from_sdes_name(name).expect("known");
+            let mk = MasterKey {
+                key: (0..suite.key_len() as u8).collect(),
+                salt: (100..100 + suite.salt_len() as u8).collect(),
+                mki: Some(vec![7]),
+                lifetime: None,
+            };
+            let back = parse_key_params(suite, &format_key_params(&mk)).expect("parses");
+            assert_eq!(back, mk, "{name}");
+        }
+        let k128 = format_key_params(&MasterKey { key: vec![1; 16], salt: vec![2; 14], mki: None, lifetime: None });
+        assert!(parse_key_params(Suite::AesCm256HmacSha1_80, &k128).is_err(), "a 128-bit key for a 256-bit suite");
     }
 
     #[test]

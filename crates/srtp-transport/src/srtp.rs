@@ -1,22 +1,97 @@
-//! SRTP and SRTCP (RFC 3711) with AES-CM + HMAC-SHA1 and AEAD AES-GCM
-//! (RFC 7714), per-SSRC rollover counters and replay windows.
+//! SRTP and SRTCP (RFC 3711) with AES-CM + HMAC-SHA1, 128- and 256-bit keys (RFC 6188), and AEAD
+//! AES-GCM, 128 and 256 (RFC 7714), per-SSRC rollover counters and replay windows.
 
 use crate::error::Error;
 use crate::replay::ReplayWindow;
 use crate::rtp::Ssrc;
 use aes::cipher::{BlockEncrypt, KeyInit};
-use aes::Aes128;
+use aes::{Aes128, Aes256};
 use aes_gcm::aead::AeadInPlace;
-use aes_gcm::Aes128Gcm;
+use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use std::collections::HashMap;
 use std::fmt;
 use subtle::ConstantTimeEq;
 
+/// AES with a 128- or 256-bit key.
+// Key schedules of 704 and 960 bytes, one per context: boxing the larger would put a pointer
+// chase in front of every block of every packet.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Aes {
+    A128(Aes128),
+    A256(Aes256),
+}
+
+impl Aes {
+    /// From a 16- or 32-byte key.
+    fn new(key: &[u8]) -> Result<Aes, Error> {
+        match key.len() {
+            16 => Aes128::new_from_slice(key).map(Aes::A128),
+            32 => Aes256::new_from_slice(key).map(Aes::A256),
+            _ => return Err(Error::BadKey("AES keys are 16 or 32 bytes")),
+        }
+        .map_err(|_| Error::BadKey("AES key"))
+    }
+
+    fn encrypt_blocks(&self, blocks: &mut [aes::Block]) {
+        match self {
+            Aes::A128(a) => a.encrypt_blocks(blocks),
+            Aes::A256(a) => a.encrypt_blocks(blocks),
+        }
+    }
+}
+
+/// AES-GCM with a 128- or 256-bit key (both with 12-byte nonces and 16-byte tags).
+// As for `Aes`: key schedules held once per context, not boxed.
+#[allow(clippy::large_enum_variant)]
+enum Gcm {
+    A128(Aes128Gcm),
+    A256(Aes256Gcm),
+}
+
+type GcmNonce = aes_gcm::Nonce<aes_gcm::aead::consts::U12>;
+
+impl Gcm {
+    fn new(key: &[u8]) -> Result<Gcm, Error> {
+        match key.len() {
+            16 => Aes128Gcm::new_from_slice(key).map(Gcm::A128),
+            32 => Aes256Gcm::new_from_slice(key).map(Gcm::A256),
+            _ => return Err(Error::BadKey("AES-GCM keys are 16 or 32 bytes")),
+        }
+        .map_err(|_| Error::BadKey("session key"))
+    }
+
+    fn encrypt_in_place_detached(
+        &self,
+        nonce: &GcmNonce,
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<aes_gcm::Tag, aes_gcm::Error> {
+        match self {
+            Gcm::A128(g) => g.encrypt_in_place_detached(nonce, aad, buf),
+            Gcm::A256(g) => g.encrypt_in_place_detached(nonce, aad, buf),
+        }
+    }
+
+    fn decrypt_in_place_detached(
+        &self,
+        nonce: &GcmNonce,
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &aes_gcm::Tag,
+    ) -> Result<(), aes_gcm::Error> {
+        match self {
+            Gcm::A128(g) => g.decrypt_in_place_detached(nonce, aad, buf, tag),
+            Gcm::A256(g) => g.decrypt_in_place_detached(nonce, aad, buf, tag),
+        }
+    }
+}
+
 /// XORs `data` with the AES counter-mode keystream starting at `iv`,
 /// sixteen blocks at a time so AES-NI can pipeline them.
-fn aes_ctr(aes: &Aes128, iv: u128, data: &mut [u8]) {
+fn aes_ctr(aes: &Aes, iv: u128, data: &mut [u8]) {
     let mut counter = iv;
     let mut blocks = [aes::Block::default(); 16];
     for chunk in data.chunks_mut(256) {
@@ -43,7 +118,23 @@ pub enum Suite {
     AesCm128HmacSha1_32,
     /// `AEAD_AES_128_GCM` (RFC 7714).
     AeadAes128Gcm,
+    /// `AES_256_CM_HMAC_SHA1_80` (RFC 6188; SDES only: DTLS-SRTP has no profile for it).
+    AesCm256HmacSha1_80,
+    /// `AES_256_CM_HMAC_SHA1_32` (RFC 6188): 32-bit tag on SRTP, 80-bit on SRTCP; SDES only.
+    AesCm256HmacSha1_32,
+    /// `AEAD_AES_256_GCM` (RFC 7714).
+    AeadAes256Gcm,
 }
+
+/// Every suite, in the order we prefer them.
+const ALL_SUITES: [Suite; 6] = [
+    Suite::AesCm128HmacSha1_80,
+    Suite::AesCm128HmacSha1_32,
+    Suite::AeadAes128Gcm,
+    Suite::AesCm256HmacSha1_80,
+    Suite::AesCm256HmacSha1_32,
+    Suite::AeadAes256Gcm,
+];
 
 impl Suite {
     /// The SDES (RFC 4568) name.
@@ -52,64 +143,73 @@ impl Suite {
             Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
             Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
             Suite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            Suite::AesCm256HmacSha1_80 => "AES_256_CM_HMAC_SHA1_80",
+            Suite::AesCm256HmacSha1_32 => "AES_256_CM_HMAC_SHA1_32",
+            Suite::AeadAes256Gcm => "AEAD_AES_256_GCM",
         }
     }
 
     /// Looks up an SDES name.
     pub fn from_sdes_name(s: &str) -> Option<Suite> {
-        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm]
-            .into_iter()
-            .find(|x| x.sdes_name() == s)
+        ALL_SUITES.into_iter().find(|x| x.sdes_name() == s)
     }
 
-    /// The DTLS-SRTP protection profile number (RFC 5764, RFC 7714).
-    pub fn dtls_profile(self) -> u16 {
+    /// The DTLS-SRTP protection profile number (RFC 5764, RFC 7714); `None` for the AES-256
+    /// counter-mode suites, which have none.
+    pub fn dtls_profile(self) -> Option<u16> {
         match self {
-            Suite::AesCm128HmacSha1_80 => 0x0001,
-            Suite::AesCm128HmacSha1_32 => 0x0002,
-            Suite::AeadAes128Gcm => 0x0007,
+            Suite::AesCm128HmacSha1_80 => Some(0x0001),
+            Suite::AesCm128HmacSha1_32 => Some(0x0002),
+            Suite::AeadAes128Gcm => Some(0x0007),
+            Suite::AeadAes256Gcm => Some(0x0008),
+            Suite::AesCm256HmacSha1_80 | Suite::AesCm256HmacSha1_32 => None,
         }
     }
 
-    /// Master key length in bytes.
+    /// Master key length in bytes (16, or 32 for the AES-256 suites).
     pub fn key_len(self) -> usize {
-        16
+        match self {
+            Suite::AesCm256HmacSha1_80 | Suite::AesCm256HmacSha1_32 | Suite::AeadAes256Gcm => 32,
+            _ => 16,
+        }
     }
 
     /// Master salt length in bytes (14, or 12 for GCM).
     pub fn salt_len(self) -> usize {
-        match self {
-            Suite::AeadAes128Gcm => 12,
-            _ => 14,
+        if self.is_gcm() {
+            12
+        } else {
+            14
         }
     }
 
     /// SRTP authentication tag length.
     pub fn rtp_tag_len(self) -> usize {
         match self {
-            Suite::AesCm128HmacSha1_80 => 10,
-            Suite::AesCm128HmacSha1_32 => 4,
-            Suite::AeadAes128Gcm => 16,
+            Suite::AesCm128HmacSha1_80 | Suite::AesCm256HmacSha1_80 => 10,
+            Suite::AesCm128HmacSha1_32 | Suite::AesCm256HmacSha1_32 => 4,
+            Suite::AeadAes128Gcm | Suite::AeadAes256Gcm => 16,
         }
     }
 
     /// SRTCP authentication tag length.
     pub fn rtcp_tag_len(self) -> usize {
-        match self {
-            Suite::AeadAes128Gcm => 16,
-            _ => 10,
+        if self.is_gcm() {
+            16
+        } else {
+            10
         }
     }
 
     fn is_gcm(self) -> bool {
-        self == Suite::AeadAes128Gcm
+        matches!(self, Suite::AeadAes128Gcm | Suite::AeadAes256Gcm)
     }
 }
 
 /// A master key and salt. `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MasterKey {
-    /// Master key (16 bytes).
+    /// Master key (16 bytes, 32 for the AES-256 suites).
     pub key: Vec<u8>,
     /// Master salt (14 bytes, 12 for GCM).
     pub salt: Vec<u8>,
@@ -143,11 +243,11 @@ impl Default for Options {
     }
 }
 
-/// AES-CM PRF key derivation (RFC 3711 section 4.3.1) with a key
-/// derivation rate of zero.
+/// AES-CM PRF key derivation (RFC 3711 section 4.3.1; with a 32-byte master key, the AES-256 PRF
+/// of RFC 6188 section 3) with a key derivation rate of zero.
 pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) -> Result<(), Error> {
-    if master_key.len() != 16 {
-        return Err(Error::BadKey("master key must be 16 bytes"));
+    if master_key.len() != 16 && master_key.len() != 32 {
+        return Err(Error::BadKey("master key must be 16 or 32 bytes"));
     }
     // The 112-bit salt; a 96-bit (GCM) salt is multiplied by 2^16 (RFC 7714 erratum 4938).
     let mut x = [0u8; 16];
@@ -157,12 +257,12 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) 
     }
     // key_id = label || r (48-bit index DIV kdr = 0), XORed at byte 7.
     x[7] ^= label;
-    let cipher = Aes128::new_from_slice(master_key).map_err(|_| Error::BadKey("master key"))?;
+    let cipher = Aes::new(master_key)?;
     let mut block_no: u16 = 0;
     for chunk in out.chunks_mut(16) {
         let mut block = aes::Block::clone_from_slice(&x);
         block[14..16].copy_from_slice(&block_no.to_be_bytes());
-        cipher.encrypt_block(&mut block);
+        cipher.encrypt_blocks(std::slice::from_mut(&mut block));
         chunk.copy_from_slice(&block[..chunk.len()]);
         block_no = block_no.wrapping_add(1);
     }
@@ -174,7 +274,7 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) 
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct SessionKeys<'a> {
-    /// Session encryption key (16 bytes).
+    /// Session encryption key (16 bytes, 32 for the AES-256 suites).
     pub key: &'a [u8],
     /// Session salt (14 bytes, 12 for GCM).
     pub salt: &'a [u8],
@@ -185,9 +285,9 @@ pub struct SessionKeys<'a> {
 /// The keyed transform of one direction and packet kind (SRTP or SRTCP).
 enum Transform {
     /// AES counter mode and HMAC-SHA1 (the keyed state, cloned per packet).
-    Cm { aes: Aes128, auth: Hmac<Sha1> },
+    Cm { aes: Aes, auth: Hmac<Sha1> },
     /// AES-GCM: encryption and authentication in one.
-    Gcm(Aes128Gcm),
+    Gcm(Gcm),
 }
 
 struct Keys {
@@ -199,8 +299,9 @@ struct Keys {
 impl Keys {
     /// Derives the session keys of SRTP (`base_label` 0) or SRTCP (3).
     fn derive(suite: Suite, mk: &MasterKey, base_label: u8) -> Result<Keys, Error> {
-        let mut key = [0u8; 16];
-        derive(&mk.key, &mk.salt, base_label, &mut key)?;
+        let mut key = [0u8; 32];
+        let key = &mut key[..suite.key_len()];
+        derive(&mk.key, &mk.salt, base_label, key)?;
         let mut salt = [0u8; 14];
         let salt = &mut salt[..suite.salt_len()];
         derive(&mk.key, &mk.salt, base_label + 2, salt)?;
@@ -211,7 +312,7 @@ impl Keys {
             derive(&mk.key, &mk.salt, base_label + 1, &mut auth)?;
             &auth
         };
-        Keys::new(suite, SessionKeys { key: &key, salt, auth })
+        Keys::new(suite, SessionKeys { key, salt, auth })
     }
 
     fn new(suite: Suite, k: SessionKeys<'_>) -> Result<Keys, Error> {
@@ -221,13 +322,13 @@ impl Keys {
         let mut salt = [0u8; 14];
         salt[..k.salt.len()].copy_from_slice(k.salt);
         let transform = if suite.is_gcm() {
-            Transform::Gcm(Aes128Gcm::new_from_slice(k.key).map_err(|_| Error::BadKey("session key"))?)
+            Transform::Gcm(Gcm::new(k.key)?)
         } else {
             if k.auth.len() != 20 {
                 return Err(Error::BadKey("session authentication key must be 20 bytes"));
             }
             Transform::Cm {
-                aes: Aes128::new_from_slice(k.key).map_err(|_| Error::BadKey("session key"))?,
+                aes: Aes::new(k.key)?,
                 auth: <Hmac<Sha1> as Mac>::new_from_slice(k.auth).map_err(|_| Error::BadKey("auth key"))?,
             }
         };
@@ -724,7 +825,7 @@ mod tests {
 
     fn mk(suite: Suite) -> MasterKey {
         MasterKey {
-            key: (0..16).collect(),
+            key: (0..suite.key_len() as u8).collect(),
             salt: (100..100 + suite.salt_len() as u8).collect(),
             mki: None,
             lifetime: None,
@@ -745,9 +846,29 @@ mod tests {
         out
     }
 
+    /// RFC 6188 and RFC 7714's AES-256 suites take 32-byte master keys and nothing else, are
+    /// found by their SDES names, and only AEAD_AES_256_GCM has a DTLS-SRTP profile.
+    #[test]
+    fn aes_256_suites_take_32_byte_keys_only() {
+        for suite in [Suite::AesCm256HmacSha1_80, Suite::AesCm256HmacSha1_32, Suite::AeadAes256Gcm] {
+            assert_eq!(suite.key_len(), 32);
+            let short = MasterKey { key: vec![1; 16], ..mk(suite) };
+            assert!(Context::new(suite, &short, Options::default()).is_err(), "{suite:?}");
+            assert_eq!(Suite::from_sdes_name(suite.sdes_name()), Some(suite));
+        }
+        assert_eq!(Suite::AeadAes256Gcm.dtls_profile(), Some(0x0008));
+        assert_eq!(Suite::AesCm256HmacSha1_80.dtls_profile(), None);
+        let mut out = [0u8; 32];
+        assert!(derive(&[7; 24], &[0; 14], 0, &mut out).is_err(), "AES-192 is no SRTP suite");
+        derive(&[7; 32], &[0; 14], 0, &mut out).expect("AES-256 PRF");
+        let mut with_128 = [0u8; 32];
+        derive(&[7; 16], &[0; 14], 0, &mut with_128).expect("AES-128 PRF");
+        assert_ne!(out, with_128);
+    }
+
     #[test]
     fn round_trip_every_suite_rtp_and_rtcp() {
-        for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm] {
+        for suite in ALL_SUITES {
             let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
             let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
             for seq in [65530u16, 65535, 0, 1, 2] {
@@ -861,7 +982,7 @@ mod tests {
         assert!(accepted >= 60, "the stream recovered: {accepted}");
     }
 
-    const SUITES: [Suite; 3] = [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm];
+    const SUITES: [Suite; 6] = ALL_SUITES;
 
     /// The padding count is encrypted: an SRTP packet with the P bit must
     /// not be judged by its last (ciphertext or tag) byte.

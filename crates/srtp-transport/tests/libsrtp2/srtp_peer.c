@@ -4,8 +4,9 @@
  *
  *   srtp_peer SUITE KEY_AND_SALT_HEX MODE [MKI_HEX]
  *
- * SUITE is AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or
- * AEAD_AES_128_GCM; MODE is protect, unprotect, protect_rtcp or
+ * SUITE is AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32,
+ * AEAD_AES_128_GCM, AES_256_CM_HMAC_SHA1_80, AES_256_CM_HMAC_SHA1_32 or
+ * AEAD_AES_256_GCM; MODE is protect, unprotect, protect_rtcp or
  * unprotect_rtcp. Reads one hex packet per line on stdin and writes one
  * line per packet on stdout: the result in hex, or "ERR <status>". One
  * libsrtp session handles every line, so sequence numbers, rollover
@@ -73,6 +74,18 @@ int main(int argc, char **argv)
         srtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtp);
         srtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtcp);
         key_len = SRTP_AES_GCM_128_KEY_LEN_WSALT;
+    } else if (strcmp(suite, "AES_256_CM_HMAC_SHA1_80") == 0) {
+        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&policy.rtp);
+        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&policy.rtcp);
+        key_len = SRTP_AES_ICM_256_KEY_LEN_WSALT;
+    } else if (strcmp(suite, "AES_256_CM_HMAC_SHA1_32") == 0) {
+        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32(&policy.rtp);
+        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&policy.rtcp);
+        key_len = SRTP_AES_ICM_256_KEY_LEN_WSALT;
+    } else if (strcmp(suite, "AEAD_AES_256_GCM") == 0) {
+        srtp_crypto_policy_set_aes_gcm_256_16_auth(&policy.rtp);
+        srtp_crypto_policy_set_aes_gcm_256_16_auth(&policy.rtcp);
+        key_len = SRTP_AES_GCM_256_KEY_LEN_WSALT;
     } else {
         fprintf(stderr, "unknown suite %s\n", suite);
         return 2;
