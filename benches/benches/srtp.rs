@@ -1,5 +1,6 @@
 //! SRTP per packet: protect and unprotect at 160 (G.711 20 ms) and 1200
-//! bytes of payload, AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM.
+//! bytes of payload, AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM, and their 256-bit-key
+//! counterparts (AES_256_CM_HMAC_SHA1_80, AEAD_AES_256_GCM).
 //!
 //! `benches/compare_libsrtp2.sh` runs the same loops through libsrtp2
 //! (`benches/libsrtp2/bench.c`, same keys and packets) and prints the
@@ -16,10 +17,10 @@ use srtp_transport::{Context, MasterKey, Options, Suite};
 const SSRC: u32 = 0x1234_5678;
 const RING: usize = 1024;
 
-/// Master key 00..0f, salt a0 a1 ... (14 bytes, 12 for GCM): as bench.c.
+/// Master key 00..0f (00..1f for AES-256), salt a0 a1 ... (14 bytes, 12 for GCM): as bench.c.
 fn context(suite: Suite) -> Context {
     let mk = MasterKey {
-        key: (0..16).collect(),
+        key: (0..suite.key_len() as u8).collect(),
         salt: (0..suite.salt_len() as u8).map(|i| 0xa0 + i).collect(),
         mki: None,
         lifetime: None,
@@ -41,7 +42,7 @@ fn packet(seq: u16, payload: usize) -> Vec<u8> {
 fn srtp(c: &mut Criterion) {
     let mut g = c.benchmark_group("srtp");
     g.throughput(Throughput::Elements(1));
-    for suite in [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm] {
+    for suite in [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm, Suite::AesCm256HmacSha1_80, Suite::AeadAes256Gcm] {
         for size in [160usize, 1200] {
             let clear = packet(0, size);
             g.bench_with_input(BenchmarkId::new(format!("protect_{}", suite.sdes_name()), size), &clear, |b, clear| {
