@@ -2040,3 +2040,40 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
     assert!(unprotected >= 80 && refused == 0, "our SRTP under AES-256: {unprotected} unprotected, {refused} refused");
     assert!(toned >= 60, "the far end's AES-256 SRTP heard in the session: {toned} frames of 440 Hz");
 }
+
+/// A 3xx is followed (RFC 3261 §8.1.3.4): a redirect server's 302 sends the call to the target its
+/// `Contact` names, which answers, and the call goes on as any other; a redirect back to a target
+/// already tried is not followed (no loop), and the call fails with the 3xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_followed_and_a_loop_is_not() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let port = media.local_addr().expect("addr").port();
+    let mut desk = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let desk_port = desk.port;
+    let server = common::uas::redirector(move |_| format!("<sip:desk@127.0.0.1:{desk_port}>;q=0.8")).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:main@127.0.0.1:{}", server.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let offer = tokio::time::timeout(Duration::from_secs(1), &mut desk.offer).await.expect("in time").expect("offer");
+    assert!(offer.contains("m=audio"), "the desk got the INVITE, with our offer: {offer}");
+    assert_eq!(server.invites.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Our media goes to the desk.
+    let mut buf = vec![0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(3), media.recv_from(&mut buf))
+        .await
+        .expect("RTP at the desk")
+        .expect("recv");
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+
+    // A redirect server that sends the call back to itself.
+    let looping = common::uas::redirector(|own| format!("<sip:main@127.0.0.1:{own}>")).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:main@127.0.0.1:{}", looping.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let events = call_events(&mut g, Duration::from_secs(5)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:302"), "{events:?}");
+    assert_eq!(looping.invites.load(std::sync::atomic::Ordering::Relaxed), 1, "asked once, not in a loop");
+}

@@ -203,13 +203,46 @@ pub enum CallEvent {
         /// Why.
         reason: EndReason,
     },
+    /// The INVITE was redirected (3xx other than 380): the targets its `Contact` gives, best
+    /// first (RFC 3261 §8.1.3.4: by `q`, then in the order written). Final event of this
+    /// attempt: a new call to one of them follows it (the driver does that, see
+    /// `driver::DriverConfig::max_redirects`), or the call fails with `code`.
+    Redirected {
+        /// The 3xx status.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// Where to, best first (`sip:`, `sips:` and `tel:` URIs only; at most 16).
+        contacts: Vec<Uri>,
+    },
 }
 
 impl CallEvent {
     /// Whether this is the last event of the call.
     pub fn is_final(&self) -> bool {
-        matches!(self, CallEvent::Failed { .. } | CallEvent::Ended { .. })
+        matches!(self, CallEvent::Failed { .. } | CallEvent::Ended { .. } | CallEvent::Redirected { .. })
     }
+}
+
+/// The targets of a 3xx: its `Contact` URIs (`sip:`, `sips:`, `tel:`), by `q` (1.0 when absent)
+/// highest first, ties in the order written; at most 16; unparsable entries skipped.
+pub fn redirect_contacts(msg: &Message) -> Vec<Uri> {
+    let mut found: Vec<(u32, Uri)> = msg
+        .headers
+        .values(&HeaderName::Contact)
+        .flat_map(crate::message::split_list)
+        .filter_map(|entry| NameAddr::parse(entry.trim()).ok())
+        .filter(|na| matches!(na.uri, Uri::Sip(_) | Uri::Tel(_)))
+        .map(|na| {
+            let q: f32 = na.params.get("q").flatten().and_then(|q| q.trim().parse().ok()).unwrap_or(1.0);
+            let q = if q.is_finite() { q.clamp(0.0, 1.0) } else { 0.0 };
+            ((q * 1000.0).round() as u32, na.uri)
+        })
+        .take(16)
+        .collect();
+    // Stable: equal q keeps the order written.
+    found.sort_by_key(|(q, _)| std::cmp::Reverse(*q));
+    found.into_iter().map(|(_, uri)| uri).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1300,6 +1333,16 @@ impl UserAgent {
             crate::StartLine::Response { reason, .. } => reason.clone(),
             crate::StartLine::Request { .. } => String::new(),
         };
+        // A redirect (380 Alternative Service names no target for this request).
+        if (300..400).contains(&code) && code != 380 && !c.cancel_requested && !c.no_answer {
+            let contacts = redirect_contacts(&msg);
+            if !contacts.is_empty() {
+                info!(call = %handle, code, targets = contacts.len(), "redirected");
+                self.events.push_back((handle, CallEvent::Redirected { code, reason, contacts }));
+                self.remove_call(h);
+                return;
+            }
+        }
         if c.cancel_requested && !c.no_answer {
             self.events.push_back((handle, CallEvent::Ended { reason: EndReason::Cancelled }));
         } else if c.no_answer {

@@ -1090,3 +1090,33 @@ fn refresh_reinvite_is_an_invite_in_progress() {
     h.ua.reinvite(h.now, call, Bytes::from_static(OFFER2)).expect("reinvite once the refresh is done");
     assert_in_dialog(&h.sent_one(), &invite, Method::Invite, 3);
 }
+
+// ----- redirects -----
+
+/// RFC 3261 §8.1.3.4: a 3xx ends this attempt (ACKed by the transaction) with its `Contact`
+/// targets, best `q` first, ties in the order written, anything but sip:, sips: and tel: left
+/// out; the call is gone from the user agent (the driver places the next attempt). A 3xx without
+/// a usable target, or a 380, is a failure as before.
+#[test]
+fn a_redirect_reports_its_targets_best_first() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let contacts = "<sip:low@192.0.2.7>;q=0.2, \"Desk\" <sip:desk@192.0.2.8:5070>;q=0.9, <mailto:bob@biloxi.example.com>, <sip:plain@192.0.2.9>, not a uri, <tel:+15551234567>;q=0.9";
+    h.deliver(&with_header(respond(&invite, 302, "Moved Temporarily", Some("r1")), HeaderName::Contact, contacts));
+    assert_eq!(methods(&h.sent()), vec!["ACK"]);
+    let events = h.events();
+    let [CallEvent::Redirected { code: 302, reason, contacts }] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(reason, "Moved Temporarily");
+    let order: Vec<String> = contacts.iter().map(ToString::to_string).collect();
+    assert_eq!(order, ["sip:plain@192.0.2.9", "sip:desk@192.0.2.8:5070", "tel:+15551234567", "sip:low@192.0.2.7"]);
+    assert_eq!(h.ua.call_count(), 0);
+
+    for (code, contact) in [(302, "<mailto:x@y>"), (380, "<sip:ivr@192.0.2.7>")] {
+        let mut h = Harness::new(Transport::Udp);
+        h.dial("sip:bob@biloxi.example.com");
+        let invite = h.sent_one();
+        h.deliver(&with_header(respond(&invite, code, "Moved", Some("r2")), HeaderName::Contact, contact));
+        assert_eq!(h.events(), vec![CallEvent::Failed { code, reason: "Moved".into() }], "{code} {contact}");
+    }
+}

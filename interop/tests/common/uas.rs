@@ -142,3 +142,48 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
     });
     Uas { port, offer, infos, task }
 }
+
+/// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`
+/// `contact` makes of its own port (ACKs ignored). Stops when dropped.
+pub struct Redirector {
+    pub port: u16,
+    /// INVITEs it got.
+    pub invites: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`Redirector`].
+pub async fn redirector(contact: impl Fn(u16) -> String + Send + 'static) -> Redirector {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    let invites = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = invites.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let head = text.split("\r\n\r\n").next().unwrap_or_default();
+            if !head.starts_with("INVITE ") {
+                continue;
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut r = "SIP/2.0 302 Moved Temporarily\r\n".to_owned();
+            for line in headers_named(head, &["Via", "From", "Call-ID", "CSeq"]) {
+                r.push_str(line);
+                r.push_str("\r\n");
+            }
+            for to in headers_named(head, &["To"]) {
+                r.push_str(&format!("{to};tag=redirect1\r\n"));
+            }
+            r.push_str(&format!("Contact: {}\r\nContent-Length: 0\r\n\r\n", contact(port)));
+            let _ = socket.send_to(r.as_bytes(), from).await;
+        }
+    });
+    Redirector { port, invites, task }
+}

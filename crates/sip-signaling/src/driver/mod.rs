@@ -48,6 +48,9 @@ pub struct DriverConfig {
     /// The user agent's configuration (`local_addrs` is filled in from
     /// the bound sockets).
     pub ua: Config,
+    /// Redirects (3xx) followed per call at most: each a new INVITE to the best target of the
+    /// response's `Contact` not tried yet (RFC 3261 §8.1.3.4). 0 fails the call with the 3xx.
+    pub max_redirects: u8,
 }
 
 impl Default for DriverConfig {
@@ -61,6 +64,7 @@ impl Default for DriverConfig {
             dns_server: None,
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             ua: Config::default(),
+            max_redirects: 3,
         }
     }
 }
@@ -100,6 +104,8 @@ enum Command {
         oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), Error>>,
     ),
     Act(CallHandle, Action, oneshot::Sender<Result<(), Error>>),
+    /// A redirect target of the caller's call, resolved (or not).
+    Redirect(CallHandle, Uri, Result<Vec<Target>, Error>),
     Stats(oneshot::Sender<DriverStats>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -256,6 +262,10 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
             Arc::new(tokio::sync::Semaphore::new(config.max_inbound_connections)),
         ));
     }
+    let resolver = Arc::new(match config.dns_server {
+        Some(server) => Resolver::with_nameserver(server),
+        None => Resolver::from_system(),
+    });
     let task = Task {
         ua,
         udp: Arc::new(udp),
@@ -266,14 +276,14 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         net_tx,
         calls: HashMap::new(),
         aliases: HashMap::new(),
+        redirecting: HashMap::new(),
+        max_redirects: config.max_redirects,
+        resolver: resolver.clone(),
+        commands: cmd_tx.clone(),
     };
     tokio::spawn(task.run(cmd_rx, net_rx));
     info!(?local, "SIP driver started");
-    let resolver = match config.dns_server {
-        Some(server) => Resolver::with_nameserver(server),
-        None => Resolver::from_system(),
-    };
-    Ok(SipHandle { cmd: cmd_tx, resolver: Arc::new(resolver), local })
+    Ok(SipHandle { cmd: cmd_tx, resolver, local })
 }
 
 /// An unspecified bind address is advertised as the address the host
@@ -303,6 +313,23 @@ struct Task {
     calls: HashMap<CallHandle, Route>,
     /// The handle the caller holds -> the user agent's current call for it.
     aliases: HashMap<CallHandle, CallHandle>,
+    /// Calls between a redirect and the new INVITE (their next target being resolved), by the
+    /// caller's handle.
+    redirecting: HashMap<CallHandle, Redirecting>,
+    max_redirects: u8,
+    resolver: Arc<Resolver>,
+    /// For resolutions done off the task to come back.
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// A call following a redirect.
+struct Redirecting {
+    route: Route,
+    /// The targets left to try, best first.
+    contacts: std::collections::VecDeque<Uri>,
+    /// The redirect's status and reason: the call's failure if no target works.
+    code: u16,
+    reason: String,
 }
 
 /// Where a user agent call's events go, and what is left to try.
@@ -312,6 +339,9 @@ struct Route {
     request: CallRequest,
     fallbacks: std::collections::VecDeque<Target>,
     responded: bool,
+    /// Redirects followed, and the URIs tried (a redirect back to one of them is a loop).
+    redirects: u8,
+    tried: Vec<String>,
 }
 
 impl Task {
@@ -357,13 +387,31 @@ impl Task {
                 let request = (*req).clone();
                 let r = self.ua.call(now, *req).map(|h| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    let route = Route { user: h, events: tx, request, fallbacks: fallbacks.into(), responded: false };
+                    let tried = vec![request.uri.to_string()];
+                    let route = Route {
+                        user: h,
+                        events: tx,
+                        request,
+                        fallbacks: fallbacks.into(),
+                        responded: false,
+                        redirects: 0,
+                        tried,
+                    };
                     self.calls.insert(h, route);
                     self.aliases.insert(h, h);
                     (h, rx)
                 });
                 let _ = reply.send(r);
             }
+            Command::Act(user, Action::Hangup, reply) if self.redirecting.contains_key(&user) => {
+                // Hung up while its next target was being resolved: nothing was sent to it yet.
+                if let Some(r) = self.redirecting.remove(&user) {
+                    self.aliases.remove(&user);
+                    let _ = r.route.events.send(CallEvent::Ended { reason: crate::agent::EndReason::Cancelled });
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::Redirect(user, uri, resolved) => self.redirect_resolved(user, uri, resolved),
             Command::Act(user, action, reply) => {
                 let h = self.aliases.get(&user).copied().unwrap_or(user);
                 let r = match action {
@@ -432,6 +480,19 @@ impl Task {
                         }
                     }
                 }
+                let ev = match ev {
+                    CallEvent::Redirected { code, reason, contacts } => {
+                        match self.follow(route, code, reason, contacts) {
+                            // Being followed: the caller hears of it only through the new attempt.
+                            None => continue,
+                            Some((r, failed)) => {
+                                route = r;
+                                failed
+                            }
+                        }
+                    }
+                    ev => ev,
+                };
                 route.responded |= !matches!(ev, CallEvent::Failed { .. });
                 let last = ev.is_final();
                 let _ = route.events.send(ev);
@@ -443,6 +504,79 @@ impl Task {
             }
             if !retried {
                 break;
+            }
+        }
+    }
+
+    /// A redirect of `route`'s call: its best target not tried yet is resolved (off the task)
+    /// and called; `None` when that is under way, or the route back with the failure to report
+    /// (no redirects left, no new target: the 3xx itself).
+    fn follow(
+        &mut self,
+        mut route: Route,
+        code: u16,
+        reason: String,
+        contacts: Vec<Uri>,
+    ) -> Option<(Route, CallEvent)> {
+        let fresh: std::collections::VecDeque<Uri> =
+            contacts.into_iter().filter(|u| !route.tried.contains(&u.to_string())).collect();
+        if route.redirects >= self.max_redirects || fresh.is_empty() {
+            info!(call = %route.user, code, "redirect not followed (none left, or back to a target tried)");
+            return Some((route, CallEvent::Failed { code, reason }));
+        }
+        route.redirects += 1;
+        let user = route.user;
+        self.redirecting.insert(user, Redirecting { route, contacts: fresh, code, reason });
+        self.resolve_next(user);
+        None
+    }
+
+    /// Resolves the next target of a call being redirected, or reports its failure when none is
+    /// left.
+    fn resolve_next(&mut self, user: CallHandle) {
+        let Some(r) = self.redirecting.get_mut(&user) else { return };
+        let Some(uri) = r.contacts.pop_front() else {
+            if let Some(r) = self.redirecting.remove(&user) {
+                self.aliases.remove(&user);
+                let _ = r.route.events.send(CallEvent::Failed { code: r.code, reason: r.reason });
+            }
+            return;
+        };
+        r.route.tried.push(uri.to_string());
+        let (resolver, commands) = (self.resolver.clone(), self.commands.clone());
+        tokio::spawn(async move {
+            let resolved = resolver.resolve(&uri).await;
+            let _ = commands.send(Command::Redirect(user, uri, resolved));
+        });
+    }
+
+    /// A redirect target resolved: the call goes on to it (RFC 3263 fallbacks included), or to
+    /// the next target when it cannot.
+    fn redirect_resolved(&mut self, user: CallHandle, uri: Uri, resolved: Result<Vec<Target>, Error>) {
+        let mut targets = match resolved {
+            Ok(t) => t.into_iter(),
+            Err(e) => {
+                warn!(call = %user, %uri, error = %e, "redirect target does not resolve: trying the next");
+                return self.resolve_next(user);
+            }
+        };
+        let Some(destination) = targets.next() else { return self.resolve_next(user) };
+        let Some(r) = self.redirecting.remove(&user) else { return };
+        let mut route = r.route;
+        route.request.uri = uri.clone();
+        route.request.destination = destination;
+        route.fallbacks = targets.collect();
+        route.responded = false;
+        match self.ua.call(Instant::now(), route.request.clone()) {
+            Ok(h) => {
+                info!(call = %user, %uri, "following the redirect");
+                self.aliases.insert(user, h);
+                self.calls.insert(h, route);
+            }
+            Err(e) => {
+                warn!(call = %user, %uri, error = %e, "cannot call the redirect target: trying the next");
+                self.redirecting.insert(user, Redirecting { route, ..r });
+                self.resolve_next(user);
             }
         }
     }
