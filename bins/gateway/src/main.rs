@@ -332,6 +332,7 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
         tcp_bind: settings.sip_tcp_bind,
         tls: TlsOptions { ca_file: settings.sip_tls_ca_file.clone(), ..TlsOptions::default() },
         ua: sip_signaling::Config { public_ip: settings.sip_public_ip, ..sip_signaling::Config::default() },
+        max_redirects: settings.sip_max_redirects,
         ..DriverConfig::default()
     };
     match driver::start(config(settings.sip_udp_bind)).await {
