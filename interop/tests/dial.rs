@@ -1827,7 +1827,8 @@ fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Ev
 
 /// Keys a SIP party signals in SIP INFO (`application/dtmf-relay`, `application/dtmf`: PBXs and
 /// SBCs set to "INFO" DTMF) reach the session as `dtmf` signals and work the `*6` toggle; a party
-/// that sends both RFC 4733 and INFO for the same press has it counted once.
+/// that sends both RFC 4733 and INFO for the same press has it counted once, whichever comes
+/// first, and its INFO-only keys still count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digits_in_sip_info_are_heard_once() {
     let mut g = gateway(BridgeConfig::default()).await;
@@ -1873,21 +1874,39 @@ async fn digits_in_sip_info_are_heard_once() {
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
         tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
-    for (k, (end, duration)) in
-        [(false, 160u16), (false, 320), (false, 480), (true, 640), (true, 640), (true, 640)].into_iter().enumerate()
-    {
-        let d = duration.to_be_bytes();
-        let mut p = rtp_packet(101, 40 + k as u16, 16_000, 0x77, &[7, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
-        if k == 0 {
-            p[1] |= 0x80;
-        }
+    // One press of `key` as RFC 4733 (event starting at `ts`, sequence numbers from `seq`).
+    let press = |key: u8, seq: u16, ts: u32| {
+        [(false, 160u16), (false, 320), (false, 480), (true, 640), (true, 640), (true, 640)]
+            .into_iter()
+            .enumerate()
+            .map(move |(k, (end, duration))| {
+                let d = duration.to_be_bytes();
+                let mut p =
+                    rtp_packet(101, seq + k as u16, ts, 0x77, &[key, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
+                if k == 0 {
+                    p[1] |= 0x80;
+                }
+                p
+            })
+    };
+    // 7: its INFO at key-down, the RFC 4733 events after. 1: RFC 4733 first, the INFO after.
+    far.info("application/dtmf-relay", "Signal=7\r\nDuration=120\r\n");
+    for p in press(7, 40, 16_000) {
+        media.send_to(&p, gateway_rtp).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for p in press(1, 50, 32_000) {
         media.send_to(&p, gateway_rtp).await.expect("send");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    far.info("application/dtmf-relay", "Signal=7\r\nDuration=120\r\n");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(dtmf_signals(&mut signals, &conn), "7", "one press, once");
+    far.info("application/dtmf-relay", "Signal=1\r\nDuration=120\r\n");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // 9: INFO alone, after RFC 4733 digits: still heard.
+    far.info("application/dtmf", "9");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(dtmf_signals(&mut signals, &conn), "719", "each press once, whichever way comes first");
     let events = force_disconnect(&mut g, &sid, &conn).await;
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
 }
@@ -1903,10 +1922,16 @@ async fn an_opus_far_end_gets_what_it_says_it_receives() {
     // Two speakers: the call hears a mix, encoded for it (not one stream forwarded).
     let low = tone_publisher_framed(&g.service, &sid, "low", 500.0, 20);
     let high = tone_publisher_framed(&g.service, &sid, "high", 9000.0, 20);
-    for (fmtp, widest, cbr) in [
+    for (round, (fmtp, widest, cbr)) in [
         (Some("maxplaybackrate=16000;maxaveragebitrate=24000;cbr=1;useinbandfec=1"), 16_000, Some(60)),
         (None, 24_000, None),
-    ] {
+        // One speaker heard (`streams`): a far end that asks for less still gets Opus made for
+        // it, not the publisher's packets forwarded as they are.
+        (Some("maxaveragebitrate=24000;cbr=1"), 48_000, Some(60)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
         let port = media.local_addr().expect("addr").port();
         let answer_sdp = move |_: &str| {
@@ -1914,7 +1939,11 @@ async fn an_opus_far_end_gets_what_it_says_it_receives() {
             format!("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n{fmtp}")
         };
         let far = common::uas::uas(answer_sdp).await;
-        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:opus@127.0.0.1:{}", far.port)})).await;
+        let mut request = json!({"uri": format!("sip:opus@127.0.0.1:{}", far.port)});
+        if round == 2 {
+            request["streams"] = json!(["low"]);
+        }
+        let (status, answer) = dial(&g, &sid, request).await;
         assert_eq!(status, 200, "{answer}");
         let seen = until_active(&mut g).await;
         assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
@@ -1957,14 +1986,15 @@ async fn an_opus_far_end_gets_what_it_says_it_receives() {
     high.abort();
 }
 
-/// A far end that takes SRTP only with 256-bit keys (SBCs and carriers set that way) gets it: our
-/// SDES offer carries AES_256_CM_HMAC_SHA1_80 after the 128-bit suites, and when the answer picks
-/// it, both directions are protected with it (checked here with our own SRTP as the far end: its
+/// A far end that takes SRTP only with 256-bit keys (SBCs and carriers set that way) gets it: with
+/// the suite configured, our SDES offer carries AES_256_CM_HMAC_SHA1_80 after the 128-bit one, and
+/// when the answer picks it, both directions are protected with it (checked here with our own SRTP as the far end: its
 /// 440 Hz reaches the session, and our packets unprotect under the key we offered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_end_that_takes_only_aes_256_gets_it() {
     use srtp_transport::{sdes, Context, MasterKey, Options, Suite};
-    let mut g = gateway(BridgeConfig::default()).await;
+    let sdes_suites = vec![Suite::AesCm128HmacSha1_80, Suite::AesCm256HmacSha1_80];
+    let mut g = gateway(BridgeConfig { sdes_suites, ..BridgeConfig::default() }).await;
     let sid = routed(&g);
     let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
     let port = media.local_addr().expect("addr").port();
@@ -1997,7 +2027,9 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
         .find_map(|l| l.strip_prefix("a=crypto:")?.split_once(" AES_256_CM_HMAC_SHA1_80 ").map(|(_, k)| k.to_owned()))
         .unwrap_or_else(|| panic!("AES-256 offered: {offer}"));
     let ours = sdes::parse_key_params(suite, &ours).expect("our key");
-    assert!(offer.find("AES_CM_128_HMAC_SHA1_80") < offer.find("AES_256_CM_HMAC_SHA1_80"), "128 first: {offer}");
+    let (k128, k256) = (offer.find("AES_CM_128_HMAC_SHA1_80"), offer.find("AES_256_CM_HMAC_SHA1_80"));
+    assert!(k128.zip(k256).is_some_and(|(a, b)| a < b), "both, 128 first: {offer}");
+    assert!(!offer.contains("AES_CM_128_HMAC_SHA1_32"), "only the suites configured: {offer}");
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     let mut tap = tap_sip_stream(&g, &answer);

@@ -113,6 +113,11 @@ pub const KEYS: &[Key] = &[
         default: "sdes",
         help: "what secure: true calls offer: sdes (a=crypto keys) or dtls (DTLS-SRTP); per project too",
     },
+    Key {
+        name: "media.srtp_suites",
+        default: "AES_CM_128_HMAC_SHA1_80,AES_CM_128_HMAC_SHA1_32",
+        help: "SRTP suites an SDES offer lists, in order (also AES_256_CM_HMAC_SHA1_80/_32, AEAD_AES_128_GCM, AEAD_AES_256_GCM)",
+    },
     Key { name: "webrtc.bind", default: "rest.listen's IP, any port", help: "the one UDP socket of every WebRTC peer" },
     Key {
         name: "webrtc.public",
@@ -361,6 +366,8 @@ pub struct Settings {
     pub audio_codecs: Vec<Codec>,
     /// What `secure: true` calls offer, unless their project says otherwise.
     pub srtp_offer: SrtpOffer,
+    /// The SRTP suites an SDES offer lists.
+    pub sdes_suites: Vec<srtp_transport::Suite>,
     /// The grid sent to calls dialled with `video: true`.
     pub video: bridge::VideoConfig,
     /// The WebRTC UDP socket.
@@ -631,6 +638,7 @@ fn resolve(
     let audio_codecs =
         layers.get_or("media.audio_codecs", vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], parse_codecs)?;
     let srtp_offer = layers.get_or("media.srtp_offer", SrtpOffer::Sdes, |r| srtp(&text(r)?))?;
+    let sdes_suites = layers.get_or("media.srtp_suites", bridge::BridgeConfig::default().sdes_suites, parse_suites)?;
     let video_defaults = bridge::VideoConfig::default();
     let (width, height) = layers.get_or("video.canvas", (video_defaults.width, video_defaults.height), parse_canvas)?;
     let video = bridge::VideoConfig {
@@ -718,6 +726,7 @@ fn resolve(
         media_public_ip,
         audio_codecs,
         srtp_offer,
+        sdes_suites,
         video,
         webrtc_bind,
         webrtc_public,
@@ -969,6 +978,23 @@ fn srtp(s: &str) -> Result<SrtpOffer, String> {
     }
 }
 
+/// SRTP suites by their SDES names (any case), each at most once, at least one.
+fn parse_suites(r: &Raw) -> Result<Vec<srtp_transport::Suite>, String> {
+    let mut out = Vec::new();
+    for name in list(r)? {
+        let suite = srtp_transport::Suite::from_sdes_name(&name.to_ascii_uppercase())
+            .ok_or_else(|| format!("{name:?} is not an SRTP suite (for example AES_CM_128_HMAC_SHA1_80)"))?;
+        if out.contains(&suite) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        out.push(suite);
+    }
+    if out.is_empty() {
+        return Err("needs at least one suite".into());
+    }
+    Ok(out)
+}
+
 fn parse_codecs(r: &Raw) -> Result<Vec<Codec>, String> {
     let out = codec_list(
         r,
@@ -1045,6 +1071,10 @@ impl Settings {
             format!("media.public_ip = {}", opt(self.media_public_ip.map(|a| a.to_string()))),
             format!("media.audio_codecs = {:?}", self.audio_codecs),
             format!("media.srtp_offer = {:?}", self.srtp_offer),
+            format!(
+                "media.srtp_suites = {}",
+                self.sdes_suites.iter().map(|s| s.sdes_name()).collect::<Vec<_>>().join(",")
+            ),
             format!("video.codecs = {:?}", self.video.codecs),
             format!("video.canvas = {}x{}", self.video.width, self.video.height),
             format!("video.fps = {}", self.video.fps),
@@ -1135,6 +1165,24 @@ mod tests {
     }
 
     #[test]
+    fn srtp_suites_by_name() {
+        let s = load(&args(&[]), &env(&[])).expect("default");
+        assert_eq!(s.sdes_suites, bridge::BridgeConfig::default().sdes_suites);
+        let s = load(
+            &args(&[]),
+            &env(&[("GATEWAY_MEDIA_SRTP_SUITES", "aes_256_cm_hmac_sha1_80, AES_CM_128_HMAC_SHA1_80")]),
+        )
+        .expect("valid");
+        assert_eq!(
+            s.sdes_suites,
+            [srtp_transport::Suite::AesCm256HmacSha1_80, srtp_transport::Suite::AesCm128HmacSha1_80]
+        );
+        for bad in ["", "AES_CM_128_HMAC_SHA1_80,AES_CM_128_HMAC_SHA1_80"] {
+            assert!(load(&args(&[]), &env(&[("GATEWAY_MEDIA_SRTP_SUITES", bad)])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn video_settings() {
         let s = load(&args(&[]), &env(&[])).expect("default");
         assert_eq!(s.video, bridge::VideoConfig::default());
@@ -1159,6 +1207,7 @@ mod tests {
             ("GATEWAY_VIDEO_FPS", "0", "within"),
             ("GATEWAY_VIDEO_BITRATE", "10", "within"),
             ("GATEWAY_VIDEO_RECEIVE_BITRATE", "1000", "at least 50000"),
+            ("GATEWAY_MEDIA_SRTP_SUITES", "AES_CM_128_HMAC_SHA1_80,ROT13", "not an SRTP suite"),
             ("GATEWAY_VIDEO_CODECS", "h265", "not a video codec"),
             ("GATEWAY_VIDEO_CODECS", "vp8,vp8", "twice"),
         ] {

@@ -249,6 +249,7 @@ async fn run(settings: Settings) -> ExitCode {
         max_duration: settings.max_duration,
         video: settings.video.clone(),
         srtp_offer: settings.srtp_offer,
+        sdes_suites: settings.sdes_suites.clone(),
         srtp_offer_by_project: settings
             .projects
             .iter()

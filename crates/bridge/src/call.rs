@@ -127,8 +127,8 @@ struct Media {
     dtmf_out: Option<dtmf_rfc4733::Sender>,
     /// RFC 4733 from the SIP party (when telephone-event was agreed).
     dtmf_in: Option<dtmf_rfc4733::Receiver>,
-    /// Whether a digit came that way: SIP INFO digits are then repeats of the same presses.
-    dtmf_by_rtp: bool,
+    /// Keys pressed lately, for a party that sends each press both as RFC 4733 and in SIP INFO.
+    presses: DtmfPresses,
     /// The `*6` toggle, fed by RFC 4733 and SIP INFO digits alike.
     star_six: dtmf_rfc4733::SequenceDetector,
     /// RTCP: our reports, the far end's.
@@ -137,16 +137,13 @@ struct Media {
     source: crate::rtcp::SourceLock,
 }
 
-fn sdes_offer(secure: bool) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
+fn sdes_offer(secure: bool, suites: &[Suite]) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
     if !secure {
         return (MediaSecurity::None, Vec::new());
     }
     let mut keys = Vec::new();
     let mut offered = Vec::new();
-    // The common suites first; AES-256 after them, for SBCs and carriers that take nothing less.
-    for suite in
-        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AesCm256HmacSha1_80, Suite::AeadAes256Gcm]
-    {
+    for &suite in suites {
         let mut raw = vec![0u8; suite.key_len() + suite.salt_len()];
         rand::thread_rng().fill_bytes(&mut raw);
         let mk = MasterKey {
@@ -203,7 +200,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         bridge.config.srtp_offer_by_project.get(spec.project.as_str()).copied().unwrap_or(bridge.config.srtp_offer);
     let security = match (spec.sip.secure, wanted, &bridge.dtls_identity) {
         (true, crate::SrtpOffer::Dtls, Some(id)) => MediaSecurity::Dtls { fingerprint: id.fingerprint().to_owned() },
-        (secure, _, _) => sdes_offer(secure).0,
+        (secure, _, _) => sdes_offer(secure, &bridge.config.sdes_suites).0,
     };
     // Video: its own RTP port (a SIP peer does not bundle), offered only when the dial asks.
     let mut video_sockets = None;
@@ -340,13 +337,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             Ok((answer, agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
                                 if let (Some(v), Some(agreed)) = (video.as_ref(), agreement.video.as_ref()) {
-                                    let _ = v.control.send(VideoControl::Remote {
-                                        rtp: agreed.remote_rtp,
-                                        rtcp: agreed.remote_rtcp,
-                                        hold: agreed.remote_hold,
-                                        bandwidth: agreed.remote_bandwidth,
-                                        nack: agreed.takes_feedback("nack"),
-                                    });
+                                    let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
                                 }
                                 if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {
                                     let hold = audio.remote_hold;
@@ -551,7 +542,11 @@ fn start_media(
     sockets: Option<MediaSockets>,
 ) -> Result<Media, String> {
     let audio = agreement.audio.ok_or("the answer accepts no audio")?;
-    let mut codec = AudioCodec::for_far_end(audio.codec, audio.fmtp.as_deref(), audio.remote_bandwidth)
+    // The far end's `b=` as a media bitrate: a `b=AS` counts each 20 ms packet's IP, UDP and RTP
+    // headers (and the SRTP tag).
+    let header_bytes = 40 + if audio.sdes.is_some() || audio.dtls.is_some() { 10 } else { 0 };
+    let audio_bandwidth = audio.remote_bandwidth.map(|b| b.media_bitrate(50, header_bytes));
+    let mut codec = AudioCodec::for_far_end(audio.codec, audio.fmtp.as_deref(), audio_bandwidth)
         .ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
     let sockets = sockets.ok_or("media sockets already used")?;
     let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
@@ -565,7 +560,10 @@ fn start_media(
             call: spec.number,
             own: spec.stream.clone(),
             subset,
-            passthrough: audio.codec == sdp_negotiation::Codec::Opus,
+            // A publisher's Opus is forwarded as it is only to a far end that takes it as it is
+            // (its a=fmtp asks nothing a browser's Opus does not already give).
+            passthrough: audio.codec == sdp_negotiation::Codec::Opus
+                && !crate::codec::opus_constrained(audio.fmtp.as_deref(), audio_bandwidth),
             rate: codec.sample_rate(),
             frames: tx,
         })
@@ -611,7 +609,7 @@ fn start_media(
         last_opus_ts: None,
         dtmf_out,
         dtmf_in,
-        dtmf_by_rtp: false,
+        presses: DtmfPresses::default(),
         star_six: dtmf_rfc4733::SequenceDetector::star_six(),
         dtls,
         rtcp,
@@ -883,27 +881,104 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     }
 }
 
-/// The digits the SIP party pressed, as RFC 4733 events.
+/// Key presses of a party that may send each one twice, as RFC 4733 events and in a SIP INFO
+/// (phones set to "RFC 2833 + INFO"): the INFO comes at key-down, the RFC 4733 digit at key-up.
+/// An INFO digit is held [`INFO_HOLD`] when telephone-event was agreed; an RFC 4733 digit of the
+/// same key meanwhile is the same press (the INFO is dropped); so is an INFO within a second after
+/// the same key as RFC 4733, and an RFC 4733 digit whose press began up to half a second before
+/// the same key was reported from an INFO (a long press).
+#[derive(Debug, Default)]
+struct DtmfPresses {
+    /// INFO digits waiting, and when they came.
+    held: std::collections::VecDeque<(dtmf_rfc4733::Digit, Instant)>,
+    /// Digits reported lately: the key, when, and whether from an INFO.
+    reported: std::collections::VecDeque<(dtmf_rfc4733::Digit, Instant, bool)>,
+}
+
+/// How long a SIP INFO digit waits for the same press as RFC 4733.
+const INFO_HOLD: Duration = Duration::from_millis(400);
+
+impl DtmfPresses {
+    fn remember(&mut self, digit: dtmf_rfc4733::Digit, at: Instant, by_info: bool) {
+        self.reported.retain(|(_, t, _)| at.saturating_duration_since(*t) < Duration::from_secs(10));
+        if self.reported.len() == 32 {
+            self.reported.pop_front();
+        }
+        self.reported.push_back((digit, at, by_info));
+    }
+
+    /// Whether an RFC 4733 digit that lasted `held_down` and ended at `now` is new.
+    fn rtp_digit(&mut self, now: Instant, digit: dtmf_rfc4733::Digit, held_down: Duration) -> bool {
+        if let Some(i) = self.held.iter().position(|(d, _)| *d == digit) {
+            self.held.remove(i);
+        } else {
+            let pressed = now.checked_sub(held_down + Duration::from_millis(500)).unwrap_or(now);
+            if let Some(i) = self.reported.iter().position(|(d, t, info)| *info && *d == digit && *t >= pressed) {
+                // Reported from its INFO already; that record is used up.
+                self.reported.remove(i);
+                return false;
+            }
+        }
+        self.remember(digit, now, false);
+        true
+    }
+
+    /// An INFO digit at `now`: held, or dropped as the same press as an RFC 4733 digit just
+    /// reported.
+    fn info_digit(&mut self, now: Instant, digit: dtmf_rfc4733::Digit) {
+        let just = self.reported.iter().position(|(d, t, info)| {
+            !*info && *d == digit && now.saturating_duration_since(*t) < Duration::from_secs(1)
+        });
+        match just {
+            Some(i) => {
+                self.reported.remove(i);
+            }
+            None if self.held.len() < 32 => self.held.push_back((digit, now)),
+            None => {}
+        }
+    }
+
+    /// The held INFO digits whose wait is over, in order.
+    fn due(&mut self, now: Instant) -> Vec<dtmf_rfc4733::Digit> {
+        let mut out = Vec::new();
+        while let Some(&(digit, at)) = self.held.front() {
+            if now.saturating_duration_since(at) < INFO_HOLD {
+                break;
+            }
+            self.held.pop_front();
+            self.remember(digit, now, true);
+            out.push(digit);
+        }
+        out
+    }
+}
+
+/// The digits the SIP party pressed: RFC 4733 events, and SIP INFO digits whose wait is over.
 fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Instant) {
-    let Some(receiver) = m.dtmf_in.as_mut() else { return };
-    while let Some(ev) = receiver.poll_event() {
-        m.dtmf_by_rtp = true;
-        report_digit(bridge, spec, Some(&mut m.star_six), ev.digit, now, "RFC 4733");
+    if let Some(receiver) = m.dtmf_in.as_mut() {
+        while let Some(ev) = receiver.poll_event() {
+            if m.presses.rtp_digit(now, ev.digit, ev.duration) {
+                report_digit(bridge, spec, Some(&mut m.star_six), ev.digit, now, "RFC 4733");
+            } else {
+                debug!(call = %spec.id, "an RFC 4733 digit repeating a SIP INFO: not counted again");
+            }
+        }
+    }
+    for digit in m.presses.due(now) {
+        report_digit(bridge, spec, Some(&mut m.star_six), digit, now, "SIP INFO");
     }
 }
 
 /// A digit in a SIP INFO (`application/dtmf-relay` or `application/dtmf`), from a party that
-/// signals keys that way. A party that also sends them as RFC 4733 events (some do both) has
-/// them counted once: from the media, which the INFO only repeats.
+/// signals keys that way: reported at once when no telephone-event was agreed, else after
+/// [`INFO_HOLD`] unless the same press comes as RFC 4733 (see [`DtmfPresses`]).
 fn report_info_digit(bridge: &Arc<Inner>, spec: &CallSpec, media: Option<&mut Media>, content_type: &str, body: &[u8]) {
     let Some(digit) = dtmf_rfc4733::parse_sip_info(content_type, body) else {
         debug!(call = %spec.id, content_type, "an INFO without a key");
         return;
     };
     match media {
-        Some(m) if m.dtmf_by_rtp => {
-            debug!(call = %spec.id, digit = %digit.to_char(), "a SIP INFO digit repeating RFC 4733: not counted again");
-        }
+        Some(m) if m.dtmf_in.is_some() => m.presses.info_digit(Instant::now(), digit),
         Some(m) => report_digit(bridge, spec, Some(&mut m.star_six), digit, Instant::now(), "SIP INFO"),
         // Before the answer: the digit, but no `*6` (the toggle is the answered call's).
         None => report_digit(bridge, spec, None, digit, Instant::now(), "SIP INFO"),
@@ -921,7 +996,9 @@ fn report_digit(
     how: &'static str,
 ) {
     let digit = pressed.to_char().to_string();
-    info!(call = %spec.id, %digit, how, "DTMF from the SIP party");
+    // The key itself only at debug level: digits can be PINs.
+    info!(call = %spec.id, how, "DTMF from the SIP party");
+    debug!(call = %spec.id, %digit, "the key");
     let _ = bridge.service.signal_from(&spec.session, &spec.connection.id, None, "dtmf", &digit);
     if star_six.is_some_and(|s| s.handle_digit(now, pressed)) && spec.sip.observe_force_mute {
         let muted = bridge.service.stream(&spec.session, &spec.stream).is_some_and(|s| s.audio_muted);
@@ -1075,7 +1152,8 @@ fn start_video(
     let size =
         crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
     let keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let rate = crate::video_rate::SendRate::new(bridge.config.video.bitrate, agreed.remote_bandwidth, Instant::now());
+    let bandwidth = agreed.remote_bandwidth.map(|b| b.video_bitrate());
+    let rate = crate::video_rate::SendRate::new(bridge.config.video.bitrate, bandwidth, Instant::now());
     let bitrate = Arc::new(std::sync::atomic::AtomicU32::new(rate.target()));
     let (frames_tx, frames) = mpsc::channel(2);
     let hub = bridge.video_for(&spec.session);
@@ -1117,6 +1195,8 @@ fn start_video(
         rate,
         bitrate,
         reporter: bridge.reporter.clone(),
+        hub: hub.commands.clone(),
+        number: spec.number,
         project: spec.project.clone(),
         control: control_rx,
         dtls,
@@ -1259,5 +1339,47 @@ mod tests {
         assert_eq!(times(&[0, 960, 2_000_000_000, 2_000_000_960]), [1000, 1960, 2920, 3880]);
         // A lost packet leaves its gap (the mixer conceals it).
         assert_eq!(times(&[0, 1920]), [1000, 2920]);
+    }
+}
+
+#[cfg(test)]
+mod presses_tests {
+    use super::*;
+    use dtmf_rfc4733::Digit;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Each press once, whichever of its INFO and its RFC 4733 digit comes first, however long
+    /// the key is held; an INFO alone is reported after its wait; a second press of the same key
+    /// is a second press.
+    #[test]
+    fn a_press_sent_both_ways_counts_once() {
+        let t0 = Instant::now();
+        let mut p = DtmfPresses::default();
+        // INFO at key-down, RFC 4733 at key-up.
+        p.info_digit(t0, Digit::Seven);
+        assert!(p.due(t0 + ms(100)).is_empty());
+        assert!(p.rtp_digit(t0 + ms(150), Digit::Seven, ms(120)), "reported from the media");
+        assert!(p.due(t0 + ms(600)).is_empty(), "its INFO dropped");
+        // RFC 4733 first, the INFO after it.
+        assert!(p.rtp_digit(t0 + ms(1000), Digit::One, ms(100)));
+        p.info_digit(t0 + ms(1200), Digit::One);
+        assert!(p.due(t0 + ms(2000)).is_empty());
+        // A long press: its INFO reported after the wait, its RFC 4733 digit 2 s later is the same.
+        p.info_digit(t0 + ms(3000), Digit::Five);
+        assert_eq!(p.due(t0 + ms(3400)), vec![Digit::Five]);
+        assert!(!p.rtp_digit(t0 + ms(5000), Digit::Five, ms(2000)), "the same press");
+        // INFO alone (a party that sends no RFC 4733 for this key): reported after the wait.
+        p.info_digit(t0 + ms(6000), Digit::Pound);
+        assert_eq!(p.due(t0 + ms(6400)), vec![Digit::Pound]);
+        // The same key twice, both ways each time: twice.
+        for k in 0..2u64 {
+            let at = t0 + ms(8000 + k * 1500);
+            p.info_digit(at, Digit::Two);
+            assert!(p.rtp_digit(at + ms(150), Digit::Two, ms(100)), "press {k}");
+        }
+        assert!(p.due(t0 + ms(20_000)).is_empty());
     }
 }

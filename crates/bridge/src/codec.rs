@@ -68,6 +68,20 @@ pub fn opus_config_for(fmtp: Option<&str>, bandwidth: Option<u64>) -> OpusEncode
     }
 }
 
+/// Whether a far end's Opus parameters ask for less than a browser's Opus gives (about 32 kbit/s
+/// VBR, fullband, in-band FEC): an average bitrate or a bandwidth under 40 kbit/s, a playback rate
+/// under 48 kHz, or CBR. Such a far end gets Opus encoded for it ([`opus_config_for`]) rather
+/// than a publisher's packets forwarded as they are.
+pub fn opus_constrained(fmtp: Option<&str>, bandwidth: Option<u64>) -> bool {
+    let param = |name: &str| {
+        fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    param("maxaveragebitrate").is_some_and(|b| b < 40_000)
+        || param("maxplaybackrate").is_some_and(|r| r < 48_000)
+        || param("cbr") == Some(1)
+        || bandwidth.is_some_and(|b| b < 40_000)
+}
+
 impl AudioCodec {
     /// A codec for the negotiated `codec`; `None` for a codec that is not audio we carry.
     pub fn new(codec: Codec) -> Option<AudioCodec> {
@@ -298,10 +312,16 @@ mod tests {
         assert_eq!(opus_config_for(Some("maxaveragebitrate=100"), None).bitrate, 6_000, "Opus's least");
         let odd = opus_config_for(Some("useinbandfec=yes;maxplaybackrate=1;usedtx"), None);
         assert_eq!((odd.inband_fec, odd.dtx, odd.max_playback_rate), (false, false, Some(8_000)));
-        for fmtp in ["maxplaybackrate=8000", "maxaveragebitrate=12000;useinbandfec=1"] {
-            let mut c = AudioCodec::for_far_end(Codec::Opus, Some(fmtp), None).expect("codec");
-            c.follow_loss(0.25);
-            c.follow_loss(7.0);
+        // Who gets a publisher's Opus as it is, and who gets Opus made for it.
+        assert!(!opus_constrained(None, None));
+        assert!(!opus_constrained(Some("useinbandfec=1;usedtx=1;maxaveragebitrate=64000"), Some(64_000)));
+        for (fmtp, bandwidth) in [
+            (Some("maxaveragebitrate=24000"), None),
+            (Some("maxplaybackrate=16000"), None),
+            (Some("cbr=1"), None),
+            (None, Some(30_000)),
+        ] {
+            assert!(opus_constrained(fmtp, bandwidth), "{fmtp:?} {bandwidth:?}");
         }
     }
 

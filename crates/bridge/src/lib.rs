@@ -124,6 +124,10 @@ pub struct BridgeConfig {
     pub srtp_offer: SrtpOffer,
     /// Per project (API key or application ID): what its `secure: true` calls offer.
     pub srtp_offer_by_project: HashMap<String, SrtpOffer>,
+    /// The SRTP suites an SDES offer lists (one `a=crypto` each), in preference order. Each adds
+    /// about 90 bytes to the INVITE: the default is the two 128-bit counter-mode suites every peer
+    /// takes; add `AesCm256HmacSha1_80` or `AeadAes256Gcm` for peers that want 256-bit keys.
+    pub sdes_suites: Vec<srtp_transport::Suite>,
     /// The address written in our SDP (`c=`); the media socket's address when `None`.
     pub media_address: Option<IpAddr>,
     /// Audio codecs offered, in preference order.
@@ -147,6 +151,7 @@ impl Default for BridgeConfig {
         BridgeConfig {
             srtp_offer: SrtpOffer::Sdes,
             srtp_offer_by_project: HashMap::new(),
+            sdes_suites: vec![srtp_transport::Suite::AesCm128HmacSha1_80, srtp_transport::Suite::AesCm128HmacSha1_32],
             media_address: None,
             audio_codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
             no_rtp_timeout: Duration::from_secs(30),

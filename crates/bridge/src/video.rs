@@ -23,7 +23,6 @@
 //! keyframe, which is asked for (`media_mixer::video_input`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,6 +167,9 @@ pub(crate) enum VideoCommand {
     },
     /// Stop.
     Leave { call: u64 },
+    /// A re-offer changed the call's codec (H.264 in the other packetization mode, or another
+    /// codec): a new encoder, and a keyframe.
+    Codec { call: u64, codec: Codec },
 }
 
 /// A handle on a session's video hub.
@@ -330,6 +332,30 @@ impl Hub {
         );
     }
 
+    /// A new encoder for a call whose codec changed, at its canvas size and bitrate; its next
+    /// frame a keyframe.
+    fn recode(&mut self, call: u64, codec: Codec, fps: u32) {
+        let Some(w) = self.watchers.get_mut(&call) else { return };
+        let (width, height) = (w.compositor.canvas().width, w.compositor.canvas().height);
+        let encoder = match codec {
+            Codec::H264 => {
+                H264Encoder::new(width, height, w.encoding_at, fps as f32).map(|e| Encoder::H264(Box::new(e)))
+            }
+            Codec::H264SingleNal => {
+                H264Encoder::with_max_nal(width, height, w.encoding_at, fps as f32, Some(VIDEO_MTU as u32))
+                    .map(|e| Encoder::H264(Box::new(e)))
+            }
+            _ => Vp8Encoder::new(width, height, w.encoding_at, fps).map(Encoder::Vp8),
+        };
+        match encoder {
+            Ok(e) => {
+                w.encoder = e;
+                w.keyframe.store(true, Ordering::Relaxed);
+            }
+            Err(e) => warn!(call, error = %e, "no encoder for the new codec: the old one stays"),
+        }
+    }
+
     /// Decodes what arrived, then composes and encodes each watcher's grid (`now` is the tick's
     /// time).
     fn tick(&mut self, now: Instant) {
@@ -485,6 +511,7 @@ fn hub(
                 Ok(VideoCommand::Leave { call }) => {
                     hub.watchers.remove(&call);
                 }
+                Ok(VideoCommand::Codec { call, codec }) => hub.recode(call, codec, fps),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
@@ -516,9 +543,10 @@ fn hub(
 /// What the call task tells its video task.
 #[derive(Debug)]
 pub(crate) enum VideoControl {
-    /// The SIP party's video address changed (re-INVITE), whether it holds the call, the
-    /// bandwidth its SDP says it receives, and whether it takes NACKs.
-    Remote { rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, hold: bool, bandwidth: Option<u64>, nack: bool },
+    /// A re-offer's agreement: the SIP party's video address (and whether it holds the call), the
+    /// bandwidth its SDP says it receives, whether it takes NACKs, and the codec and payload
+    /// types, which may have changed.
+    Remote(Box<MediaAgreement>),
 }
 
 /// Everything a call's video task needs.
@@ -545,6 +573,9 @@ pub(crate) struct CallVideo {
     pub(crate) project: session::ProjectId,
     /// What is counted for it.
     pub(crate) quality: crate::VideoQuality,
+    /// The session's hub and the call's number there (a re-offer may change the codec).
+    pub(crate) hub: std::sync::mpsc::Sender<VideoCommand>,
+    pub(crate) number: u64,
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
@@ -755,16 +786,23 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             },
             c = v.control.recv() => match c {
-                Some(VideoControl::Remote { rtp, rtcp, hold: h, bandwidth, nack }) => {
-                    incoming.nack = nack;
+                Some(VideoControl::Remote(agreed)) => {
+                    incoming.nack = agreed.takes_feedback("nack");
+                    let h = agreed.remote_hold;
                     if hold && !h {
                         // Resumed: nothing was sent while on hold, so the next frame stands alone.
                         v.keyframe.store(true, Ordering::Relaxed);
                     }
                     hold = h;
-                    let _ = v.leg.set_remote(rtp, rtcp);
-                    v.rate.set_sdp_limit(bandwidth);
+                    let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
+                    v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v);
+                    if agreed.codec != v.agreement.codec {
+                        info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, "the re-offer changes the video codec");
+                        let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec });
+                        v.keyframe.store(true, Ordering::Relaxed);
+                    }
+                    v.agreement = *agreed;
                 }
                 None => break,
             },
@@ -1056,6 +1094,49 @@ mod tests {
         let idle: Vec<u32> = sent.iter().copied().filter(|t| *t >= 15).collect();
         assert!(idle.contains(&100), "the keyframe asked for went out at once: {sent:?}");
         assert!((4..=6).contains(&idle.len()), "about one a second after that: {sent:?}");
+    }
+
+    /// A re-offer's new codec: the watcher gets a new encoder and its next frame is a keyframe
+    /// in that codec.
+    #[tokio::test]
+    async fn a_new_codec_gets_a_new_encoder_and_a_keyframe() {
+        let service = session::service::SessionService::start(
+            session::service::ServiceConfig::default(),
+            session::project::Projects::new(),
+        )
+        .await
+        .expect("service");
+        let mut hub = Hub {
+            service,
+            keyframe_interval: Duration::from_secs(3600),
+            inputs: Vec::new(),
+            next_number: 0,
+            watchers: HashMap::new(),
+        };
+        let (frames, mut rx) = mpsc::channel(1000);
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let request = WatchRequest {
+            own: StreamId::from_wire("sip-1"),
+            subset: None,
+            codec: Codec::H264,
+            size: (320, 180),
+            bitrate: Arc::new(AtomicU32::new(300_000)),
+            fps: 30,
+            keyframe: keyframe.clone(),
+            frames,
+        };
+        let t0 = Instant::now();
+        hub.watch(1, request, t0);
+        hub.tick(t0);
+        let first = rx.try_recv().expect("a frame");
+        assert!(packetize::split_annex_b(&first.data).iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5)));
+        hub.tick(t0 + Duration::from_millis(33));
+        assert!(rx.try_recv().is_ok());
+        hub.recode(1, Codec::Vp8, 30);
+        hub.tick(t0 + Duration::from_millis(66));
+        let vp8 = rx.try_recv().expect("a frame");
+        assert!(vp8.data.first().is_some_and(|b| b & 1 == 0), "a VP8 keyframe");
+        hub.recode(7, Codec::Vp8, 30);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use error::{NegotiationError, ParseError};
 pub use negotiate::{
     Agreement, DtlsAgreement, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesAgreement, SdesKey, Setup,
 };
-pub use sdp::{Attribute, Connection, Direction, Media, Origin, Sdp};
+pub use sdp::{Attribute, Bandwidth, Connection, Direction, Media, Origin, Sdp};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

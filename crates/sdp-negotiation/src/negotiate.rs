@@ -160,9 +160,9 @@ pub struct MediaAgreement {
     /// The largest picture the peer receives with `payload_type` (RFC 6236 `a=imageattr`), when
     /// it says (video).
     pub recv_max_picture: Option<(u32, u32)>,
-    /// The most media bitrate the peer says it receives on this stream (`b=TIAS` or `b=AS`, media
-    /// or session level), bit/s without packet headers.
-    pub remote_bandwidth: Option<u64>,
+    /// The bandwidth the peer says it receives on this stream (`b=TIAS` or `b=AS`, media or
+    /// session level).
+    pub remote_bandwidth: Option<crate::sdp::Bandwidth>,
     /// The RTCP feedback the peer takes for `payload_type` (RFC 4585 `a=rtcp-fb`, its own or the
     /// wildcard's), lower-cased: `nack`, `nack pli`, `ccm fir`, `ccm tmmbr`, `goog-remb`...
     pub remote_feedback: Vec<String>,
@@ -406,7 +406,10 @@ impl LocalSession {
             connection: None,
             lines: match (lm.kind, self.options.video_receive_bitrate) {
                 ("video", Some(bps)) => {
-                    vec![('b', format!("AS:{}", (bps * 105).div_ceil(100_000))), ('b', format!("TIAS:{bps}"))]
+                    vec![
+                        ('b', format!("AS:{}", bps.saturating_mul(105).div_ceil(100_000))),
+                        ('b', format!("TIAS:{bps}")),
+                    ]
                 }
                 _ => Vec::new(),
             },

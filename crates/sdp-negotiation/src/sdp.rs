@@ -13,12 +13,38 @@ pub const MAX_SDP_BYTES: usize = 64 * 1024;
 const MAX_LINES: usize = 2000;
 const MAX_MEDIA: usize = 32;
 
-/// The bandwidth `b=` lines give, as a media bitrate in bit/s without packet headers:
-/// `b=TIAS` (RFC 3890, bit/s, transport independent) when there is one, else `b=AS` (RFC 8866,
-/// kbit/s, headers included: 5% is taken off for IP, UDP and RTP headers). In offer/answer it is
-/// what the description's author is willing to receive (RFC 3264 §5). Zero, unparsable values and
-/// other types (`CT`, `RS`, `RR`) say nothing.
-pub fn bandwidth(lines: &[(char, String)]) -> Option<u64> {
+/// A bandwidth from `b=` lines: in offer/answer, what the description's author is willing to
+/// receive (RFC 3264 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bandwidth {
+    /// Bit/s.
+    pub bits: u64,
+    /// Whether packet headers count in it (`b=AS`, RFC 8866) or not (`b=TIAS`, RFC 3890: transport
+    /// independent).
+    pub with_headers: bool,
+}
+
+impl Bandwidth {
+    /// The media bitrate it leaves for `per_second` packets a second with `header_bytes` of
+    /// headers each (IP, UDP and RTP, and an SRTP tag): all of it for `b=TIAS`.
+    pub fn media_bitrate(self, per_second: u64, header_bytes: u64) -> u64 {
+        if self.with_headers {
+            self.bits.saturating_sub(per_second.saturating_mul(header_bytes).saturating_mul(8))
+        } else {
+            self.bits
+        }
+    }
+
+    /// The media bitrate it leaves for video: packets of about 1200 bytes of payload (plus a
+    /// frame's worth more, 30 a second), 40 bytes of headers each.
+    pub fn video_bitrate(self) -> u64 {
+        self.media_bitrate(self.bits / (8 * 1200) + 30, 40)
+    }
+}
+
+/// The bandwidth `b=` lines give: `b=TIAS` when there is one, else `b=AS` (kbit/s). Zero,
+/// unparsable values and other types (`CT`, `RS`, `RR`) say nothing.
+pub fn bandwidth(lines: &[(char, String)]) -> Option<Bandwidth> {
     let value = |kind: &str| {
         lines.iter().filter(|(t, _)| *t == 'b').find_map(|(_, v)| {
             let (k, n) = v.split_once(':')?;
@@ -26,7 +52,9 @@ pub fn bandwidth(lines: &[(char, String)]) -> Option<u64> {
             (k.trim().eq_ignore_ascii_case(kind) && n > 0).then_some(n)
         })
     };
-    value("TIAS").or_else(|| value("AS").map(|kbps| kbps.saturating_mul(950)))
+    value("TIAS")
+        .map(|bits| Bandwidth { bits, with_headers: false })
+        .or_else(|| value("AS").map(|kbps| Bandwidth { bits: kbps.saturating_mul(1000), with_headers: true }))
 }
 
 /// `a=name[:value]`
@@ -447,12 +475,11 @@ impl Sdp {
             .unwrap_or(Direction::SendRecv)
     }
 
-    /// The most media bitrate the author of this description takes in media section `i`, bit/s
-    /// without packet headers: the lower of the section's and the session's `b=` lines (see
-    /// [`bandwidth`]).
-    pub fn bandwidth_of(&self, i: usize) -> Option<u64> {
+    /// The bandwidth the author of this description takes in media section `i`: the lower of the
+    /// section's and the session's `b=` lines (see [`bandwidth`]).
+    pub fn bandwidth_of(&self, i: usize) -> Option<Bandwidth> {
         let media = self.media.get(i).and_then(|m| bandwidth(&m.lines));
-        [media, bandwidth(&self.lines)].into_iter().flatten().min()
+        [media, bandwidth(&self.lines)].into_iter().flatten().min_by_key(|b| b.bits)
     }
 
     /// The effective connection of media section `i`.

@@ -1,7 +1,7 @@
 //! RFC 3264 offer/answer behaviour of the SIP leg.
 
 use sdp_negotiation::{
-    Codec, Direction, LocalSession, MediaSecurity, NegotiationError, OfferOptions, SdesKey, Sdp, Setup,
+    Bandwidth, Codec, Direction, LocalSession, MediaSecurity, NegotiationError, OfferOptions, SdesKey, Sdp, Setup,
 };
 use std::net::SocketAddr;
 
@@ -254,20 +254,24 @@ fn video_rejected_is_an_audio_only_call() {
 }
 
 /// The bandwidth the peer receives (RFC 3264 §5: `b=` in its answer or re-offer): `b=TIAS` in
-/// bit/s first, else `b=AS` in kbit/s less 5% of headers; the lower of media and session level;
-/// zero, unknown types and garbage say nothing. Our video offer says we act on TMMBR.
+/// bit/s first, else `b=AS` in kbit/s, headers included; the lower of media and session level;
+/// zero, unknown types and garbage say nothing. As a media bitrate, `b=AS` loses its packets'
+/// headers (50 packets of 20 ms audio with 40 bytes each: 16 kbit/s). Our video offer says we act
+/// on TMMBR.
 #[test]
 fn the_peers_bandwidth_is_read_from_b_lines() {
     let opts = || OfferOptions { video: Some((40002, vec![Codec::Vp8])), ..OfferOptions::default() };
-    let cases: [(&str, &str, Option<u64>); 8] = [
+    let tias = |bits| Some(Bandwidth { bits, with_headers: false });
+    let as_ = |bits| Some(Bandwidth { bits, with_headers: true });
+    let cases: [(&str, &str, Option<Bandwidth>); 8] = [
         ("", "", None),
-        ("", "b=AS:512\n", Some(486_400)),
-        ("", "b=AS:512\nb=TIAS:400000\n", Some(400_000)),
-        ("b=AS:300\n", "b=TIAS:400000\n", Some(285_000)),
-        ("b=CT:128\n", "b=TIAS:400000\n", Some(400_000)),
+        ("", "b=AS:512\n", as_(512_000)),
+        ("", "b=AS:512\nb=TIAS:400000\n", tias(400_000)),
+        ("b=AS:300\n", "b=TIAS:400000\n", as_(300_000)),
+        ("b=CT:128\n", "b=TIAS:400000\n", tias(400_000)),
         ("", "b=AS:0\n", None),
         ("", "b=AS:lots\nb=RS:800\nb=X-YZ:5\n", None),
-        ("", "b=tias: 64000\n", Some(64_000)),
+        ("", "b=tias: 64000\n", tias(64_000)),
     ];
     for (session_lines, media_lines, want) in cases {
         let mut s = LocalSession::new(opts(), 1);
@@ -280,6 +284,11 @@ fn the_peers_bandwidth_is_read_from_b_lines() {
         let a = s.process_answer(&body).expect("with video");
         assert_eq!(a.video.expect("video").remote_bandwidth, want, "{session_lines:?} {media_lines:?}");
     }
+    let as32 = Bandwidth { bits: 32_000, with_headers: true };
+    assert_eq!(as32.media_bitrate(50, 40), 16_000, "b=AS:32 leaves Opus 16 kbit/s in 20 ms packets");
+    assert_eq!(Bandwidth { bits: 32_000, with_headers: false }.media_bitrate(50, 40), 32_000);
+    assert_eq!(Bandwidth { bits: 512_000, with_headers: true }.video_bitrate(), 512_000 - (53 + 30) * 320);
+    assert_eq!(Bandwidth { bits: 1_000, with_headers: true }.media_bitrate(50, 40), 0, "never below zero");
 }
 
 /// What we receive on video, when set, is in our offer (and in our answers) as `b=AS` and
@@ -299,7 +308,7 @@ fn our_video_receive_limit_is_offered() {
     let video = &text[text.find("m=video").expect("a video m-line")..];
     assert!(video.contains("b=AS:1050\r\nb=TIAS:1000000\r\na="), "after c=, before the attributes: {video}");
     let back = Sdp::parse(&offer.to_bytes()).expect("parses");
-    assert_eq!(back.bandwidth_of(1), Some(1_000_000));
+    assert_eq!(back.bandwidth_of(1), Some(Bandwidth { bits: 1_000_000, with_headers: false }));
 }
 
 /// The peer's RTCP feedback for the agreed payload type: its own lines and the wildcard's, not

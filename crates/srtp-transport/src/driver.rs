@@ -209,7 +209,7 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
                             }
                         }
                         Some(Command::SetSrtp(ctx)) => { let (i, o) = *ctx; leg.set_srtp(i, o); }
-                        Some(Command::SetRemote(a, b)) => leg.set_remote(a, b),
+                        Some(Command::SetRemote(a, b)) => leg.set_remote(Instant::now(), a, b),
                     }
                     None
                 }

@@ -93,13 +93,20 @@ pub enum Received {
 #[derive(Debug)]
 pub struct MediaLeg {
     config: LegConfig,
-    remote_rtp: Option<SocketAddr>,
-    remote_rtcp: Option<SocketAddr>,
-    latched: bool,
+    /// The addresses the far end's SDP gives (`None` on hold by address, or before it is known).
+    sdp_rtp: Option<SocketAddr>,
+    sdp_rtcp: Option<SocketAddr>,
+    /// Where the far end's media comes from (the latch): where we send, with symmetric RTP. Kept
+    /// through a hold, for the source check.
+    source: Option<SocketAddr>,
     /// SRTP keys are on their way (DTLS-SRTP): until they are set, RTP and RTCP are refused in
     /// both directions, so nobody can move the latch or be answered in clear meanwhile.
     awaiting_keys: bool,
-    last_from_remote: Option<Instant>,
+    /// When the source last sent.
+    last_from_source: Option<Instant>,
+    /// The source before a re-offer moved the far end's address: it may not take the latch back
+    /// until then (late packets of the old media path).
+    refused: Option<(SocketAddr, Instant)>,
     inbound: Option<Context>,
     outbound: Option<Context>,
     rx: Activity,
@@ -113,11 +120,12 @@ impl MediaLeg {
     pub fn new(config: LegConfig, remote_rtp: Option<SocketAddr>, remote_rtcp: Option<SocketAddr>) -> MediaLeg {
         MediaLeg {
             config,
-            remote_rtp,
-            remote_rtcp,
-            latched: false,
+            sdp_rtp: remote_rtp,
+            sdp_rtcp: remote_rtcp,
+            source: None,
             awaiting_keys: false,
-            last_from_remote: None,
+            last_from_source: None,
+            refused: None,
             inbound: None,
             outbound: None,
             rx: Activity::default(),
@@ -145,32 +153,44 @@ impl MediaLeg {
         self.inbound.is_some()
     }
 
-    /// New remote addresses from a re-offer; a new address un-latches.
-    pub fn set_remote(&mut self, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
-        if rtp != self.remote_rtp {
-            self.latched = false;
+    /// New remote addresses from a re-offer at `now`. A new address un-latches: the media source
+    /// is learnt again, and the old one may not take the latch back for a second (its late
+    /// packets). A hold by address (`None`) stops sending but keeps the source for the check.
+    pub fn set_remote(&mut self, now: Instant, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
+        if rtp.is_some() && rtp != self.sdp_rtp && rtp != self.source {
+            self.refused = self.source.take().map(|old| (old, now + RELATCH_AFTER));
+            self.last_from_source = None;
         }
-        self.remote_rtp = rtp;
-        self.remote_rtcp = rtcp;
+        self.sdp_rtp = rtp;
+        self.sdp_rtcp = rtcp;
     }
 
-    /// Where RTP goes now.
+    /// Where RTP goes now: the far end's media source once known (symmetric RTP), else its SDP
+    /// address; nowhere while its SDP gives none (hold).
     pub fn rtp_destination(&self) -> Option<SocketAddr> {
-        self.remote_rtp
+        self.sdp_rtp?;
+        match self.source {
+            Some(s) if self.config.symmetric_rtp => Some(s),
+            _ => self.sdp_rtp,
+        }
     }
 
     /// Where RTCP goes now.
     pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+        let rtp = self.rtp_destination();
         if self.config.rtcp_mux {
-            self.remote_rtp
+            rtp
         } else {
-            self.remote_rtcp.or_else(|| self.remote_rtp.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))))
+            rtp?;
+            self.sdp_rtcp.or_else(|| rtp.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))))
         }
     }
 
     /// Handles a datagram that arrived from `from` on the RTP (or muxed)
-    /// socket. Unauthenticated packets are counted and dropped; they never
-    /// move the latch.
+    /// socket. SRTP packets that fail authentication are counted and dropped, and never move the
+    /// latch. Plain RTP is media only from the far end's SDP address or its latched source; from
+    /// elsewhere it takes the latch only while no source is known or the source has been quiet for
+    /// a second, and is dropped otherwise (strict source).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, mut buf: Vec<u8>) -> Result<Received, Error> {
         let kind = classify(&buf);
         let r = match kind {
@@ -217,37 +237,50 @@ impl MediaLeg {
             _ => 0,
         };
         if kind == PacketKind::Rtp {
-            if Some(from) == self.remote_rtp {
-                // Media from where the SDP said: that is the latch (a packet from anywhere else
-                // must not move it while this source sends).
-                self.latched = true;
-                self.last_from_remote = Some(now);
-            } else if self.config.symmetric_rtp {
-                // With SRTP the packet proved its origin: follow it (NAT
-                // rebinding included). Plain RTP latches once, and moves
-                // only when the latched source has been silent for a while;
-                // until then, plain RTP from anywhere else is not media of
-                // this call (strict source: injected audio or digits).
-                let quiet = self.last_from_remote.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
-                if self.inbound.is_some() || !self.latched || quiet {
-                    self.remote_rtp = Some(from);
-                    self.latched = true;
-                    self.last_from_remote = Some(now);
-                } else {
-                    self.rejected += 1;
-                    return Err(Error::Malformed { what: "RTP", reason: "from an address other than the far end's" });
-                }
+            if !self.take_source(now, from) {
+                self.rejected += 1;
+                return Err(Error::Malformed { what: "RTP", reason: "from an address other than the far end's" });
             }
             self.rx.record(now, len);
         }
         Ok(r)
     }
 
-    /// Plain RTCP is taken from the far end's hosts only: the host its media comes from (or its
-    /// SDP names), or the one its SDP gives for RTCP. Before any address is known, from anyone.
+    /// Whether RTP from `from` (authenticated already, with SRTP) is the far end's media, latching
+    /// it as the source when it is:
+    /// - from the SDP's address: always (the far end said so);
+    /// - from the source: yes;
+    /// - with SRTP: the packet proved its origin (NAT rebinding): followed;
+    /// - plain RTP from elsewhere: only while no source is known or the source has been quiet for
+    ///   a second (a far end behind NAT, or one that really moved), and never the source a
+    ///   re-offer replaced, for a second after it; otherwise not media of this call (strict
+    ///   source: a stranger's audio or digits).
+    ///
+    /// Without symmetric RTP nothing latches and everything is taken, as before.
+    fn take_source(&mut self, now: Instant, from: SocketAddr) -> bool {
+        if !self.config.symmetric_rtp {
+            return true;
+        }
+        let known = Some(from) == self.sdp_rtp || Some(from) == self.source;
+        let refused = self.refused.is_some_and(|(old, until)| old == from && now < until);
+        let quiet = self.last_from_source.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
+        if known || self.inbound.is_some() || (!refused && (self.source.is_none() || quiet)) {
+            if self.source != Some(from) {
+                self.refused = None;
+            }
+            self.source = Some(from);
+            self.last_from_source = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// Plain RTCP is taken from the far end's hosts only once its media source is known: the host
+    /// its media comes from, or one its SDP names. Before that, from anyone (a far end behind NAT,
+    /// or one that sends no media and only feedback, has no other way to reach us).
     fn plain_rtcp_source_ok(&self, from: SocketAddr) -> bool {
-        let known = [self.remote_rtp, self.remote_rtcp];
-        known.iter().all(Option::is_none) || known.iter().flatten().any(|a| a.ip() == from.ip())
+        self.source.is_none()
+            || [self.source, self.sdp_rtp, self.sdp_rtcp].iter().flatten().any(|a| a.ip() == from.ip())
     }
 
     /// Handles a datagram that arrived on the separate RTCP socket (no rtcp-mux): RTCP, or the
@@ -263,7 +296,7 @@ impl MediaLeg {
 
     /// Protects an RTP packet for sending; returns the bytes and where to.
     pub fn send_rtp(&mut self, now: Instant, mut pkt: Vec<u8>) -> Result<Option<(SocketAddr, Vec<u8>)>, Error> {
-        let Some(to) = self.remote_rtp else { return Ok(None) };
+        let Some(to) = self.rtp_destination() else { return Ok(None) };
         if self.awaiting_keys {
             // Never in clear while the keys are being agreed.
             return Ok(None);
@@ -366,8 +399,47 @@ mod tests {
         // The peer quiet for a second: a real move (NAT rebinding) is followed.
         leg.handle_datagram(t0 + Duration::from_millis(1100), attacker, rtp(4)).expect("parses");
         assert_eq!(leg.rtp_destination(), Some(attacker));
-        assert!(leg.handle_datagram(t0 + Duration::from_millis(1110), peer, rtp(5)).is_err(), "the old source now");
-        assert!(matches!(leg.handle_rtcp_datagram(t0, attacker, rr), Ok(Received::Rtcp(_))), "the new host's RTCP");
+        assert!(matches!(leg.handle_rtcp_datagram(t0, attacker, rr.clone()), Ok(Received::Rtcp(_))), "its RTCP");
+        // The SDP's address is always the far end's: it takes the latch back at once.
+        leg.handle_datagram(t0 + Duration::from_millis(1110), peer, rtp(5)).expect("the SDP address");
+        assert_eq!(leg.rtp_destination(), Some(peer));
+        assert!(leg.handle_datagram(t0 + Duration::from_millis(1120), attacker, rtp(6)).is_err());
+    }
+
+    /// A stranger first (before the far end's first packet) latches, as a far end behind NAT
+    /// would, but the far end's SDP address takes the latch back; a re-offer to a new address
+    /// lets its media latch and keeps the old path's late packets from taking the latch back for a
+    /// second; a hold by address sends nothing but keeps the source for the check; plain RTCP
+    /// comes from anyone until a source is known.
+    #[test]
+    fn the_far_end_keeps_its_media_through_strangers_re_offers_and_holds() {
+        let peer: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
+        let moved: SocketAddr = "192.0.2.20:4100".parse().expect("addr");
+        let stranger: SocketAddr = "198.51.100.66:6666".parse().expect("addr");
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
+        let rr = crate::rtcp::write_compound(&[crate::rtcp::RtcpPacket::ReceiverReport { ssrc: 1, reports: vec![] }]);
+        assert!(leg.handle_datagram(t0, stranger, rr.clone()).is_ok(), "RTCP before any source is known");
+        leg.handle_datagram(t0, stranger, rtp(1)).expect("before the far end: taken (NAT)");
+        assert_eq!(leg.rtp_destination(), Some(stranger));
+        leg.handle_datagram(t0 + ms(5), peer, rtp(2)).expect("the far end, from its SDP address");
+        assert_eq!(leg.rtp_destination(), Some(peer));
+        assert!(leg.handle_datagram(t0 + ms(10), stranger, rtp(3)).is_err(), "the stranger now");
+        // A re-offer moves the far end.
+        leg.set_remote(t0 + ms(20), Some(moved), None);
+        assert!(leg.handle_datagram(t0 + ms(30), peer, rtp(4)).is_err(), "a late packet of the old path");
+        assert_eq!(leg.rtp_destination(), Some(moved));
+        leg.handle_datagram(t0 + ms(40), moved, rtp(5)).expect("the new address");
+        assert!(leg.handle_datagram(t0 + ms(50), peer, rtp(6)).is_err());
+        // On hold by address: nothing sent; the source still checked.
+        leg.set_remote(t0 + ms(60), None, None);
+        assert_eq!(leg.rtp_destination(), None);
+        assert!(leg.send_rtp(t0 + ms(60), rtp(7)).expect("send").is_none());
+        assert!(leg.handle_datagram(t0 + ms(70), stranger, rtp(8)).is_err(), "a hold opens nothing");
+        leg.handle_datagram(t0 + ms(80), moved, rtp(9)).expect("the far end still");
+        leg.set_remote(t0 + ms(90), Some(moved), None);
+        assert_eq!(leg.rtp_destination(), Some(moved), "resumed");
     }
 
     #[test]
