@@ -1046,23 +1046,28 @@ fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &m
 mod tests {
     use super::*;
 
-    /// A grid where nothing changes (here: no source at all) is encoded at the full rate for
-    /// half a second, then once a second; a keyframe asked for meanwhile goes out at once.
-    #[tokio::test]
-    async fn a_grid_that_does_not_change_is_sent_once_a_second() {
+    /// A hub with no stream and no watcher, and no periodic keyframe.
+    async fn empty_hub() -> Hub {
         let service = session::service::SessionService::start(
             session::service::ServiceConfig::default(),
             session::project::Projects::new(),
         )
         .await
         .expect("service");
-        let mut hub = Hub {
+        Hub {
             service,
             keyframe_interval: Duration::from_secs(3600),
             inputs: Vec::new(),
             next_number: 0,
             watchers: HashMap::new(),
-        };
+        }
+    }
+
+    /// A grid where nothing changes (here: no source at all) is encoded at the full rate for
+    /// half a second, then once a second; a keyframe asked for meanwhile goes out at once.
+    #[tokio::test]
+    async fn a_grid_that_does_not_change_is_sent_once_a_second() {
+        let mut hub = empty_hub().await;
         let (frames, mut rx) = mpsc::channel(1000);
         let keyframe = Arc::new(AtomicBool::new(false));
         let own = StreamId::from_wire("sip-1");
@@ -1100,19 +1105,7 @@ mod tests {
     /// in that codec.
     #[tokio::test]
     async fn a_new_codec_gets_a_new_encoder_and_a_keyframe() {
-        let service = session::service::SessionService::start(
-            session::service::ServiceConfig::default(),
-            session::project::Projects::new(),
-        )
-        .await
-        .expect("service");
-        let mut hub = Hub {
-            service,
-            keyframe_interval: Duration::from_secs(3600),
-            inputs: Vec::new(),
-            next_number: 0,
-            watchers: HashMap::new(),
-        };
+        let mut hub = empty_hub().await;
         let (frames, mut rx) = mpsc::channel(1000);
         let keyframe = Arc::new(AtomicBool::new(false));
         let request = WatchRequest {
