@@ -347,6 +347,9 @@ struct Call {
     offer_sdp: Option<Bytes>,
     /// Early dialogs (1xx with a To tag), before the answer.
     early: Vec<Dialog>,
+    /// The highest CSeq of the far end's requests in each early dialog, by its tag: a request at
+    /// or below it is a retransmission (answered again, not reported again).
+    early_cseq: Vec<(String, u32)>,
     end_reason: EndReason,
 }
 
@@ -582,6 +585,7 @@ impl UserAgent {
             offer_out: false,
             offer_sdp: None,
             early: Vec::new(),
+            early_cseq: Vec::new(),
             end_reason: EndReason::LocalHangup,
         };
         info!(call = %CallHandle(handle), call_id = %call_id, uri = %req.uri, target = %call.initial_target, "dialling");
@@ -1616,6 +1620,17 @@ impl UserAgent {
         self.transmits.push_back(Transmit { target: source.clone(), payload: resp.to_bytes() });
         match method {
             Method::Info => {
+                // Answered without a server transaction: a retransmission (our 200 lost) carries
+                // the CSeq already seen in its dialog, and is not a second INFO.
+                let tag = msg.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
+                let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
+                let Some(c) = self.calls.get_mut(&h) else { return };
+                match c.early_cseq.iter().position(|(t, _)| *t == tag) {
+                    Some(i) if seq <= c.early_cseq[i].1 => return,
+                    Some(i) => c.early_cseq[i].1 = seq,
+                    None if c.early_cseq.len() < 8 => c.early_cseq.push((tag, seq)),
+                    None => {}
+                }
                 let ct = msg.headers.get(&HeaderName::ContentType).map(str::to_owned);
                 self.events.push_back((CallHandle(h), CallEvent::Info { content_type: ct, body: msg.body.clone() }));
             }

@@ -417,8 +417,8 @@ fn forked_2xx() {
 }
 
 /// Requests inside an early dialog (after a 180 with a To tag) are
-/// recognised: INFO is answered and reported, an offer is postponed with
-/// 500 + Retry-After, a wrong tag is 481.
+/// recognised: INFO is answered and reported (a retransmission answered only),
+/// an offer is postponed with 500 + Retry-After, a wrong tag is 481.
 #[test]
 fn early_dialog_requests() {
     let mut h = Harness::new(Transport::Udp);
@@ -431,6 +431,16 @@ fn early_dialog_requests() {
     info.headers.push(HeaderName::ContentType, "application/dtmf-relay");
     info.body = Bytes::from_static(b"Signal=5\r\nDuration=160\r\n");
     h.deliver(&info);
+    assert_eq!(h.sent_one().status(), Some(200));
+    assert!(matches!(&h.events()[..], [CallEvent::Info { .. }]));
+    // Its retransmission (our 200 lost) is answered again, not reported again; the next INFO is.
+    h.deliver(&info);
+    assert_eq!(h.sent_one().status(), Some(200));
+    assert!(h.events().is_empty(), "a retransmitted INFO is not a second key press");
+    let mut next = peer_request(&ringing, "INFO", 3, "z9hG4bKei2");
+    next.headers.push(HeaderName::ContentType, "application/dtmf-relay");
+    next.body = Bytes::from_static(b"Signal=6\r\nDuration=160\r\n");
+    h.deliver(&next);
     assert_eq!(h.sent_one().status(), Some(200));
     assert!(matches!(&h.events()[..], [CallEvent::Info { .. }]));
     let upd = peer_request(&ringing, "UPDATE", 2, "z9hG4bKeu1");
