@@ -2109,3 +2109,66 @@ async fn a_redirect_is_followed_and_a_loop_is_not() {
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:302"), "{events:?}");
     assert_eq!(looping.invites.load(std::sync::atomic::Ordering::Relaxed), 1, "asked once, not in a loop");
 }
+
+/// A re-offer that changes the audio codec (a transfer to another media server, an SBC
+/// re-anchoring the call) is followed: after a re-INVITE from PCMU to G.722, our packets carry
+/// G.722 of the session's audio under a new SSRC, not PCMU under G.722's payload type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_that_changes_the_codec_is_followed() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let port = media.local_addr().expect("addr").port();
+    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    // Packets of `pt` for `ms`: their SSRCs and payloads.
+    let collect = |pt: u8, ms: u64| {
+        let media = &media;
+        async move {
+            let (mut ssrcs, mut payloads) = (std::collections::BTreeSet::new(), Vec::new());
+            let mut buf = vec![0u8; 2048];
+            let until = Instant::now() + Duration::from_millis(ms);
+            while Instant::now() < until {
+                let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), media.recv(&mut buf)).await else {
+                    continue;
+                };
+                let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) else { continue };
+                if p.payload_type().0 == pt {
+                    ssrcs.insert(p.ssrc().0);
+                    payloads.push(p.payload().to_vec());
+                }
+            }
+            (ssrcs, payloads)
+        }
+    };
+    let (before, pcmu) = collect(0, 1000).await;
+    assert!(pcmu.len() > 30, "PCMU first: {} packets", pcmu.len());
+    let heard: Vec<i16> = pcmu.iter().flatten().map(|b| ulaw_decode(*b)).collect();
+    assert!(tone_ratio(&heard, 1000.0, 8000.0) > 0.5, "the session's tone in PCMU");
+    far.reinvite(&format!(
+        "v=0\r\no=uas 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n"
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (after, g722) = collect(9, 1000).await;
+    assert!(g722.len() > 30, "G.722 after the re-offer: {} packets", g722.len());
+    assert!(after.is_disjoint(&before), "a new RTP stream for the new codec: {before:?} then {after:?}");
+    let mut dec = media_mixer::g722::G722Decoder::new();
+    let mut heard = Vec::new();
+    for p in &g722 {
+        let mut pcm = Vec::new();
+        dec.decode(p, &mut pcm);
+        heard.extend(pcm);
+    }
+    let tail = &heard[heard.len() / 2..];
+    assert!(
+        tone_ratio(tail, 1000.0, 16_000.0) > 0.5,
+        "the session's tone, really G.722: {:.3}",
+        tone_ratio(tail, 1000.0, 16_000.0)
+    );
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+}

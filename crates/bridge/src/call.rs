@@ -357,7 +357,14 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                     // A re-offer may bring another source (a transfer, a new media
                                     // server): the next packet's is the audio's.
                                     m.source.reset();
-                                    if audio.ptime != m.agreement.ptime {
+                                    let changed = audio.codec != m.agreement.codec
+                                        || audio.fmtp != m.agreement.fmtp
+                                        || audio.remote_bandwidth != m.agreement.remote_bandwidth;
+                                    if changed {
+                                        if let Err(why) = change_codec(bridge, spec, m, &audio) {
+                                            warn!(call = %spec.id, %why, "the re-offer's codec cannot be followed");
+                                        }
+                                    } else if audio.ptime != m.agreement.ptime {
                                         // The mix not sent yet is dropped: its time passes all the same.
                                         m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending());
                                         let ptime = m.codec.set_packet_time(audio.ptime);
@@ -542,32 +549,10 @@ fn start_media(
     sockets: Option<MediaSockets>,
 ) -> Result<Media, String> {
     let audio = agreement.audio.ok_or("the answer accepts no audio")?;
-    // The far end's `b=` as a media bitrate: a `b=AS` counts each 20 ms packet's IP, UDP and RTP
-    // headers (and the SRTP tag).
-    let header_bytes = 40 + if audio.sdes.is_some() || audio.dtls.is_some() { 10 } else { 0 };
-    let audio_bandwidth = audio.remote_bandwidth.map(|b| b.media_bitrate(50, header_bytes));
-    let mut codec = AudioCodec::for_far_end(audio.codec, audio.fmtp.as_deref(), audio_bandwidth)
-        .ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))?;
+    let mut codec = audio_codec(&audio)?;
     let sockets = sockets.ok_or("media sockets already used")?;
     let (leg, inbound, dtls) = open_leg(bridge, &audio, sockets)?;
-    // Room for a tick of 2.5 ms packets forwarded as they are (eight), and a few ticks' delay.
-    let (tx, mix) = mpsc::channel(64);
-    let subset = spec.sip.streams.clone();
-    bridge
-        .audio_for(&spec.session)
-        .commands
-        .send(AudioCommand::Listen {
-            call: spec.number,
-            own: spec.stream.clone(),
-            subset,
-            // A publisher's Opus is forwarded as it is only to a far end that takes it as it is
-            // (its a=fmtp asks nothing a browser's Opus does not already give).
-            passthrough: audio.codec == sdp_negotiation::Codec::Opus
-                && !crate::codec::opus_constrained(audio.fmtp.as_deref(), audio_bandwidth),
-            rate: codec.sample_rate(),
-            frames: tx,
-        })
-        .map_err(|_| "the session's mixer is gone".to_owned())?;
+    let mix = listen(bridge, spec, &audio, &codec)?;
     // The far end's packet time (`a=ptime`), where the codec allows it.
     let ptime = codec.set_packet_time(audio.ptime);
     debug!(call = %spec.id, asked = ?audio.ptime, ptime, "packet time towards the SIP party");
@@ -576,17 +561,7 @@ fn start_media(
     let now = Instant::now();
     let ssrc = rand::random();
     let rtcp = crate::rtcp::Rtcp::new(ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now);
-    let (dtmf_out, dtmf_in) = match audio.telephone_event.and_then(|(_, rate)| dtmf_rfc4733::ClockRate::new(rate).ok())
-    {
-        Some(clock_rate) => {
-            let sender =
-                dtmf_rfc4733::Sender::new(dtmf_rfc4733::SenderConfig { clock_rate, ..Default::default() }).ok();
-            let receiver =
-                dtmf_rfc4733::Receiver::new(dtmf_rfc4733::ReceiverConfig { clock_rate, ..Default::default() });
-            (sender, Some(receiver))
-        }
-        None => (None, None),
-    };
+    let (dtmf_out, dtmf_in) = dtmf_for(&audio);
     Ok(Media {
         leg,
         inbound,
@@ -879,6 +854,89 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
             }
         }
     }
+}
+
+/// The far end's `b=` for its audio as a media bitrate: a `b=AS` counts each 20 ms packet's IP,
+/// UDP and RTP headers (and the SRTP tag).
+fn audio_bandwidth(audio: &MediaAgreement) -> Option<u64> {
+    let header_bytes = 40 + if audio.sdes.is_some() || audio.dtls.is_some() { 10 } else { 0 };
+    audio.remote_bandwidth.map(|b| b.media_bitrate(50, header_bytes))
+}
+
+/// RFC 4733 both ways, when telephone-event was agreed (in its clock).
+fn dtmf_for(audio: &MediaAgreement) -> (Option<dtmf_rfc4733::Sender>, Option<dtmf_rfc4733::Receiver>) {
+    match audio.telephone_event.and_then(|(_, rate)| dtmf_rfc4733::ClockRate::new(rate).ok()) {
+        Some(clock_rate) => {
+            let sender =
+                dtmf_rfc4733::Sender::new(dtmf_rfc4733::SenderConfig { clock_rate, ..Default::default() }).ok();
+            let receiver =
+                dtmf_rfc4733::Receiver::new(dtmf_rfc4733::ReceiverConfig { clock_rate, ..Default::default() });
+            (sender, Some(receiver))
+        }
+        None => (None, None),
+    }
+}
+
+/// The codec of an agreement, set up for the far end's parameters.
+fn audio_codec(audio: &MediaAgreement) -> Result<AudioCodec, String> {
+    AudioCodec::for_far_end(audio.codec, audio.fmtp.as_deref(), audio_bandwidth(audio))
+        .ok_or_else(|| format!("{:?} is not an audio codec we carry", audio.codec))
+}
+
+/// Asks the session's mixer for the call's audio in `codec`'s rate: the frames' receiver.
+fn listen(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    audio: &MediaAgreement,
+    codec: &AudioCodec,
+) -> Result<mpsc::Receiver<ListenerFrame>, String> {
+    // Room for a tick of 2.5 ms packets forwarded as they are (eight), and a few ticks' delay.
+    let (tx, mix) = mpsc::channel(64);
+    bridge
+        .audio_for(&spec.session)
+        .commands
+        .send(AudioCommand::Listen {
+            call: spec.number,
+            own: spec.stream.clone(),
+            subset: spec.sip.streams.clone(),
+            // A publisher's Opus is forwarded as it is only to a far end that takes it as it is
+            // (its a=fmtp asks nothing a browser's Opus does not already give).
+            passthrough: audio.codec == sdp_negotiation::Codec::Opus
+                && !crate::codec::opus_constrained(audio.fmtp.as_deref(), audio_bandwidth(audio)),
+            rate: codec.sample_rate(),
+            frames: tx,
+        })
+        .map_err(|_| "the session's mixer is gone".to_owned())?;
+    Ok(mix)
+}
+
+/// A re-offer changed the audio codec or what the far end asks of it (a transfer to another
+/// media server, an SBC re-anchoring the call): the codec set up anew, the mixer told the call's
+/// new rate, and a new RTP stream for it (new SSRC and clock, after a BYE for the old one; the
+/// far end's packets start a new timeline too).
+fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) -> Result<(), String> {
+    let mut codec = audio_codec(audio)?;
+    let ptime = codec.set_packet_time(audio.ptime);
+    let _ = bridge.audio_for(&spec.session).commands.send(AudioCommand::Leave { call: spec.number });
+    m.mix = listen(bridge, spec, audio, &codec)?;
+    let now = Instant::now();
+    let _ = m.leg.send_rtcp(m.rtcp.bye(now, std::time::SystemTime::now()));
+    m.ssrc = rand::random();
+    m.seq = rand::random();
+    m.timestamp = rand::random();
+    let cname = m.rtcp.cname().to_vec();
+    m.rtcp = crate::rtcp::Rtcp::with_cname(m.ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now, cname);
+    m.jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
+    m.rtp_in = TimestampExtender::new();
+    m.g722_clock = G722Clock::default();
+    m.decoded.clear();
+    m.last_opus_ts = None;
+    if audio.telephone_event != m.agreement.telephone_event {
+        (m.dtmf_out, m.dtmf_in) = dtmf_for(audio);
+    }
+    info!(call = %spec.id, from = ?m.agreement.codec, to = ?audio.codec, ptime, "the re-offer changes the audio codec");
+    m.codec = codec;
+    Ok(())
 }
 
 /// Key presses of a party that may send each one twice, as RFC 4733 events and in a SIP INFO

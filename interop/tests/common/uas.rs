@@ -1,7 +1,7 @@
 //! A minimal SIP user agent server on UDP, for far ends whose SDP or in-dialog requests a test
 //! writes itself: it answers the first INVITE with the SDP the test makes of the offer (which it
-//! hands over), answers BYE and OPTIONS with 200, ignores ACK and responses, and sends the INFO
-//! requests the test asks for in the dialog.
+//! hands over), answers BYE and OPTIONS with 200, ignores ACK, and sends the INFO requests and
+//! re-INVITEs the test asks for in the dialog (ACKing the answers to the latter).
 
 use std::net::SocketAddr;
 
@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Uas {
     pub port: u16,
     pub offer: oneshot::Receiver<String>,
-    infos: mpsc::UnboundedSender<(String, String)>,
+    /// In-dialog requests to send: method, content type, body.
+    requests: mpsc::UnboundedSender<(&'static str, String, String)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,7 +26,12 @@ impl Drop for Uas {
 impl Uas {
     /// Sends an INFO in the dialog (once the INVITE was answered) with this body.
     pub fn info(&self, content_type: &str, body: &str) {
-        let _ = self.infos.send((content_type.to_owned(), body.to_owned()));
+        let _ = self.requests.send(("INFO", content_type.to_owned(), body.to_owned()));
+    }
+
+    /// Sends a re-INVITE in the dialog with this SDP offer (the answer is ACKed).
+    pub fn reinvite(&self, sdp: &str) {
+        let _ = self.requests.send(("INVITE", "application/sdp".to_owned(), sdp.to_owned()));
     }
 }
 
@@ -85,9 +91,11 @@ impl Dialog {
         })
     }
 
-    fn info(&self, port: u16, cseq: u32, content_type: &str, body: &str) -> String {
+    /// An in-dialog request (`body` empty: none).
+    fn request(&self, method: &str, port: u16, cseq: u32, content_type: &str, body: &str) -> String {
+        let content = if body.is_empty() { String::new() } else { format!("Content-Type: {content_type}\r\n") };
         format!(
-            "INFO {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{port}info{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{port}{method}{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:uas@127.0.0.1:{port}>\r\n{content}Content-Length: {}\r\n\r\n{body}",
             self.target,
             self.from,
             self.to_header,
@@ -102,7 +110,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let port = socket.local_addr().expect("addr").port();
     let (tx, offer) = oneshot::channel();
-    let (infos, mut to_send) = mpsc::unbounded_channel::<(String, String)>();
+    let (requests, mut to_send) = mpsc::unbounded_channel::<(&'static str, String, String)>();
     let task = tokio::spawn(async move {
         let mut tx = Some(tx);
         let mut answered: Option<String> = None;
@@ -115,16 +123,26 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                     Ok(r) => r,
                     Err(_) => return,
                 },
-                Some((content_type, body)) = to_send.recv(), if dialog.is_some() => {
+                Some((method, content_type, body)) = to_send.recv(), if dialog.is_some() => {
                     if let Some(d) = dialog.as_ref() {
                         cseq += 1;
-                        let _ = socket.send_to(d.info(port, cseq, &content_type, &body).as_bytes(), d.to).await;
+                        let _ = socket.send_to(d.request(method, port, cseq, &content_type, &body).as_bytes(), d.to).await;
                     }
                     continue;
                 }
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            // The answer to our re-INVITE: ACKed.
+            if head.starts_with("SIP/2.0 200") && header(head, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
+                if let (Some(d), Some(n)) =
+                    (dialog.as_ref(), header(head, "CSeq").and_then(|c| c.split(' ').next()?.parse::<u32>().ok()))
+                {
+                    let ack = d.request("ACK", port, n, "", "");
+                    let _ = socket.send_to(ack.as_bytes(), d.to).await;
+                }
+                continue;
+            }
             let reply = if head.starts_with("INVITE ") {
                 let sdp = answered.get_or_insert_with(|| answer(body)).clone();
                 if let Some(tx) = tx.take() {
@@ -140,7 +158,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
     });
-    Uas { port, offer, infos, task }
+    Uas { port, offer, requests, task }
 }
 
 /// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`
