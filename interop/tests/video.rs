@@ -1018,8 +1018,8 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
             rate
         };
 
-        // Receiver reports of all our packets lost: down to the floor (64 kbit/s, which a busy
-        // picture in VP8 overshoots: the rate is compared with the one before).
+        // Receiver reports of all our packets lost (the first one used; the others come within half
+        // a second of it).
         for _ in 0..3 {
             let block = rtcp::ReportBlock {
                 ssrc: theirs,
@@ -1041,7 +1041,10 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         }
         tokio::time::sleep(Duration::from_millis(3000)).await;
         let rate = wire.lock().expect("wire").bitrate(Duration::from_secs(2));
-        assert!(rate * 4 < limited * 3, "{codec:?}: {rate} bit/s after reports of heavy loss, {limited} before");
+        // About 73 kbit/s asked (half of the TMMBR's 145 k; VP8 overshoots it on this picture, to
+        // about 100 k); without the reports acted on, the 145 k would stay. A loaded machine only
+        // lowers what is measured.
+        assert!(rate <= 130_000, "{codec:?}: {rate} bit/s after reports of heavy loss, {limited} before");
 
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();
