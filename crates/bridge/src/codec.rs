@@ -48,9 +48,7 @@ impl std::fmt::Debug for AudioCodec {
 /// otherwise), `maxplaybackrate` the coded band, `usedtx=1` turns DTX on, `cbr=1` constant
 /// bitrate, and in-band FEC is spent only on a far end that says it uses it (`useinbandfec=1`).
 pub fn opus_config_for(fmtp: Option<&str>, bandwidth: Option<u64>) -> OpusEncoderConfig {
-    let param = |name: &str| {
-        fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let param = |name: &str| fmtp_number(fmtp, name);
     let default = OpusEncoderConfig::default();
     let bitrate = [Some(default.bitrate as u64), param("maxaveragebitrate"), bandwidth]
         .into_iter()
@@ -68,14 +66,17 @@ pub fn opus_config_for(fmtp: Option<&str>, bandwidth: Option<u64>) -> OpusEncode
     }
 }
 
+/// A numeric `a=fmtp` parameter.
+fn fmtp_number(fmtp: Option<&str>, name: &str) -> Option<u64> {
+    fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.trim().parse().ok())
+}
+
 /// Whether a far end's Opus parameters ask for less than a browser's Opus gives (about 32 kbit/s
 /// VBR, fullband, in-band FEC): an average bitrate or a bandwidth under 40 kbit/s, a playback rate
 /// under 48 kHz, or CBR. Such a far end gets Opus encoded for it ([`opus_config_for`]) rather
 /// than a publisher's packets forwarded as they are.
 pub fn opus_constrained(fmtp: Option<&str>, bandwidth: Option<u64>) -> bool {
-    let param = |name: &str| {
-        fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let param = |name: &str| fmtp_number(fmtp, name);
     param("maxaveragebitrate").is_some_and(|b| b < 40_000)
         || param("maxplaybackrate").is_some_and(|r| r < 48_000)
         || param("cbr") == Some(1)

@@ -161,8 +161,14 @@ impl Rtcp {
     /// error and change nothing.
     pub(crate) fn on_rtcp(&mut self, now: Instant, wall: SystemTime, bytes: &[u8]) -> Result<Vec<u32>, String> {
         let packets = rtcp::parse_compound(bytes).map_err(|e| e.to_string())?;
+        Ok(self.on_packets(now, wall, &packets))
+    }
+
+    /// [`on_rtcp`](Self::on_rtcp) for a compound packet parsed already (by a caller that acts on
+    /// its feedback too).
+    pub(crate) fn on_packets(&mut self, now: Instant, wall: SystemTime, packets: &[RtcpPacket]) -> Vec<u32> {
         let mut byes = Vec::new();
-        for p in &packets {
+        for p in packets {
             let blocks = match p {
                 RtcpPacket::SenderReport { ssrc, ntp, reports, .. } => {
                     if let Some((_, stats)) = self.received.iter_mut().find(|(s, _)| s == ssrc) {
@@ -194,7 +200,7 @@ impl Rtcp {
                 }
             }
         }
-        Ok(byes)
+        byes
     }
 
     fn report(&mut self, now: Instant, wall: SystemTime) -> RtcpPacket {

@@ -877,8 +877,8 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     }
                     Inbound::Rtcp(bytes) => {
                         let (now, wall) = (Instant::now(), std::time::SystemTime::now());
-                        let Ok(byes) = reports.on_rtcp(now, wall, &bytes) else { continue };
                         let Ok(packets) = rtcp::parse_compound(&bytes) else { continue };
+                        let byes = reports.on_packets(now, wall, &packets);
                         for owner in byes {
                             v.rate.on_bye(owner);
                         }
