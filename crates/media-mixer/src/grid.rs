@@ -26,25 +26,33 @@ pub const BLACK: (u8, u8, u8) = (16, 128, 128);
 /// The placeholder of a tile without video (dark grey).
 pub const PLACEHOLDER: (u8, u8, u8) = (48, 128, 128);
 
-/// Runs an encoder (`encode` gives the length of a frame and whether it was a keyframe) over
-/// `frames` busy moving 640x360 pictures from picture number `start`: the bit/s (at 30 frames a
-/// second) of the frames after the first `settle`, and whether any frame was a keyframe.
+/// Checks that an encoder (`encode` gives a frame's length and whether it is a keyframe) takes a
+/// new bitrate mid-stream (`set`): 1.5 Mbit/s, then 200 kbit/s, then 1.5 Mbit/s again, each
+/// measured on busy moving 640x360 pictures at 30 a second over the second half of three seconds,
+/// and no keyframe for a change (the stream's first picture, a keyframe, is not counted).
 #[cfg(test)]
-pub(crate) fn encoded_rate(
-    encode: &mut dyn FnMut(&I420) -> (usize, bool),
-    start: u32,
-    frames: u32,
-    settle: u32,
-) -> (u32, bool) {
-    let (mut bytes, mut keyframe) = (0usize, false);
-    for n in start..start + frames {
-        let (len, key) = encode(&I420::moving(640, 360, n).unwrap_or_else(|| panic!("a valid size")));
-        keyframe |= key;
-        if n >= start + settle {
-            bytes += len;
+pub(crate) fn check_bitrate_changes<E>(enc: &mut E, set: fn(&mut E, u32), encode: fn(&mut E, &I420) -> (usize, bool)) {
+    let run = |enc: &mut E, start: u32| {
+        let (mut bytes, mut keyframe) = (0usize, false);
+        for n in start..start + 90 {
+            let (len, key) = encode(enc, &I420::moving(640, 360, n).unwrap_or_else(|| panic!("a valid size")));
+            keyframe |= key && n > 0;
+            if n >= start + 45 {
+                bytes += len;
+            }
         }
-    }
-    ((bytes * 8 * 30 / (frames - settle).max(1) as usize) as u32, keyframe)
+        ((bytes * 8 * 30 / 45) as u32, keyframe)
+    };
+    set(enc, 1_500_000);
+    let (high, _) = run(enc, 0);
+    set(enc, 200_000);
+    let (low, key_down) = run(enc, 90);
+    set(enc, 1_500_000);
+    let (back, key_up) = run(enc, 180);
+    assert!((1_000_000..2_000_000).contains(&high), "{high} bit/s at 1.5 Mbit/s");
+    assert!((100_000..300_000).contains(&low), "{low} bit/s at 200 kbit/s");
+    assert!(back > 1_000_000, "{back} bit/s at 1.5 Mbit/s again");
+    assert!(!key_down && !key_up, "no keyframe for a new bitrate");
 }
 
 impl I420 {
