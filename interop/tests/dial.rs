@@ -1101,8 +1101,7 @@ async fn forwarded_opus_keeps_each_packets_length_on_the_wire() {
     for frame_ms in [10u64, 60] {
         let mut g = gateway(BridgeConfig::default()).await;
         let sid = routed(&g);
-        let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-        let rtp_port = media.local_addr().expect("addr").port();
+        let (media, rtp_port) = media_socket().await;
         let feeder = tone_publisher_framed(&g.service, &sid, &format!("tone-{frame_ms}ms"), 1000.0, frame_ms);
         let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "opus_to_socket", rtp_port, &[]).await;
         // (sequence number, timestamp, duration, arrival) of 3 s of packets.
@@ -1575,8 +1574,7 @@ async fn hostile_media_from_the_far_end_changes_nothing() {
 async fn a_g722_far_end_stamping_at_16_khz_is_heard_whole() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let rtp_port = media.local_addr().expect("addr").port();
+    let (media, rtp_port) = media_socket().await;
     let (answer, _sipp) = dial_socket_far_end(&mut g, &sid, "g722_to_socket", rtp_port, &[]).await;
     let mut tap = tap_sip_stream(&g, &answer);
     let mut buf = vec![0u8; 2048];
@@ -1803,6 +1801,13 @@ async fn media_from_a_stranger_is_not_the_call() {
     assert!(heard_440 * 10 >= frames * 9, "the far end's audio: {heard_440} of {frames} frames");
 }
 
+/// A far end's media socket on loopback, and its port.
+async fn media_socket() -> (tokio::net::UdpSocket, u16) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
+    let port = socket.local_addr().expect("addr").port();
+    (socket, port)
+}
+
 /// Our answer as a far end that receives PCMU at `port`, with telephone-event or without.
 fn pcmu_answer(port: u16, telephone_event: bool) -> String {
     let (formats, events) =
@@ -1836,8 +1841,7 @@ async fn digits_in_sip_info_are_heard_once() {
     let mut signals = g.service.subscribe();
 
     // A party without telephone-event: its keys come as INFO only.
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let media_port = media.local_addr().expect("addr").port();
+    let (_media, media_port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(media_port, false)).await;
     let uri = format!("sip:pbx@127.0.0.1:{}", far.port);
     let (status, answer) = dial(&g, &sid, json!({"uri": uri, "observeForceMute": true})).await;
@@ -1863,8 +1867,7 @@ async fn digits_in_sip_info_are_heard_once() {
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
 
     // A party that sends each press both ways: RFC 4733 from its media, then the same key in INFO.
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let media_port = media.local_addr().expect("addr").port();
+    let (media, media_port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(media_port, true)).await;
     let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:both@127.0.0.1:{}", far.port)})).await;
     assert_eq!(status, 200, "{answer}");
@@ -1932,8 +1935,7 @@ async fn an_opus_far_end_gets_what_it_says_it_receives() {
     .into_iter()
     .enumerate()
     {
-        let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-        let port = media.local_addr().expect("addr").port();
+        let (media, port) = media_socket().await;
         let answer_sdp = move |_: &str| {
             let fmtp = fmtp.map(|f| format!("a=fmtp:111 {f}\r\n")).unwrap_or_default();
             format!("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n{fmtp}")
@@ -1996,8 +1998,7 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
     let sdes_suites = vec![Suite::AesCm128HmacSha1_80, Suite::AesCm256HmacSha1_80];
     let mut g = gateway(BridgeConfig { sdes_suites, ..BridgeConfig::default() }).await;
     let sid = routed(&g);
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let port = media.local_addr().expect("addr").port();
+    let (media, port) = media_socket().await;
     let suite = Suite::AesCm256HmacSha1_80;
     let theirs =
         MasterKey { key: (0..32).map(|i| i * 5 + 1).collect(), salt: (0..14).collect(), mki: None, lifetime: None };
@@ -2080,8 +2081,7 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
 async fn a_redirect_is_followed_and_a_loop_is_not() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let port = media.local_addr().expect("addr").port();
+    let (media, port) = media_socket().await;
     let mut desk = common::uas::uas(move |_| pcmu_answer(port, false)).await;
     let desk_port = desk.port;
     let server = common::uas::redirector(move |_| format!("<sip:desk@127.0.0.1:{desk_port}>;q=0.8")).await;
@@ -2118,8 +2118,7 @@ async fn a_re_offer_that_changes_the_codec_is_followed() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
     let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("media socket");
-    let port = media.local_addr().expect("addr").port();
+    let (media, port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
     let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
     assert_eq!(status, 200, "{answer}");
