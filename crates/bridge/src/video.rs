@@ -161,7 +161,8 @@ pub(crate) enum VideoCommand {
         /// Set by the call when its peer asks for a keyframe (PLI/FIR).
         keyframe: Arc<AtomicBool>,
         /// The bitrate to encode at, bit/s: set by the call as the SIP party's limits and losses
-        /// say ([`crate::video_rate::SendRate`]), read by the hub before each frame.
+        /// say ([`crate::video_rate::SendRate`]), read by the hub before each frame; 0 pauses the
+        /// grid.
         bitrate: Arc<AtomicU32>,
         frames: mpsc::Sender<EncodedFrame>,
     },
@@ -399,9 +400,10 @@ impl Hub {
         // A call whose video task has ended stops costing anything at once.
         self.watchers.retain(|_, w| !w.frames.is_closed());
         for (call, w) in &mut self.watchers {
-            if w.frames.capacity() == 0 {
-                // The call is behind: skip this frame (nothing composed or encoded), and make the
-                // next one stand alone. The compositor catches up on what changed meanwhile.
+            // The call is behind, or its grid paused (bitrate 0: a TMMBR below what the encoders
+            // can do): skip this frame (nothing composed or encoded), and make the next one stand
+            // alone. The compositor catches up on what changed meanwhile.
+            if w.frames.capacity() == 0 || w.bitrate.load(Ordering::Relaxed) == 0 {
                 w.keyframe.store(true, Ordering::Relaxed);
                 continue;
             }
@@ -811,12 +813,6 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 if hold || dtls.as_ref().is_some_and(|d| !d.ready) {
                     continue;
                 }
-                if v.rate.paused() {
-                    // A TMMBR below what the encoders can do: nothing goes out until it is lifted,
-                    // and then a keyframe first.
-                    v.keyframe.store(true, Ordering::Relaxed);
-                    continue;
-                }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
                 let payloads = match v.agreement.codec {
                     Codec::H264 => packetize::h264_packetize(&packetize::split_annex_b(&frame.data), VIDEO_MTU),
@@ -1023,7 +1019,9 @@ fn deliver(
 fn follow_rate(v: &mut CallVideo) {
     let target = v.rate.target();
     v.quality.lowest_bitrate = v.quality.lowest_bitrate.min(target);
-    if v.bitrate.swap(target, Ordering::Relaxed) != target {
+    // 0 tells the hub the grid is paused (a TMMBR below what the encoders can do).
+    let asked = if v.rate.paused() { 0 } else { target };
+    if v.bitrate.swap(asked, Ordering::Relaxed) != asked {
         debug!(call = %v.call, bitrate = target, paused = v.rate.paused(), "the grid's bitrate follows the SIP party");
     }
 }
@@ -1102,18 +1100,19 @@ mod tests {
     }
 
     /// A re-offer's new codec: the watcher gets a new encoder and its next frame is a keyframe
-    /// in that codec.
+    /// in that codec. A paused grid (bitrate 0) is not made at all, and resumes with a keyframe.
     #[tokio::test]
     async fn a_new_codec_gets_a_new_encoder_and_a_keyframe() {
         let mut hub = empty_hub().await;
         let (frames, mut rx) = mpsc::channel(1000);
         let keyframe = Arc::new(AtomicBool::new(false));
+        let bitrate = Arc::new(AtomicU32::new(300_000));
         let request = WatchRequest {
             own: StreamId::from_wire("sip-1"),
             subset: None,
             codec: Codec::H264,
             size: (320, 180),
-            bitrate: Arc::new(AtomicU32::new(300_000)),
+            bitrate: bitrate.clone(),
             fps: 30,
             keyframe: keyframe.clone(),
             frames,
@@ -1130,6 +1129,15 @@ mod tests {
         let vp8 = rx.try_recv().expect("a frame");
         assert!(vp8.data.first().is_some_and(|b| b & 1 == 0), "a VP8 keyframe");
         hub.recode(7, Codec::Vp8, 30);
+        // Paused (bitrate 0): nothing made; resumed: a keyframe first.
+        hub.tick(t0 + Duration::from_millis(100));
+        assert!(rx.try_recv().is_ok_and(|f| f.data.first().is_some_and(|b| b & 1 == 1)), "a delta frame");
+        bitrate.store(0, Ordering::Relaxed);
+        hub.tick(t0 + Duration::from_millis(133));
+        assert!(rx.try_recv().is_err(), "paused");
+        bitrate.store(300_000, Ordering::Relaxed);
+        hub.tick(t0 + Duration::from_millis(166));
+        assert!(rx.try_recv().is_ok_and(|f| f.data.first().is_some_and(|b| b & 1 == 0)), "a keyframe on resume");
     }
 
     #[test]
