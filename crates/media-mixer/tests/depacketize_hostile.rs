@@ -14,6 +14,22 @@ fn packets() -> impl Strategy<Value = Vec<(u16, u32, bool, Vec<u8>)>> {
     )
 }
 
+/// Inserts an emulation-prevention byte (0x03) wherever two zero bytes are followed by a byte of
+/// 3 or less, as H.264 section 7.4.1 requires of every NAL unit.
+fn emulation_prevented(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 2);
+    let mut zeros = 0;
+    for &b in raw {
+        if zeros >= 2 && b <= 3 {
+            out.push(3);
+            zeros = 0;
+        }
+        out.push(b);
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    out
+}
+
 proptest! {
     #[test]
     fn garbage_never_panics(pkts in packets()) {
@@ -31,16 +47,19 @@ proptest! {
         nals in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 2..3000), 1..6),
         mtu in 64usize..1500,
     ) {
-        // Valid NAL headers (forbidden bit clear, type 1..=23), non-zero last byte (Annex B).
+        // Valid NAL units: header with the forbidden bit clear and type 1..=23, emulation
+        // prevention as an encoder applies it (no 00 00 0x with x <= 3 inside a NAL unit), and a
+        // non-zero last byte (Annex B).
         let nals: Vec<Vec<u8>> = nals
             .into_iter()
             .enumerate()
             .map(|(i, mut n)| {
                 n[0] = 0x60 | (1 + (i as u8 % 23));
-                if let Some(last) = n.last_mut() {
+                let mut escaped = emulation_prevented(&n);
+                if let Some(last) = escaped.last_mut() {
                     *last |= 1;
                 }
-                n
+                escaped
             })
             .collect();
         let refs: Vec<&[u8]> = nals.iter().map(Vec::as_slice).collect();
