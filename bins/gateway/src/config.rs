@@ -78,6 +78,12 @@ pub const KEYS: &[Key] = &[
         default: "3",
         help: "3xx redirects followed per call (to the Contact targets, best q first); 0: a 3xx fails the call",
     },
+    Key {
+        name: "sip.udp_size_limit",
+        default: "1300",
+        help: "requests larger than this many bytes go over TCP instead of UDP (RFC 3261 §18.1.1), over UDP after all \
+               when the connection fails; 0: never moved",
+    },
     Key { name: "media.bind_ip", default: "127.0.0.1", help: "IP the RTP sockets bind" },
     Key { name: "media.rtp_ports", default: "40000-49999", help: "RTP port range (RTP on even ports)" },
     Key { name: "media.public_ip", default: "the bound IP", help: "IP written in the SDP (c=), behind NAT" },
@@ -356,6 +362,8 @@ pub struct Settings {
     pub sip_public_ip: Option<IpAddr>,
     /// Redirects followed per call.
     pub sip_max_redirects: u8,
+    /// Requests larger than this go over TCP instead of UDP; `None`: never.
+    pub sip_udp_size_limit: Option<usize>,
     /// RTP sockets' IP.
     pub media_bind_ip: IpAddr,
     /// RTP port range, inclusive.
@@ -632,6 +640,8 @@ fn resolve(
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
     let sip_public_ip = layers.get("sip.public_ip", parse_ip)?;
     let sip_max_redirects = layers.get_or("sip.max_redirects", 3, |r| bounded(r, 0, 10).map(|n| n as u8))?;
+    let sip_udp_size_limit = layers
+        .get_or("sip.udp_size_limit", Some(1300), |r| bounded(r, 0, 65_535).map(|n| (n > 0).then_some(n as usize)))?;
     let media_bind_ip = layers.get_or("media.bind_ip", IpAddr::V4(Ipv4Addr::LOCALHOST), parse_ip)?;
     let media_rtp_ports = layers.get_or("media.rtp_ports", (40000, 49999), parse_port_range)?;
     let media_public_ip = layers.get("media.public_ip", parse_ip)?;
@@ -721,6 +731,7 @@ fn resolve(
         sip_tls_ca_file,
         sip_public_ip,
         sip_max_redirects,
+        sip_udp_size_limit,
         media_bind_ip,
         media_rtp_ports,
         media_public_ip,
@@ -1066,6 +1077,7 @@ impl Settings {
             format!("sip.tls_ca_file = {}", opt(self.sip_tls_ca_file.as_ref().map(|p| p.display().to_string()))),
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),
+            format!("sip.udp_size_limit = {}", self.sip_udp_size_limit.unwrap_or(0)),
             format!("media.bind_ip = {}", self.media_bind_ip),
             format!("media.rtp_ports = {}-{}", self.media_rtp_ports.0, self.media_rtp_ports.1),
             format!("media.public_ip = {}", opt(self.media_public_ip.map(|a| a.to_string()))),

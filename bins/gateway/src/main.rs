@@ -332,7 +332,11 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
         udp_bind,
         tcp_bind: settings.sip_tcp_bind,
         tls: TlsOptions { ca_file: settings.sip_tls_ca_file.clone(), ..TlsOptions::default() },
-        ua: sip_signaling::Config { public_ip: settings.sip_public_ip, ..sip_signaling::Config::default() },
+        ua: sip_signaling::Config {
+            public_ip: settings.sip_public_ip,
+            udp_size_limit: settings.sip_udp_size_limit,
+            ..sip_signaling::Config::default()
+        },
         max_redirects: settings.sip_max_redirects,
         ..DriverConfig::default()
     };

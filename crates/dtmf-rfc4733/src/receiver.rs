@@ -64,6 +64,9 @@ const LATE_HORIZON: Duration = Duration::from_secs(10);
 const MAX_QUEUED_EVENTS: usize = 64;
 /// The longest duration one segment can report.
 const SEGMENT: u32 = 0xFFFF;
+/// The most of a segment's end that may go unseen (lost) for the next segment still to count as
+/// its continuation: a real next segment starts where the previous one's duration ended.
+const UNSEEN_SEGMENT_END: Duration = Duration::from_millis(500);
 
 /// Settings of a [`Receiver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +246,9 @@ impl Receiver {
                     newest.ended = ev.end;
                 }
                 self.note_seq(seq);
-                if ev.end {
+                // An event already reported (its packets stopped for the end timeout) is not
+                // reported again when its next segment ends.
+                if ev.end && self.newest.as_ref().is_some_and(|n| !n.reported) {
                     self.report_newest(true);
                 }
                 return Ok(());
@@ -320,12 +325,21 @@ impl Receiver {
         self.highest_seq = None;
     }
 
+    /// Whether a packet of the newest event's digit without a marker bit is the next segment of
+    /// that event (RFC 4733 §2.5.1.3): it starts about 0xFFFF units after the current segment, and
+    /// where the current segment's duration (as far as it was seen) could have ended. Without the
+    /// second rule, a press of the same key about 0xFFFF units later whose first packet was lost
+    /// would be taken for a continuation while the previous press's end packets are late.
     fn continues_newest(&self, timestamp: u32) -> bool {
         let Some(newest) = &self.newest else { return false };
         let advance = timestamp.wrapping_sub(newest.segment_ts);
         let slack = (self.config.clock_rate.hz() / 10).min(SEGMENT);
-        let shortest = u32::from(newest.segment_duration).max(SEGMENT - slack);
-        ts_newer(timestamp, newest.segment_ts) && (shortest..=SEGMENT).contains(&advance)
+        let seen = u32::from(newest.segment_duration);
+        let shortest = seen.max(SEGMENT - slack);
+        let unseen = u64::from(advance.saturating_sub(seen));
+        ts_newer(timestamp, newest.segment_ts)
+            && (shortest..=SEGMENT).contains(&advance)
+            && unseen <= self.config.clock_rate.samples(UNSEEN_SEGMENT_END)
     }
 
     fn start_newest(&mut self, now: Instant, seq: u16, digit: Digit, timestamp: u32, ev: &TelephoneEvent) {
@@ -588,6 +602,42 @@ mod tests {
         send(&mut rx, ts.wrapping_add(65535), false, true, 50_000);
         send(&mut rx, ts.wrapping_add(65535), false, true, 50_000);
         assert_eq!(drain(&mut rx), vec![('0', ts, 115_535, true)]);
+    }
+
+    /// The same key pressed again 62400 units later at 48 kHz, its first (marker) packet lost and
+    /// the previous press's end packets late: a new press, since the first was seen at 100 ms,
+    /// far from the 1.3 s a segment it continues would have reached.
+    #[test]
+    fn same_digit_far_beyond_the_seen_duration_is_not_a_segment() {
+        let mut rx = Receiver::new(ReceiverConfig { clock_rate: ClockRate::HZ_48000, ..ReceiverConfig::default() });
+        let t0 = Instant::now();
+        let b = 62_400;
+        rx.handle_packet(t0, 1, 0, true, &payload(1, false, 960)).expect("valid");
+        rx.handle_packet(t0, 2, 0, false, &payload(1, false, 4800)).expect("valid");
+        // The second press's marker packet is lost; its next packet overtakes the first's ends.
+        rx.handle_packet(t0, 9, b, false, &payload(1, false, 1920)).expect("valid");
+        for seq in 3..6 {
+            rx.handle_packet(t0, seq, 0, false, &payload(1, true, 4800)).expect("valid");
+        }
+        for seq in 10..13 {
+            rx.handle_packet(t0, seq, b, false, &payload(1, true, 4800)).expect("valid");
+        }
+        assert_eq!(drain(&mut rx), vec![('1', 0, 4800, false), ('1', b, 4800, true)]);
+    }
+
+    /// A long event whose packets stop for the end timeout is reported then; the end of its next
+    /// segment does not report it again.
+    #[test]
+    fn an_event_reported_by_timeout_is_not_reported_again_by_its_next_segment() {
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let t0 = Instant::now();
+        rx.handle_packet(t0, 1, 0, true, &payload(4, false, 800)).expect("valid");
+        rx.handle_packet(t0, 2, 0, false, &payload(4, false, 65_000)).expect("valid");
+        rx.handle_timeout(t0 + 300 * MS);
+        assert_eq!(drain(&mut rx), vec![('4', 0, 65_000, false)]);
+        rx.handle_packet(t0 + 400 * MS, 3, 65_535, false, &payload(4, true, 800)).expect("valid");
+        rx.handle_packet(t0 + 400 * MS, 4, 65_535, false, &payload(4, true, 800)).expect("valid");
+        assert_eq!(drain(&mut rx), vec![]);
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub struct Config {
     /// Stateless rejections of stray requests allowed per second; the rest
     /// are dropped silently.
     pub reject_rate: u32,
+    /// RFC 3261 §18.1.1: a request larger than this many bytes that would go over UDP goes over
+    /// TCP to the same address instead (the path MTU is unknown; 1300 is the RFC's figure), so
+    /// that it is not fragmented (NATs and firewalls often drop IP fragments). When the TCP
+    /// connection cannot be made the request goes over UDP after all. Calls to a URI that says
+    /// `transport=udp` stay on UDP. `None`: every request keeps its transport.
+    pub udp_size_limit: Option<usize>,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
             max_forwards: 70,
             limits: Limits::default(),
             reject_rate: 200,
+            udp_size_limit: Some(1300),
         }
     }
 }
@@ -317,6 +324,11 @@ struct Call {
     remote: NameAddr,
     request_uri: Uri,
     initial_target: Target,
+    /// Where the current INVITE went (its CANCEL and non-2xx ACK follow it): `initial_target`, or
+    /// the same address over TCP when the INVITE was too large for UDP.
+    invite_target: Target,
+    /// The dialled URI says `transport=udp`: requests are never moved to TCP for their size.
+    udp_only: bool,
     contact: String,
     custom: Vec<(String, String)>,
     creds: Option<Credentials>,
@@ -540,6 +552,8 @@ impl UserAgent {
             Uri::Other(_) => return Err(Error::InvalidArgument("only sip:, sips: and tel: URIs can be called".into())),
         };
         let transport = req.destination.transport;
+        let udp_only =
+            req.uri.as_sip().is_some_and(|u| u.transport_param().is_some_and(|t| t.eq_ignore_ascii_case("udp")));
         let local = self.local_identity(req.from.as_deref(), req.display_name.as_deref(), transport)?;
         let mut remote_uri = req.uri.clone();
         if let Uri::Sip(u) = &mut remote_uri {
@@ -558,7 +572,9 @@ impl UserAgent {
             local,
             remote,
             request_uri,
+            invite_target: req.destination.clone(),
             initial_target: req.destination,
+            udp_only,
             contact,
             custom: req.headers,
             creds: req.credentials,
@@ -650,20 +666,38 @@ impl UserAgent {
             );
         }
         self.add_auth(h, &mut m);
+        let method = m.method().cloned().unwrap_or(Method::Invite);
+        let mut bytes = m.to_bytes();
+        let mut target = target;
+        let mut udp_fallback = None;
+        if self.too_large_for_udp(h, &target, bytes.len()) {
+            info!(call = %CallHandle(h), %method, size = bytes.len(), %target, "request too large for UDP: sending it over TCP (RFC 3261 §18.1.1)");
+            target = Target { transport: Transport::Tcp, ..target };
+            set_top_via(&mut m, self.via(Transport::Tcp, &branch));
+            udp_fallback = Some(std::mem::replace(&mut bytes, m.to_bytes()));
+        }
         if let Some(call) = self.calls.get_mut(&h) {
             if purpose == Purpose::Invite {
-                call.invite_bytes = m.clone();
+                call.invite_bytes = m;
+                call.invite_target = target.clone();
             }
         }
-        let method = m.method().cloned().unwrap_or(Method::Invite);
-        let bytes = m.to_bytes();
         let is_invite = method == Method::Invite;
-        let tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), now, &self.config.timers);
+        let mut tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), now, &self.config.timers);
+        tx.udp_fallback = udp_fallback;
         debug!(call = %CallHandle(h), %method, seq, %target, "sending request");
         let key = TxKey { branch, method };
         self.touched.push(TimerKey::Client(key.clone()));
         self.client_txs.insert(key, tx);
         self.transmits.push_back(Transmit { target, payload: bytes });
+    }
+
+    /// Whether a request of `size` bytes to `target` must move from UDP to TCP (RFC 3261
+    /// §18.1.1; see [`Config::udp_size_limit`]).
+    fn too_large_for_udp(&self, h: u64, target: &Target, size: usize) -> bool {
+        target.transport == Transport::Udp
+            && self.config.udp_size_limit.is_some_and(|limit| size > limit)
+            && !self.calls.get(&h).is_some_and(|c| c.udp_only)
     }
 
     fn add_auth(&mut self, h: u64, m: &mut Message) {
@@ -735,7 +769,7 @@ impl UserAgent {
         m.headers.push(HeaderName::CSeq, format!("{} CANCEL", c.cseq));
         m.headers.push(HeaderName::UserAgent, self.config.user_agent.clone());
         let branch = c.invite_branch.clone();
-        let target = c.initial_target.clone();
+        let target = c.invite_target.clone();
         let bytes = m.to_bytes();
         let tx = ClientTx::new(h, Purpose::Cancel, false, bytes.clone(), target.clone(), now, &self.config.timers);
         // RFC 3261 9.1: without a final response 64*T1 after the CANCEL,
@@ -1896,7 +1930,13 @@ impl UserAgent {
             .collect();
         self.framers.remove(target);
         for k in keys {
-            let Some(tx) = self.client_txs.remove(&k) else { continue };
+            let Some(mut tx) = self.client_txs.remove(&k) else { continue };
+            if tx.state == ClientState::Calling {
+                if let Some(udp) = tx.udp_fallback.take() {
+                    self.fall_back_to_udp(now, k, tx, udp);
+                    continue;
+                }
+            }
             warn!(call = %CallHandle(tx.call), %target, "transport failure");
             self.tx_failed(now, tx, 503, "Service Unavailable (transport failure)");
         }
@@ -1920,6 +1960,25 @@ impl UserAgent {
                 self.finish_call(h, None);
             }
         }
+    }
+
+    /// A request moved to TCP for its size whose connection failed before anything came back:
+    /// sent over UDP after all, as the same transaction (a fragmented request may still arrive;
+    /// no request at all surely does not).
+    fn fall_back_to_udp(&mut self, now: Instant, key: TxKey, mut tx: ClientTx, udp: Vec<u8>) {
+        let target = Target { transport: Transport::Udp, ..tx.target.clone() };
+        warn!(call = %CallHandle(tx.call), %target, size = udp.len(), "TCP connection failed: sending the large request over UDP");
+        if tx.purpose == Purpose::Invite {
+            let via = self.via(Transport::Udp, &key.branch);
+            if let Some(c) = self.calls.get_mut(&tx.call) {
+                set_top_via(&mut c.invite_bytes, via);
+                c.invite_target = target.clone();
+            }
+        }
+        tx.resend_to(target.clone(), udp.clone(), now, &self.config.timers);
+        self.touched.push(TimerKey::Client(key.clone()));
+        self.client_txs.insert(key, tx);
+        self.transmits.push_back(Transmit { target, payload: udp });
     }
 
     fn tx_failed(&mut self, now: Instant, tx: ClientTx, code: u16, reason: &str) {
@@ -2195,6 +2254,13 @@ fn build_non2xx_ack(invite: &[u8], resp: &Message, limits: Limits) -> Option<Vec
 
 /// A small stable hash for stateless To tags (the same request always gets
 /// the same tag, so retransmissions get identical answers).
+/// Replaces the value of a message's top Via.
+fn set_top_via(m: &mut Message, value: String) {
+    if let Some(v) = m.headers.0.iter_mut().find(|x| x.name == HeaderName::Via) {
+        v.value = value;
+    }
+}
+
 fn fnv(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }

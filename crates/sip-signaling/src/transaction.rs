@@ -92,6 +92,9 @@ pub(crate) struct ClientTx {
     pub linger: Option<Instant>,
     /// The ACK for a non-2xx final response (INVITE only).
     pub ack: Option<Vec<u8>>,
+    /// A request moved from UDP to TCP for its size (RFC 3261 §18.1.1): the same request with a
+    /// UDP Via, sent instead if the connection cannot be made.
+    pub udp_fallback: Option<Vec<u8>>,
 }
 
 impl ClientTx {
@@ -116,7 +119,18 @@ impl ClientTx {
             timeout: Some(now + t.t64()),
             linger: None,
             ack: None,
+            udp_fallback: None,
         }
+    }
+
+    /// Starts the transaction again on another target with other bytes (a large request whose
+    /// TCP connection failed, sent over UDP after all): timers restart as for a new request.
+    pub fn resend_to(&mut self, target: Target, request: Vec<u8>, now: Instant, t: &Timers) {
+        self.retransmit = (!target.transport.is_reliable()).then(|| (now + t.t1, t.t1));
+        self.timeout = Some(now + t.t64());
+        self.target = target;
+        self.request = request;
+        self.state = ClientState::Calling;
     }
 
     /// Earliest timer.
