@@ -23,6 +23,18 @@ enum Tp {
     Udp,
     Tcp,
     Tls,
+    /// sipp on TCP only, dialled by a plain `sip:` URI (UDP) with an offer too large for UDP: the
+    /// INVITE, its CANCEL and ACK must go over TCP (RFC 3261 §18.1.1).
+    LargeOverTcp,
+}
+
+/// An offer of about 1.6 kB: [`SDP`] with attributes a far end ignores.
+fn large_sdp() -> String {
+    let mut s = SDP.to_owned();
+    for i in 0..40 {
+        s.push_str(&format!("a=x-filler:{i:02} {}\r\n", "f".repeat(24)));
+    }
+    s
 }
 
 /// A child process killed on drop.
@@ -136,16 +148,16 @@ where
             let tls = TlsFront::start(&dir, tls_port, sipp_port);
             (format!("sip:service@127.0.0.1:{tls_port};transport=tls"), Some(tls))
         }
+        Tp::LargeOverTcp => {
+            wait_tcp(sipp_port);
+            (format!("sip:service@127.0.0.1:{sipp_port}"), None)
+        }
     };
+    let sdp = if tp == Tp::LargeOverTcp { large_sdp() } else { SDP.to_owned() };
+    assert!(tp != Tp::LargeOverTcp || sdp.len() > 1300);
     let ua = driver_with(tls.as_ref().map(|t| t.ca.as_path())).await;
     let call = ua
-        .call(Dial {
-            uri,
-            from: Some("+15550100".into()),
-            credentials,
-            sdp: Some(Bytes::from_static(SDP.as_bytes())),
-            ..Dial::default()
-        })
+        .call(Dial { uri, from: Some("+15550100".into()), credentials, sdp: Some(Bytes::from(sdp)), ..Dial::default() })
         .await
         .expect("dial");
     script(ua.clone(), call).await;
@@ -244,6 +256,10 @@ macro_rules! interop {
         mod udp { use super::*; $( #[tokio::test] async fn $name() { run($scenario, Tp::Udp, $creds, $script).await } )* }
         mod tcp { use super::*; $( #[tokio::test] async fn $name() { run($scenario, Tp::Tcp, $creds, $script).await } )* }
         mod tls { use super::*; $( #[tokio::test] async fn $name() { run($scenario, Tp::Tls, $creds, $script).await } )* }
+        mod large_offer_over_tcp {
+            use super::*;
+            $( #[tokio::test] async fn $name() { run($scenario, Tp::LargeOverTcp, $creds, $script).await } )*
+        }
     };
 }
 
