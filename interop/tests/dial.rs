@@ -1830,6 +1830,61 @@ fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Ev
     digits
 }
 
+/// A hang-up through the API ends the media first (RFC 3550 §6.6): the far end gets our RTCP BYE
+/// before the SIP BYE is answered (it answers it a second late here; before, our BYE waited for
+/// that answer), and no RTP after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_up_says_bye_on_the_media_first() {
+    use srtp_transport::rtcp::{parse_compound, RtcpPacket};
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let feeder = tone_publisher(&g.service, &sid, "tone-bye", 1000.0);
+    let (media, media_port) = media_socket().await;
+    let far = common::uas::uas(move |_| format!("{}a=rtcp-mux\r\n", pcmu_answer(media_port, false))).await;
+    far.delay_bye_replies(Duration::from_secs(1));
+    let uri = format!("sip:pbx@127.0.0.1:{}", far.port);
+    let (status, answer) = dial(&g, &sid, json!({"uri": uri})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    // What reaches the far end's media socket: RTP, and when the RTCP BYE came.
+    let recorder = tokio::spawn(async move {
+        let (mut rtp, mut bye_at, mut rtp_after_bye) = (0usize, None, 0usize);
+        let mut buf = vec![0u8; 2048];
+        let end = tokio::time::Instant::now() + Duration::from_secs(4);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+            let at = Instant::now();
+            match buf.get(1).map(|b| b & 0x7f) {
+                // RTCP (rtcp-mux: packet types 200 to 204 read as payload types 72 to 76).
+                Some(72..=76) => {
+                    let bye =
+                        parse_compound(&buf[..n]).is_ok_and(|c| c.iter().any(|p| matches!(p, RtcpPacket::Bye { .. })));
+                    if bye && bye_at.is_none() {
+                        bye_at = Some(at);
+                    }
+                }
+                Some(_) if bye_at.is_some() => rtp_after_bye += 1,
+                Some(_) => rtp += 1,
+                None => {}
+            }
+        }
+        (rtp, bye_at, rtp_after_bye)
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    let (rtp, bye_at, rtp_after_bye) = recorder.await.expect("recorder");
+    feeder.abort();
+    assert!(rtp >= 10, "the call's audio flowed: {rtp} packets");
+    let bye_at = bye_at.expect("an RTCP BYE");
+    let sip_bye = far.bye_at().expect("the SIP BYE");
+    // Its 200 left the far end a second after the SIP BYE came: an RTCP BYE sent only once that
+    // answer arrived would come at least a second after it.
+    let lead = bye_at.saturating_duration_since(sip_bye);
+    assert!(lead < Duration::from_millis(500), "the RTCP BYE came {lead:?} after the SIP BYE");
+    assert_eq!(rtp_after_bye, 0, "no RTP after our RTCP BYE");
+}
+
 /// Keys a SIP party signals in SIP INFO (`application/dtmf-relay`, `application/dtmf`: PBXs and
 /// SBCs set to "INFO" DTMF) reach the session as `dtmf` signals and work the `*6` toggle; a party
 /// that sends both RFC 4733 and INFO for the same press has it counted once, whichever comes

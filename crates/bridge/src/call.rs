@@ -135,6 +135,8 @@ struct Media {
     rtcp: crate::rtcp::Rtcp,
     /// The SSRC the SIP party's audio comes from.
     source: crate::rtcp::SourceLock,
+    /// Our RTCP BYE went out (we are hanging up): no RTP or report follows it (RFC 3550 §6.6).
+    said_bye: bool,
 }
 
 fn sdes_offer(secure: bool, suites: &[Suite]) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -413,6 +415,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let cause = other.unwrap_or(Control::Shutdown);
                         hangup_cause = Some(cause.clone());
                         info!(call = %spec.id, ?cause, "hanging up");
+                        // The media says goodbye first (RFC 3550 §6.6): the far end hears of it
+                        // before the SIP BYE, not after its 200, and gets no media after it.
+                        if let Some(m) = media.as_mut() {
+                            rtcp_bye(m);
+                        }
+                        video = None;
                         let _ = bridge.sip.hangup(call.handle).await;
                     }
                 }
@@ -589,12 +597,13 @@ fn start_media(
         dtls,
         rtcp,
         source: crate::rtcp::SourceLock::default(),
+        said_bye: false,
     })
 }
 
 /// Our RTCP report, when one is due (never in clear before the DTLS-SRTP keys are in place).
 fn send_rtcp(m: &mut Media) {
-    if m.dtls.as_ref().is_some_and(|d| !d.ready) {
+    if m.said_bye || m.dtls.as_ref().is_some_and(|d| !d.ready) {
         return;
     }
     if let Some(report) = m.rtcp.due(Instant::now(), std::time::SystemTime::now()) {
@@ -605,9 +614,7 @@ fn send_rtcp(m: &mut Media) {
 /// The end of the call's media: a last report with an RTCP BYE (RFC 3550 §6.6), and what both ends
 /// saw of the audio, in the log and to the reporter.
 fn say_goodbye(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
-    if m.dtls.as_ref().is_none_or(|d| d.ready) {
-        let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
-    }
+    rtcp_bye(m);
     let (jb, far) = (m.jitter.stats(), m.rtcp.far_end);
     let (packets_received, packets_lost, jitter) = m.rtcp.received();
     let quality = crate::CallQuality {
@@ -625,8 +632,23 @@ fn say_goodbye(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     bridge.reporter.call_quality(&spec.project, &quality);
 }
 
+/// Our stream's last report with its RTCP BYE, once, as we leave (never in clear before the
+/// DTLS-SRTP keys are in place); nothing is sent on the stream after it.
+fn rtcp_bye(m: &mut Media) {
+    if m.said_bye {
+        return;
+    }
+    m.said_bye = true;
+    if m.dtls.as_ref().is_none_or(|d| d.ready) {
+        let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
+    }
+}
+
 /// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).
 fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
+    if m.said_bye {
+        return;
+    }
     let mut packet = Vec::with_capacity(12 + payload.len() + 16);
     let header = RtpHeader { marker, payload_type, seq: m.seq, timestamp, ssrc: m.ssrc, ..RtpHeader::default() };
     if header.write(payload, 0, &mut packet).is_ok() && m.leg.send_rtp(packet).is_ok() {

@@ -1,9 +1,13 @@
 //! A minimal SIP user agent server on UDP, for far ends whose SDP or in-dialog requests a test
 //! writes itself: it answers the first INVITE with the SDP the test makes of the offer (which it
-//! hands over), answers BYE and OPTIONS with 200, ignores ACK, and sends the INFO requests and
-//! re-INVITEs the test asks for in the dialog (ACKing the answers to the latter).
+//! hands over), answers BYE and OPTIONS with 200 (BYE after a delay the test may set), ignores ACK,
+//! and sends the INFO requests and re-INVITEs the test asks for in the dialog (ACKing the answers
+//! to the latter).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +18,10 @@ pub struct Uas {
     pub offer: oneshot::Receiver<String>,
     /// In-dialog requests to send: method, content type, body.
     requests: mpsc::UnboundedSender<(&'static str, String, String)>,
+    /// When the first BYE arrived.
+    bye_at: Arc<Mutex<Option<Instant>>>,
+    /// How long the 200 to a BYE waits, in milliseconds.
+    bye_delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,6 +40,16 @@ impl Uas {
     /// Sends a re-INVITE in the dialog with this SDP offer (the answer is ACKed).
     pub fn reinvite(&self, sdp: &str) {
         let _ = self.requests.send(("INVITE", "application/sdp".to_owned(), sdp.to_owned()));
+    }
+
+    /// Answers BYE requests only after `delay`.
+    pub fn delay_bye_replies(&self, delay: Duration) {
+        self.bye_delay.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the first BYE arrived, if one did.
+    pub fn bye_at(&self) -> Option<Instant> {
+        self.bye_at.lock().ok().and_then(|b| *b)
     }
 }
 
@@ -107,10 +125,12 @@ impl Dialog {
 
 /// Starts the far end; `answer` makes its SDP from the offer.
 pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     let port = socket.local_addr().expect("addr").port();
     let (tx, offer) = oneshot::channel();
     let (requests, mut to_send) = mpsc::unbounded_channel::<(&'static str, String, String)>();
+    let (bye_at, bye_delay) = (Arc::new(Mutex::new(None)), Arc::new(AtomicU64::new(0)));
+    let (bye_seen, delay) = (bye_at.clone(), bye_delay.clone());
     let task = tokio::spawn(async move {
         let mut tx = Some(tx);
         let mut answered: Option<String> = None;
@@ -150,7 +170,18 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                 }
                 dialog = dialog.or_else(|| Dialog::of(head, from));
                 response(head, "200 OK", port, Some(&sdp))
-            } else if head.starts_with("BYE ") || head.starts_with("OPTIONS ") {
+            } else if head.starts_with("BYE ") {
+                if let Ok(mut b) = bye_seen.lock() {
+                    b.get_or_insert_with(Instant::now);
+                }
+                let (reply, socket) = (response(head, "200 OK", port, None), socket.clone());
+                let wait = Duration::from_millis(delay.load(Ordering::Relaxed));
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let _ = socket.send_to(reply.as_bytes(), from).await;
+                });
+                continue;
+            } else if head.starts_with("OPTIONS ") {
                 response(head, "200 OK", port, None)
             } else {
                 continue;
@@ -158,7 +189,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
     });
-    Uas { port, offer, requests, task }
+    Uas { port, offer, requests, bye_at, bye_delay, task }
 }
 
 /// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`
