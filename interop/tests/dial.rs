@@ -1830,6 +1830,54 @@ fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Ev
     digits
 }
 
+/// The session's audio for an answered call, as the far end hears it: the packets that came in
+/// `window` and the 1000 Hz tone's share of their decoded PCMU.
+async fn heard(media: &tokio::net::UdpSocket, window: Duration) -> (usize, f64) {
+    let (mut packets, mut pcm) = (0, Vec::new());
+    let mut buf = vec![0u8; 2048];
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+        if let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) {
+            if p.payload_type().0 == 0 {
+                packets += 1;
+                pcm.extend(p.payload().iter().map(|b| ulaw_decode(*b)));
+            }
+        }
+    }
+    (packets, tone_ratio(&pcm, 1000.0, 8000.0))
+}
+
+/// A call that fails (or is cancelled) before its media starts leaves the session's mixer to the
+/// calls that use it. Before, every call's end counted as one listener leaving, so a 486 to a
+/// second call stopped the mixer of the first: it heard nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_leaves_the_other_calls_audio_alone() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let feeder = tone_publisher(&g.service, &sid, "tone-mixer", 1000.0);
+    let (media, media_port) = media_socket().await;
+    let far = common::uas::uas(move |_| pcmu_answer(media_port, false)).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (packets, tone) = heard(&media, Duration::from_secs(1)).await;
+    assert!(packets >= 40 && tone > 0.8, "the first call hears the session: {packets} packets, tone {tone:.2}");
+
+    let port = free_port();
+    let _busy = sipp("busy", port);
+    let (status, busy) = dial(&g, &sid, json!({"uri": format!("sip:bob@127.0.0.1:{port}")})).await;
+    assert_eq!(status, 200, "{busy}");
+    let events = call_events(&mut g, Duration::from_secs(20)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:486"), "{events:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (packets, tone) = heard(&media, Duration::from_secs(1)).await;
+    feeder.abort();
+    assert!(packets >= 40 && tone > 0.8, "still, after the other call's 486: {packets} packets, tone {tone:.2}");
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+}
+
 /// A hang-up through the API ends the media first (RFC 3550 §6.6): the far end gets our RTCP BYE
 /// before the SIP BYE is answered (it answers it a second late here; before, our BYE waited for
 /// that answer), and no RTP after it.
@@ -2163,6 +2211,102 @@ async fn a_redirect_is_followed_and_a_loop_is_not() {
     let events = call_events(&mut g, Duration::from_secs(5)).await;
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:302"), "{events:?}");
     assert_eq!(looping.invites.load(std::sync::atomic::Ordering::Relaxed), 1, "asked once, not in a loop");
+}
+
+/// A re-INVITE without an offer (third-party call control: CUCM, Asterisk and FreeSWITCH move
+/// calls this way) gets our offer in the 200, and the far end's answer in the ACK is followed:
+/// here from Opus to PCMU. Before, that answer was dropped (Opus went on under its old payload
+/// type), and after a codec change away from Opus the far end's audio entered the session at a
+/// fifth of real time (the call kept Opus's 100 ms tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offerless_re_invite_is_answered_and_followed() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| {
+        format!(
+            "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n"
+        )
+    })
+    .await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut buf = vec![0u8; 2048];
+    let (n, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(2), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    let first = srtp_transport::RtpPacket::parse(&buf[..n]).expect("RTP");
+    assert_eq!(first.payload_type().0, 111, "Opus first");
+
+    far.reinvite_offerless(&pcmu_answer(port, false));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (packets, tone_share) = heard(&media, Duration::from_secs(1)).await;
+    assert!(packets >= 40 && tone_share > 0.8, "PCMU after the ACK's answer: {packets} packets, tone {tone_share:.2}");
+
+    // The far end's PCMU reaches the session at real time: 100 packets in 2 s.
+    let mut frames = tap_sip_stream(&g, &answer);
+    while frames.try_recv().is_ok() {}
+    let sender = {
+        let socket = media;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            for n in 0..100usize {
+                every.tick().await;
+                let pcm = sine(440.0, 8000.0, n * 160, 160, 8000.0);
+                let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+                let _ = socket.send_to(&rtp_packet(0, n as u16, (n * 160) as u32, 0x0ff1, &payload), gateway_rtp).await;
+            }
+        })
+    };
+    let end = tokio::time::Instant::now() + Duration::from_millis(2400);
+    let mut published = 0;
+    while let Ok(Some(_)) = tokio::time::timeout_at(end, frames.recv()).await {
+        published += 1;
+    }
+    sender.await.expect("sender");
+    assert!(published >= 85, "the far end's 2 s of audio published at real time: {published} frames of 20 ms");
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+}
+
+/// A far end that holds the call with `a=sendonly` gets nothing from us until it resumes (RFC 3264
+/// §6.1: our answer is recvonly); before, only `a=inactive` stopped our audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sendonly_hold_stops_our_audio_until_the_resume() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:held@127.0.0.1:{}", far.port)})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let (packets, _) = heard(&media, Duration::from_millis(600)).await;
+    assert!(packets >= 20, "audio before the hold: {packets} packets");
+    let offer = |version: u32, direction: &str| {
+        format!(
+            "v=0\r\no=uas 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+        )
+    };
+    far.reinvite(&offer(2, "sendonly"));
+    let events = call_events_until(&mut g, "callUpdated", Duration::from_secs(5)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callUpdated:ON_HOLD"), "{events:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What came before the hold and waits in the socket does not count.
+    let mut buf = vec![0u8; 2048];
+    while media.try_recv(&mut buf).is_ok() {}
+    let (packets, _) = heard(&media, Duration::from_secs(1)).await;
+    assert_eq!(packets, 0, "no audio to a far end on hold");
+    far.reinvite(&offer(3, "sendrecv"));
+    let events = call_events_until(&mut g, "callUpdated", Duration::from_secs(5)).await;
+    assert_eq!(events.last().map(String::as_str), Some("callUpdated:ACTIVE"), "{events:?}");
+    let (packets, tone_share) = heard(&media, Duration::from_secs(1)).await;
+    assert!(packets >= 40 && tone_share > 0.8, "audio again after the resume: {packets} packets, tone {tone_share:.2}");
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
 }
 
 /// A re-offer that changes the audio codec (a transfer to another media server, an SBC

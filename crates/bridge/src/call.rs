@@ -11,7 +11,7 @@ use media_mixer::jitter::{JitterBuffer, JitterConfig, Next, TimestampExtender};
 use media_mixer::opus::{OpusEncoder, OpusEncoderConfig};
 use rand::{Rng, RngCore};
 use rest_api::SipOptions;
-use sdp_negotiation::{Agreement, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesKey};
+use sdp_negotiation::{Agreement, Direction, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesKey};
 use serde_json::json;
 use session::router::{FrameCodec, MediaFrame};
 use session::{Connection, DisconnectReason, StreamId};
@@ -58,6 +58,8 @@ pub(crate) struct CallSpec {
     pub(crate) self_mute: Arc<std::sync::atomic::AtomicBool>,
     /// The call watches its session's video hub (to be left when it ends).
     pub(crate) watching: std::sync::atomic::AtomicBool,
+    /// The call listens to its session's mixer (counted there once; left when it ends).
+    pub(crate) listening: std::sync::atomic::AtomicBool,
     /// Subscribers of the call's stream want a keyframe (taken by the video task).
     pub(crate) keyframe_wanted: std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>,
 }
@@ -251,9 +253,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut rang = false;
     let mut announce_on_answer = false;
     let mut hangup_cause: Option<Control> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    // Burst: the playout clock keeps real time on average (see the session mixer).
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
     let started = Instant::now();
     loop {
         tokio::select! {
@@ -278,14 +278,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
                         match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
                             Ok(m) => {
-                                if m.agreement.codec == sdp_negotiation::Codec::Opus {
-                                    // No playout clock for Opus (forwarded as it arrives): the
-                                    // tick only checks timeouts and DTMF, ten times a second.
-                                    tick = tokio::time::interval(Duration::from_millis(100));
-                                }
-                                if let Ok(mut d) = spec.dtmf.lock() {
-                                    *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
-                                }
+                                tick = tick_for(m.agreement.codec);
+                                dtmf_ready(spec, &m);
                                 media = Some(m);
                                 video = match (video_agreed, video_sockets.take()) {
                                     (Some(agreed), Some(sockets)) => {
@@ -338,42 +332,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         match sdp.answer_offer(&offer) {
                             Ok((answer, agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
-                                if let (Some(v), Some(agreed)) = (video.as_ref(), agreement.video.as_ref()) {
-                                    let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
-                                }
-                                if let (Some(m), Some(audio)) = (media.as_mut(), agreement.audio) {
-                                    let hold = audio.remote_hold;
-                                    let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
-                                    if hold != m.on_hold {
-                                        m.on_hold = hold;
-                                        if !hold {
-                                            // The media timeouts count from the resume: time on
-                                            // hold is never inactivity.
-                                            let now = Instant::now();
-                                            m.answered = now;
-                                            m.last_rtp = m.last_rtp.map(|_| now);
-                                        }
-                                        let state = if hold { "ON_HOLD" } else { "ACTIVE" };
-                                        bridge.report(spec, "callUpdated", json!({"state": state}));
-                                    }
-                                    // A re-offer may bring another source (a transfer, a new media
-                                    // server): the next packet's is the audio's.
-                                    m.source.reset();
-                                    let changed = audio.codec != m.agreement.codec
-                                        || audio.fmtp != m.agreement.fmtp
-                                        || audio.remote_bandwidth != m.agreement.remote_bandwidth;
-                                    if changed {
-                                        if let Err(why) = change_codec(bridge, spec, m, &audio) {
-                                            warn!(call = %spec.id, %why, "the re-offer's codec cannot be followed");
-                                        }
-                                    } else if audio.ptime != m.agreement.ptime {
-                                        // The mix not sent yet is dropped: its time passes all the same.
-                                        m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending());
-                                        let ptime = m.codec.set_packet_time(audio.ptime);
-                                        debug!(call = %spec.id, ptime, "the SIP party's packet time changed");
-                                    }
-                                    m.agreement = audio;
-                                }
+                                follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
                                 let _ = bridge.sip.reject_offer(call.handle, e.sip_status(), "Not Acceptable Here").await;
@@ -383,6 +342,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     CallEvent::OfferRequested => {
                         let _ = bridge.sip.answer(call.handle, Bytes::from(sdp.create_offer().to_bytes())).await;
                     }
+                    // The answer to the offer we made in the 200 to an offerless re-INVITE (hold,
+                    // transfer and re-anchoring by third-party call control).
+                    CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
+                        Ok(agreement) => follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick),
+                        Err(e) => warn!(call = %spec.id, error = %e, "unusable answer to our re-offer: the media stays as it was"),
+                    },
                     CallEvent::Info { content_type, body } => {
                         report_info_digit(bridge, spec, media.as_mut(), content_type.as_deref().unwrap_or(""), &body);
                     }
@@ -528,6 +493,10 @@ async fn recv_media(media: &mut Option<Media>) -> MediaIn {
                 None => (None, None),
             };
             let (has_records, handshaking) = (records.is_some(), done.is_some());
+            // A channel that closed is not polled again: it would win every round of the biased
+            // select and starve the far end's packets.
+            let (mix_open, inbound_open) =
+                (!(mix.is_closed() && mix.is_empty()), !(inbound.is_closed() && inbound.is_empty()));
             tokio::select! {
                 // Records first: the last flight goes out before the success is acted on.
                 biased;
@@ -536,14 +505,16 @@ async fn recv_media(media: &mut Option<Media>) -> MediaIn {
                     // The association is gone: stop listening to it, go on with the media.
                     None => MediaIn::DtlsClosed,
                 },
-                f = mix.recv() => MediaIn::Mix(f),
-                p = inbound.recv() => MediaIn::Packet(p),
+                f = mix.recv(), if mix_open => MediaIn::Mix(f),
+                p = inbound.recv(), if inbound_open => MediaIn::Packet(p),
                 d = async {
                     match done {
                         Some(d) => d.await.unwrap_or_else(|_| Err("the handshake task ended".into())),
                         None => std::future::pending().await,
                     }
                 }, if handshaking => MediaIn::DtlsDone(Box::new(d)),
+                // Nothing left to read: the call's other branches (the tick, SIP) go on.
+                else => std::future::pending::<MediaIn>().await,
             }
         }
         None => std::future::pending().await,
@@ -671,6 +642,8 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
         // Counted at 48 kHz; in the codec's clock (the same for Opus, the only codec forwarded).
         ListenerFrame::Idle { samples } => (u64::from(*samples) * u64::from(m.codec.rtp_step()) / 960) as u32,
     };
+    // RFC 3264 §6.1: nothing goes to a far end that holds the call (our recvonly or inactive).
+    let sending = matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let at = m.timestamp.wrapping_add(m.codec.pending());
@@ -679,7 +652,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             events.push(p);
         }
         let busy = sender.is_sending() || !events.is_empty();
-        for p in events {
+        for p in events.into_iter().filter(|_| sending) {
             send_rtp(m, te, p.marker, p.timestamp, &p.payload);
         }
         if busy {
@@ -688,7 +661,6 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             return;
         }
     }
-    let sending = m.agreement.local_direction != sdp_negotiation::Direction::Inactive;
     let pt = m.agreement.payload_type;
     match frame {
         ListenerFrame::Pcm { rate, pcm } => {
@@ -914,8 +886,8 @@ fn listen(
 ) -> Result<mpsc::Receiver<ListenerFrame>, String> {
     // Room for a tick of 2.5 ms packets forwarded as they are (eight), and a few ticks' delay.
     let (tx, mix) = mpsc::channel(64);
-    bridge
-        .audio_for(&spec.session)
+    mixer(bridge, spec)
+        .ok_or_else(|| "the session's mixer is gone".to_owned())?
         .commands
         .send(AudioCommand::Listen {
             call: spec.number,
@@ -932,6 +904,87 @@ fn listen(
     Ok(mix)
 }
 
+/// The call's tick: the playout clock every 20 ms for transcoded codecs; for Opus (forwarded as it
+/// arrives, no playout clock) it only checks timeouts and DTMF, ten times a second. Burst: the
+/// playout clock keeps real time on average (see the session mixer).
+fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
+    let period = if codec == sdp_negotiation::Codec::Opus { 100 } else { 20 };
+    let mut tick = tokio::time::interval(Duration::from_millis(period));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    tick
+}
+
+/// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed).
+fn dtmf_ready(spec: &CallSpec, m: &Media) {
+    if let Ok(mut d) = spec.dtmf.lock() {
+        *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
+    }
+}
+
+/// A new agreement (our answer to the far end's re-offer, or its answer to ours): the video task
+/// told; the audio's address, hold, source, codec, packet time and telephone-event followed. The
+/// agreement is adopted only once followed: a codec that cannot be set up leaves the old one.
+fn follow_agreement(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    media: Option<&mut Media>,
+    video: Option<&VideoHandle>,
+    agreement: sdp_negotiation::Agreement,
+    tick: &mut tokio::time::Interval,
+) {
+    if let (Some(v), Some(agreed)) = (video, agreement.video.as_ref()) {
+        let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
+    }
+    let (Some(m), Some(audio)) = (media, agreement.audio) else { return };
+    let hold = audio.remote_hold;
+    let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
+    if hold != m.on_hold {
+        m.on_hold = hold;
+        if !hold {
+            // The media timeouts count from the resume: time on hold is never inactivity.
+            let now = Instant::now();
+            m.answered = now;
+            m.last_rtp = m.last_rtp.map(|_| now);
+        }
+        let state = if hold { "ON_HOLD" } else { "ACTIVE" };
+        bridge.report(spec, "callUpdated", json!({"state": state}));
+    }
+    // A re-offer may bring another source (a transfer, a new media server): the next packet's is
+    // the audio's.
+    m.source.reset();
+    let changed = audio.codec != m.agreement.codec
+        || audio.fmtp != m.agreement.fmtp
+        || audio.remote_bandwidth != m.agreement.remote_bandwidth;
+    if changed {
+        if let Err(why) = change_codec(bridge, spec, m, &audio) {
+            warn!(call = %spec.id, %why, "the re-offer's codec cannot be followed");
+            return;
+        }
+        *tick = tick_for(audio.codec);
+    } else if audio.ptime != m.agreement.ptime {
+        // The mix not sent yet is dropped: its time passes all the same.
+        m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending());
+        let ptime = m.codec.set_packet_time(audio.ptime);
+        debug!(call = %spec.id, ptime, "the SIP party's packet time changed");
+    }
+    if audio.telephone_event != m.agreement.telephone_event {
+        (m.dtmf_out, m.dtmf_in) = dtmf_for(&audio);
+        dtmf_ready(spec, m);
+        info!(call = %spec.id, telephone_event = ?audio.telephone_event, "the re-offer changes telephone-event");
+    }
+    m.agreement = audio;
+}
+
+/// The session's mixer for this call: joined (and counted) on the call's first listen; the one it
+/// joined afterwards.
+fn mixer(bridge: &Arc<Inner>, spec: &CallSpec) -> Option<crate::audio::SessionAudio> {
+    if spec.listening.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        bridge.audio_for_existing(&spec.session)
+    } else {
+        Some(bridge.audio_for(&spec.session))
+    }
+}
+
 /// A re-offer changed the audio codec or what the far end asks of it (a transfer to another
 /// media server, an SBC re-anchoring the call): the codec set up anew, the mixer told the call's
 /// new rate, and a new RTP stream for it (new SSRC and clock, after a BYE for the old one; the
@@ -939,7 +992,8 @@ fn listen(
 fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) -> Result<(), String> {
     let mut codec = audio_codec(audio)?;
     let ptime = codec.set_packet_time(audio.ptime);
-    let _ = bridge.audio_for(&spec.session).commands.send(AudioCommand::Leave { call: spec.number });
+    let mixer = bridge.audio_for_existing(&spec.session).ok_or_else(|| "the session's mixer is gone".to_owned())?;
+    let _ = mixer.commands.send(AudioCommand::Leave { call: spec.number });
     m.mix = listen(bridge, spec, audio, &codec)?;
     let now = Instant::now();
     let _ = m.leg.send_rtcp(m.rtcp.bye(now, std::time::SystemTime::now()));
@@ -953,9 +1007,6 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     m.g722_clock = G722Clock::default();
     m.decoded.clear();
     m.last_opus_ts = None;
-    if audio.telephone_event != m.agreement.telephone_event {
-        (m.dtmf_out, m.dtmf_in) = dtmf_for(audio);
-    }
     info!(call = %spec.id, from = ?m.agreement.codec, to = ?audio.codec, ptime, "the re-offer changes the audio codec");
     m.codec = codec;
     Ok(())

@@ -261,9 +261,13 @@ impl Inner {
         }
     }
 
-    /// Forgets a finished call; the last call of a session stops its mixer.
+    /// Forgets a finished call; the last call of a session to listen to its mixer stops it (a call
+    /// that never listened, one that failed or was cancelled, leaves the others' count alone).
     pub(crate) fn call_finished(&self, spec: &CallSpec) {
         locked(&self.calls).remove(&spec.connection.id);
+        if !spec.listening.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut audio = locked(&self.audio);
         if let Some(entry) = audio.get_mut(&spec.session) {
             let _ = entry.0.commands.send(audio::AudioCommand::Leave { call: spec.number });
@@ -389,6 +393,7 @@ impl Dialer for Bridge {
             dtmf,
             self_mute,
             watching: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
             keyframe_wanted: Mutex::new(Some(keyframe_wanted)),
         };
         info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");

@@ -2,7 +2,7 @@
 //! writes itself: it answers the first INVITE with the SDP the test makes of the offer (which it
 //! hands over), answers BYE and OPTIONS with 200 (BYE after a delay the test may set), ignores ACK,
 //! and sends the INFO requests and re-INVITEs the test asks for in the dialog (ACKing the answers
-//! to the latter).
+//! to the latter, or, for a re-INVITE without an offer, answering the offer of the 200 in the ACK).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Uas {
     pub port: u16,
     pub offer: oneshot::Receiver<String>,
-    /// In-dialog requests to send: method, content type, body.
-    requests: mpsc::UnboundedSender<(&'static str, String, String)>,
+    /// In-dialog requests to send.
+    requests: mpsc::UnboundedSender<Request>,
     /// When the first BYE arrived.
     bye_at: Arc<Mutex<Option<Instant>>>,
     /// How long the 200 to a BYE waits, in milliseconds.
@@ -34,12 +34,18 @@ impl Drop for Uas {
 impl Uas {
     /// Sends an INFO in the dialog (once the INVITE was answered) with this body.
     pub fn info(&self, content_type: &str, body: &str) {
-        let _ = self.requests.send(("INFO", content_type.to_owned(), body.to_owned()));
+        let _ = self.requests.send(Request::new("INFO", content_type, body, None));
     }
 
     /// Sends a re-INVITE in the dialog with this SDP offer (the answer is ACKed).
     pub fn reinvite(&self, sdp: &str) {
-        let _ = self.requests.send(("INVITE", "application/sdp".to_owned(), sdp.to_owned()));
+        let _ = self.requests.send(Request::new("INVITE", "application/sdp", sdp, None));
+    }
+
+    /// Sends a re-INVITE without an offer (third-party call control): the 200 brings the
+    /// gateway's offer, and `answer` goes back in the ACK.
+    pub fn reinvite_offerless(&self, answer: &str) {
+        let _ = self.requests.send(Request::new("INVITE", "", "", Some(answer)));
     }
 
     /// Answers BYE requests only after `delay`.
@@ -50,6 +56,26 @@ impl Uas {
     /// When the first BYE arrived, if one did.
     pub fn bye_at(&self) -> Option<Instant> {
         self.bye_at.lock().ok().and_then(|b| *b)
+    }
+}
+
+/// An in-dialog request to send.
+struct Request {
+    method: &'static str,
+    content_type: String,
+    body: String,
+    /// The SDP answer the ACK carries (an INVITE without an offer).
+    ack_body: Option<String>,
+}
+
+impl Request {
+    fn new(method: &'static str, content_type: &str, body: &str, ack_body: Option<&str>) -> Request {
+        Request {
+            method,
+            content_type: content_type.to_owned(),
+            body: body.to_owned(),
+            ack_body: ack_body.map(str::to_owned),
+        }
     }
 }
 
@@ -128,7 +154,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     let port = socket.local_addr().expect("addr").port();
     let (tx, offer) = oneshot::channel();
-    let (requests, mut to_send) = mpsc::unbounded_channel::<(&'static str, String, String)>();
+    let (requests, mut to_send) = mpsc::unbounded_channel::<Request>();
     let (bye_at, bye_delay) = (Arc::new(Mutex::new(None)), Arc::new(AtomicU64::new(0)));
     let (bye_seen, delay) = (bye_at.clone(), bye_delay.clone());
     let task = tokio::spawn(async move {
@@ -136,6 +162,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
         let mut answered: Option<String> = None;
         let mut dialog: Option<Dialog> = None;
         let mut cseq = 100;
+        let mut ack_body: Option<String> = None;
         let mut buf = vec![0u8; 65_536];
         loop {
             let (n, from) = tokio::select! {
@@ -143,10 +170,11 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                     Ok(r) => r,
                     Err(_) => return,
                 },
-                Some((method, content_type, body)) = to_send.recv(), if dialog.is_some() => {
+                Some(r) = to_send.recv(), if dialog.is_some() => {
                     if let Some(d) = dialog.as_ref() {
                         cseq += 1;
-                        let _ = socket.send_to(d.request(method, port, cseq, &content_type, &body).as_bytes(), d.to).await;
+                        ack_body = r.ack_body;
+                        let _ = socket.send_to(d.request(r.method, port, cseq, &r.content_type, &r.body).as_bytes(), d.to).await;
                     }
                     continue;
                 }
@@ -158,7 +186,8 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                 if let (Some(d), Some(n)) =
                     (dialog.as_ref(), header(head, "CSeq").and_then(|c| c.split(' ').next()?.parse::<u32>().ok()))
                 {
-                    let ack = d.request("ACK", port, n, "", "");
+                    let answer = ack_body.take().unwrap_or_default();
+                    let ack = d.request("ACK", port, n, "application/sdp", &answer);
                     let _ = socket.send_to(ack.as_bytes(), d.to).await;
                 }
                 continue;
