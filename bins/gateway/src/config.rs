@@ -62,7 +62,12 @@ pub const KEYS: &[Key] = &[
     Key { name: "rest.tls_cert", default: "none", help: "PEM certificate chain: serve HTTPS (needs rest.tls_key)" },
     Key { name: "rest.tls_key", default: "none", help: "PEM private key of rest.tls_cert" },
     Key { name: "sip.udp_bind", default: "127.0.0.1:5060 (an ephemeral port when taken)", help: "SIP UDP socket" },
-    Key { name: "sip.tcp_bind", default: "none", help: "SIP TCP listener (outbound TCP and TLS work without it)" },
+    Key {
+        name: "sip.tcp_bind",
+        default: "the SIP UDP socket's address (a free port when that one is taken)",
+        help: "SIP TCP listener, where far ends reach a TCP Via (large requests go over TCP, RFC 3261 \
+               §18.1.1); off: none (outbound TCP and TLS still work, large requests stay on UDP)",
+    },
     Key {
         name: "sip.tls_ca_file",
         default: "none",
@@ -354,8 +359,8 @@ pub struct Settings {
     pub sip_udp_bind: SocketAddr,
     /// Whether `sip.udp_bind` was configured (no fallback to an ephemeral port then).
     pub sip_udp_bind_explicit: bool,
-    /// SIP TCP listener.
-    pub sip_tcp_bind: Option<SocketAddr>,
+    /// SIP TCP listener: `Some(None)` off, `Some(Some(a))` at `a`, `None` beside the UDP socket.
+    pub sip_tcp_bind: Option<Option<SocketAddr>>,
     /// Extra CA certificates for outbound TLS.
     pub sip_tls_ca_file: Option<PathBuf>,
     /// SIP public IP.
@@ -636,7 +641,10 @@ fn resolve(
     };
     let sip_udp_bind =
         layers.get_or("sip.udp_bind", SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_SIP_PORT)), parse_addr)?;
-    let sip_tcp_bind = layers.get("sip.tcp_bind", parse_addr)?;
+    let sip_tcp_bind = layers.get("sip.tcp_bind", |r| match text(r)?.as_str() {
+        "off" | "none" => Ok(None),
+        s => addr(s).map(Some),
+    })?;
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
     let sip_public_ip = layers.get("sip.public_ip", parse_ip)?;
     let sip_max_redirects = layers.get_or("sip.max_redirects", 3, |r| bounded(r, 0, 10).map(|n| n as u8))?;
@@ -1073,7 +1081,14 @@ impl Settings {
             format!("rest.listen = {}", self.rest_listen),
             format!("rest.tls = {}", if self.rest_tls.is_some() { "on" } else { "off" }),
             format!("sip.udp_bind = {}", self.sip_udp_bind),
-            format!("sip.tcp_bind = {}", opt(self.sip_tcp_bind.map(|a| a.to_string()))),
+            format!(
+                "sip.tcp_bind = {}",
+                match self.sip_tcp_bind {
+                    None => "beside sip.udp_bind".to_owned(),
+                    Some(None) => "off".to_owned(),
+                    Some(Some(a)) => a.to_string(),
+                }
+            ),
             format!("sip.tls_ca_file = {}", opt(self.sip_tls_ca_file.as_ref().map(|p| p.display().to_string()))),
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),

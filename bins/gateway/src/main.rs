@@ -326,11 +326,13 @@ async fn run(settings: Settings) -> ExitCode {
 }
 
 /// Starts the SIP stack. Without a configured `sip.udp_bind`, a taken port 5060 falls back to an
-/// ephemeral port (returned as the address that was taken).
+/// ephemeral port (returned as the address that was taken). Without a configured `sip.tcp_bind`,
+/// the TCP listener goes beside the UDP socket (same IP and port), or on a free port of that IP
+/// when the port is taken for TCP.
 async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>), String> {
-    let config = |udp_bind| DriverConfig {
+    let config = |udp_bind, tcp_bind| DriverConfig {
         udp_bind,
-        tcp_bind: settings.sip_tcp_bind,
+        tcp_bind,
         tls: TlsOptions { ca_file: settings.sip_tls_ca_file.clone(), ..TlsOptions::default() },
         ua: sip_signaling::Config {
             public_ip: settings.sip_public_ip,
@@ -340,18 +342,30 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
         max_redirects: settings.sip_max_redirects,
         ..DriverConfig::default()
     };
-    match driver::start(config(settings.sip_udp_bind)).await {
-        Ok(h) => Ok((h, None)),
-        Err(e) if !settings.sip_udp_bind_explicit => {
-            let ephemeral = SocketAddr::new(settings.sip_udp_bind.ip(), 0);
-            warn!(wanted = %settings.sip_udp_bind, error = %e, "SIP port taken; using an ephemeral port");
-            driver::start(config(ephemeral))
-                .await
-                .map(|h| (h, Some(settings.sip_udp_bind)))
-                .map_err(|e| format!("cannot start SIP on {ephemeral}: {e}"))
-        }
-        Err(e) => Err(format!("cannot start SIP on {} (sip.udp_bind): {e}", settings.sip_udp_bind)),
+    let wanted = settings.sip_udp_bind;
+    let mut udp_choices = vec![wanted];
+    if !settings.sip_udp_bind_explicit {
+        udp_choices.push(SocketAddr::new(wanted.ip(), 0));
     }
+    let mut failure = String::new();
+    for (n, udp) in udp_choices.iter().enumerate() {
+        let tcp_choices = match settings.sip_tcp_bind {
+            Some(explicit) => vec![explicit],
+            None => vec![Some(*udp), Some(SocketAddr::new(udp.ip(), 0))],
+        };
+        for tcp in tcp_choices {
+            match driver::start(config(*udp, tcp)).await {
+                Ok(h) => return Ok((h, (n > 0).then_some(wanted))),
+                Err(e) => {
+                    let tcp_text = tcp.map_or("no TCP listener".to_owned(), |a| format!("TCP {a}"));
+                    warn!(udp = %udp, tcp = %tcp_text, error = %e, "cannot start SIP there; trying the next address");
+                    failure =
+                        format!("cannot start SIP on UDP {udp} with {tcp_text} (sip.udp_bind, sip.tcp_bind): {e}");
+                }
+            }
+        }
+    }
+    Err(failure)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -57,8 +57,10 @@ pub struct Config {
     /// RFC 3261 §18.1.1: a request larger than this many bytes that would go over UDP goes over
     /// TCP to the same address instead (the path MTU is unknown; 1300 is the RFC's figure), so
     /// that it is not fragmented (NATs and firewalls often drop IP fragments). When the TCP
-    /// connection cannot be made the request goes over UDP after all. Calls to a URI that says
-    /// `transport=udp` stay on UDP. `None`: every request keeps its transport.
+    /// connection cannot be made the request goes over UDP after all, and that address gets UDP
+    /// only for [`TCP_REFUSED_FOR`]. Calls to a URI that says `transport=udp` stay on UDP, and so
+    /// does everything without a TCP entry in `local_addrs` (RFC 3261 §18.1.2: the far end must be
+    /// able to connect back to the Via's address). `None`: every request keeps its transport.
     pub udp_size_limit: Option<usize>,
 }
 
@@ -81,6 +83,12 @@ impl Default for Config {
         }
     }
 }
+
+/// How long an address whose TCP connection failed gets large requests over UDP without trying
+/// TCP again (each try can cost a connect timeout).
+pub const TCP_REFUSED_FOR: Duration = Duration::from_secs(600);
+/// Most addresses remembered as refusing TCP.
+const TCP_REFUSED_MAX: usize = 4096;
 
 /// Identifies one call of a [`UserAgent`] (not the SIP Call-ID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -386,6 +394,11 @@ pub struct UserAgent {
     reject_refill: Option<Instant>,
     framers: HashMap<Target, StreamFramer>,
     stats: Stats,
+    /// Addresses whose TCP connection failed for a large request, until when they get UDP only.
+    tcp_refused: HashMap<SocketAddr, Instant>,
+    /// The deadline each timer key was last pushed with (the heap gets a key again only when its
+    /// deadline comes earlier, so touching an entity does not grow the heap).
+    scheduled: HashMap<TimerKey, Instant>,
 }
 
 /// Counters for monitoring.
@@ -417,6 +430,8 @@ impl UserAgent {
             server_txs: HashMap::new(),
             transmits: VecDeque::new(),
             timers: BinaryHeap::new(),
+            scheduled: HashMap::new(),
+            tcp_refused: HashMap::new(),
             touched: Vec::new(),
             events: VecDeque::new(),
             reject_refill: None,
@@ -438,6 +453,12 @@ impl UserAgent {
     /// Number of live calls.
     pub fn call_count(&self) -> usize {
         self.calls.len()
+    }
+
+    /// How many entries the timer heap holds (it grows with the entities that have deadlines, not
+    /// with the requests they see): a measure of the state held, for flood tests.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Number of live transactions (client and server): a measure of the
@@ -616,6 +637,10 @@ impl UserAgent {
         let (ua, mf) = (self.config.user_agent.clone(), self.config.max_forwards);
         let Some(call) = self.calls.get_mut(&h) else { return };
         call.cseq += 1;
+        // RFC 3261 §9.1: a CANCEL waits for a provisional response to this INVITE, not to the one
+        // it replaces (a digest or 422 retry).
+        call.got_provisional = false;
+        call.cancel_sent = false;
         let seq = call.cseq;
         let target = call.initial_target.clone();
         let mut m = Message::request(Method::Invite, call.request_uri.clone());
@@ -670,7 +695,7 @@ impl UserAgent {
         let mut bytes = m.to_bytes();
         let mut target = target;
         let mut udp_fallback = None;
-        if self.too_large_for_udp(h, &target, bytes.len()) {
+        if self.too_large_for_udp(now, h, &target, bytes.len()) {
             info!(call = %CallHandle(h), %method, size = bytes.len(), %target, "request too large for UDP: sending it over TCP (RFC 3261 §18.1.1)");
             target = Target { transport: Transport::Tcp, ..target };
             set_top_via(&mut m, self.via(Transport::Tcp, &branch));
@@ -684,6 +709,7 @@ impl UserAgent {
         }
         let is_invite = method == Method::Invite;
         let mut tx = ClientTx::new(h, purpose, is_invite, bytes.clone(), target.clone(), now, &self.config.timers);
+        tx.moved = udp_fallback.is_some();
         tx.udp_fallback = udp_fallback;
         debug!(call = %CallHandle(h), %method, seq, %target, "sending request");
         let key = TxKey { branch, method };
@@ -694,10 +720,12 @@ impl UserAgent {
 
     /// Whether a request of `size` bytes to `target` must move from UDP to TCP (RFC 3261
     /// §18.1.1; see [`Config::udp_size_limit`]).
-    fn too_large_for_udp(&self, h: u64, target: &Target, size: usize) -> bool {
+    fn too_large_for_udp(&self, now: Instant, h: u64, target: &Target, size: usize) -> bool {
         target.transport == Transport::Udp
             && self.config.udp_size_limit.is_some_and(|limit| size > limit)
+            && self.config.local_addrs.iter().any(|(t, _)| *t == Transport::Tcp)
             && !self.calls.get(&h).is_some_and(|c| c.udp_only)
+            && self.tcp_refused.get(&target.addr).is_none_or(|until| *until <= now)
     }
 
     fn add_auth(&mut self, h: u64, m: &mut Message) {
@@ -1074,6 +1102,26 @@ impl UserAgent {
         if !source.transport.is_reliable() {
             return;
         }
+        // A request moved to TCP for its size whose connection closed before anything came back
+        // goes over UDP, as when the connection failed.
+        let moved: Vec<TxKey> = self
+            .client_txs
+            .iter()
+            .filter(|(_, t)| {
+                t.state == ClientState::Calling
+                    && t.udp_fallback.is_some()
+                    && t.target.transport == source.transport
+                    && t.target.addr == source.addr
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in moved {
+            if let Some(mut tx) = self.client_txs.remove(&k) {
+                if let Some(udp) = tx.udp_fallback.take() {
+                    self.fall_back_to_udp(now, k, tx, udp);
+                }
+            }
+        }
         let probing: Vec<u64> = self
             .client_txs
             .values()
@@ -1184,7 +1232,11 @@ impl UserAgent {
         }
         match purpose {
             Purpose::Invite => self.invite_response(now, h, msg, code),
-            Purpose::Cancel => {}
+            Purpose::Cancel => {
+                if code >= 300 {
+                    self.cancel_refused(h);
+                }
+            }
             Purpose::Bye => {
                 if code >= 200 {
                     if (code == 401 || code == 407) && self.retry_with_auth(h, &msg, code) {
@@ -1280,7 +1332,9 @@ impl UserAgent {
                 180..=182 => CallEvent::Ringing { code },
                 _ => CallEvent::Progress { sdp: (!msg.body.is_empty()).then(|| msg.body.clone()) },
             };
-            let cancel = first && c.cancel_requested;
+            let _ = first;
+            // A CANCEL not sent yet (or refused: the INVITE had not arrived) goes now.
+            let cancel = c.cancel_requested && !c.cancel_sent;
             self.events.push_back((handle, ev));
             if cancel {
                 self.send_cancel(now, h);
@@ -1321,8 +1375,10 @@ impl UserAgent {
             c.state = State::Confirmed;
             // Session timer from the 2xx (RFC 4028 section 7.2).
             c.timer = match (c.session_expires, SessionExpires::from_message(&msg)) {
-                (Some(_), Some(se)) => {
-                    Some(SessionTimer::start(now, se.interval, se.refresher != Some(Refresher::Uas)))
+                (Some(asked), Some(se)) => {
+                    // A UAS may only lower the interval (RFC 4028 §9); a larger one is not kept.
+                    let interval = se.interval.min(asked);
+                    Some(SessionTimer::start(now, interval, se.refresher != Some(Refresher::Uas)))
                 }
                 _ => None,
             };
@@ -1591,6 +1647,16 @@ impl UserAgent {
             }
             return; // never answer an ACK
         }
+        // A retransmission of the re-offer the application is answering (no response yet to
+        // resend): a re-INVITE gets its 100 again, anything else waits for the answer.
+        let pending = h.and_then(|h| self.calls.get(&h)).and_then(|c| c.pending_in.as_ref());
+        if let Some(p) = pending.filter(|p| p.key == server_key) {
+            if method == Method::Invite {
+                let trying = self.response_for(&p.request, 100, "Trying", None);
+                self.transmits.push_back(Transmit { target: source.clone(), payload: trying.to_bytes() });
+            }
+            return;
+        }
         if h.is_none() && method != Method::Cancel {
             // A request inside an early dialog (before the answer).
             let early = self.by_call_id.get(&call_id).copied().filter(|h| {
@@ -1774,6 +1840,11 @@ impl UserAgent {
                     }
                     return;
                 }
+                if kind == OfferKind::ReInvite {
+                    // RFC 3261 §17.2.1: the application may take longer than 200 ms to answer.
+                    let trying = self.response_for(&msg, 100, "Trying", None);
+                    self.transmits.push_back(Transmit { target: source.clone(), payload: trying.to_bytes() });
+                }
                 let Some(c) = self.calls.get_mut(&h) else { return };
                 c.pending_in = Some(p);
                 if msg.body.is_empty() {
@@ -1922,13 +1993,15 @@ impl UserAgent {
     }
 
     fn handle_transport_error_inner(&mut self, now: Instant, target: &Target) {
+        // One connection per transport and address, whatever name it was reached by.
+        let same = |t: &Target| t.transport == target.transport && t.addr == target.addr;
         let keys: Vec<TxKey> = self
             .client_txs
             .iter()
-            .filter(|(_, t)| &t.target == target && matches!(t.state, ClientState::Calling | ClientState::Proceeding))
+            .filter(|(_, t)| same(&t.target) && matches!(t.state, ClientState::Calling | ClientState::Proceeding))
             .map(|(k, _)| k.clone())
             .collect();
-        self.framers.remove(target);
+        self.framers.retain(|t, _| !same(t));
         for k in keys {
             let Some(mut tx) = self.client_txs.remove(&k) else { continue };
             if tx.state == ClientState::Calling {
@@ -1938,6 +2011,11 @@ impl UserAgent {
                 }
             }
             warn!(call = %CallHandle(tx.call), %target, "transport failure");
+            if tx.moved && tx.purpose != Purpose::Invite {
+                // Only this request's connection failed, not the dialog's path.
+                self.in_dialog_failed(now, tx);
+                continue;
+            }
             self.tx_failed(now, tx, 503, "Service Unavailable (transport failure)");
         }
         // A broken connection under an answered call: the dialog cannot be
@@ -1947,9 +2025,7 @@ impl UserAgent {
             let lost: Vec<u64> = self
                 .calls
                 .iter()
-                .filter(|(_, c)| {
-                    c.state == State::Confirmed && c.dialog.as_ref().is_some_and(|d| &d.next_hop == target)
-                })
+                .filter(|(_, c)| c.state == State::Confirmed && c.dialog.as_ref().is_some_and(|d| same(&d.next_hop)))
                 .map(|(h, _)| *h)
                 .collect();
             for h in lost {
@@ -1968,6 +2044,13 @@ impl UserAgent {
     fn fall_back_to_udp(&mut self, now: Instant, key: TxKey, mut tx: ClientTx, udp: Vec<u8>) {
         let target = Target { transport: Transport::Udp, ..tx.target.clone() };
         warn!(call = %CallHandle(tx.call), %target, size = udp.len(), "TCP connection failed: sending the large request over UDP");
+        if self.tcp_refused.len() >= TCP_REFUSED_MAX {
+            self.tcp_refused.retain(|_, until| *until > now);
+            if self.tcp_refused.len() >= TCP_REFUSED_MAX {
+                self.tcp_refused.clear();
+            }
+        }
+        self.tcp_refused.insert(target.addr, now + TCP_REFUSED_FOR);
         if tx.purpose == Purpose::Invite {
             let via = self.via(Transport::Udp, &key.branch);
             if let Some(c) = self.calls.get_mut(&tx.call) {
@@ -1979,6 +2062,21 @@ impl UserAgent {
         self.touched.push(TimerKey::Client(key.clone()));
         self.client_txs.insert(key, tx);
         self.transmits.push_back(Transmit { target, payload: udp });
+    }
+
+    /// An in-dialog request moved to TCP for its size got no answer because that connection
+    /// failed after it was written: the request fails as if refused with 503, the dialog stays.
+    fn in_dialog_failed(&mut self, now: Instant, tx: ClientTx) {
+        let h = tx.call;
+        self.touched.push(TimerKey::Call(h));
+        match tx.purpose {
+            Purpose::Bye => self.finish_call(h, None),
+            Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info | Purpose::Probe => {
+                let resp = Message::response(503, "Service Unavailable (transport failure)");
+                self.in_dialog_response(now, h, tx.purpose, resp, 503, None);
+            }
+            Purpose::Invite | Purpose::Cancel | Purpose::ForkBye => {}
+        }
     }
 
     fn tx_failed(&mut self, now: Instant, tx: ClientTx, code: u16, reason: &str) {
@@ -1999,7 +2097,8 @@ impl UserAgent {
                 self.events.push_back((handle, ev));
                 self.remove_call(h);
             }
-            Purpose::Cancel | Purpose::ForkBye => {}
+            Purpose::Cancel => self.cancel_refused(h),
+            Purpose::ForkBye => {}
             Purpose::Bye => self.finish_call(h, None),
             _ => {
                 if code == 503 {
@@ -2011,6 +2110,16 @@ impl UserAgent {
                 } else {
                     self.send_bye(now, h, EndReason::DialogGone);
                 }
+            }
+        }
+    }
+
+    /// Our CANCEL was refused (481: the INVITE had not reached the far end yet) or got no answer:
+    /// it goes again with the INVITE's next provisional response.
+    fn cancel_refused(&mut self, h: u64) {
+        if let Some(c) = self.calls.get_mut(&h) {
+            if matches!(c.state, State::Calling | State::Proceeding) {
+                c.cancel_sent = false;
             }
         }
     }
@@ -2027,6 +2136,10 @@ impl UserAgent {
         if let Some(c) = self.calls.remove(&h) {
             self.by_call_id.remove(&c.call_id);
         }
+        // Requests of the call still waiting for an answer are given up (finished transactions
+        // linger on their own timers, to absorb retransmissions).
+        self.client_txs
+            .retain(|_, t| t.call != h || !matches!(t.state, ClientState::Calling | ClientState::Proceeding));
     }
 
     // ----- time -----
@@ -2050,7 +2163,10 @@ impl UserAgent {
                 TimerKey::Call(h) => self.calls.get(h).and_then(call_deadline),
             };
             if let Some(d) = deadline {
-                self.timers.push(Reverse((d, key)));
+                if self.scheduled.get(&key).is_none_or(|s| d < *s) {
+                    self.scheduled.insert(key.clone(), d);
+                    self.timers.push(Reverse((d, key)));
+                }
             }
         }
         self.touched = touched;
@@ -2063,7 +2179,10 @@ impl UserAgent {
             if *t > now {
                 break;
             }
-            if let Some(Reverse((_, key))) = self.timers.pop() {
+            if let Some(Reverse((at, key))) = self.timers.pop() {
+                if self.scheduled.get(&key) == Some(&at) {
+                    self.scheduled.remove(&key);
+                }
                 due.push(key);
             }
         }

@@ -34,7 +34,7 @@ mod transaction;
 mod transport;
 mod uri;
 
-pub use agent::{CallEvent, CallHandle, CallRequest, Config, EndReason, OfferKind, Stats, UserAgent};
+pub use agent::{CallEvent, CallHandle, CallRequest, Config, EndReason, OfferKind, Stats, UserAgent, TCP_REFUSED_FOR};
 pub use custom_header::validate_custom_header;
 pub use digest::Credentials;
 pub use error::{Error, ParseError};

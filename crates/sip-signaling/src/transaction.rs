@@ -95,6 +95,9 @@ pub(crate) struct ClientTx {
     /// A request moved from UDP to TCP for its size (RFC 3261 §18.1.1): the same request with a
     /// UDP Via, sent instead if the connection cannot be made.
     pub udp_fallback: Option<Vec<u8>>,
+    /// The request went over TCP only for its size: a failure of that connection is not the
+    /// dialog's (its in-dialog requests go over UDP).
+    pub moved: bool,
 }
 
 impl ClientTx {
@@ -120,6 +123,7 @@ impl ClientTx {
             linger: None,
             ack: None,
             udp_fallback: None,
+            moved: false,
         }
     }
 
@@ -144,8 +148,13 @@ impl ClientTx {
             self.state = ClientState::Proceeding;
             if self.is_invite {
                 self.retransmit = None;
-                // Timer B only runs in Calling; a UA keeps its own ring timer.
-                self.timeout = None;
+                // Timer B only runs in Calling: the initial INVITE has the UA's ring timer (a
+                // CANCEL, sent only once this INVITE is in Proceeding, sets its give-up time
+                // after this); a re-INVITE, answered by a machine, gets 64*T1 more.
+                self.timeout = match self.purpose {
+                    Purpose::Invite => None,
+                    _ => Some(now + t.t64()),
+                };
             } else if self.retransmit.is_some() {
                 self.retransmit = Some((now + t.t2, t.t2));
             }

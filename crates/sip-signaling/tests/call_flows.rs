@@ -277,8 +277,15 @@ fn remote_reinvite_hold() {
     reinv.headers.push(HeaderName::ContentType, "application/sdp");
     reinv.body = Bytes::from_static(b"v=0\r\nm=audio 5000 RTP/AVP 0\r\na=sendonly\r\n");
     h.deliver(&reinv);
+    // RFC 3261 §17.2.1: a 100 at once, the application's answer may take a while.
+    assert_eq!(h.sent_one().status(), Some(100));
     let ev = h.events();
     assert!(matches!(&ev[..], [CallEvent::RemoteOffer { kind: OfferKind::ReInvite, .. }]), "{ev:?}");
+    // Retransmitted meanwhile: the 100 again, not a second offer, not a 500 for its CSeq.
+    h.advance(Duration::from_millis(500));
+    h.deliver(&reinv);
+    assert_eq!(h.sent_one().status(), Some(100));
+    assert!(h.events().is_empty());
     h.ua.answer(h.now, call, Bytes::from_static(b"v=0\r\na=recvonly\r\n")).expect("answer");
     let ok2 = h.sent_one();
     assert_eq!(ok2.status(), Some(200));
@@ -457,4 +464,52 @@ fn early_dialog_requests() {
     h.deliver(&ok_with_sdp(&invite, "early1"));
     assert_eq!(h.sent_one().method(), Some(&Method::Ack));
     assert!(matches!(&h.events()[..], [CallEvent::Answered { .. }]));
+}
+
+/// RFC 3261 §9.1 across a digest retry: a CANCEL waits for a provisional response to the INVITE
+/// that is pending now, not to the one challenged before it (whose 100 came long ago).
+#[test]
+fn cancel_after_a_challenge_waits_for_the_new_invites_provisional() {
+    let mut h = Harness::new(Transport::Udp);
+    let mut req = h.request("sip:bob@biloxi.example.com");
+    req.credentials = Some(Credentials { username: "alice".into(), password: "secret".into() });
+    let call = h.ua.call(h.now, req).expect("call");
+    let invite = h.sent_one();
+    h.deliver(&respond(&invite, 100, "Trying", None));
+    h.deliver(&challenge(&invite, 407, "abc123", false));
+    let sent = h.sent();
+    assert_eq!(sent.iter().map(start).collect::<Vec<_>>(), vec!["ACK", "INVITE"]);
+    let inv2 = sent[1].clone();
+    h.ua.hangup(h.now, call).expect("hangup");
+    assert!(h.sent().is_empty(), "no CANCEL before a provisional response to the new INVITE");
+    h.deliver(&respond(&inv2, 180, "Ringing", Some("b")));
+    let cancel = h.sent_one();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    assert_eq!(cancel.top_via().expect("v").branch(), inv2.top_via().expect("v").branch());
+}
+
+/// A CANCEL refused with 481 (the INVITE had not reached the far end's transaction layer) is sent
+/// again with the next provisional response; and a provisional response after the CANCEL does
+/// not lift RFC 3261 §9.1's give-up time (64*T1 after the CANCEL).
+#[test]
+fn a_refused_cancel_is_sent_again_and_the_invite_is_given_up_in_time() {
+    let mut h = Harness::new(Transport::Udp);
+    let call = h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    h.deliver(&respond(&invite, 100, "Trying", None));
+    h.ua.hangup(h.now, call).expect("hangup");
+    let cancel = h.sent_one();
+    h.deliver(&respond(&cancel, 481, "Call/Transaction Does Not Exist", None));
+    assert!(h.sent().is_empty());
+    h.deliver(&respond(&invite, 180, "Ringing", Some("b")));
+    let again = h.sent_one();
+    assert_eq!(again.method(), Some(&Method::Cancel), "sent again: {again}");
+    h.deliver(&respond(&again, 200, "OK", None));
+    // The far end never sends its 487: the INVITE is given up 64*T1 after the first CANCEL.
+    h.events();
+    h.advance(Duration::from_secs(31));
+    assert!(h.events().is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::Cancelled }]);
+    assert_eq!(h.ua.call_count(), 0);
 }

@@ -262,7 +262,7 @@ fn offerless_reinvite_from_peer() {
     let reinv = peer_request(&ok, "INVITE", 1, "z9hG4bKnooffer");
     h.deliver(&reinv);
     assert_eq!(h.events(), vec![CallEvent::OfferRequested]);
-    assert!(h.sent().is_empty());
+    assert_answers(&h.sent_one(), &reinv, 100);
 
     h.ua.answer(h.now, call, Bytes::from_static(OFFER2)).expect("offer");
     let r = h.sent_one();
@@ -565,6 +565,7 @@ fn peer_refreshes_keep_the_call_up() {
             PEER_OFFER,
         );
         h.deliver(&reinv);
+        assert_answers(&h.sent_one(), &reinv, 100);
         assert_eq!(
             h.events(),
             vec![
@@ -907,6 +908,7 @@ fn ack_stops_2xx_retransmissions() {
     let (call, _invite, ok) = answered(&mut h);
     let reinv = with_sdp(peer_request(&ok, "INVITE", 1, "z9hG4bKre1"), PEER_OFFER);
     h.deliver(&reinv);
+    assert_answers(&h.sent_one(), &reinv, 100);
     h.events();
     h.ua.answer(h.now, call, Bytes::from_static(OUR_ANSWER)).expect("answer");
     let r = h.sent_one();
@@ -935,6 +937,7 @@ fn no_ack_ends_the_call() {
     let (call, invite, ok) = answered(&mut h);
     let reinv = with_sdp(peer_request(&ok, "INVITE", 1, "z9hG4bKre1"), PEER_OFFER);
     h.deliver(&reinv);
+    assert_answers(&h.sent_one(), &reinv, 100);
     h.events();
     h.ua.answer(h.now, call, Bytes::from_static(OUR_ANSWER)).expect("answer");
     let r = h.sent_one();
@@ -1119,4 +1122,58 @@ fn a_redirect_reports_its_targets_best_first() {
         h.deliver(&with_header(respond(&invite, code, "Moved", Some("r2")), HeaderName::Contact, contact));
         assert_eq!(h.events(), vec![CallEvent::Failed { code, reason: "Moved".into() }], "{code} {contact}");
     }
+}
+
+/// A re-INVITE the far end answers only with a 100 is not waited for forever (there is no ring
+/// timer for it): 64*T1 after the 100 the dialog is taken as gone (RFC 3261 §12.2.1.2) and ended
+/// with a BYE, and no transaction of the call outlives it.
+#[test]
+fn a_re_invite_left_in_proceeding_ends_the_dialog() {
+    let mut h = Harness::new(Transport::Udp);
+    let (call, invite, _ok) = answered(&mut h);
+    h.ua.reinvite(h.now, call, Bytes::from_static(OFFER2)).expect("re-INVITE");
+    let reinvite = h.sent_one();
+    assert_in_dialog(&reinvite, &invite, Method::Invite, seq(&invite) + 1);
+    h.deliver(&respond(&reinvite, 100, "Trying", Some("bobtag")));
+    h.advance(Duration::from_secs(31));
+    assert!(h.sent().is_empty() && h.events().is_empty());
+    h.advance(Duration::from_millis(1200));
+    let bye = h.sent_one();
+    assert_in_dialog(&bye, &invite, Method::Bye, seq(&invite) + 2);
+    h.deliver(&respond(&bye, 200, "OK", Some("bobtag")));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::DialogGone }]);
+    h.advance(Duration::from_secs(40));
+    assert_eq!((h.ua.call_count(), h.ua.transaction_count()), (0, 0));
+}
+
+/// A flood of in-dialog requests does not grow the timer heap with each one: the call's deadline
+/// is scheduled once (the far end chose a session interval of days, which we do not take either:
+/// a UAS may only lower what we asked, RFC 4028 §9).
+#[test]
+fn a_flood_of_requests_does_not_grow_the_timer_heap() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let mut ok = ok_with_sdp(&invite, "bobtag");
+    ok.headers.push(HeaderName::SessionExpires, "4000000;refresher=uac");
+    ok.headers.push(HeaderName::Require, "timer");
+    h.deliver(&ok);
+    h.sent_one();
+    h.events();
+    let before = h.ua.timer_entries();
+    for n in 0..2000u32 {
+        h.deliver(&peer_request(&ok, "OPTIONS", 10 + n, &format!("z9hG4bKflood{n}")));
+        h.sent();
+    }
+    // Each OPTIONS has its own server transaction (with a deadline); the call itself adds none.
+    let after = h.ua.timer_entries();
+    assert!(after <= before + 2000 + 2, "{before} entries, then {after} after 2000 requests");
+    h.advance(Duration::from_secs(40));
+    assert!(h.ua.timer_entries() <= before + 2, "{} entries once the transactions ended", h.ua.timer_entries());
+    // Our refresh (a re-INVITE: the far end's Allow does not list UPDATE) comes at half the
+    // interval we asked (1800 s), not at 2,000,000 s.
+    h.advance(Duration::from_secs(850));
+    assert!(h.sent().is_empty(), "nothing before the refresh");
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.sent().first().and_then(Message::method), Some(&Method::Invite));
 }

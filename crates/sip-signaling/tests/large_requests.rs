@@ -29,6 +29,19 @@ fn tcp() -> Target {
     Target::new(Transport::Tcp, PEER.parse().expect("addr"))
 }
 
+/// A user agent with a UDP socket and a TCP listener (the far end can connect back to the TCP
+/// Via, RFC 3261 §18.1.2).
+fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+fn harness_with(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let mut c = config(Transport::Udp);
+    c.local_addrs.push((Transport::Tcp, LOCAL.parse().expect("addr")));
+    tweak(&mut c);
+    Harness::with_config(c)
+}
+
 fn deliver_from(h: &mut Harness, from: &Target, m: &Message) {
     h.ua.handle_input(h.now, from.clone(), &m.to_bytes());
 }
@@ -59,7 +72,7 @@ fn via_transport(m: &Message) -> String {
 
 #[test]
 fn a_large_invite_goes_over_tcp_and_its_cancel_and_ack_follow_it() {
-    let mut h = Harness::new(Transport::Udp);
+    let mut h = harness();
     let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
     let (target, invite, size) = sent_one(&mut h);
     assert!(size > 1300, "the test's INVITE is large: {size} bytes");
@@ -86,7 +99,7 @@ fn a_large_invite_goes_over_tcp_and_its_cancel_and_ack_follow_it() {
 
 #[test]
 fn the_dialog_of_a_large_invite_stays_where_the_peer_said() {
-    let mut h = Harness::new(Transport::Udp);
+    let mut h = harness();
     let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
     let (_, invite, _) = sent_one(&mut h);
     // The 200 comes back over the connection; its Contact has no transport parameter.
@@ -112,7 +125,7 @@ fn the_dialog_of_a_large_invite_stays_where_the_peer_said() {
 
 #[test]
 fn a_connection_that_cannot_be_made_sends_the_large_invite_over_udp() {
-    let mut h = Harness::new(Transport::Udp);
+    let mut h = harness();
     let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
     let (_, invite, _) = sent_one(&mut h);
     h.ua.handle_transport_error(h.now, &tcp());
@@ -139,17 +152,77 @@ fn a_connection_that_cannot_be_made_sends_the_large_invite_over_udp() {
     assert_eq!(top_via(&cancel), top_via(&fallback));
 }
 
+/// An address whose TCP connection failed gets its large requests over UDP for a while, without a
+/// connect timeout each time; then TCP is tried again.
+#[test]
+fn an_address_that_refused_tcp_gets_udp_for_a_while() {
+    let mut h = harness();
+    dial_large(&mut h, "sip:bob@biloxi.example.com");
+    sent_one(&mut h);
+    h.ua.handle_transport_error(h.now, &tcp());
+    assert_eq!(sent_one(&mut h).0, udp());
+    h.advance(Duration::from_secs(60));
+    h.sent_raw();
+    h.events();
+    dial_large(&mut h, "sip:carol@biloxi.example.com");
+    assert_eq!(sent_one(&mut h).0, udp(), "no second try of TCP within minutes");
+    h.advance(sip_signaling::TCP_REFUSED_FOR);
+    h.sent_raw();
+    h.events();
+    dial_large(&mut h, "sip:dave@biloxi.example.com");
+    assert_eq!(sent_one(&mut h).0, tcp(), "TCP again later");
+}
+
+/// An in-dialog request moved to TCP whose connection fails after a provisional response fails
+/// alone (503): the dialog, on UDP, is not the connection's. A connection closed before any
+/// response sends the request over UDP, as a failed one does.
+#[test]
+fn a_moved_in_dialog_request_fails_alone_and_a_closed_connection_falls_back() {
+    let mut h = harness();
+    let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
+    let (_, invite, _) = sent_one(&mut h);
+    deliver_from(&mut h, &tcp(), &ok_with_sdp(&invite, "bobtag"));
+    sent_one(&mut h);
+    h.events();
+    h.ua.reinvite(h.now, call, large_sdp(2)).expect("re-INVITE");
+    let (target, reinvite, _) = sent_one(&mut h);
+    assert_eq!(target, tcp());
+    deliver_from(&mut h, &tcp(), &respond(&reinvite, 100, "Trying", None));
+    h.ua.handle_transport_error(h.now, &tcp());
+    assert_eq!(h.events(), vec![CallEvent::OfferRejected { code: 503 }]);
+    assert!(h.sent_raw().is_empty(), "no BYE: the call goes on");
+    assert_eq!(h.ua.call_count(), 1);
+
+    // The next large re-offer: its connection closes cleanly before anything came back.
+    h.advance(sip_signaling::TCP_REFUSED_FOR);
+    h.sent_raw();
+    h.events();
+    h.ua.reinvite(h.now, call, large_sdp(3)).expect("re-INVITE");
+    let (target, reinvite, _) = sent_one(&mut h);
+    assert_eq!(target, tcp());
+    h.ua.handle_connection_closed(h.now, &tcp());
+    let (target, again, _) = sent_one(&mut h);
+    assert_eq!((target, via_transport(&again)), (udp(), "UDP".to_owned()));
+    assert_eq!(again.headers.get(&HeaderName::CSeq), reinvite.headers.get(&HeaderName::CSeq));
+    assert_eq!(again.top_via().expect("via").branch(), reinvite.top_via().expect("via").branch());
+}
+
 #[test]
 fn a_large_request_stays_on_udp_when_told_to() {
     // The dialled URI says transport=udp.
-    let mut h = Harness::new(Transport::Udp);
+    let mut h = harness();
     dial_large(&mut h, "sip:bob@biloxi.example.com;transport=udp");
     let (target, invite, size) = sent_one(&mut h);
     assert!(size > 1300);
     assert_eq!((target, via_transport(&invite)), (udp(), "UDP".to_owned()));
 
     // No limit configured.
-    let mut h = Harness::with_config(Config { udp_size_limit: None, ..config(Transport::Udp) });
+    let mut h = harness_with(|c| c.udp_size_limit = None);
+    dial_large(&mut h, "sip:bob@biloxi.example.com");
+    assert_eq!(sent_one(&mut h).0, udp());
+
+    // No TCP listener: the far end could not connect back to a TCP Via (RFC 3261 §18.1.2).
+    let mut h = Harness::new(Transport::Udp);
     dial_large(&mut h, "sip:bob@biloxi.example.com");
     assert_eq!(sent_one(&mut h).0, udp());
 }
@@ -158,7 +231,7 @@ fn a_large_request_stays_on_udp_when_told_to() {
 fn the_limit_is_the_size_on_the_wire() {
     // The same seed gives the same tags and branches, so the same INVITE size.
     let size_with = |limit: Option<usize>| {
-        let mut h = Harness::with_config(Config { udp_size_limit: limit, ..config(Transport::Udp) });
+        let mut h = harness_with(|c| c.udp_size_limit = limit);
         dial_large(&mut h, "sip:bob@biloxi.example.com");
         let (target, _, size) = sent_one(&mut h);
         (target.transport, size)
