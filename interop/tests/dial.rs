@@ -2177,6 +2177,119 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
     assert!(toned >= 60, "the far end's AES-256 SRTP heard in the session: {toned} frames of 440 Hz");
 }
 
+/// 50 packets of 440 Hz under `k` from sequence number `from`, to the gateway at `to`: our packets
+/// unprotected and refused meanwhile, and the far end's 20 ms frames of 440 Hz heard in the session.
+async fn srtp_exchange(
+    media: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    rx: &mut srtp_transport::Context,
+    tap: &mut mpsc::UnboundedReceiver<MediaFrame>,
+    k: srtp_transport::MasterKey,
+    from: u32,
+) -> (usize, usize, usize) {
+    let suite = srtp_transport::Suite::AesCm128HmacSha1_80;
+    let mut tx = srtp_transport::Context::new(suite, &k, srtp_transport::Options::default()).expect("tx");
+    let (mut unprotected, mut refused) = (0, 0);
+    let mut buf = vec![0u8; 2048];
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    for n in from..from + 50 {
+        every.tick().await;
+        let pcm = sine(440.0, 8000.0, (n * 160) as usize, 160, 8000.0);
+        let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+        let mut p = rtp_packet(0, n as u16, n * 160, 0x5ec, &payload);
+        tx.protect_rtp(&mut p).expect("protect");
+        media.send_to(&p, to).await.expect("send");
+        while let Ok(Ok(len)) = tokio::time::timeout(Duration::from_millis(1), media.recv(&mut buf)).await {
+            if len > 1 && (200..=206).contains(&buf[1]) {
+                continue;
+            }
+            let mut packet = buf[..len].to_vec();
+            match rx.unprotect_rtp(&mut packet) {
+                Ok(()) => unprotected += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+    let mut toned = 0;
+    while let Ok(f) = tap.try_recv() {
+        let mut pcm = Vec::new();
+        if dec.decode(&f.data, &mut pcm).is_ok() && tone_ratio(&pcm, 440.0, 48_000.0) > 0.5 {
+            toned += 1;
+        }
+    }
+    (unprotected, refused, toned)
+}
+
+/// A far end that re-keys in a re-INVITE (RFC 4568 §7.1.4: SBCs do on transfers and
+/// re-anchoring) is heard under its new key; our stream goes on under our key, with its context
+/// kept. Before, the new key was never applied: everything after the re-offer failed
+/// authentication until the call timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_with_new_sdes_keys_is_followed() {
+    use srtp_transport::{sdes, Context, MasterKey, Options, Suite};
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let suite = Suite::AesCm128HmacSha1_80;
+    let key = |seed: u8| MasterKey {
+        key: (0..16).map(|i| i * 7 + seed).collect(),
+        salt: (0..14).map(|i| i + seed).collect(),
+        mki: None,
+        lifetime: None,
+    };
+    let (first, second) = (key(1), key(101));
+    let sdp = move |version: u32, tag: &str, k: &MasterKey| {
+        format!(
+            "v=0\r\no=uas 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{tag} AES_CM_128_HMAC_SHA1_80 {}\r\n",
+            sdes::format_key_params(k)
+        )
+    };
+    let answer_key = first.clone();
+    let far = common::uas::uas(move |offer| {
+        let tag = offer
+            .lines()
+            .find_map(|l| {
+                let (tag, rest) = l.strip_prefix("a=crypto:")?.split_once(' ')?;
+                rest.starts_with("AES_CM_128_HMAC_SHA1_80 ").then(|| tag.to_owned())
+            })
+            .unwrap_or_default();
+        sdp(1, &tag, &answer_key)
+    })
+    .await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:sbc@127.0.0.1:{}", far.port), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut far = far;
+    let offer = (&mut far.offer).await.expect("offer");
+    let ours = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=crypto:")?.split_once(" AES_CM_128_HMAC_SHA1_80 ").map(|(_, k)| k.to_owned()))
+        .unwrap_or_else(|| panic!("AES_CM_128_HMAC_SHA1_80 offered: {offer}"));
+    let ours = sdes::parse_key_params(suite, &ours).expect("our key");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut tap = tap_sip_stream(&g, &answer);
+    let mut rx = Context::new(suite, &ours, Options::default()).expect("rx");
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, first, 0).await;
+    assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first key: {unprotected}/{refused}/{toned}");
+    far.reinvite(&sdp(2, "1", &second));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second, 50).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(
+        unprotected >= 40 && refused == 0,
+        "ours under our key still: {unprotected} unprotected, {refused} refused"
+    );
+    assert!(toned >= 30, "the far end heard under its new key: {toned} frames of 440 Hz");
+}
+
 /// A 3xx is followed (RFC 3261 §8.1.3.4): a redirect server's 302 sends the call to the target its
 /// `Contact` names, which answers, and the call goes on as any other; a redirect back to a target
 /// already tried is not followed (no loop), and the call fails with the 3xx.

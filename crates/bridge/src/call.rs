@@ -173,6 +173,27 @@ fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, S
     Ok(Some((inbound, outbound)))
 }
 
+/// Follows a re-offer's SDES keys on a leg: a new key of the far end (RFC 4568 §7.1.4 lets a
+/// re-offer re-key; SBCs do on transfers and re-anchoring) replaces the inbound context alone, so
+/// our stream keeps its context and rollover counter; a new key of ours (another suite) replaces
+/// both. `Ok(false)` when nothing changed.
+pub(crate) fn follow_keys(leg: &LegHandle, old: &MediaAgreement, new: &MediaAgreement) -> Result<bool, String> {
+    if old.sdes == new.sdes {
+        return Ok(false);
+    }
+    let Some((inbound, outbound)) = srtp_contexts(new)? else {
+        return Err("a re-offer without SDES keys on an SRTP call".into());
+    };
+    let ours_kept = old
+        .sdes
+        .as_ref()
+        .zip(new.sdes.as_ref())
+        .is_some_and(|(o, n)| o.suite == n.suite && o.local_key_params == n.local_key_params);
+    let sent = if ours_kept { leg.set_inbound_srtp(inbound) } else { leg.set_srtp(inbound, outbound) };
+    sent.map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// Runs one call to its end.
 pub(crate) async fn run(bridge: Arc<Inner>, spec: CallSpec, mut control: mpsc::UnboundedReceiver<Control>) {
     let ending = place(&bridge, &spec, &mut control).await;
@@ -936,6 +957,17 @@ fn follow_agreement(
         let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
     }
     let (Some(m), Some(audio)) = (media, agreement.audio) else { return };
+    match follow_keys(&m.leg, &m.agreement, &audio) {
+        Ok(true) => {
+            info!(call = %spec.id, suite = ?audio.sdes.as_ref().map(|s| &s.suite), "the re-offer re-keys the audio's SRTP")
+        }
+        Ok(false) => {}
+        Err(why) => warn!(call = %spec.id, %why, "the re-offer's SRTP keys cannot be used: the old ones stay"),
+    }
+    let fingerprint = |a: &MediaAgreement| a.dtls.as_ref().map(|d| d.remote_fingerprint.clone());
+    if fingerprint(&audio) != fingerprint(&m.agreement) {
+        warn!(call = %spec.id, "the re-offer changes the DTLS fingerprint: not followed (no new handshake)");
+    }
     let hold = audio.remote_hold;
     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
     if hold != m.on_hold {

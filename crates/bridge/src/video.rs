@@ -796,6 +796,11 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         v.keyframe.store(true, Ordering::Relaxed);
                     }
                     hold = h;
+                    match crate::call::follow_keys(&v.leg, &v.agreement, &agreed) {
+                        Ok(true) => info!(call = %v.call, "the re-offer re-keys the video's SRTP"),
+                        Ok(false) => {}
+                        Err(why) => warn!(call = %v.call, %why, "the re-offer's SRTP keys cannot be used: the old ones stay"),
+                    }
                     let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v);

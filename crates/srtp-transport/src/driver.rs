@@ -85,6 +85,7 @@ enum Command {
     SendRtcp(Vec<u8>),
     SendRaw(Vec<u8>),
     SetSrtp(Box<(Context, Context)>),
+    SetInboundSrtp(Box<Context>),
     SetRemote(Option<SocketAddr>, Option<SocketAddr>),
     Stats(oneshot::Sender<LegStats>),
     Shutdown(oneshot::Sender<LegStats>),
@@ -134,6 +135,11 @@ impl LegHandle {
     /// Installs or replaces the SRTP contexts (re-keying).
     pub fn set_srtp(&self, inbound: Context, outbound: Context) -> Result<(), Error> {
         self.cmd.send(Command::SetSrtp(Box::new((inbound, outbound)))).map_err(|_| Error::Io("leg stopped".into()))
+    }
+
+    /// A new context for the far end's packets only (see [`MediaLeg::set_inbound_srtp`]).
+    pub fn set_inbound_srtp(&self, inbound: Context) -> Result<(), Error> {
+        self.cmd.send(Command::SetInboundSrtp(Box::new(inbound))).map_err(|_| Error::Io("leg stopped".into()))
     }
 
     /// New remote addresses (a re-offer).
@@ -209,6 +215,7 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
                             }
                         }
                         Some(Command::SetSrtp(ctx)) => { let (i, o) = *ctx; leg.set_srtp(i, o); }
+                        Some(Command::SetInboundSrtp(ctx)) => leg.set_inbound_srtp(*ctx),
                         Some(Command::SetRemote(a, b)) => leg.set_remote(Instant::now(), a, b),
                     }
                     None

@@ -142,6 +142,12 @@ impl MediaLeg {
         self.awaiting_keys = false;
     }
 
+    /// Replaces the context the far end's packets are unprotected with (it re-keyed in a
+    /// re-offer, RFC 4568 §7.1.4), keeping ours and its rollover counter as they are.
+    pub fn set_inbound_srtp(&mut self, inbound: Context) {
+        self.inbound = Some(inbound);
+    }
+
     /// SRTP will be keyed later (by a DTLS-SRTP handshake): refuse RTP and RTCP until
     /// [`MediaLeg::set_srtp`], instead of taking them in clear.
     pub fn await_srtp_keys(&mut self) {
@@ -461,6 +467,35 @@ mod tests {
         assert_eq!(leg.rtp_destination(), Some(nat));
         assert_eq!(leg.received().packets, 1);
         assert_eq!(leg.rejected(), 1);
+    }
+
+    /// The far end re-keys (a re-offer): its packets are taken under the new key, and ours go on
+    /// under our context, rollover counter included (our stream wrapped its sequence numbers
+    /// before: a fresh context would restart at rollover 0, which the far end cannot unprotect).
+    #[test]
+    fn an_inbound_re_key_keeps_our_context() {
+        let peer: SocketAddr = "10.0.0.5:4000".parse().expect("a");
+        let mut leg = MediaLeg::new(LegConfig::default(), Some(peer), None);
+        leg.set_srtp(ctx(), ctx());
+        let mut far_end = ctx();
+        let now = Instant::now();
+        for seq in [65_534u16, 65_535, 0, 1] {
+            let (_, mut p) = leg.send_rtp(now, rtp(seq)).expect("send").expect("a destination");
+            far_end.unprotect_rtp(&mut p).expect("the far end takes ours");
+        }
+        let new_key = MasterKey { key: vec![7; 16], salt: vec![8; 14], mki: None, lifetime: None };
+        let keyed = || Context::new(Suite::AesCm128HmacSha1_80, &new_key, Options::default()).expect("ctx");
+        leg.set_inbound_srtp(keyed());
+        let (_, mut p) = leg.send_rtp(now, rtp(2)).expect("send").expect("a destination");
+        far_end.unprotect_rtp(&mut p).expect("ours still, after the wrap");
+        let mut theirs = keyed();
+        let mut q = rtp(100);
+        theirs.protect_rtp(&mut q).expect("p");
+        assert!(matches!(leg.handle_datagram(now, peer, q), Ok(Received::Rtp(_))), "theirs under the new key");
+        let mut old = ctx();
+        let mut r = rtp(101);
+        old.protect_rtp(&mut r).expect("p");
+        assert!(leg.handle_datagram(now, peer, r).is_err(), "not under the old one");
     }
 
     #[test]
