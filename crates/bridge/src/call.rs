@@ -60,6 +60,8 @@ pub(crate) struct CallSpec {
     pub(crate) watching: std::sync::atomic::AtomicBool,
     /// The call listens to its session's mixer (counted there once; left when it ends).
     pub(crate) listening: std::sync::atomic::AtomicBool,
+    /// Key presses the SIP party may still report to the session (see [`DigitBudget`]).
+    pub(crate) digits: std::sync::Mutex<DigitBudget>,
     /// Subscribers of the call's stream want a keyframe (taken by the video task).
     pub(crate) keyframe_wanted: std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>,
 }
@@ -1044,6 +1046,48 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     Ok(())
 }
 
+/// How many key presses a call reports to its session: [`DigitBudget::RATE`] a second, in bursts
+/// of up to [`DigitBudget::BURST`]. A keypad (or an RFC 4733 sender at its shortest tones and
+/// gaps, 12.5 a second) stays well inside; a flood of INFOs or events from a hostile or broken far
+/// end would otherwise become `dtmf` signals to every participant and fill their queues.
+#[derive(Debug)]
+pub(crate) struct DigitBudget {
+    tokens: f64,
+    at: Option<Instant>,
+    /// Presses dropped since the last warning.
+    dropped: u64,
+}
+
+impl Default for DigitBudget {
+    fn default() -> Self {
+        DigitBudget { tokens: Self::BURST, at: None, dropped: 0 }
+    }
+}
+
+impl DigitBudget {
+    /// Presses a second, on average.
+    pub(crate) const RATE: f64 = 15.0;
+    /// Presses at once.
+    pub(crate) const BURST: f64 = 30.0;
+
+    /// Whether a press at `now` may be reported; `Some(n)` in the second member when it is the
+    /// first press dropped after `n` were (for the log).
+    fn take(&mut self, now: Instant) -> (bool, Option<u64>) {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * Self::RATE;
+            self.tokens = (self.tokens + refill).min(Self::BURST);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            let dropped = std::mem::take(&mut self.dropped);
+            return (true, (dropped > 0).then_some(dropped));
+        }
+        self.dropped += 1;
+        (false, None)
+    }
+}
+
 /// Key presses of a party that may send each one twice, as RFC 4733 events and in a SIP INFO
 /// (phones set to "RFC 2833 + INFO"): the INFO comes at key-down, the RFC 4733 digit at key-up.
 /// An INFO digit is held [`INFO_HOLD`] when telephone-event was agreed; an RFC 4733 digit of the
@@ -1158,6 +1202,13 @@ fn report_digit(
     now: Instant,
     how: &'static str,
 ) {
+    let (allowed, dropped) = spec.digits.lock().map(|mut b| b.take(now)).unwrap_or((true, None));
+    if let Some(n) = dropped {
+        warn!(call = %spec.id, dropped = n, "DTMF from the SIP party came faster than any keypad: presses dropped");
+    }
+    if !allowed {
+        return;
+    }
     let digit = pressed.to_char().to_string();
     // The key itself only at debug level: digits can be PINs.
     info!(call = %spec.id, how, "DTMF from the SIP party");
@@ -1512,6 +1563,25 @@ mod presses_tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// A keypad's pace passes whole; a flood gets the burst, then the rate, and the first press
+    /// let through again tells how many were dropped.
+    #[test]
+    fn a_flood_of_presses_is_cut_to_the_budget() {
+        let mut b = DigitBudget::default();
+        let t0 = Instant::now();
+        // Ten presses a second for ten seconds.
+        assert!((0..100u64).all(|n| b.take(t0 + ms(n * 100)).0));
+        // A thousand in one instant: the burst (the keypad left it full).
+        let at = t0 + ms(20_000);
+        let passed = (0..1000).filter(|_| b.take(at).0).count();
+        assert_eq!(passed, DigitBudget::BURST as usize);
+        // A second later, the rate's worth; the first tells of the 970 dropped.
+        let (ok, dropped) = b.take(at + ms(1000));
+        assert_eq!((ok, dropped), (true, Some(970)));
+        let more = (0..100).filter(|_| b.take(at + ms(1000)).0).count();
+        assert_eq!(more, DigitBudget::RATE as usize - 1);
     }
 
     /// Each press once, whichever of its INFO and its RFC 4733 digit comes first, however long

@@ -357,19 +357,9 @@ impl Dialer for Bridge {
         // that is off).
         let has_video = request.sip.video && !inner.config.video.codecs.is_empty();
         let spec = StreamSpec { name, has_audio: true, has_video, video_type: None };
-        let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
-            Ok((_, wanted)) => wanted,
-            Err(e) => {
-                let _ = inner.service.disconnect_as(
-                    &request.session,
-                    &connection.id,
-                    session::DisconnectReason::ClientDisconnected,
-                );
-                return Err(ApiError::new(e.http_status(), e.to_string()));
-            }
-        };
-        let created_ms = unix_ms(SystemTime::now());
-        let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
+        // The call is known before its stream is published: publishing into a session with a mute
+        // in force raises the session's mute event at once, and the task that follows session
+        // events must find the call to tell it.
         let (control, rx) = mpsc::unbounded_channel();
         let dtmf = Arc::new(Mutex::new(DtmfReadiness::default()));
         let self_mute = Arc::new(AtomicBool::new(false));
@@ -381,6 +371,20 @@ impl Dialer for Bridge {
             self_mute: self_mute.clone(),
         };
         locked(&inner.calls).insert(connection.id.clone(), running);
+        let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
+            Ok((_, wanted)) => wanted,
+            Err(e) => {
+                locked(&inner.calls).remove(&connection.id);
+                let _ = inner.service.disconnect_as(
+                    &request.session,
+                    &connection.id,
+                    session::DisconnectReason::ClientDisconnected,
+                );
+                return Err(ApiError::new(e.http_status(), e.to_string()));
+            }
+        };
+        let created_ms = unix_ms(SystemTime::now());
+        let id = StreamId::random(&mut rand::thread_rng()).as_str().to_owned();
         let spec = CallSpec {
             id: id.clone(),
             number: inner.next_call.fetch_add(1, Ordering::Relaxed),
@@ -394,6 +398,7 @@ impl Dialer for Bridge {
             self_mute,
             watching: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            digits: Mutex::new(call::DigitBudget::default()),
             keyframe_wanted: Mutex::new(Some(keyframe_wanted)),
         };
         info!(call = %id, uri = %spec.sip.uri, session = %spec.session, "dialling");
