@@ -134,9 +134,19 @@ enum Action {
 
 enum Net {
     Data(Target, Vec<u8>),
-    Closed(Target),
-    Failed(Target, String),
-    Accepted(Target, mpsc::UnboundedSender<Vec<u8>>),
+    /// A connection (by its id) closed cleanly.
+    Closed(Target, u64),
+    /// A connection (by its id) failed.
+    Failed(Target, u64, String),
+    Accepted(Target, u64, mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// Ids of stream connections: an event of a connection that was replaced (the peer closed it
+/// while a new one to the same address was being opened) must not touch the new one.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn connection_id() -> u64 {
+    NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A cloneable handle to the driver task.
@@ -308,7 +318,7 @@ struct Task {
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: std::time::Duration,
     keepalive: Option<std::time::Duration>,
-    conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
+    conns: HashMap<(Transport, SocketAddr), (u64, mpsc::UnboundedSender<Vec<u8>>)>,
     net_tx: mpsc::UnboundedSender<Net>,
     calls: HashMap<CallHandle, Route>,
     /// The handle the caller holds -> the user agent's current call for it.
@@ -440,17 +450,34 @@ impl Task {
         let now = Instant::now();
         match ev {
             Net::Data(from, data) => self.ua.handle_input(now, from, &data),
-            Net::Closed(t) => {
-                self.conns.remove(&(t.transport, t.addr));
-                self.ua.handle_connection_closed(now, &t);
+            Net::Closed(t, id) => {
+                if self.forget_connection(&t, id) {
+                    self.ua.handle_connection_closed(now, &t);
+                }
             }
-            Net::Failed(t, why) => {
-                warn!(target = %t, %why, "connection failed");
-                self.conns.remove(&(t.transport, t.addr));
-                self.ua.handle_transport_error(now, &t);
+            Net::Failed(t, id, why) => {
+                if self.forget_connection(&t, id) {
+                    warn!(target = %t, %why, "connection failed");
+                    self.ua.handle_transport_error(now, &t);
+                } else {
+                    debug!(target = %t, %why, "a replaced connection failed");
+                }
             }
-            Net::Accepted(t, writer) => {
-                self.conns.insert((t.transport, t.addr), writer);
+            Net::Accepted(t, id, writer) => {
+                self.conns.insert((t.transport, t.addr), (id, writer));
+            }
+        }
+    }
+
+    /// Forgets connection `id` to `t`; false when another connection to that address replaced it
+    /// (the event is stale and left alone).
+    fn forget_connection(&mut self, t: &Target, id: u64) -> bool {
+        let key = (t.transport, t.addr);
+        match self.conns.get(&key) {
+            Some((current, _)) if *current != id => false,
+            _ => {
+                self.conns.remove(&key);
+                true
             }
         }
     }
@@ -593,7 +620,7 @@ impl Task {
             }
             Transport::Tcp | Transport::Tls => {
                 let key = (t.target.transport, t.target.addr);
-                if let Some(w) = self.conns.get(&key) {
+                if let Some((_, w)) = self.conns.get(&key) {
                     if w.send(t.payload.clone()).is_ok() {
                         return;
                     }
@@ -601,9 +628,11 @@ impl Task {
                 }
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 let _ = wtx.send(t.payload);
-                self.conns.insert(key, wtx);
+                let id = connection_id();
+                self.conns.insert(key, (id, wtx));
                 tokio::spawn(connect(
                     t.target,
+                    id,
                     wrx,
                     self.net_tx.clone(),
                     self.tls.clone(),
@@ -626,13 +655,14 @@ async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slo
                 };
                 let target = Target::new(Transport::Tcp, peer);
                 let (wtx, wrx) = mpsc::unbounded_channel();
-                if net.send(Net::Accepted(target.clone(), wtx)).is_err() {
+                let id = connection_id();
+                if net.send(Net::Accepted(target.clone(), id, wtx)).is_err() {
                     return;
                 }
                 let _ = stream.set_nodelay(true);
                 let net = net.clone();
                 tokio::spawn(async move {
-                    pump(stream, target, wrx, net, None).await;
+                    pump(stream, target, id, wrx, net, None).await;
                     drop(permit);
                 });
             }
@@ -646,6 +676,7 @@ async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slo
 
 async fn connect(
     target: Target,
+    id: u64,
     writes: mpsc::UnboundedReceiver<Vec<u8>>,
     net: mpsc::UnboundedSender<Net>,
     tls: Arc<rustls::ClientConfig>,
@@ -655,11 +686,11 @@ async fn connect(
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            let _ = net.send(Net::Failed(target, e.to_string()));
+            let _ = net.send(Net::Failed(target, id, e.to_string()));
             return;
         }
         Err(_) => {
-            let _ = net.send(Net::Failed(target, "connect timeout".into()));
+            let _ = net.send(Net::Failed(target, id, "connect timeout".into()));
             return;
         }
     };
@@ -673,22 +704,22 @@ async fn connect(
             let name = match name {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = net.send(Net::Failed(target, format!("bad TLS server name: {e}")));
+                    let _ = net.send(Net::Failed(target, id, format!("bad TLS server name: {e}")));
                     return;
                 }
             };
             let connector = tokio_rustls::TlsConnector::from(tls);
             match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-                Ok(Ok(s)) => pump(s, target, writes, net, keepalive).await,
+                Ok(Ok(s)) => pump(s, target, id, writes, net, keepalive).await,
                 Ok(Err(e)) => {
-                    let _ = net.send(Net::Failed(target, format!("TLS handshake: {e}")));
+                    let _ = net.send(Net::Failed(target, id, format!("TLS handshake: {e}")));
                 }
                 Err(_) => {
-                    let _ = net.send(Net::Failed(target, "TLS handshake timeout".into()));
+                    let _ = net.send(Net::Failed(target, id, "TLS handshake timeout".into()));
                 }
             }
         }
-        _ => pump(stream, target, writes, net, keepalive).await,
+        _ => pump(stream, target, id, writes, net, keepalive).await,
     }
 }
 
@@ -696,6 +727,7 @@ async fn connect(
 async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     target: Target,
+    id: u64,
     mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
     net: mpsc::UnboundedSender<Net>,
     keepalive: Option<std::time::Duration>,
@@ -715,20 +747,20 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             _ = ping => {
                 // RFC 5626 section 4.4.1: a double CRLF ping.
                 if let Err(e) = wr.write_all(b"\r\n\r\n").await {
-                    let _ = net.send(Net::Failed(target.clone(), e.to_string()));
+                    let _ = net.send(Net::Failed(target.clone(), id, e.to_string()));
                     return;
                 }
                 last_write = tokio::time::Instant::now();
             }
             r = rd.read(&mut buf) => match r {
-                Ok(0) => { let _ = net.send(Net::Closed(target.clone())); return; }
+                Ok(0) => { let _ = net.send(Net::Closed(target.clone(), id)); return; }
                 Ok(n) => { if net.send(Net::Data(target.clone(), buf[..n].to_vec())).is_err() { return; } }
-                Err(e) => { let _ = net.send(Net::Failed(target.clone(), e.to_string())); return; }
+                Err(e) => { let _ = net.send(Net::Failed(target.clone(), id, e.to_string())); return; }
             },
             w = writes.recv() => match w {
                 Some(bytes) => {
                     if let Err(e) = wr.write_all(&bytes).await {
-                        let _ = net.send(Net::Failed(target.clone(), e.to_string()));
+                        let _ = net.send(Net::Failed(target.clone(), id, e.to_string()));
                         return;
                     }
                     last_write = tokio::time::Instant::now();
