@@ -1488,6 +1488,27 @@ impl UserAgent {
         true
     }
 
+    /// The ACK of a 2xx to our re-INVITE (or refresh by re-INVITE), which also refreshes the
+    /// dialog's remote target; kept to answer retransmissions of the 2xx.
+    fn ack_reinvite_2xx(&mut self, h: u64, msg: &Message) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let Some(d) = c.dialog.as_mut() else { return };
+        d.refresh_target(msg, &c.initial_target);
+        let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
+        let mut ack = d.request(Method::Ack, seq);
+        let target = d.next_hop.clone();
+        let branch = self.new_branch();
+        ack.headers
+            .0
+            .insert(0, crate::header::Header { name: HeaderName::Via, value: self.via(target.transport, &branch) });
+        ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
+        let bytes = ack.to_bytes();
+        self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
+        if let Some(c) = self.calls.get_mut(&h) {
+            c.ack_2xx = Some((seq, bytes, target));
+        }
+    }
+
     fn in_dialog_response(
         &mut self,
         now: Instant,
@@ -1501,6 +1522,13 @@ impl UserAgent {
             return;
         }
         let handle = CallHandle(h);
+        // A 2xx to our re-INVITE is ACKed whatever the call's state (RFC 3261 §13.2.2.4): one
+        // that crosses our BYE would otherwise be retransmitted for 64*T1.
+        let reinvite = matches!(purpose, Purpose::ReInvite | Purpose::Refresh)
+            && msg.cseq().is_ok_and(|s| s.method == Method::Invite);
+        if reinvite && (200..300).contains(&code) {
+            self.ack_reinvite_2xx(h, &msg);
+        }
         let Some(c) = self.calls.get_mut(&h) else { return };
         if c.state == State::Ending {
             return;
@@ -1524,30 +1552,11 @@ impl UserAgent {
             }
         }
         if (200..300).contains(&code) {
-            if purpose == Purpose::ReInvite
-                || purpose == Purpose::Refresh && msg.cseq().is_ok_and(|s| s.method == Method::Invite)
-            {
-                let Some(c) = self.calls.get_mut(&h) else { return };
-                let Some(d) = c.dialog.as_mut() else { return };
-                d.refresh_target(&msg, &c.initial_target);
-                let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
-                let mut ack = d.request(Method::Ack, seq);
-                let target = d.next_hop.clone();
-                let branch = self.new_branch();
-                ack.headers.0.insert(
-                    0,
-                    crate::header::Header { name: HeaderName::Via, value: self.via(target.transport, &branch) },
-                );
-                ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
-                let bytes = ack.to_bytes();
-                self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
-                if let Some(c) = self.calls.get_mut(&h) {
-                    c.ack_2xx = Some((seq, bytes, target));
-                }
-            }
             let Some(c) = self.calls.get_mut(&h) else { return };
             if let Some(se) = SessionExpires::from_message(&msg) {
-                c.timer = Some(SessionTimer::start(now, se.interval, se.refresher != Some(Refresher::Uas)));
+                // Never longer than we asked (RFC 4028 §9).
+                let interval = c.session_expires.map_or(se.interval, |asked| se.interval.min(asked));
+                c.timer = Some(SessionTimer::start(now, interval, se.refresher != Some(Refresher::Uas)));
                 if purpose == Purpose::Refresh {
                     self.events.push_back((handle, CallEvent::SessionRefreshed { interval: se.interval }));
                 }
@@ -2293,14 +2302,17 @@ impl UserAgent {
                 return;
             }
             if timer.we_refresh && !timer.refreshing && timer.deadline <= now && c.state == State::Confirmed {
+                if c.offer_out || c.pending_in.is_some() || c.ack_wait.is_some() {
+                    // An offer exchange is under way (its 2xx may refresh the session): the
+                    // refresh waits a little, and is not lost if that exchange fails.
+                    timer.deadline = (now + Duration::from_secs(2)).min(timer.expiry);
+                    return;
+                }
                 timer.refreshing = true;
                 // Wait for the answer until expiry.
                 timer.deadline = timer.expiry;
                 let interval = timer.interval;
                 let se = SessionExpires { interval, refresher: Some(Refresher::Uac) }.to_header();
-                if c.offer_out || c.pending_in.is_some() || c.ack_wait.is_some() {
-                    return;
-                }
                 info!(call = %handle, interval, "refreshing the session");
                 if c.peer_allows_update {
                     self.send_in_dialog(

@@ -1177,3 +1177,54 @@ fn a_flood_of_requests_does_not_grow_the_timer_heap() {
     h.advance(Duration::from_secs(20));
     assert_eq!(h.sent().first().and_then(Message::method), Some(&Method::Invite));
 }
+
+/// A 2xx to our re-INVITE that crosses our BYE is ACKed all the same (RFC 3261 §13.2.2.4), not
+/// left to be retransmitted for 64*T1.
+#[test]
+fn a_re_invite_2xx_crossing_our_bye_is_acked() {
+    let mut h = Harness::new(Transport::Udp);
+    let (call, invite, _ok) = answered(&mut h);
+    h.ua.reinvite(h.now, call, Bytes::from_static(OFFER2)).expect("re-INVITE");
+    let reinvite = h.sent_one();
+    h.ua.hangup(h.now, call).expect("hangup");
+    let bye = h.sent_one();
+    assert_in_dialog(&bye, &invite, Method::Bye, seq(&invite) + 2);
+    h.deliver(&with_sdp(respond(&reinvite, 200, "OK", Some("bobtag")), PEER_OFFER));
+    let ack = h.sent_one();
+    assert_in_dialog(&ack, &invite, Method::Ack, seq(&reinvite));
+    h.deliver(&respond(&bye, 200, "OK", Some("bobtag")));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::LocalHangup }]);
+}
+
+/// A session refresh that falls due while an offer exchange is under way waits for it, and is
+/// sent once that exchange failed (before, it was marked as sent and never sent: the session
+/// expired and we hung up).
+#[test]
+fn a_refresh_due_during_a_failed_offer_exchange_is_sent_after_it() {
+    let mut h = Harness::new(Transport::Udp);
+    let call = h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let mut ok = ok_with_sdp(&invite, "bobtag");
+    ok.headers.push(HeaderName::SessionExpires, "120;refresher=uac");
+    ok.headers.push(HeaderName::Allow, "INVITE, ACK, BYE, UPDATE");
+    ok.headers.push(HeaderName::Require, "timer");
+    h.deliver(&ok);
+    h.sent_one();
+    h.events();
+    h.advance(Duration::from_secs(59));
+    h.ua.reinvite(h.now, call, Bytes::from_static(OFFER2)).expect("re-INVITE");
+    let reinvite = h.sent_one();
+    // The refresh falls due at 60 s, during the exchange: nothing else is sent.
+    h.deliver(&respond(&reinvite, 100, "Trying", Some("bobtag")));
+    h.advance(Duration::from_millis(1500));
+    assert!(h.sent().is_empty());
+    h.deliver(&respond(&reinvite, 488, "Not Acceptable Here", Some("bobtag")));
+    let ack = h.sent_one();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(h.events(), vec![CallEvent::OfferRejected { code: 488 }]);
+    h.advance(Duration::from_millis(2100));
+    let sent = h.sent();
+    let refresh = sent.first().expect("a refresh");
+    assert_eq!(refresh.method(), Some(&Method::Update), "the refresh, after the failed exchange");
+    assert_eq!(hdr(&refresh, HeaderName::SessionExpires).as_deref(), Some("120;refresher=uac"));
+}
