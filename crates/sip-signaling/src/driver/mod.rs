@@ -141,6 +141,9 @@ enum Net {
     Accepted(Target, u64, mpsc::UnboundedSender<Vec<u8>>),
 }
 
+/// A stream connection of ours: its id and the writer to its task.
+type Connection = (u64, mpsc::UnboundedSender<Vec<u8>>);
+
 /// Ids of stream connections: an event of a connection that was replaced (the peer closed it
 /// while a new one to the same address was being opened) must not touch the new one.
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -318,7 +321,7 @@ struct Task {
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: std::time::Duration,
     keepalive: Option<std::time::Duration>,
-    conns: HashMap<(Transport, SocketAddr), (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    conns: HashMap<(Transport, SocketAddr), Connection>,
     net_tx: mpsc::UnboundedSender<Net>,
     calls: HashMap<CallHandle, Route>,
     /// The handle the caller holds -> the user agent's current call for it.
