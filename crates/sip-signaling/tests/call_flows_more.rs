@@ -1226,5 +1226,5 @@ fn a_refresh_due_during_a_failed_offer_exchange_is_sent_after_it() {
     let sent = h.sent();
     let refresh = sent.first().expect("a refresh");
     assert_eq!(refresh.method(), Some(&Method::Update), "the refresh, after the failed exchange");
-    assert_eq!(hdr(&refresh, HeaderName::SessionExpires).as_deref(), Some("120;refresher=uac"));
+    assert_eq!(hdr(refresh, HeaderName::SessionExpires).as_deref(), Some("120;refresher=uac"));
 }
