@@ -289,6 +289,12 @@ impl Metrics {
             &one(cb.failed_attempts),
         );
         metric(
+            "gateway_callbacks_open_circuits",
+            "gauge",
+            "Projects whose callback target failed in a row: their deliveries wait for a probe.",
+            &one(cb.open_circuits),
+        );
+        metric(
             "gateway_callbacks_dead_letters",
             "gauge",
             "Callback events given up (kept on disk).",

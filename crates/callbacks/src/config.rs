@@ -35,6 +35,11 @@ pub struct CallbackConfig {
     pub max_attempts: Option<u32>,
     /// At most this many requests in flight at once, across all keys (at least 1). Default 64.
     pub max_in_flight: usize,
+    /// A project's circuit breaker: after this many failed attempts in a row (whatever their
+    /// keys) its keys stop retrying each on its own; after a cooldown (the backoff formula, in the
+    /// times the circuit opened) one attempt probes the target, and its success lets every key go
+    /// on. Default `Some(5)`; `None` lets every key retry on its own backoff.
+    pub circuit_after: Option<u32>,
     /// The TLS client configuration for `https://` URLs. `None` (the default): rustls with the
     /// `ring` provider, the safe default protocol versions and the system's root certificates
     /// (`rustls-native-certs`). A configuration given here is used as it is, except that its ALPN
@@ -55,6 +60,7 @@ impl Default for CallbackConfig {
             request_timeout: Duration::from_secs(10),
             max_attempts: None,
             max_in_flight: 64,
+            circuit_after: Some(5),
             tls: None,
             projects: HashMap::new(),
         }
@@ -70,6 +76,7 @@ impl fmt::Debug for CallbackConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("max_in_flight", &self.max_in_flight)
+            .field("circuit_after", &self.circuit_after)
             .field("tls", &self.tls.as_ref().map(|_| "custom"))
             .field("projects", &self.projects)
             .finish()

@@ -118,9 +118,13 @@ async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Co
                 sched.push(key, seq, 0);
             }
         }
-        Command::ProjectSet(project) => sched.set_project_active(&project, true),
+        Command::ProjectSet(project) => {
+            sched.set_project_active(&project, true);
+            shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         Command::ProjectRemoved(project) => {
             let seqs = sched.remove_project(&project);
+            shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
             if seqs.is_empty() {
                 return;
             }
@@ -137,6 +141,26 @@ async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Co
 }
 
 async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: Attempt, outcome: Outcome) {
+    let key = &a.key;
+    let was_open = sched.circuit_open_until(&key.project);
+    record_outcome(shared, sched, rng, &a, outcome).await;
+    let now_open = sched.circuit_open_until(&key.project);
+    match (was_open, now_open) {
+        (None, Some(until)) => {
+            let probe_in = until.saturating_duration_since(Instant::now());
+            tracing::warn!(project = %key.project, ?probe_in, "callback target failing: the project's deliveries wait for a probe");
+        }
+        (Some(_), None) => tracing::info!(project = %key.project, "callback target answers again: deliveries go on"),
+        (Some(before), Some(until)) if until != before => {
+            let probe_in = until.saturating_duration_since(Instant::now());
+            tracing::debug!(project = %key.project, ?probe_in, "callback probe failed");
+        }
+        _ => {}
+    }
+    shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: &Attempt, outcome: Outcome) {
     let (key, seq) = (&a.key, a.seq);
     match outcome {
         Outcome::Post(PostOutcome::Delivered(status)) => {

@@ -116,6 +116,9 @@ pub struct CallbackStats {
     /// Events dropped since `open`: enqueued for a project without a target, or discarded by
     /// [`Callbacks::remove_project`].
     pub dropped: u64,
+    /// Projects whose circuit breaker is open (their target failed
+    /// [`CallbackConfig::circuit_after`] attempts in a row; one probe at a time).
+    pub open_circuits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +127,7 @@ struct Counters {
     failed_attempts: AtomicU64,
     dead_letters: AtomicU64,
     dropped: AtomicU64,
+    open_circuits: AtomicU64,
 }
 
 impl Counters {
@@ -209,7 +213,7 @@ impl Callbacks {
         let (store, loaded) =
             tokio::task::spawn_blocking(move || Store::open(&owned)).await.map_err(|_| CallbackError::ShutDown)??;
         let backoff = backoff::Backoff::new(config.initial_backoff, config.max_backoff, config.jitter);
-        let mut sched = Scheduler::new(backoff, config.max_attempts);
+        let mut sched = Scheduler::new(backoff, config.max_attempts).with_circuit_breaker(config.circuit_after);
         for project in targets.keys() {
             sched.set_project_active(project, true);
         }
@@ -323,6 +327,7 @@ impl Callbacks {
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             dead_letters: c.dead_letters.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            open_circuits: c.open_circuits.load(Ordering::Relaxed),
         }
     }
 

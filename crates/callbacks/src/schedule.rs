@@ -5,6 +5,13 @@
 //! events reach the receiver in order; a key whose head keeps failing waits out its backoff while
 //! the other keys carry on. Time comes in as `now`, jitter as a sample `r` in `[0, 1)`; the driver
 //! owns the clock, the randomness, the store and the network.
+//!
+//! A project whose target fails attempt after attempt, whatever the key (the receiver is down),
+//! gets a *circuit breaker*: after `circuit_after` failures in a row its keys hold instead of each
+//! retrying on its own backoff (a thousand calls' keys would otherwise keep a thousand requests
+//! going at a dead receiver); once a cooldown has passed (the backoff formula, counted in the
+//! times the circuit opened) one attempt goes as a probe; its success releases every key, its
+//! failure opens the circuit again for longer.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -65,6 +72,29 @@ enum State {
     InFlight,
     /// The head failed; it is attempted again at this instant.
     Waiting(Instant),
+    /// Ready, but its project's circuit is open: it waits in the circuit's list.
+    Held,
+}
+
+/// A project's circuit breaker.
+#[derive(Debug, Default)]
+struct Circuit {
+    /// Failed attempts in a row, across the project's keys.
+    failures: u32,
+    /// Times it opened in a row (the cooldown grows with them).
+    opened: u32,
+    /// Open: no attempt before this instant, then one probe.
+    open_until: Option<Instant>,
+    /// The probe is in flight.
+    probing: bool,
+    /// Keys waiting for the circuit to close (may hold stale entries).
+    held: VecDeque<OrderKey>,
+}
+
+impl Circuit {
+    fn blocks(&self, now: Instant) -> bool {
+        self.probing || self.open_until.is_some_and(|at| at > now)
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +115,10 @@ pub(crate) struct Scheduler {
     waiting: BTreeSet<(Instant, OrderKey)>,
     /// Projects that have a callback target.
     active: HashSet<Arc<str>>,
+    /// Failures in a row after which a project's circuit opens (`None`: never).
+    circuit_after: Option<u32>,
+    /// Circuit breakers of projects that failed lately.
+    circuits: HashMap<Arc<str>, Circuit>,
     len: usize,
 }
 
@@ -97,8 +131,27 @@ impl Scheduler {
             ready: VecDeque::new(),
             waiting: BTreeSet::new(),
             active: HashSet::new(),
+            circuit_after: None,
+            circuits: HashMap::new(),
             len: 0,
         }
+    }
+
+    /// Opens a project's circuit after `n` failed attempts in a row (`None`: never; `Some(0)` is
+    /// `Some(1)`).
+    pub(crate) fn with_circuit_breaker(mut self, n: Option<u32>) -> Self {
+        self.circuit_after = n.map(|n| n.max(1));
+        self
+    }
+
+    /// Until when `project`'s circuit is open, if it is (for logs and stats).
+    pub(crate) fn circuit_open_until(&self, project: &str) -> Option<Instant> {
+        self.circuits.get(project).and_then(|c| c.open_until)
+    }
+
+    /// Projects whose circuit is open.
+    pub(crate) fn open_circuits(&self) -> usize {
+        self.circuits.values().filter(|c| c.open_until.is_some()).count()
     }
 
     /// Events queued (including those in flight).
@@ -126,10 +179,12 @@ impl Scheduler {
         if !self.active.contains(project) {
             self.active.insert(Arc::from(project));
         }
+        // A new target starts with a closed circuit.
+        self.circuits.remove(project);
         let keys: Vec<OrderKey> = self
             .keys
             .iter()
-            .filter(|(k, q)| &*k.project == project && matches!(q.state, State::Idle | State::Waiting(_)))
+            .filter(|(k, q)| &*k.project == project && matches!(q.state, State::Idle | State::Waiting(_) | State::Held))
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
@@ -141,6 +196,7 @@ impl Scheduler {
     /// included: their outcome will be ignored).
     pub(crate) fn remove_project(&mut self, project: &str) -> Vec<u64> {
         self.active.remove(project);
+        self.circuits.remove(project);
         let keys: Vec<OrderKey> = self.keys.keys().filter(|k| &*k.project == project).cloned().collect();
         let mut seqs = Vec::new();
         for k in keys {
@@ -167,6 +223,9 @@ impl Scheduler {
                 self.reschedule(&key);
             }
         }
+        if let Some(probe) = self.probe(now) {
+            return Some(probe);
+        }
         while let Some(key) = self.ready.pop_front() {
             let active = self.active.contains(&*key.project);
             let Some(q) = self.keys.get_mut(&key) else { continue };
@@ -176,6 +235,15 @@ impl Scheduler {
             if !active {
                 q.state = State::Idle;
                 continue;
+            }
+            if let Some(c) = self.circuits.get_mut(&key.project).filter(|c| c.open_until.is_some()) {
+                if c.blocks(now) {
+                    q.state = State::Held;
+                    c.held.push_back(key);
+                    continue;
+                }
+                // The cooldown is over: this attempt is the probe.
+                c.probing = true;
             }
             let Some(head) = q.events.front() else {
                 self.keys.remove(&key);
@@ -187,9 +255,30 @@ impl Scheduler {
         None
     }
 
-    /// When the next retry falls due.
+    /// The probe of an open circuit whose cooldown is over, taken from its held keys.
+    fn probe(&mut self, now: Instant) -> Option<Attempt> {
+        for (project, c) in self.circuits.iter_mut() {
+            if c.probing || c.open_until.is_none_or(|at| at > now) || !self.active.contains(project) {
+                continue;
+            }
+            while let Some(key) = c.held.pop_front() {
+                let Some(q) = self.keys.get_mut(&key) else { continue };
+                if q.state != State::Held {
+                    continue;
+                }
+                let Some(head) = q.events.front() else { continue };
+                q.state = State::InFlight;
+                c.probing = true;
+                return Some(Attempt { seq: head.seq, attempt: head.failures.saturating_add(1), key });
+            }
+        }
+        None
+    }
+
+    /// When the next retry (or a circuit's probe) falls due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.waiting.first().map(|(at, _)| *at)
+        let probes = self.circuits.values().filter(|c| !c.probing && !c.held.is_empty()).filter_map(|c| c.open_until);
+        self.waiting.first().map(|(at, _)| *at).into_iter().chain(probes).min()
     }
 
     /// The attempt of `seq` succeeded, or its event is gone from the store: the key moves on.
@@ -204,7 +293,18 @@ impl Scheduler {
             self.len -= 1;
         }
         self.reschedule(key);
+        self.close_circuit(&key.project);
         true
+    }
+
+    /// The project's target took an event: its circuit closes and its held keys go on.
+    fn close_circuit(&mut self, project: &str) {
+        let Some(c) = self.circuits.remove(project) else { return };
+        for key in c.held {
+            if self.keys.get(&key).is_some_and(|q| q.state == State::Held) {
+                self.reschedule(&key);
+            }
+        }
     }
 
     /// The attempt of `seq` was not made (its project lost its target meanwhile): the event stays
@@ -224,6 +324,7 @@ impl Scheduler {
         if !self.is_in_flight(key, seq) {
             return None;
         }
+        self.count_failure(now, &key.project, r);
         let q = self.keys.get_mut(key)?;
         let head = q.events.front_mut()?;
         head.failures = head.failures.saturating_add(1);
@@ -239,6 +340,19 @@ impl Scheduler {
         q.state = State::Waiting(at);
         self.waiting.insert((at, key.clone()));
         Some(AfterFailure::RetryAt(at))
+    }
+
+    /// A failed attempt of `project`: its circuit opens after `circuit_after` in a row, and opens
+    /// again (for longer) when its probe fails.
+    fn count_failure(&mut self, now: Instant, project: &Arc<str>, r: f64) {
+        let Some(after) = self.circuit_after else { return };
+        let c = self.circuits.entry(project.clone()).or_default();
+        c.failures = c.failures.saturating_add(1);
+        if c.probing || (c.open_until.is_none() && c.failures >= after) {
+            c.probing = false;
+            c.opened = c.opened.saturating_add(1);
+            c.open_until = Some(now + self.backoff.delay(c.opened, r));
+        }
     }
 
     fn is_in_flight(&self, key: &OrderKey, seq: u64) -> bool {
@@ -279,6 +393,94 @@ mod tests {
 
     fn k(key: &str) -> OrderKey {
         OrderKey::new("p", key)
+    }
+
+    /// Ten keys of one project, each with one event, all in flight at `now`; the scheduler opens
+    /// the project's circuit after `circuit_after` failures in a row.
+    fn ten_in_flight(circuit_after: Option<u32>, now: Instant) -> (Scheduler, Vec<Attempt>) {
+        let mut s = sched(None).with_circuit_breaker(circuit_after);
+        for n in 0..10 {
+            s.push(k(&format!("call{n}")), n, 0);
+        }
+        let attempts = drain(&mut s, now);
+        assert_eq!(attempts.len(), 10);
+        (s, attempts)
+    }
+
+    /// A receiver that is down: after three failures in a row the project's keys hold, one probe
+    /// goes when the cooldown is over (10 ms, then 20 ms after a failed probe), and the probe's
+    /// success lets every key go on at once.
+    #[test]
+    fn a_failing_target_gets_one_probe_at_a_time() {
+        let t0 = Instant::now();
+        let (mut s, attempts) = ten_in_flight(Some(3), t0);
+        for a in &attempts {
+            s.handle_failed(t0, &a.key, a.seq, 0.0);
+        }
+        assert_eq!(s.circuit_open_until("p"), Some(t0 + MS * 10));
+        assert_eq!(s.open_circuits(), 1);
+        assert_eq!(s.poll_timeout(), Some(t0 + MS * 10));
+        assert!(drain(&mut s, t0 + MS * 9).is_empty());
+        let probe = drain(&mut s, t0 + MS * 10);
+        assert_eq!(probe.len(), 1, "one probe, not ten retries");
+        // The probe fails: open again, for twice as long.
+        s.handle_failed(t0 + MS * 10, &probe[0].key, probe[0].seq, 0.0);
+        assert_eq!(s.circuit_open_until("p"), Some(t0 + MS * 30));
+        assert!(drain(&mut s, t0 + MS * 29).is_empty());
+        let probe = drain(&mut s, t0 + MS * 30);
+        assert_eq!(probe.len(), 1);
+        // It succeeds: the circuit closes and the nine other keys go at once.
+        assert!(s.handle_done(&probe[0].key, probe[0].seq));
+        assert_eq!((s.circuit_open_until("p"), s.open_circuits()), (None, 0));
+        let rest = drain(&mut s, t0 + MS * 30);
+        assert_eq!(rest.len(), 9, "{rest:?}");
+        assert!(rest.iter().all(|a| a.key != probe[0].key));
+    }
+
+    /// Without a circuit breaker every key retries on its own backoff; with one, failures that a
+    /// success interrupts do not open it; another project is not held by this one's circuit.
+    #[test]
+    fn the_circuit_counts_failures_in_a_row_of_one_project() {
+        let t0 = Instant::now();
+        let (mut s, attempts) = ten_in_flight(None, t0);
+        for a in &attempts {
+            s.handle_failed(t0, &a.key, a.seq, 0.0);
+        }
+        assert_eq!(drain(&mut s, t0 + MS * 10).len(), 10, "no breaker: ten retries");
+
+        let (mut s, attempts) = ten_in_flight(Some(3), t0);
+        s.set_project_active("q", true);
+        s.push(OrderKey::new("q", "other"), 100, 0);
+        let other = drain(&mut s, t0);
+        assert_eq!(other.len(), 1);
+        for (n, a) in attempts.iter().enumerate() {
+            if n % 3 == 2 {
+                s.handle_done(&a.key, a.seq);
+            } else {
+                s.handle_failed(t0, &a.key, a.seq, 0.0);
+            }
+        }
+        assert_eq!(s.circuit_open_until("p"), None, "never three failures in a row");
+        // Project q's target fails three times: its circuit opens, p's keys go on.
+        s.handle_failed(t0, &other[0].key, other[0].seq, 0.0);
+        // q's key retries after 10 ms, then 20 ms more.
+        for at in [t0 + MS * 10, t0 + MS * 30] {
+            let a = drain(&mut s, at);
+            assert_eq!(a.iter().filter(|a| &*a.key.project == "q").count(), 1, "{a:?}");
+            for a in &a {
+                if &*a.key.project == "q" {
+                    s.handle_failed(at, &a.key, a.seq, 0.0);
+                } else {
+                    s.handle_done(&a.key, a.seq);
+                }
+            }
+        }
+        assert!(s.circuit_open_until("q").is_some());
+        assert_eq!(s.circuit_open_until("p"), None);
+        // A new target for q closes its circuit: its key goes at once.
+        s.set_project_active("q", true);
+        assert_eq!(s.circuit_open_until("q"), None);
+        assert!(drain(&mut s, t0 + MS * 31).iter().any(|a| &*a.key.project == "q"));
     }
 
     fn drain(s: &mut Scheduler, now: Instant) -> Vec<Attempt> {

@@ -539,3 +539,46 @@ fn test_tls() -> (tokio_rustls::TlsAcceptor, rustls::pki_types::CertificateDer<'
         .expect("server config");
     (tokio_rustls::TlsAcceptor::from(Arc::new(server)), ca.der().clone())
 }
+
+/// A receiver that is down for a second, with twenty calls' events waiting: with the circuit
+/// breaker (the default, after 5 failures in a row) it sees the first attempts and then one probe
+/// at a time; without it, every key keeps retrying on its own backoff. Once it is up again, the
+/// next probe's success lets every event through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_gets_one_probe_at_a_time() {
+    let mut counts = Vec::new();
+    for circuit_after in [None, Some(5)] {
+        let rx = Receiver::start().await;
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_up = up.clone();
+        rx.set_policy(move |_, _| {
+            if is_up.load(std::sync::atomic::Ordering::Relaxed) {
+                Reply::Status(200)
+            } else {
+                Reply::Status(503)
+            }
+        });
+        let path = temp_store(&format!("circuit-{}", circuit_after.is_some()));
+        let mut cfg = config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]);
+        cfg.circuit_after = circuit_after;
+        let cb = Callbacks::open(&path, cfg).await.expect("open");
+        for n in 0..20 {
+            cb.enqueue(event("p", &format!("call-{n}"), 0)).expect("enqueue");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let while_down = rx.requests().len();
+        let open = cb.stats().open_circuits;
+        up.store(true, std::sync::atomic::Ordering::Relaxed);
+        let stats = wait_for_stats(&cb, |s| s.delivered == 20 && s.backlog == 0).await;
+        assert_eq!((stats.delivered, stats.backlog), (20, 0), "{stats:?}");
+        assert_eq!(stats.open_circuits, 0, "closed once the receiver answers");
+        counts.push((while_down, open));
+        cb.shutdown().await;
+    }
+    let [(without, open_without), (with, open_with)] = counts[..] else { panic!("two runs") };
+    assert_eq!((open_without, open_with), (0, 1));
+    // Without: 20 keys retrying every 10-40 ms for a second (hundreds). With: the 20 first
+    // attempts and a probe per cooldown (10, 20, 40, 40... ms with jitter: a few dozen).
+    assert!(without >= 200, "without a breaker: {without} requests in a second");
+    assert!(with <= 20 + 60, "with one: {with} requests in a second");
+}
