@@ -349,6 +349,12 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
     }
     let mut failure = String::new();
     for (n, udp) in udp_choices.iter().enumerate() {
+        // The UDP port alone first, so that a failure names the socket that failed.
+        if let Err(e) = std::net::UdpSocket::bind(udp) {
+            warn!(udp = %udp, error = %e, "cannot bind the SIP UDP socket there");
+            failure = format!("cannot start SIP on UDP {udp} (sip.udp_bind): {e}");
+            continue;
+        }
         let tcp_choices = match settings.sip_tcp_bind {
             Some(explicit) => vec![explicit],
             None => vec![Some(*udp), Some(SocketAddr::new(udp.ip(), 0))],
@@ -359,8 +365,7 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
                 Err(e) => {
                     let tcp_text = tcp.map_or("no TCP listener".to_owned(), |a| format!("TCP {a}"));
                     warn!(udp = %udp, tcp = %tcp_text, error = %e, "cannot start SIP there; trying the next address");
-                    failure =
-                        format!("cannot start SIP on UDP {udp} with {tcp_text} (sip.udp_bind, sip.tcp_bind): {e}");
+                    failure = format!("cannot start SIP with {tcp_text} (sip.tcp_bind) beside UDP {udp}: {e}");
                 }
             }
         }

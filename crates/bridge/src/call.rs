@@ -180,20 +180,37 @@ fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, S
 /// our stream keeps its context and rollover counter; a new key of ours (another suite) replaces
 /// both. `Ok(false)` when nothing changed.
 pub(crate) fn follow_keys(leg: &LegHandle, old: &MediaAgreement, new: &MediaAgreement) -> Result<bool, String> {
-    if old.sdes == new.sdes {
+    let (Some(o), Some(n)) = (&old.sdes, &new.sdes) else {
+        return match (&old.sdes, &new.sdes) {
+            (None, None) => Ok(false),
+            _ => Err("a re-offer that adds or drops SDES keys".into()),
+        };
+    };
+    let (theirs_kept, ours_kept) = kept_keys(o, n);
+    if theirs_kept && ours_kept {
         return Ok(false);
     }
     let Some((inbound, outbound)) = srtp_contexts(new)? else {
         return Err("a re-offer without SDES keys on an SRTP call".into());
     };
-    let ours_kept = old
-        .sdes
-        .as_ref()
-        .zip(new.sdes.as_ref())
-        .is_some_and(|(o, n)| o.suite == n.suite && o.local_key_params == n.local_key_params);
     let sent = if ours_kept { leg.set_inbound_srtp(inbound) } else { leg.set_srtp(inbound, outbound) };
     sent.map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+/// Whether a re-offer kept the far end's key and ours: the keys themselves, not how they are
+/// written or tagged (a re-offer may renumber its crypto lines, or add a lifetime). A fresh
+/// context for the same key would restart its rollover counter, and a call past a sequence wrap
+/// would fail authentication.
+fn kept_keys(old: &sdp_negotiation::SdesAgreement, new: &sdp_negotiation::SdesAgreement) -> (bool, bool) {
+    let Some(suite) = Suite::from_sdes_name(&new.suite).filter(|_| old.suite == new.suite) else {
+        return (false, false);
+    };
+    let same = |a: &str, b: &str| match (sdes::parse_key_params(suite, a), sdes::parse_key_params(suite, b)) {
+        (Ok(x), Ok(y)) => x.key == y.key && x.salt == y.salt && x.mki == y.mki,
+        _ => false,
+    };
+    (same(&old.remote_key_params, &new.remote_key_params), same(&old.local_key_params, &new.local_key_params))
 }
 
 /// Runs one call to its end.
@@ -295,6 +312,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             rang = true;
                             bridge.report(spec, "callUpdated", json!({"state": "RINGING"}));
                         }
+                    }
+                    // Answered as we hung up (the 200 crossed our CANCEL, or came before the
+                    // hang-up was acted on): the SIP layer ends the dialog; no media starts.
+                    CallEvent::Answered { .. } if hangup_cause.is_some() => {
+                        info!(call = %spec.id, "answered after our hang-up: no media");
                     }
                     CallEvent::Answered { sdp: answer } => {
                         let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
@@ -992,6 +1014,17 @@ fn follow_agreement(
     if changed {
         if let Err(why) = change_codec(bridge, spec, m, &audio) {
             warn!(call = %spec.id, %why, "the re-offer's codec cannot be followed");
+            // The rest of the re-offer (keys, direction, address) holds all the same; the codec
+            // and what goes with it stay as they were.
+            let old = &m.agreement;
+            m.agreement = MediaAgreement {
+                codec: old.codec,
+                payload_type: old.payload_type,
+                fmtp: old.fmtp.clone(),
+                remote_bandwidth: old.remote_bandwidth,
+                telephone_event: old.telephone_event,
+                ..audio
+            };
             return;
         }
         *tick = tick_for(audio.codec);
@@ -1001,7 +1034,11 @@ fn follow_agreement(
         let ptime = m.codec.set_packet_time(audio.ptime);
         debug!(call = %spec.id, ptime, "the SIP party's packet time changed");
     }
-    if audio.telephone_event != m.agreement.telephone_event {
+    // telephone-event that appears, goes or changes clock; another payload type alone changes
+    // nothing here (it is read at each send, and the receiver never looks at it), so digits queued
+    // or playing are not lost to a renumbering.
+    let clock = |a: &MediaAgreement| a.telephone_event.map(|(_, clock)| clock);
+    if clock(&audio) != clock(&m.agreement) {
         (m.dtmf_out, m.dtmf_in) = dtmf_for(&audio);
         dtmf_ready(spec, m);
         info!(call = %spec.id, telephone_event = ?audio.telephone_event, "the re-offer changes telephone-event");
@@ -1071,7 +1108,8 @@ impl DigitBudget {
     pub(crate) const BURST: f64 = 30.0;
 
     /// Whether a press at `now` may be reported; `Some(n)` in the second member when it is the
-    /// first press dropped after `n` were (for the log).
+    /// first press let through after `n` were dropped, `Some(0)` for the first one dropped (for
+    /// the log).
     fn take(&mut self, now: Instant) -> (bool, Option<u64>) {
         if let Some(at) = self.at {
             let refill = now.saturating_duration_since(at).as_secs_f64() * Self::RATE;
@@ -1084,7 +1122,7 @@ impl DigitBudget {
             return (true, (dropped > 0).then_some(dropped));
         }
         self.dropped += 1;
-        (false, None)
+        (false, (self.dropped == 1).then_some(0))
     }
 }
 
@@ -1203,8 +1241,10 @@ fn report_digit(
     how: &'static str,
 ) {
     let (allowed, dropped) = spec.digits.lock().map(|mut b| b.take(now)).unwrap_or((true, None));
-    if let Some(n) = dropped {
-        warn!(call = %spec.id, dropped = n, "DTMF from the SIP party came faster than any keypad: presses dropped");
+    match dropped {
+        Some(0) => warn!(call = %spec.id, "DTMF from the SIP party comes faster than any keypad: presses dropped"),
+        Some(n) => warn!(call = %spec.id, dropped = n, "DTMF from the SIP party slowed down: presses go through again"),
+        None => {}
     }
     if !allowed {
         return;
@@ -1499,6 +1539,29 @@ fn open_leg(
 mod tests {
     use super::*;
 
+    /// A re-offer's keys: renumbered or with a lifetime added, the same; another key or suite, not.
+    #[test]
+    fn re_offered_keys_are_compared_as_keys() {
+        let key = |seed: u8, lifetime: Option<&str>| {
+            let mk = MasterKey { key: vec![seed; 16], salt: vec![seed; 14], mki: None, lifetime: None };
+            let params = sdes::format_key_params(&mk);
+            lifetime.map_or(params.clone(), |l| format!("{params}|{l}"))
+        };
+        let agreement = |tag: u32, suite: &str, theirs: String, ours: String| sdp_negotiation::SdesAgreement {
+            tag,
+            suite: suite.to_owned(),
+            local_key_params: ours,
+            remote_key_params: theirs,
+        };
+        let old = agreement(1, "AES_CM_128_HMAC_SHA1_80", key(1, None), key(2, None));
+        let renumbered = agreement(3, "AES_CM_128_HMAC_SHA1_80", key(1, Some("2^31")), key(2, None));
+        assert_eq!(kept_keys(&old, &renumbered), (true, true));
+        let rekeyed = agreement(1, "AES_CM_128_HMAC_SHA1_80", key(9, None), key(2, None));
+        assert_eq!(kept_keys(&old, &rekeyed), (false, true));
+        let other_suite = agreement(1, "AES_CM_128_HMAC_SHA1_32", key(1, None), key(2, None));
+        assert_eq!(kept_keys(&old, &other_suite), (false, false));
+    }
+
     fn times(timestamps: &[u32]) -> Vec<u64> {
         let (mut publish, mut last) = (1_000u64, None);
         timestamps.iter().map(|ts| opus_publish_time(&mut publish, &mut last, *ts)).collect()
@@ -1573,10 +1636,12 @@ mod presses_tests {
         let t0 = Instant::now();
         // Ten presses a second for ten seconds.
         assert!((0..100u64).all(|n| b.take(t0 + ms(n * 100)).0));
-        // A thousand in one instant: the burst (the keypad left it full).
+        // A thousand in one instant: the burst (the keypad left it full); the first dropped says so.
         let at = t0 + ms(20_000);
-        let passed = (0..1000).filter(|_| b.take(at).0).count();
-        assert_eq!(passed, DigitBudget::BURST as usize);
+        let results: Vec<(bool, Option<u64>)> = (0..1000).map(|_| b.take(at)).collect();
+        assert_eq!(results.iter().filter(|r| r.0).count(), DigitBudget::BURST as usize);
+        assert_eq!(results[DigitBudget::BURST as usize], (false, Some(0)));
+        assert!(results[DigitBudget::BURST as usize + 1..].iter().all(|r| *r == (false, None)));
         // A second later, the rate's worth; the first tells of the 970 dropped.
         let (ok, dropped) = b.take(at + ms(1000));
         assert_eq!((ok, dropped), (true, Some(970)));

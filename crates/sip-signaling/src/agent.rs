@@ -1102,24 +1102,25 @@ impl UserAgent {
         if !source.transport.is_reliable() {
             return;
         }
-        // A request moved to TCP for its size whose connection closed before anything came back
-        // goes over UDP, as when the connection failed.
+        // An in-dialog request moved to TCP for its size whose connection closed before its final
+        // response fails alone (it may have arrived: it is not sent again over UDP, which the far
+        // end could take for a second request); the dialog, on UDP, goes on.
         let moved: Vec<TxKey> = self
             .client_txs
             .iter()
             .filter(|(_, t)| {
-                t.state == ClientState::Calling
-                    && t.udp_fallback.is_some()
+                t.moved
+                    && t.purpose != Purpose::Invite
+                    && matches!(t.state, ClientState::Calling | ClientState::Proceeding)
                     && t.target.transport == source.transport
                     && t.target.addr == source.addr
             })
             .map(|(k, _)| k.clone())
             .collect();
         for k in moved {
-            if let Some(mut tx) = self.client_txs.remove(&k) {
-                if let Some(udp) = tx.udp_fallback.take() {
-                    self.fall_back_to_udp(now, k, tx, udp);
-                }
+            if let Some(tx) = self.client_txs.remove(&k) {
+                warn!(call = %CallHandle(tx.call), %source, "the connection of a large request closed before its answer");
+                self.in_dialog_failed(now, tx);
             }
         }
         let probing: Vec<u64> = self
@@ -1376,9 +1377,8 @@ impl UserAgent {
             // Session timer from the 2xx (RFC 4028 section 7.2).
             c.timer = match (c.session_expires, SessionExpires::from_message(&msg)) {
                 (Some(asked), Some(se)) => {
-                    // A UAS may only lower the interval (RFC 4028 §9); a larger one is not kept.
-                    let interval = se.interval.min(asked);
-                    Some(SessionTimer::start(now, interval, se.refresher != Some(Refresher::Uas)))
+                    let we_refresh = se.refresher != Some(Refresher::Uas);
+                    Some(SessionTimer::start(now, session_interval(se.interval, Some(asked), we_refresh), we_refresh))
                 }
                 _ => None,
             };
@@ -1554,11 +1554,11 @@ impl UserAgent {
         if (200..300).contains(&code) {
             let Some(c) = self.calls.get_mut(&h) else { return };
             if let Some(se) = SessionExpires::from_message(&msg) {
-                // Never longer than we asked (RFC 4028 §9).
-                let interval = c.session_expires.map_or(se.interval, |asked| se.interval.min(asked));
-                c.timer = Some(SessionTimer::start(now, interval, se.refresher != Some(Refresher::Uas)));
+                let we_refresh = se.refresher != Some(Refresher::Uas);
+                let interval = session_interval(se.interval, c.session_expires, we_refresh);
+                c.timer = Some(SessionTimer::start(now, interval, we_refresh));
                 if purpose == Purpose::Refresh {
-                    self.events.push_back((handle, CallEvent::SessionRefreshed { interval: se.interval }));
+                    self.events.push_back((handle, CallEvent::SessionRefreshed { interval }));
                 }
             } else if purpose == Purpose::Refresh {
                 // The peer dropped the timer (RFC 4028 section 7.4).
@@ -2001,6 +2001,38 @@ impl UserAgent {
         self.reschedule();
     }
 
+    /// A stream connection to `target` could not be made at all (refused, timed out, TLS
+    /// handshake failed): what was moved to it from UDP for its size never left, and goes over
+    /// UDP after all (RFC 3261 §18.1.1); the rest fails as on [`handle_transport_error`](Self::handle_transport_error).
+    pub fn handle_connect_failed(&mut self, now: Instant, target: &Target) {
+        let moved: Vec<TxKey> = self
+            .client_txs
+            .iter()
+            .filter(|(_, t)| {
+                t.state == ClientState::Calling
+                    && t.udp_fallback.is_some()
+                    && t.target.transport == target.transport
+                    && t.target.addr == target.addr
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in moved {
+            if let Some(mut tx) = self.client_txs.remove(&k) {
+                if let Some(udp) = tx.udp_fallback.take() {
+                    self.fall_back_to_udp(now, k, tx, udp);
+                }
+            }
+        }
+        self.handle_transport_error_inner(now, target);
+        self.reschedule();
+    }
+
+    /// Forgets what a stream connection to `source` left half-read, without anything else: the
+    /// driver's notice that a connection it already replaced closed.
+    pub fn forget_stream(&mut self, source: &Target) {
+        self.framers.remove(source);
+    }
+
     fn handle_transport_error_inner(&mut self, now: Instant, target: &Target) {
         // One connection per transport and address, whatever name it was reached by.
         let same = |t: &Target| t.transport == target.transport && t.addr == target.addr;
@@ -2012,13 +2044,7 @@ impl UserAgent {
             .collect();
         self.framers.retain(|t, _| !same(t));
         for k in keys {
-            let Some(mut tx) = self.client_txs.remove(&k) else { continue };
-            if tx.state == ClientState::Calling {
-                if let Some(udp) = tx.udp_fallback.take() {
-                    self.fall_back_to_udp(now, k, tx, udp);
-                    continue;
-                }
-            }
+            let Some(tx) = self.client_txs.remove(&k) else { continue };
             warn!(call = %CallHandle(tx.call), %target, "transport failure");
             if tx.moved && tx.purpose != Purpose::Invite {
                 // Only this request's connection failed, not the dialog's path.
@@ -2146,9 +2172,13 @@ impl UserAgent {
             self.by_call_id.remove(&c.call_id);
         }
         // Requests of the call still waiting for an answer are given up (finished transactions
-        // linger on their own timers, to absorb retransmissions).
-        self.client_txs
-            .retain(|_, t| t.call != h || !matches!(t.state, ClientState::Calling | ClientState::Proceeding));
+        // linger on their own timers, to absorb retransmissions). A BYE to an extra forked dialog
+        // goes on: that dialog is not this call's.
+        self.client_txs.retain(|_, t| {
+            t.call != h
+                || t.purpose == Purpose::ForkBye
+                || !matches!(t.state, ClientState::Calling | ClientState::Proceeding)
+        });
     }
 
     // ----- time -----
@@ -2385,6 +2415,16 @@ fn build_non2xx_ack(invite: &[u8], resp: &Message, limits: Limits) -> Option<Vec
 
 /// A small stable hash for stateless To tags (the same request always gets
 /// the same tag, so retransmissions get identical answers).
+/// The session interval a 2xx sets: what it says, except that when we refresh a value larger than
+/// we asked is not kept (a UAS may only lower it, RFC 4028 §9). When the far end refreshes, its
+/// own interval is what it refreshes by, so expiring the session earlier would end a live call.
+fn session_interval(answered: u32, asked: Option<u32>, we_refresh: bool) -> u32 {
+    match asked {
+        Some(asked) if we_refresh => answered.min(asked),
+        _ => answered,
+    }
+}
+
 /// Replaces the value of a message's top Via.
 fn set_top_via(m: &mut Message, value: String) {
     if let Some(v) = m.headers.0.iter_mut().find(|x| x.name == HeaderName::Via) {

@@ -513,3 +513,47 @@ fn a_refused_cancel_is_sent_again_and_the_invite_is_given_up_in_time() {
     assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::Cancelled }]);
     assert_eq!(h.ua.call_count(), 0);
 }
+
+/// The BYE to an extra forked dialog goes on being retransmitted after the call itself ended:
+/// that dialog is not the call's, and its phone would otherwise stay off-hook.
+#[test]
+fn a_forked_dialogs_bye_outlives_the_call() {
+    let mut h = Harness::new(Transport::Udp);
+    let call = h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    h.deliver(&ok_with_sdp(&invite, "first"));
+    h.sent_one();
+    h.deliver(&ok_with_sdp(&invite, "second"));
+    let sent = h.sent();
+    let fork_bye = sent.iter().find(|m| m.method() == Some(&Method::Bye)).expect("the fork's BYE").clone();
+    h.events();
+    // The call ends at once: our BYE to the first dialog is answered.
+    h.ua.hangup(h.now, call).expect("hangup");
+    let bye = h.sent_one();
+    h.deliver(&respond(&bye, 200, "OK", None));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::LocalHangup }]);
+    // The fork's BYE (its first datagram lost) is sent again.
+    h.advance(Duration::from_millis(600));
+    let again = h.sent_one();
+    assert_eq!(again.method(), Some(&Method::Bye));
+    assert_eq!(again.top_via().expect("v").branch(), fork_bye.top_via().expect("v").branch());
+}
+
+/// A far end that refreshes by a longer interval than we asked (not RFC 4028 §9's way, but it is
+/// the refresher) is not hung up on at the end of ours: it refreshes by its own.
+#[test]
+fn a_longer_interval_refreshed_by_the_far_end_is_kept() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let mut ok = ok_with_sdp(&invite, "b");
+    ok.headers.push(HeaderName::SessionExpires, "3600;refresher=uas");
+    ok.headers.push(HeaderName::Require, "timer");
+    h.deliver(&ok);
+    h.sent_one();
+    h.events();
+    h.advance(Duration::from_secs(1900));
+    assert!(h.sent().is_empty(), "no BYE at the end of the 1800 s we asked");
+    h.advance(Duration::from_secs(1700));
+    assert_eq!(h.sent().first().and_then(|m| m.method().cloned()), Some(Method::Bye), "at the end of its own");
+}

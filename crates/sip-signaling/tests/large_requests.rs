@@ -128,7 +128,7 @@ fn a_connection_that_cannot_be_made_sends_the_large_invite_over_udp() {
     let mut h = harness();
     let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
     let (_, invite, _) = sent_one(&mut h);
-    h.ua.handle_transport_error(h.now, &tcp());
+    h.ua.handle_connect_failed(h.now, &tcp());
     assert!(h.events().is_empty(), "not a failure: UDP is tried");
     let (target, fallback, _) = sent_one(&mut h);
     assert_eq!(target, udp());
@@ -141,7 +141,7 @@ fn a_connection_that_cannot_be_made_sends_the_large_invite_over_udp() {
     let (target, again, _) = sent_one(&mut h);
     assert_eq!((target, top_via(&again)), (udp(), top_via(&fallback)));
     // The same connection failing again changes nothing.
-    h.ua.handle_transport_error(h.now, &tcp());
+    h.ua.handle_connect_failed(h.now, &tcp());
     assert!(h.events().is_empty() && h.sent_raw().is_empty());
 
     deliver_from(&mut h, &udp(), &respond(&fallback, 180, "Ringing", Some("b")));
@@ -159,7 +159,7 @@ fn an_address_that_refused_tcp_gets_udp_for_a_while() {
     let mut h = harness();
     dial_large(&mut h, "sip:bob@biloxi.example.com");
     sent_one(&mut h);
-    h.ua.handle_transport_error(h.now, &tcp());
+    h.ua.handle_connect_failed(h.now, &tcp());
     assert_eq!(sent_one(&mut h).0, udp());
     h.advance(Duration::from_secs(60));
     h.sent_raw();
@@ -173,11 +173,11 @@ fn an_address_that_refused_tcp_gets_udp_for_a_while() {
     assert_eq!(sent_one(&mut h).0, tcp(), "TCP again later");
 }
 
-/// An in-dialog request moved to TCP whose connection fails after a provisional response fails
-/// alone (503): the dialog, on UDP, is not the connection's. A connection closed before any
-/// response sends the request over UDP, as a failed one does.
+/// An in-dialog request moved to TCP whose connection fails or closes once made, before its
+/// final response, fails alone (503): the dialog, on UDP, is not the connection's; and it is not
+/// sent again over UDP (it may have arrived: the far end could take a copy for a second request).
 #[test]
-fn a_moved_in_dialog_request_fails_alone_and_a_closed_connection_falls_back() {
+fn a_moved_in_dialog_request_fails_alone_when_its_connection_goes() {
     let mut h = harness();
     let call = dial_large(&mut h, "sip:bob@biloxi.example.com");
     let (_, invite, _) = sent_one(&mut h);
@@ -194,17 +194,31 @@ fn a_moved_in_dialog_request_fails_alone_and_a_closed_connection_falls_back() {
     assert_eq!(h.ua.call_count(), 1);
 
     // The next large re-offer: its connection closes cleanly before anything came back.
-    h.advance(sip_signaling::TCP_REFUSED_FOR);
-    h.sent_raw();
-    h.events();
     h.ua.reinvite(h.now, call, large_sdp(3)).expect("re-INVITE");
-    let (target, reinvite, _) = sent_one(&mut h);
+    let (target, _, _) = sent_one(&mut h);
     assert_eq!(target, tcp());
     h.ua.handle_connection_closed(h.now, &tcp());
-    let (target, again, _) = sent_one(&mut h);
-    assert_eq!((target, via_transport(&again)), (udp(), "UDP".to_owned()));
-    assert_eq!(again.headers.get(&HeaderName::CSeq), reinvite.headers.get(&HeaderName::CSeq));
-    assert_eq!(again.top_via().expect("via").branch(), reinvite.top_via().expect("via").branch());
+    assert_eq!(h.events(), vec![CallEvent::OfferRejected { code: 503 }]);
+    assert!(h.sent_raw().is_empty(), "no copy over UDP, no BYE");
+    assert_eq!(h.ua.call_count(), 1);
+    // A smaller request still goes over UDP meanwhile.
+    h.ua.reinvite(h.now, call, Bytes::from_static(b"v=0\r\n")).expect("re-INVITE");
+    assert_eq!(sent_one(&mut h).0, udp());
+}
+
+/// An initial INVITE moved to TCP whose connection is made and then fails before any response is
+/// not sent again over UDP (the far end may be handling it): the call fails as over any stream.
+#[test]
+fn an_established_connection_that_fails_is_not_a_fallback() {
+    let mut h = harness();
+    dial_large(&mut h, "sip:bob@biloxi.example.com");
+    sent_one(&mut h);
+    h.ua.handle_transport_error(h.now, &tcp());
+    assert!(h.sent_raw().is_empty(), "no copy over UDP");
+    assert_eq!(
+        h.events(),
+        vec![CallEvent::Failed { code: 503, reason: "Service Unavailable (transport failure)".into() }]
+    );
 }
 
 #[test]

@@ -173,7 +173,9 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                 Some(r) = to_send.recv(), if dialog.is_some() => {
                     if let Some(d) = dialog.as_ref() {
                         cseq += 1;
-                        ack_body = r.ack_body;
+                        if r.method == "INVITE" {
+                            ack_body = r.ack_body;
+                        }
                         let _ = socket.send_to(d.request(r.method, port, cseq, &r.content_type, &r.body).as_bytes(), d.to).await;
                     }
                     continue;

@@ -136,8 +136,9 @@ enum Net {
     Data(Target, Vec<u8>),
     /// A connection (by its id) closed cleanly.
     Closed(Target, u64),
-    /// A connection (by its id) failed.
-    Failed(Target, u64, String),
+    /// A connection (by its id) failed: before it was established (`false`: nothing was sent on
+    /// it) or after.
+    Failed(Target, u64, String, bool),
     Accepted(Target, u64, mpsc::UnboundedSender<Vec<u8>>),
 }
 
@@ -456,14 +457,22 @@ impl Task {
             Net::Closed(t, id) => {
                 if self.forget_connection(&t, id) {
                     self.ua.handle_connection_closed(now, &t);
+                } else {
+                    // Its events all came before the new connection's: what it left half-read
+                    // must not be taken for the start of the new one's stream.
+                    self.ua.forget_stream(&t);
                 }
             }
-            Net::Failed(t, id, why) => {
-                if self.forget_connection(&t, id) {
+            Net::Failed(t, id, why, established) => {
+                if !self.forget_connection(&t, id) {
+                    debug!(target = %t, %why, "a replaced connection failed");
+                    self.ua.forget_stream(&t);
+                } else if established {
                     warn!(target = %t, %why, "connection failed");
                     self.ua.handle_transport_error(now, &t);
                 } else {
-                    debug!(target = %t, %why, "a replaced connection failed");
+                    warn!(target = %t, %why, "connection could not be made");
+                    self.ua.handle_connect_failed(now, &t);
                 }
             }
             Net::Accepted(t, id, writer) => {
@@ -689,11 +698,11 @@ async fn connect(
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            let _ = net.send(Net::Failed(target, id, e.to_string()));
+            let _ = net.send(Net::Failed(target, id, e.to_string(), false));
             return;
         }
         Err(_) => {
-            let _ = net.send(Net::Failed(target, id, "connect timeout".into()));
+            let _ = net.send(Net::Failed(target, id, "connect timeout".into(), false));
             return;
         }
     };
@@ -707,7 +716,7 @@ async fn connect(
             let name = match name {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = net.send(Net::Failed(target, id, format!("bad TLS server name: {e}")));
+                    let _ = net.send(Net::Failed(target, id, format!("bad TLS server name: {e}"), false));
                     return;
                 }
             };
@@ -715,10 +724,10 @@ async fn connect(
             match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
                 Ok(Ok(s)) => pump(s, target, id, writes, net, keepalive).await,
                 Ok(Err(e)) => {
-                    let _ = net.send(Net::Failed(target, id, format!("TLS handshake: {e}")));
+                    let _ = net.send(Net::Failed(target, id, format!("TLS handshake: {e}"), false));
                 }
                 Err(_) => {
-                    let _ = net.send(Net::Failed(target, id, "TLS handshake timeout".into()));
+                    let _ = net.send(Net::Failed(target, id, "TLS handshake timeout".into(), false));
                 }
             }
         }
@@ -750,7 +759,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             _ = ping => {
                 // RFC 5626 section 4.4.1: a double CRLF ping.
                 if let Err(e) = wr.write_all(b"\r\n\r\n").await {
-                    let _ = net.send(Net::Failed(target.clone(), id, e.to_string()));
+                    let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true));
                     return;
                 }
                 last_write = tokio::time::Instant::now();
@@ -758,12 +767,12 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             r = rd.read(&mut buf) => match r {
                 Ok(0) => { let _ = net.send(Net::Closed(target.clone(), id)); return; }
                 Ok(n) => { if net.send(Net::Data(target.clone(), buf[..n].to_vec())).is_err() { return; } }
-                Err(e) => { let _ = net.send(Net::Failed(target.clone(), id, e.to_string())); return; }
+                Err(e) => { let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true)); return; }
             },
             w = writes.recv() => match w {
                 Some(bytes) => {
                     if let Err(e) = wr.write_all(&bytes).await {
-                        let _ = net.send(Net::Failed(target.clone(), id, e.to_string()));
+                        let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true));
                         return;
                     }
                     last_write = tokio::time::Instant::now();
