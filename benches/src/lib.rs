@@ -96,6 +96,7 @@ pub fn one_call(ua: &mut UserAgent, now: Instant, sdp: &Bytes) -> usize {
         headers: Vec::new(),
         credentials: None,
         sdp: Some(sdp.clone()),
+        route: Vec::new(),
     };
     let Ok(call) = ua.call(now, req) else { return 0 };
     let limits = Limits::default();

@@ -2290,6 +2290,38 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
     assert!(toned >= 30, "the far end heard under its new key: {toned} frames of 440 Hz");
 }
 
+/// An outbound proxy (`sip.outbound_proxy`, RFC 3261 §8.1.2): a call to a carrier's number whose
+/// host only the carrier's SBC knows (here `.invalid`, which never resolves) goes to the proxy,
+/// with a Route naming it and the callee in the Request-URI; the proxy (here the far end itself,
+/// answering without a Record-Route) gets the BYE too, through the same Route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_through_the_outbound_proxy() {
+    let (media, port) = media_socket().await;
+    let sbc = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let proxy = format!("sip:127.0.0.1:{}", sbc.port);
+    let sip = DriverConfig { outbound_proxy: Some(proxy.clone()), ..DriverConfig::default() };
+    let mut g = common::gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (status, answer) = dial(&g, &sid, json!({"uri": "sip:+15551234@carrier.invalid"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "through the proxy: {seen:?}");
+    let (packets, tone_share) = heard(&media, Duration::from_millis(600)).await;
+    assert!(packets >= 20 && tone_share > 0.8, "the call's audio: {packets} packets");
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    tone.abort();
+    let (invite, bye) = sbc.heads();
+    let invite = invite.expect("the INVITE reached the proxy");
+    assert!(invite.starts_with("INVITE sip:+15551234@carrier.invalid SIP/2.0"), "{invite}");
+    let route = format!("Route: <{proxy};lr>");
+    assert!(invite.lines().any(|l| l == route), "{route} in {invite}");
+    let bye = bye.expect("the BYE reached the proxy");
+    assert!(bye.starts_with("BYE sip:uas@127.0.0.1:"), "to the far end's Contact: {bye}");
+    assert!(bye.lines().any(|l| l == route), "{route} in {bye}");
+}
+
 /// A 3xx is followed (RFC 3261 §8.1.3.4): a redirect server's 302 sends the call to the target its
 /// `Contact` names, which answers, and the call goes on as any other; a redirect back to a target
 /// already tried is not followed (no loop), and the call fails with the 3xx.

@@ -84,6 +84,12 @@ pub const KEYS: &[Key] = &[
         help: "3xx redirects followed per call (to the Contact targets, best q first); 0: a 3xx fails the call",
     },
     Key {
+        name: "sip.outbound_proxy",
+        default: "none",
+        help: "a SIP URI (a carrier's SBC) every call goes through, with a Route naming it, while the \
+               Request-URI names the callee (whose host is then never resolved)",
+    },
+    Key {
         name: "sip.udp_size_limit",
         default: "1300",
         help: "requests larger than this many bytes go over TCP instead of UDP (RFC 3261 §18.1.1), over UDP after all \
@@ -369,6 +375,8 @@ pub struct Settings {
     pub sip_max_redirects: u8,
     /// Requests larger than this go over TCP instead of UDP; `None`: never.
     pub sip_udp_size_limit: Option<usize>,
+    /// The outbound proxy every call goes through.
+    pub sip_outbound_proxy: Option<String>,
     /// RTP sockets' IP.
     pub media_bind_ip: IpAddr,
     /// RTP port range, inclusive.
@@ -648,6 +656,14 @@ fn resolve(
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
     let sip_public_ip = layers.get("sip.public_ip", parse_ip)?;
     let sip_max_redirects = layers.get_or("sip.max_redirects", 3, |r| bounded(r, 0, 10).map(|n| n as u8))?;
+    let sip_outbound_proxy = layers.get("sip.outbound_proxy", |r| {
+        let s = text(r)?;
+        match sip_signaling::Uri::parse(&s) {
+            Ok(sip_signaling::Uri::Sip(_)) => Ok(s),
+            Ok(_) => Err(format!("{s:?} is not a sip: or sips: URI")),
+            Err(e) => Err(format!("{s:?} is not a SIP URI: {e}")),
+        }
+    })?;
     let sip_udp_size_limit = layers
         .get_or("sip.udp_size_limit", Some(1300), |r| bounded(r, 0, 65_535).map(|n| (n > 0).then_some(n as usize)))?;
     let media_bind_ip = layers.get_or("media.bind_ip", IpAddr::V4(Ipv4Addr::LOCALHOST), parse_ip)?;
@@ -740,6 +756,7 @@ fn resolve(
         sip_public_ip,
         sip_max_redirects,
         sip_udp_size_limit,
+        sip_outbound_proxy,
         media_bind_ip,
         media_rtp_ports,
         media_public_ip,
@@ -1093,6 +1110,7 @@ impl Settings {
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),
             format!("sip.udp_size_limit = {}", self.sip_udp_size_limit.unwrap_or(0)),
+            format!("sip.outbound_proxy = {}", opt(self.sip_outbound_proxy.clone())),
             format!("media.bind_ip = {}", self.media_bind_ip),
             format!("media.rtp_ports = {}-{}", self.media_rtp_ports.0, self.media_rtp_ports.1),
             format!("media.public_ip = {}", opt(self.media_public_ip.map(|a| a.to_string()))),

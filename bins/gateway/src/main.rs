@@ -340,6 +340,7 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
             ..sip_signaling::Config::default()
         },
         max_redirects: settings.sip_max_redirects,
+        outbound_proxy: settings.sip_outbound_proxy.clone(),
         ..DriverConfig::default()
     };
     let wanted = settings.sip_udp_bind;

@@ -118,6 +118,11 @@ pub struct CallRequest {
     pub credentials: Option<Credentials>,
     /// The SDP offer.
     pub sdp: Option<Bytes>,
+    /// A pre-loaded route set (RFC 3261 §8.1.2): an outbound proxy, such as a carrier's SBC,
+    /// that every request goes through while the Request-URI names the callee (`destination`
+    /// is then the proxy's address). Each URI is loose-routed (`lr` is added). When the answer
+    /// brings no Record-Route, requests inside the dialog keep going through it.
+    pub route: Vec<Uri>,
 }
 
 /// Why an answered call ended.
@@ -337,6 +342,8 @@ struct Call {
     invite_target: Target,
     /// The dialled URI says `transport=udp`: requests are never moved to TCP for their size.
     udp_only: bool,
+    /// The pre-loaded route set (an outbound proxy), loose-routed.
+    preloaded: Vec<NameAddr>,
     contact: String,
     custom: Vec<(String, String)>,
     creds: Option<Credentials>,
@@ -575,6 +582,18 @@ impl UserAgent {
         let transport = req.destination.transport;
         let udp_only =
             req.uri.as_sip().is_some_and(|u| u.transport_param().is_some_and(|t| t.eq_ignore_ascii_case("udp")));
+        let preloaded: Vec<NameAddr> = req
+            .route
+            .iter()
+            .map(|u| {
+                let mut u = u.clone();
+                if let Uri::Sip(s) = &mut u {
+                    s.headers = None;
+                    s.params.set("lr", None);
+                }
+                NameAddr::new(u)
+            })
+            .collect();
         let local = self.local_identity(req.from.as_deref(), req.display_name.as_deref(), transport)?;
         let mut remote_uri = req.uri.clone();
         if let Uri::Sip(u) = &mut remote_uri {
@@ -596,6 +615,7 @@ impl UserAgent {
             invite_target: req.destination.clone(),
             initial_target: req.destination,
             udp_only,
+            preloaded,
             contact,
             custom: req.headers,
             creds: req.credentials,
@@ -645,6 +665,9 @@ impl UserAgent {
         let target = call.initial_target.clone();
         let mut m = Message::request(Method::Invite, call.request_uri.clone());
         m.headers.push(HeaderName::MaxForwards, mf.to_string());
+        for r in &call.preloaded {
+            m.headers.push(HeaderName::Route, r.to_string());
+        }
         m.headers.push(HeaderName::From, call.local.to_string());
         m.headers.push(HeaderName::To, call.remote.to_string());
         m.headers.push(HeaderName::CallId, call.call_id.clone());
@@ -1287,6 +1310,7 @@ impl UserAgent {
     fn ack_and_bye_fork(&mut self, now: Instant, h: u64, msg: &Message) {
         let Some(c) = self.calls.get(&h) else { return };
         let Ok(mut d) = Dialog::from_response(msg, &c.local, msg.cseq().map(|s| s.seq).unwrap_or(1), &c.initial_target)
+            .map(|d| d.through(&c.preloaded, &c.initial_target))
         else {
             return;
         };
@@ -1322,7 +1346,9 @@ impl UserAgent {
                     && !c.early.iter().any(|d| d.remote.tag() == Some(tag.as_str()))
                     && c.early.len() < 16
                 {
-                    if let Ok(d) = Dialog::from_response(&msg, &c.local, c.cseq, &c.initial_target) {
+                    if let Ok(d) = Dialog::from_response(&msg, &c.local, c.cseq, &c.initial_target)
+                        .map(|d| d.through(&c.preloaded, &c.initial_target))
+                    {
                         debug!(call = %handle, %tag, "early dialog");
                         c.early.push(d);
                     }
@@ -1344,7 +1370,9 @@ impl UserAgent {
         }
         if (200..300).contains(&code) {
             let local_seq = c.cseq;
-            let dialog = match Dialog::from_response(&msg, &c.local, local_seq, &c.initial_target) {
+            let dialog = match Dialog::from_response(&msg, &c.local, local_seq, &c.initial_target)
+                .map(|d| d.through(&c.preloaded, &c.initial_target))
+            {
                 Ok(d) => d,
                 Err(e) => {
                     warn!(call = %handle, error = %e, "2xx without a usable dialog; failing the call");

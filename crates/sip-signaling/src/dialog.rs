@@ -59,6 +59,17 @@ impl Dialog {
         Ok(d)
     }
 
+    /// A dialog whose answer brought no Record-Route keeps the pre-loaded route set of its INVITE
+    /// (an outbound proxy, RFC 3261 §8.1.2): its requests go through the proxy as the INVITE did,
+    /// with a Route header naming it. A Record-Route is the route set as the proxies asked.
+    pub fn through(mut self, preloaded: &[NameAddr], initial: &Target) -> Dialog {
+        if self.route_set.is_empty() && !preloaded.is_empty() {
+            self.route_set = preloaded.to_vec();
+            self.next_hop = self.compute_next_hop(initial);
+        }
+        self
+    }
+
     /// Updates the remote target from a target refresh (2xx to re-INVITE,
     /// or an incoming re-INVITE / UPDATE with a Contact).
     pub fn refresh_target(&mut self, msg: &Message, initial: &Target) {

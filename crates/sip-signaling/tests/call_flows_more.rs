@@ -1228,3 +1228,55 @@ fn a_refresh_due_during_a_failed_offer_exchange_is_sent_after_it() {
     assert_eq!(refresh.method(), Some(&Method::Update), "the refresh, after the failed exchange");
     assert_eq!(hdr(refresh, HeaderName::SessionExpires).as_deref(), Some("120;refresher=uac"));
 }
+
+/// An outbound proxy (RFC 3261 §8.1.2): the INVITE goes to the proxy's address with a Route
+/// naming it (loose routing added) and the callee in its Request-URI; its CANCEL carries the same
+/// Route. A dialog whose 2xx brought no Record-Route keeps going through the proxy (ACK and BYE
+/// to it, with the Route, the Request-URI the far end's Contact); one with a Record-Route follows
+/// that instead.
+#[test]
+fn an_outbound_proxy_carries_every_request() {
+    let proxy = sip_signaling::Uri::parse("sip:sbc.carrier.example").expect("uri");
+    let dial = |h: &mut Harness| {
+        let mut req = h.request("sip:+15551234@carrier.example");
+        req.route = vec![proxy.clone()];
+        h.ua.call(h.now, req).expect("call")
+    };
+    let mut h = Harness::new(Transport::Udp);
+    let call = dial(&mut h);
+    let (to, invite) = h.sent_with_targets().remove(0);
+    assert_eq!(to, h.peer(), "to the proxy's address");
+    assert_eq!(ruri(&invite), "sip:+15551234@carrier.example");
+    assert_eq!(hdr(&invite, HeaderName::Route).as_deref(), Some("<sip:sbc.carrier.example;lr>"));
+    h.deliver(&respond(&invite, 180, "Ringing", Some("b")));
+    h.ua.hangup(h.now, call).expect("hangup");
+    let cancel = h.sent_one();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    assert_eq!(hdr(&cancel, HeaderName::Route).as_deref(), Some("<sip:sbc.carrier.example;lr>"));
+
+    // Answered without a Record-Route: in-dialog requests go through the proxy too.
+    let mut h = Harness::new(Transport::Udp);
+    let call = dial(&mut h);
+    let invite = h.sent_one();
+    h.deliver(&ok_with_sdp(&invite, "bobtag"));
+    let (to, ack) = h.sent_with_targets().remove(0);
+    assert_eq!((ack.method(), to), (Some(&Method::Ack), h.peer()));
+    assert_eq!(ruri(&ack), REMOTE_TARGET);
+    assert_eq!(hdr(&ack, HeaderName::Route).as_deref(), Some("<sip:sbc.carrier.example;lr>"));
+    h.events();
+    h.ua.hangup(h.now, call).expect("hangup");
+    let (to, bye) = h.sent_with_targets().remove(0);
+    assert_eq!((bye.method(), to), (Some(&Method::Bye), h.peer()));
+    assert_eq!(hdr(&bye, HeaderName::Route).as_deref(), Some("<sip:sbc.carrier.example;lr>"));
+
+    // With a Record-Route, that is the route set.
+    let mut h = Harness::new(Transport::Udp);
+    let call = dial(&mut h);
+    let invite = h.sent_one();
+    h.deliver(&with_header(ok_with_sdp(&invite, "bobtag"), HeaderName::RecordRoute, "<sip:192.0.2.77;lr>"));
+    let (to, ack) = h.sent_with_targets().remove(0);
+    assert_eq!(to, Target::new(Transport::Udp, "192.0.2.77:5060".parse().expect("addr")));
+    assert_eq!(hdr(&ack, HeaderName::Route).as_deref(), Some("<sip:192.0.2.77;lr>"));
+    h.events();
+    h.ua.hangup(h.now, call).expect("hangup");
+}

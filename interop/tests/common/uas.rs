@@ -20,6 +20,8 @@ pub struct Uas {
     requests: mpsc::UnboundedSender<Request>,
     /// When the first BYE arrived.
     bye_at: Arc<Mutex<Option<Instant>>>,
+    /// The head (start line and headers) of the first INVITE and of the first BYE.
+    heads: Arc<Mutex<(Option<String>, Option<String>)>>,
     /// How long the 200 to a BYE waits, in milliseconds.
     bye_delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -51,6 +53,11 @@ impl Uas {
     /// Answers BYE requests only after `delay`.
     pub fn delay_bye_replies(&self, delay: Duration) {
         self.bye_delay.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The start line and headers of the first INVITE and of the first BYE, as they came.
+    pub fn heads(&self) -> (Option<String>, Option<String>) {
+        self.heads.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// When the first BYE arrived, if one did.
@@ -157,6 +164,8 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
     let (requests, mut to_send) = mpsc::unbounded_channel::<Request>();
     let (bye_at, bye_delay) = (Arc::new(Mutex::new(None)), Arc::new(AtomicU64::new(0)));
     let (bye_seen, delay) = (bye_at.clone(), bye_delay.clone());
+    let heads = Arc::new(Mutex::new((None, None)));
+    let seen_heads = heads.clone();
     let task = tokio::spawn(async move {
         let mut tx = Some(tx);
         let mut answered: Option<String> = None;
@@ -194,6 +203,13 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                 }
                 continue;
             }
+            if let Ok(mut h) = seen_heads.lock() {
+                if head.starts_with("INVITE ") && h.0.is_none() {
+                    h.0 = Some(head.to_owned());
+                } else if head.starts_with("BYE ") && h.1.is_none() {
+                    h.1 = Some(head.to_owned());
+                }
+            }
             let reply = if head.starts_with("INVITE ") {
                 let sdp = answered.get_or_insert_with(|| answer(body)).clone();
                 if let Some(tx) = tx.take() {
@@ -220,7 +236,7 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
     });
-    Uas { port, offer, requests, bye_at, bye_delay, task }
+    Uas { port, offer, requests, bye_at, bye_delay, heads, task }
 }
 
 /// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`

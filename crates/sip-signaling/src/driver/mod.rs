@@ -51,6 +51,12 @@ pub struct DriverConfig {
     /// Redirects (3xx) followed per call at most: each a new INVITE to the best target of the
     /// response's `Contact` not tried yet (RFC 3261 §8.1.3.4). 0 fails the call with the 3xx.
     pub max_redirects: u8,
+    /// An outbound proxy (`sip:sbc.example.com`, `sips:...`, `sip:192.0.2.7:5080;transport=tcp`):
+    /// every call goes to it (RFC 3263 on its URI, with failover among its targets) with a
+    /// pre-loaded `Route` naming it, while the Request-URI names the callee, whose host is then
+    /// never resolved (it may be a carrier's domain only the proxy knows). See
+    /// [`CallRequest::route`].
+    pub outbound_proxy: Option<String>,
 }
 
 impl Default for DriverConfig {
@@ -65,6 +71,7 @@ impl Default for DriverConfig {
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             ua: Config::default(),
             max_redirects: 3,
+            outbound_proxy: None,
         }
     }
 }
@@ -159,6 +166,7 @@ pub struct SipHandle {
     cmd: mpsc::UnboundedSender<Command>,
     resolver: Arc<Resolver>,
     local: Vec<(Transport, SocketAddr)>,
+    proxy: Option<Uri>,
 }
 
 impl SipHandle {
@@ -173,10 +181,10 @@ impl SipHandle {
         self.resolver.resolve(&uri).await
     }
 
-    /// Resolves the URI (RFC 3263) and sends the INVITE.
+    /// Resolves the URI (RFC 3263; the outbound proxy's, when one is set) and sends the INVITE.
     pub async fn call(&self, dial: Dial) -> Result<Call, Error> {
         let uri = Uri::parse(&dial.uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
-        let mut targets = self.resolver.resolve(&uri).await?.into_iter();
+        let mut targets = self.resolver.resolve(self.proxy.as_ref().unwrap_or(&uri)).await?.into_iter();
         let target = targets.next().ok_or(Error::Resolve { host: dial.uri.clone(), reason: "no targets".into() })?;
         // RFC 3263 section 4.3: the others are tried in order when a target
         // fails before answering anything (transport error or timeout).
@@ -189,6 +197,7 @@ impl SipHandle {
             headers: dial.headers,
             credentials: dial.credentials,
             sdp: dial.sdp,
+            route: self.proxy.iter().cloned().collect(),
         };
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Command::Call(Box::new(req), fallbacks, tx)).map_err(|_| Error::DriverGone)?;
@@ -250,6 +259,14 @@ impl SipHandle {
 
 /// Binds the sockets and spawns the driver task on the current runtime.
 pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
+    let proxy = match &config.outbound_proxy {
+        None => None,
+        Some(p) => match Uri::parse(p) {
+            Ok(u @ Uri::Sip(_)) => Some(u),
+            Ok(_) => return Err(Error::InvalidArgument(format!("outbound proxy {p:?}: not a sip: or sips: URI"))),
+            Err(e) => return Err(Error::InvalidArgument(format!("outbound proxy {p:?}: {e}"))),
+        },
+    };
     let udp = UdpSocket::bind(config.udp_bind).await?;
     let udp_addr = advertised(udp.local_addr()?);
     let listener = match config.tcp_bind {
@@ -292,12 +309,13 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         aliases: HashMap::new(),
         redirecting: HashMap::new(),
         max_redirects: config.max_redirects,
+        proxy: proxy.clone(),
         resolver: resolver.clone(),
         commands: cmd_tx.clone(),
     };
     tokio::spawn(task.run(cmd_rx, net_rx));
     info!(?local, "SIP driver started");
-    Ok(SipHandle { cmd: cmd_tx, resolver, local })
+    Ok(SipHandle { cmd: cmd_tx, resolver, local, proxy })
 }
 
 /// An unspecified bind address is advertised as the address the host
@@ -331,6 +349,9 @@ struct Task {
     /// caller's handle.
     redirecting: HashMap<CallHandle, Redirecting>,
     max_redirects: u8,
+    /// The outbound proxy: what redirect targets are reached through (its address is resolved,
+    /// not theirs).
+    proxy: Option<Uri>,
     resolver: Arc<Resolver>,
     /// For resolutions done off the task to come back.
     commands: mpsc::UnboundedSender<Command>,
@@ -583,8 +604,9 @@ impl Task {
         };
         r.route.tried.push(uri.to_string());
         let (resolver, commands) = (self.resolver.clone(), self.commands.clone());
+        let via = self.proxy.clone();
         tokio::spawn(async move {
-            let resolved = resolver.resolve(&uri).await;
+            let resolved = resolver.resolve(via.as_ref().unwrap_or(&uri)).await;
             let _ = commands.send(Command::Redirect(user, uri, resolved));
         });
     }

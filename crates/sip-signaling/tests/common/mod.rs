@@ -53,6 +53,7 @@ impl Harness {
             sdp: Some(Bytes::from_static(
                 b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
             )),
+            route: Vec::new(),
         }
     }
 
