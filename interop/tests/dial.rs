@@ -2290,6 +2290,88 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
     assert!(toned >= 30, "the far end heard under its new key: {toned} frames of 440 Hz");
 }
 
+/// Our offer's audio address: where the far end sends its RTP.
+fn offered_audio(offer: &str) -> std::net::SocketAddr {
+    let port = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("an audio m-line: {offer}"));
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Early media (RFC 3960): a carrier's ringback, sent as RTP after a 183 with the answer, is
+/// heard in the session before the call is ACTIVE; the far end gets nothing from us before the
+/// answer, and the session's audio once answered. An announcement followed by a 404 (the number
+/// does not exist) is heard, then the call ends with the 404 and nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_is_heard_before_the_answer() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    for (final_status, code) in [("200 OK", None), ("404 Not Found", Some("404"))] {
+        let (media, port) = media_socket().await;
+        let mut far = common::uas::uas_early(
+            move |_| pcmu_answer(port, false),
+            Some((Duration::from_millis(1500), final_status)),
+        )
+        .await;
+        let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:pstn@127.0.0.1:{}", far.port)})).await;
+        assert_eq!(status, 200, "{answer}");
+        let offer = tokio::time::timeout(Duration::from_secs(2), &mut far.offer).await.expect("offer").expect("offer");
+        let gateway_rtp = offered_audio(&offer);
+        let mut tap = tap_sip_stream(&g, &answer);
+        // One second of 425 Hz ringback from the far end, while nothing has answered.
+        let mut every = tokio::time::interval(Duration::from_millis(20));
+        let (mut ours_early, mut buf) = (0, vec![0u8; 2048]);
+        for n in 0..50usize {
+            every.tick().await;
+            let pcm = sine(425.0, 8000.0, n * 160, 160, 8000.0);
+            let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
+            media
+                .send_to(&rtp_packet(0, n as u16, (n * 160) as u32, 0xea21, &payload), gateway_rtp)
+                .await
+                .expect("send");
+            while media.try_recv(&mut buf).is_ok() {
+                ours_early += 1;
+            }
+        }
+        let early_events = call_events_until(&mut g, "callUpdated", Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+        let mut ringback = 0;
+        while let Ok(f) = tap.try_recv() {
+            let mut pcm = Vec::new();
+            if dec.decode(&f.data, &mut pcm).is_ok() && tone_ratio(&pcm, 425.0, 48_000.0) > 0.5 {
+                ringback += 1;
+            }
+        }
+        assert!(ringback >= 30, "{final_status}: the ringback heard in the session: {ringback} frames");
+        assert_eq!(ours_early, 0, "{final_status}: nothing sent to the far end before the answer");
+        assert!(!early_events.iter().any(|e| e == "callUpdated:ACTIVE"), "not answered yet: {early_events:?}");
+        match code {
+            None => {
+                let seen = until_active(&mut g).await;
+                assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+                let (packets, tone_share) = heard(&media, Duration::from_millis(600)).await;
+                assert!(packets >= 20 && tone_share > 0.8, "the session's audio once answered: {packets} packets");
+                let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+                assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+            }
+            Some(code) => {
+                let events = call_events(&mut g, Duration::from_secs(5)).await;
+                assert_eq!(
+                    events.last().map(String::as_str),
+                    Some(format!("callDestroyed:{code}").as_str()),
+                    "{events:?}"
+                );
+            }
+        }
+    }
+    tone.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(g.bridge.active_calls(), 0);
+}
+
 /// An outbound proxy (`sip.outbound_proxy`, RFC 3261 §8.1.2): a call to a carrier's number whose
 /// host only the carrier's SBC knows (here `.invalid`, which never resolves) goes to the proxy,
 /// with a Route naming it and the callee in the Request-URI; the proxy (here the far end itself,

@@ -141,6 +141,9 @@ struct Media {
     source: crate::rtcp::SourceLock,
     /// Our RTCP BYE went out (we are hanging up): no RTP or report follows it (RFC 3550 §6.6).
     said_bye: bool,
+    /// Early media (a 183's answer, before the 2xx): the SIP party's audio is heard in the session;
+    /// nothing is sent to it, and the media timeouts do not run.
+    early: bool,
 }
 
 fn sdes_offer(secure: bool, suites: &[Suite]) -> (MediaSecurity, Vec<(Suite, MasterKey)>) {
@@ -312,6 +315,20 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             rang = true;
                             bridge.report(spec, "callUpdated", json!({"state": "RINGING"}));
                         }
+                        // Early media (RFC 3960, the gateway model): the SIP party's ringback or
+                        // announcement ("the number you have dialled...") is heard in the session
+                        // before the answer. Nothing is sent to it before the answer.
+                        if let (CallEvent::Progress { sdp: Some(early) }, None, None) = (&ev, &media, &hangup_cause) {
+                            match sdp.process_answer(early).map_err(|e| e.to_string()).and_then(|a| start_media(bridge, spec, a, sockets.take())) {
+                                Ok(mut m) => {
+                                    m.early = true;
+                                    tick = tick_for(m.agreement.codec);
+                                    info!(call = %spec.id, codec = ?m.agreement.codec, "early media from the SIP party");
+                                    media = Some(m);
+                                }
+                                Err(why) => warn!(call = %spec.id, %why, "unusable early media: waiting for the answer"),
+                            }
+                        }
                     }
                     // Answered as we hung up (the 200 crossed our CANCEL, or came before the
                     // hang-up was acted on): the SIP layer ends the dialog; no media starts.
@@ -319,9 +336,27 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         info!(call = %spec.id, "answered after our hang-up: no media");
                     }
                     CallEvent::Answered { sdp: answer } => {
-                        let agreed = answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string()));
+                        let early = media.take();
+                        let agreed = match (answer, &early) {
+                            // The 2xx of early media may leave its answer out (it was in the 183).
+                            (None, Some(m)) => Ok(Agreement { audio: Some(m.agreement.clone()), video: None }),
+                            (answer, _) => answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string())),
+                        };
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
-                        match agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())) {
+                        let answered = match early {
+                            // The answer confirms early media, or changes it (another branch of a fork
+                            // answered, or the 2xx says otherwise): followed as a re-offer would be.
+                            Some(mut m) => agreed.map(|a| {
+                                m.early = false;
+                                follow_agreement(bridge, spec, Some(&mut m), None, Agreement { audio: a.audio, video: None }, &mut tick);
+                                let now = Instant::now();
+                                m.answered = now;
+                                m.last_rtp = m.last_rtp.map(|_| now);
+                                m
+                            }),
+                            None => agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())),
+                        };
+                        match answered {
                             Ok(m) => {
                                 tick = tick_for(m.agreement.codec);
                                 dtmf_ready(spec, &m);
@@ -352,6 +387,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                     }
                     CallEvent::Failed { code, reason } => {
+                        // The end of early media (an announcement before a 404, or ringback before a
+                        // 486): its leg goes.
+                        if let Some(m) = media.as_mut() {
+                            say_goodbye(bridge, spec, m);
+                            let _ = m.leg.shutdown().await;
+                        }
                         let disconnect = match hangup_cause {
                             Some(Control::ForceDisconnected) => None,
                             _ => normal,
@@ -614,6 +655,7 @@ fn start_media(
         rtcp,
         source: crate::rtcp::SourceLock::default(),
         said_bye: false,
+        early: false,
     })
 }
 
@@ -687,8 +729,9 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
         // Counted at 48 kHz; in the codec's clock (the same for Opus, the only codec forwarded).
         ListenerFrame::Idle { samples } => (u64::from(*samples) * u64::from(m.codec.rtp_step()) / 960) as u32,
     };
-    // RFC 3264 §6.1: nothing goes to a far end that holds the call (our recvonly or inactive).
-    let sending = matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
+    // RFC 3264 §6.1: nothing goes to a far end that holds the call (our recvonly or inactive);
+    // nothing before the answer either (early media is the far end's).
+    let sending = !m.early && matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let at = m.timestamp.wrapping_add(m.codec.pending());
@@ -1371,7 +1414,7 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
     if now.duration_since(started) >= c.max_duration {
         return Some((705, "Max Duration"));
     }
-    if m.on_hold {
+    if m.on_hold || m.early {
         return None;
     }
     match m.last_rtp {

@@ -158,6 +158,16 @@ impl Dialog {
 
 /// Starts the far end; `answer` makes its SDP from the offer.
 pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
+    uas_early(answer, None).await
+}
+
+/// A far end with early media: the INVITE gets a 183 carrying the answer at once, then, after
+/// `early.0`, the final response `early.1` ("200 OK" with the same answer, or a failure such as
+/// "404 Not Found").
+pub async fn uas_early(
+    answer: impl Fn(&str) -> String + Send + 'static,
+    early: Option<(Duration, &'static str)>,
+) -> Uas {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     let port = socket.local_addr().expect("addr").port();
     let (tx, offer) = oneshot::channel();
@@ -211,12 +221,31 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
                 }
             }
             let reply = if head.starts_with("INVITE ") {
+                let first = answered.is_none();
                 let sdp = answered.get_or_insert_with(|| answer(body)).clone();
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(body.to_owned());
                 }
                 dialog = dialog.or_else(|| Dialog::of(head, from));
-                response(head, "200 OK", port, Some(&sdp))
+                match early {
+                    // A retransmission meanwhile: the 183 again.
+                    Some(_) if !first && header(head, "To").is_some_and(|t| !t.contains("tag=")) => {
+                        response(head, "183 Session Progress", port, Some(&sdp))
+                    }
+                    Some((after, status)) if first => {
+                        let progress = response(head, "183 Session Progress", port, Some(&sdp));
+                        let _ = socket.send_to(progress.as_bytes(), from).await;
+                        let body = status.starts_with("200").then_some(sdp.as_str());
+                        let last = response(head, status, port, body);
+                        let socket = socket.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            let _ = socket.send_to(last.as_bytes(), from).await;
+                        });
+                        continue;
+                    }
+                    _ => response(head, "200 OK", port, Some(&sdp)),
+                }
             } else if head.starts_with("BYE ") {
                 if let Ok(mut b) = bye_seen.lock() {
                     b.get_or_insert_with(Instant::now);
