@@ -295,6 +295,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut video: Option<VideoHandle> = None;
     let mut rang = false;
     let mut announce_on_answer = false;
+    // The video part of an early answer, for a 2xx that leaves its SDP out.
+    let mut early_video: Option<MediaAgreement> = None;
     let mut hangup_cause: Option<Control> = None;
     let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
     let started = Instant::now();
@@ -318,15 +320,33 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         // Early media (RFC 3960, the gateway model): the SIP party's ringback or
                         // announcement ("the number you have dialled...") is heard in the session
                         // before the answer. Nothing is sent to it before the answer.
-                        if let (CallEvent::Progress { sdp: Some(early) }, None, None) = (&ev, &media, &hangup_cause) {
-                            match sdp.process_answer(early).map_err(|e| e.to_string()).and_then(|a| start_media(bridge, spec, a, sockets.take())) {
-                                Ok(mut m) => {
-                                    m.early = true;
-                                    tick = tick_for(m.agreement.codec);
-                                    info!(call = %spec.id, codec = ?m.agreement.codec, "early media from the SIP party");
-                                    media = Some(m);
+                        if let (CallEvent::Progress { sdp: Some(early) }, None) = (&ev, &hangup_cause) {
+                            match (media.as_mut(), sdp.process_answer(early)) {
+                                // A later 183 (another announcement, or another branch) replaces
+                                // the preview (RFC 6337: without 100rel each is one).
+                                (Some(m), Ok(a)) if m.early => {
+                                    early_video = a.video.clone();
+                                    follow_agreement(bridge, spec, Some(m), None, Agreement { audio: a.audio, video: None }, &mut tick);
                                 }
-                                Err(why) => warn!(call = %spec.id, %why, "unusable early media: waiting for the answer"),
+                                (Some(_), _) => {}
+                                (None, Ok(a)) => match early_usable(&a) {
+                                    // Checked before the sockets are handed over: a 183 that cannot
+                                    // be used leaves them to the answer.
+                                    Ok(()) => {
+                                        early_video = a.video.clone();
+                                        match start_media(bridge, spec, a, sockets.take()) {
+                                            Ok(mut m) => {
+                                                m.early = true;
+                                                tick = tick_for(m.agreement.codec);
+                                                info!(call = %spec.id, codec = ?m.agreement.codec, "early media from the SIP party");
+                                                media = Some(m);
+                                            }
+                                            Err(why) => warn!(call = %spec.id, %why, "early media failed"),
+                                        }
+                                    }
+                                    Err(why) => info!(call = %spec.id, %why, "early media not played: waiting for the answer"),
+                                },
+                                (None, Err(e)) => warn!(call = %spec.id, error = %e, "unusable early media: waiting for the answer"),
                             }
                         }
                     }
@@ -339,7 +359,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let early = media.take();
                         let agreed = match (answer, &early) {
                             // The 2xx of early media may leave its answer out (it was in the 183).
-                            (None, Some(m)) => Ok(Agreement { audio: Some(m.agreement.clone()), video: None }),
+                            (None, Some(m)) => Ok(Agreement { audio: Some(m.agreement.clone()), video: early_video.take() }),
                             (answer, _) => answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string())),
                         };
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
@@ -348,6 +368,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             // answered, or the 2xx says otherwise): followed as a re-offer would be.
                             Some(mut m) => agreed.map(|a| {
                                 m.early = false;
+                                // The answer's hold state is the call's first: ACTIVE (or held)
+                                // is reported below, not a change from the 183's preview.
+                                if let Some(audio) = &a.audio {
+                                    m.on_hold = audio.remote_hold;
+                                }
                                 follow_agreement(bridge, spec, Some(&mut m), None, Agreement { audio: a.audio, video: None }, &mut tick);
                                 let now = Instant::now();
                                 m.answered = now;
@@ -445,10 +470,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     Some(Control::MuteForced) => {
                         if spec.sip.observe_force_mute {
                             bridge.report(spec, "muteForced", json!({}));
-                            if media.is_some() {
+                            if media.as_ref().is_some_and(|m| !m.early) {
                                 announce(bridge, spec, media_mixer::Prompt::YouHaveBeenMuted);
                             } else {
-                                // Muted before the answer (a session-wide mute in force): told once it is up.
+                                // Muted before the answer (a session-wide mute in force, or during
+                                // early media, when nothing is sent): told once it is up.
                                 announce_on_answer = true;
                             }
                         }
@@ -661,7 +687,7 @@ fn start_media(
 
 /// Our RTCP report, when one is due (never in clear before the DTLS-SRTP keys are in place).
 fn send_rtcp(m: &mut Media) {
-    if m.said_bye || m.dtls.as_ref().is_some_and(|d| !d.ready) {
+    if m.said_bye || m.early || m.dtls.as_ref().is_some_and(|d| !d.ready) {
         return;
     }
     if let Some(report) = m.rtcp.due(Instant::now(), std::time::SystemTime::now()) {
@@ -1002,6 +1028,23 @@ fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
     tick
 }
 
+/// Whether an early answer (a 183's) can start the audio leg before the 2xx: plain RTP or SDES
+/// with keys that parse, a codec we carry, and an address to take media from. Not DTLS-SRTP: its
+/// handshake (and a failure of it) would belong to an unanswered call, and many SBCs only do it
+/// once they answer.
+fn early_usable(a: &Agreement) -> Result<(), String> {
+    let audio = a.audio.as_ref().ok_or("no audio")?;
+    if audio.dtls.is_some() {
+        return Err("DTLS-SRTP waits for the answer".into());
+    }
+    if audio.remote_rtp.is_none() {
+        return Err("no address".into());
+    }
+    audio_codec(audio)?;
+    srtp_contexts(audio)?;
+    Ok(())
+}
+
 /// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed).
 fn dtmf_ready(spec: &CallSpec, m: &Media) {
     if let Ok(mut d) = spec.dtmf.lock() {
@@ -1246,7 +1289,8 @@ fn report_digits(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, now: Insta
     if let Some(receiver) = m.dtmf_in.as_mut() {
         while let Some(ev) = receiver.poll_event() {
             if m.presses.rtp_digit(now, ev.digit, ev.duration) {
-                report_digit(bridge, spec, Some(&mut m.star_six), ev.digit, now, "RFC 4733");
+                let star_six = (!m.early).then_some(&mut m.star_six);
+                report_digit(bridge, spec, star_six, ev.digit, now, "RFC 4733");
             } else {
                 debug!(call = %spec.id, "an RFC 4733 digit repeating a SIP INFO: not counted again");
             }

@@ -61,7 +61,10 @@ pub(crate) async fn run(
             let handle = in_flight.spawn(attempt(shared.clone(), a.clone()).instrument(span));
             attempts.insert(handle.id(), a);
         }
-        let deadline = sched.poll_timeout().map(tokio::time::Instant::from_std);
+        // With every slot taken, a due retry waits for a slot (an outcome wakes the loop): a
+        // deadline already past would make this loop spin.
+        let deadline =
+            sched.poll_timeout().filter(|_| in_flight.len() < max_in_flight).map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
             changed = stop.changed() => if changed.is_err() {
@@ -174,7 +177,7 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
             tracing::debug!(project = %key.project, order_key = %key.key, seq, status, attempt = a.attempt, "callback delivered");
         }
         Outcome::Gone => {
-            sched.handle_done(key, seq);
+            sched.handle_gone(key, seq);
         }
         Outcome::NoTarget => {
             sched.handle_returned(key, seq);

@@ -85,15 +85,15 @@ struct Circuit {
     opened: u32,
     /// Open: no attempt before this instant, then one probe.
     open_until: Option<Instant>,
-    /// The probe is in flight.
-    probing: bool,
+    /// The key whose attempt is the probe, while it is in flight.
+    probing: Option<OrderKey>,
     /// Keys waiting for the circuit to close (may hold stale entries).
     held: VecDeque<OrderKey>,
 }
 
 impl Circuit {
     fn blocks(&self, now: Instant) -> bool {
-        self.probing || self.open_until.is_some_and(|at| at > now)
+        self.probing.is_some() || self.open_until.is_some_and(|at| at > now)
     }
 }
 
@@ -242,13 +242,15 @@ impl Scheduler {
                     c.held.push_back(key);
                     continue;
                 }
-                // The cooldown is over: this attempt is the probe.
-                c.probing = true;
             }
             let Some(head) = q.events.front() else {
                 self.keys.remove(&key);
                 continue;
             };
+            // The cooldown of an open circuit is over: this attempt is its probe.
+            if let Some(c) = self.circuits.get_mut(&key.project).filter(|c| c.open_until.is_some()) {
+                c.probing = Some(key.clone());
+            }
             q.state = State::InFlight;
             return Some(Attempt { seq: head.seq, attempt: head.failures.saturating_add(1), key });
         }
@@ -258,7 +260,7 @@ impl Scheduler {
     /// The probe of an open circuit whose cooldown is over, taken from its held keys.
     fn probe(&mut self, now: Instant) -> Option<Attempt> {
         for (project, c) in self.circuits.iter_mut() {
-            if c.probing || c.open_until.is_none_or(|at| at > now) || !self.active.contains(project) {
+            if c.probing.is_some() || c.open_until.is_none_or(|at| at > now) || !self.active.contains(project) {
                 continue;
             }
             while let Some(key) = c.held.pop_front() {
@@ -268,7 +270,7 @@ impl Scheduler {
                 }
                 let Some(head) = q.events.front() else { continue };
                 q.state = State::InFlight;
-                c.probing = true;
+                c.probing = Some(key.clone());
                 return Some(Attempt { seq: head.seq, attempt: head.failures.saturating_add(1), key });
             }
         }
@@ -277,7 +279,8 @@ impl Scheduler {
 
     /// When the next retry (or a circuit's probe) falls due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let probes = self.circuits.values().filter(|c| !c.probing && !c.held.is_empty()).filter_map(|c| c.open_until);
+        let probes =
+            self.circuits.values().filter(|c| c.probing.is_none() && !c.held.is_empty()).filter_map(|c| c.open_until);
         self.waiting.first().map(|(at, _)| *at).into_iter().chain(probes).min()
     }
 
@@ -307,10 +310,35 @@ impl Scheduler {
         }
     }
 
+    /// The event of `seq` is gone from the store: the key moves on. Says nothing of the target, so
+    /// an open circuit stays open (a probe that found its event gone frees the way for another).
+    pub(crate) fn handle_gone(&mut self, key: &OrderKey, seq: u64) {
+        if !self.is_in_flight(key, seq) {
+            return;
+        }
+        self.end_probe(key);
+        if let Some(q) = self.keys.get_mut(key) {
+            q.events.pop_front();
+            q.state = State::Idle;
+            self.len -= 1;
+        }
+        self.reschedule(key);
+    }
+
+    /// A probe that ended without a word from the target (returned, or its event gone).
+    fn end_probe(&mut self, key: &OrderKey) {
+        if let Some(c) = self.circuits.get_mut(&key.project) {
+            if c.probing.as_ref() == Some(key) {
+                c.probing = None;
+            }
+        }
+    }
+
     /// The attempt of `seq` was not made (its project lost its target meanwhile): the event stays
     /// at the head, no failure counted, and waits for a target.
     pub(crate) fn handle_returned(&mut self, key: &OrderKey, seq: u64) {
         if self.is_in_flight(key, seq) {
+            self.end_probe(key);
             if let Some(q) = self.keys.get_mut(key) {
                 q.state = State::Idle;
             }
@@ -324,7 +352,7 @@ impl Scheduler {
         if !self.is_in_flight(key, seq) {
             return None;
         }
-        self.count_failure(now, &key.project, r);
+        self.count_failure(now, key, r);
         let q = self.keys.get_mut(key)?;
         let head = q.events.front_mut()?;
         head.failures = head.failures.saturating_add(1);
@@ -344,12 +372,15 @@ impl Scheduler {
 
     /// A failed attempt of `project`: its circuit opens after `circuit_after` in a row, and opens
     /// again (for longer) when its probe fails.
-    fn count_failure(&mut self, now: Instant, project: &Arc<str>, r: f64) {
+    fn count_failure(&mut self, now: Instant, key: &OrderKey, r: f64) {
         let Some(after) = self.circuit_after else { return };
-        let c = self.circuits.entry(project.clone()).or_default();
+        let c = self.circuits.entry(key.project.clone()).or_default();
         c.failures = c.failures.saturating_add(1);
-        if c.probing || (c.open_until.is_none() && c.failures >= after) {
-            c.probing = false;
+        // The probe failed, or the circuit opens; a failure of an attempt that was in flight when
+        // it opened changes nothing (the probe alone decides).
+        let probe_failed = c.probing.as_ref() == Some(key);
+        if probe_failed || (c.open_until.is_none() && c.failures >= after) {
+            c.probing = None;
             c.opened = c.opened.saturating_add(1);
             c.open_until = Some(now + self.backoff.delay(c.opened, r));
         }
@@ -435,6 +466,34 @@ mod tests {
         let rest = drain(&mut s, t0 + MS * 30);
         assert_eq!(rest.len(), 9, "{rest:?}");
         assert!(rest.iter().all(|a| a.key != probe[0].key));
+    }
+
+    /// Only the probe's outcome decides: a failure of an attempt that was in flight when the
+    /// circuit opened neither reopens it nor lets a second probe go; a probe whose event vanished
+    /// (or was returned) frees the way for the next probe without closing the circuit.
+    #[test]
+    fn only_the_probe_decides() {
+        let t0 = Instant::now();
+        let (mut s, attempts) = ten_in_flight(Some(3), t0);
+        for a in &attempts[..3] {
+            s.handle_failed(t0, &a.key, a.seq, 0.0);
+        }
+        let opened = s.circuit_open_until("p");
+        assert_eq!(opened, Some(t0 + MS * 10));
+        let probe = drain(&mut s, t0 + MS * 10);
+        assert_eq!(probe.len(), 1);
+        // A straggler (in flight since before the circuit opened) fails: nothing changes.
+        s.handle_failed(t0 + MS * 11, &attempts[5].key, attempts[5].seq, 0.0);
+        assert_eq!(s.circuit_open_until("p"), opened);
+        assert!(drain(&mut s, t0 + MS * 50).is_empty(), "no second probe while the first is out");
+        // The probe's event is gone: the circuit stays open, the next probe may go.
+        s.handle_gone(&probe[0].key, probe[0].seq);
+        assert_eq!(s.circuit_open_until("p"), opened);
+        let next = drain(&mut s, t0 + MS * 60);
+        assert_eq!(next.len(), 1, "one probe again: {next:?}");
+        // Returned (the project lost its target meanwhile): also frees the way.
+        s.handle_returned(&next[0].key, next[0].seq);
+        assert_eq!(drain(&mut s, t0 + MS * 61).len(), 1);
     }
 
     /// Without a circuit breaker every key retries on its own backoff; with one, failures that a

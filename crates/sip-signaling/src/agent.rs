@@ -163,7 +163,8 @@ pub enum CallEvent {
         /// The status code.
         code: u16,
     },
-    /// 183 Session Progress (early media is not played).
+    /// A provisional response other than 180-182 (183 Session Progress), with its SDP: an early
+    /// answer for early media (RFC 3960), which the caller may play.
     Progress {
         /// Early SDP, if any.
         sdp: Option<Bytes>,
@@ -580,8 +581,14 @@ impl UserAgent {
             Uri::Other(_) => return Err(Error::InvalidArgument("only sip:, sips: and tel: URIs can be called".into())),
         };
         let transport = req.destination.transport;
-        let udp_only =
-            req.uri.as_sip().is_some_and(|u| u.transport_param().is_some_and(|t| t.eq_ignore_ascii_case("udp")));
+        // The operator's `transport=udp`: on the first hop's URI (the outbound proxy, when one is
+        // pre-loaded), which is what the request goes to.
+        let udp_only = req
+            .route
+            .first()
+            .unwrap_or(&req.uri)
+            .as_sip()
+            .is_some_and(|u| u.transport_param().is_some_and(|t| t.eq_ignore_ascii_case("udp")));
         let preloaded: Vec<NameAddr> = req
             .route
             .iter()
@@ -2441,8 +2448,6 @@ fn build_non2xx_ack(invite: &[u8], resp: &Message, limits: Limits) -> Option<Vec
     Some(ack.to_bytes())
 }
 
-/// A small stable hash for stateless To tags (the same request always gets
-/// the same tag, so retransmissions get identical answers).
 /// The session interval a 2xx sets: what it says, except that when we refresh a value larger than
 /// we asked is not kept (a UAS may only lower it, RFC 4028 §9). When the far end refreshes, its
 /// own interval is what it refreshes by, so expiring the session earlier would end a live call.
@@ -2460,6 +2465,8 @@ fn set_top_via(m: &mut Message, value: String) {
     }
 }
 
+/// A small stable hash for stateless To tags (the same request always gets
+/// the same tag, so retransmissions get identical answers).
 fn fnv(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }

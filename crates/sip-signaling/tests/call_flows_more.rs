@@ -1245,7 +1245,7 @@ fn an_outbound_proxy_carries_every_request() {
     let mut h = Harness::new(Transport::Udp);
     let call = dial(&mut h);
     let (to, invite) = h.sent_with_targets().remove(0);
-    assert_eq!(to, h.peer(), "to the proxy's address");
+    assert_eq!(to, h.peer(), "to the destination (the proxy's address, which the driver resolves)");
     assert_eq!(ruri(&invite), "sip:+15551234@carrier.example");
     assert_eq!(hdr(&invite, HeaderName::Route).as_deref(), Some("<sip:sbc.carrier.example;lr>"));
     h.deliver(&respond(&invite, 180, "Ringing", Some("b")));
