@@ -166,8 +166,8 @@ impl SendRate {
         } else {
             self.heard.push((sender, now));
         }
-        let bounding = self.requests.iter().min_by_key(|(_, _, media)| *media).map(|(_, tmmb, _)| *tmmb);
-        Some(RtcpPacket::Tmmbn { sender: ours, entries: bounding.into_iter().collect() })
+        let requests: Vec<Tmmb> = self.requests.iter().map(|(_, tmmb, _)| *tmmb).collect();
+        Some(RtcpPacket::Tmmbn { sender: ours, entries: bounding_set(&requests) })
     }
 
     /// An owner of a request left (RTCP BYE): its limit goes with it (RFC 5104 §4.2.1.2).
@@ -276,6 +276,41 @@ impl Resend {
     }
 }
 
+/// RFC 5104 §3.5.4.2's bounding set of TMMBR tuples: those that are the most restrictive at some
+/// packet rate. A tuple limits the media bitrate at packet rate `r` to `bitrate - 8·overhead·r`, a
+/// line falling with its overhead; the set is the lower envelope of those lines for `r ≥ 0`. The
+/// envelope changes only at `r = 0` and where two lines cross, so each of those packet rates is
+/// tried (few owners: at most [`MAX_OWNERS`]). Of equal tuples the first is kept.
+pub(crate) fn bounding_set(tuples: &[Tmmb]) -> Vec<Tmmb> {
+    // Net bitrate at packet rate r, in bit/s (f64: exact enough for RTCP's 17-bit mantissas).
+    let net = |t: &Tmmb, r: f64| t.bitrate as f64 - 8.0 * f64::from(t.overhead) * r;
+    let mut rates = vec![0.0f64];
+    for (i, a) in tuples.iter().enumerate() {
+        for b in &tuples[i + 1..] {
+            if a.overhead != b.overhead {
+                let r = (a.bitrate as f64 - b.bitrate as f64) / (8.0 * (f64::from(a.overhead) - f64::from(b.overhead)));
+                if r > 0.0 && r.is_finite() {
+                    rates.push(r);
+                }
+            }
+        }
+    }
+    let mut set: Vec<Tmmb> = Vec::new();
+    for r in rates {
+        // Just past each crossing as well, where the steeper line has taken over.
+        for r in [r, r * (1.0 + 1e-9) + 1e-9] {
+            let lowest = tuples.iter().map(|t| net(t, r)).fold(f64::INFINITY, f64::min);
+            for t in tuples {
+                let same_line = |s: &Tmmb| s.bitrate == t.bitrate && s.overhead == t.overhead;
+                if net(t, r) <= lowest && !set.iter().any(same_line) {
+                    set.push(*t);
+                }
+            }
+        }
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +331,28 @@ mod tests {
         r.set_sdp_limit(Some(1));
         assert_eq!(r.target(), media_mixer::h264::MIN_BITRATE, "never below what the encoders take");
         assert_eq!(SendRate::new(0, None, t0).target(), media_mixer::h264::MIN_BITRATE);
+    }
+
+    /// RFC 5104 §3.5.4.2: the bounding set is every tuple that binds at some packet rate: the
+    /// lowest bitrate at low packet rates, and a higher one with a larger per-packet overhead at
+    /// high ones; a tuple above the others at every rate does not bind; equal tuples count once.
+    #[test]
+    fn the_tmmbn_carries_the_bounding_set() {
+        let t = |ssrc, bitrate, overhead| Tmmb { ssrc, bitrate, overhead };
+        // One tuple: itself.
+        assert_eq!(bounding_set(&[t(1, 300_000, 40)]), vec![t(1, 300_000, 40)]);
+        // A line lower everywhere (a lower bitrate and a larger overhead: it starts lower and
+        // falls faster) alone binds.
+        assert_eq!(bounding_set(&[t(1, 300_000, 40), t(2, 200_000, 60)]), vec![t(2, 200_000, 60)]);
+        // A lower bitrate with a smaller overhead falls slower: past 625 packets/s the other binds.
+        assert_eq!(bounding_set(&[t(1, 300_000, 40), t(2, 200_000, 20)]), vec![t(2, 200_000, 20), t(1, 300_000, 40)]);
+        // Lines that cross at r = (300k - 200k) / (8 · (100 - 20)) ≈ 156 packets/s: the lower
+        // bitrate binds below it, the one with the larger overhead above it; a third tuple above
+        // both at every rate (its line starts higher and falls no faster than the first) does not.
+        let set = bounding_set(&[t(1, 300_000, 100), t(2, 200_000, 20), t(3, 350_000, 100)]);
+        assert_eq!(set, vec![t(2, 200_000, 20), t(1, 300_000, 100)]);
+        // Equal tuples of two owners: listed once.
+        assert_eq!(bounding_set(&[t(1, 150_000, 40), t(2, 150_000, 40)]).len(), 1);
     }
 
     /// RFC 5104: a TMMBR for our SSRC limits the media bitrate (its total less the headers of
