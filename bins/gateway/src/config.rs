@@ -172,6 +172,11 @@ pub const KEYS: &[Key] = &[
         default: "none (retry until delivered)",
         help: "give an event up (dead letter) after this many attempts",
     },
+    Key {
+        name: "callbacks.circuit_after",
+        default: "5",
+        help: "a project's failures in a row after which its deliveries wait for one probe at a time; 0: never",
+    },
 ];
 
 /// The environment variables of the one project the environment may add.
@@ -417,6 +422,8 @@ pub struct Settings {
     pub callback_request_timeout: Duration,
     /// Dead-letter after this many attempts.
     pub callback_max_attempts: Option<u32>,
+    /// Failures in a row that open a project's circuit breaker; `None`: never.
+    pub callback_circuit_after: Option<u32>,
     /// The configured projects (the demo project is added at start-up).
     pub projects: Vec<ProjectSettings>,
     /// What was ignored (logged at start-up).
@@ -720,6 +727,8 @@ fn resolve(
         let n = integer(r)?;
         u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| format!("{n} is not a positive count"))
     })?;
+    let callback_circuit_after =
+        layers.get_or("callbacks.circuit_after", Some(5), |r| bounded(r, 0, 1000).map(|n| (n > 0).then_some(n)))?;
     let mut projects: Vec<ProjectSettings> = Vec::new();
     for (label, entry, origin) in entries {
         let p = project(&label, entry, &origin)?;
@@ -777,6 +786,7 @@ fn resolve(
         callback_max_backoff,
         callback_request_timeout,
         callback_max_attempts,
+        callback_circuit_after,
         projects,
         warnings: Vec::new(),
     })
@@ -1139,6 +1149,7 @@ impl Settings {
             format!("callbacks.max_backoff = {}", d(self.callback_max_backoff)),
             format!("callbacks.request_timeout = {}", d(self.callback_request_timeout)),
             format!("callbacks.max_attempts = {}", opt(self.callback_max_attempts.map(|n| n.to_string()))),
+            format!("callbacks.circuit_after = {}", self.callback_circuit_after.unwrap_or(0)),
         ];
         for p in &self.projects {
             let kind = if p.project.secret().is_some() { "api_key" } else { "application_id" };

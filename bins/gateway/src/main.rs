@@ -197,6 +197,7 @@ async fn run(settings: Settings) -> ExitCode {
         max_backoff: settings.callback_max_backoff,
         request_timeout: settings.callback_request_timeout,
         max_attempts: settings.callback_max_attempts,
+        circuit_after: settings.callback_circuit_after,
         projects: targets.clone(),
         ..CallbackConfig::default()
     };
