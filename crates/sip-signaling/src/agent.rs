@@ -1322,14 +1322,7 @@ impl UserAgent {
             return;
         };
         info!(call = %CallHandle(h), "forked 2xx from another branch: ACK and BYE");
-        let seq = d.local_seq;
-        let mut ack = d.request(Method::Ack, seq);
-        let branch = self.new_branch();
-        ack.headers
-            .0
-            .insert(0, crate::header::Header { name: HeaderName::Via, value: self.via(d.next_hop.transport, &branch) });
-        ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
-        self.transmits.push_back(Transmit { target: d.next_hop.clone(), payload: ack.to_bytes() });
+        self.send_2xx_ack(d.request(Method::Ack, d.local_seq), &d.next_hop);
         let seq = d.next_seq();
         let bye = d.request(Method::Bye, seq);
         let branch = self.new_branch();
@@ -1418,14 +1411,7 @@ impl UserAgent {
                 _ => None,
             };
             let cancel_requested = c.cancel_requested;
-            let branch = self.new_branch();
-            let mut ack = ack;
-            ack.headers
-                .0
-                .insert(0, crate::header::Header { name: HeaderName::Via, value: self.via(target.transport, &branch) });
-            ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
-            let bytes = ack.to_bytes();
-            self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
+            let bytes = self.send_2xx_ack(ack, &target);
             if let Some(c) = self.calls.get_mut(&h) {
                 c.ack_2xx = Some((local_seq, bytes, target));
             }
@@ -1530,8 +1516,17 @@ impl UserAgent {
         let Some(d) = c.dialog.as_mut() else { return };
         d.refresh_target(msg, &c.initial_target);
         let seq = msg.cseq().map(|s| s.seq).unwrap_or(0);
-        let mut ack = d.request(Method::Ack, seq);
+        let ack = d.request(Method::Ack, seq);
         let target = d.next_hop.clone();
+        let bytes = self.send_2xx_ack(ack, &target);
+        if let Some(c) = self.calls.get_mut(&h) {
+            c.ack_2xx = Some((seq, bytes, target));
+        }
+    }
+
+    /// Sends the ACK of a 2xx (RFC 3261 §13.2.2.4: its own transaction-less request, with a new
+    /// branch) to `target`; returns its bytes, for retransmissions of the 2xx.
+    fn send_2xx_ack(&mut self, mut ack: Message, target: &Target) -> Vec<u8> {
         let branch = self.new_branch();
         ack.headers
             .0
@@ -1539,9 +1534,7 @@ impl UserAgent {
         ack.headers.push(HeaderName::MaxForwards, self.config.max_forwards.to_string());
         let bytes = ack.to_bytes();
         self.transmits.push_back(Transmit { target: target.clone(), payload: bytes.clone() });
-        if let Some(c) = self.calls.get_mut(&h) {
-            c.ack_2xx = Some((seq, bytes, target));
-        }
+        bytes
     }
 
     fn in_dialog_response(
