@@ -828,10 +828,7 @@ async fn a_webrtc_participant_and_the_sip_party_hear_each_other() {
 
     let port = free_port();
     let bs = Baresip::start("dial-webrtc", port, "", 440);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
     let sip_stream = answer["streamId"].as_str().expect("stream").to_owned();
     let offer = peer::Offer::new(peer::Mode::Subscribe, true, false).await;
     let reply = signal.request(json!({"type": "subscribe", "streamId": sip_stream, "sdp": offer.sdp})).await;
@@ -924,11 +921,8 @@ async fn the_streams_list_limits_what_the_sip_party_hears() {
     let high = tone_publisher(&g.service, &sid, "tone-2000", 2000.0);
     let port = free_port();
     let bs = Baresip::start("dial-streams", port, "", 440);
-    let (status, answer) =
-        dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "streams": ["tone-2000"]})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer =
+        dial_answered(&mut g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}"), "streams": ["tone-2000"]})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cid = answer["connectionId"].as_str().expect("cid");
     let _ = force_disconnect(&mut g, &sid, cid).await;
@@ -953,10 +947,7 @@ async fn streams_joining_and_leaving_mid_call_are_picked_up_and_dropped() {
     let first = tone_publisher(&g.service, &sid, "tone-a-1000", 1000.0);
     let port = free_port();
     let bs = Baresip::start("dial-join-leave", port, "", 440);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:bs@127.0.0.1:{port}")})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = tone_publisher(&g.service, &sid, "tone-b-2000", 2000.0);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1166,6 +1157,16 @@ async fn dial_socket_far_end(
 fn tap_sip_stream(g: &Gateway, answer: &Value) -> mpsc::UnboundedReceiver<MediaFrame> {
     let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
     g.service.tap(&stream).expect("tap the SIP stream").1
+}
+
+/// Dials (`sip`: the dial request's `sip` object), expects 200 and waits for the call to be
+/// ACTIVE: the dial's answer.
+async fn dial_answered(g: &mut Gateway, sid: &SessionId, sip: Value) -> Value {
+    let (status, answer) = dial(g, sid, sip).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = until_active(g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    answer
 }
 
 /// An RTP packet as a far end sends it.
@@ -1857,10 +1858,7 @@ async fn a_failed_call_leaves_the_other_calls_audio_alone() {
     let feeder = tone_publisher(&g.service, &sid, "tone-mixer", 1000.0);
     let (media, media_port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(media_port, false)).await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
     let (packets, tone) = heard(&media, Duration::from_secs(1)).await;
     assert!(packets >= 40 && tone > 0.8, "the first call hears the session: {packets} packets, tone {tone:.2}");
 
@@ -1891,10 +1889,7 @@ async fn a_hang_up_says_bye_on_the_media_first() {
     let far = common::uas::uas(move |_| format!("{}a=rtcp-mux\r\n", pcmu_answer(media_port, false))).await;
     far.delay_bye_replies(Duration::from_secs(1));
     let uri = format!("sip:pbx@127.0.0.1:{}", far.port);
-    let (status, answer) = dial(&g, &sid, json!({"uri": uri})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": uri})).await;
     // What reaches the far end's media socket: RTP, and when the RTCP BYE came.
     let recorder = tokio::spawn(async move {
         let (mut rtp, mut bye_at, mut rtp_after_bye) = (0usize, None, 0usize);
@@ -1947,10 +1942,7 @@ async fn digits_in_sip_info_are_heard_once() {
     let (_media, media_port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(media_port, false)).await;
     let uri = format!("sip:pbx@127.0.0.1:{}", far.port);
-    let (status, answer) = dial(&g, &sid, json!({"uri": uri, "observeForceMute": true})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": uri, "observeForceMute": true})).await;
     let conn = answer["connectionId"].as_str().expect("cid").to_owned();
     let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
     for (content_type, body) in [
@@ -1972,10 +1964,7 @@ async fn digits_in_sip_info_are_heard_once() {
     // A party that sends each press both ways: RFC 4733 from its media, then the same key in INFO.
     let (media, media_port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(media_port, true)).await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:both@127.0.0.1:{}", far.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:both@127.0.0.1:{}", far.port)})).await;
     let conn = answer["connectionId"].as_str().expect("cid").to_owned();
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
@@ -2420,10 +2409,7 @@ async fn a_redirect_is_followed_and_a_loop_is_not() {
     let mut desk = common::uas::uas(move |_| pcmu_answer(port, false)).await;
     let desk_port = desk.port;
     let server = common::uas::redirector(move |_| format!("<sip:desk@127.0.0.1:{desk_port}>;q=0.8")).await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:main@127.0.0.1:{}", server.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:main@127.0.0.1:{}", server.port)})).await;
     let offer = tokio::time::timeout(Duration::from_secs(1), &mut desk.offer).await.expect("in time").expect("offer");
     assert!(offer.contains("m=audio"), "the desk got the INVITE, with our offer: {offer}");
     assert_eq!(server.invites.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -2462,10 +2448,7 @@ async fn an_offerless_re_invite_is_answered_and_followed() {
         )
     })
     .await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
     let mut buf = vec![0u8; 2048];
     let (n, gateway_rtp) =
         tokio::time::timeout(Duration::from_secs(2), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
@@ -2512,10 +2495,7 @@ async fn a_sendonly_hold_stops_our_audio_until_the_resume() {
     let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
     let (media, port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:held@127.0.0.1:{}", far.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:held@127.0.0.1:{}", far.port)})).await;
     let (packets, _) = heard(&media, Duration::from_millis(600)).await;
     assert!(packets >= 20, "audio before the hold: {packets} packets");
     let offer = |version: u32, direction: &str| {
@@ -2551,10 +2531,7 @@ async fn a_re_offer_that_changes_the_codec_is_followed() {
     let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
     let (media, port) = media_socket().await;
     let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
-    assert_eq!(status, 200, "{answer}");
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
     // Packets of `pt` for `ms`: their SSRCs and payloads.
     let collect = |pt: u8, ms: u64| {
         let media = &media;
