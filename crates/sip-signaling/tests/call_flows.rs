@@ -363,15 +363,7 @@ fn custom_headers_are_validated() {
 #[test]
 fn session_timer_refresh_as_uac() {
     let mut h = Harness::new(Transport::Udp);
-    h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    let mut ok = ok_with_sdp(&invite, "b");
-    ok.headers.push(HeaderName::SessionExpires, "120;refresher=uac");
-    ok.headers.push(HeaderName::Allow, "INVITE, ACK, BYE, UPDATE");
-    ok.headers.push(HeaderName::Require, "timer");
-    h.deliver(&ok);
-    h.sent_one();
-    h.events();
+    answered_with_timer(&mut h, "120;refresher=uac", Some("INVITE, ACK, BYE, UPDATE"));
     h.advance(Duration::from_secs(59));
     assert!(h.sent().is_empty());
     h.advance(Duration::from_millis(1100));
@@ -390,13 +382,7 @@ fn session_timer_refresh_as_uac() {
 #[test]
 fn session_expires_without_refresh() {
     let mut h = Harness::new(Transport::Udp);
-    h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    let mut ok = ok_with_sdp(&invite, "b");
-    ok.headers.push(HeaderName::SessionExpires, "90;refresher=uas");
-    h.deliver(&ok);
-    h.sent_one();
-    h.events();
+    answered_with_timer(&mut h, "90;refresher=uas", None);
     h.advance(Duration::from_secs(59));
     assert!(h.sent().is_empty());
     h.advance(Duration::from_millis(1100));
@@ -544,14 +530,7 @@ fn a_forked_dialogs_bye_outlives_the_call() {
 #[test]
 fn a_longer_interval_refreshed_by_the_far_end_is_kept() {
     let mut h = Harness::new(Transport::Udp);
-    h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    let mut ok = ok_with_sdp(&invite, "b");
-    ok.headers.push(HeaderName::SessionExpires, "3600;refresher=uas");
-    ok.headers.push(HeaderName::Require, "timer");
-    h.deliver(&ok);
-    h.sent_one();
-    h.events();
+    answered_with_timer(&mut h, "3600;refresher=uas", None);
     h.advance(Duration::from_secs(1900));
     assert!(h.sent().is_empty(), "no BYE at the end of the 1800 s we asked");
     h.advance(Duration::from_secs(1700));

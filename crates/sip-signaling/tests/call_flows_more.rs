@@ -1152,14 +1152,7 @@ fn a_re_invite_left_in_proceeding_ends_the_dialog() {
 #[test]
 fn a_flood_of_requests_does_not_grow_the_timer_heap() {
     let mut h = Harness::new(Transport::Udp);
-    h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    let mut ok = ok_with_sdp(&invite, "bobtag");
-    ok.headers.push(HeaderName::SessionExpires, "4000000;refresher=uac");
-    ok.headers.push(HeaderName::Require, "timer");
-    h.deliver(&ok);
-    h.sent_one();
-    h.events();
+    let (_call, ok) = answered_with_timer(&mut h, "4000000;refresher=uac", None);
     let before = h.ua.timer_entries();
     for n in 0..2000u32 {
         h.deliver(&peer_request(&ok, "OPTIONS", 10 + n, &format!("z9hG4bKflood{n}")));
@@ -1202,15 +1195,7 @@ fn a_re_invite_2xx_crossing_our_bye_is_acked() {
 #[test]
 fn a_refresh_due_during_a_failed_offer_exchange_is_sent_after_it() {
     let mut h = Harness::new(Transport::Udp);
-    let call = h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    let mut ok = ok_with_sdp(&invite, "bobtag");
-    ok.headers.push(HeaderName::SessionExpires, "120;refresher=uac");
-    ok.headers.push(HeaderName::Allow, "INVITE, ACK, BYE, UPDATE");
-    ok.headers.push(HeaderName::Require, "timer");
-    h.deliver(&ok);
-    h.sent_one();
-    h.events();
+    let (call, _ok) = answered_with_timer(&mut h, "120;refresher=uac", Some("INVITE, ACK, BYE, UPDATE"));
     h.advance(Duration::from_secs(59));
     h.ua.reinvite(h.now, call, Bytes::from_static(OFFER2)).expect("re-INVITE");
     let reinvite = h.sent_one();

@@ -173,6 +173,23 @@ pub fn ok_with_sdp(req: &Message, tag: &str) -> Message {
     r
 }
 
+/// Dials and answers with a 2xx carrying `Session-Expires: session_expires` (with `Require: timer`)
+/// and, when given, `Allow: allow`; the ACK and events are drained. Returns the call and the 2xx.
+pub fn answered_with_timer(h: &mut Harness, session_expires: &str, allow: Option<&str>) -> (CallHandle, Message) {
+    let call = h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let mut ok = ok_with_sdp(&invite, "bobtag");
+    ok.headers.push(HeaderName::SessionExpires, session_expires);
+    if let Some(allow) = allow {
+        ok.headers.push(HeaderName::Allow, allow);
+    }
+    ok.headers.push(HeaderName::Require, "timer");
+    h.deliver(&ok);
+    h.sent_one();
+    h.events();
+    (call, ok)
+}
+
 /// A request from the far end inside the dialog established by `ok`
 /// (the 200 OK we answered the INVITE with).
 pub fn peer_request(ok: &Message, method: &str, seq: u32, branch: &str) -> Message {
