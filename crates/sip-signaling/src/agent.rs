@@ -407,6 +407,19 @@ pub struct UserAgent {
     /// The deadline each timer key was last pushed with (the heap gets a key again only when its
     /// deadline comes earlier, so touching an entity does not grow the heap).
     scheduled: HashMap<TimerKey, Instant>,
+    /// The last 2xx ACK of each call that ended, by Call-ID, kept for 64*T1: a 2xx retransmitted
+    /// after the call is gone (our ACK was lost, and the BYE finished first) is still ACKed.
+    ended_acks: HashMap<String, EndedAck>,
+}
+
+/// The last 2xx ACK of an ended call (see [`UserAgent::ended_acks`]).
+#[derive(Debug)]
+struct EndedAck {
+    to_tag: Option<String>,
+    seq: u32,
+    bytes: Vec<u8>,
+    target: Target,
+    until: Instant,
 }
 
 /// Counters for monitoring.
@@ -439,6 +452,7 @@ impl UserAgent {
             transmits: VecDeque::new(),
             timers: BinaryHeap::new(),
             scheduled: HashMap::new(),
+            ended_acks: HashMap::new(),
             tcp_refused: HashMap::new(),
             touched: Vec::new(),
             events: VecDeque::new(),
@@ -1278,7 +1292,7 @@ impl UserAgent {
                         self.send_bye(now, h, reason);
                         return;
                     }
-                    self.finish_call(h, None);
+                    self.finish_call(now, h, None);
                 }
             }
             Purpose::ForkBye => {}
@@ -1292,7 +1306,7 @@ impl UserAgent {
     fn handle_late_2xx(&mut self, now: Instant, msg: &Message) {
         let Ok(call_id) = msg.call_id() else { return };
         let Some(&h) = self.by_call_id.get(call_id) else {
-            self.stats.stray_responses += 1;
+            self.ack_after_end(now, msg, call_id);
             return;
         };
         self.touched.push(TimerKey::Call(h));
@@ -1309,6 +1323,23 @@ impl UserAgent {
             }
         } else if to_tag.is_some() {
             self.ack_and_bye_fork(now, h, msg);
+        }
+    }
+
+    /// A 2xx for a call that has ended: its ACK is sent again when the 2xx repeats the one it
+    /// acknowledged (same dialog, same CSeq); anything else is stray.
+    fn ack_after_end(&mut self, now: Instant, msg: &Message, call_id: &str) {
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let seq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        match self.ended_acks.get(call_id) {
+            Some(e) if e.until > now && e.seq == seq && e.to_tag == to_tag => {
+                debug!(call_id, "2xx retransmission after the call ended: resending ACK");
+                self.transmits.push_back(Transmit { target: e.target.clone(), payload: e.bytes.clone() });
+            }
+            _ => {
+                self.stats.stray_responses += 1;
+                debug!("stray 2xx dropped");
+            }
         }
     }
 
@@ -1378,7 +1409,7 @@ impl UserAgent {
                     warn!(call = %handle, error = %e, "2xx without a usable dialog; failing the call");
                     self.events
                         .push_back((handle, CallEvent::Failed { code: 502, reason: format!("Bad Gateway ({e})") }));
-                    self.remove_call(h);
+                    self.remove_call(now, h);
                     return;
                 }
             };
@@ -1454,7 +1485,7 @@ impl UserAgent {
             if !contacts.is_empty() {
                 info!(call = %handle, code, targets = contacts.len(), "redirected");
                 self.events.push_back((handle, CallEvent::Redirected { code, reason, contacts }));
-                self.remove_call(h);
+                self.remove_call(now, h);
                 return;
             }
         }
@@ -1467,7 +1498,7 @@ impl UserAgent {
             info!(call = %handle, code, %reason, "call failed");
             self.events.push_back((handle, CallEvent::Failed { code, reason }));
         }
-        self.remove_call(h);
+        self.remove_call(now, h);
     }
 
     /// Records the challenge of a 401/407 so the next request answers it.
@@ -1617,7 +1648,7 @@ impl UserAgent {
             warn!(call = %handle, code, "in-dialog request failed: dialog gone");
             if code == 481 {
                 self.events.push_back((handle, CallEvent::Ended { reason: EndReason::DialogGone }));
-                self.remove_call(h);
+                self.remove_call(now, h);
             } else {
                 self.send_bye(now, h, EndReason::DialogGone);
             }
@@ -1828,7 +1859,7 @@ impl UserAgent {
                 info!(call = %handle, "BYE from the peer");
                 self.respond_simple(now, h, key, source, &msg, 200, "OK", false);
                 self.events.push_back((handle, CallEvent::Ended { reason: EndReason::RemoteHangup }));
-                self.remove_call(h);
+                self.remove_call(now, h);
             }
             Method::Invite | Method::Update => {
                 let kind = if method == Method::Invite { OfferKind::ReInvite } else { OfferKind::Update };
@@ -2096,7 +2127,7 @@ impl UserAgent {
                 if let Some(c) = self.calls.get_mut(&h) {
                     c.end_reason = EndReason::TransportFailure;
                 }
-                self.finish_call(h, None);
+                self.finish_call(now, h, None);
             }
         }
     }
@@ -2133,7 +2164,7 @@ impl UserAgent {
         let h = tx.call;
         self.touched.push(TimerKey::Call(h));
         match tx.purpose {
-            Purpose::Bye => self.finish_call(h, None),
+            Purpose::Bye => self.finish_call(now, h, None),
             Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info | Purpose::Probe => {
                 let resp = Message::response(503, "Service Unavailable (transport failure)");
                 self.in_dialog_response(now, h, tx.purpose, resp, 503, None);
@@ -2158,18 +2189,18 @@ impl UserAgent {
                     CallEvent::Failed { code, reason: reason.to_owned() }
                 };
                 self.events.push_back((handle, ev));
-                self.remove_call(h);
+                self.remove_call(now, h);
             }
             Purpose::Cancel => self.cancel_refused(h),
             Purpose::ForkBye => {}
-            Purpose::Bye => self.finish_call(h, None),
+            Purpose::Bye => self.finish_call(now, h, None),
             _ => {
                 if code == 503 {
                     if let Some(c) = self.calls.get_mut(&h) {
                         c.state = State::Ending;
                         c.end_reason = EndReason::TransportFailure;
                     }
-                    self.finish_call(h, None);
+                    self.finish_call(now, h, None);
                 } else {
                     self.send_bye(now, h, EndReason::DialogGone);
                 }
@@ -2187,17 +2218,25 @@ impl UserAgent {
         }
     }
 
-    fn finish_call(&mut self, h: u64, reason: Option<EndReason>) {
+    fn finish_call(&mut self, now: Instant, h: u64, reason: Option<EndReason>) {
         let Some(c) = self.calls.get(&h) else { return };
         let reason = reason.unwrap_or(c.end_reason);
         info!(call = %CallHandle(h), ?reason, "call ended");
         self.events.push_back((CallHandle(h), CallEvent::Ended { reason }));
-        self.remove_call(h);
+        self.remove_call(now, h);
     }
 
-    fn remove_call(&mut self, h: u64) {
+    fn remove_call(&mut self, now: Instant, h: u64) {
         if let Some(c) = self.calls.remove(&h) {
             self.by_call_id.remove(&c.call_id);
+            // Kept for 64*T1, the time a far end retransmits a 2xx (RFC 3261 §13.3.1.4). Expired
+            // entries go here, so the map holds at most the calls ended within that time.
+            self.ended_acks.retain(|_, e| e.until > now);
+            if let Some((seq, bytes, target)) = c.ack_2xx {
+                let to_tag = c.dialog.as_ref().and_then(|d| d.remote.tag().map(str::to_owned));
+                let until = now + self.config.timers.t64();
+                self.ended_acks.insert(c.call_id, EndedAck { to_tag, seq, bytes, target, until });
+            }
         }
         // Requests of the call still waiting for an answer are given up (finished transactions
         // linger on their own timers, to absorb retransmissions). A BYE to an extra forked dialog

@@ -1187,6 +1187,23 @@ fn a_re_invite_2xx_crossing_our_bye_is_acked() {
     assert_in_dialog(&ack, &invite, Method::Ack, seq(&reinvite));
     h.deliver(&respond(&bye, 200, "OK", Some("bobtag")));
     assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::LocalHangup }]);
+    // Our ACK was lost: the 2xx comes again after the call is gone, and gets the same ACK; one
+    // for another CSeq or dialog does not, and after 64*T1 nothing is kept.
+    let reinvite_ok = with_sdp(respond(&reinvite, 200, "OK", Some("bobtag")), PEER_OFFER);
+    h.advance(Duration::from_millis(500));
+    h.deliver(&reinvite_ok);
+    assert_eq!(h.sent_one().to_bytes(), ack.to_bytes(), "the same ACK again");
+    h.deliver(&with_sdp(respond(&invite, 200, "OK", Some("bobtag")), PEER_OFFER));
+    assert!(h.sent().is_empty(), "not the ACK of the INVITE's 2xx");
+    let mut forked = reinvite_ok.clone();
+    for hd in forked.headers.0.iter_mut().filter(|hd| hd.name == HeaderName::To) {
+        hd.value = hd.value.replace("tag=bobtag", "tag=othertag");
+    }
+    h.deliver(&forked);
+    assert!(h.sent().is_empty(), "not the ACK of another dialog's 2xx");
+    h.advance(Duration::from_secs(32));
+    h.deliver(&reinvite_ok);
+    assert!(h.sent().is_empty(), "forgotten after 64*T1");
 }
 
 /// A session refresh that falls due while an offer exchange is under way waits for it, and is
