@@ -400,7 +400,8 @@ pub struct UserAgent {
     events: VecDeque<(CallHandle, CallEvent)>,
     reject_tokens: f64,
     reject_refill: Option<Instant>,
-    framers: HashMap<Target, StreamFramer>,
+    /// Stream framers by transport, address and connection (see [`UserAgent::handle_stream_input`]).
+    framers: HashMap<(Transport, SocketAddr, u64), StreamFramer>,
     stats: Stats,
     /// Addresses whose TCP connection failed for a large request, until when they get UDP only.
     tcp_refused: HashMap<SocketAddr, Instant>,
@@ -1094,13 +1095,24 @@ impl UserAgent {
 
     /// Feeds bytes received from `source`. For UDP pass one datagram; for
     /// TCP and TLS pass whatever the socket returned (the user agent frames
-    /// the stream per connection).
+    /// the stream of each address; an application that may hold two
+    /// connections to one address uses [`handle_stream_input`](Self::handle_stream_input)).
     pub fn handle_input(&mut self, now: Instant, source: Target, data: &[u8]) {
-        self.handle_input_inner(now, source, data);
+        self.handle_input_inner(now, source, 0, data);
         self.reschedule();
     }
 
-    fn handle_input_inner(&mut self, now: Instant, source: Target, data: &[u8]) {
+    /// Feeds bytes read from stream connection `connection` (an identifier the application
+    /// chooses, not 0) to `source`. Each connection is framed on its own, so two connections
+    /// with one address (the far end's connection to us arriving from the port ours went to,
+    /// as stacks that reuse their listening port do) never mix their bytes. Once the connection
+    /// is gone, [`forget_stream`](Self::forget_stream) drops what it left half-read.
+    pub fn handle_stream_input(&mut self, now: Instant, source: Target, connection: u64, data: &[u8]) {
+        self.handle_input_inner(now, source, connection, data);
+        self.reschedule();
+    }
+
+    fn handle_input_inner(&mut self, now: Instant, source: Target, connection: u64, data: &[u8]) {
         if !source.transport.is_reliable() {
             if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
                 return; // UDP keep-alive
@@ -1109,7 +1121,8 @@ impl UserAgent {
             return;
         }
         let limits = self.config.limits;
-        let framer = self.framers.entry(source.clone()).or_insert_with(|| StreamFramer::new(limits));
+        let key = (source.transport, source.addr, connection);
+        let framer = self.framers.entry(key).or_insert_with(|| StreamFramer::new(limits));
         framer.push(data);
         let mut frames = Vec::new();
         loop {
@@ -1119,7 +1132,7 @@ impl UserAgent {
                 Err(e) => {
                     warn!(%source, error = %e, "unframeable stream, dropping its buffer");
                     self.stats.malformed += 1;
-                    self.framers.remove(&source);
+                    self.framers.remove(&key);
                     break;
                 }
             }
@@ -1141,8 +1154,12 @@ impl UserAgent {
     /// answer, 405 included, keeps it up. A peer that closes idle connections
     /// on purpose loses nothing; one that crashed is noticed at once rather
     /// than when the media times out.
+    ///
+    /// What the connection left half-read is dropped for [`handle_input`](Self::handle_input)'s
+    /// streams; a connection fed through [`handle_stream_input`](Self::handle_stream_input) is
+    /// forgotten with [`forget_stream`](Self::forget_stream).
     pub fn handle_connection_closed(&mut self, now: Instant, source: &Target) {
-        self.framers.remove(source);
+        self.framers.remove(&(source.transport, source.addr, 0));
         if !source.transport.is_reliable() {
             return;
         }
@@ -2086,10 +2103,11 @@ impl UserAgent {
         self.reschedule();
     }
 
-    /// Forgets what a stream connection to `source` left half-read, without anything else: the
-    /// driver's notice that a connection it already replaced closed.
-    pub fn forget_stream(&mut self, source: &Target) {
-        self.framers.remove(source);
+    /// Forgets what stream connection `connection` to `source` left half-read (0: the stream of
+    /// [`handle_input`](Self::handle_input)), without anything else: for a connection that is
+    /// gone, reported or not by [`handle_connection_closed`](Self::handle_connection_closed).
+    pub fn forget_stream(&mut self, source: &Target, connection: u64) {
+        self.framers.remove(&(source.transport, source.addr, connection));
     }
 
     fn handle_transport_error_inner(&mut self, now: Instant, target: &Target) {
@@ -2101,7 +2119,7 @@ impl UserAgent {
             .filter(|(_, t)| same(&t.target) && matches!(t.state, ClientState::Calling | ClientState::Proceeding))
             .map(|(k, _)| k.clone())
             .collect();
-        self.framers.retain(|t, _| !same(t));
+        self.framers.remove(&(target.transport, target.addr, 0));
         for k in keys {
             let Some(tx) = self.client_txs.remove(&k) else { continue };
             warn!(call = %CallHandle(tx.call), %target, "transport failure");

@@ -1282,3 +1282,32 @@ fn an_outbound_proxy_carries_every_request() {
     h.events();
     h.ua.hangup(h.now, call).expect("hangup");
 }
+
+/// Two stream connections with one address (a far end that connects back from the port ours went
+/// to, as stacks that reuse their listening port do) are framed apart: a message on one arriving
+/// between the halves of a message on the other corrupts neither. A connection that is gone
+/// leaves nothing behind for the next one with its id.
+#[test]
+fn two_connections_with_one_address_are_framed_apart() {
+    let mut h = Harness::new(Transport::Tcp);
+    h.dial("sip:bob@biloxi.example.com;transport=tcp");
+    let invite = h.sent_one();
+    let peer = h.peer();
+    let ringing = respond(&invite, 180, "Ringing", Some("bobtag")).to_bytes();
+    let progress = respond(&invite, 183, "Session Progress", Some("bobtag")).to_bytes();
+    let (head, tail) = ringing.split_at(ringing.len() / 2);
+    h.ua.handle_stream_input(h.now, peer.clone(), 1, head);
+    h.ua.handle_stream_input(h.now, peer.clone(), 2, &progress);
+    h.ua.handle_stream_input(h.now, peer.clone(), 1, tail);
+    assert_eq!(h.events(), vec![CallEvent::Progress { sdp: None }, CallEvent::Ringing { code: 180 }]);
+
+    // Connection 2 closes half-way through a message: its half is dropped, and connection 1's
+    // stream is untouched.
+    h.ua.handle_stream_input(h.now, peer.clone(), 2, head);
+    h.ua.forget_stream(&peer, 2);
+    h.ua.handle_stream_input(h.now, peer.clone(), 1, head);
+    h.ua.handle_stream_input(h.now, peer.clone(), 2, &progress);
+    h.ua.handle_stream_input(h.now, peer.clone(), 1, tail);
+    assert_eq!(h.events(), vec![CallEvent::Progress { sdp: None }, CallEvent::Ringing { code: 180 }]);
+    assert_eq!(h.ua.stats().malformed, 0);
+}

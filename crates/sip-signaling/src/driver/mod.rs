@@ -140,7 +140,8 @@ enum Action {
 }
 
 enum Net {
-    Data(Target, Vec<u8>),
+    /// Bytes read from a connection (by its id).
+    Data(Target, u64, Vec<u8>),
     /// A connection (by its id) closed cleanly.
     Closed(Target, u64),
     /// A connection (by its id) failed: before it was established (`false`: nothing was sent on
@@ -474,20 +475,19 @@ impl Task {
     fn net(&mut self, ev: Net) {
         let now = Instant::now();
         match ev {
-            Net::Data(from, data) => self.ua.handle_input(now, from, &data),
+            Net::Data(from, id, data) => self.ua.handle_stream_input(now, from, id, &data),
             Net::Closed(t, id) => {
+                // Every connection reports its end once, after all its data (each pump's events
+                // are in order), so its framer goes here.
+                self.ua.forget_stream(&t, id);
                 if self.forget_connection(&t, id) {
                     self.ua.handle_connection_closed(now, &t);
-                } else {
-                    // Its events all came before the new connection's: what it left half-read
-                    // must not be taken for the start of the new one's stream.
-                    self.ua.forget_stream(&t);
                 }
             }
             Net::Failed(t, id, why, established) => {
+                self.ua.forget_stream(&t, id);
                 if !self.forget_connection(&t, id) {
                     debug!(target = %t, %why, "a replaced connection failed");
-                    self.ua.forget_stream(&t);
                 } else if established {
                     warn!(target = %t, %why, "connection failed");
                     self.ua.handle_transport_error(now, &t);
@@ -788,7 +788,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             }
             r = rd.read(&mut buf) => match r {
                 Ok(0) => { let _ = net.send(Net::Closed(target.clone(), id)); return; }
-                Ok(n) => { if net.send(Net::Data(target.clone(), buf[..n].to_vec())).is_err() { return; } }
+                Ok(n) => { if net.send(Net::Data(target.clone(), id, buf[..n].to_vec())).is_err() { return; } }
                 Err(e) => { let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true)); return; }
             },
             w = writes.recv() => match w {
@@ -799,7 +799,13 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     last_write = tokio::time::Instant::now();
                 }
-                None => { let _ = wr.shutdown().await; return; }
+                None => {
+                    // Replaced or the driver is gone: said as a close, after this connection's
+                    // data, so that what it left half-read is forgotten.
+                    let _ = wr.shutdown().await;
+                    let _ = net.send(Net::Closed(target.clone(), id));
+                    return;
+                }
             },
         }
     }
