@@ -25,6 +25,10 @@ pub(crate) enum PostOutcome {
     /// Anything else: a non-2xx status, a timeout, a refused connection, a TLS failure. The text
     /// is for logs and dead letters; it never holds a header value.
     Failed(String),
+    /// The attempt failed here, before anything reached the target (a request that could not be
+    /// built, the store unreadable): retried like a failure, but it says nothing of the target,
+    /// so it never opens the project's circuit.
+    Local(String),
 }
 
 /// The pooled client.
@@ -69,12 +73,12 @@ impl HttpClient {
                     v.set_sensitive(true);
                     req = req.header(AUTHORIZATION, v);
                 }
-                Err(_) => return PostOutcome::Failed("unusable Authorization value".into()),
+                Err(_) => return PostOutcome::Local("unusable Authorization value".into()),
             }
         }
         let req = match req.body(Full::new(body)) {
             Ok(r) => r,
-            Err(e) => return PostOutcome::Failed(format!("request: {e}")),
+            Err(e) => return PostOutcome::Local(format!("request: {e}")),
         };
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| describe(&e))?;

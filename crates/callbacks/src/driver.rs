@@ -165,6 +165,7 @@ async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
 
 async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: &Attempt, outcome: Outcome) {
     let (key, seq) = (&a.key, a.seq);
+    let local = matches!(outcome, Outcome::Post(PostOutcome::Local(_)));
     match outcome {
         Outcome::Post(PostOutcome::Delivered(status)) => {
             shared.counters.add_delivered();
@@ -182,9 +183,15 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
         Outcome::NoTarget => {
             sched.handle_returned(key, seq);
         }
-        Outcome::Post(PostOutcome::Failed(why)) => {
+        Outcome::Post(PostOutcome::Failed(why) | PostOutcome::Local(why)) => {
             shared.counters.add_failed();
-            match sched.handle_failed(Instant::now(), key, seq, rng.gen::<f64>()) {
+            let (now, r) = (Instant::now(), rng.gen::<f64>());
+            let after = if local {
+                sched.handle_local_failure(now, key, seq, r)
+            } else {
+                sched.handle_failed(now, key, seq, r)
+            };
+            match after {
                 Some(AfterFailure::RetryAt(at)) => {
                     let retry_in = at.saturating_duration_since(Instant::now());
                     // A long outage fails every key over and over: warn on the first attempts
@@ -224,7 +231,7 @@ async fn attempt(shared: Arc<Shared>, a: Attempt) -> Outcome {
     let event = match shared.store.get(a.seq) {
         Ok(Some(e)) => e,
         Ok(None) => return Outcome::Gone,
-        Err(e) => return Outcome::Post(PostOutcome::Failed(format!("store: {e}"))),
+        Err(e) => return Outcome::Post(PostOutcome::Local(format!("store: {e}"))),
     };
     let authorization = target.secret.as_ref().map(|secret| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -349,10 +349,31 @@ impl Scheduler {
     /// The attempt of `seq` failed at `now`; `r` is a uniform sample in `[0, 1)` for the jitter.
     /// `None` when the outcome is stale.
     pub(crate) fn handle_failed(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64) -> Option<AfterFailure> {
+        self.failed(now, key, seq, r, true)
+    }
+
+    /// The attempt of `seq` failed here, before reaching the target: retried (and counted
+    /// towards the event's dead letter) like any failure, but the project's circuit neither
+    /// counts it nor takes it for its probe's answer (a probe that failed so frees the way).
+    pub(crate) fn handle_local_failure(
+        &mut self,
+        now: Instant,
+        key: &OrderKey,
+        seq: u64,
+        r: f64,
+    ) -> Option<AfterFailure> {
+        self.failed(now, key, seq, r, false)
+    }
+
+    fn failed(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64, target: bool) -> Option<AfterFailure> {
         if !self.is_in_flight(key, seq) {
             return None;
         }
-        self.count_failure(now, key, r);
+        if target {
+            self.count_failure(now, key, r);
+        } else {
+            self.end_probe(key);
+        }
         let q = self.keys.get_mut(key)?;
         let head = q.events.front_mut()?;
         head.failures = head.failures.saturating_add(1);
@@ -494,6 +515,34 @@ mod tests {
         // Returned (the project lost its target meanwhile): also frees the way.
         s.handle_returned(&next[0].key, next[0].seq);
         assert_eq!(drain(&mut s, t0 + MS * 61).len(), 1);
+    }
+
+    /// A failure here (the store unreadable, a request that could not be built) is retried on the
+    /// key's backoff but never opens the circuit; a probe that fails so frees the way for the next
+    /// probe and leaves the circuit open.
+    #[test]
+    fn local_failures_do_not_open_the_circuit() {
+        let t0 = Instant::now();
+        let (mut s, attempts) = ten_in_flight(Some(3), t0);
+        for a in &attempts {
+            let after = s.handle_local_failure(t0, &a.key, a.seq, 0.0);
+            assert_eq!(after, Some(AfterFailure::RetryAt(t0 + MS * 10)));
+        }
+        assert_eq!((s.circuit_open_until("p"), s.open_circuits()), (None, 0));
+        let retries = drain(&mut s, t0 + MS * 10);
+        assert_eq!(retries.len(), 10, "every key retries on its own");
+        // The target now fails: the circuit opens after three, and a local failure of its probe
+        // leaves it open and lets the next probe go.
+        for a in &retries {
+            s.handle_failed(t0 + MS * 10, &a.key, a.seq, 0.0);
+        }
+        let opened = s.circuit_open_until("p");
+        assert!(opened.is_some());
+        let probe = drain(&mut s, t0 + MS * 100);
+        assert_eq!(probe.len(), 1);
+        s.handle_local_failure(t0 + MS * 100, &probe[0].key, probe[0].seq, 0.0);
+        assert_eq!(s.circuit_open_until("p"), opened, "not reopened for longer");
+        assert_eq!(drain(&mut s, t0 + MS * 101).len(), 1, "the next probe goes");
     }
 
     /// Without a circuit breaker every key retries on its own backoff; with one, failures that a
