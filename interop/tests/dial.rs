@@ -2279,6 +2279,110 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
     assert!(toned >= 30, "the far end heard under its new key: {toned} frames of 440 Hz");
 }
 
+/// RFC 8842 §5.2: a re-offer with another DTLS fingerprint (the far end's media moved to another
+/// box, with another certificate) gets a new handshake, and the audio goes on under its keys both
+/// ways. Before, the change was only logged and the call went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
+    use srtp_transport::dtls::DtlsIdentity;
+    use srtp_transport::{Context, Options};
+    let mut config = BridgeConfig::default();
+    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Dtls);
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let (first, second) = (DtlsIdentity::generate().expect("cert"), DtlsIdentity::generate().expect("cert"));
+    let sdp = move |version: u32, setup: &str, fingerprint: &str| {
+        format!(
+            "v=0\r\no=uas 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} UDP/TLS/RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=setup:{setup}\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
+        )
+    };
+    let answer = sdp(1, "passive", first.fingerprint());
+    let mut far = common::uas::uas(move |_| answer.clone()).await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:sbc@127.0.0.1:{}", far.port), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    let ours = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=fingerprint:"))
+        .unwrap_or_else(|| panic!("a DTLS-SRTP offer: {offer}"))
+        .to_owned();
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut tap = tap_sip_stream(&g, &answer);
+    let (keys, _association, gateway_rtp) = dtls_server(&media, &first, &ours).await;
+    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, keys.local, 0).await;
+    assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first association: {unprotected}/{refused}/{toned}");
+    far.reinvite(&sdp(2, "actpass", second.fingerprint()));
+    let (keys, _association, gateway_rtp) = dtls_server(&media, &second, &ours).await;
+    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, keys.local, 50).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(unprotected >= 40 && refused == 0, "ours under the new keys: {unprotected} unprotected, {refused} refused");
+    assert!(toned >= 30, "the far end heard under the new keys: {toned} frames of 440 Hz");
+}
+
+/// The far end's side of a DTLS-SRTP handshake, as server on `media` with `identity` (the gateway
+/// is the client: its ClientHello comes first, within 10 s): the keys, the association (to keep
+/// while media flows) and the gateway's media address. Only AES_CM_128_HMAC_SHA1_80 is accepted.
+async fn dtls_server(
+    media: &tokio::net::UdpSocket,
+    identity: &srtp_transport::dtls::DtlsIdentity,
+    gateway_fingerprint: &str,
+) -> (srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession, std::net::SocketAddr) {
+    use srtp_transport::dtls::{handshake, DtlsParams, DtlsRole};
+    // RFC 7983: a first byte of 20 to 63 is DTLS.
+    let is_dtls = |b: &[u8]| b.first().is_some_and(|b| (20..=63).contains(b));
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (hello, gateway) = loop {
+        let (n, from) = tokio::time::timeout_at(deadline, media.recv_from(&mut buf))
+            .await
+            .expect("the gateway's ClientHello within 10 s")
+            .expect("recv");
+        if is_dtls(&buf[..n]) {
+            break (buf[..n].to_vec(), from);
+        }
+    };
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    in_tx.send(hello).await.expect("to the handshake");
+    let suites = [srtp_transport::Suite::AesCm128HmacSha1_80];
+    let params = DtlsParams {
+        role: DtlsRole::Server,
+        remote_fingerprint: gateway_fingerprint,
+        suites: &suites,
+        remote: gateway,
+        timeout: Duration::from_secs(10),
+    };
+    let hs = handshake(identity, params, in_rx, out_tx);
+    tokio::pin!(hs);
+    let (keys, association) = loop {
+        tokio::select! {
+            biased;
+            Some(record) = out_rx.recv() => {
+                media.send_to(&record, gateway).await.expect("send");
+            }
+            r = &mut hs => break r.expect("the far end's handshake"),
+            r = media.recv_from(&mut buf) => {
+                let (n, from) = r.expect("recv");
+                if from == gateway && is_dtls(&buf[..n]) {
+                    let _ = in_tx.try_send(buf[..n].to_vec());
+                }
+            }
+        }
+    };
+    // The last flight may still be queued when the handshake reports success.
+    while let Ok(record) = out_rx.try_recv() {
+        media.send_to(&record, gateway).await.expect("send");
+    }
+    (keys, association, gateway)
+}
+
 /// Our offer's audio address: where the far end sends its RTP.
 fn offered_audio(offer: &str) -> std::net::SocketAddr {
     let port = offer

@@ -1045,6 +1045,28 @@ fn early_usable(a: &Agreement) -> Result<(), String> {
     Ok(())
 }
 
+/// RFC 8842 §5.2: a re-offer whose DTLS fingerprint (another certificate: the far end's media
+/// moved, to another media server after a transfer) or setup role differs from the running
+/// association's asks for a new one. Its handshake is started here; `None` when the association
+/// stays (or one cannot be started: logged, the old keys stay).
+pub(crate) fn new_association(
+    identity: Option<&srtp_transport::dtls::DtlsIdentity>,
+    old: &MediaAgreement,
+    new: &MediaAgreement,
+) -> Option<DtlsState> {
+    let (Some(was), Some(now)) = (&old.dtls, &new.dtls) else { return None };
+    if was.remote_fingerprint == now.remote_fingerprint && was.local_setup == now.local_setup {
+        return None;
+    }
+    match start_dtls(identity, new) {
+        Ok(state) => state,
+        Err(why) => {
+            warn!(%why, "the re-offer's new DTLS association cannot be started: the old keys stay");
+            None
+        }
+    }
+}
+
 /// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed).
 fn dtmf_ready(spec: &CallSpec, m: &Media) {
     if let Ok(mut d) = spec.dtmf.lock() {
@@ -1074,9 +1096,9 @@ fn follow_agreement(
         Ok(false) => {}
         Err(why) => warn!(call = %spec.id, %why, "the re-offer's SRTP keys cannot be used: the old ones stay"),
     }
-    let fingerprint = |a: &MediaAgreement| a.dtls.as_ref().map(|d| d.remote_fingerprint.clone());
-    if fingerprint(&audio) != fingerprint(&m.agreement) {
-        warn!(call = %spec.id, "the re-offer changes the DTLS fingerprint: not followed (no new handshake)");
+    if let Some(dtls) = new_association(bridge.dtls_identity.as_ref(), &m.agreement, &audio) {
+        info!(call = %spec.id, "the re-offer asks for a new DTLS association: no audio until it is keyed");
+        m.dtls = Some(dtls);
     }
     let hold = audio.remote_hold;
     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
@@ -1541,6 +1563,7 @@ fn start_video(
         project: spec.project.clone(),
         control: control_rx,
         dtls,
+        dtls_identity: bridge.dtls_identity.clone(),
         cname,
         rtcp_interval: bridge.config.rtcp_interval,
     }));
@@ -1549,8 +1572,11 @@ fn start_video(
 
 /// Starts the DTLS-SRTP handshake an agreement asks for (`None` without DTLS): its records travel
 /// through the returned state's channels; its keys arrive on `done`.
-pub(crate) fn start_dtls(bridge: &Arc<Inner>, agreed: &MediaAgreement) -> Result<Option<DtlsState>, String> {
-    let (agreed_dtls, identity) = match (&agreed.dtls, &bridge.dtls_identity) {
+pub(crate) fn start_dtls(
+    identity: Option<&srtp_transport::dtls::DtlsIdentity>,
+    agreed: &MediaAgreement,
+) -> Result<Option<DtlsState>, String> {
+    let (agreed_dtls, identity) = match (&agreed.dtls, identity) {
         (Some(a), Some(i)) => (a, i),
         (Some(_), None) => return Err("DTLS-SRTP agreed but we have no certificate".into()),
         _ => return Ok(None),
@@ -1618,7 +1644,7 @@ fn open_leg(
         leg.await_srtp_keys();
     }
     let (leg, inbound) = srtp_transport::driver::spawn(leg, sockets).map_err(|e| e.to_string())?;
-    let dtls = start_dtls(bridge, agreed)?;
+    let dtls = start_dtls(bridge.dtls_identity.as_ref(), agreed)?;
     Ok((leg, inbound, dtls))
 }
 

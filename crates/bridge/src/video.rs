@@ -581,6 +581,8 @@ pub(crate) struct CallVideo {
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
+    /// Our certificate, for a new association a re-offer asks for.
+    pub(crate) dtls_identity: Option<srtp_transport::dtls::DtlsIdentity>,
     /// The call's CNAME (its audio's): the far end syncs the two streams by it.
     pub(crate) cname: Vec<u8>,
     /// How often, on average, RTCP reports go out.
@@ -800,6 +802,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         Ok(true) => info!(call = %v.call, "the re-offer re-keys the video's SRTP"),
                         Ok(false) => {}
                         Err(why) => warn!(call = %v.call, %why, "the re-offer's SRTP keys cannot be used: the old ones stay"),
+                    }
+                    if let Some(d) = crate::call::new_association(v.dtls_identity.as_ref(), &v.agreement, &agreed) {
+                        info!(call = %v.call, "the re-offer asks for a new DTLS association: no video until it is keyed");
+                        dtls = Some(d);
                     }
                     let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
