@@ -2394,18 +2394,21 @@ fn offered_audio(offer: &str) -> std::net::SocketAddr {
 
 /// Early media (RFC 3960): a carrier's ringback, sent as RTP after a 183 with the answer, is
 /// heard in the session before the call is ACTIVE; the far end gets nothing from us before the
-/// answer, and the session's audio once answered. An announcement followed by a 404 (the number
-/// does not exist) is heard, then the call ends with the 404 and nothing left behind.
+/// answer (RTP or RTCP: the far end multiplexes RTCP on its RTP port, and reports fall due every
+/// 300 ms here), and the session's audio once answered. An announcement followed by a 404 (the
+/// number does not exist) is heard, then the call ends with the 404 and nothing left behind. A
+/// 200 whose answer puts the call on hold (`sendonly`, after a `sendrecv` 183) gets no audio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_media_is_heard_before_the_answer() {
-    let mut g = gateway(BridgeConfig::default()).await;
+    let mut g = gateway(BridgeConfig { rtcp_interval: Duration::from_millis(300), ..BridgeConfig::default() }).await;
     let sid = routed(&g);
     let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    for (final_status, code) in [("200 OK", None), ("404 Not Found", Some("404"))] {
+    let cases = [("200 OK", None, ""), ("404 Not Found", Some("404"), ""), ("200 OK", None, "a=sendonly\r\n")];
+    for (final_status, code, added) in cases {
         let (media, port) = media_socket().await;
         let mut far = common::uas::uas_early(
-            move |_| pcmu_answer(port, false),
-            Some((Duration::from_millis(1500), final_status)),
+            move |_| format!("{}a=rtcp-mux\r\n", pcmu_answer(port, false)),
+            Some((Duration::from_millis(1500), final_status, added)),
         )
         .await;
         let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:pstn@127.0.0.1:{}", far.port)})).await;
@@ -2451,7 +2454,11 @@ async fn early_media_is_heard_before_the_answer() {
                 let seen = until_active(&mut g).await;
                 assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
                 let (packets, tone_share) = heard(&media, Duration::from_millis(600)).await;
-                assert!(packets >= 20 && tone_share > 0.8, "the session's audio once answered: {packets} packets");
+                if added.is_empty() {
+                    assert!(packets >= 20 && tone_share > 0.8, "the session's audio once answered: {packets} packets");
+                } else {
+                    assert_eq!(packets, 0, "a far end that answers on hold gets no audio");
+                }
                 let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
                 assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
             }
