@@ -184,6 +184,38 @@ async fn no_rtp_from_the_far_end_is_704() {
     assert_eq!(events.last().map(String::as_str), Some("callDestroyed:704"), "{events:?}");
 }
 
+/// A far end that only receives (`a=recvonly`: a voicemail system, a call recorder) sends nothing
+/// by design (RFC 3264 §5.1): it gets the session's audio and its silence is no media timeout.
+/// When it re-offers `sendrecv` and still sends nothing, the timeout counts from that re-offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_end_that_only_receives_is_not_timed_out() {
+    let config = BridgeConfig {
+        no_rtp_timeout: Duration::from_millis(1200),
+        inactivity_timeout: Duration::from_millis(1200),
+        ..BridgeConfig::default()
+    };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| format!("{}a=recvonly\r\n", pcmu_answer(port, false))).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:recorder@127.0.0.1:{}", far.port)})).await;
+    // Three times the timeouts, the far end silent.
+    let (packets, tone_share) = heard(&media, Duration::from_millis(3600)).await;
+    let events = call_events(&mut g, Duration::from_millis(100)).await;
+    assert!(!events.iter().any(|e| e.starts_with("callDestroyed")), "no timeout: {events:?}");
+    assert!(packets >= 150 && tone_share > 0.8, "the recorder gets the session's audio: {packets} packets");
+    // Now it says it sends, and does not: 704 about 1.2 s after the re-offer, not at once.
+    far.reinvite(&pcmu_answer(port, false).replace("o=uas 1 1", "o=uas 1 2"));
+    let reoffered = Instant::now();
+    let events = call_events(&mut g, Duration::from_secs(5)).await;
+    tone.abort();
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:704"), "{events:?}");
+    let after = reoffered.elapsed();
+    assert!(after >= Duration::from_millis(1000), "counted from the re-offer: {after:?}");
+    drop(answer);
+}
+
 /// Audio both ways through the session: a publisher in the session sends 1000 Hz (Opus); baresip
 /// answers with 440 Hz in PCMU (transcoded both ways) or in Opus (forwarded as it is both ways:
 /// the SIP party hears exactly one stream). baresip's recording must hold 1000 Hz, and the SIP

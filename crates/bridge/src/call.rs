@@ -1102,14 +1102,16 @@ fn follow_agreement(
     }
     let hold = audio.remote_hold;
     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
+    // The media timeouts count from a resume, or from when the far end starts sending: time on
+    // hold or receiving only is never inactivity.
+    let resumed = m.on_hold && !hold;
+    if resumed || (!expects_rtp(&m.agreement) && expects_rtp(&audio)) {
+        let now = Instant::now();
+        m.answered = now;
+        m.last_rtp = m.last_rtp.map(|_| now);
+    }
     if hold != m.on_hold {
         m.on_hold = hold;
-        if !hold {
-            // The media timeouts count from the resume: time on hold is never inactivity.
-            let now = Instant::now();
-            m.answered = now;
-            m.last_rtp = m.last_rtp.map(|_| now);
-        }
         let state = if hold { "ON_HOLD" } else { "ACTIVE" };
         bridge.report(spec, "callUpdated", json!({"state": state}));
     }
@@ -1473,6 +1475,14 @@ fn offered_video_codecs(configured: &[sdp_negotiation::Codec]) -> Vec<sdp_negoti
     codecs
 }
 
+/// Whether the far end sends us media under `a`: it declared `sendrecv` or `sendonly`, and we
+/// receive. A `recvonly` far end (a voicemail system, a recorder) sends nothing by design (RFC
+/// 3264 §5.1), so its silence is no media timeout.
+fn expects_rtp(a: &MediaAgreement) -> bool {
+    matches!(a.remote_direction, Direction::SendRecv | Direction::SendOnly)
+        && matches!(a.local_direction, Direction::SendRecv | Direction::RecvOnly)
+}
+
 /// The configured media timeouts, checked every tick: `(code, message)` when one fired.
 fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &'static str)> {
     let now = Instant::now();
@@ -1480,7 +1490,7 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
     if now.duration_since(started) >= c.max_duration {
         return Some((705, "Max Duration"));
     }
-    if m.on_hold || m.early {
+    if m.on_hold || m.early || !expects_rtp(&m.agreement) {
         return None;
     }
     match m.last_rtp {
