@@ -1850,6 +1850,69 @@ fn pcmu_answer(port: u16, telephone_event: bool) -> String {
     )
 }
 
+/// One press of `key` as RFC 4733 with payload type `pt` (event starting at `ts`, sequence
+/// numbers from `seq`): three updates and the end three times.
+fn press(pt: u8, key: u8, seq: u16, ts: u32) -> Vec<Vec<u8>> {
+    [(false, 160u16), (false, 320), (false, 480), (true, 640), (true, 640), (true, 640)]
+        .into_iter()
+        .enumerate()
+        .map(|(k, (end, duration))| {
+            let d = duration.to_be_bytes();
+            let mut p = rtp_packet(pt, seq + k as u16, ts, 0x77, &[key, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
+            if k == 0 {
+                p[1] |= 0x80;
+            }
+            p
+        })
+        .collect()
+}
+
+/// An answerer that renumbers telephone-event (its answer says 96, our offer 101) still sends
+/// with our number, as RFC 3264 §6.1 has it: its key presses are heard, and ours go to it with its
+/// number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telephone_events_with_the_offers_number_are_heard_when_the_answer_renumbered() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let mut signals = g.service.subscribe();
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| {
+        format!(
+            "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n"
+        )
+    })
+    .await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:ivr@127.0.0.1:{}", far.port)})).await;
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    for (n, key) in [4u8, 2].into_iter().enumerate() {
+        for p in press(101, key, 100 + 10 * n as u16, 8_000 * (n as u32 + 1)) {
+            media.send_to(&p, gateway_rtp).await.expect("send");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(dtmf_signals(&mut signals, &conn), "42", "the far end's presses, with our offer's number");
+    // Ours go with its number.
+    let path = format!("/v2/project/{KEY}/session/{}/connection/{conn}/play-dtmf", sid.as_str());
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "5"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let mut ours = Vec::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+        if let Ok(p) = srtp_transport::RtpPacket::parse(&buf[..n]) {
+            // Not our PCMU, and not RTCP (its packet types read as 72 to 79 here).
+            if p.payload_type().0 != 0 && !(72..80).contains(&p.payload_type().0) {
+                ours.push(p.payload_type().0);
+            }
+        }
+    }
+    let _ = force_disconnect(&mut g, &sid, &conn).await;
+    assert!(!ours.is_empty() && ours.iter().all(|pt| *pt == 96), "our events with the answer's number: {ours:?}");
+}
+
 /// The `dtmf` signals of connection `conn` received so far, as one string.
 fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Event>>, conn: &str) -> String {
     let mut digits = String::new();
@@ -2001,21 +2064,7 @@ async fn digits_in_sip_info_are_heard_once() {
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
         tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
-    // One press of `key` as RFC 4733 (event starting at `ts`, sequence numbers from `seq`).
-    let press = |key: u8, seq: u16, ts: u32| {
-        [(false, 160u16), (false, 320), (false, 480), (true, 640), (true, 640), (true, 640)]
-            .into_iter()
-            .enumerate()
-            .map(move |(k, (end, duration))| {
-                let d = duration.to_be_bytes();
-                let mut p =
-                    rtp_packet(101, seq + k as u16, ts, 0x77, &[key, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
-                if k == 0 {
-                    p[1] |= 0x80;
-                }
-                p
-            })
-    };
+    let press = |key: u8, seq: u16, ts: u32| press(101, key, seq, ts);
     // 7: its INFO at key-down, the RFC 4733 events after. 1: RFC 4733 first, the INFO after.
     far.info("application/dtmf-relay", "Signal=7\r\nDuration=120\r\n");
     for p in press(7, 40, 16_000) {

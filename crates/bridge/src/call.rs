@@ -900,7 +900,7 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
     m.first_rtp.get_or_insert(now);
     m.last_rtp = Some(now);
     let pt = p.payload_type().0;
-    let event = m.agreement.telephone_event.is_some_and(|(te, _)| te == pt);
+    let event = m.agreement.is_telephone_event(pt);
     // The audio comes from one source at a time (`SourceLock`: another SSRC takes over after three
     // packets in sequence, or once the current one is quiet, re-offered or gone with an RTCP BYE).
     if !event && !m.source.accept(now, p.ssrc().0, p.seq()) {
@@ -922,7 +922,7 @@ fn receive(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, inbound: Inbound
         report_digits(bridge, spec, m, now);
         return;
     }
-    if pt == m.agreement.payload_type || m.agreement.codecs.iter().any(|(c, t)| *t == pt && *c == m.agreement.codec) {
+    if pt == m.agreement.payload_type || m.agreement.received_codec(pt) == Some(m.agreement.codec) {
         if m.agreement.codec == sdp_negotiation::Codec::Opus {
             // Opus from the SIP side enters the session as it is, when it arrives: the router
             // forwards it to subscribers, whose own jitter buffers play it out; no playout clock

@@ -683,7 +683,7 @@ impl Incoming {
             };
             let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
             let pt = pkt.payload_type().0;
-            let Some(codec) = agreement.codecs.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c) else { continue };
+            let Some(codec) = agreement.received_codec(pt) else { continue };
             let d = self.depacketizers.entry(pt).or_insert_with(|| match codec {
                 Codec::H264 | Codec::H264SingleNal => Depacketizer::H264(H264Depacketizer::default()),
                 _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
@@ -862,7 +862,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     Inbound::Rtp(bytes) => {
                         let Ok(pkt) = RtpPacket::parse(&bytes) else { continue };
                         let pt = pkt.payload_type().0;
-                        if !v.agreement.codecs.iter().any(|(_, p)| *p == pt) {
+                        if v.agreement.received_codec(pt).is_none() {
                             continue;
                         }
                         // One source at a time, sequence jumps held back until confirmed (as for

@@ -166,9 +166,34 @@ pub struct MediaAgreement {
     /// The RTCP feedback the peer takes for `payload_type` (RFC 4585 `a=rtcp-fb`, its own or the
     /// wildcard's), lower-cased: `nack`, `nack pli`, `ccm fir`, `ccm tmmbr`, `goog-remb`...
     pub remote_feedback: Vec<String>,
+    /// When we offered: the numbers our offer gave the common codecs, where the answer numbered
+    /// them otherwise. RFC 3264 §6.1 has the answerer send with the offer's numbers even then, so
+    /// the peer's packets may carry these (see [`received_codec`](Self::received_codec)).
+    pub offered_payload_types: Vec<(Codec, u8)>,
+    /// Likewise for telephone-event: our offer's number at its clock, where the answer's differs.
+    pub offered_telephone_event: Option<u8>,
 }
 
 impl MediaAgreement {
+    /// The codec of a packet of the peer's with payload type `pt`: by the answer's numbers, then
+    /// by our offer's (an answerer that renumbered still sends with the offer's, RFC 3264 §6.1).
+    pub fn received_codec(&self, pt: u8) -> Option<Codec> {
+        if let Some((c, _)) = self.codecs.iter().find(|(_, p)| *p == pt) {
+            return Some(*c);
+        }
+        if self.is_telephone_event(pt) {
+            return None;
+        }
+        self.offered_payload_types.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c)
+    }
+
+    /// Whether the peer's packets with payload type `pt` are telephone-events (by the answer's
+    /// number, or by our offer's where the answer gave that number to nothing else).
+    pub fn is_telephone_event(&self, pt: u8) -> bool {
+        self.telephone_event.is_some_and(|(te, _)| te == pt)
+            || (self.offered_telephone_event == Some(pt) && !self.codecs.iter().any(|(_, p)| *p == pt))
+    }
+
     /// Whether the peer takes the feedback `fb` (such as `nack` or `ccm tmmbr`).
     pub fn takes_feedback(&self, fb: &str) -> bool {
         self.remote_feedback.iter().any(|f| f.eq_ignore_ascii_case(fb))
@@ -511,7 +536,19 @@ impl LocalSession {
             });
             let remote_dir = answer.direction(i);
             let (sdes, dtls) = self.security_from_answer(&answer, i, m)?;
-            let ag = self.media_agreement(
+            // Our numbers for what the answer renumbered: the peer sends with them.
+            let offered_payload_types = codecs
+                .iter()
+                .filter_map(|(c, answered)| {
+                    let ours = lm.codecs.iter().find(|(o, _)| o == c)?.1;
+                    (ours != *answered).then_some((*c, ours))
+                })
+                .collect();
+            let offered_telephone_event = te.and_then(|(answered, clock)| {
+                let ours = lm.events.iter().find(|(_, c)| *c == clock)?.0;
+                (ours != answered).then_some(ours)
+            });
+            let mut ag = self.media_agreement(
                 &answer,
                 i,
                 codec,
@@ -525,6 +562,8 @@ impl LocalSession {
                 sdes,
                 dtls,
             );
+            ag.offered_payload_types = offered_payload_types;
+            ag.offered_telephone_event = offered_telephone_event;
             match lm.kind {
                 "audio" if agreement.audio.is_none() => agreement.audio = Some(ag),
                 "video" if agreement.video.is_none() => agreement.video = Some(ag),
@@ -637,6 +676,8 @@ impl LocalSession {
             recv_max_picture: m.imageattr_recv_max(pt),
             remote_bandwidth: sdp.bandwidth_of(i),
             remote_feedback: m.rtcp_feedback(pt),
+            offered_payload_types: Vec::new(),
+            offered_telephone_event: None,
         }
     }
 

@@ -72,6 +72,21 @@ fn reads_an_answer_and_sends_with_the_answerers_payload_types() {
     assert_eq!(audio.telephone_event, Some((97, 48000)));
     assert!(audio.rtcp_mux);
     assert_eq!(audio.remote_rtcp, None);
+    // RFC 3264 §6.1: the answerer sends with the offer's numbers even though its answer renumbered
+    // them, so the peer's packets may carry ours (111, 110) as well as its own (96, 97).
+    assert_eq!(audio.offered_payload_types, vec![(Codec::Opus, 111)]);
+    assert_eq!(audio.offered_telephone_event, Some(110));
+    for pt in [96, 111] {
+        assert_eq!(audio.received_codec(pt), Some(Codec::Opus), "{pt}");
+    }
+    assert!(audio.is_telephone_event(97) && audio.is_telephone_event(110));
+    assert_eq!(audio.received_codec(110), None);
+    assert_eq!(audio.received_codec(0), None, "PCMU is not in the answer");
+    // An answer with our numbers adds nothing.
+    let mut s = session();
+    s.create_offer();
+    let audio = s.process_answer(&answer(PCMU_ANSWER)).expect("agreement").audio.expect("audio");
+    assert!(audio.offered_payload_types.is_empty() && audio.offered_telephone_event.is_none());
 }
 
 #[test]
