@@ -129,14 +129,18 @@ fn opt_string(map: &Map<String, Value>, key: &str, label: &str) -> Result<Option
     }
 }
 
-/// A header name as RFC 3261 allows (a token), and a value without line breaks.
+/// A custom header the SIP user agent will send: the same rule it applies (a token name, not one
+/// of the headers it sets itself, a bounded value without line breaks), so that a header it would
+/// refuse is a 400 here rather than a call that fails after the 200.
 fn check_header(name: &str, value: &str) -> Result<(), ApiError> {
-    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(bad(format!("sip.headers: {name:?} is not a valid header name")));
-    }
-    if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
-        return Err(bad(format!("sip.headers.{name}: the value contains a line break")));
+    sip_signaling::validate_custom_header(name, value).map_err(|e| bad(format!("sip.headers: {e}")))
+}
+
+/// Digest credentials go into a quoted string of the `Authorization` header: no control
+/// characters (a line break there would write headers of its own), and a sane length.
+fn check_credential(label: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(bad(format!("{label} must be at most 256 bytes without control characters")));
     }
     Ok(())
 }
@@ -186,15 +190,22 @@ pub(crate) fn sip_options(sip: &Map<String, Value>) -> Result<SipOptions, ApiErr
                 Some(Value::String(p)) => p.clone(),
                 Some(_) => return Err(bad("sip.auth.password must be a string")),
             };
+            check_credential("sip.auth.password", &password)?;
             match username {
-                Some(u) => Some((u, password)),
+                Some(u) => {
+                    check_credential("sip.auth.username", &u)?;
+                    Some((u, password))
+                }
                 None => return Err(bad("sip.auth.username is required with sip.auth")),
             }
         }
         Some(_) => return Err(bad("sip.auth must be an object with username and password")),
     };
     let streams = match sip.get("streams") {
+        // Empty means absent: the SDKs that drop empty options send nothing for it, and the same
+        // call must mean the same thing whichever SDK made it.
         None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.is_empty() => None,
         Some(Value::Array(items)) => Some(
             items
                 .iter()
@@ -305,6 +316,8 @@ mod tests {
             "video": false, "streams": null}))
         .expect("nulls");
         assert_eq!((nulls.from, nulls.auth, nulls.streams, nulls.secure), (None, None, None, false));
+        // An empty list is absent (everything heard), as from the SDKs that drop empty options.
+        assert_eq!(parse(json!({"uri": "sip:a@b", "streams": []})).expect("empty").streams, None);
         assert!(!format!("{:?}", full_debug()).contains("secret-pw"), "Debug never shows the password");
     }
 
@@ -341,7 +354,16 @@ mod tests {
             (json!({"uri": "sip:a@b", "headers": ["x"]}), "sip.headers"),
             (json!({"uri": "sip:a@b", "headers": {"Bad Name": "x"}}), "sip.headers"),
             (json!({"uri": "sip:a@b", "headers": {"X-A": "a\r\nVia: evil"}}), "sip.headers"),
+            // Headers the user agent sets itself, and a value it would refuse: a 400 here, not a
+            // call that fails after the 200.
+            (json!({"uri": "sip:a@b", "headers": {"Via": "SIP/2.0/UDP evil"}}), "sip.headers"),
+            (json!({"uri": "sip:a@b", "headers": {"contact": "<sip:evil@x>"}}), "sip.headers"),
+            (json!({"uri": "sip:a@b", "headers": {"Max-Forwards": "1"}}), "sip.headers"),
+            (json!({"uri": "sip:a@b", "headers": {"X-Big": "x".repeat(5000)}}), "sip.headers"),
             (json!({"uri": "sip:a@b", "auth": {"password": "p"}}), "sip.auth"),
+            // A line break in a credential would write headers of its own into the Authorization.
+            (json!({"uri": "sip:a@b", "auth": {"username": "u\r\nVia: evil", "password": "p"}}), "sip.auth.username"),
+            (json!({"uri": "sip:a@b", "auth": {"username": "u", "password": "p\n"}}), "sip.auth.password"),
             (json!({"uri": "sip:a@b", "streams": "s1"}), "sip.streams"),
             (json!({"uri": "sip:a@b", "streams": [1]}), "sip.streams"),
         ] {

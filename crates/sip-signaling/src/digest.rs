@@ -229,13 +229,22 @@ pub fn authorization(
     out
 }
 
+/// A quoted-string's content (RFC 3261 §25.1): `\` and `"` escaped, control characters (which
+/// no quoted-string may hold: a line break would end the header) left out.
 fn quote_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.chars().filter(|c| !c.is_control()).collect::<String>().replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A quoted string never holds a line break (it would end the header and start another).
+    #[test]
+    fn quoted_values_hold_no_control_characters() {
+        assert_eq!(quote_escape("al\"ice\\"), "al\\\"ice\\\\");
+        assert_eq!(quote_escape("u\r\nVia: evil\0"), "uVia: evil");
+    }
 
     /// RFC 2617 section 3.5 example (HTTP, but the computation is the same).
     #[test]
