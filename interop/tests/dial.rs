@@ -85,13 +85,35 @@ async fn answered_then_far_end_bye() {
     let c = g.service.connection(&sid, &conn).expect("SIP connection in the session");
     assert_eq!(c.kind, ConnectionKind::Sip);
     assert_eq!(c.data, "from-dial-token");
-    assert!(g.service.stream(&sid, &StreamId::from_wire(answer["streamId"].as_str().expect("sid"))).is_some());
+    let stream = g.service.stream(&sid, &StreamId::from_wire(answer["streamId"].as_str().expect("sid")));
+    let classes = stream.map(|s| s.layout_class_list);
+    assert_eq!(classes, Some(vec!["focus".to_owned(), "sip".to_owned()]), "the token's layout classes");
     let events = call_events(&mut g, Duration::from_secs(20)).await;
     assert_eq!(
         events,
         ["callCreated", "callUpdated:DIALING", "callUpdated:ACTIVE", "callUpdated:HANGUP", "callDestroyed:700"]
     );
     assert!(g.service.connection(&sid, &conn).is_none(), "the connection ends with the call");
+    assert_eq!(g.bridge.active_calls(), 0);
+}
+
+/// A token that may only subscribe cannot bring a SIP party in (its stream publishes): 403, and
+/// nothing is created or reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_token_cannot_dial() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let token = jwt(json!({"iss": KEY, "scope": "session.connect", "session_id": sid.as_str(), "iat": t,
+        "exp": t + 600, "role": "subscriber"}));
+    let body = json!({"sessionId": sid.as_str(), "token": token, "sip": {"uri": "sip:bob@127.0.0.1:9"}});
+    let (status, text) = http(g.port, "POST", &format!("/v2/project/{KEY}/dial"), Some(&body)).await;
+    assert_eq!(status, 403, "{text}");
+    let error: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(error["code"], 403);
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("subscriber")), "{error}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(g.calls.try_recv().is_err(), "nothing reported");
     assert_eq!(g.bridge.active_calls(), 0);
 }
 
@@ -903,7 +925,7 @@ fn publish_audio(service: &SessionService, sid: &SessionId, id: &str) -> StreamI
     let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
     let stream = StreamId::from_wire(id);
     let spec = StreamSpec { name: id.into(), has_audio: true, has_video: false, video_type: None };
-    service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    service.publish_external(&publisher.id, stream.clone(), spec, Vec::new()).expect("publish");
     stream
 }
 

@@ -114,7 +114,7 @@ fn video_publisher(service: &SessionService, sid: &SessionId, id: &str, colour: 
     let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
     let stream = StreamId::from_wire(id);
     let spec = StreamSpec { name: id.into(), has_audio: false, has_video: true, video_type: None };
-    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec, Vec::new()).expect("publish");
     let service = service.clone();
     let size = Arc::new(Mutex::new((320, 240)));
     let wanted_size = size.clone();
@@ -220,7 +220,7 @@ async fn ffmpeg_decodes_the_grid_of_the_session() {
         // An audio-only participant keeps a tile too, with the placeholder.
         let voice = g.service.connect_external(&sid, ConnectionKind::Client, "voice".into()).expect("voice");
         let spec = StreamSpec { name: "voice".into(), has_audio: true, has_video: false, video_type: None };
-        g.service.publish_external(&voice.id, StreamId::from_wire("voice"), spec).expect("publish voice");
+        g.service.publish_external(&voice.id, StreamId::from_wire("voice"), spec, Vec::new()).expect("publish voice");
         let port = free_rtp_port();
         let sdp_path = dir.join(format!("{}.sdp", rtpmap(codec).replace('/', "-")));
         let raw_path = dir.join(format!("{}.rgb", rtpmap(codec).replace('/', "-")));
@@ -849,7 +849,7 @@ fn moving_publisher(service: &SessionService, sid: &SessionId, id: &str) -> toki
     let publisher = service.connect_external(sid, ConnectionKind::Client, id.into()).expect("publisher");
     let stream = StreamId::from_wire(id);
     let spec = StreamSpec { name: id.into(), has_audio: false, has_video: true, video_type: None };
-    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec).expect("publish");
+    let (_, mut wanted) = service.publish_external(&publisher.id, stream.clone(), spec, Vec::new()).expect("publish");
     let service = service.clone();
     tokio::spawn(async move {
         let mut enc = Vp8Encoder::new(640, 360, 2_500_000, 15).expect("vp8 encoder");

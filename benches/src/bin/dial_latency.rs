@@ -91,7 +91,7 @@ async fn main() {
     let publisher = service.connect_external(&sid, ConnectionKind::Client, "pub".into()).expect("connect");
     let pub_stream = StreamId::from_wire("latency-publisher");
     let spec = StreamSpec { name: "pub".into(), has_audio: true, has_video: false, video_type: None };
-    service.publish_external(&publisher.id, pub_stream.clone(), spec).expect("publish");
+    service.publish_external(&publisher.id, pub_stream.clone(), spec, Vec::new()).expect("publish");
     let request = dial_request(&key, &sid, format!("sip:latency@127.0.0.1:{sipp_port}"));
     let answer = bridge.dial(request).expect("dial");
     let sip_stream = StreamId::from_wire(&answer.stream_id);

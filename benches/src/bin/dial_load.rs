@@ -102,7 +102,7 @@ async fn main() {
         let c = service.connect_external(&sid, ConnectionKind::Client, format!("pub{i}")).expect("connect");
         let id = StreamId::random(&mut rand::thread_rng());
         let spec = StreamSpec { name: "synthetic".into(), has_audio: true, has_video: false, video_type: None };
-        service.publish_external(&c.id, id.clone(), spec).expect("publish");
+        service.publish_external(&c.id, id.clone(), spec, Vec::new()).expect("publish");
         publishers.push(id);
         sessions.push(sid);
     }

@@ -345,6 +345,13 @@ impl Bridge {
 impl Dialer for Bridge {
     fn dial(&self, request: DialRequest) -> Result<DialAnswer, ApiError> {
         let inner = &self.inner;
+        // The SIP party publishes: a token that may only subscribe cannot bring it in.
+        if request.grant.role == session::Role::Subscriber {
+            return Err(ApiError::new(
+                403,
+                "the token's role is subscriber: the SIP party's stream needs one that may publish",
+            ));
+        }
         let data = request.grant.connection_data.clone().unwrap_or_default();
         let connection = inner
             .service
@@ -371,7 +378,8 @@ impl Dialer for Bridge {
             self_mute: self_mute.clone(),
         };
         locked(&inner.calls).insert(connection.id.clone(), running);
-        let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec) {
+        let classes = request.grant.layout_classes.clone();
+        let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec, classes) {
             Ok((_, wanted)) => wanted,
             Err(e) => {
                 locked(&inner.calls).remove(&connection.id);

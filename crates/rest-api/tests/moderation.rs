@@ -42,7 +42,7 @@ fn publish(service: &SessionService, connection: &Connection, id: StreamId, name
         has_video: video,
         video_type: video.then_some(VideoType::Camera),
     };
-    service.publish_external(&connection.id, id, spec).expect("publish").0
+    service.publish_external(&connection.id, id, spec, Vec::new()).expect("publish").0
 }
 
 fn live(service: &SessionService, project: &str) -> Live {
@@ -418,7 +418,8 @@ async fn mute_all_accepts_every_spelling_and_holds_for_later_streams() {
     assert_project_json(&r, since, "muting an empty session");
     let late = service.connect_external(&empty, ConnectionKind::Sip, "late".into()).expect("join");
     let spec = StreamSpec { name: "late".into(), has_audio: true, has_video: false, video_type: None };
-    let (stream, _) = service.publish_external(&late.id, StreamId::from_wire("late-stream"), spec).expect("publish");
+    let (stream, _) =
+        service.publish_external(&late.id, StreamId::from_wire("late-stream"), spec, Vec::new()).expect("publish");
     assert!(stream.audio_muted, "a mute set before anyone joined applies to a later stream");
     send(port, "POST", &format!("/v2/project/{KEY}/session/1_bm9wZQ/mute"), Some(r#"{"active": true}"#))
         .await

@@ -342,7 +342,8 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
         service.connect_external(&session, session::ConnectionKind::Sip, "sip:alice@example.com".into()).expect("sip");
     let spec = session::StreamSpec { name: "SIP".into(), has_audio: true, has_video: true, video_type: None };
     let ext_id = StreamId::from_wire("0b3f6c8e-1d2a-4c5b-8e9f-a0b1c2d3e4f5");
-    let (stream, mut keyframes) = service.publish_external(&sip.id, ext_id.clone(), spec).expect("external stream");
+    let (stream, mut keyframes) =
+        service.publish_external(&sip.id, ext_id.clone(), spec, Vec::new()).expect("external stream");
     let mut created = b.event("streamCreated", SECS).await;
     if created["stream"]["id"] == h264_stream.as_str() {
         created = b.event("streamCreated", SECS).await;

@@ -302,17 +302,19 @@ impl SessionService {
         })
     }
 
-    /// Publishes a stream whose media the caller writes with [`SessionService::write_frame`].
+    /// Publishes a stream whose media the caller writes with [`SessionService::write_frame`],
+    /// with its `layoutClassList` (a SIP call's: its token's `initial_layout_class_list`).
     /// Keyframe requests from its subscribers arrive on the returned receiver.
     pub fn publish_external(
         &self,
         connection: &ConnectionId,
         id: StreamId,
         spec: StreamSpec,
+        layout_classes: Vec<String>,
     ) -> Result<(Stream, mpsc::UnboundedReceiver<()>), RoomError> {
         self.with(|s| {
             s.router.add_external(id.clone()).map_err(|e| RoomError::Invalid(e.to_string()))?;
-            match s.rooms.publish(connection, id.clone(), spec, Vec::new(), SystemTime::now()) {
+            match s.rooms.publish(connection, id.clone(), spec, layout_classes, SystemTime::now()) {
                 Ok(stream) => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     s.keyframe_wanted.insert(id, tx);

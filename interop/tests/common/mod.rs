@@ -101,7 +101,7 @@ pub fn rest_auth() -> String {
 pub fn client_token(sid: &SessionId) -> String {
     let t = now_s();
     jwt(json!({"iss": KEY, "scope": "session.connect", "session_id": sid.as_str(), "iat": t, "exp": t + 600,
-        "role": "publisher", "connection_data": "from-dial-token"}))
+        "role": "publisher", "connection_data": "from-dial-token", "initial_layout_class_list": ["focus", "sip"]}))
 }
 
 /// One HTTP/1.1 request; (status, body).
