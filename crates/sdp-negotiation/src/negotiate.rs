@@ -615,9 +615,8 @@ impl LocalSession {
                 if !m.proto.to_ascii_uppercase().contains("TLS") {
                     return Err(NegotiationError::Security("secure media required: answer is not UDP/TLS/RTP/SAVP"));
                 }
-                let fp = answer
-                    .media_or_session_attr(i, "fingerprint")
-                    .ok_or(NegotiationError::Security("answer has no a=fingerprint"))?;
+                let fp = pick_fingerprint(answer, i)
+                    .ok_or(NegotiationError::Security("answer has no a=fingerprint with a hash we check"))?;
                 // The answerer picks active or passive; actpass in an answer
                 // is tolerated as passive (we connect).
                 let theirs = answer.media_or_session_attr(i, "setup").and_then(Setup::parse).unwrap_or(Setup::Active);
@@ -653,7 +652,8 @@ impl LocalSession {
         } else {
             match m.attr("rtcp").and_then(parse_rtcp_attr) {
                 Some((port, addr)) => addr.or(ip).map(|a| SocketAddr::new(a, port)),
-                None => ip.map(|a| SocketAddr::new(a, m.port.wrapping_add(1))),
+                // RTP on the last port leaves none for RTCP: then none is sent.
+                None => ip.zip(m.port.checked_add(1)).map(|(a, port)| SocketAddr::new(a, port)),
             }
         };
         MediaAgreement {
@@ -790,9 +790,8 @@ impl LocalSession {
                     )
                 }
                 MediaSecurity::Dtls { .. } => {
-                    let fp = offer
-                        .media_or_session_attr(i, "fingerprint")
-                        .ok_or(NegotiationError::Security("offer has no a=fingerprint"))?;
+                    let fp = pick_fingerprint(&offer, i)
+                        .ok_or(NegotiationError::Security("offer has no a=fingerprint with a hash we check"))?;
                     let theirs =
                         offer.media_or_session_attr(i, "setup").and_then(Setup::parse).unwrap_or(Setup::ActPass);
                     // Keep an established role; as answerer to actpass we are active.
@@ -817,6 +816,9 @@ impl LocalSession {
             let ev: Vec<(u8, u32)> = te.into_iter().collect();
             let mut media =
                 self.media_section(&lm, &[(codec, pt)], &ev, local_dir, crypto_answer.as_ref().map(|(t, k)| (*t, k)));
+            // RFC 3264 §6: the answer's transport is the offer's (RTP/AVPF, RTP/SAVPF and
+            // UDP/TLS/RTP/SAVPF included: the security matched above, and we take feedback).
+            media.proto.clone_from(&m.proto);
             if !(m.has_attr("rtcp-mux") && self.options.rtcp_mux) {
                 media.remove_attr("rtcp-mux");
                 media.remove_attr("rtcp");
@@ -840,6 +842,29 @@ impl LocalSession {
         self.agreement = Some(agreement.clone());
         Ok((sdp, agreement))
     }
+}
+
+/// The hashes a peer's certificate fingerprint is checked with, strongest first (RFC 8122 §5; the
+/// DTLS layer computes each of them).
+const FINGERPRINT_HASHES: [&str; 5] = ["sha-512", "sha-384", "sha-256", "sha-224", "sha-1"];
+
+/// The peer's `a=fingerprint` for m-line `i` (media level, else session level): of several (RFC
+/// 8122 §5 lets a peer give one per hash), the one with the strongest hash we check; `None` when
+/// none has such a hash.
+fn pick_fingerprint(sdp: &Sdp, i: usize) -> Option<&str> {
+    let media: Vec<&str> = sdp.media.get(i).map(|m| m.attrs("fingerprint").collect()).unwrap_or_default();
+    let all: Vec<&str> = if media.is_empty() {
+        sdp.attributes
+            .iter()
+            .filter(|a| a.name.eq_ignore_ascii_case("fingerprint"))
+            .filter_map(|a| a.value.as_deref())
+            .collect()
+    } else {
+        media
+    };
+    FINGERPRINT_HASHES.iter().find_map(|hash| {
+        all.iter().copied().find(|v| v.trim().split_once(' ').is_some_and(|(h, _)| h.eq_ignore_ascii_case(hash)))
+    })
 }
 
 fn agreement_at(a: &Agreement, i: usize) -> Option<&MediaAgreement> {

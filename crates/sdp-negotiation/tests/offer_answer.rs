@@ -151,6 +151,23 @@ fn hold_and_resume() {
     assert_eq!(sdp.origin.session_version, v);
 }
 
+/// The answer keeps the offer's transport (RFC 3264 §6): a re-offer in RTP/AVPF is answered in
+/// RTP/AVPF, not RTP/AVP. A peer whose RTP is on port 65535 gets no RTCP (there is no port after
+/// it) rather than RTCP to port 0.
+#[test]
+fn the_answer_keeps_the_offers_transport_and_rtcp_never_goes_to_port_zero() {
+    let mut s = established();
+    let body = String::from_utf8(reoffer("", "192.0.2.9", 101, 2)).expect("utf8").replace("RTP/AVP", "RTP/AVPF");
+    let (sdp, _) = s.answer_offer(body.as_bytes()).expect("AVPF");
+    assert_eq!(sdp.media[0].proto, "RTP/AVPF");
+    let body =
+        String::from_utf8(reoffer("", "192.0.2.9", 101, 3)).expect("utf8").replace("m=audio 6000", "m=audio 65535");
+    let (_, a) = s.answer_offer(body.as_bytes()).expect("last port");
+    let audio = a.audio.expect("audio");
+    assert_eq!(audio.remote_rtp.map(|r| r.port()), Some(65535));
+    assert_eq!(audio.remote_rtcp, None);
+}
+
 #[test]
 fn payload_type_change_and_new_address_in_reoffer() {
     let mut s = established();
@@ -243,6 +260,16 @@ fn dtls_roles() {
     let reoffer = answer("v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=fingerprint:sha-256 CC:DD\na=setup:actpass\na=sendonly\n");
     let (sdp, _) = s.answer_offer(&reoffer).expect("reoffer");
     assert_eq!(sdp.media[0].attr("setup"), Some("passive"));
+    // Several fingerprints (RFC 8122 §5): the strongest hash we check, wherever it is listed; a
+    // media-level list wins over the session's; none we check is a 488, not a failed handshake.
+    let reoffer = answer("v=0\no=- 1 3 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\na=fingerprint:sha-512 99:99\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=fingerprint:sha-1 11:11\na=fingerprint:md5 00:00\na=fingerprint:SHA-384 38:38\na=setup:actpass\n");
+    let (_, a) = s.answer_offer(&reoffer).expect("reoffer");
+    assert_eq!(a.audio.and_then(|a| a.dtls).map(|d| d.remote_fingerprint).as_deref(), Some("SHA-384 38:38"));
+    let reoffer = answer("v=0\no=- 1 4 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=fingerprint:sha-1 11:11\na=setup:actpass\n");
+    let (_, a) = s.answer_offer(&reoffer).expect("sha-1 alone");
+    assert_eq!(a.audio.and_then(|a| a.dtls).map(|d| d.remote_fingerprint).as_deref(), Some("sha-1 11:11"));
+    let reoffer = answer("v=0\no=- 1 5 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 UDP/TLS/RTP/SAVP 0\na=fingerprint:md5 00:00\na=setup:actpass\n");
+    assert!(matches!(s.answer_offer(&reoffer), Err(NegotiationError::Security(_))));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use dtls::config::{ClientAuthType, Config, ExtendedMasterSecretType};
 use dtls::conn::DTLSConn;
 use dtls::crypto::Certificate;
 use dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,10 +55,21 @@ pub fn fingerprint_of(der: &[u8]) -> String {
     format!("sha-256 {}", hex.join(":"))
 }
 
+/// Whether `der` has the `a=fingerprint` value `expected` (`<hash> AB:CD:...`). The hashes of
+/// RFC 8122 §5 that real peers use are taken: SHA-1 (older endpoints still send it), SHA-224,
+/// SHA-256, SHA-384 and SHA-512; any other fails.
 fn same_fingerprint(expected: &str, der: &[u8]) -> bool {
-    let norm = |s: &str| s.trim().to_ascii_lowercase();
     let (alg, value) = expected.trim().split_once(' ').unwrap_or(("", expected));
-    alg.eq_ignore_ascii_case("sha-256") && norm(value) == norm(fingerprint_of(der).trim_start_matches("sha-256 "))
+    let digest = match alg.to_ascii_lowercase().as_str() {
+        "sha-1" => sha1::Sha1::digest(der).to_vec(),
+        "sha-224" => Sha224::digest(der).to_vec(),
+        "sha-256" => Sha256::digest(der).to_vec(),
+        "sha-384" => Sha384::digest(der).to_vec(),
+        "sha-512" => Sha512::digest(der).to_vec(),
+        _ => return false,
+    };
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02x}")).collect();
+    value.trim().eq_ignore_ascii_case(&hex.join(":"))
 }
 
 /// Which side of the handshake we are (from `a=setup`).
@@ -315,6 +326,29 @@ mod tests {
         let (ka, _) =
             shake(&[Suite::AesCm256HmacSha1_80, Suite::AesCm128HmacSha1_80], &[Suite::AesCm128HmacSha1_80]).await;
         assert_eq!(ka.suite, Suite::AesCm128HmacSha1_80);
+    }
+
+    #[test]
+    fn fingerprints_of_every_common_hash_are_checked() {
+        let der = b"not really a certificate, but bytes all the same";
+        let colons = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+        for (alg, digest) in [
+            ("sha-1", sha1::Sha1::digest(der).to_vec()),
+            ("SHA-224", Sha224::digest(der).to_vec()),
+            ("sha-256", Sha256::digest(der).to_vec()),
+            ("sha-384", Sha384::digest(der).to_vec()),
+            ("sha-512", Sha512::digest(der).to_vec()),
+        ] {
+            let value = format!("{alg} {}", colons(&digest));
+            assert!(same_fingerprint(&value, der), "{alg}");
+            assert!(same_fingerprint(&value.to_ascii_lowercase(), der), "{alg}, lower case");
+            let mut other = digest.clone();
+            other[0] ^= 1;
+            assert!(!same_fingerprint(&format!("{alg} {}", colons(&other)), der), "{alg}: another certificate");
+        }
+        assert!(!same_fingerprint(&format!("md5 {}", colons(&[0; 16])), der), "an unknown hash");
+        assert!(!same_fingerprint("sha-256", der), "no value");
+        assert_eq!(fingerprint_of(der), format!("sha-256 {}", colons(&Sha256::digest(der))));
     }
 
     #[tokio::test]

@@ -188,7 +188,8 @@ impl MediaLeg {
             rtp
         } else {
             rtp?;
-            self.sdp_rtcp.or_else(|| rtp.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))))
+            // The port after RTP's; none after port 65535 (never port 0).
+            self.sdp_rtcp.or_else(|| rtp.and_then(|a| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?))))
         }
     }
 
@@ -364,6 +365,21 @@ mod tests {
         assert_eq!(classify(&[0x80, 200]), PacketKind::Rtcp);
         assert_eq!(classify(&[0x80, 96 | 0x80]), PacketKind::Rtp, "marker set on PT 96");
         assert_eq!(classify(&[255]), PacketKind::Unknown);
+    }
+
+    /// RTCP goes to the port after RTP's, unless muxed or given; after port 65535 there is none.
+    #[test]
+    fn rtcp_goes_to_the_next_port_but_never_to_port_zero() {
+        let leg = |port: u16, mux: bool| {
+            MediaLeg::new(
+                LegConfig { symmetric_rtp: true, rtcp_mux: mux },
+                Some(SocketAddr::from(([192, 0, 2, 10], port))),
+                None,
+            )
+        };
+        assert_eq!(leg(4000, false).rtcp_destination(), Some(SocketAddr::from(([192, 0, 2, 10], 4001))));
+        assert_eq!(leg(4000, true).rtcp_destination(), Some(SocketAddr::from(([192, 0, 2, 10], 4000))));
+        assert_eq!(leg(65535, false).rtcp_destination(), None);
     }
 
     #[test]
