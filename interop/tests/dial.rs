@@ -238,6 +238,62 @@ async fn a_far_end_that_only_receives_is_not_timed_out() {
     drop(answer);
 }
 
+/// A re-offer that removes the audio stream (port 0, RFC 3264 §8.2) gets nothing more on it, RTP
+/// or RTCP, and its silence is no timeout; a later re-offer that brings it back gets the audio
+/// again. Before, we went on sending to the removed stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_audio_stream_gets_nothing() {
+    let config = BridgeConfig {
+        no_rtp_timeout: Duration::from_millis(1000),
+        inactivity_timeout: Duration::from_millis(1000),
+        rtcp_interval: Duration::from_millis(300),
+        ..BridgeConfig::default()
+    };
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
+    // The far end sends too (for the timeouts), until it removes the stream.
+    let mut buf = vec![0u8; 2048];
+    let (_, gateway_rtp) =
+        tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
+    let sending = {
+        let media = std::sync::Arc::new(media);
+        let m = media.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            for n in 0..40u32 {
+                every.tick().await;
+                let _ = m.send_to(&rtp_packet(0, n as u16, n * 160, 0x51, &[0xff; 160]), gateway_rtp).await;
+            }
+        });
+        (media, task)
+    };
+    let (media, feeder) = sending;
+    let _ = feeder.await;
+    far.reinvite(&pcmu_answer(0, false).replace("o=uas 1 1", "o=uas 1 2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while media.try_recv(&mut buf).is_ok() {}
+    let mut after = 0;
+    let end = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(Ok(_)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+        after += 1;
+    }
+    let events = call_events(&mut g, Duration::from_millis(100)).await;
+    assert!(!events.iter().any(|e| e.starts_with("callDestroyed")), "no timeout while removed: {events:?}");
+    assert_eq!(after, 0, "nothing sent to a removed stream (RTP or RTCP)");
+    far.reinvite(
+        &pcmu_answer(port, false).replace("o=uas 1 1", "o=uas 1 3").replace("m=audio", "a=recvonly\r\nm=audio"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (packets, tone_share) = heard(&media, Duration::from_millis(600)).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(packets >= 20 && tone_share > 0.8, "the audio again once the stream is back: {packets} packets");
+}
+
 /// Audio both ways through the session: a publisher in the session sends 1000 Hz (Opus); baresip
 /// answers with 440 Hz in PCMU (transcoded both ways) or in Opus (forwarded as it is both ways:
 /// the SIP party hears exactly one stream). baresip's recording must hold 1000 Hz, and the SIP

@@ -122,6 +122,10 @@ struct Media {
     last_rtp: Option<Instant>,
     answered: Instant,
     on_hold: bool,
+    /// The far end removed the audio stream (port 0 in a re-offer or in the answer to ours, RFC
+    /// 3264 §8.2): nothing more is sent on it, RTCP included, and its silence is no timeout,
+    /// until an offer brings it back.
+    removed: bool,
     /// The last RTP timestamp of Opus forwarded from the SIP side (its clock, extended into
     /// `publish_time`).
     last_opus_ts: Option<u32>,
@@ -457,6 +461,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     // transfer and re-anchoring by third-party call control).
                     CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
                         Ok(agreement) => follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick),
+                        Err(sdp_negotiation::NegotiationError::AudioRejected) => {
+                            if let Some(m) = media.as_mut() {
+                                remove_audio(spec, m);
+                            }
+                        }
                         Err(e) => warn!(call = %spec.id, error = %e, "unusable answer to our re-offer: the media stays as it was"),
                     },
                     CallEvent::Info { content_type, body } => {
@@ -657,6 +666,7 @@ fn start_media(
         leg,
         inbound,
         on_hold: audio.remote_hold,
+        removed: false,
         agreement: audio,
         codec,
         jitter,
@@ -685,9 +695,17 @@ fn start_media(
     })
 }
 
+/// The far end removed the audio stream (port 0): it gets nothing more on it (RFC 3264 §8.2).
+fn remove_audio(spec: &CallSpec, m: &mut Media) {
+    if !m.removed {
+        warn!(call = %spec.id, "the far end removed the audio stream (port 0): nothing more is sent on it");
+        m.removed = true;
+    }
+}
+
 /// Our RTCP report, when one is due (never in clear before the DTLS-SRTP keys are in place).
 fn send_rtcp(m: &mut Media) {
-    if m.said_bye || m.early || m.dtls.as_ref().is_some_and(|d| !d.ready) {
+    if m.said_bye || m.early || m.removed || m.dtls.as_ref().is_some_and(|d| !d.ready) {
         return;
     }
     if let Some(report) = m.rtcp.due(Instant::now(), std::time::SystemTime::now()) {
@@ -723,14 +741,14 @@ fn rtcp_bye(m: &mut Media) {
         return;
     }
     m.said_bye = true;
-    if m.dtls.as_ref().is_none_or(|d| d.ready) {
+    if !m.removed && m.dtls.as_ref().is_none_or(|d| d.ready) {
         let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
     }
 }
 
 /// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).
 fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
-    if m.said_bye {
+    if m.said_bye || m.removed {
         return;
     }
     let mut packet = Vec::with_capacity(12 + payload.len() + 16);
@@ -1088,7 +1106,18 @@ fn follow_agreement(
     if let (Some(v), Some(agreed)) = (video, agreement.video.as_ref()) {
         let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
     }
-    let (Some(m), Some(audio)) = (media, agreement.audio) else { return };
+    let Some(m) = media else { return };
+    let Some(audio) = agreement.audio else {
+        remove_audio(spec, m);
+        return;
+    };
+    if m.removed {
+        m.removed = false;
+        info!(call = %spec.id, "the re-offer brings the audio stream back");
+        let now = Instant::now();
+        m.answered = now;
+        m.last_rtp = m.last_rtp.map(|_| now);
+    }
     match follow_keys(&m.leg, &m.agreement, &audio) {
         Ok(true) => {
             info!(call = %spec.id, suite = ?audio.sdes.as_ref().map(|s| &s.suite), "the re-offer re-keys the audio's SRTP")
@@ -1490,7 +1519,7 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
     if now.duration_since(started) >= c.max_duration {
         return Some((705, "Max Duration"));
     }
-    if m.on_hold || m.early || !expects_rtp(&m.agreement) {
+    if m.on_hold || m.early || m.removed || !expects_rtp(&m.agreement) {
         return None;
     }
     match m.last_rtp {
