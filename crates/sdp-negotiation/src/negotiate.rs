@@ -229,6 +229,9 @@ pub struct LocalSession {
     media: Vec<LocalMedia>,
     /// m-lines of the last offer/answer, to keep their number and order.
     layout: Vec<String>,
+    /// The m-lines of the last description we produced (offer or answer): a re-offer keeps their
+    /// payload numbers' meanings.
+    described: Vec<Media>,
     agreement: Option<Agreement>,
     local_hold: bool,
 }
@@ -313,9 +316,24 @@ impl LocalSession {
             last_body: None,
             media,
             layout: Vec::new(),
+            described: Vec::new(),
             agreement: None,
             local_hold: false,
         }
+    }
+
+    /// Which of our media each m-line of `kinds` is: the first of ours of its kind that an earlier
+    /// m-line did not take (`None`: a kind we do not carry, or one more of a kind).
+    fn slots(&self, kinds: &[String]) -> Vec<Option<usize>> {
+        let mut taken = vec![false; self.media.len()];
+        kinds
+            .iter()
+            .map(|k| {
+                let j = (0..self.media.len()).find(|&j| !taken[j] && self.media[j].kind == k.as_str())?;
+                taken[j] = true;
+                Some(j)
+            })
+            .collect()
     }
 
     /// The current agreement, after an exchange completed.
@@ -341,23 +359,57 @@ impl LocalSession {
         }
     }
 
-    /// Builds our offer (initial, or a re-offer with the same m-lines).
+    /// Builds our offer: the initial one, or a re-offer (RFC 3264 §8) with the m-lines of the last
+    /// exchange in their order (ours where they were, the agreed codec first and every payload
+    /// number meaning what it meant in our last description; a line of a kind we do not carry
+    /// stays rejected, port 0) and any of ours not among them added after.
     pub fn create_offer(&mut self) -> Sdp {
-        let mut media = Vec::new();
-        for (i, lm) in self.media.iter().enumerate() {
-            let codecs: Vec<(Codec, u8)> = match self.agreement.as_ref().and_then(|a| agreement_at(a, i)) {
-                // Re-offer: keep what was agreed first, so nothing changes.
-                Some(ag) => {
-                    let mut v = vec![(ag.codec, pt_for(lm, ag.codec))];
-                    v.extend(lm.codecs.iter().filter(|(c, _)| *c != ag.codec).copied());
-                    v
-                }
-                None => lm.codecs.clone(),
-            };
-            media.push(self.media_section(lm, &codecs, &lm.events, self.wanted_direction(), None));
+        let kinds: Vec<String> = if self.layout.is_empty() {
+            self.media.iter().map(|lm| lm.kind.to_owned()).collect()
+        } else {
+            self.layout.clone()
+        };
+        let slots = self.slots(&kinds);
+        let mut media: Vec<Media> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| match slots[i] {
+                Some(j) => self.offer_section(i, j),
+                None => self.rejected_section(i, kind),
+            })
+            .collect();
+        for j in 0..self.media.len() {
+            if !slots.contains(&Some(j)) {
+                let section = self.offer_section(media.len(), j);
+                media.push(section);
+            }
         }
         self.layout = media.iter().map(|m| m.kind.clone()).collect();
         self.finish(media)
+    }
+
+    /// Our media `j` offered as m-line `i`.
+    fn offer_section(&self, i: usize, j: usize) -> Media {
+        let lm = &self.media[j];
+        let before = self.described.get(i).filter(|m| m.kind == lm.kind && m.port != 0);
+        let agreed = self.agreement.as_ref().and_then(|a| agreement_at(a, i)).map(|a| a.codec);
+        let (codecs, events) = stable_numbers(lm, before, agreed);
+        self.media_section(lm, &codecs, &events, self.wanted_direction(), None)
+    }
+
+    /// m-line `i` of a kind we do not carry, offered rejected (port 0) as it was.
+    fn rejected_section(&self, i: usize, kind: &str) -> Media {
+        let before = self.described.get(i);
+        Media {
+            kind: kind.to_owned(),
+            port: 0,
+            port_count: None,
+            proto: before.map_or_else(|| proto_for(&self.options.security).to_owned(), |m| m.proto.clone()),
+            formats: vec![before.and_then(|m| m.formats.first().cloned()).unwrap_or_else(|| "0".to_owned())],
+            connection: None,
+            lines: Vec::new(),
+            attributes: Vec::new(),
+        }
     }
 
     fn media_section(
@@ -460,6 +512,7 @@ impl LocalSession {
             attributes: Vec::new(),
             media,
         };
+        self.described.clone_from(&sdp.media);
         let body = sdp.to_string();
         let without_origin: String = body.lines().filter(|l| !l.starts_with("o=")).collect::<Vec<_>>().join("\n");
         if self.last_body.as_deref() != Some(without_origin.as_str()) {
@@ -479,6 +532,7 @@ impl LocalSession {
             return Err(NegotiationError::MediaCount { offer: self.layout.len(), answer: answer.media.len() });
         }
         let mut agreement = Agreement { audio: None, video: None };
+        let slots = self.slots(&self.layout);
         for (i, m) in answer.media.iter().enumerate() {
             if m.kind != self.layout[i] {
                 return Err(NegotiationError::Invalid("answer m-line kinds differ from the offer"));
@@ -486,7 +540,7 @@ impl LocalSession {
             if m.port == 0 {
                 continue;
             }
-            let Some(lm) = self.media.get(i).cloned() else { continue };
+            let Some(lm) = slots[i].map(|j| self.media[j].clone()) else { continue };
             let mut codecs = Vec::new();
             let mut te = None;
             // RFC 3264 section 6.1: the answer MAY list formats that were not
@@ -869,6 +923,55 @@ fn pick_fingerprint(sdp: &Sdp, i: usize) -> Option<&str> {
 
 fn agreement_at(a: &Agreement, i: usize) -> Option<&MediaAgreement> {
     [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten().find(|m| m.index == i)
+}
+
+/// An `a=rtpmap` read: encoding, clock rate, channels.
+type Rtpmap = (String, u32, Option<u16>);
+
+/// The codecs and telephone-events of our media `lm` for a re-offer, `first` (the agreed codec)
+/// first. RFC 3264 §8.3.2: a payload number keeps its meaning for the whole session, so each one
+/// our last description of this m-line (`before`) gave keeps its number (the peer's numbers, when
+/// that description was our answer to its offer); the others keep ours unless `before` gave that
+/// number to something else, and then take a free one.
+fn stable_numbers(lm: &LocalMedia, before: Option<&Media>, first: Option<Codec>) -> (CodecPts, EventPts) {
+    let described: Vec<(u8, Option<Rtpmap>)> =
+        before.map(|m| m.payload_types().into_iter().map(|pt| (pt, m.rtpmap(pt))).collect()).unwrap_or_default();
+    let mut used: Vec<u8> = described.iter().map(|(pt, _)| *pt).collect();
+    let numbered_before = |wanted: &dyn Fn(u8, Option<&Rtpmap>) -> bool| {
+        described.iter().find(|(pt, map)| wanted(*pt, map.as_ref())).map(|(pt, _)| *pt)
+    };
+    let pick = |before: Option<u8>, ours: u8, is_static: bool, used: &mut Vec<u8>| -> Option<u8> {
+        let pt = before
+            .or_else(|| (is_static || !used.contains(&ours)).then_some(ours))
+            .or_else(|| (96..=127).find(|p| !used.contains(p)))?;
+        used.push(pt);
+        Some(pt)
+    };
+    let mut order: Vec<(Codec, u8)> = Vec::new();
+    if let Some(c) = first.filter(|c| lm.codecs.iter().any(|(x, _)| x == c)) {
+        order.push((c, pt_for(lm, c)));
+    }
+    order.extend(lm.codecs.iter().filter(|(c, _)| Some(*c) != first).copied());
+    let mut codecs = Vec::new();
+    for (c, ours) in order {
+        let earlier = numbered_before(&|pt, map| {
+            Codec::identify(pt, map.map(|(e, clock, ch)| (e.as_str(), *clock, *ch)), before.and_then(|m| m.fmtp(pt)))
+                == Some(c)
+        });
+        if let Some(pt) = pick(earlier, ours, c.static_pt().is_some(), &mut used) {
+            codecs.push((c, pt));
+        }
+    }
+    let mut events = Vec::new();
+    for &(ours, clock) in &lm.events {
+        let earlier = numbered_before(&|_, map| {
+            map.is_some_and(|(e, c, _)| e.eq_ignore_ascii_case("telephone-event") && *c == clock)
+        });
+        if let Some(pt) = pick(earlier, ours, false, &mut used) {
+            events.push((pt, clock));
+        }
+    }
+    (codecs, events)
 }
 
 fn pt_for(lm: &LocalMedia, c: Codec) -> u8 {

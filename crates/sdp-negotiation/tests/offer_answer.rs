@@ -415,3 +415,47 @@ fn corpus_from_real_peers() {
     }
     assert!(n >= 6, "corpus has {n} files");
 }
+
+/// A re-offer of ours keeps the m-lines of the last exchange (RFC 3264 §8): a video and an
+/// application line the peer added to an audio-only call (and we rejected) stay, rejected, in
+/// their places; and every payload number keeps the meaning our last description gave it (§8.3.2):
+/// the peer's numbers, when that was our answer to its offer, and a free number for a codec whose
+/// own number now means something else. The peer's answer to that re-offer is read by kind.
+#[test]
+fn a_re_offer_keeps_the_m_lines_and_the_payload_numbers() {
+    let mut s = established();
+    let reoffer = answer(
+        "v=0\no=sipp 1 2 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\n\
+m=audio 6000 RTP/AVP 111 97\na=rtpmap:111 PCMU/8000\na=rtpmap:97 telephone-event/8000\n\
+m=video 6002 RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n\
+m=application 6004 UDP/BFCP *\n",
+    );
+    let (sdp, a) = s.answer_offer(&reoffer).expect("answer");
+    assert_eq!(sdp.media.iter().map(|m| m.port != 0).collect::<Vec<_>>(), [true, false, false]);
+    let audio = a.audio.expect("audio");
+    assert_eq!((audio.codec, audio.payload_type, audio.telephone_event), (Codec::Pcmu, 111, Some((97, 8000))));
+
+    let offer = s.create_offer();
+    let kinds: Vec<(&str, bool)> = offer.media.iter().map(|m| (m.kind.as_str(), m.port != 0)).collect();
+    assert_eq!(kinds, [("audio", true), ("video", false), ("application", false)], "same lines, same order");
+    assert_eq!(offer.media[2].proto, "UDP/BFCP");
+    let m = &offer.media[0];
+    let pts = m.payload_types();
+    assert_eq!(pts.first(), Some(&111), "the agreed codec first, under the number it has: {pts:?}");
+    assert_eq!(m.rtpmap(111).map(|r| r.0), Some("PCMU".into()));
+    assert_eq!(m.rtpmap(97), Some(("telephone-event".into(), 8000, None)), "telephone-event/8000 keeps 97");
+    let opus = pts.iter().copied().find(|&pt| m.rtpmap(pt).is_some_and(|r| r.0 == "opus")).expect("opus offered");
+    assert!(opus != 111 && (96..=127).contains(&opus), "Opus moved off 111, which means PCMU now: {opus}");
+    let mut unique = pts.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), pts.len(), "no number twice: {pts:?}");
+
+    // The peer answers it; the audio line is read as ours, whatever else is there.
+    let reply = answer(
+        "v=0\no=sipp 1 3 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\n\
+m=audio 6000 RTP/AVP 111\na=rtpmap:111 PCMU/8000\nm=video 0 RTP/AVP 96\nm=application 0 UDP/BFCP *\n",
+    );
+    let a = s.process_answer(&reply).expect("agreement");
+    assert_eq!(a.audio.map(|a| (a.codec, a.payload_type)), Some((Codec::Pcmu, 111)));
+}
