@@ -238,6 +238,24 @@ async fn a_far_end_that_only_receives_is_not_timed_out() {
     drop(answer);
 }
 
+/// An answer whose `c=` names a host (RFC 4566 allows a fully qualified name; here `localhost`)
+/// gets the audio at the address the name resolves to. Before, the call stayed silent: the
+/// negotiation does no IO and the address was left empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_in_the_answer_is_resolved() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far =
+        common::uas::uas(move |_| pcmu_answer(port, false).replace("c=IN IP4 127.0.0.1", "c=IN IP4 localhost")).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:named@127.0.0.1:{}", far.port)})).await;
+    let (packets, tone_share) = heard(&media, Duration::from_millis(800)).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(packets >= 25 && tone_share > 0.8, "the audio at the resolved address: {packets} packets");
+}
+
 /// A re-offer that removes the audio stream (port 0, RFC 3264 §8.2) gets nothing more on it, RTP
 /// or RTCP, and its silence is no timeout; a later re-offer that brings it back gets the audio
 /// again. Before, we went on sending to the removed stream.

@@ -325,7 +325,14 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         // announcement ("the number you have dialled...") is heard in the session
                         // before the answer. Nothing is sent to it before the answer.
                         if let (CallEvent::Progress { sdp: Some(early) }, None) = (&ev, &hangup_cause) {
-                            match (media.as_mut(), sdp.process_answer(early)) {
+                            let early = match sdp.process_answer(early) {
+                                Ok(mut a) => {
+                                    resolve_hosts(spec, &mut a).await;
+                                    Ok(a)
+                                }
+                                Err(e) => Err(e),
+                            };
+                            match (media.as_mut(), early) {
                                 // A later 183 (another announcement, or another branch) replaces
                                 // the preview (RFC 6337: without 100rel each is one).
                                 (Some(m), Ok(a)) if m.early => {
@@ -365,6 +372,13 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             // The 2xx of early media may leave its answer out (it was in the 183).
                             (None, Some(m)) => Ok(Agreement { audio: Some(m.agreement.clone()), video: early_video.take() }),
                             (answer, _) => answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string())),
+                        };
+                        let agreed = match agreed {
+                            Ok(mut a) => {
+                                resolve_hosts(spec, &mut a).await;
+                                Ok(a)
+                            }
+                            Err(e) => Err(e),
                         };
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
                         let answered = match early {
@@ -445,8 +459,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                     CallEvent::RemoteOffer { sdp: offer, .. } => {
                         match sdp.answer_offer(&offer) {
-                            Ok((answer, agreement)) => {
+                            Ok((answer, mut agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
+                                resolve_hosts(spec, &mut agreement).await;
                                 follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
@@ -460,7 +475,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     // The answer to the offer we made in the 200 to an offerless re-INVITE (hold,
                     // transfer and re-anchoring by third-party call control).
                     CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
-                        Ok(agreement) => follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick),
+                        Ok(mut agreement) => {
+                            resolve_hosts(spec, &mut agreement).await;
+                            follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick)
+                        }
                         Err(sdp_negotiation::NegotiationError::AudioRejected) => {
                             if let Some(m) = media.as_mut() {
                                 remove_audio(spec, m);
@@ -1044,6 +1062,38 @@ fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(Duration::from_millis(period));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     tick
+}
+
+/// RFC 4566 lets `c=` name a host: its media addresses are looked up here (within 2 s; the
+/// first address found), since the negotiation never does IO. One that cannot be resolved leaves
+/// the stream without an address, as before (logged): nothing is sent to it. An IPv4 address is
+/// preferred when the name has both.
+async fn resolve_hosts(spec: &CallSpec, a: &mut Agreement) {
+    for m in [a.audio.as_mut(), a.video.as_mut()].into_iter().flatten() {
+        let host = m.remote_host.trim();
+        if m.remote_rtp.is_some() || host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        let lookup = tokio::net::lookup_host((host.to_owned(), m.remote_port));
+        // An IPv4 address first (our media sockets are IPv4 unless configured otherwise).
+        let first = |it: std::vec::IntoIter<std::net::SocketAddr>| {
+            let all: Vec<_> = it.collect();
+            all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+        };
+        let lookup = async move { lookup.await.map(|it| first(it.collect::<Vec<_>>().into_iter())) };
+        match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            Ok(Ok(Some(address))) => {
+                debug!(call = %spec.id, host, %address, "media address looked up");
+                m.remote_rtp = Some(address);
+                if m.remote_rtcp.is_none() {
+                    m.remote_rtcp = m.remote_rtcp_port.map(|port| std::net::SocketAddr::new(address.ip(), port));
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                warn!(call = %spec.id, host, "the media host name in c= cannot be resolved: nothing is sent to it");
+            }
+        }
+    }
 }
 
 /// Whether an early answer (a 183's) can start the audio leg before the 2xx: plain RTP or SDES

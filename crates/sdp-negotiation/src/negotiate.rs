@@ -143,6 +143,11 @@ pub struct MediaAgreement {
     pub remote_rtcp: Option<SocketAddr>,
     /// The peer's connection address as written (may be a host name).
     pub remote_host: String,
+    /// The port RTP goes to, whatever the address (for a host name the caller resolves).
+    pub remote_port: u16,
+    /// The port RTCP goes to (`a=rtcp`'s, or the one after RTP's), whatever the address; `None`
+    /// with rtcp-mux, or after port 65535.
+    pub remote_rtcp_port: Option<u16>,
     /// RTCP multiplexed on the RTP port.
     pub rtcp_mux: bool,
     /// The direction we use.
@@ -710,7 +715,14 @@ impl LocalSession {
                 None => ip.zip(m.port.checked_add(1)).map(|(a, port)| SocketAddr::new(a, port)),
             }
         };
+        let remote_rtcp_port = if rtcp_mux {
+            None
+        } else {
+            m.attr("rtcp").and_then(parse_rtcp_attr).map(|(port, _)| port).or_else(|| m.port.checked_add(1))
+        };
         MediaAgreement {
+            remote_port: m.port,
+            remote_rtcp_port,
             index: i,
             codec,
             payload_type: pt,

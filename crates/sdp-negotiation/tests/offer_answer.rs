@@ -165,7 +165,13 @@ fn the_answer_keeps_the_offers_transport_and_rtcp_never_goes_to_port_zero() {
     let (_, a) = s.answer_offer(body.as_bytes()).expect("last port");
     let audio = a.audio.expect("audio");
     assert_eq!(audio.remote_rtp.map(|r| r.port()), Some(65535));
-    assert_eq!(audio.remote_rtcp, None);
+    assert_eq!((audio.remote_rtcp, audio.remote_rtcp_port), (None, None));
+    // A host name in c=: no address (the caller resolves it), but the ports are known.
+    let body = String::from_utf8(reoffer("", "media.example.com", 101, 4)).expect("utf8");
+    let (_, a) = s.answer_offer(body.as_bytes()).expect("host name");
+    let audio = a.audio.expect("audio");
+    assert_eq!((audio.remote_rtp, audio.remote_host.as_str()), (None, "media.example.com"));
+    assert_eq!((audio.remote_port, audio.remote_rtcp_port), (6000, Some(6001)));
 }
 
 #[test]
