@@ -2446,7 +2446,14 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first key: {unprotected}/{refused}/{toned}");
     far.reinvite(&sdp(2, "1", &second));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second, 50).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second.clone(), 50).await;
+    assert!(unprotected >= 40 && refused == 0 && toned >= 30, "second key: {unprotected}/{refused}/{toned}");
+    // A re-offer whose key is unusable (too short for its suite) is refused, and the call goes on
+    // under the keys in force.
+    far.reinvite(&sdp(3, "1", &second).replace(&sdes::format_key_params(&second), "inline:AAAA"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(far.reinvite_statuses(), [200, 488], "the unusable key refused");
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second, 100).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
     assert!(

@@ -24,6 +24,8 @@ pub struct Uas {
     heads: Arc<Mutex<(Option<String>, Option<String>)>>,
     /// How long the 200 to a BYE waits, in milliseconds.
     bye_delay: Arc<AtomicU64>,
+    /// The final statuses of the answers to our re-INVITEs, by CSeq, in order.
+    reinvite_statuses: Arc<Mutex<Vec<(u32, u16)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,6 +65,11 @@ impl Uas {
     /// When the first BYE arrived, if one did.
     pub fn bye_at(&self) -> Option<Instant> {
         self.bye_at.lock().ok().and_then(|b| *b)
+    }
+
+    /// The final statuses of the answers to the re-INVITEs sent so far (retransmissions once).
+    pub fn reinvite_statuses(&self) -> Vec<u16> {
+        self.reinvite_statuses.lock().map(|s| s.iter().map(|(_, status)| *status).collect()).unwrap_or_default()
     }
 }
 
@@ -177,6 +184,8 @@ pub async fn uas_early(
     let (bye_seen, delay) = (bye_at.clone(), bye_delay.clone());
     let heads = Arc::new(Mutex::new((None, None)));
     let seen_heads = heads.clone();
+    let reinvite_statuses = Arc::new(Mutex::new(Vec::new()));
+    let statuses = reinvite_statuses.clone();
     let task = tokio::spawn(async move {
         let mut tx = Some(tx);
         let mut answered: Option<String> = None;
@@ -203,14 +212,27 @@ pub async fn uas_early(
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            // The answer to our re-INVITE: ACKed.
-            if head.starts_with("SIP/2.0 200") && header(head, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
-                if let (Some(d), Some(n)) =
-                    (dialog.as_ref(), header(head, "CSeq").and_then(|c| c.split(' ').next()?.parse::<u32>().ok()))
-                {
-                    let answer = ack_body.take().unwrap_or_default();
-                    let ack = d.request("ACK", port, n, "application/sdp", &answer);
-                    let _ = socket.send_to(ack.as_bytes(), d.to).await;
+            // The final answer to our re-INVITE: noted once and ACKed (a 2xx's ACK carries the
+            // answer to an offerless re-INVITE; a failure's is the transaction's own, same CSeq).
+            let status = head.strip_prefix("SIP/2.0 ").and_then(|s| s.get(..3)?.parse::<u16>().ok());
+            if let Some(status) = status.filter(|s| *s >= 200) {
+                if header(head, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
+                    if let (Some(d), Some(n)) =
+                        (dialog.as_ref(), header(head, "CSeq").and_then(|c| c.split(' ').next()?.parse::<u32>().ok()))
+                    {
+                        if let Ok(mut s) = statuses.lock() {
+                            if !s.iter().any(|(seq, _)| *seq == n) {
+                                s.push((n, status));
+                            }
+                        }
+                        let answer = if status < 300 { ack_body.take().unwrap_or_default() } else { String::new() };
+                        let mut ack = d.request("ACK", port, n, "application/sdp", &answer);
+                        if status >= 300 {
+                            // RFC 3261 §17.1.1.3: part of the INVITE's transaction, its branch.
+                            ack = ack.replacen(&format!("z9hG4bK{port}ACK{n}"), &format!("z9hG4bK{port}INVITE{n}"), 1);
+                        }
+                        let _ = socket.send_to(ack.as_bytes(), d.to).await;
+                    }
                 }
                 continue;
             }
@@ -267,7 +289,7 @@ pub async fn uas_early(
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
     });
-    Uas { port, offer, requests, bye_at, bye_delay, heads, task }
+    Uas { port, offer, requests, bye_at, bye_delay, heads, reinvite_statuses, task }
 }
 
 /// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`
