@@ -1,6 +1,6 @@
 //! RFC 3264 offer/answer for the SIP leg, seen from the gateway.
 
-use crate::codec::Codec;
+use crate::codec::{fmtp_param, Codec};
 use crate::error::NegotiationError;
 use crate::sdp::{Attribute, Connection, Direction, Media, Origin, Sdp};
 use std::net::{IpAddr, SocketAddr};
@@ -885,6 +885,14 @@ impl LocalSession {
             // RFC 3264 §6: the answer's transport is the offer's (RTP/AVPF, RTP/SAVPF and
             // UDP/TLS/RTP/SAVPF included: the security matched above, and we take feedback).
             media.proto.clone_from(&m.proto);
+            if let (true, Some(ours)) = (codec.is_h264(), codec.fmtp()) {
+                let answered = h264_answer_fmtp(m.fmtp(pt), ours);
+                for a in media.attributes.iter_mut().filter(|a| a.name == "fmtp") {
+                    if a.value.as_deref().is_some_and(|v| v.split(' ').next() == Some(pt.to_string().as_str())) {
+                        a.value = Some(format!("{pt} {answered}"));
+                    }
+                }
+            }
             if !(m.has_attr("rtcp-mux") && self.options.rtcp_mux) {
                 media.remove_attr("rtcp-mux");
                 media.remove_attr("rtcp");
@@ -935,6 +943,41 @@ fn pick_fingerprint(sdp: &Sdp, i: usize) -> Option<&str> {
 
 fn agreement_at(a: &Agreement, i: usize) -> Option<&MediaAgreement> {
     [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten().find(|m| m.index == i)
+}
+
+/// Our H.264 fmtp answering an offer's (`ours`: what we offer). RFC 6184 §8.2.2: the answer keeps
+/// the offer's profile, so a Baseline-family offer (`42xxxx`, any constraint flags: 42801f, 42c01e,
+/// 42e01f) is answered with its own profile and constraint flags, at our level 3.1 when both sides
+/// allow level asymmetry (each names what it receives) and at the lower of the two levels
+/// otherwise. Other profiles keep ours (our stream is Constrained Baseline, which Main and High
+/// decoders take).
+fn h264_answer_fmtp(offered: Option<&str>, ours: &str) -> String {
+    let Some(plid) = offered.and_then(|f| fmtp_param(f, "profile-level-id")).filter(|p| p.len() == 6 && p.is_ascii())
+    else {
+        return ours.to_owned();
+    };
+    let (Ok(profile), Ok(iop), Ok(level)) =
+        (u8::from_str_radix(&plid[0..2], 16), u8::from_str_radix(&plid[2..4], 16), u8::from_str_radix(&plid[4..6], 16))
+    else {
+        return ours.to_owned();
+    };
+    if profile != 0x42 {
+        return ours.to_owned();
+    }
+    const OUR_LEVEL: u8 = 0x1f;
+    let asymmetric = offered.and_then(|f| fmtp_param(f, "level-asymmetry-allowed")) == Some("1")
+        && fmtp_param(ours, "level-asymmetry-allowed") == Some("1");
+    let level = if asymmetric { OUR_LEVEL } else { level.min(OUR_LEVEL) };
+    ours.split(';')
+        .map(|kv| {
+            if kv.trim().to_ascii_lowercase().starts_with("profile-level-id=") {
+                format!("profile-level-id={profile:02x}{iop:02x}{level:02x}")
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// An `a=rtpmap` read: encoding, clock rate, channels.

@@ -465,3 +465,31 @@ m=audio 6000 RTP/AVP 111\na=rtpmap:111 PCMU/8000\nm=video 0 RTP/AVP 96\nm=applic
     let a = s.process_answer(&reply).expect("agreement");
     assert_eq!(a.audio.map(|a| (a.codec, a.payload_type)), Some((Codec::Pcmu, 111)));
 }
+
+/// RFC 6184 §8.2.2: our answer to an H.264 offer keeps the offer's profile. A Baseline-family
+/// offer (42801f, 42c016) is answered with its own profile and constraint flags: at our level 3.1
+/// when both sides allow level asymmetry, else at the lower level. Other profiles (High here) keep
+/// our Constrained Baseline fmtp, which their decoders take.
+#[test]
+fn h264_answers_keep_the_offered_profile() {
+    let answered_fmtp = |fmtp: &str| {
+        let opts = OfferOptions { video: Some((40002, vec![Codec::H264])), ..OfferOptions::default() };
+        let mut s = LocalSession::new(opts, 1);
+        let offer = answer(&format!(
+            "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0\nm=video 6002 RTP/AVP 97\na=rtpmap:97 H264/90000\na=fmtp:97 {fmtp}\n"
+        ));
+        let (sdp, a) = s.answer_offer(&offer).expect("answer");
+        assert_eq!(a.video.map(|v| v.codec), Some(Codec::H264), "{fmtp}");
+        sdp.media[1].fmtp(97).map(str::to_owned).expect("an fmtp for 97")
+    };
+    let f = answered_fmtp("profile-level-id=42801f;packetization-mode=1;level-asymmetry-allowed=1");
+    assert!(f.contains("profile-level-id=42801f") && f.contains("packetization-mode=1"), "{f}");
+    let f = answered_fmtp("profile-level-id=42c016;packetization-mode=1");
+    assert!(f.contains("profile-level-id=42c016"), "no asymmetry: the lower level, 2.2: {f}");
+    let f = answered_fmtp("profile-level-id=42e028;packetization-mode=1");
+    assert!(f.contains("profile-level-id=42e01f"), "no asymmetry: ours (3.1) is the lower: {f}");
+    let f = answered_fmtp("profile-level-id=640c1f;packetization-mode=1");
+    assert!(f.contains("profile-level-id=42e01f"), "High: our Constrained Baseline: {f}");
+    let f = answered_fmtp("profile-level-id=aé123;packetization-mode=1");
+    assert!(f.contains("profile-level-id=42e01f"), "garbage: ours: {f}");
+}
