@@ -171,17 +171,20 @@ pub struct MediaAgreement {
     /// The RTCP feedback the peer takes for `payload_type` (RFC 4585 `a=rtcp-fb`, its own or the
     /// wildcard's), lower-cased: `nack`, `nack pli`, `ccm fir`, `ccm tmmbr`, `goog-remb`...
     pub remote_feedback: Vec<String>,
-    /// When we offered: the numbers our offer gave the common codecs, where the answer numbered
-    /// them otherwise. RFC 3264 §6.1 has the answerer send with the offer's numbers even then, so
-    /// the peer's packets may carry these (see [`received_codec`](Self::received_codec)).
-    pub offered_payload_types: Vec<(Codec, u8)>,
-    /// Likewise for telephone-event: our offer's number at its clock, where the answer's differs.
-    pub offered_telephone_event: Option<u8>,
+    /// The numbers our own description (offer or answer) gave the agreed codecs, where the
+    /// peer's numbered them otherwise. A description's numbers are what its author receives with
+    /// (RFC 3264 §5.1, §6.1), so the peer's packets carry these (see
+    /// [`received_codec`](Self::received_codec)): an answer that renumbered our offer, or our
+    /// answer that could not reuse an offer's number without changing what it meant for us
+    /// (§8.3.2).
+    pub local_payload_types: Vec<(Codec, u8)>,
+    /// Likewise for telephone-event: our number at its clock, where the peer's differs.
+    pub local_telephone_event: Option<u8>,
 }
 
 impl MediaAgreement {
-    /// The codec of a packet of the peer's with payload type `pt`: by the answer's numbers, then
-    /// by our offer's (an answerer that renumbered still sends with the offer's, RFC 3264 §6.1).
+    /// The codec of a packet of the peer's with payload type `pt`: by the peer's numbers (some
+    /// peers send with their own), then by ours (what RFC 3264 has them send with).
     pub fn received_codec(&self, pt: u8) -> Option<Codec> {
         if let Some((c, _)) = self.codecs.iter().find(|(_, p)| *p == pt) {
             return Some(*c);
@@ -189,14 +192,14 @@ impl MediaAgreement {
         if self.is_telephone_event(pt) {
             return None;
         }
-        self.offered_payload_types.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c)
+        self.local_payload_types.iter().find(|(_, p)| *p == pt).map(|(c, _)| *c)
     }
 
-    /// Whether the peer's packets with payload type `pt` are telephone-events (by the answer's
-    /// number, or by our offer's where the answer gave that number to nothing else).
+    /// Whether the peer's packets with payload type `pt` are telephone-events (by the peer's
+    /// number, or by ours where the peer gave that number to nothing else).
     pub fn is_telephone_event(&self, pt: u8) -> bool {
         self.telephone_event.is_some_and(|(te, _)| te == pt)
-            || (self.offered_telephone_event == Some(pt) && !self.codecs.iter().any(|(_, p)| *p == pt))
+            || (self.local_telephone_event == Some(pt) && !self.codecs.iter().any(|(_, p)| *p == pt))
     }
 
     /// Whether the peer takes the feedback `fb` (such as `nack` or `ccm tmmbr`).
@@ -234,9 +237,11 @@ pub struct LocalSession {
     media: Vec<LocalMedia>,
     /// m-lines of the last offer/answer, to keep their number and order.
     layout: Vec<String>,
-    /// The m-lines of the last description we produced (offer or answer): a re-offer keeps their
-    /// payload numbers' meanings.
+    /// The m-lines of the last description we produced (offer or answer).
     described: Vec<Media>,
+    /// Every payload number our descriptions gave, by m-line, with its first meaning: a number
+    /// keeps it for the whole session (RFC 3264 §8.3.2).
+    numbers: Vec<Vec<Numbered>>,
     agreement: Option<Agreement>,
     local_hold: bool,
 }
@@ -322,6 +327,7 @@ impl LocalSession {
             media,
             layout: Vec::new(),
             described: Vec::new(),
+            numbers: Vec::new(),
             agreement: None,
             local_hold: false,
         }
@@ -396,9 +402,8 @@ impl LocalSession {
     /// Our media `j` offered as m-line `i`.
     fn offer_section(&self, i: usize, j: usize) -> Media {
         let lm = &self.media[j];
-        let before = self.described.get(i).filter(|m| m.kind == lm.kind && m.port != 0);
         let agreed = self.agreement.as_ref().and_then(|a| agreement_at(a, i)).map(|a| a.codec);
-        let (codecs, events) = stable_numbers(lm, before, agreed);
+        let (codecs, events) = stable_numbers(lm, self.numbered(i), agreed);
         self.media_section(lm, &codecs, &events, self.wanted_direction(), None)
     }
 
@@ -518,6 +523,19 @@ impl LocalSession {
             media,
         };
         self.described.clone_from(&sdp.media);
+        for (i, m) in sdp.media.iter().enumerate() {
+            if self.numbers.len() <= i {
+                self.numbers.push(Vec::new());
+            }
+            if m.port == 0 {
+                continue;
+            }
+            for pt in m.payload_types() {
+                if !self.numbers[i].iter().any(|n| n.pt == pt) {
+                    self.numbers[i].push(Numbered { pt, map: m.rtpmap(pt), fmtp: m.fmtp(pt).map(str::to_owned) });
+                }
+            }
+        }
         let body = sdp.to_string();
         let without_origin: String = body.lines().filter(|l| !l.starts_with("o=")).collect::<Vec<_>>().join("\n");
         if self.last_body.as_deref() != Some(without_origin.as_str()) {
@@ -596,14 +614,14 @@ impl LocalSession {
             let remote_dir = answer.direction(i);
             let (sdes, dtls) = self.security_from_answer(&answer, i, m)?;
             // Our numbers for what the answer renumbered: the peer sends with them.
-            let offered_payload_types = codecs
+            let local_payload_types = codecs
                 .iter()
                 .filter_map(|(c, answered)| {
                     let ours = lm.codecs.iter().find(|(o, _)| o == c)?.1;
                     (ours != *answered).then_some((*c, ours))
                 })
                 .collect();
-            let offered_telephone_event = te.and_then(|(answered, clock)| {
+            let local_telephone_event = te.and_then(|(answered, clock)| {
                 let ours = lm.events.iter().find(|(_, c)| *c == clock)?.0;
                 (ours != answered).then_some(ours)
             });
@@ -621,8 +639,8 @@ impl LocalSession {
                 sdes,
                 dtls,
             );
-            ag.offered_payload_types = offered_payload_types;
-            ag.offered_telephone_event = offered_telephone_event;
+            ag.local_payload_types = local_payload_types;
+            ag.local_telephone_event = local_telephone_event;
             match lm.kind {
                 "audio" if agreement.audio.is_none() => agreement.audio = Some(ag),
                 "video" if agreement.video.is_none() => agreement.video = Some(ag),
@@ -742,8 +760,8 @@ impl LocalSession {
             recv_max_picture: m.imageattr_recv_max(pt),
             remote_bandwidth: sdp.bandwidth_of(i),
             remote_feedback: m.rtcp_feedback(pt),
-            offered_payload_types: Vec::new(),
-            offered_telephone_event: None,
+            local_payload_types: Vec::new(),
+            local_telephone_event: None,
         }
     }
 
@@ -878,18 +896,35 @@ impl LocalSession {
             let mut ag =
                 self.media_agreement(&offer, i, codec, pt, common.clone(), te, offered_dir, local_dir, sdes, dtls);
             ag.remote_direction = offer.direction(i);
-            // Answer with the offerer's payload types for what we chose.
-            let ev: Vec<(u8, u32)> = te.into_iter().collect();
-            let mut media =
-                self.media_section(&lm, &[(codec, pt)], &ev, local_dir, crypto_answer.as_ref().map(|(t, k)| (*t, k)));
+            // Answer with the offerer's payload numbers for what we chose (RFC 3264 §6.1), unless
+            // our last description gave one another meaning (§8.3.2).
+            let history = self.numbered(i);
+            let offer_pts = m.payload_types();
+            let our_pt = answer_number(history, &offer_pts, pt, pt_for(&lm, codec), &|n| n.codec() == Some(codec));
+            let our_te = te.map(|(p, clock)| {
+                let ours = lm.events.iter().find(|(_, c)| *c == clock).map_or(p, |(o, _)| *o);
+                (answer_number(history, &offer_pts, p, ours, &|n| n.is_event(clock)), clock)
+            });
+            if our_pt != pt {
+                ag.local_payload_types = vec![(codec, our_pt)];
+            }
+            ag.local_telephone_event = our_te.map(|(p, _)| p).filter(|p| te.is_some_and(|(t, _)| t != *p));
+            let ev: Vec<(u8, u32)> = our_te.into_iter().collect();
+            let mut media = self.media_section(
+                &lm,
+                &[(codec, our_pt)],
+                &ev,
+                local_dir,
+                crypto_answer.as_ref().map(|(t, k)| (*t, k)),
+            );
             // RFC 3264 §6: the answer's transport is the offer's (RTP/AVPF, RTP/SAVPF and
             // UDP/TLS/RTP/SAVPF included: the security matched above, and we take feedback).
             media.proto.clone_from(&m.proto);
             if let (true, Some(ours)) = (codec.is_h264(), codec.fmtp()) {
                 let answered = h264_answer_fmtp(m.fmtp(pt), ours);
                 for a in media.attributes.iter_mut().filter(|a| a.name == "fmtp") {
-                    if a.value.as_deref().is_some_and(|v| v.split(' ').next() == Some(pt.to_string().as_str())) {
-                        a.value = Some(format!("{pt} {answered}"));
+                    if a.value.as_deref().is_some_and(|v| v.split(' ').next() == Some(our_pt.to_string().as_str())) {
+                        a.value = Some(format!("{our_pt} {answered}"));
                     }
                 }
             }
@@ -980,21 +1015,66 @@ fn h264_answer_fmtp(offered: Option<&str>, ours: &str) -> String {
         .join(";")
 }
 
+/// A payload number one of our descriptions gave, with what it meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Numbered {
+    pt: u8,
+    map: Option<Rtpmap>,
+    fmtp: Option<String>,
+}
+
+impl Numbered {
+    fn codec(&self) -> Option<Codec> {
+        Codec::identify(self.pt, self.map.as_ref().map(|(e, c, ch)| (e.as_str(), *c, *ch)), self.fmtp.as_deref())
+    }
+
+    fn is_event(&self, clock: u32) -> bool {
+        self.map.as_ref().is_some_and(|(e, c, _)| e.eq_ignore_ascii_case("telephone-event") && *c == clock)
+    }
+}
+
+impl LocalSession {
+    /// The payload numbers our descriptions gave m-line `i` so far.
+    fn numbered(&self, i: usize) -> &[Numbered] {
+        self.numbers.get(i).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The number our answer gives a payload the offer numbers `offered`: that one (RFC 3264 §6.1),
+/// unless one of our descriptions (`history`) gave it another meaning, which may not change
+/// (§8.3.2); then a number `history` gave this payload, or ours (`ours`), or a free dynamic one,
+/// never one the offer uses (`offer_pts`). `is_this` tells whether a number is this payload.
+fn answer_number(
+    history: &[Numbered],
+    offer_pts: &[u8],
+    offered: u8,
+    ours: u8,
+    is_this: &dyn Fn(&Numbered) -> bool,
+) -> u8 {
+    let means_else = |p: u8| history.iter().any(|n| n.pt == p && !is_this(n));
+    if !means_else(offered) {
+        return offered;
+    }
+    if let Some(n) = history.iter().find(|n| is_this(n) && !offer_pts.contains(&n.pt)) {
+        return n.pt;
+    }
+    if !means_else(ours) && !offer_pts.contains(&ours) {
+        return ours;
+    }
+    (96..=127).find(|p| !offer_pts.contains(p) && !history.iter().any(|n| n.pt == *p)).unwrap_or(offered)
+}
+
 /// An `a=rtpmap` read: encoding, clock rate, channels.
 type Rtpmap = (String, u32, Option<u16>);
 
 /// The codecs and telephone-events of our media `lm` for a re-offer, `first` (the agreed codec)
-/// first. RFC 3264 §8.3.2: a payload number keeps its meaning for the whole session, so each one
-/// our last description of this m-line (`before`) gave keeps its number (the peer's numbers, when
-/// that description was our answer to its offer); the others keep ours unless `before` gave that
-/// number to something else, and then take a free one.
-fn stable_numbers(lm: &LocalMedia, before: Option<&Media>, first: Option<Codec>) -> (CodecPts, EventPts) {
-    let described: Vec<(u8, Option<Rtpmap>)> =
-        before.map(|m| m.payload_types().into_iter().map(|pt| (pt, m.rtpmap(pt))).collect()).unwrap_or_default();
-    let mut used: Vec<u8> = described.iter().map(|(pt, _)| *pt).collect();
-    let numbered_before = |wanted: &dyn Fn(u8, Option<&Rtpmap>) -> bool| {
-        described.iter().find(|(pt, map)| wanted(*pt, map.as_ref())).map(|(pt, _)| *pt)
-    };
+/// first. RFC 3264 §8.3.2: a payload number keeps its meaning for the whole session, so each of
+/// ours keeps a number our descriptions of this m-line (`history`) gave it (the peer's numbers,
+/// when one was our answer to its offer); the others keep ours unless `history` gave that number
+/// to something else, and then take a free one.
+fn stable_numbers(lm: &LocalMedia, history: &[Numbered], first: Option<Codec>) -> (CodecPts, EventPts) {
+    let mut used: Vec<u8> = history.iter().map(|n| n.pt).collect();
+    let numbered_before = |wanted: &dyn Fn(&Numbered) -> bool| history.iter().find(|n| wanted(n)).map(|n| n.pt);
     let pick = |before: Option<u8>, ours: u8, is_static: bool, used: &mut Vec<u8>| -> Option<u8> {
         let pt = before
             .or_else(|| (is_static || !used.contains(&ours)).then_some(ours))
@@ -1009,19 +1089,14 @@ fn stable_numbers(lm: &LocalMedia, before: Option<&Media>, first: Option<Codec>)
     order.extend(lm.codecs.iter().filter(|(c, _)| Some(*c) != first).copied());
     let mut codecs = Vec::new();
     for (c, ours) in order {
-        let earlier = numbered_before(&|pt, map| {
-            Codec::identify(pt, map.map(|(e, clock, ch)| (e.as_str(), *clock, *ch)), before.and_then(|m| m.fmtp(pt)))
-                == Some(c)
-        });
+        let earlier = numbered_before(&|n| n.codec() == Some(c));
         if let Some(pt) = pick(earlier, ours, c.static_pt().is_some(), &mut used) {
             codecs.push((c, pt));
         }
     }
     let mut events = Vec::new();
     for &(ours, clock) in &lm.events {
-        let earlier = numbered_before(&|_, map| {
-            map.is_some_and(|(e, c, _)| e.eq_ignore_ascii_case("telephone-event") && *c == clock)
-        });
+        let earlier = numbered_before(&|n| n.is_event(clock));
         if let Some(pt) = pick(earlier, ours, false, &mut used) {
             events.push((pt, clock));
         }

@@ -74,8 +74,8 @@ fn reads_an_answer_and_sends_with_the_answerers_payload_types() {
     assert_eq!(audio.remote_rtcp, None);
     // RFC 3264 §6.1: the answerer sends with the offer's numbers even though its answer renumbered
     // them, so the peer's packets may carry ours (111, 110) as well as its own (96, 97).
-    assert_eq!(audio.offered_payload_types, vec![(Codec::Opus, 111)]);
-    assert_eq!(audio.offered_telephone_event, Some(110));
+    assert_eq!(audio.local_payload_types, vec![(Codec::Opus, 111)]);
+    assert_eq!(audio.local_telephone_event, Some(110));
     for pt in [96, 111] {
         assert_eq!(audio.received_codec(pt), Some(Codec::Opus), "{pt}");
     }
@@ -86,7 +86,7 @@ fn reads_an_answer_and_sends_with_the_answerers_payload_types() {
     let mut s = session();
     s.create_offer();
     let audio = s.process_answer(&answer(PCMU_ANSWER)).expect("agreement").audio.expect("audio");
-    assert!(audio.offered_payload_types.is_empty() && audio.offered_telephone_event.is_none());
+    assert!(audio.local_payload_types.is_empty() && audio.local_telephone_event.is_none());
 }
 
 #[test]
@@ -424,9 +424,10 @@ fn corpus_from_real_peers() {
 
 /// A re-offer of ours keeps the m-lines of the last exchange (RFC 3264 §8): a video and an
 /// application line the peer added to an audio-only call (and we rejected) stay, rejected, in
-/// their places; and every payload number keeps the meaning our last description gave it (§8.3.2):
-/// the peer's numbers, when that was our answer to its offer, and a free number for a codec whose
-/// own number now means something else. The peer's answer to that re-offer is read by kind.
+/// their places. And a payload number of ours never changes meaning (§8.3.2): the peer's re-offer
+/// puts PCMU under 111 (Opus in our offer), so our answer uses 0 for it instead (its packets to
+/// us carry 0) while we send with its 111, and takes its 97 for telephone-event (97 meant nothing
+/// to us yet); our next offer keeps every number as it was.
 #[test]
 fn a_re_offer_keeps_the_m_lines_and_the_payload_numbers() {
     let mut s = established();
@@ -438,8 +439,12 @@ m=application 6004 UDP/BFCP *\n",
     );
     let (sdp, a) = s.answer_offer(&reoffer).expect("answer");
     assert_eq!(sdp.media.iter().map(|m| m.port != 0).collect::<Vec<_>>(), [true, false, false]);
+    assert_eq!(sdp.media[0].payload_types(), [0, 97], "not 111, which means Opus to us; 97 meant nothing yet");
     let audio = a.audio.expect("audio");
     assert_eq!((audio.codec, audio.payload_type, audio.telephone_event), (Codec::Pcmu, 111, Some((97, 8000))));
+    assert_eq!((audio.local_payload_types.clone(), audio.local_telephone_event), (vec![(Codec::Pcmu, 0)], None));
+    assert_eq!((audio.received_codec(0), audio.received_codec(111)), (Some(Codec::Pcmu), Some(Codec::Pcmu)));
+    assert!(audio.is_telephone_event(97));
 
     let offer = s.create_offer();
     let kinds: Vec<(&str, bool)> = offer.media.iter().map(|m| (m.kind.as_str(), m.port != 0)).collect();
@@ -447,11 +452,9 @@ m=application 6004 UDP/BFCP *\n",
     assert_eq!(offer.media[2].proto, "UDP/BFCP");
     let m = &offer.media[0];
     let pts = m.payload_types();
-    assert_eq!(pts.first(), Some(&111), "the agreed codec first, under the number it has: {pts:?}");
-    assert_eq!(m.rtpmap(111).map(|r| r.0), Some("PCMU".into()));
-    assert_eq!(m.rtpmap(97), Some(("telephone-event".into(), 8000, None)), "telephone-event/8000 keeps 97");
-    let opus = pts.iter().copied().find(|&pt| m.rtpmap(pt).is_some_and(|r| r.0 == "opus")).expect("opus offered");
-    assert!(opus != 111 && (96..=127).contains(&opus), "Opus moved off 111, which means PCMU now: {opus}");
+    assert_eq!(pts.first(), Some(&0), "the agreed codec first: {pts:?}");
+    assert_eq!(m.rtpmap(111), Some(("opus".into(), 48000, Some(2))), "111 is still Opus");
+    assert_eq!(m.rtpmap(101), Some(("telephone-event".into(), 8000, None)), "101 is still telephone-event/8000");
     let mut unique = pts.clone();
     unique.sort_unstable();
     unique.dedup();
@@ -463,7 +466,9 @@ m=application 6004 UDP/BFCP *\n",
 m=audio 6000 RTP/AVP 111\na=rtpmap:111 PCMU/8000\nm=video 0 RTP/AVP 96\nm=application 0 UDP/BFCP *\n",
     );
     let a = s.process_answer(&reply).expect("agreement");
-    assert_eq!(a.audio.map(|a| (a.codec, a.payload_type)), Some((Codec::Pcmu, 111)));
+    let audio = a.audio.expect("audio");
+    assert_eq!((audio.codec, audio.payload_type), (Codec::Pcmu, 111), "we send with its number");
+    assert_eq!(audio.local_payload_types, vec![(Codec::Pcmu, 0)], "it sends with ours");
 }
 
 /// RFC 6184 §8.2.2: our answer to an H.264 offer keeps the offer's profile. A Baseline-family

@@ -1,4 +1,5 @@
-//! Laws: payload types never collide; parse/serialise round-trips.
+//! Laws: payload types never collide, nor change meaning within a session; parse/serialise
+//! round-trips.
 
 use proptest::prelude::*;
 use sdp_negotiation::{Codec, LocalSession, OfferOptions, Sdp};
@@ -25,6 +26,65 @@ proptest! {
         }
         let again = Sdp::parse(&offer.to_bytes()).expect("own offer parses");
         prop_assert_eq!(again, offer);
+    }
+
+    /// RFC 3264 §8.3.2: whatever numbers a peer's re-offers give our codecs and telephone-event
+    /// (dynamic numbers shuffled, static codecs under dynamic numbers), no payload number of ours
+    /// ever changes its meaning between our descriptions, and none collides within one.
+    #[test]
+    fn payload_numbers_keep_their_meaning(
+        rounds in proptest::collection::vec((proptest::collection::vec((codec(), 96u8..=127), 1..4), 96u8..=127, any::<bool>()), 1..6),
+    ) {
+        let mut s = LocalSession::new(OfferOptions::default(), 1);
+        let mut meaning: std::collections::HashMap<u8, String> = std::collections::HashMap::new();
+        let mut check = |sdp: &Sdp| -> Result<(), TestCaseError> {
+            let m = &sdp.media[0];
+            let pts = m.payload_types();
+            let mut u = pts.clone();
+            u.sort_unstable();
+            u.dedup();
+            prop_assert_eq!(u.len(), pts.len(), "a number twice: {:?}", pts);
+            for pt in pts {
+                let what = m.rtpmap(pt).map(|(e, c, _)| format!("{}/{c}", e.to_ascii_lowercase())).unwrap_or_default();
+                let before = meaning.entry(pt).or_insert_with(|| what.clone());
+                prop_assert_eq!(&*before, &what, "payload {} changed meaning", pt);
+            }
+            Ok(())
+        };
+        check(&s.create_offer())?;
+        let answer = "v=0\r\no=p 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        s.process_answer(answer.as_bytes()).expect("answer");
+        for (version, (codecs, te_pt, ours_next)) in rounds.into_iter().enumerate() {
+            // The peer's re-offer, its own numbering (a number used twice is its problem: skipped).
+            let mut used = Vec::new();
+            let mut formats = Vec::new();
+            let mut maps = String::new();
+            for (c, pt) in codecs {
+                if used.contains(&pt) {
+                    continue;
+                }
+                used.push(pt);
+                formats.push(pt.to_string());
+                let clock = if c == Codec::Opus { "48000/2".to_owned() } else { c.clock_rate().to_string() };
+                maps.push_str(&format!("a=rtpmap:{pt} {}/{clock}\r\n", c.encoding()));
+            }
+            if !used.contains(&te_pt) {
+                formats.push(te_pt.to_string());
+                maps.push_str(&format!("a=rtpmap:{te_pt} telephone-event/8000\r\n"));
+            }
+            let offer = format!(
+                "v=0\r\no=p 1 {} IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP {}\r\n{maps}",
+                version + 2,
+                formats.join(" ")
+            );
+            if let Ok((ours, _)) = s.answer_offer(offer.as_bytes()) {
+                check(&ours)?;
+            }
+            if ours_next {
+                check(&s.create_offer())?;
+                s.process_answer(answer.as_bytes()).ok();
+            }
+        }
     }
 
     #[test]
