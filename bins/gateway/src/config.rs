@@ -544,6 +544,29 @@ fn env_entry(env: &BTreeMap<&'static str, String>) -> ProjectEntry {
     }
 }
 
+/// A parser's message without the values it quotes (`` `12345` ``, `"abc"`): a project's secret
+/// may be one of them.
+fn without_values(message: &str) -> String {
+    // These quote key names (what was written wrong, and what is expected), never values.
+    if ["unknown field", "missing field", "duplicate field", "duplicate key"].iter().any(|p| message.starts_with(p)) {
+        return message.trim_end().to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push_str("(value)");
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    out.trim_end().to_owned()
+}
+
 fn read_file(
     path: &Path,
     layers: &mut Layers,
@@ -552,7 +575,17 @@ fn read_file(
     let origin = Origin::File(path.to_path_buf());
     let whole = |message: String| ConfigError { key: None, origin: origin.clone(), message };
     let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read the configuration file: {e}")))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| whole(format!("not valid TOML: {e}")))?;
+    // The parser's own text quotes the offending line, which may hold a secret: only where it is
+    // and what is wrong are said.
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| {
+            let before = text.get(..s.start).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        whole(format!("not valid TOML{}: {}", at.unwrap_or_default(), without_values(e.message())))
+    })?;
     for (name, value) in table {
         match value {
             toml::Value::Array(items) if name == "projects" => {
@@ -560,7 +593,7 @@ fn read_file(
                     let label = format!("projects[{i}]");
                     let entry: ProjectEntry = match item {
                         toml::Value::Table(t) => {
-                            t.try_into().map_err(|e| ConfigError::new(&label, &origin, e.message()))?
+                            t.try_into().map_err(|e| ConfigError::new(&label, &origin, without_values(e.message())))?
                         }
                         _ => return Err(ConfigError::new(&label, &origin, "expected a table ([[projects]])")),
                     };
@@ -878,13 +911,18 @@ fn project(label: &str, e: ProjectEntry, origin: &Origin) -> Result<ProjectSetti
 
 /// An absolute `http://` or `https://` URL with a host.
 fn check_url(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.trim().parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    let uri: hyper::Uri = url.trim().parse().map_err(|_| "not a URL".to_owned())?;
+    // Credentials in the URL are refused (the callbacks crate does too, and they would be logged
+    // with it): a signing secret authenticates the gateway. The URL itself is never echoed.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("a user name or password in the URL is not allowed (use callback_secret to sign)".into());
+    }
     match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
         Some("http" | "https") => {}
-        _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
+        _ => return Err("expected an http:// or https:// URL".into()),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
+        return Err("the URL has no host".into());
     }
     Ok(())
 }
@@ -1013,8 +1051,16 @@ pub fn parse_duration(r: &Raw) -> Result<Duration, String> {
     if d.is_zero() {
         return Err("must be longer than zero".into());
     }
+    // A year is more than any timeout here needs, and keeps every deadline computed from one
+    // (now + it, doubled by a backoff) far from overflowing.
+    if d > MAX_DURATION {
+        return Err("must be at most a year".into());
+    }
     Ok(d)
 }
+
+/// The longest duration a setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn srtp(s: &str) -> Result<SrtpOffer, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -1337,6 +1383,17 @@ mod tests {
         let shown = format!("{}\n{s:?}", s.summary());
         assert!(!shown.contains(SECRET) && !shown.contains("cbsecret"), "{shown}");
         assert!(shown.contains("(signed)"));
+        // The TOML parser quotes the line it stops at, and serde the value of a mistyped field:
+        // neither reaches the message.
+        let f = file("[[projects]]\napi_key = \"123456\"\napi_secret = \"half-a-secret\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("not valid TOML at line 3") && !m.contains("half-a-secret"), "{m}");
+        let f = file("[[projects]]\napi_key = \"123456\"\napi_secret = 918273645\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0]") && !m.contains("918273645"), "{m}");
+        let f = file("[[projects]]\napi_key = \"123456\"\napi_secret = \"s3cr3t-value\"\ncallback_secret = true\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8")]), &env(&[])));
+        assert!(m.contains("projects[0]") && !m.contains("s3cr3t-value"), "{m}");
     }
 
     #[test]
@@ -1375,6 +1432,9 @@ mod tests {
         assert_eq!(parse_duration(&Raw::Int(7)), Ok(Duration::from_secs(7)));
         assert!(d("0s").is_err() && d("soon").is_err() && d("5 parsecs").is_err());
         assert!(parse_duration(&Raw::Int(-1)).is_err());
+        // Nothing longer than a year (a deadline of now + i64::MAX seconds would overflow).
+        assert!(parse_duration(&Raw::Int(i64::MAX)).is_err() && d("9000h").is_err());
+        assert_eq!(d("8760h"), Ok(Duration::from_secs(365 * 24 * 3600)));
         assert_eq!(parse_port_range(&Raw::Text("40000-40999".into())), Ok((40000, 40999)));
         assert!(parse_port_range(&Raw::Text("40001-40002".into())).is_err(), "no even port with a neighbour");
         assert!(parse_port_range(&Raw::Text("0-10".into())).is_err());
@@ -1384,6 +1444,9 @@ mod tests {
         assert!(
             check_url("http://127.0.0.1:9/cb").is_ok() && check_url("/cb").is_err() && check_url("ws://h/").is_err()
         );
+        // Credentials in a callback URL are refused, and the message never repeats the URL.
+        let m = check_url("https://user:hunter2@example.com/cb").expect_err("credentials");
+        assert!(m.contains("password") && !m.contains("hunter2"), "{m}");
     }
 
     #[test]

@@ -39,7 +39,13 @@ use tracing::{info, warn};
 use config::{LogFormat, Settings};
 
 fn main() -> ExitCode {
-    let args = match config::parse_args(std::env::args().skip(1)) {
+    // Arguments that are not UTF-8 (a path in another encoding) are an error to report, not a panic.
+    let args: Result<Vec<String>, _> = std::env::args_os().skip(1).map(|a| a.into_string()).collect();
+    let Ok(args) = args else {
+        eprintln!("gateway: an argument is not valid UTF-8");
+        return ExitCode::from(2);
+    };
+    let args = match config::parse_args(args.into_iter()) {
         Ok(a) => a,
         Err(m) => {
             eprintln!("gateway: {m}");
@@ -54,8 +60,21 @@ fn main() -> ExitCode {
         println!("gateway {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let env: BTreeMap<String, String> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    // A GATEWAY_* variable that is not UTF-8 is refused: dropped, a GATEWAY_CONFIG would silently
+    // start the demo instead. Others are not ours to judge.
+    let mut env = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => {
+                env.insert(k, v);
+            }
+            (Ok(k), Err(_)) if k.starts_with("GATEWAY_") => {
+                eprintln!("gateway: configuration error: {k} is not valid UTF-8");
+                return ExitCode::from(2);
+            }
+            _ => {}
+        }
+    }
     let settings = match config::load(&args, &env) {
         Ok(s) => s,
         Err(e) => {

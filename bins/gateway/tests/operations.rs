@@ -83,6 +83,24 @@ fn configuration_errors_exit_2_naming_the_key() {
     let (code, _, stderr) = run(&[], &[("GATEWAY_CONFIG", "/nonexistent/gateway.toml")]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/gateway.toml"), "{stderr}");
+    // Bytes that are not UTF-8, in an argument or in a GATEWAY_* variable: exit 2, no panic, and
+    // never the demo in place of the configuration that was meant.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"/tmp/gateway-\xff.toml");
+    for (arg, var) in [(Some(odd), None), (None, Some(odd))] {
+        let mut c = command();
+        c.arg("--check").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(a) = arg {
+            c.arg("--config").arg(a);
+        }
+        if let Some(v) = var {
+            c.env("GATEWAY_CONFIG", v);
+        }
+        let out = c.output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("UTF-8") && !stderr.contains("panicked"), "{stderr}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
