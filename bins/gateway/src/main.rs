@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         eprintln!("gateway: an argument is not valid UTF-8");
         return ExitCode::from(2);
     };
-    let args = match config::parse_args(args.into_iter()) {
+    let args = match config::parse_args(args) {
         Ok(a) => a,
         Err(m) => {
             eprintln!("gateway: {m}");
