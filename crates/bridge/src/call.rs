@@ -741,9 +741,15 @@ fn remove_audio(spec: &CallSpec, m: &mut Media) {
     }
 }
 
-/// Our RTCP report, when one is due (never in clear before the DTLS-SRTP keys are in place).
+/// Whether RTCP may go to the far end now: not after our BYE, not before the answer (nothing is
+/// sent before it), not on a removed stream, never in clear before the DTLS-SRTP keys are in place.
+fn may_send_rtcp(m: &Media) -> bool {
+    !m.said_bye && !m.early && !m.removed && m.dtls.as_ref().is_none_or(|d| d.ready)
+}
+
+/// Our RTCP report, when one is due (see [`may_send_rtcp`]).
 fn send_rtcp(m: &mut Media) {
-    if m.said_bye || m.early || m.removed || m.dtls.as_ref().is_some_and(|d| !d.ready) {
+    if !may_send_rtcp(m) {
         return;
     }
     if let Some(report) = m.rtcp.due(Instant::now(), std::time::SystemTime::now()) {
@@ -772,16 +778,17 @@ fn say_goodbye(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     bridge.reporter.call_quality(&spec.project, &quality);
 }
 
-/// Our stream's last report with its RTCP BYE, once, as we leave (never in clear before the
-/// DTLS-SRTP keys are in place); nothing is sent on the stream after it.
+/// Our stream's last report with its RTCP BYE, once, as we leave (when RTCP may go at all, see
+/// [`may_send_rtcp`]: none for early media, to which we never sent anything); nothing is sent on
+/// the stream after it.
 fn rtcp_bye(m: &mut Media) {
     if m.said_bye {
         return;
     }
-    m.said_bye = true;
-    if !m.removed && m.dtls.as_ref().is_none_or(|d| d.ready) {
+    if may_send_rtcp(m) {
         let _ = m.leg.send_rtcp(m.rtcp.bye(Instant::now(), std::time::SystemTime::now()));
     }
+    m.said_bye = true;
 }
 
 /// Sends one RTP packet of the call's stream (audio or telephone-event: one SSRC, one sequence).
@@ -1276,7 +1283,9 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     let _ = mixer.commands.send(AudioCommand::Leave { call: spec.number });
     m.mix = listen(bridge, spec, audio, &codec)?;
     let now = Instant::now();
-    let _ = m.leg.send_rtcp(m.rtcp.bye(now, std::time::SystemTime::now()));
+    if may_send_rtcp(m) {
+        let _ = m.leg.send_rtcp(m.rtcp.bye(now, std::time::SystemTime::now()));
+    }
     m.ssrc = rand::random();
     m.seq = rand::random();
     m.timestamp = rand::random();

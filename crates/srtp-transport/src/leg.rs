@@ -318,6 +318,10 @@ impl MediaLeg {
     /// Protects an RTCP packet for sending.
     pub fn send_rtcp(&mut self, mut pkt: Vec<u8>) -> Result<Option<(SocketAddr, Vec<u8>)>, Error> {
         let Some(to) = self.rtcp_destination() else { return Ok(None) };
+        if self.awaiting_keys {
+            // Never in clear while the keys are being agreed (a report names our CNAME).
+            return Ok(None);
+        }
         if let Some(ctx) = &mut self.outbound {
             ctx.protect_rtcp(&mut pkt)?;
         }
@@ -528,6 +532,8 @@ mod tests {
         assert!(leg.handle_datagram(now, stranger, pkt.clone()).is_err(), "clear RTP refused");
         assert_eq!(leg.rtp_destination(), Some(peer), "and it moved no latch");
         assert_eq!(leg.send_rtp(now, pkt.clone()).expect("send"), None, "nothing sent in clear");
+        let report = vec![0x80, 200, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(leg.send_rtcp(report).expect("send"), None, "no RTCP in clear either");
         let dtls = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert!(matches!(leg.handle_datagram(now, peer, dtls), Ok(Received::Dtls(_))), "DTLS still passes");
     }
