@@ -238,6 +238,53 @@ async fn a_far_end_that_only_receives_is_not_timed_out() {
     drop(answer);
 }
 
+/// The marker bit starts each talkspurt (RFC 3551 §4.1): our first audio packet carries it, the
+/// ones that follow do not, and the first after a hold (nothing sent meanwhile, the timestamp
+/// gone on with the clock) carries it again, so the far end's jitter buffer takes the jump for a
+/// new start instead of a burst of loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marker_bit_starts_each_talkspurt() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
+    // PCMU packets only (RTCP aside): (marker, timestamp), for `window`.
+    let pcmu = |window: Duration| {
+        let media = &media;
+        async move {
+            let (mut out, mut buf) = (Vec::new(), vec![0u8; 2048]);
+            let end = tokio::time::Instant::now() + window;
+            while let Ok(Ok(n)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+                if n >= 12 && buf[1] & 0x7f == 0 {
+                    out.push((buf[1] & 0x80 != 0, u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]])));
+                }
+            }
+            out
+        }
+    };
+    let first = pcmu(Duration::from_millis(600)).await;
+    assert!(first.len() >= 20, "{} packets", first.len());
+    assert!(first[0].0, "the first packet starts a talkspurt");
+    assert!(first[1..].iter().all(|(m, _)| !m), "no marker within the talkspurt: {first:?}");
+    far.reinvite(
+        &pcmu_answer(port, false).replace("o=uas 1 1", "o=uas 1 2").replace("m=audio", "a=sendonly\r\nm=audio"),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let held = pcmu(Duration::from_millis(500)).await;
+    assert!(held.len() <= 2, "nothing while held: {} packets", held.len());
+    far.reinvite(&pcmu_answer(port, false).replace("o=uas 1 1", "o=uas 1 3"));
+    let resumed = pcmu(Duration::from_millis(600)).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(resumed.len() >= 20, "{} packets after the resume", resumed.len());
+    assert!(resumed[0].0, "the first packet after the hold starts a talkspurt");
+    assert!(resumed[1..].iter().all(|(m, _)| !m), "and only it: {resumed:?}");
+    let last = first.last().map_or(0, |p| p.1);
+    assert!(resumed[0].1.wrapping_sub(last) >= 8 * 800, "the timestamp went on with the clock while held");
+}
+
 /// An answer whose `c=` names a host (RFC 4566 allows a fully qualified name; here `localhost`)
 /// gets the audio at the address the name resolves to. Before, the call stayed silent: the
 /// negotiation does no IO and the address was left empty.

@@ -126,6 +126,10 @@ struct Media {
     /// 3264 §8.2): nothing more is sent on it, RTCP included, and its silence is no timeout,
     /// until an offer brings it back.
     removed: bool,
+    /// The next audio packet starts a talkspurt: the first, or the first after a time nothing was
+    /// sent (hold, silence, DTMF, a new DTLS association); it carries the marker bit (RFC 3551
+    /// §4.1), so the far end's jitter buffer takes the timestamp jump for a new start.
+    talkspurt: bool,
     /// The last RTP timestamp of Opus forwarded from the SIP side (its clock, extended into
     /// `publish_time`).
     last_opus_ts: Option<u32>,
@@ -552,9 +556,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
-                        MediaIn::Mix(Some(_)) | MediaIn::Packet(Some(Inbound::Rtp(_))) if m.dtls.as_ref().is_some_and(|d| !d.ready) => {
-                            // No media in clear while the DTLS-SRTP keys are not there yet.
+                        MediaIn::Mix(Some(frame)) if m.dtls.as_ref().is_some_and(|d| !d.ready) => {
+                            // No media in clear while the DTLS-SRTP keys are not there yet; its
+                            // time passes all the same.
+                            skip_audio(m, &frame);
                         }
+                        MediaIn::Packet(Some(Inbound::Rtp(_))) if m.dtls.as_ref().is_some_and(|d| !d.ready) => {}
                         MediaIn::Mix(Some(frame)) => send_audio(m, &frame),
                         MediaIn::Packet(Some(Inbound::Dtls(record))) => {
                             if let Some(d) = m.dtls.as_ref() {
@@ -705,6 +712,7 @@ fn start_media(
         inbound,
         on_hold: audio.remote_hold,
         removed: false,
+        talkspurt: true,
         agreement: audio,
         codec,
         jitter,
@@ -809,18 +817,38 @@ fn send_rtp(m: &mut Media, payload_type: u8, marker: bool, timestamp: u32, paylo
 /// may bring none, one or several); while digits play, their telephone-events go instead (RFC 4733
 /// §2.5.1.1: no audio for the duration of an event). `m.timestamp` is the RTP time of the first
 /// sample not sent yet: it advances with the media's time whether or not anything is sent.
-fn send_audio(m: &mut Media, frame: &ListenerFrame) {
-    // A frame's duration in the RTP clock: 20 ms for the mix, the packet's own length for
-    // forwarded Opus (whose clock is 48 kHz, RFC 7587).
-    let step = match frame {
+/// A frame's duration in the RTP clock: 20 ms for the mix, the packet's own length for forwarded
+/// Opus (whose clock is 48 kHz, RFC 7587).
+fn frame_step(m: &Media, frame: &ListenerFrame) -> u32 {
+    match frame {
         ListenerFrame::Pcm { .. } => m.codec.rtp_step(),
         ListenerFrame::Opus { samples, .. } => *samples,
         // Counted at 48 kHz; in the codec's clock (the same for Opus, the only codec forwarded).
         ListenerFrame::Idle { samples } => (u64::from(*samples) * u64::from(m.codec.rtp_step()) / 960) as u32,
-    };
+    }
+}
+
+/// A frame that cannot be sent: its time passes (the mix not sent yet is dropped with it) and
+/// the next packet starts a talkspurt.
+fn skip_audio(m: &mut Media, frame: &ListenerFrame) {
+    let step = frame_step(m, frame);
+    m.timestamp = m.timestamp.wrapping_add(m.codec.discard_pending()).wrapping_add(step);
+    m.talkspurt = true;
+}
+
+/// Sends one audio packet, with the marker bit when it starts a talkspurt.
+fn send_audio_packet(m: &mut Media, payload_type: u8, payload: &[u8]) {
+    let (marker, ts) = (m.talkspurt, m.timestamp);
+    send_rtp(m, payload_type, marker, ts, payload);
+    m.talkspurt = false;
+}
+
+fn send_audio(m: &mut Media, frame: &ListenerFrame) {
+    let step = frame_step(m, frame);
     // RFC 3264 §6.1: nothing goes to a far end that holds the call (our recvonly or inactive);
-    // nothing before the answer either (early media is the far end's).
-    let sending = !m.early && matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
+    // nothing before the answer either (early media is the far end's), nor on a removed stream.
+    let sending =
+        !m.early && !m.removed && matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let at = m.timestamp.wrapping_add(m.codec.pending());
@@ -833,8 +861,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             send_rtp(m, te, p.marker, p.timestamp, &p.payload);
         }
         if busy {
-            let skipped = m.codec.discard_pending();
-            m.timestamp = m.timestamp.wrapping_add(skipped).wrapping_add(step);
+            skip_audio(m, frame);
             return;
         }
     }
@@ -845,8 +872,10 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
             let mut payload = Vec::with_capacity(500);
             while m.codec.next_packet(&mut payload) {
                 if sending && !payload.is_empty() {
-                    let ts = m.timestamp;
-                    send_rtp(m, pt, false, ts, &payload);
+                    send_audio_packet(m, pt, &payload);
+                } else {
+                    // Not sent (held, or a DTX silence): what follows starts a talkspurt.
+                    m.talkspurt = true;
                 }
                 m.timestamp = m.timestamp.wrapping_add(m.codec.packet_step());
             }
@@ -854,12 +883,16 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
         // Opus heard from one stream: forwarded as it is.
         ListenerFrame::Opus { packet, .. } => {
             if sending {
-                let ts = m.timestamp;
-                send_rtp(m, pt, false, ts, packet);
+                send_audio_packet(m, pt, packet);
+            } else {
+                m.talkspurt = true;
             }
             m.timestamp = m.timestamp.wrapping_add(step);
         }
-        ListenerFrame::Idle { .. } => m.timestamp = m.timestamp.wrapping_add(step),
+        ListenerFrame::Idle { .. } => {
+            m.timestamp = m.timestamp.wrapping_add(step);
+            m.talkspurt = true;
+        }
     }
 }
 
@@ -1289,6 +1322,7 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     m.ssrc = rand::random();
     m.seq = rand::random();
     m.timestamp = rand::random();
+    m.talkspurt = true;
     let cname = m.rtcp.cname().to_vec();
     m.rtcp = crate::rtcp::Rtcp::with_cname(m.ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now, cname);
     m.jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
