@@ -1334,3 +1334,43 @@ async fn a_single_nal_unit_endpoint_gets_h264_it_can_take() {
     // machine: every frame that came decodes, and enough came.
     assert!(frames >= 10 && decoded == frames, "the grid decodes: {decoded} of {frames} frames in 3 s");
 }
+
+/// A re-offer that removes the video stream (port 0, RFC 3264 §8.2) gets nothing more on it, RTP
+/// or RTCP, while the call goes on; one that gives it a port again gets the grid again. Before,
+/// the grid went on to the removed stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_video_stream_gets_nothing() {
+    let mut g = gateway(video_gateway_config(Codec::Vp8)).await;
+    let sid = routed(&g);
+    let red = video_publisher(&g.service, &sid, "red", RED);
+    let media = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let media_port = media.local_addr().expect("addr").port();
+    let mut far = uas(move |offer| answer_sdp(offer, Codec::Vp8, media_port, true)).await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:grid@127.0.0.1:{}", far.port), "video": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let count = |window: Duration| {
+        let media = &media;
+        async move {
+            let (mut n, mut buf) = (0, vec![0u8; 2048]);
+            let end = tokio::time::Instant::now() + window;
+            while let Ok(Ok(_)) = tokio::time::timeout_at(end, media.recv(&mut buf)).await {
+                n += 1;
+            }
+            n
+        }
+    };
+    assert!(count(Duration::from_millis(1500)).await > 5, "the grid flows");
+    let with_video = answer_sdp(&offer, Codec::Vp8, media_port, true);
+    far.reinvite(&with_video.replace("o=uas 1 1", "o=uas 1 2").replace(&format!("m=video {media_port}"), "m=video 0"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = count(Duration::from_millis(10)).await;
+    assert_eq!(count(Duration::from_millis(1500)).await, 0, "nothing on the removed stream");
+    far.reinvite(&with_video.replace("o=uas 1 1", "o=uas 1 3"));
+    assert!(count(Duration::from_millis(2000)).await > 5, "the grid again once the stream is back");
+    hang_up(&mut g, &sid, &answer).await;
+    red.abort();
+}

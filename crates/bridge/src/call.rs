@@ -1213,8 +1213,15 @@ fn follow_agreement(
     agreement: sdp_negotiation::Agreement,
     tick: &mut tokio::time::Interval,
 ) {
-    if let (Some(v), Some(agreed)) = (video, agreement.video.as_ref()) {
-        let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
+    match (video, agreement.video.as_ref()) {
+        (Some(v), Some(agreed)) => {
+            let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
+        }
+        // The video m-line is gone from the agreement: rejected (port 0) by the far end.
+        (Some(v), None) => {
+            let _ = v.control.send(VideoControl::Removed);
+        }
+        _ => {}
     }
     let Some(m) = media else { return };
     let Some(audio) = agreement.audio else {

@@ -549,6 +549,9 @@ pub(crate) enum VideoControl {
     /// bandwidth its SDP says it receives, whether it takes NACKs, and the codec and payload
     /// types, which may have changed.
     Remote(Box<MediaAgreement>),
+    /// The far end removed the video stream (port 0, RFC 3264 §8.2): nothing more is sent on it
+    /// until a `Remote` brings it back.
+    Removed,
 }
 
 /// Everything a call's video task needs.
@@ -730,6 +733,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let started = Instant::now();
     let mut picture_id: u16 = rand::random::<u16>() & 0x7fff;
     let mut hold = v.agreement.remote_hold;
+    let mut removed = false;
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
     let mut incoming = Incoming::new(&v.agreement);
@@ -790,7 +794,18 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             },
             c = v.control.recv() => match c {
+                Some(VideoControl::Removed) => {
+                    if !removed {
+                        info!(call = %v.call, "the far end removed the video stream: nothing more is sent on it");
+                    }
+                    removed = true;
+                }
                 Some(VideoControl::Remote(agreed)) => {
+                    if removed {
+                        // Back: the next frame stands alone.
+                        removed = false;
+                        v.keyframe.store(true, Ordering::Relaxed);
+                    }
                     incoming.nack = agreed.takes_feedback("nack");
                     let h = agreed.remote_hold;
                     if hold && !h {
@@ -821,7 +836,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             },
             f = v.frames.recv() => {
                 let Some(frame) = f else { break };
-                if hold || dtls.as_ref().is_some_and(|d| !d.ready) {
+                if hold || removed || dtls.as_ref().is_some_and(|d| !d.ready) {
                     continue;
                 }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
@@ -962,6 +977,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 let now = Instant::now();
                 v.rate.expire(now);
                 follow_rate(&mut v);
+                if removed {
+                    continue;
+                }
                 let lost = incoming.nacks(now, reports.far_end.round_trip);
                 if let (false, Some(media)) = (lost.is_empty(), remote_ssrc) {
                     let nack = RtcpPacket::Nack { sender: ssrc, media, lost };
@@ -975,7 +993,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             }
         }
     }
-    if dtls.as_ref().is_none_or(|d| d.ready) {
+    if !removed && dtls.as_ref().is_none_or(|d| d.ready) {
         let _ = v.leg.send_rtcp(reports.bye(Instant::now(), std::time::SystemTime::now()));
     }
     let _ = v.leg.shutdown().await;
