@@ -53,6 +53,50 @@ pub(crate) const VIDEO_MTU: usize = 1200;
 /// PLIs towards the SIP party at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The least time between two keyframes the SIP party's requests force: a party that puts a PLI
+/// in every compound packet would otherwise make every picture a keyframe.
+const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The SIP party's keyframe requests, told from their repeats (RFC 5104 §4.3.1.2: a FIR sent
+/// again with the same sequence number asks for nothing new) and from a storm of them (at most
+/// one forced keyframe per [`KEYFRAME_ASK_INTERVAL`]).
+#[derive(Debug, Default)]
+struct KeyframeAsks {
+    /// The last FIR sequence number of each sender (a few senders at most: bounded).
+    firs: Vec<(u32, u8)>,
+    last: Option<Instant>,
+}
+
+impl KeyframeAsks {
+    /// A PLI: whether it forces a keyframe now.
+    fn pli(&mut self, now: Instant) -> bool {
+        self.allow(now)
+    }
+
+    /// A FIR entry for our stream from `sender` with sequence number `seq`.
+    fn fir(&mut self, now: Instant, sender: u32, seq: u8) -> bool {
+        match self.firs.iter_mut().find(|(s, _)| *s == sender) {
+            Some((_, last)) if *last == seq => return false,
+            Some((_, last)) => *last = seq,
+            None => {
+                if self.firs.len() >= 4 {
+                    self.firs.remove(0);
+                }
+                self.firs.push((sender, seq));
+            }
+        }
+        self.allow(now)
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_ASK_INTERVAL) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 /// How the grid sent to SIP parties is made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoConfig {
@@ -736,6 +780,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut removed = false;
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
+    let mut keyframe_asks = KeyframeAsks::default();
     let mut incoming = Incoming::new(&v.agreement);
     let mut published = Vec::new();
     let mut frames_sent = 0u64;
@@ -916,8 +961,14 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         }
                         for p in &packets {
                             match p {
-                                RtcpPacket::Pli { media, .. } => asks |= *media == ssrc || *media == 0,
-                                RtcpPacket::Fir { entries, .. } => asks |= entries.iter().any(|(m, _)| *m == ssrc),
+                                RtcpPacket::Pli { media, .. } if *media == ssrc || *media == 0 => {
+                                    asks |= keyframe_asks.pli(now);
+                                }
+                                RtcpPacket::Fir { sender, entries } => {
+                                    for (_, seq) in entries.iter().filter(|(m, _)| *m == ssrc) {
+                                        asks |= keyframe_asks.fir(now, *sender, *seq);
+                                    }
+                                }
                                 RtcpPacket::Nack { media, lost, .. } if *media == ssrc => {
                                     let rtt = reports.far_end.round_trip;
                                     for packet in resend.on_nack(now, lost, v.rate.target(), rtt) {
@@ -1072,6 +1123,28 @@ fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIR sent again with its sequence number forces nothing (RFC 5104 §4.3.1.2), a new one
+    /// does; PLIs and FIRs force at most one keyframe per 300 ms, however many arrive.
+    #[test]
+    fn keyframe_requests_are_told_from_repeats_and_storms() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut a = KeyframeAsks::default();
+        assert!(a.fir(ms(0), 7, 1));
+        assert!(!a.fir(ms(400), 7, 1), "the same FIR again");
+        assert!(a.fir(ms(800), 7, 2), "a new FIR");
+        assert!(!a.fir(ms(900), 8, 1), "another sender's, within 300 ms: the keyframe on its way answers it");
+        assert!(!a.fir(ms(1200), 8, 1), "so its repeat is a repeat");
+        assert!(a.fir(ms(1300), 8, 2), "and its next one counts");
+        let mut a = KeyframeAsks::default();
+        let forced = (0..30).filter(|i| a.pli(ms(1000 + i * 33))).count();
+        assert_eq!(forced, 3, "30 PLIs 33 ms apart (957 ms): keyframes at 0, 330 and 660 ms");
+        for sender in 0..10 {
+            a.fir(ms(5000), sender, 0);
+        }
+        assert!(a.firs.len() <= 4, "bounded by sender");
+    }
 
     /// A hub with no stream and no watcher, and no periodic keyframe.
     async fn empty_hub() -> Hub {
