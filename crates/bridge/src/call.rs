@@ -313,6 +313,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut announce_on_answer = false;
     // The video part of an early answer, for a 2xx that leaves its SDP out.
     let mut early_video: Option<MediaAgreement> = None;
+    // Media host names looked up so far (see `resolve_hosts`).
+    let mut names = Vec::new();
     let mut hangup_cause: Option<Control> = None;
     let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
     let started = Instant::now();
@@ -339,7 +341,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         if let (CallEvent::Progress { sdp: Some(early) }, None) = (&ev, &hangup_cause) {
                             let early = match sdp.process_answer(early) {
                                 Ok(mut a) => {
-                                    resolve_hosts(spec, &mut a).await;
+                                    resolve_hosts(spec, &mut names, &mut a).await;
                                     Ok(a)
                                 }
                                 Err(e) => Err(e),
@@ -387,7 +389,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         };
                         let agreed = match agreed {
                             Ok(mut a) => {
-                                resolve_hosts(spec, &mut a).await;
+                                resolve_hosts(spec, &mut names, &mut a).await;
                                 Ok(a)
                             }
                             Err(e) => Err(e),
@@ -485,7 +487,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         match answered {
                             Ok((answer, mut agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
-                                resolve_hosts(spec, &mut agreement).await;
+                                resolve_hosts(spec, &mut names, &mut agreement).await;
                                 follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
@@ -500,7 +502,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     // transfer and re-anchoring by third-party call control).
                     CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
                         Ok(mut agreement) => {
-                            resolve_hosts(spec, &mut agreement).await;
+                            resolve_hosts(spec, &mut names, &mut agreement).await;
                             follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick)
                         }
                         Err(sdp_negotiation::NegotiationError::AudioRejected) => {
@@ -1124,34 +1126,45 @@ fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
     tick
 }
 
-/// RFC 4566 lets `c=` name a host: its media addresses are looked up here (within 2 s; the
-/// first address found), since the negotiation never does IO. One that cannot be resolved leaves
-/// the stream without an address, as before (logged): nothing is sent to it. An IPv4 address is
-/// preferred when the name has both.
-async fn resolve_hosts(spec: &CallSpec, a: &mut Agreement) {
+/// RFC 4566 lets `c=` name a host: its media addresses are looked up here (within 1 s; an IPv4
+/// address preferred when the name has both), since the negotiation never does IO. The call's
+/// `names` remember what each name gave (or that it gave nothing), so a far end that repeats a
+/// slow name in every re-offer holds the call's media loop up once, not each time. A name that
+/// cannot be resolved leaves the stream without an address (logged): nothing is sent to it.
+async fn resolve_hosts(spec: &CallSpec, names: &mut Vec<(String, Option<std::net::IpAddr>)>, a: &mut Agreement) {
     for m in [a.audio.as_mut(), a.video.as_mut()].into_iter().flatten() {
-        let host = m.remote_host.trim();
+        let host = m.remote_host.trim().to_owned();
         if m.remote_rtp.is_some() || host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
             continue;
         }
-        let lookup = tokio::net::lookup_host((host.to_owned(), m.remote_port));
-        // An IPv4 address first (our media sockets are IPv4 unless configured otherwise).
-        let first = |it: std::vec::IntoIter<std::net::SocketAddr>| {
-            let all: Vec<_> = it.collect();
-            all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+        let ip = match names.iter().find(|(n, _)| *n == host) {
+            Some((_, ip)) => *ip,
+            None => {
+                let lookup = tokio::net::lookup_host((host.clone(), m.remote_port));
+                let ip = match tokio::time::timeout(Duration::from_secs(1), lookup).await {
+                    Ok(Ok(found)) => {
+                        let all: Vec<std::net::SocketAddr> = found.collect();
+                        all.iter().find(|a| a.is_ipv4()).or(all.first()).map(std::net::SocketAddr::ip)
+                    }
+                    Ok(Err(_)) | Err(_) => None,
+                };
+                if names.len() >= 8 {
+                    names.remove(0);
+                }
+                names.push((host.clone(), ip));
+                ip
+            }
         };
-        let lookup = async move { lookup.await.map(|it| first(it.collect::<Vec<_>>().into_iter())) };
-        match tokio::time::timeout(Duration::from_secs(2), lookup).await {
-            Ok(Ok(Some(address))) => {
+        match ip {
+            Some(ip) => {
+                let address = std::net::SocketAddr::new(ip, m.remote_port);
                 debug!(call = %spec.id, host, %address, "media address looked up");
                 m.remote_rtp = Some(address);
                 if m.remote_rtcp.is_none() {
-                    m.remote_rtcp = m.remote_rtcp_port.map(|port| std::net::SocketAddr::new(address.ip(), port));
+                    m.remote_rtcp = m.remote_rtcp_port.map(|port| std::net::SocketAddr::new(ip, port));
                 }
             }
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                warn!(call = %spec.id, host, "the media host name in c= cannot be resolved: nothing is sent to it");
-            }
+            None => warn!(call = %spec.id, host, "the media host name in c= cannot be resolved: nothing is sent to it"),
         }
     }
 }
