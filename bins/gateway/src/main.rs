@@ -321,8 +321,10 @@ async fn run(settings: Settings) -> ExitCode {
     // Every event of those calls and of their connections, into the store.
     let drain_limit = std::time::Duration::from_secs(2);
     let _ = drain.drain(drain_limit).await;
-    if !writer.flush(drain_limit).await {
-        warn!("callback events still being written");
+    // The writer commits (and retries a failing store) before delivery stops: its wait is the
+    // callbacks' own budget, not a fixed one.
+    if !writer.flush(settings.shutdown_callbacks.max(drain_limit)).await {
+        warn!("callback events still being written at shutdown: those may be lost");
     }
     let delivered = callbacks.flush(settings.shutdown_callbacks).await;
     let stats = callbacks.stats();

@@ -81,12 +81,29 @@ fn write_loop(callbacks: &Callbacks, rx: &std_mpsc::Receiver<Message>) {
     }
 }
 
+/// How often a batch is tried again when the store fails (a full disk, a passing IO error), and
+/// how long the writer waits before each try: about six seconds in all, while events wait in the
+/// channel behind it.
+const STORE_RETRIES: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1500), Duration::from_millis(4000)];
+
 fn commit(callbacks: &Callbacks, batch: Vec<Delivery>) {
     if batch.is_empty() {
         return;
     }
     let n = batch.len();
-    match callbacks.enqueue_many(batch.clone()) {
+    let mut result = callbacks.enqueue_many(batch.clone());
+    for wait in STORE_RETRIES {
+        match &result {
+            Err(e @ (CallbackError::Store(_) | CallbackError::Io { .. })) => {
+                warn!(error = %e, events = n, ?wait, "callback store failed; trying again");
+                std::thread::sleep(wait);
+                result = callbacks.enqueue_many(batch.clone());
+            }
+            _ => break,
+        }
+    }
+    match result {
         Ok(results) => {
             let dropped = results.iter().filter(|r| **r == Enqueued::NoCallbackUrl).count();
             debug!(queued = n - dropped, dropped, "callback events committed");
@@ -97,7 +114,7 @@ fn commit(callbacks: &Callbacks, batch: Vec<Delivery>) {
                 commit(callbacks, vec![d]);
             }
         }
-        Err(e) => warn!(error = %e, events = n, "callback events not queued"),
+        Err(e) => tracing::error!(error = %e, events = n, "callback events lost: not queued"),
     }
 }
 

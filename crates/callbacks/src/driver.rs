@@ -114,6 +114,31 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || op(&s.store)).await.unwrap_or(Err(crate::CallbackError::ShutDown))
 }
 
+/// [`blocking`] for a change that must reach the store (removing a delivered event, burying a
+/// dead letter): a failure is tried again three times, 50, 200 and 800 ms later. An event left
+/// on disk after its call's later events were delivered would be sent again after them at the
+/// next start, out of order.
+async fn blocking_retried<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    op: impl Fn(&crate::store::Store) -> Result<T, crate::CallbackError> + Send + Sync + 'static,
+) -> Result<T, crate::CallbackError> {
+    let op = Arc::new(op);
+    let mut wait = std::time::Duration::from_millis(50);
+    for _ in 0..3 {
+        let once = op.clone();
+        match blocking(shared, move |s| once(s)).await {
+            Err(crate::CallbackError::ShutDown) => return Err(crate::CallbackError::ShutDown),
+            Err(e) => {
+                tracing::warn!(error = %e, ?wait, "callback store: trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 4;
+            }
+            ok => return ok,
+        }
+    }
+    blocking(shared, move |s| op(s)).await
+}
+
 async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Command) {
     match command {
         Command::Enqueued(events) => {
@@ -170,7 +195,7 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
         Outcome::Post(PostOutcome::Delivered(status)) => {
             shared.counters.add_delivered();
             if sched.handle_done(key, seq) {
-                match blocking(shared, move |s| s.remove(&[seq])).await {
+                match blocking_retried(shared, move |s| s.remove(&[seq])).await {
                     Ok(n) => shared.sub_backlog(n),
                     Err(e) => tracing::warn!(seq, error = %e, "callback store: removing a delivered event failed"),
                 }
@@ -208,7 +233,7 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                 }
                 Some(AfterFailure::DeadLetter { failures }) => {
                     tracing::error!(project = %key.project, order_key = %key.key, seq, failures, error = %why, "callback given up: kept as a dead letter");
-                    match blocking(shared, move |s| s.bury(seq, failures, &why)).await {
+                    match blocking_retried(shared, move |s| s.bury(seq, failures, &why)).await {
                         Ok(true) => {
                             shared.counters.add_dead_letter();
                             shared.sub_backlog(1);
