@@ -444,10 +444,14 @@ impl Hub {
         // A call whose video task has ended stops costing anything at once.
         self.watchers.retain(|_, w| !w.frames.is_closed());
         for (call, w) in &mut self.watchers {
-            // The call is behind, or its grid paused (bitrate 0: a TMMBR below what the encoders
-            // can do): skip this frame (nothing composed or encoded), and make the next one stand
-            // alone. The compositor catches up on what changed meanwhile.
-            if w.frames.capacity() == 0 || w.bitrate.load(Ordering::Relaxed) == 0 {
+            // The call is behind: skip this frame (nothing composed or encoded, so the next one
+            // still follows the last one sent; the compositor catches up on what changed
+            // meanwhile). Its grid paused (bitrate 0: a TMMBR below what the encoders can do):
+            // skip too, and make the first one after the pause stand alone.
+            if w.frames.capacity() == 0 {
+                continue;
+            }
+            if w.bitrate.load(Ordering::Relaxed) == 0 {
                 w.keyframe.store(true, Ordering::Relaxed);
                 continue;
             }
@@ -505,6 +509,9 @@ impl Hub {
                 Ok(data) if !data.is_empty() => {
                     if w.frames.try_send(EncodedFrame { data, at: now }).is_ok() {
                         w.last_sent = Some(now);
+                    } else {
+                        // An encoded frame lost: what follows it would refer to it.
+                        w.keyframe.store(true, Ordering::Relaxed);
                     }
                 }
                 Ok(_) => {}
@@ -1199,6 +1206,41 @@ mod tests {
         let idle: Vec<u32> = sent.iter().copied().filter(|t| *t >= 15).collect();
         assert!(idle.contains(&100), "the keyframe asked for went out at once: {sent:?}");
         assert!((4..=6).contains(&idle.len()), "about one a second after that: {sent:?}");
+    }
+
+    /// A call that is behind (its channel full) skips frames without a keyframe: nothing was
+    /// encoded, so the next frame still follows the last one sent; the grid goes on with inter
+    /// frames once the call has caught up.
+    #[tokio::test]
+    async fn a_call_behind_skips_frames_without_a_keyframe() {
+        let mut hub = empty_hub().await;
+        let (frames, mut rx) = mpsc::channel(2);
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let request = WatchRequest {
+            own: StreamId::from_wire("sip-1"),
+            subset: None,
+            codec: Codec::H264,
+            size: (320, 180),
+            bitrate: Arc::new(AtomicU32::new(300_000)),
+            fps: 30,
+            keyframe: keyframe.clone(),
+            frames,
+        };
+        let t0 = Instant::now();
+        hub.watch(1, request, t0);
+        let idr = |f: &EncodedFrame| {
+            packetize::split_annex_b(&f.data).iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5))
+        };
+        // Four ticks, nothing read: two frames wait, two are skipped.
+        for tick in 0..4u64 {
+            hub.tick(t0 + Duration::from_millis(tick * 33));
+        }
+        let waiting: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok()).map(|f| idr(&f)).collect();
+        assert_eq!(waiting, [true, false], "the first is the keyframe, the second follows it");
+        assert!(!keyframe.load(Ordering::Relaxed), "no keyframe asked for by the skips");
+        hub.tick(t0 + Duration::from_millis(4 * 33));
+        let next = rx.try_recv().expect("a frame once the call caught up");
+        assert!(!idr(&next), "an inter frame");
     }
 
     /// A re-offer's new codec: the watcher gets a new encoder and its next frame is a keyframe
