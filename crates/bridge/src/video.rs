@@ -191,6 +191,8 @@ pub(crate) struct EncodedFrame {
     pub(crate) data: Vec<u8>,
     /// When the grid was composed (for the RTP timestamp).
     pub(crate) at: Instant,
+    /// The codec it is in (the call's, unless a codec change could not be made).
+    pub(crate) codec: Codec,
 }
 
 /// What a call asks of its session's video hub.
@@ -281,6 +283,8 @@ struct Watcher {
     subset: Option<Vec<StreamId>>,
     compositor: Compositor,
     encoder: Encoder,
+    /// The codec `encoder` makes.
+    codec: Codec,
     keyframe: Arc<AtomicBool>,
     /// The bitrate the call asks for, and the one last asked of the encoder.
     bitrate: Arc<AtomicU32>,
@@ -366,6 +370,7 @@ impl Hub {
                 subset: w.subset,
                 compositor,
                 encoder,
+                codec: w.codec,
                 keyframe: w.keyframe,
                 bitrate: w.bitrate,
                 encoding_at: bitrate,
@@ -395,6 +400,7 @@ impl Hub {
         match encoder {
             Ok(e) => {
                 w.encoder = e;
+                w.codec = codec;
                 w.keyframe.store(true, Ordering::Relaxed);
             }
             Err(e) => warn!(call, error = %e, "no encoder for the new codec: the old one stays"),
@@ -507,7 +513,7 @@ impl Hub {
             };
             match encoded {
                 Ok(data) if !data.is_empty() => {
-                    if w.frames.try_send(EncodedFrame { data, at: now }).is_ok() {
+                    if w.frames.try_send(EncodedFrame { data, at: now, codec: w.codec }).is_ok() {
                         w.last_sent = Some(now);
                     } else {
                         // An encoded frame lost: what follows it would refer to it.
@@ -892,7 +898,15 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     continue;
                 }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
-                let payloads = match v.agreement.codec {
+                // Labelled by the codec it is in: the call's, or (a codec change whose encoder
+                // could not be made) another the far end also agreed to, else it is not sent.
+                let payload_type = if frame.codec == v.agreement.codec {
+                    Some(v.agreement.payload_type)
+                } else {
+                    v.agreement.codecs.iter().find(|(c, _)| *c == frame.codec).map(|(_, pt)| *pt)
+                };
+                let Some(payload_type) = payload_type else { continue };
+                let payloads = match frame.codec {
                     Codec::H264 => packetize::h264_packetize(&packetize::split_annex_b(&frame.data), VIDEO_MTU),
                     Codec::H264SingleNal => packetize::h264_packetize_single_nal(&packetize::split_annex_b(&frame.data)),
                     _ => {
@@ -904,7 +918,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 for (i, p) in payloads.iter().enumerate() {
                     let header = RtpHeader {
                         marker: i == last,
-                        payload_type: v.agreement.payload_type,
+                        payload_type,
                         seq,
                         timestamp: ts,
                         ssrc,
@@ -1266,12 +1280,14 @@ mod tests {
         hub.tick(t0);
         let first = rx.try_recv().expect("a frame");
         assert!(packetize::split_annex_b(&first.data).iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5)));
+        assert_eq!(first.codec, Codec::H264, "frames say their codec");
         hub.tick(t0 + Duration::from_millis(33));
         assert!(rx.try_recv().is_ok());
         hub.recode(1, Codec::Vp8, 30);
         hub.tick(t0 + Duration::from_millis(66));
         let vp8 = rx.try_recv().expect("a frame");
         assert!(vp8.data.first().is_some_and(|b| b & 1 == 0), "a VP8 keyframe");
+        assert_eq!(vp8.codec, Codec::Vp8, "labelled with the new codec");
         hub.recode(7, Codec::Vp8, 30);
         // Paused (bitrate 0): nothing made; resumed: a keyframe first.
         hub.tick(t0 + Duration::from_millis(100));
