@@ -791,6 +791,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
     let mut picture_id: u16 = rand::random::<u16>() & 0x7fff;
     let mut hold = v.agreement.remote_hold;
     let mut removed = false;
+    let mut grid_open = true;
     let mut remote_ssrc: Option<u32> = None;
     let mut last_pli: Option<Instant> = None;
     let mut keyframe_asks = KeyframeAsks::default();
@@ -892,8 +893,14 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
                 None => break,
             },
-            f = v.frames.recv() => {
-                let Some(frame) = f else { break };
+            f = v.frames.recv(), if grid_open => {
+                let Some(frame) = f else {
+                    // The hub could not make this call's grid (or is gone): the SIP party's own
+                    // video and the RTCP go on; only the grid stops.
+                    warn!(call = %v.call, "no grid for the SIP party any more: its video still reaches the session");
+                    grid_open = false;
+                    continue;
+                };
                 if hold || removed || dtls.as_ref().is_some_and(|d| !d.ready) {
                     continue;
                 }
