@@ -69,6 +69,18 @@ pub const KEYS: &[Key] = &[
                §18.1.1); off: none (outbound TCP and TLS still work, large requests stay on UDP)",
     },
     Key {
+        name: "sip.tls_cert",
+        default: "none",
+        help: "PEM certificate chain of a SIP TLS listener, which far ends reach on calls over TLS \
+               (needs sip.tls_key); without it they must reuse our connection",
+    },
+    Key { name: "sip.tls_key", default: "none", help: "PEM private key of sip.tls_cert" },
+    Key {
+        name: "sip.tls_bind",
+        default: "the SIP UDP socket's IP, port 5061 (with sip.tls_cert)",
+        help: "SIP TLS listener address",
+    },
+    Key {
         name: "sip.tls_ca_file",
         default: "none",
         help: "PEM CA certificates trusted for transport=tls, besides the system roots",
@@ -374,6 +386,8 @@ pub struct Settings {
     pub sip_tcp_bind: Option<Option<SocketAddr>>,
     /// Extra CA certificates for outbound TLS.
     pub sip_tls_ca_file: Option<PathBuf>,
+    /// The SIP TLS listener: its address and certificate, when configured.
+    pub sip_tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     /// SIP public IP.
     pub sip_public_ip: Option<IpAddr>,
     /// Redirects followed per call.
@@ -666,27 +680,7 @@ fn resolve(
         Ok(s)
     })?;
     let rest_listen = layers.get_or("rest.listen", SocketAddr::from((Ipv4Addr::LOCALHOST, 3000)), parse_addr)?;
-    let rest_tls = match (layers.get("rest.tls_cert", path)?, layers.get("rest.tls_key", path)?) {
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(ConfigError::new(
-                "rest.tls_key",
-                &layers.origin("rest.tls_cert"),
-                "missing: HTTPS needs rest.tls_cert and rest.tls_key",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::new(
-                "rest.tls_cert",
-                &layers.origin("rest.tls_key"),
-                "missing: HTTPS needs rest.tls_cert and rest.tls_key",
-            ))
-        }
-        (Some(cert), Some(key)) => Some(server_tls(&cert, &key).map_err(|(which, m)| {
-            let k = if which == "cert" { "rest.tls_cert" } else { "rest.tls_key" };
-            ConfigError::new(k, &layers.origin(k), m)
-        })?),
-    };
+    let rest_tls = tls_pair(layers, "rest.tls_cert", "rest.tls_key", "HTTPS")?;
     let sip_udp_bind =
         layers.get_or("sip.udp_bind", SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_SIP_PORT)), parse_addr)?;
     let sip_tcp_bind = layers.get("sip.tcp_bind", |r| match text(r)?.as_str() {
@@ -694,6 +688,25 @@ fn resolve(
         s => addr(s).map(Some),
     })?;
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
+    let sip_tls = match (
+        tls_pair(layers, "sip.tls_cert", "sip.tls_key", "SIP over TLS")?,
+        layers.get("sip.tls_bind", parse_addr)?,
+    ) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "sip.tls_cert",
+                &layers.origin("sip.tls_bind"),
+                "missing: a SIP TLS listener needs sip.tls_cert and sip.tls_key",
+            ))
+        }
+        (Some(server), bind) => {
+            // SIP clients name no application protocol (HTTPS's ALPN would refuse one that did).
+            let mut server = (*server).clone();
+            server.alpn_protocols.clear();
+            Some((bind.unwrap_or(SocketAddr::new(sip_udp_bind.ip(), 5061)), Arc::new(server)))
+        }
+    };
     let sip_public_ip = layers.get("sip.public_ip", parse_ip)?;
     let sip_max_redirects = layers.get_or("sip.max_redirects", 3, |r| bounded(r, 0, 10).map(|n| n as u8))?;
     let sip_outbound_proxy = layers.get("sip.outbound_proxy", |r| {
@@ -795,6 +808,7 @@ fn resolve(
         sip_udp_bind_explicit: layers.is_set("sip.udp_bind"),
         sip_tcp_bind,
         sip_tls_ca_file,
+        sip_tls,
         sip_public_ip,
         sip_max_redirects,
         sip_udp_size_limit,
@@ -948,6 +962,29 @@ fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, (&'s
         .map_err(|e| ("key", format!("does not fit the certificate: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A certificate and key pair of settings (`cert`, `key`) for a TLS server (`what`, for the
+/// messages): both or neither.
+fn tls_pair(
+    layers: &Layers,
+    cert: &'static str,
+    key: &'static str,
+    what: &str,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+    match (layers.get(cert, path)?, layers.get(key, path)?) {
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            Err(ConfigError::new(key, &layers.origin(cert), format!("missing: {what} needs {cert} and {key}")))
+        }
+        (None, Some(_)) => {
+            Err(ConfigError::new(cert, &layers.origin(key), format!("missing: {what} needs {cert} and {key}")))
+        }
+        (Some(c), Some(k)) => server_tls(&c, &k).map(Some).map_err(|(which, m)| {
+            let name = if which == "cert" { cert } else { key };
+            ConfigError::new(name, &layers.origin(name), m)
+        }),
+    }
 }
 
 fn text(r: &Raw) -> Result<String, String> {
@@ -1163,6 +1200,7 @@ impl Settings {
                 }
             ),
             format!("sip.tls_ca_file = {}", opt(self.sip_tls_ca_file.as_ref().map(|p| p.display().to_string()))),
+            format!("sip.tls_bind = {}", opt(self.sip_tls.as_ref().map(|(a, _)| a.to_string()))),
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),
             format!("sip.udp_size_limit = {}", self.sip_udp_size_limit.unwrap_or(0)),
@@ -1368,6 +1406,11 @@ mod tests {
         let f = file("[rest]\ntls_cert = \"/nonexistent/cert.pem\"\n");
         let m = err(load(&args(&["--config", f.to_str().expect("utf-8"), "--demo"]), &env(&[])));
         assert!(m.contains("rest.tls_key") && m.contains("missing"), "{m}");
+        let m = err(load(&args(&["--demo", "--sip-tls-bind", "127.0.0.1:5061"]), &env(&[])));
+        assert!(m.contains("sip.tls_cert") && m.contains("missing"), "a TLS listener without a certificate: {m}");
+        let f = file("[sip]\ntls_key = \"/nonexistent/key.pem\"\n");
+        let m = err(load(&args(&["--config", f.to_str().expect("utf-8"), "--demo"]), &env(&[])));
+        assert!(m.contains("sip.tls_cert") || m.contains("sip.tls_key"), "{m}");
     }
 
     #[test]

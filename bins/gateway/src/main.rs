@@ -356,6 +356,8 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
         udp_bind,
         tcp_bind,
         tls: TlsOptions { ca_file: settings.sip_tls_ca_file.clone(), ..TlsOptions::default() },
+        tls_bind: settings.sip_tls.as_ref().map(|(a, _)| *a),
+        tls_server: settings.sip_tls.as_ref().map(|(_, s)| s.clone()),
         ua: sip_signaling::Config {
             public_ip: settings.sip_public_ip,
             udp_size_limit: settings.sip_udp_size_limit,
@@ -433,10 +435,11 @@ fn print_banner(
         out.push(format!("  Project:     {id} (callbacks: {cb})"));
     }
     out.push(format!("  WebRTC:      udp {}; signalling {ws}://{rest}/rtc/v1/signal", service.rtc_addr()));
+    // TLS is listed when it has a listener of its own (otherwise its entry is the TCP one's).
     let sip_addrs: Vec<String> = sip
         .local_addrs()
         .iter()
-        .filter(|(t, _)| *t != Transport::Tls)
+        .filter(|(t, _)| *t != Transport::Tls || settings.sip_tls.is_some())
         .map(|(t, a)| format!("{} {a}", format!("{t:?}").to_ascii_lowercase()))
         .collect();
     let taken = sip_fallback.map(|a| format!(" ({a} is taken)")).unwrap_or_default();

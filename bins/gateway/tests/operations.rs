@@ -176,10 +176,50 @@ fn https_when_a_certificate_is_configured() {
         &dir,
         "http://127.0.0.1:9/cb",
         "42000-42099",
-        &[("rest.tls_cert", &cert_value), ("rest.tls_key", &key_value)],
+        &[
+            ("rest.tls_cert", &cert_value),
+            ("rest.tls_key", &key_value),
+            ("sip.tls_cert", &cert_value),
+            ("sip.tls_key", &key_value),
+            ("sip.tls_bind", "\"127.0.0.1:0\""),
+        ],
     );
     let mut gw = Gateway::start(&cfg);
     assert!(gw.output().contains("REST API:    https://"), "{}", gw.output());
+    // The SIP TLS listener: a far end's request over its own TLS connection gets its answer there
+    // (an OPTIONS outside any dialog of ours: refused, statelessly).
+    let sip_tls: std::net::SocketAddr = gw
+        .output()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SIP:"))
+        .and_then(|l| l.split(", ").find_map(|p| p.trim().strip_prefix("tls ")))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a SIP TLS listener in the banner: {}", gw.output()));
+    {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).expect("root");
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+        let tcp = std::net::TcpStream::connect(sip_tls).expect("connect to the SIP TLS listener");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let options = format!(
+            "OPTIONS sip:gw@{sip_tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKopt1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:gw@{sip_tls}>\r\nCall-ID: probe-1\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        tls.write_all(options.as_bytes()).expect("write");
+        let mut buf = [0u8; 2048];
+        let n = tls.read(&mut buf).expect("an answer over TLS");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("SIP/2.0 "), "{answer}");
+        assert!(answer.contains("Call-ID: probe-1"), "{answer}");
+    }
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).expect("root");

@@ -523,7 +523,10 @@ impl UserAgent {
 
     fn via(&self, transport: Transport, branch: &str) -> String {
         let a = self.local_addr(transport);
-        format!("SIP/2.0/{} {}:{};branch={};rport", transport.via_token(), Host::from(a.ip()), a.port(), branch)
+        // RFC 5923: over TLS the far end may send its requests back on this connection (its
+        // certificate checked once), rather than opening one to our sent-by.
+        let alias = if transport == Transport::Tls { ";alias" } else { "" };
+        format!("SIP/2.0/{} {}:{};branch={};rport{alias}", transport.via_token(), Host::from(a.ip()), a.port(), branch)
     }
 
     fn contact_for(&self, transport: Transport, user: Option<&str>) -> String {

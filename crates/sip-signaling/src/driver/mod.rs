@@ -36,6 +36,14 @@ pub struct DriverConfig {
     pub tcp_bind: Option<SocketAddr>,
     /// TLS certificate checks.
     pub tls: TlsOptions,
+    /// SIP over TLS from peers (RFC 3261 §26.2): with a server configuration, a listener at
+    /// `tls_bind` whose address our Via and Contact carry on calls over TLS, so a far end can
+    /// open its own connection to us (for a BYE or a re-INVITE). Without it, a TLS call's Contact
+    /// names the TCP listener, and the far end must reuse our connection instead (our Via asks
+    /// for that with RFC 5923's `alias`).
+    pub tls_bind: Option<SocketAddr>,
+    /// The TLS listener's certificate and key (see `tls_bind`).
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// Connect timeout for TCP and TLS.
     pub connect_timeout: std::time::Duration,
     /// Most connections accepted from peers at once; more are closed at once.
@@ -65,6 +73,8 @@ impl Default for DriverConfig {
             udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             tcp_bind: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
             tls: TlsOptions::default(),
+            tls_bind: None,
+            tls_server: None,
             connect_timeout: std::time::Duration::from_secs(5),
             max_inbound_connections: 1024,
             dns_server: None,
@@ -274,11 +284,20 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         Some(a) => Some(TcpListener::bind(a).await?),
         None => None,
     };
+    let tls_listener = match (config.tls_bind, &config.tls_server) {
+        (Some(a), Some(server)) => Some((TcpListener::bind(a).await?, tokio_rustls::TlsAcceptor::from(server.clone()))),
+        _ => None,
+    };
     let mut local = vec![(Transport::Udp, udp_addr)];
     if let Some(l) = &listener {
         let a = advertised(l.local_addr()?);
         local.push((Transport::Tcp, a));
-        local.push((Transport::Tls, a));
+        if tls_listener.is_none() {
+            local.push((Transport::Tls, a));
+        }
+    }
+    if let Some((l, _)) = &tls_listener {
+        local.push((Transport::Tls, advertised(l.local_addr()?)));
     }
     let tls = config.tls.client_config()?;
     let mut ua_config = config.ua.clone();
@@ -287,12 +306,13 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
     let ua = UserAgent::new(ua_config, seed);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (net_tx, net_rx) = mpsc::unbounded_channel();
+    // One budget of inbound connections for both listeners.
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_inbound_connections));
     if let Some(l) = listener {
-        tokio::spawn(accept_loop(
-            l,
-            net_tx.clone(),
-            Arc::new(tokio::sync::Semaphore::new(config.max_inbound_connections)),
-        ));
+        tokio::spawn(accept_loop(l, net_tx.clone(), slots.clone(), None));
+    }
+    if let Some((l, acceptor)) = tls_listener {
+        tokio::spawn(accept_loop(l, net_tx.clone(), slots, Some(acceptor)));
     }
     let resolver = Arc::new(match config.dns_server {
         Some(server) => Resolver::with_nameserver(server),
@@ -678,7 +698,24 @@ impl Task {
     }
 }
 
-async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slots: Arc<tokio::sync::Semaphore>) {
+/// How long an accepted connection may take to say something (its TLS handshake included), and
+/// then to stay silent (neither side sending), before it is closed: a peer that opens
+/// connections and leaves them idle would otherwise hold every inbound slot. A peer that needs
+/// one again connects again (RFC 3261 §18 lets either side close an idle connection).
+const INBOUND_FIRST: std::time::Duration = std::time::Duration::from_secs(32);
+const INBOUND_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long one write may take: a peer that stops reading fails its connection instead of
+/// holding every later request to it.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_loop(
+    listener: TcpListener,
+    net: mpsc::UnboundedSender<Net>,
+    slots: Arc<tokio::sync::Semaphore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -687,16 +724,29 @@ async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>, slo
                     drop(stream);
                     continue;
                 };
-                let target = Target::new(Transport::Tcp, peer);
-                let (wtx, wrx) = mpsc::unbounded_channel();
-                let id = connection_id();
-                if net.send(Net::Accepted(target.clone(), id, wtx)).is_err() {
-                    return;
-                }
+                let target = Target::new(transport, peer);
                 let _ = stream.set_nodelay(true);
-                let net = net.clone();
+                let (net, tls) = (net.clone(), tls.clone());
                 tokio::spawn(async move {
-                    pump(stream, target, id, wrx, net, None).await;
+                    let (wtx, wrx) = mpsc::unbounded_channel();
+                    let id = connection_id();
+                    let idle = Some((INBOUND_FIRST, INBOUND_IDLE));
+                    match tls {
+                        None => {
+                            if net.send(Net::Accepted(target.clone(), id, wtx)).is_ok() {
+                                pump(stream, target, id, wrx, net, None, idle).await;
+                            }
+                        }
+                        Some(acceptor) => match tokio::time::timeout(INBOUND_FIRST, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                if net.send(Net::Accepted(target.clone(), id, wtx)).is_ok() {
+                                    pump(s, target, id, wrx, net, None, idle).await;
+                                }
+                            }
+                            Ok(Err(e)) => debug!(%peer, error = %e, "inbound TLS handshake failed"),
+                            Err(_) => debug!(%peer, "inbound TLS handshake timed out"),
+                        },
+                    }
                     drop(permit);
                 });
             }
@@ -744,7 +794,7 @@ async fn connect(
             };
             let connector = tokio_rustls::TlsConnector::from(tls);
             match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-                Ok(Ok(s)) => pump(s, target, id, writes, net, keepalive).await,
+                Ok(Ok(s)) => pump(s, target, id, writes, net, keepalive, None).await,
                 Ok(Err(e)) => {
                     let _ = net.send(Net::Failed(target, id, format!("TLS handshake: {e}"), false));
                 }
@@ -753,7 +803,7 @@ async fn connect(
                 }
             }
         }
-        _ => pump(stream, target, id, writes, net, keepalive).await,
+        _ => pump(stream, target, id, writes, net, keepalive, None).await,
     }
 }
 
@@ -765,10 +815,17 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
     net: mpsc::UnboundedSender<Net>,
     keepalive: Option<std::time::Duration>,
+    idle: Option<(std::time::Duration, std::time::Duration)>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 16_384];
-    let mut last_write = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let mut last_write = started;
+    // When anything last went either way (accepted connections close after `idle`).
+    let mut last_activity: Option<tokio::time::Instant> = None;
+    let failed = |net: &mpsc::UnboundedSender<Net>, why: String| {
+        let _ = net.send(Net::Failed(target.clone(), id, why, true));
+    };
     loop {
         let ping_at = keepalive.map(|k| last_write + k);
         let ping = async {
@@ -777,27 +834,48 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 None => std::future::pending().await,
             }
         };
+        let quiet_until = idle.map(|(first, later)| match last_activity {
+            None => started + first,
+            Some(t) => t + later,
+        });
+        let quiet = async {
+            match quiet_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = ping => {
                 // RFC 5626 section 4.4.1: a double CRLF ping.
-                if let Err(e) = wr.write_all(b"\r\n\r\n").await {
-                    let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true));
-                    return;
+                match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(b"\r\n\r\n")).await {
+                    Ok(Ok(())) => last_write = tokio::time::Instant::now(),
+                    Ok(Err(e)) => return failed(&net, e.to_string()),
+                    Err(_) => return failed(&net, "write timed out: the peer does not read".into()),
                 }
-                last_write = tokio::time::Instant::now();
+            }
+            _ = quiet => {
+                debug!(target = %target, "an idle inbound connection closed");
+                let _ = wr.shutdown().await;
+                let _ = net.send(Net::Closed(target.clone(), id));
+                return;
             }
             r = rd.read(&mut buf) => match r {
                 Ok(0) => { let _ = net.send(Net::Closed(target.clone(), id)); return; }
-                Ok(n) => { if net.send(Net::Data(target.clone(), id, buf[..n].to_vec())).is_err() { return; } }
-                Err(e) => { let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true)); return; }
+                Ok(n) => {
+                    last_activity = Some(tokio::time::Instant::now());
+                    if net.send(Net::Data(target.clone(), id, buf[..n].to_vec())).is_err() { return; }
+                }
+                Err(e) => return failed(&net, e.to_string()),
             },
             w = writes.recv() => match w {
                 Some(bytes) => {
-                    if let Err(e) = wr.write_all(&bytes).await {
-                        let _ = net.send(Net::Failed(target.clone(), id, e.to_string(), true));
-                        return;
+                    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return failed(&net, e.to_string()),
+                        Err(_) => return failed(&net, "write timed out: the peer does not read".into()),
                     }
                     last_write = tokio::time::Instant::now();
+                    last_activity = Some(last_write);
                 }
                 None => {
                     // Replaced or the driver is gone: said as a close, after this connection's
