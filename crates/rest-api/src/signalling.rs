@@ -70,6 +70,9 @@ pub(crate) fn upgrade(service: SessionService, req: &mut Request<Incoming>) -> R
     r
 }
 
+/// How long one WebSocket write may take.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn pump<S>(service: SessionService, ws: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -78,14 +81,17 @@ where
     let (in_tx, in_rx) = channel();
     let (out_tx, mut out_rx) = channel();
     let mut participant = tokio::spawn(run_participant(service, in_rx, out_tx));
+    // A browser that stops reading fails its writes after WRITE_TIMEOUT: the writer ends, the
+    // participant's next message finds it gone and the participant leaves.
     let writer = tokio::spawn(async move {
         while let Some(text) = out_rx.recv().await {
-            if sink.send(Message::text(text)).await.is_err() {
-                return;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(None))).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
     let reader = async {
         while let Some(frame) = stream.next().await {
@@ -102,13 +108,19 @@ where
         // Dropping the sender tells the participant its transport is gone.
         drop(in_tx);
     };
+    let mut writer = writer;
     let finished = tokio::select! {
         _ = reader => false,
         _ = &mut participant => true,
+        // The browser stopped reading (a write timed out): the participant's transport is gone
+        // (its receiver, held by the reader, is dropped with the reader here).
+        _ = &mut writer => false,
     };
     if !finished {
         let _ = participant.await;
     }
     // The writer ends once the participant's last sender is gone, after sending what is queued.
-    let _ = writer.await;
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
 }

@@ -279,10 +279,14 @@ async fn force_disconnect_is_204_with_no_body() {
         .await
         .assert_error(404, "a connection of another session");
     // As the SDKs send it: empty body, JSON Content-Type.
+    // A tap on Bob's stream (as the bridge's video hub holds one) ends with the stream.
+    let (_, mut tap) = service.tap(&s.mic.id).expect("tap");
     let token = rest_jwt(SECRET, KEY);
     let headers = [("X-OPENTOK-AUTH", token.as_str()), ("Content-Type", "application/json")];
     let r = request(port, "DELETE", &bob, &headers, "").await;
     assert_no_content(&r, "force disconnect");
+    let ended = tokio::time::timeout(Duration::from_secs(2), tap.recv()).await;
+    assert!(matches!(ended, Ok(None)), "the tap's channel closes with its stream");
     assert_eq!(
         summaries(&mut rx, &s.sid),
         vec![

@@ -225,11 +225,23 @@ struct Peer {
     role: PeerRole,
     lines: Vec<Line>,
     connected: bool,
+    /// Until when it may take to connect (see [`CONNECT_WITHIN`]).
+    connect_by: Instant,
     timeout: Option<Instant>,
     last_keyframe_request: Option<Instant>,
 }
 
+/// How long a peer may take to connect (ICE and DTLS) before it is given up: an offer whose
+/// candidates never answer would otherwise keep its peer (and its subscription) forever.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+
 impl Peer {
+    /// Its next deadline: str0m's, or the end of its time to connect.
+    fn deadline(&self) -> Option<Instant> {
+        let connect = (!self.connected).then_some(self.connect_by);
+        [self.timeout, connect].into_iter().flatten().min()
+    }
+
     fn mid(&self, kind: Kind) -> Option<Mid> {
         self.lines.iter().find(|l| l.kind == kind).map(|l| l.mid)
     }
@@ -356,8 +368,16 @@ impl Router {
         let answer = rtc.sdp_api().accept_offer(parsed).map_err(|e| RouterError::BadOffer(e.to_string()))?;
         let id = PeerId(self.next_id);
         self.next_id += 1;
-        let peer =
-            Peer { rtc, owner, role, lines: Vec::new(), connected: false, timeout: None, last_keyframe_request: None };
+        let peer = Peer {
+            rtc,
+            owner,
+            role,
+            lines: Vec::new(),
+            connected: false,
+            connect_by: now + CONNECT_WITHIN,
+            timeout: None,
+            last_keyframe_request: None,
+        };
         self.peers.insert(id, peer);
         self.run(now, vec![id]);
         Ok((id, answer.to_sdp_string()))
@@ -489,8 +509,9 @@ impl Router {
         Ok(())
     }
 
-    /// Ends a stream: its source (a publishing peer is closed), its subscriber peers and its taps.
-    pub fn remove_stream(&mut self, stream: &StreamId) {
+    /// Ends a stream: its source (a publishing peer is closed), its subscriber peers and its taps
+    /// (returned, for whoever holds their receivers' senders).
+    pub fn remove_stream(&mut self, stream: &StreamId) -> Vec<TapId> {
         if let Some(Source::Peer(p)) = self.sources.remove(stream) {
             if let Some(mut peer) = self.peers.remove(&p) {
                 peer.rtc.disconnect();
@@ -501,8 +522,9 @@ impl Router {
                 peer.rtc.disconnect();
             }
         }
-        self.taps.remove(stream);
+        let taps = self.taps.remove(stream).unwrap_or_default();
         self.by_remote.retain(|_, p| self_has(&self.peers, p));
+        taps
     }
 
     fn forget(&mut self, peer: PeerId, role: &PeerRole) {
@@ -568,18 +590,25 @@ impl Router {
 
     /// Advances time: every peer whose deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerId> =
-            self.peers.iter().filter(|(_, p)| p.timeout.is_none_or(|t| t <= now)).map(|(id, _)| *id).collect();
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.timeout.is_none_or(|t| t <= now) || (!p.connected && p.connect_by <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for id in &due {
             if let Some(peer) = self.peers.get_mut(id) {
-                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                if !peer.connected && peer.connect_by <= now {
+                    debug!(peer = id.0, "peer not connected within 30 s: given up");
+                    peer.rtc.disconnect();
+                } else if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     warn!(peer = id.0, error = %e, "peer timeout handling failed; closing it");
                     peer.rtc.disconnect();
                 }
             }
         }
         self.run(now, due);
-        self.earliest = self.peers.values().filter_map(|p| p.timeout).min();
+        self.earliest = self.peers.values().filter_map(Peer::deadline).min();
     }
 
     /// The earliest deadline of any peer (possibly a little early after peers went away, never
@@ -818,5 +847,29 @@ mod tests {
         r.remove_stream(&StreamId::from_wire("s"));
         assert_eq!(r.peer_count(), 0);
         assert_eq!(r.tap(&StreamId::from_wire("s")), Err(RouterError::UnknownStream));
+    }
+
+    /// A peer whose browser never connects (an offer without candidates, a client gone at once)
+    /// is given up 30 s after its offer, not kept forever.
+    #[test]
+    fn a_peer_that_never_connects_is_given_up() {
+        let mut r = Router::new(RouterConfig { local: "127.0.0.1:40000".parse().expect("addr"), public: vec![] });
+        let now = Instant::now();
+        let mut client = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(now);
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().expect("offer");
+        r.add_publisher(now, ConnectionId::from_wire("c"), StreamId::from_wire("s"), &offer.to_sdp_string())
+            .expect("accepted");
+        assert_eq!(r.peer_count(), 1);
+        let mut t = now;
+        while t < now + Duration::from_secs(29) {
+            t = r.poll_timeout().unwrap_or(t + Duration::from_secs(1)).max(t + Duration::from_millis(50));
+            r.handle_timeout(t.min(now + Duration::from_secs(29)));
+        }
+        assert_eq!(r.peer_count(), 1, "still waiting at 29 s");
+        assert!(r.poll_timeout().is_some_and(|d| d <= now + CONNECT_WITHIN), "a deadline at 30 s at the latest");
+        r.handle_timeout(now + CONNECT_WITHIN);
+        assert_eq!(r.peer_count(), 0, "given up at 30 s");
     }
 }

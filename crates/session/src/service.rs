@@ -425,7 +425,10 @@ impl State {
         // Keep the router in step.
         match &e.kind {
             EventKind::StreamDestroyed { stream, .. } => {
-                self.router.remove_stream(&stream.id);
+                // Its taps' senders go with it: their receivers see the stream end.
+                for tap in self.router.remove_stream(&stream.id) {
+                    self.taps.remove(&tap);
+                }
                 self.keyframe_wanted.remove(&stream.id);
             }
             EventKind::ConnectionDestroyed { connection, .. } => {

@@ -110,6 +110,9 @@ pub async fn run_participant(
             }
         };
         if outgoing.try_send(reply.to_string()).is_err() {
+            // The browser stopped reading (its queue is full) or its writer is gone: it leaves,
+            // rather than staying in the session with nobody to tell.
+            depart(&service, joined.as_ref(), DisconnectReason::NetworkDisconnected);
             return;
         }
         if leave {
@@ -274,6 +277,10 @@ fn unpublish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
     })
 }
 
+/// Subscriptions one connection may hold at once (a session's streams are far fewer in practice;
+/// each is a WebRTC peer).
+const MAX_SUBSCRIPTIONS: usize = 128;
+
 fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
     if j.grant.role == Role::PublisherOnly {
         return Err(Refusal::new(403, "a publisheronly connection may not subscribe"));
@@ -282,7 +289,13 @@ fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
     let sdp = str_field(msg, "sdp")?;
     let owner = j.connection.id.clone();
     let session = j.connection.session.clone();
+    let subscriptions = &mut j.subscriptions;
     let peer = service.with(|s: &mut State| -> Result<_, Refusal> {
+        // Subscriptions whose peer is gone (failed, never connected) no longer count.
+        subscriptions.retain(|_, p| s.router.peer_role(*p).is_some());
+        if subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Err(Refusal::new(429, "too many subscriptions on this connection"));
+        }
         let in_session = s
             .rooms
             .stream(&stream)
