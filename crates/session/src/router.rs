@@ -562,6 +562,7 @@ impl Router {
 
     /// Feeds one received datagram.
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        let contents_first_byte = contents.first().copied().unwrap_or(u8::MAX);
         let Ok(contents) = contents.try_into() else {
             debug!(%source, "datagram that is neither STUN, DTLS nor RTP ignored");
             return;
@@ -573,7 +574,13 @@ impl Router {
             .get(&source)
             .copied()
             .filter(|p| self.peers.get(p).is_some_and(|peer| peer.rtc.accepts(&input)));
-        let target = cached.or_else(|| self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)).map(|(id, _)| *id));
+        // Only STUN (RFC 7983: a first byte of 0 to 3) may look for its peer among all of them: a
+        // peer's address is learnt from its connectivity checks, so DTLS or media from an address
+        // no check came from belongs to nobody, and junk from spoofed addresses costs no scan.
+        let stun = contents_first_byte <= 3;
+        let target = cached.or_else(|| {
+            stun.then(|| self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)).map(|(id, _)| *id)).flatten()
+        });
         let Some(id) = target else {
             debug!(%source, "datagram for no peer");
             return;
