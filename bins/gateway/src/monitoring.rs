@@ -74,7 +74,11 @@ fn write_loop(callbacks: &Callbacks, rx: &std_mpsc::Receiver<Message>) {
                 next = rx.try_recv().ok();
             }
         }
-        commit(callbacks, batch);
+        // A panic in the store must not stop the writer: every later event would be lost.
+        let n = batch.len();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(callbacks, batch))).is_err() {
+            tracing::error!(events = n, "callback events lost: the store panicked while committing them");
+        }
         if let Some(a) = ack {
             let _ = a.send(());
         }
