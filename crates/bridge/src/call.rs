@@ -290,6 +290,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         rtcp_mux: true,
         security,
         video_receive_bitrate: bridge.config.video.receive_bitrate.map(u64::from),
+        // Of a re-offer's several keys, one that makes an SRTP context.
+        sdes_key_check: Some(sdp_negotiation::SdesKeyCheck(|suite, params| {
+            Suite::from_sdes_name(suite).is_some_and(|s| sdes::parse_key_params(s, params).is_ok())
+        })),
     };
     let mut sdp = LocalSession::new(options, rand::thread_rng().gen_range(1..u64::from(u32::MAX)));
     let offer = sdp.create_offer();

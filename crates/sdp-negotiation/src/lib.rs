@@ -16,7 +16,8 @@ pub mod sdp;
 pub use codec::Codec;
 pub use error::{NegotiationError, ParseError};
 pub use negotiate::{
-    Agreement, DtlsAgreement, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesAgreement, SdesKey, Setup,
+    Agreement, DtlsAgreement, LocalSession, MediaAgreement, MediaSecurity, OfferOptions, SdesAgreement, SdesKey,
+    SdesKeyCheck, Setup,
 };
 pub use sdp::{Attribute, Bandwidth, Connection, Direction, Media, Origin, Sdp};
 

@@ -81,7 +81,32 @@ pub struct OfferOptions {
     /// answer is what its author receives): written on the video m-line as `b=TIAS` (RFC 3890)
     /// and, for peers that read only that, `b=AS` (kbit/s, 5% added for packet headers).
     pub video_receive_bitrate: Option<u64>,
+    /// Whether an `a=crypto` key of a peer's offer is usable (its suite name and key
+    /// parameters): of several lines with a suite we support, the first usable one is taken (RFC
+    /// 4568 §7.1.2: the answerer picks one it can use). The negotiation does no cryptography;
+    /// without a check, the first line with a suite we support is taken.
+    pub sdes_key_check: Option<SdesKeyCheck>,
 }
+
+/// A check of a peer's SDES key (see [`OfferOptions::sdes_key_check`]): suite name and key
+/// parameters in, usable or not out.
+#[derive(Clone, Copy)]
+pub struct SdesKeyCheck(pub fn(&str, &str) -> bool);
+
+impl std::fmt::Debug for SdesKeyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SdesKeyCheck")
+    }
+}
+
+/// Checks compare equal: options differ by what they offer, not by how keys are checked.
+impl PartialEq for SdesKeyCheck {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SdesKeyCheck {}
 
 impl Default for OfferOptions {
     fn default() -> Self {
@@ -95,6 +120,7 @@ impl Default for OfferOptions {
             rtcp_mux: true,
             security: MediaSecurity::None,
             video_receive_bitrate: None,
+            sdes_key_check: None,
         }
     }
 }
@@ -856,8 +882,12 @@ impl LocalSession {
             // Security parameters.
             let (sdes, dtls, crypto_answer) = match &self.options.security {
                 MediaSecurity::Sdes(keys) => {
+                    let usable =
+                        |suite: &str, params: &str| self.options.sdes_key_check.is_none_or(|c| (c.0)(suite, params));
                     let picked = m.attrs("crypto").filter_map(parse_crypto).find_map(|(tag, suite, params)| {
-                        keys.iter().find(|k| k.suite == suite).map(|k| (tag, k.clone(), params))
+                        keys.iter()
+                            .find(|k| k.suite == suite && usable(&suite, &params))
+                            .map(|k| (tag, k.clone(), params))
                     });
                     let Some((tag, key, params)) = picked else {
                         return Err(NegotiationError::Security("no a=crypto with a suite we support"));

@@ -240,6 +240,17 @@ fn sdes_offer_answer_and_rekey() {
         sdp.media[0].attrs("crypto").collect::<Vec<_>>(),
         vec!["5 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR"]
     );
+    // Of several keys, the first the check finds usable (RFC 4568 §7.1.2); without a usable
+    // one, the re-offer is refused.
+    let check = sdp_negotiation::SdesKeyCheck(|_, params| params.len() > "inline:".len() + 8);
+    let mut s = LocalSession::new(OfferOptions { sdes_key_check: Some(check), ..sdes() }, 1);
+    s.create_offer();
+    s.process_answer(&answer("v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk\n")).expect("sdes");
+    let two = "v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:WFlaYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo0\n";
+    let (_, a) = s.answer_offer(&answer(two)).expect("the second key");
+    assert_eq!(a.audio.and_then(|a| a.sdes).map(|k| k.tag), Some(2));
+    let none = "v=0\no=- 1 3 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\n";
+    assert!(matches!(s.answer_offer(&answer(none)), Err(NegotiationError::Security(_))));
     // Secure media required: a plain answer is refused.
     let mut s = LocalSession::new(sdes(), 1);
     s.create_offer();
