@@ -209,7 +209,7 @@ impl MediaLeg {
             }
             PacketKind::Rtp => {
                 if let Some(ctx) = &mut self.inbound {
-                    if let Err(e) = ctx.unprotect_rtp(&mut buf) {
+                    if let Err(e) = ctx.unprotect_rtp_at(now, &mut buf) {
                         self.rejected += 1;
                         return Err(e);
                     }

@@ -233,7 +233,12 @@ pub struct Options {
     /// After this many consecutive authenticated packets that the replay
     /// window calls too old, and that form an increasing run, accept the
     /// sender's new numbering (a peer that restarted its sequence after a
-    /// hold). `None` disables the re-synchronisation.
+    /// hold). `None` disables the re-synchronisation. It needs the packets'
+    /// arrival times ([`Context::unprotect_rtp_at`]): the run must take at
+    /// least [`RESYNC_PACE`] per packet and come with nothing of the current
+    /// numbering in between, as a real restart does. Recorded packets replayed
+    /// in a burst, or between the live stream's packets, never resynchronise
+    /// (RFC 3711 §3.3.2: a replay is discarded).
     pub resync_after: Option<u16>,
 }
 
@@ -242,6 +247,10 @@ impl Default for Options {
         Options { replay_window: 128, resync_after: Some(32) }
     }
 }
+
+/// The least time per packet of a run that resynchronises (see [`Options::resync_after`]): a
+/// sender restarted at 10 ms per packet takes twice this; a replayed burst, far less.
+pub const RESYNC_PACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// AES-CM PRF key derivation (RFC 3711 section 4.3.1; with a 32-byte master key, the AES-256 PRF
 /// of RFC 6188 section 3) with a key derivation rate of zero.
@@ -403,6 +412,8 @@ struct Stream {
     window: ReplayWindow,
     old_run: u16,
     old_last: Option<u64>,
+    /// When the current run of too-old packets started.
+    old_since: Option<std::time::Instant>,
     rtcp_window: ReplayWindow,
     // Send side.
     tx_roc: u32,
@@ -419,6 +430,7 @@ impl Stream {
             window: ReplayWindow::new(replay_window),
             old_run: 0,
             old_last: None,
+            old_since: None,
             rtcp_window: ReplayWindow::new(replay_window),
             tx_roc: 0,
             tx_last: None,
@@ -576,7 +588,19 @@ impl Context {
 
     /// Verifies and decrypts an SRTP packet in place, removing MKI and tag.
     /// On error the packet is to be dropped (its bytes may have changed).
+    /// Without an arrival time a sender's restarted numbering is never
+    /// followed (see [`unprotect_rtp_at`](Self::unprotect_rtp_at)).
     pub fn unprotect_rtp(&mut self, pkt: &mut Vec<u8>) -> Result<(), Error> {
+        self.unprotect(None, pkt)
+    }
+
+    /// [`unprotect_rtp`](Self::unprotect_rtp) for a packet that arrived at `now`: a sender that
+    /// restarted its numbering is followed (see [`Options::resync_after`]).
+    pub fn unprotect_rtp_at(&mut self, now: std::time::Instant, pkt: &mut Vec<u8>) -> Result<(), Error> {
+        self.unprotect(Some(now), pkt)
+    }
+
+    fn unprotect(&mut self, now: Option<std::time::Instant>, pkt: &mut Vec<u8>) -> Result<(), Error> {
         let tag_len = self.suite.rtp_tag_len();
         let mki_len = self.mki_len();
         if pkt.len() < 12 + tag_len + mki_len {
@@ -621,8 +645,18 @@ impl Context {
                 let in_run = stream.old_last.is_some_and(|l| index == l + 1);
                 stream.old_run = if in_run { stream.old_run.saturating_add(1) } else { 1 };
                 stream.old_last = Some(index);
+                if !in_run {
+                    stream.old_since = now;
+                }
+                // As slow as a real sender: a burst of recorded packets is a replay.
+                let paced = |n: u16| match (now, stream.old_since) {
+                    (Some(now), Some(since)) => {
+                        now.saturating_duration_since(since) >= RESYNC_PACE * u32::from(n.saturating_sub(1))
+                    }
+                    _ => false,
+                };
                 match resync {
-                    Some(n) if stream.old_run >= n && !stream.window.contains(index) => {
+                    Some(n) if stream.old_run >= n && paced(n) && !stream.window.contains(index) => {
                         stream.window = ReplayWindow::new(stream.window.size());
                         resynced = true;
                     }
@@ -632,6 +666,7 @@ impl Context {
         }
         stream.old_run = 0;
         stream.old_last = None;
+        stream.old_since = None;
         stream.window.accept(index);
         if known.is_none() || index > rtp_index(stream.roc, stream.s_l) || resynced {
             stream.roc = roc;
@@ -927,21 +962,24 @@ mod tests {
     #[test]
     fn restart_far_behind_is_resynchronised() {
         let suite = Suite::AesCm128HmacSha1_80;
+        let t0 = std::time::Instant::now();
+        let at = |n: u64| t0 + std::time::Duration::from_millis(20 * n);
         let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
         let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
         for seq in 40_000..40_010u16 {
             let mut p = rtp(seq, b"a");
             tx.protect_rtp(&mut p).expect("p");
-            rx.unprotect_rtp(&mut p).expect("u");
+            rx.unprotect_rtp_at(at(u64::from(seq - 40_000)), &mut p).expect("u");
         }
         let mut tx2 = Context::new(suite, &mk(suite), Options::default()).expect("tx2");
         let mut results = Vec::new();
         for seq in 100..200u16 {
             let mut p = rtp(seq, b"b");
             tx2.protect_rtp(&mut p).expect("p");
-            results.push(rx.unprotect_rtp(&mut p).is_ok());
+            results.push(rx.unprotect_rtp_at(at(100 + u64::from(seq)), &mut p).is_ok());
         }
-        // The first 31 are refused as too old, then the stream is followed.
+        // A sender that restarted, at 20 ms a packet: the first 31 are refused as too old, then
+        // the stream is followed.
         assert!(results[..31].iter().all(|ok| !ok));
         assert!(results[31..].iter().all(|ok| *ok), "{results:?}");
         // Without resynchronisation the stream stays refused.
@@ -955,7 +993,54 @@ mod tests {
         for seq in 100..200u16 {
             let mut p = rtp(seq, b"d");
             tx4.protect_rtp(&mut p).expect("p");
-            assert!(strict.unprotect_rtp(&mut p).is_err());
+            assert!(strict.unprotect_rtp_at(at(u64::from(seq)), &mut p).is_err());
+        }
+    }
+
+    /// RFC 3711 §3.3.2: recorded packets replayed once they have left the window are discarded,
+    /// however many: in a burst (faster than any sender), between the live stream's packets, or
+    /// without arrival times at all. Only a paced run with nothing newer in between resyncs.
+    #[test]
+    fn replayed_old_packets_never_resynchronise() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+        let mut tx = Context::new(suite, &mk(suite), Options::default()).expect("tx");
+        let mut rx = Context::new(suite, &mk(suite), Options::default()).expect("rx");
+        let mut recorded = Vec::new();
+        let mut live = |seq: u16, rx: &mut Context, t: u64| {
+            let mut p = rtp(seq, b"live");
+            tx.protect_rtp(&mut p).expect("p");
+            rx.unprotect_rtp_at(ms(t), &mut p).is_ok()
+        };
+        // 300 live packets; the attacker records the first 100.
+        let mut tx_copy = Context::new(suite, &mk(suite), Options::default()).expect("copy");
+        for seq in 1000..1300u16 {
+            if seq < 1100 {
+                let mut p = rtp(seq, b"live");
+                tx_copy.protect_rtp(&mut p).expect("p");
+                recorded.push(p);
+            }
+            assert!(live(seq, &mut rx, 20 * u64::from(seq - 1000)));
+        }
+        // A burst of all 100, a tenth of a millisecond apart: every one refused.
+        for (i, p) in recorded.iter().enumerate() {
+            let mut p = p.clone();
+            assert!(rx.unprotect_rtp_at(ms(7000 + i as u64 / 10), &mut p).is_err(), "burst packet {i}");
+        }
+        // Paced like a sender, but the live stream goes on in between: refused.
+        let mut next_live = 1300u16;
+        for (i, p) in recorded.iter().enumerate() {
+            let t = 8000 + 20 * i as u64;
+            let mut p = p.clone();
+            assert!(rx.unprotect_rtp_at(ms(t), &mut p).is_err(), "interleaved packet {i}");
+            assert!(live(next_live, &mut rx, t + 10));
+            next_live += 1;
+        }
+        // Without arrival times: refused.
+        for p in &recorded {
+            let mut p = p.clone();
+            assert!(rx.unprotect_rtp(&mut p).is_err());
         }
     }
 
