@@ -1029,13 +1029,11 @@ mod tests {
             assert!(rx.unprotect_rtp_at(ms(7000 + i as u64 / 10), &mut p).is_err(), "burst packet {i}");
         }
         // Paced like a sender, but the live stream goes on in between: refused.
-        let mut next_live = 1300u16;
-        for (i, p) in recorded.iter().enumerate() {
+        for (next_live, (i, p)) in (1300u16..).zip(recorded.iter().enumerate()) {
             let t = 8000 + 20 * i as u64;
             let mut p = p.clone();
             assert!(rx.unprotect_rtp_at(ms(t), &mut p).is_err(), "interleaved packet {i}");
             assert!(live(next_live, &mut rx, t + 10));
-            next_live += 1;
         }
         // Without arrival times: refused.
         for p in &recorded {
