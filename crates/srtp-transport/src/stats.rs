@@ -84,7 +84,7 @@ impl ReceiverStats {
                 self.cycles += 1 << 16;
             }
             self.max_seq = Some(seq);
-        } else if ahead <= u16::MAX - MAX_MISORDER {
+        } else if u32::from(ahead) <= (1 << 16) - u32::from(MAX_MISORDER) {
             // A very large jump: the source restarted, or a stray packet.
             if self.bad_seqs.contains(&Some(seq)) {
                 self.init_seq(seq);
@@ -317,6 +317,14 @@ mod tests {
         r.on_rtp(t0, 50_002, 320);
         r.on_rtp(t0, 50_002, 320);
         assert_eq!(r.cumulative_lost(), -1, "a duplicate makes the count negative, as A.3 says");
+        // A.1's bounds: 99 behind is reordering (taken); exactly 100 behind is a jump (held back
+        // until confirmed).
+        let mut r3 = ReceiverStats::new(9, 8000);
+        for n in 200..210u16 {
+            r3.on_rtp(t0, n, u32::from(n) * 160);
+        }
+        assert!(r3.on_rtp(t0, 209 - 99, 0), "99 behind");
+        assert!(!r3.on_rtp(t0, 209 - 100, 0), "100 behind: RTP_SEQ_MOD - MAX_MISORDER");
     }
 
     #[test]
