@@ -25,7 +25,7 @@ pub use replay::ReplayWindow;
 pub use rtp::{PayloadType, RtpHeader, RtpPacket, SeqExtender, Ssrc};
 #[doc(hidden)]
 pub use srtp::SessionKeys;
-pub use srtp::{derive, Context, MasterKey, Options, Suite};
+pub use srtp::{derive, Context, MasterKey, Options, Suite, RESYNC_PACE};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]
