@@ -411,6 +411,9 @@ pub struct UserAgent {
     /// The last 2xx ACK of each call that ended, by Call-ID, kept for 64*T1: a 2xx retransmitted
     /// after the call is gone (our ACK was lost, and the BYE finished first) is still ACKed.
     ended_acks: HashMap<String, EndedAck>,
+    /// When expired `ended_acks` are next swept (a sweep per ended call would cost as many steps
+    /// as calls ended within 64*T1).
+    ended_sweep_at: Option<Instant>,
 }
 
 /// The last 2xx ACK of an ended call (see [`UserAgent::ended_acks`]).
@@ -454,6 +457,7 @@ impl UserAgent {
             timers: BinaryHeap::new(),
             scheduled: HashMap::new(),
             ended_acks: HashMap::new(),
+            ended_sweep_at: None,
             tcp_refused: HashMap::new(),
             touched: Vec::new(),
             events: VecDeque::new(),
@@ -2251,8 +2255,12 @@ impl UserAgent {
         if let Some(c) = self.calls.remove(&h) {
             self.by_call_id.remove(&c.call_id);
             // Kept for 64*T1, the time a far end retransmits a 2xx (RFC 3261 §13.3.1.4). Expired
-            // entries go here, so the map holds at most the calls ended within that time.
-            self.ended_acks.retain(|_, e| e.until > now);
+            // entries are swept here every eighth of that, so the map holds about the calls ended
+            // within 64*T1 and a lookup checks the expiry itself.
+            if self.ended_sweep_at.is_none_or(|t| t <= now) {
+                self.ended_acks.retain(|_, e| e.until > now);
+                self.ended_sweep_at = Some(now + self.config.timers.t64() / 8);
+            }
             if let Some((seq, bytes, target)) = c.ack_2xx {
                 let to_tag = c.dialog.as_ref().and_then(|d| d.remote.tag().map(str::to_owned));
                 let until = now + self.config.timers.t64();
