@@ -279,7 +279,7 @@ fn unpublish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
 
 /// Subscriptions one connection may hold at once (a session's streams are far fewer in practice;
 /// each is a WebRTC peer).
-const MAX_SUBSCRIPTIONS: usize = 128;
+const MAX_SUBSCRIPTIONS: usize = 512;
 
 fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
     if j.grant.role == Role::PublisherOnly {
