@@ -450,6 +450,10 @@ pub struct Context {
     rtcp: Keys,
     mki: Option<Vec<u8>>,
     lifetime: u64,
+    /// The master key's lifetime (RFC 4568 §6.1: SRTP and SRTCP packets, every stream, under
+    /// this key), when its `a=crypto` line gave one, and the packets protected so far.
+    key_lifetime: Option<u64>,
+    protected: u64,
     streams: HashMap<u32, Stream>,
     options: Options,
 }
@@ -505,9 +509,21 @@ impl Context {
             rtcp,
             mki,
             lifetime: lifetime.unwrap_or(MAX_SRTP_PACKETS).min(MAX_SRTP_PACKETS),
+            key_lifetime: lifetime,
+            protected: 0,
             streams: HashMap::new(),
             options,
         })
+    }
+
+    /// Counts one packet protected under the master key, refusing it once the key's lifetime
+    /// is spent (RFC 4568 §6.1: SRTP and SRTCP together, every stream).
+    fn use_key(&mut self) -> Result<(), Error> {
+        if self.key_lifetime.is_some_and(|l| self.protected >= l) {
+            return Err(Error::KeyExhausted);
+        }
+        self.protected += 1;
+        Ok(())
     }
 
     /// The suite.
@@ -547,6 +563,7 @@ impl Context {
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
         let lifetime = self.lifetime;
+        self.use_key()?;
         let s = self.stream(ssrc);
         if s.packets >= lifetime {
             return Err(Error::KeyExhausted);
@@ -715,6 +732,7 @@ impl Context {
             return Err(Error::Malformed { what: "RTCP", reason: "not an RTCP packet" });
         }
         let ssrc = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        self.use_key()?;
         let s = self.stream(ssrc);
         let index = s.tx_rtcp_next;
         if index > MAX_SRTCP_INDEX {
@@ -1168,6 +1186,26 @@ mod tests {
         let mut p = sr.clone();
         tx.protect_rtcp(&mut p).expect("last index");
         assert_eq!(p[8..12], [0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(tx.protect_rtcp(&mut sr.clone()), Err(Error::KeyExhausted));
+    }
+
+    /// RFC 4568 §6.1: a master key's lifetime counts every packet protected under it, SRTP and
+    /// SRTCP, whatever the stream; once spent, nothing more is protected with it.
+    #[test]
+    fn a_master_key_lifetime_counts_every_packet_under_it() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let key = MasterKey { lifetime: Some(10), ..mk(suite) };
+        let mut tx = Context::new(suite, &key, Options::default()).expect("tx");
+        let sr = vec![0x80, 200, 0, 1, 0, 0, 0xca, 0xfe];
+        for seq in 0..6u16 {
+            tx.protect_rtp(&mut rtp(seq, b"a")).expect("rtp");
+        }
+        for _ in 0..4 {
+            tx.protect_rtcp(&mut sr.clone()).expect("rtcp");
+        }
+        let mut other = rtp(1, b"b");
+        other[8..12].copy_from_slice(&0x0bad_f00du32.to_be_bytes());
+        assert_eq!(tx.protect_rtp(&mut other), Err(Error::KeyExhausted), "another stream, the same key");
         assert_eq!(tx.protect_rtcp(&mut sr.clone()), Err(Error::KeyExhausted));
     }
 
