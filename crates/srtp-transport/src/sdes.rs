@@ -25,10 +25,15 @@ pub fn parse_key_params(suite: Suite, params: &str) -> Result<MasterKey, Error> 
         if let Some((value, len)) = p.split_once(':') {
             let value: u64 = value.parse().map_err(|_| Error::BadKey("MKI value"))?;
             let len: usize = len.parse().map_err(|_| Error::BadKey("MKI length"))?;
-            if !(1..=4).contains(&len) || (len < 8 && value >> (8 * len) != 0) {
-                return Err(Error::BadKey("MKI length must be 1..=4 bytes and hold the value"));
+            // RFC 4568 §6.1: 1 to 128 bytes, holding the value (big-endian, zeros before it).
+            if !(1..=128).contains(&len) || (len < 8 && value >> (8 * len) != 0) {
+                return Err(Error::BadKey("MKI length must be 1..=128 bytes and hold the value"));
             }
-            mk.mki = Some(value.to_be_bytes()[8 - len..].to_vec());
+            let mut mki = vec![0u8; len];
+            let be = value.to_be_bytes();
+            let n = len.min(8);
+            mki[len - n..].copy_from_slice(&be[8 - n..]);
+            mk.mki = Some(mki);
         } else if let Some(exp) = p.strip_prefix("2^") {
             let e: u32 = exp.parse().map_err(|_| Error::BadKey("lifetime exponent"))?;
             if e > 48 {
@@ -99,6 +104,29 @@ mod tests {
         assert!(parse_key_params(s, "inline:AAAA").is_err(), "too short");
         assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^99").is_err());
         assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|300:1").is_err());
+        assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1:0").is_err());
+        assert!(parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1:129").is_err());
+    }
+
+    /// RFC 4568 §6.1: MKI lengths run to 128 bytes; the value sits at the end, big-endian.
+    #[test]
+    fn long_mkis() {
+        let s = Suite::AesCm128HmacSha1_80;
+        let mk = parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|258:8").expect("8 bytes");
+        assert_eq!(mk.mki, Some(vec![0, 0, 0, 0, 0, 0, 1, 2]));
+        let mk = parse_key_params(s, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|5:16").expect("16 bytes");
+        assert_eq!(mk.mki.as_ref().map(Vec::len), Some(16));
+        assert_eq!(mk.mki.as_ref().and_then(|m| m.last()), Some(&5));
+        assert_eq!(parse_key_params(s, &format_key_params(&mk)).expect("round trip"), mk);
+        // And SRTP carries it: a packet protected under it comes back.
+        let mut tx = crate::srtp::Context::new(s, &mk, crate::srtp::Options::default()).expect("tx");
+        let mut rx = crate::srtp::Context::new(s, &mk, crate::srtp::Options::default()).expect("rx");
+        let clear: Vec<u8> = [0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9].into_iter().chain([7u8; 20]).collect();
+        let mut p = clear.clone();
+        tx.protect_rtp(&mut p).expect("protect");
+        assert_eq!(p.len(), clear.len() + 16 + 10, "the 16-byte MKI and the tag");
+        rx.unprotect_rtp(&mut p).expect("unprotect");
+        assert_eq!(p, clear);
         assert!(parse_key_params(Suite::AeadAes128Gcm, "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR").is_err());
     }
 }
