@@ -798,6 +798,16 @@ impl LocalSession {
         if !self.layout.is_empty() && offer.media.len() < self.layout.len() {
             return Err(NegotiationError::Invalid("a re-offer may not remove m-lines (RFC 3264 section 8)"));
         }
+        // Nor reorder or retype them: an m-line in use (agreed) keeps its kind; a rejected one
+        // may be reused for another (§8.1).
+        let in_use = |i: usize| self.agreement.as_ref().is_some_and(|a| agreement_at(a, i).is_some());
+        let retyped =
+            self.layout.iter().zip(&offer.media).enumerate().any(|(i, (kind, m))| *kind != m.kind && in_use(i));
+        if retyped {
+            return Err(NegotiationError::Invalid(
+                "a re-offer may not change the kind of an m-line in use (RFC 3264 section 8)",
+            ));
+        }
         let mut agreement = Agreement { audio: None, video: None };
         let mut answer_media = Vec::new();
         let previous = self.agreement.clone();
@@ -1105,9 +1115,11 @@ type Rtpmap = (String, u32, Option<u16>);
 fn stable_numbers(lm: &LocalMedia, history: &[Numbered], first: Option<Codec>) -> (CodecPts, EventPts) {
     let mut used: Vec<u8> = history.iter().map(|n| n.pt).collect();
     let numbered_before = |wanted: &dyn Fn(&Numbered) -> bool| history.iter().find(|n| wanted(n)).map(|n| n.pt);
-    let pick = |before: Option<u8>, ours: u8, is_static: bool, used: &mut Vec<u8>| -> Option<u8> {
+    let pick = |before: Option<u8>, ours: u8, used: &mut Vec<u8>| -> Option<u8> {
+        // A static codec keeps its number unless a description of ours gave it another meaning;
+        // then it takes a dynamic one (its rtpmap says what it is).
         let pt = before
-            .or_else(|| (is_static || !used.contains(&ours)).then_some(ours))
+            .or_else(|| (!used.contains(&ours)).then_some(ours))
             .or_else(|| (96..=127).find(|p| !used.contains(p)))?;
         used.push(pt);
         Some(pt)
@@ -1120,14 +1132,14 @@ fn stable_numbers(lm: &LocalMedia, history: &[Numbered], first: Option<Codec>) -
     let mut codecs = Vec::new();
     for (c, ours) in order {
         let earlier = numbered_before(&|n| n.codec() == Some(c));
-        if let Some(pt) = pick(earlier, ours, c.static_pt().is_some(), &mut used) {
+        if let Some(pt) = pick(earlier, ours, &mut used) {
             codecs.push((c, pt));
         }
     }
     let mut events = Vec::new();
     for &(ours, clock) in &lm.events {
         let earlier = numbered_before(&|n| n.is_event(clock));
-        if let Some(pt) = pick(earlier, ours, false, &mut used) {
+        if let Some(pt) = pick(earlier, ours, &mut used) {
             events.push((pt, clock));
         }
     }

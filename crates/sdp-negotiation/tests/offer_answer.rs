@@ -509,3 +509,23 @@ fn h264_answers_keep_the_offered_profile() {
     let f = answered_fmtp("profile-level-id=aé123;packetization-mode=1");
     assert!(f.contains("profile-level-id=42e01f"), "garbage: ours: {f}");
 }
+
+/// RFC 3264 §8: a re-offer keeps the m-lines in use where they are: one that puts something else
+/// in the audio's place is refused (488), the session unchanged; an m-line that was rejected may
+/// carry another kind.
+#[test]
+fn a_re_offer_may_not_move_an_m_line_in_use() {
+    let mut s = established();
+    let moved =
+        answer("v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=video 0 RTP/AVP 96\nm=audio 6000 RTP/AVP 0\n");
+    let e = s.answer_offer(&moved).expect_err("audio moved to the second line");
+    assert_eq!(e.sip_status(), 488, "{e}");
+    // A rejected slot reused: the second line was video (rejected), now an application.
+    let with_video = answer("v=0\no=- 1 3 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0\nm=video 6002 RTP/AVP 96\na=rtpmap:96 H264/90000\n");
+    let (sdp, _) = s.answer_offer(&with_video).expect("video added, rejected");
+    assert_eq!(sdp.media[1].port, 0);
+    let reused = answer("v=0\no=- 1 4 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0\nm=application 6004 UDP/BFCP *\n");
+    let (sdp, a) = s.answer_offer(&reused).expect("the rejected slot reused");
+    assert_eq!((sdp.media[1].kind.as_str(), sdp.media[1].port), ("application", 0));
+    assert!(a.audio.is_some());
+}
