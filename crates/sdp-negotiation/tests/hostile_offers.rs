@@ -1,10 +1,10 @@
 //! Re-offers a far end could send, built at random from the parts real and broken SDP is made of
 //! (m-lines of every kind and port, transports, formats with odd or missing rtpmaps, directions,
 //! hold addresses and host names, keys and fingerprints), one after another into one session, with
-//! our own re-offers and the far end's answers to them in between. Whatever comes: no panic; an
-//! accepted re-offer gets an answer that parses, with the offer's m-lines in order, a rejected
-//! one (port 0) wherever we take no media, and payload numbers that never collide; a refused one
-//! changes nothing we send next; our own re-offer always parses and keeps every m-line.
+//! our own re-offers in between. Whatever comes: no panic; an accepted re-offer gets an answer
+//! that parses, with the offer's m-lines in order and transports, a line the offer rejects still
+//! rejected, and payload numbers that never collide within a line; our own re-offer always parses,
+//! without a payload number twice either.
 
 use proptest::prelude::*;
 use sdp_negotiation::{Codec, LocalSession, MediaSecurity, OfferOptions, SdesKey, Sdp};
@@ -157,22 +157,19 @@ proptest! {
         let _ = s.process_answer(b"v=0\r\no=far 7 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n");
         for (n, (lines, conn, ours_next)) in rounds.iter().enumerate() {
             let body = offer(n as u32 + 2, conn, lines);
-            match s.answer_offer(&body) {
-                Ok((answer, _)) => {
-                    check_ours(&answer, "our answer")?;
-                    let offered = Sdp::parse(&body).expect("an offer we answered parses");
-                    prop_assert_eq!(answer.media.len(), offered.media.len(), "one answer line per offer line");
-                    for (a, o) in answer.media.iter().zip(&offered.media) {
-                        prop_assert_eq!(&a.kind, &o.kind, "in the offer's order");
-                        if o.port == 0 {
-                            prop_assert_eq!(a.port, 0, "a line the offer rejects stays rejected");
-                        }
-                        if a.port != 0 {
-                            prop_assert_eq!(&a.proto, &o.proto, "the offer's transport");
-                        }
+            if let Ok((answer, _)) = s.answer_offer(&body) {
+                check_ours(&answer, "our answer")?;
+                let offered = Sdp::parse(&body).expect("an offer we answered parses");
+                prop_assert_eq!(answer.media.len(), offered.media.len(), "one answer line per offer line");
+                for (a, o) in answer.media.iter().zip(&offered.media) {
+                    prop_assert_eq!(&a.kind, &o.kind, "in the offer's order");
+                    if o.port == 0 {
+                        prop_assert_eq!(a.port, 0, "a line the offer rejects stays rejected");
+                    }
+                    if a.port != 0 {
+                        prop_assert_eq!(&a.proto, &o.proto, "the offer's transport");
                     }
                 }
-                Err(_) => {}
             }
             if *ours_next {
                 let ours = s.create_offer();
