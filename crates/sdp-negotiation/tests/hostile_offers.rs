@@ -1,7 +1,8 @@
 //! Re-offers a far end could send, built at random from the parts real and broken SDP is made of
 //! (m-lines of every kind and port, transports, formats with odd or missing rtpmaps, directions,
 //! hold addresses and host names, keys and fingerprints), one after another into one session, with
-//! our own re-offers in between. Whatever comes: no panic; an accepted re-offer gets an answer
+//! our own re-offers and random answers to them in between. Whatever comes: no panic; an agreement
+//! names only lines that exist and were not rejected; an accepted re-offer gets an answer
 //! that parses, with the offer's m-lines in order and transports, a line the offer rejects still
 //! rejected, and payload numbers that never collide within a line; our own re-offer always parses,
 //! without a payload number twice either.
@@ -174,6 +175,21 @@ proptest! {
             if *ours_next {
                 let ours = s.create_offer();
                 check_ours(&ours, "our re-offer")?;
+                // The far end answers it with this round's lines, put in our lines' kinds (a
+                // wrong count or kind is refused outright): whatever it says, no panic, and an
+                // agreement names only m-lines that exist and that the answer did not reject.
+                let mut answer_lines: Vec<Line> = lines.iter().cycle().take(ours.media.len()).cloned().collect();
+                for (l, m) in answer_lines.iter_mut().zip(&ours.media) {
+                    l.kind = KINDS.iter().copied().find(|k| *k == m.kind).unwrap_or("audio");
+                }
+                let body = offer(n as u32 + 100, conn, &answer_lines);
+                if let Ok(a) = s.process_answer(&body) {
+                    let answered = Sdp::parse(&body).expect("an answer we took parses");
+                    for m in [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten() {
+                        let line = answered.media.get(m.index);
+                        prop_assert!(line.is_some_and(|l| l.port != 0), "agreed on line {} of {}", m.index, answered.media.len());
+                    }
+                }
             }
         }
     }
