@@ -2356,56 +2356,33 @@ async fn a_far_end_that_takes_only_aes_256_gets_it() {
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
         tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
-    let (mut unprotected, mut refused) = (0, 0);
-    let mut every = tokio::time::interval(Duration::from_millis(20));
-    for k in 0..100u32 {
-        every.tick().await;
-        let pcm = sine(440.0, 8000.0, (k * 160) as usize, 160, 8000.0);
-        let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
-        let mut p = rtp_packet(0, k as u16, k * 160, 0xabc, &payload);
-        tx.protect_rtp(&mut p).expect("protect");
-        media.send_to(&p, gateway_rtp).await.expect("send");
-        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), media.recv(&mut buf)).await {
-            let mut packet = buf[..n].to_vec();
-            if n > 1 && (200..=206).contains(&buf[1]) {
-                continue;
-            }
-            match rx.unprotect_rtp(&mut packet) {
-                Ok(()) => unprotected += 1,
-                Err(_) => refused += 1,
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
-    let mut toned = 0;
-    while let Ok(f) = tap.try_recv() {
-        let mut pcm = Vec::new();
-        if dec.decode(&f.data, &mut pcm).is_ok() && tone_ratio(&pcm, 440.0, 48_000.0) > 0.5 {
-            toned += 1;
-        }
-    }
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 0..100).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     assert!(unprotected >= 80 && refused == 0, "our SRTP under AES-256: {unprotected} unprotected, {refused} refused");
     assert!(toned >= 60, "the far end's AES-256 SRTP heard in the session: {toned} frames of 440 Hz");
 }
 
-/// 50 packets of 440 Hz under `k` from sequence number `from`, to the gateway at `to`: our packets
-/// unprotected and refused meanwhile, and the far end's 20 ms frames of 440 Hz heard in the session.
+/// A far end's sending context for `k` (AES_CM_128_HMAC_SHA1_80).
+fn sender(k: &srtp_transport::MasterKey) -> srtp_transport::Context {
+    let suite = srtp_transport::Suite::AesCm128HmacSha1_80;
+    srtp_transport::Context::new(suite, k, srtp_transport::Options::default()).expect("tx")
+}
+
+/// PCMU packets of 440 Hz numbered `packets`, protected by `tx` and sent every 20 ms to the
+/// gateway at `to`: our packets unprotected by `rx` and refused meanwhile, and the far end's
+/// 20 ms frames of 440 Hz heard in the session.
 async fn srtp_exchange(
     media: &tokio::net::UdpSocket,
     to: std::net::SocketAddr,
     rx: &mut srtp_transport::Context,
+    tx: &mut srtp_transport::Context,
     tap: &mut mpsc::UnboundedReceiver<MediaFrame>,
-    k: srtp_transport::MasterKey,
-    from: u32,
+    packets: std::ops::Range<u32>,
 ) -> (usize, usize, usize) {
-    let suite = srtp_transport::Suite::AesCm128HmacSha1_80;
-    let mut tx = srtp_transport::Context::new(suite, &k, srtp_transport::Options::default()).expect("tx");
     let (mut unprotected, mut refused) = (0, 0);
     let mut buf = vec![0u8; 2048];
     let mut every = tokio::time::interval(Duration::from_millis(20));
-    for n in from..from + 50 {
+    for n in packets {
         every.tick().await;
         let pcm = sine(440.0, 8000.0, (n * 160) as usize, 160, 8000.0);
         let payload: Vec<u8> = pcm.iter().map(|s| ulaw_encode(*s)).collect();
@@ -2489,18 +2466,20 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
         tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buf)).await.expect("our RTP").expect("recv");
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, first, 0).await;
+    let (unprotected, refused, toned) =
+        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&first), &mut tap, 0..50).await;
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first key: {unprotected}/{refused}/{toned}");
     far.reinvite(&sdp(2, "1", &second));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second.clone(), 50).await;
+    let mut tx = sender(&second);
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 50..100).await;
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "second key: {unprotected}/{refused}/{toned}");
     // A re-offer whose key is unusable (too short for its suite) is refused, and the call goes on
     // under the keys in force.
     far.reinvite(&sdp(3, "1", &second).replace(&sdes::format_key_params(&second), "inline:AAAA"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(far.reinvite_statuses(), [200, 488], "the unusable key refused");
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, second, 100).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 100..150).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
     assert!(
@@ -2545,12 +2524,14 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
     let mut tap = tap_sip_stream(&g, &answer);
     let (keys, _association, gateway_rtp) = dtls_server(&media, &first, &ours).await;
     let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, keys.local, 0).await;
+    let (unprotected, refused, toned) =
+        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 0..50).await;
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first association: {unprotected}/{refused}/{toned}");
     far.reinvite(&sdp(2, "actpass", second.fingerprint()));
     let (keys, _association, gateway_rtp) = dtls_server(&media, &second, &ours).await;
     let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tap, keys.local, 50).await;
+    let (unprotected, refused, toned) =
+        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 50..100).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
     assert!(unprotected >= 40 && refused == 0, "ours under the new keys: {unprotected} unprotected, {refused} refused");
