@@ -216,12 +216,8 @@ async fn a_far_end_that_only_receives_is_not_timed_out() {
         inactivity_timeout: Duration::from_millis(1200),
         ..BridgeConfig::default()
     };
-    let mut g = gateway(config).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far = common::uas::uas(move |_| format!("{}a=recvonly\r\n", pcmu_answer(port, false))).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:recorder@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, tone, media, port, far, answer, .. } =
+        tone_call(config, "recorder", move |port| format!("{}a=recvonly\r\n", pcmu_answer(port, false))).await;
     // Three times the timeouts, the far end silent.
     let (packets, tone_share) = heard(&media, Duration::from_millis(3600)).await;
     let events = call_events(&mut g, Duration::from_millis(100)).await;
@@ -244,12 +240,8 @@ async fn a_far_end_that_only_receives_is_not_timed_out() {
 /// new start instead of a burst of loss.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marker_bit_starts_each_talkspurt() {
-    let mut g = gateway(BridgeConfig::default()).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, sid, tone, media, port, far, answer } =
+        tone_call(BridgeConfig::default(), "pbx", move |port| pcmu_answer(port, false)).await;
     // PCMU packets only (RTCP aside): (marker, timestamp), for `window`.
     let pcmu = |window: Duration| {
         let media = &media;
@@ -290,13 +282,10 @@ async fn the_marker_bit_starts_each_talkspurt() {
 /// negotiation does no IO and the address was left empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_name_in_the_answer_is_resolved() {
-    let mut g = gateway(BridgeConfig::default()).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far =
-        common::uas::uas(move |_| pcmu_answer(port, false).replace("c=IN IP4 127.0.0.1", "c=IN IP4 localhost")).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:named@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, sid, tone, media, answer, .. } = tone_call(BridgeConfig::default(), "named", move |port| {
+        pcmu_answer(port, false).replace("c=IN IP4 127.0.0.1", "c=IN IP4 localhost")
+    })
+    .await;
     let (packets, tone_share) = heard(&media, Duration::from_millis(800)).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
@@ -314,12 +303,8 @@ async fn a_removed_audio_stream_gets_nothing() {
         rtcp_interval: Duration::from_millis(300),
         ..BridgeConfig::default()
     };
-    let mut g = gateway(config).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, sid, tone, media, port, far, answer } =
+        tone_call(config, "pbx", move |port| pcmu_answer(port, false)).await;
     // The far end sends too (for the timeouts), until it removes the stream.
     let mut buf = vec![0u8; 2048];
     let (_, gateway_rtp) =
@@ -2368,6 +2353,29 @@ fn sender(k: &srtp_transport::MasterKey) -> srtp_transport::Context {
     srtp_transport::Context::new(suite, k, srtp_transport::Options::default()).expect("tx")
 }
 
+/// A routed session hearing a 1000 Hz tone (its publisher `tone`), with a call dialled from it to
+/// `user` at a far end of ours (`common::uas`) whose SDP answer `answer_sdp` writes for the far
+/// end's media port, and answered (ACTIVE seen). `media` is the far end's media socket.
+struct ToneCall {
+    g: Gateway,
+    sid: SessionId,
+    tone: tokio::task::JoinHandle<()>,
+    media: tokio::net::UdpSocket,
+    port: u16,
+    far: common::uas::Uas,
+    answer: Value,
+}
+
+async fn tone_call(config: BridgeConfig, user: &str, answer_sdp: impl Fn(u16) -> String + Send + 'static) -> ToneCall {
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| answer_sdp(port)).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:{user}@127.0.0.1:{}", far.port)})).await;
+    ToneCall { g, sid, tone, media, port, far, answer }
+}
+
 /// PCMU packets of 440 Hz numbered `packets`, protected by `tx` and sent every 20 ms to the
 /// gateway at `to`: our packets unprotected by `rx` and refused meanwhile, and the far end's
 /// 20 ms frames of 440 Hz heard in the session.
@@ -2813,12 +2821,8 @@ async fn an_offerless_re_invite_is_answered_and_followed() {
 /// §6.1: our answer is recvonly); before, only `a=inactive` stopped our audio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sendonly_hold_stops_our_audio_until_the_resume() {
-    let mut g = gateway(BridgeConfig::default()).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:held@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, sid, tone, media, port, far, answer } =
+        tone_call(BridgeConfig::default(), "held", move |port| pcmu_answer(port, false)).await;
     let (packets, _) = heard(&media, Duration::from_millis(600)).await;
     assert!(packets >= 20, "audio before the hold: {packets} packets");
     let offer = |version: u32, direction: &str| {
@@ -2849,12 +2853,8 @@ async fn a_sendonly_hold_stops_our_audio_until_the_resume() {
 /// G.722 of the session's audio under a new SSRC, not PCMU under G.722's payload type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_offer_that_changes_the_codec_is_followed() {
-    let mut g = gateway(BridgeConfig::default()).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
-    let (media, port) = media_socket().await;
-    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
-    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:moved@127.0.0.1:{}", far.port)})).await;
+    let ToneCall { mut g, sid, tone, media, port, far, answer } =
+        tone_call(BridgeConfig::default(), "moved", move |port| pcmu_answer(port, false)).await;
     // Packets of `pt` for `ms`: their SSRCs and payloads.
     let collect = |pt: u8, ms: u64| {
         let media = &media;
