@@ -163,6 +163,25 @@ fn health_and_metrics_answer() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A TLS connection to `addr` trusting only `cert` (issued for `localhost`), reads bounded to 10 s.
+fn tls_to(
+    addr: std::net::SocketAddr,
+    cert: &rustls_pki_types::CertificateDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 #[test]
 fn https_when_a_certificate_is_configured() {
     let dir = temp_dir("https");
@@ -196,18 +215,7 @@ fn https_when_a_certificate_is_configured() {
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or_else(|| panic!("a SIP TLS listener in the banner: {}", gw.output()));
     {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.cert.der().clone()).expect("root");
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-        let conn = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
-        let tcp = std::net::TcpStream::connect(sip_tls).expect("connect to the SIP TLS listener");
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut tls = tls_to(sip_tls, cert.cert.der());
         let options = format!(
             "OPTIONS sip:gw@{sip_tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKopt1\r\n\
              Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:gw@{sip_tls}>\r\nCall-ID: probe-1\r\n\
@@ -221,19 +229,7 @@ fn https_when_a_certificate_is_configured() {
         assert!(answer.contains("Call-ID: probe-1"), "{answer}");
     }
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut tls = tls_to(std::net::SocketAddr::from(([127, 0, 0, 1], gw.port)), cert.cert.der());
     tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
     let mut raw = Vec::new();
     // A peer that closes without close_notify is an error in rustls; what was read still counts.
