@@ -1174,6 +1174,25 @@ mod tests {
         assert!(a.firs.len() <= 4, "bounded by sender");
     }
 
+    /// What call `sip-1` asks of the hub: a 320x180 grid in `codec` at 30 frames a second.
+    fn watch_request(
+        codec: Codec,
+        keyframe: &Arc<AtomicBool>,
+        bitrate: &Arc<AtomicU32>,
+        frames: mpsc::Sender<EncodedFrame>,
+    ) -> WatchRequest {
+        WatchRequest {
+            own: StreamId::from_wire("sip-1"),
+            subset: None,
+            codec,
+            size: (320, 180),
+            bitrate: bitrate.clone(),
+            fps: 30,
+            keyframe: keyframe.clone(),
+            frames,
+        }
+    }
+
     /// A hub with no stream and no watcher, and no periodic keyframe.
     async fn empty_hub() -> Hub {
         let service = session::service::SessionService::start(
@@ -1198,19 +1217,9 @@ mod tests {
         let mut hub = empty_hub().await;
         let (frames, mut rx) = mpsc::channel(1000);
         let keyframe = Arc::new(AtomicBool::new(false));
-        let own = StreamId::from_wire("sip-1");
-        let request = |codec, frames| WatchRequest {
-            own: own.clone(),
-            subset: None,
-            codec,
-            size: (320, 180),
-            bitrate: Arc::new(AtomicU32::new(300_000)),
-            fps: 30,
-            keyframe: keyframe.clone(),
-            frames,
-        };
+        let request = watch_request(Codec::Vp8, &keyframe, &Arc::new(AtomicU32::new(300_000)), frames);
         let start = Instant::now();
-        hub.watch(1, request(Codec::Vp8, frames), start);
+        hub.watch(1, request, start);
         let mut sent = Vec::new();
         // Five seconds at 30 frames a second; a picture loss reported at 3.3 s.
         for tick in 0..150u32 {
@@ -1237,16 +1246,7 @@ mod tests {
         let mut hub = empty_hub().await;
         let (frames, mut rx) = mpsc::channel(2);
         let keyframe = Arc::new(AtomicBool::new(false));
-        let request = WatchRequest {
-            own: StreamId::from_wire("sip-1"),
-            subset: None,
-            codec: Codec::H264,
-            size: (320, 180),
-            bitrate: Arc::new(AtomicU32::new(300_000)),
-            fps: 30,
-            keyframe: keyframe.clone(),
-            frames,
-        };
+        let request = watch_request(Codec::H264, &keyframe, &Arc::new(AtomicU32::new(300_000)), frames);
         let t0 = Instant::now();
         hub.watch(1, request, t0);
         let idr = |f: &EncodedFrame| {
@@ -1272,16 +1272,7 @@ mod tests {
         let (frames, mut rx) = mpsc::channel(1000);
         let keyframe = Arc::new(AtomicBool::new(false));
         let bitrate = Arc::new(AtomicU32::new(300_000));
-        let request = WatchRequest {
-            own: StreamId::from_wire("sip-1"),
-            subset: None,
-            codec: Codec::H264,
-            size: (320, 180),
-            bitrate: bitrate.clone(),
-            fps: 30,
-            keyframe: keyframe.clone(),
-            frames,
-        };
+        let request = watch_request(Codec::H264, &keyframe, &bitrate, frames);
         let t0 = Instant::now();
         hub.watch(1, request, t0);
         hub.tick(t0);
