@@ -186,14 +186,6 @@ fn srtp_contexts(audio: &MediaAgreement) -> Result<Option<(Context, Context)>, S
     Ok(Some((inbound, outbound)))
 }
 
-/// Whether an agreement's SDES keys (audio and video) make SRTP contexts.
-fn usable_keys(a: &Agreement) -> Result<(), String> {
-    for m in [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten() {
-        srtp_contexts(m)?;
-    }
-    Ok(())
-}
-
 /// Follows a re-offer's SDES keys on a leg: a new key of the far end (RFC 4568 §7.1.4 lets a
 /// re-offer re-key; SBCs do on transfers and re-anchoring) replaces the inbound context alone, so
 /// our stream keeps its context and rollover counter; a new key of ours (another suite) replaces
@@ -476,25 +468,16 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         };
                     }
                     CallEvent::RemoteOffer { sdp: offer, .. } => {
-                        // A re-offer whose SDES keys cannot be used is refused before it is
-                        // answered, and the negotiation is left as it was (RFC 3261 §14.2: a
-                        // failed re-INVITE changes nothing): answered, the media would fail.
-                        let before = sdp.clone();
-                        let answered = sdp.answer_offer(&offer).and_then(|(answer, agreement)| match usable_keys(&agreement) {
-                            Ok(()) => Ok((answer, agreement)),
-                            Err(why) => {
-                                warn!(call = %spec.id, %why, "the re-offer's SRTP keys cannot be used: refused");
-                                sdp = before;
-                                Err(sdp_negotiation::NegotiationError::Security("unusable a=crypto key"))
-                            }
-                        });
-                        match answered {
+                        // A re-offer whose SDES keys cannot be used (the negotiation checks them
+                        // with `sdes_key_check`) is refused, the negotiation left as it was.
+                        match sdp.answer_offer(&offer) {
                             Ok((answer, mut agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
                                 resolve_hosts(spec, &mut names, &mut agreement).await;
                                 follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
+                                warn!(call = %spec.id, error = %e, "the far end's re-offer refused");
                                 let _ = bridge.sip.reject_offer(call.handle, e.sip_status(), "Not Acceptable Here").await;
                             }
                         }
