@@ -864,6 +864,8 @@ impl LocalSession {
                     }
                 }
             }
+            // Of several H.264 payloads of one mode, the Baseline family first: what we send.
+            common.sort_by_key(|(c, pt)| if c.is_h264() { h264_rank(m.fmtp(*pt)) } else { 0 });
             let current = previous
                 .as_ref()
                 .and_then(|a| if lm.kind == "audio" { a.audio.as_ref() } else { a.video.as_ref() })
@@ -1020,25 +1022,45 @@ fn agreement_at(a: &Agreement, i: usize) -> Option<&MediaAgreement> {
     [a.audio.as_ref(), a.video.as_ref()].into_iter().flatten().find(|m| m.index == i)
 }
 
-/// Our H.264 fmtp answering an offer's (`ours`: what we offer). RFC 6184 §8.2.2: the answer keeps
-/// the offer's profile, so a Baseline-family offer (`42xxxx`, any constraint flags: 42801f, 42c01e,
-/// 42e01f) is answered with its own profile and constraint flags, at our level 3.1 when both sides
-/// allow level asymmetry (each names what it receives) and at the lower of the two levels
-/// otherwise. Other profiles keep ours (our stream is Constrained Baseline, which Main and High
-/// decoders take).
-fn h264_answer_fmtp(offered: Option<&str>, ours: &str) -> String {
-    let Some(plid) = offered.and_then(|f| fmtp_param(f, "profile-level-id")).filter(|p| p.len() == 6 && p.is_ascii())
-    else {
-        return ours.to_owned();
+/// The profile and constraint flags of an H.264 fmtp's `profile-level-id` (absent: Baseline,
+/// RFC 6184 §8.1), `None` when it cannot be read.
+fn h264_profile(fmtp: Option<&str>) -> Option<(u8, u8, u8)> {
+    let Some(plid) = fmtp.and_then(|f| fmtp_param(f, "profile-level-id")) else {
+        return Some((0x42, 0, 0x0a));
     };
-    let (Ok(profile), Ok(iop), Ok(level)) =
-        (u8::from_str_radix(&plid[0..2], 16), u8::from_str_radix(&plid[2..4], 16), u8::from_str_radix(&plid[4..6], 16))
-    else {
-        return ours.to_owned();
-    };
-    if profile != 0x42 {
-        return ours.to_owned();
+    let byte = |i: usize| plid.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok());
+    match (plid.len(), byte(0), byte(2), byte(4)) {
+        (6, Some(p), Some(iop), Some(level)) => Some((p, iop, level)),
+        _ => None,
     }
+}
+
+/// How well an offered H.264 payload fits what we send (lower is better): 0 for the Baseline
+/// family and the Constrained Baseline signalled as Main or Extended (RFC 6184 table 5), 1 for
+/// Main and High (whose decoders take our Constrained Baseline stream), 2 for the rest.
+fn h264_rank(fmtp: Option<&str>) -> u8 {
+    match h264_profile(fmtp) {
+        Some((0x42, _, _)) => 0,
+        Some((0x4d, iop, _)) if iop & 0x80 != 0 => 0,
+        Some((0x58, iop, _)) if iop & 0xc0 == 0xc0 => 0,
+        Some((0x4d | 0x58 | 0x64, _, _)) => 1,
+        _ => 2,
+    }
+}
+
+/// Our H.264 fmtp answering an offer's (`ours`: what we offer). RFC 6184 §8.2.2: the answer keeps
+/// the offer's profile, so an offer of the Baseline, Main, Extended or High profile (`42801f`,
+/// `42c01e`, `42e01f`, `4d001f`, `640c1f`...) is answered with its own profile and constraint
+/// flags, at our level 3.1 when both sides allow level asymmetry (each names what it receives) and
+/// at the lower of the two levels otherwise. We send Constrained Baseline whatever the profile,
+/// which decoders of all four take; other profiles (intra-only, 4:4:4...) and unreadable values
+/// keep ours.
+fn h264_answer_fmtp(offered: Option<&str>, ours: &str) -> String {
+    let Some((profile @ (0x42 | 0x4d | 0x58 | 0x64), iop, level)) =
+        offered.filter(|f| fmtp_param(f, "profile-level-id").is_some()).and_then(|f| h264_profile(Some(f)))
+    else {
+        return ours.to_owned();
+    };
     const OUR_LEVEL: u8 = 0x1f;
     let asymmetric = offered.and_then(|f| fmtp_param(f, "level-asymmetry-allowed")) == Some("1")
         && fmtp_param(ours, "level-asymmetry-allowed") == Some("1");

@@ -484,8 +484,9 @@ m=audio 6000 RTP/AVP 111\na=rtpmap:111 PCMU/8000\nm=video 0 RTP/AVP 96\nm=applic
 
 /// RFC 6184 §8.2.2: our answer to an H.264 offer keeps the offer's profile. A Baseline-family
 /// offer (42801f, 42c016) is answered with its own profile and constraint flags: at our level 3.1
-/// when both sides allow level asymmetry, else at the lower level. Other profiles (High here) keep
-/// our Constrained Baseline fmtp, which their decoders take.
+/// when both sides allow level asymmetry, else at the lower level. Main and High offers are
+/// answered with their profile too (their decoders take our Constrained Baseline stream); other
+/// profiles keep our fmtp. Of several H.264 payloads the Baseline one is chosen.
 #[test]
 fn h264_answers_keep_the_offered_profile() {
     let answered_fmtp = |fmtp: &str| {
@@ -505,9 +506,25 @@ fn h264_answers_keep_the_offered_profile() {
     let f = answered_fmtp("profile-level-id=42e028;packetization-mode=1");
     assert!(f.contains("profile-level-id=42e01f"), "no asymmetry: ours (3.1) is the lower: {f}");
     let f = answered_fmtp("profile-level-id=640c1f;packetization-mode=1");
-    assert!(f.contains("profile-level-id=42e01f"), "High: our Constrained Baseline: {f}");
+    assert!(f.contains("profile-level-id=640c1f"), "High: its profile: {f}");
+    let f = answered_fmtp("profile-level-id=4d0028;packetization-mode=1");
+    assert!(f.contains("profile-level-id=4d001f"), "Main, no asymmetry: the lower level: {f}");
+    let f = answered_fmtp("profile-level-id=f4001f;packetization-mode=1");
+    assert!(f.contains("profile-level-id=42e01f"), "High 4:4:4: ours: {f}");
     let f = answered_fmtp("profile-level-id=aé123;packetization-mode=1");
     assert!(f.contains("profile-level-id=42e01f"), "garbage: ours: {f}");
+
+    // Chrome's order: High before Constrained Baseline; the Baseline payload is chosen.
+    let opts = OfferOptions { video: Some((40002, vec![Codec::H264])), ..OfferOptions::default() };
+    let mut s = LocalSession::new(opts, 1);
+    let offer = answer(
+        "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0\nm=video 6002 RTP/AVP 100 102\n\
+a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640c1f;packetization-mode=1\n\
+a=rtpmap:102 H264/90000\na=fmtp:102 profile-level-id=42e01f;packetization-mode=1\n",
+    );
+    let (sdp, a) = s.answer_offer(&offer).expect("answer");
+    assert_eq!(a.video.map(|v| (v.codec, v.payload_type)), Some((Codec::H264, 102)));
+    assert_eq!(sdp.media[1].formats, ["102"]);
 }
 
 /// RFC 3264 §8: a re-offer keeps the m-lines in use where they are: one that puts something else
