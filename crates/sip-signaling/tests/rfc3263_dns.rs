@@ -223,3 +223,89 @@ async fn failover_to_the_next_target() {
     ua.shutdown().await;
     drop(sipp);
 }
+
+/// RFC 5922 §7: a TLS connection serves the name its certificate was checked for. Two domains
+/// that resolve to one address (a hosting provider's shared edge, or a spoofed record) do not
+/// share a connection: a call to the second gets a connection of its own, checked for its own
+/// name, and fails when the certificate does not carry it, instead of riding on the first
+/// domain's verified connection.
+#[tokio::test]
+async fn a_tls_connection_serves_only_the_name_it_was_checked_for() {
+    // The far end's certificate names `good.test` only.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(vec!["good.test".to_string()]).expect("params").self_signed(&key).expect("cert");
+    let pem = std::env::temp_dir().join(format!("sip-tls-good-test-{}.pem", std::process::id()));
+    std::fs::write(&pem, cert.pem()).expect("write pem");
+    let server =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+
+    let dns_port = free_udp_port();
+    let _dns = dnsmasq(
+        dns_port,
+        &["--host-record=good.test,127.0.0.1".to_string(), "--host-record=other.test,127.0.0.1".to_string()],
+    );
+    let cfg = DriverConfig {
+        dns_server: Some(SocketAddr::from(([127, 0, 0, 1], dns_port))),
+        tls: driver::TlsOptions { ca_file: Some(pem.clone()), only_ca_file: true, ..driver::TlsOptions::default() },
+        keepalive_interval: None,
+        ..DriverConfig::default()
+    };
+    let ua = driver::start(cfg).await.expect("driver");
+    let sdp = Bytes::from_static(b"v=0\r\n");
+
+    // The first call's connection is checked for good.test; its INVITE arrives.
+    let _first = ua
+        .call(Dial {
+            uri: format!("sip:far@good.test:{port};transport=tls"),
+            sdp: Some(sdp.clone()),
+            ..Dial::default()
+        })
+        .await
+        .expect("dial good.test");
+    let (tcp, _) =
+        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("connect").expect("accept");
+    let mut first_conn = acceptor.accept(tcp).await.expect("handshake for good.test");
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut first_conn, &mut buf))
+        .await
+        .expect("the INVITE in time")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"INVITE sip:far@good.test"), "{}", String::from_utf8_lossy(&buf[..n]));
+
+    // The second, to other.test at the same address: a connection of its own, whose certificate
+    // check fails; the call fails at once and nothing more comes on the first connection.
+    let mut second = ua
+        .call(Dial { uri: format!("sip:far@other.test:{port};transport=tls"), sdp: Some(sdp), ..Dial::default() })
+        .await
+        .expect("dial other.test");
+    let refused = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        acceptor.accept(tcp).await.is_err()
+    });
+    match next_event(&mut second).await {
+        CallEvent::Failed { .. } => {}
+        other => panic!("the call to other.test must fail its certificate check, got {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), refused).await.expect("a second connection").expect("task"),
+        "its handshake failed"
+    );
+    let more =
+        tokio::time::timeout(Duration::from_millis(300), tokio::io::AsyncReadExt::read(&mut first_conn, &mut buf))
+            .await;
+    assert!(more.is_err(), "nothing for other.test on good.test's connection: {more:?}");
+    ua.shutdown().await;
+    let _ = std::fs::remove_file(pem);
+}

@@ -2,8 +2,8 @@
 //!
 //! One task owns the user agent, the UDP socket, a TCP listener (so peers
 //! can open connections back to our Contact) and the table of stream
-//! connections, keyed by transport and remote address and reused for every
-//! message to that peer. [`SipHandle`] sends it commands; each call gets
+//! connections, keyed by transport and remote address (and for TLS the
+//! server name checked) and reused for every message to that peer. [`SipHandle`] sends it commands; each call gets
 //! its own event channel.
 
 mod resolve;
@@ -162,6 +162,20 @@ enum Net {
 
 /// A stream connection of ours: its id and the writer to its task.
 type Connection = (u64, mpsc::UnboundedSender<Vec<u8>>);
+
+/// What a stream connection is found by: transport and address, and for TLS the name its server
+/// certificate was checked for (`None`: the address; a connection a peer opened to us). A second
+/// domain served at the same address gets its own connection, checked for its own name, rather
+/// than one verified for another (RFC 5922 §7: the identity is the name dialled).
+type ConnectionKey = (Transport, SocketAddr, Option<String>);
+
+fn connection_key(t: &Target) -> ConnectionKey {
+    let name = match t.transport {
+        Transport::Tls => t.server_name.as_ref().map(|n| n.trim_end_matches('.').to_ascii_lowercase()),
+        Transport::Udp | Transport::Tcp => None,
+    };
+    (t.transport, t.addr, name)
+}
 
 /// Ids of stream connections: an event of a connection that was replaced (the peer closed it
 /// while a new one to the same address was being opened) must not touch the new one.
@@ -361,7 +375,7 @@ struct Task {
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: std::time::Duration,
     keepalive: Option<std::time::Duration>,
-    conns: HashMap<(Transport, SocketAddr), Connection>,
+    conns: HashMap<ConnectionKey, Connection>,
     net_tx: mpsc::UnboundedSender<Net>,
     calls: HashMap<CallHandle, Route>,
     /// The handle the caller holds -> the user agent's current call for it.
@@ -517,7 +531,7 @@ impl Task {
                 }
             }
             Net::Accepted(t, id, writer) => {
-                self.conns.insert((t.transport, t.addr), (id, writer));
+                self.conns.insert(connection_key(&t), (id, writer));
             }
         }
     }
@@ -525,7 +539,7 @@ impl Task {
     /// Forgets connection `id` to `t`; false when another connection to that address replaced it
     /// (the event is stale and left alone).
     fn forget_connection(&mut self, t: &Target, id: u64) -> bool {
-        let key = (t.transport, t.addr);
+        let key = connection_key(t);
         match self.conns.get(&key) {
             Some((current, _)) if *current != id => false,
             _ => {
@@ -673,7 +687,7 @@ impl Task {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let key = (t.target.transport, t.target.addr);
+                let key = connection_key(&t.target);
                 if let Some((_, w)) = self.conns.get(&key) {
                     if w.send(t.payload.clone()).is_ok() {
                         return;
