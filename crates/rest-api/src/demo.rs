@@ -53,7 +53,7 @@ pub(crate) fn answer(
     }
 }
 
-fn token(
+pub(crate) fn token(
     demo: &DemoConfig,
     service: &SessionService,
     body: &[u8],

@@ -57,7 +57,7 @@ pub(crate) fn upgrade(service: SessionService, req: &mut Request<Incoming>) -> R
         config.max_message_size = Some(MAX_MESSAGE);
         config.max_frame_size = Some(MAX_MESSAGE);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        pump(service, ws).await;
+        pump(service, ws, LIVENESS).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -73,7 +73,20 @@ pub(crate) fn upgrade(service: SessionService, req: &mut Request<Incoming>) -> R
 /// How long one WebSocket write may take.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn pump<S>(service: SessionService, ws: WebSocketStream<S>)
+/// How the server tells a participant that vanished without closing (a laptop that slept, a NAT
+/// that forgot the connection: no FIN ever comes) from a quiet one.
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    /// How often the server pings (browsers answer pings on their own).
+    ping_every: std::time::Duration,
+    /// How long a participant may send nothing, not even the answer to a ping.
+    silent_for: std::time::Duration,
+}
+
+const LIVENESS: Liveness =
+    Liveness { ping_every: std::time::Duration::from_secs(20), silent_for: std::time::Duration::from_secs(60) };
+
+async fn pump<S>(service: SessionService, ws: WebSocketStream<S>, liveness: Liveness)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -84,8 +97,17 @@ where
     // A browser that stops reading fails its writes after WRITE_TIMEOUT: the writer ends, the
     // participant's next message finds it gone and the participant leaves.
     let writer = tokio::spawn(async move {
-        while let Some(text) = out_rx.recv().await {
-            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
+        let every = liveness.ping_every;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            let message = tokio::select! {
+                text = out_rx.recv() => match text {
+                    Some(text) => Message::text(text),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Bytes::new()),
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
@@ -94,7 +116,15 @@ where
         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
     let reader = async {
-        while let Some(frame) = stream.next().await {
+        loop {
+            let frame = match tokio::time::timeout(liveness.silent_for, stream.next()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => {
+                    debug!(silent_for = ?liveness.silent_for, "participant silent, pings unanswered: taken for gone");
+                    break;
+                }
+            };
             let text = match frame {
                 Ok(Message::Text(t)) => t.as_str().to_owned(),
                 Ok(Message::Binary(_)) => r#"{"type":"binary"}"#.to_owned(),
@@ -122,5 +152,78 @@ where
     // The writer ends once the participant's last sender is gone, after sending what is queued.
     if !writer.is_finished() {
         let _ = writer.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::DemoConfig;
+    use serde_json::{json, Value};
+    use session::service::ServiceConfig;
+    use session::{ApiSecret, Project, ProjectId, Projects, SessionId};
+    use std::time::{Duration, SystemTime};
+
+    async fn socket(service: &SessionService) -> WebSocketStream<tokio::io::DuplexStream> {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let liveness = Liveness { ping_every: Duration::from_millis(250), silent_for: Duration::from_millis(1500) };
+        tokio::spawn(pump(service.clone(), server, liveness));
+        WebSocketStream::from_raw_socket(client, Role::Client, None).await
+    }
+
+    async fn join(ws: &mut WebSocketStream<tokio::io::DuplexStream>, sid: &str, token: &str) {
+        let join = json!({"type": "join", "id": 1, "sessionId": sid, "token": token}).to_string();
+        ws.send(Message::text(join)).await.expect("send");
+        loop {
+            let m = ws.next().await.expect("open").expect("frame");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                assert_eq!(v["type"], "ok", "{v}");
+                return;
+            }
+        }
+    }
+
+    /// A participant that goes silent without closing (no FIN: a laptop asleep, a NAT that
+    /// forgot it) is taken for gone once its pings go unanswered for long enough (a minute in
+    /// service; 1.5 s here), so its session can end and its SIP calls be hung up; one that
+    /// answers the pings stays however quiet it is.
+    #[tokio::test]
+    async fn a_silent_participant_is_taken_for_gone_and_a_quiet_one_stays() {
+        let secret = "0123456789abcdef0123456789abcdef01234567";
+        let mut projects = Projects::new();
+        projects.insert(Project::legacy("4615003", ApiSecret::new(secret).expect("secret")).expect("project"));
+        let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
+        let demo = DemoConfig {
+            project: ProjectId::api_key("4615003").expect("key"),
+            secret: ApiSecret::new(secret).expect("s"),
+        };
+        let made = crate::demo::token(&demo, &service, b"", SystemTime::now()).expect("token");
+        let body = http_body_util::BodyExt::collect(made.into_body()).await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        let (sid, token) = (v["sessionId"].as_str().expect("sid"), v["token"].as_str().expect("token"));
+
+        // One reads all the time (tungstenite answers pings while reading), one never reads.
+        let mut quiet = socket(&service).await;
+        join(&mut quiet, sid, token).await;
+        let mut silent = socket(&service).await;
+        join(&mut silent, sid, token).await;
+        let quiet_reader = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Some(Ok(m)) = quiet.next().await {
+                pings += usize::from(matches!(m, Message::Ping(_)));
+            }
+            pings
+        });
+        let session = SessionId::parse(sid).expect("sid");
+        assert_eq!(service.connections(&session).len(), 2);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(service.connections(&session).len(), 2, "nobody gone yet");
+        tokio::time::sleep(Duration::from_millis(3300)).await;
+        assert_eq!(service.connections(&session).len(), 1, "the silent one is gone, the quiet one stays");
+        drop(silent);
+        assert!(!quiet_reader.is_finished());
+        quiet_reader.abort();
     }
 }

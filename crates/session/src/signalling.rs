@@ -79,11 +79,13 @@ pub async fn run_participant(
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
         let text = tokio::select! {
-            m = incoming.recv() => m,
+            // Removal first: nothing queued behind it runs for a connection that is gone.
+            biased;
             _ = kicked.notified() => {
                 debug!("participant removed by the server");
                 return;
             }
+            m = incoming.recv() => m,
             _ = tokio::time::sleep_until(deadline), if joined.is_none() => {
                 let _ = outgoing.try_send(error_json(&Value::Null, &Refusal::new(400, "no join within 15 s")).to_string());
                 return;
@@ -178,6 +180,10 @@ fn handle(
         ("join", Some(_)) => Err(Refusal::new(409, "already joined")),
         (_, None) => Err(Refusal::new(400, "join first")),
         ("leave", Some(_)) => return (id, Ok(Some(json!({}))), true),
+        // Removed by the server while this request waited: it acts for nobody.
+        (_, Some(j)) if !service.with(|s: &mut State| s.rooms.connection(&j.connection.id).is_some()) => {
+            Err(Refusal::new(404, "this connection was removed from the session"))
+        }
         ("publish", Some(j)) => publish(service, j, &msg),
         ("unpublish", Some(j)) => unpublish(service, j, &msg),
         ("subscribe", Some(j)) => subscribe(service, j, &msg),
@@ -291,6 +297,11 @@ fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
     let session = j.connection.session.clone();
     let subscriptions = &mut j.subscriptions;
     let peer = service.with(|s: &mut State| -> Result<_, Refusal> {
+        // Checked under the lock that removal takes: a subscription made for a connection already
+        // removed would outlive it (its clean-up has run).
+        if s.rooms.connection(&owner).is_none() {
+            return Err(Refusal::new(404, "this connection was removed from the session"));
+        }
         // Subscriptions whose peer is gone (failed, never connected) no longer count.
         subscriptions.retain(|_, p| s.router.peer_role(*p).is_some());
         if subscriptions.len() >= MAX_SUBSCRIPTIONS {
@@ -370,4 +381,64 @@ fn moderate(service: &SessionService, j: &mut Joined, kind: &str, msg: &Value) -
         }
     }
     Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::{ApiSecret, Project, ProjectId, Projects};
+    use crate::service::ServiceConfig;
+    use str0m::media::{Direction, MediaKind};
+
+    /// A connection the server removed while its requests waited: a subscribe queued behind the
+    /// removal makes no subscription (it would outlive the connection: its clean-up already ran),
+    /// and nothing else it asks for runs either.
+    #[tokio::test]
+    async fn requests_of_a_removed_connection_act_for_nobody() {
+        let mut projects = Projects::new();
+        let secret = ApiSecret::new("0123456789abcdef0123456789abcdef01234567").expect("secret");
+        projects.insert(Project::legacy("4615003", secret).expect("project"));
+        let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
+        let project = ProjectId::api_key("4615003").expect("key");
+        let session = service.create_session(&project, MediaMode::Routed, None, SystemTime::now());
+        let source = service.connect_external(&session, ConnectionKind::Sip, String::new()).expect("source");
+        let spec = StreamSpec { name: String::new(), has_audio: true, has_video: false, video_type: None };
+        let (stream, _) =
+            service.publish_external(&source.id, StreamId::from_wire("st"), spec, Vec::new()).expect("stream");
+        let connection = service.connect_external(&session, ConnectionKind::Client, String::new()).expect("conn");
+        let grant = ClientGrant {
+            role: Role::Moderator,
+            connection_data: None,
+            layout_classes: Vec::new(),
+            expires: SystemTime::now() + Duration::from_secs(60),
+        };
+        let mut j = Joined { connection: connection.clone(), grant, subscriptions: HashMap::new() };
+        let offer = || {
+            let mut rtc = str0m::Rtc::builder()
+                .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+                .build(Instant::now());
+            let mut api = rtc.sdp_api();
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            let (offer, _) = api.apply().expect("offer");
+            json!({"streamId": stream.id.as_str(), "sdp": offer.to_sdp_string()})
+        };
+        assert!(subscribe(&service, &mut j, &offer()).is_ok(), "a live connection subscribes");
+        assert_eq!(service.peer_count(), 1);
+
+        service.force_disconnect(&session, &connection.id).expect("removed");
+        assert_eq!(service.peer_count(), 0, "its subscription went with it");
+        let refused = subscribe(&service, &mut j, &offer()).expect_err("removed");
+        assert_eq!(refused.code, 404, "{}", refused.message);
+        assert_eq!(service.peer_count(), 0, "no subscription outlives the connection");
+
+        // Through `handle`, anything else it asks is refused the same way.
+        let (tx, _rx) = channel();
+        let kicked = Arc::new(Notify::new());
+        let mut joined = Some(j);
+        let mute = json!({"type": "forceMute", "id": 7, "streamId": stream.id.as_str()}).to_string();
+        let (_, result, leave) = handle(&service, &mut joined, &mute, &tx, &kicked);
+        assert_eq!(result.map_err(|r| r.code), Err(404));
+        assert!(!leave);
+        assert!(!service.stream(&session, &stream.id).is_some_and(|s| s.audio_muted), "the stream was not muted");
+    }
 }
