@@ -402,6 +402,7 @@ impl State {
                     PeerRole::Subscriber(stream) => {
                         let msg = json!({"type": "event", "event": "subscriberFailed", "streamId": stream.as_str(),
                             "subscriptionId": peer.0.to_string()});
+                        let msg = msg.to_string();
                         self.send_to(&owner, &msg);
                     }
                 }
@@ -452,6 +453,7 @@ impl State {
         match &e.kind {
             EventKind::ConnectionCreated(c) => {
                 let msg = json!({"type": "event", "event": "connectionCreated", "connection": connection_json(c)});
+                let msg = msg.to_string();
                 for id in everyone(&self.rooms).iter().filter(|id| **id != c.id) {
                     self.send_to(id, &msg);
                 }
@@ -459,6 +461,7 @@ impl State {
             EventKind::ConnectionDestroyed { connection, reason } => {
                 let msg = json!({"type": "event", "event": "connectionDestroyed", "connection": connection_json(connection),
                     "reason": reason.as_wire()});
+                let msg = msg.to_string();
                 for id in everyone(&self.rooms) {
                     self.send_to(&id, &msg);
                 }
@@ -471,6 +474,7 @@ impl State {
             }
             EventKind::StreamCreated { stream, .. } => {
                 let msg = json!({"type": "event", "event": "streamCreated", "stream": stream_json(stream)});
+                let msg = msg.to_string();
                 for id in everyone(&self.rooms).iter().filter(|id| **id != stream.connection) {
                     self.send_to(id, &msg);
                 }
@@ -478,6 +482,7 @@ impl State {
             EventKind::StreamDestroyed { stream, reason, .. } => {
                 let msg = json!({"type": "event", "event": "streamDestroyed", "stream": stream_json(stream),
                     "reason": reason.as_wire()});
+                let msg = msg.to_string();
                 let own_choice = *reason == StreamEndReason::Connection(DisconnectReason::ClientDisconnected);
                 for id in everyone(&self.rooms).iter().filter(|id| !own_choice || **id != stream.connection) {
                     self.send_to(id, &msg);
@@ -486,6 +491,7 @@ impl State {
             EventKind::Signal { from, to, signal_type, data } => {
                 let msg = json!({"type": "event", "event": "signal", "from": from.as_ref().map(|f| f.as_str()),
                     "signalType": signal_type, "data": data});
+                let msg = msg.to_string();
                 let targets = match to {
                     Some(t) => vec![t.clone()],
                     None => everyone(&self.rooms),
@@ -497,13 +503,15 @@ impl State {
             EventKind::MuteForced { target: MuteTarget::Stream(stream), .. } => {
                 if let Some(owner) = self.rooms.stream(stream).map(|s| s.connection.clone()) {
                     let msg = json!({"type": "event", "event": "muteForced", "streamId": stream.as_str()});
+                    let msg = msg.to_string();
                     self.send_to(&owner, &msg);
                 }
             }
             EventKind::MuteForced { target: MuteTarget::Session { active, excluded }, .. } => {
                 let excluded: Vec<&str> = excluded.iter().map(|s| s.as_str()).collect();
                 let msg =
-                    json!({"type": "event", "event": "muteForced", "active": active, "excludedStreamIds": excluded});
+                    json!({"type": "event", "event": "muteForced", "active": active, "excludedStreamIds": excluded})
+                        .to_string();
                 for id in everyone(&self.rooms) {
                     self.send_to(&id, &msg);
                 }
@@ -512,10 +520,11 @@ impl State {
         }
     }
 
-    /// Queues a message for a participant; one that cannot keep up is disconnected.
-    fn send_to(&mut self, id: &ConnectionId, msg: &Value) {
+    /// Queues a message (serialised once for all its recipients) for a participant; one that
+    /// cannot keep up is disconnected.
+    fn send_to(&mut self, id: &ConnectionId, msg: &str) {
         let Some(handle) = self.clients.get(id) else { return };
-        if handle.tx.try_send(msg.to_string()).is_err() {
+        if handle.tx.try_send(msg.to_owned()).is_err() {
             warn!(connection = %id, "participant's queue is full or closed; disconnecting it");
             if let Some(h) = self.clients.remove(id) {
                 h.kicked.notify_one();

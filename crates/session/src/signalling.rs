@@ -61,6 +61,40 @@ struct Joined {
     connection: Connection,
     grant: ClientGrant,
     subscriptions: HashMap<String, PeerId>,
+    signals: SignalBudget,
+}
+
+/// Signals one participant may send in a burst; after it, [`SIGNAL_RATE`] a second.
+const SIGNAL_BURST: f64 = 50.0;
+/// Signals a second one participant may send, over time.
+const SIGNAL_RATE: f64 = 20.0;
+
+/// A token bucket for a participant's signals: one connection cannot flood a session (every signal
+/// to everyone is a message per participant, and a participant that falls behind is
+/// disconnected).
+#[derive(Debug, Clone, Copy)]
+struct SignalBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl SignalBudget {
+    fn new(now: Instant) -> SignalBudget {
+        SignalBudget { tokens: SIGNAL_BURST, at: now }
+    }
+
+    /// Takes one signal's token at `now`; false when none is left.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * SIGNAL_RATE;
+        self.tokens = (self.tokens + refill).min(SIGNAL_BURST);
+        self.at = self.at.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A bounded channel pair for [`run_participant`].
@@ -234,7 +268,7 @@ fn join(
         connection
     };
     info!(connection = %connection.id, session = %session, role = grant.role.as_wire(), "participant joined");
-    Ok(Joined { connection, grant, subscriptions: HashMap::new() })
+    Ok(Joined { connection, grant, subscriptions: HashMap::new(), signals: SignalBudget::new(Instant::now()) })
 }
 
 fn publish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
@@ -335,6 +369,9 @@ fn unsubscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<
 }
 
 fn signal(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+    if !j.signals.take(Instant::now()) {
+        return Err(Refusal::new(429, "signals sent too fast: at most 20 a second, in bursts of 50"));
+    }
     let signal_type = opt_str(msg, "signalType")?.unwrap_or_default();
     let data = opt_str(msg, "data")?.unwrap_or_default();
     let to = opt_str(msg, "to")?.map(ConnectionId::from_wire);
@@ -387,14 +424,12 @@ fn moderate(service: &SessionService, j: &mut Joined, kind: &str, msg: &Value) -
 mod tests {
     use super::*;
     use crate::project::{ApiSecret, Project, ProjectId, Projects};
+    use crate::room::Stream;
     use crate::service::ServiceConfig;
     use str0m::media::{Direction, MediaKind};
 
-    /// A connection the server removed while its requests waited: a subscribe queued behind the
-    /// removal makes no subscription (it would outlive the connection: its clean-up already ran),
-    /// and nothing else it asks for runs either.
-    #[tokio::test]
-    async fn requests_of_a_removed_connection_act_for_nobody() {
+    /// A routed session with one stream (of a SIP connection) and a joined moderator.
+    async fn fixture() -> (SessionService, SessionId, Stream, Joined) {
         let mut projects = Projects::new();
         let secret = ApiSecret::new("0123456789abcdef0123456789abcdef01234567").expect("secret");
         projects.insert(Project::legacy("4615003", secret).expect("project"));
@@ -412,7 +447,17 @@ mod tests {
             layout_classes: Vec::new(),
             expires: SystemTime::now() + Duration::from_secs(60),
         };
-        let mut j = Joined { connection: connection.clone(), grant, subscriptions: HashMap::new() };
+        let j = Joined { connection, grant, subscriptions: HashMap::new(), signals: SignalBudget::new(Instant::now()) };
+        (service, session, stream, j)
+    }
+
+    /// A connection the server removed while its requests waited: a subscribe queued behind the
+    /// removal makes no subscription (it would outlive the connection: its clean-up already ran),
+    /// and nothing else it asks for runs either.
+    #[tokio::test]
+    async fn requests_of_a_removed_connection_act_for_nobody() {
+        let (service, session, stream, mut j) = fixture().await;
+        let connection = j.connection.clone();
         let offer = || {
             let mut rtc = str0m::Rtc::builder()
                 .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
@@ -440,5 +485,31 @@ mod tests {
         assert_eq!(result.map_err(|r| r.code), Err(404));
         assert!(!leave);
         assert!(!service.stream(&session, &stream.id).is_some_and(|s| s.audio_muted), "the stream was not muted");
+    }
+
+    #[test]
+    fn signals_come_in_bursts_of_fifty_then_twenty_a_second() {
+        let t0 = Instant::now();
+        let mut b = SignalBudget::new(t0);
+        assert_eq!((0..60).filter(|_| b.take(t0)).count(), 50, "a burst of 50");
+        assert!(!b.take(t0 + Duration::from_millis(40)), "less than one token back after 40 ms");
+        assert!(b.take(t0 + Duration::from_millis(50)), "one back after 50 ms");
+        let later = t0 + Duration::from_secs(1) + Duration::from_millis(50);
+        assert_eq!((0..60).filter(|_| b.take(later)).count(), 20, "20 a second after that");
+        let much_later = later + Duration::from_secs(3600);
+        assert_eq!((0..60).filter(|_| b.take(much_later)).count(), 50, "never more than a burst");
+        assert!(!b.take(t0), "a clock going back gives nothing");
+    }
+
+    /// Through `signal`: a participant's 51st signal at once is refused (429), and the others
+    /// went out.
+    #[tokio::test]
+    async fn a_signal_flood_is_refused() {
+        let (service, _, _, mut j) = fixture().await;
+        let msg = json!({"signalType": "chat", "data": "x"});
+        let results: Vec<Result<Value, Refusal>> = (0..60).map(|_| signal(&service, &mut j, &msg)).collect();
+        let sent = results.iter().filter(|r| r.is_ok()).count();
+        assert!((50..=51).contains(&sent), "a burst of 50 (one more if 50 ms passed): {sent}");
+        assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|r| r.code == 429));
     }
 }
