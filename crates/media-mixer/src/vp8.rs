@@ -19,6 +19,29 @@ fn ok(e: vpx::vpx_codec_err_t, what: &'static str) -> Result<(), Error> {
     }
 }
 
+/// The largest picture [`Vp8Decoder`] decodes, in 16x16 macroblocks: 36,864, H.264's limit for
+/// levels 5.1 and 5.2 (4096x2304), which OpenH264 also enforces. A VP8 keyframe names its size in
+/// its first ten bytes, up to 16383x16383: without a limit one hostile keyframe of half a
+/// megabyte would make libvpx allocate gigabytes.
+pub const MAX_MACROBLOCKS: u32 = 36_864;
+
+/// The size a VP8 keyframe announces (RFC 6386 §9.1: a 3-byte frame tag whose lowest bit is 0
+/// for a keyframe, the start code `9d 01 2a`, then 14-bit width and height, little-endian, each
+/// with 2 bits of scaling above); `None` for an inter frame or a frame too short to tell.
+pub fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let header = frame.get(..10)?;
+    if header[0] & 1 != 0 || header[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([header[6], header[7]]) & 0x3fff);
+    let h = u32::from(u16::from_le_bytes([header[8], header[9]]) & 0x3fff);
+    Some((w, h))
+}
+
+fn macroblocks(w: u32, h: u32) -> u32 {
+    w.div_ceil(16) * h.div_ceil(16)
+}
+
 /// Decodes VP8 frames.
 pub struct Vp8Decoder {
     ctx: Box<vpx::vpx_codec_ctx_t>,
@@ -61,6 +84,9 @@ impl Vp8Decoder {
         if frame.is_empty() || frame.len() > u32::MAX as usize {
             return Err(Error::Decode("empty or oversized VP8 frame"));
         }
+        if keyframe_size(frame).is_some_and(|(w, h)| macroblocks(w, h) > MAX_MACROBLOCKS) {
+            return Err(Error::Decode("VP8 keyframe larger than 36,864 macroblocks"));
+        }
         // SAFETY: the context was initialised in new(); data/len describe a
         // live slice that libvpx only reads during the call.
         let e =
@@ -83,6 +109,9 @@ impl Vp8Decoder {
             let (w, h) = ((img.d_w & !1) as usize, (img.d_h & !1) as usize);
             if w == 0 || h == 0 {
                 continue;
+            }
+            if macroblocks(img.d_w, img.d_h) > MAX_MACROBLOCKS {
+                return Err(Error::Decode("VP8 picture larger than 36,864 macroblocks"));
             }
             let mut out = I420::filled(w as u32, h as u32, (0, 0, 0))?;
             for (plane, (dst, pw, ph)) in
@@ -319,6 +348,34 @@ mod tests {
 
     use super::*;
     use crate::grid::{Compositor, Source};
+
+    /// A keyframe of more than 36,864 macroblocks is refused before libvpx sees it (it would
+    /// allocate for its size), and the decoder goes on with the next stream of a sane size;
+    /// the limit itself decodes.
+    #[test]
+    fn pictures_beyond_the_macroblock_limit_are_refused() {
+        let mut dec = Vp8Decoder::new().expect("decoder");
+        // 4112x2320: 257 x 145 = 37,265 macroblocks.
+        let big = Vp8Encoder::new(4112, 2320, 2_000_000, 30)
+            .expect("encoder")
+            .encode(&I420::filled(4112, 2320, (90, 60, 200)).expect("picture"), true)
+            .expect("encode");
+        assert_eq!(keyframe_size(&big), Some((4112, 2320)));
+        assert!(dec.decode(&big).is_err(), "over the limit");
+        // 4096x2304 is exactly the limit.
+        let limit = Vp8Encoder::new(4096, 2304, 2_000_000, 30)
+            .expect("encoder")
+            .encode(&I420::filled(4096, 2304, (90, 60, 200)).expect("picture"), true)
+            .expect("encode");
+        let pic = dec.decode(&limit).expect("at the limit").expect("a picture");
+        assert_eq!((pic.width, pic.height), (4096, 2304));
+        // A forged header: a 16383x16383 keyframe in 40 bytes.
+        let mut forged = limit[..40].to_vec();
+        forged[6..10].copy_from_slice(&[0xff, 0x3f, 0xff, 0x3f]);
+        assert_eq!(keyframe_size(&forged), Some((16383, 16383)));
+        assert!(dec.decode(&forged).is_err());
+        assert_eq!(keyframe_size(&limit[..9]), None, "too short to tell");
+    }
     use crate::packetize::{vp8_packetize, Depacketized, Vp8Depacketizer};
 
     /// A new bitrate takes effect within a second and a half, down and back up, with no keyframe.
@@ -351,8 +408,12 @@ mod tests {
         let mut depack = Vp8Depacketizer::default();
         let mut seq = 0u16;
         let mut last = None;
+        let mut frame_zero = Vec::new();
         for f in 0..6u16 {
             let frame = enc.encode(comp.canvas(), f == 0 || f == 4).expect("encode");
+            if f == 0 {
+                frame_zero.clone_from(&frame);
+            }
             if f == 4 {
                 assert_eq!(frame[0] & 1, 0, "forced keyframe");
             }
@@ -375,6 +436,7 @@ mod tests {
                 "tile {i}: {got:?} vs {c:?}"
             );
         }
+        assert_eq!(keyframe_size(&frame_zero), Some((640, 360)));
         // Garbage is an error or nothing, never a panic.
         let _ = dec.decode(&[0xff; 20]);
         assert!(dec.decode(&[]).is_err());
