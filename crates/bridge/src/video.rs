@@ -666,6 +666,13 @@ struct Incoming {
     reorder: Reorder<Vec<u8>>,
     depacketizers: HashMap<u8, Depacketizer>,
     ts_ext: TimestampExtender,
+    /// Added to the extended RTP time of what is published: a new source (or a numbering that
+    /// restarted) continues the published clock where the last one stopped, a frame later,
+    /// instead of jumping to its own random timestamp, possibly hours back.
+    offset: u64,
+    /// The next published frame starts a new source's clock.
+    rebase: bool,
+    last_published: Option<u64>,
     /// The party takes generic NACKs (`a=rtcp-fb:<pt> nack`).
     nack: bool,
     /// The source whose packets are being put in order.
@@ -684,6 +691,9 @@ impl Incoming {
             reorder: Reorder::new(config),
             depacketizers: HashMap::new(),
             ts_ext: TimestampExtender::new(),
+            offset: 0,
+            rebase: false,
+            last_published: None,
             nack,
             ssrc: None,
             awaiting_keyframe: false,
@@ -698,8 +708,7 @@ impl Incoming {
     fn push(&mut self, now: Instant, ssrc: u32, seq: u16, packet: Vec<u8>, round_trip: Option<Duration>) {
         if self.ssrc.is_some_and(|s| s != ssrc) {
             self.reorder.reset();
-            self.depacketizers.clear();
-            self.awaiting_keyframe = true;
+            self.new_source();
         }
         self.ssrc = Some(ssrc);
         if self.nack {
@@ -709,9 +718,31 @@ impl Incoming {
             self.reorder.set_max_wait(wait);
         }
         if self.reorder.push(now, seq, packet) == ReorderPushed::Restarted {
-            self.depacketizers.clear();
-            self.awaiting_keyframe = true;
+            self.new_source();
         }
+    }
+
+    /// A new source, or one that started over: nothing of the old one's frames or clock holds.
+    fn new_source(&mut self) {
+        self.depacketizers.clear();
+        self.awaiting_keyframe = true;
+        self.ts_ext = TimestampExtender::new();
+        self.rebase = true;
+    }
+
+    /// The time a frame of RTP timestamp `timestamp` is published with (90 kHz, extended).
+    fn published_time(&mut self, timestamp: u32) -> u64 {
+        /// A frame at 30 frames a second, in the 90 kHz clock.
+        const FRAME: u64 = 3000;
+        let ext = self.ts_ext.extend(timestamp);
+        if std::mem::take(&mut self.rebase) {
+            if let Some(last) = self.last_published {
+                self.offset = last.wrapping_add(FRAME).wrapping_sub(ext);
+            }
+        }
+        let t = ext.wrapping_add(self.offset);
+        self.last_published = Some(t);
+        t
     }
 
     /// The sequence numbers to NACK now (none when the party does not take NACKs).
@@ -745,14 +776,19 @@ impl Incoming {
             let pt = pkt.payload_type().0;
             let Some(codec) = agreement.received_codec(pt) else { continue };
             let d = self.depacketizers.entry(pt).or_insert_with(|| match codec {
-                Codec::H264 | Codec::H264SingleNal => Depacketizer::H264(H264Depacketizer::default()),
+                Codec::H264 | Codec::H264SingleNal => {
+                    Depacketizer::H264(H264Depacketizer::with_fmtp(agreement.fmtp.as_deref()))
+                }
                 _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
             });
-            let (result, codec) = match d {
+            let (result, codec, timestamp) = match d {
                 Depacketizer::H264(d) => {
-                    (d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload()), FrameCodec::H264)
+                    let result = d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload());
+                    (result, FrameCodec::H264, d.frame_timestamp().unwrap_or(pkt.timestamp()))
                 }
-                Depacketizer::Vp8(d) => (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8),
+                Depacketizer::Vp8(d) => {
+                    (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8, pkt.timestamp())
+                }
             };
             match result {
                 Depacketized::Pending => {}
@@ -765,7 +801,7 @@ impl Incoming {
                     self.frames += 1;
                     out.push(MediaFrame {
                         codec,
-                        rtp_time: self.ts_ext.extend(pkt.timestamp()),
+                        rtp_time: self.published_time(timestamp),
                         data: f.data.into(),
                         contiguous: true,
                         audio_level: None,
@@ -1151,6 +1187,50 @@ fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A video agreement for H.264 in payload type 97, with NACK.
+    fn h264_agreement() -> MediaAgreement {
+        let opts = sdp_negotiation::OfferOptions {
+            video: Some((40002, vec![Codec::H264])),
+            ..sdp_negotiation::OfferOptions::default()
+        };
+        let mut s = sdp_negotiation::LocalSession::new(opts, 1);
+        let offer: &[u8] =
+            b"v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n\
+m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1\r\na=rtcp-fb:97 nack\r\n";
+        let (_, a) = s.answer_offer(offer).expect("answer");
+        a.video.expect("video")
+    }
+
+    /// The SIP party's camera restarts as a new source (SSRC and timestamps random again): what is
+    /// published goes on a frame after the last one, never back in time, and from its keyframe.
+    #[test]
+    fn a_new_source_continues_the_published_clock() {
+        let agreement = h264_agreement();
+        let mut incoming = Incoming::new(&agreement);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut send = |incoming: &mut Incoming, ssrc: u32, seq: u16, ts: u32, nal: &[u8], at: u64| {
+            let header = RtpHeader { marker: true, payload_type: 97, seq, timestamp: ts, ssrc, ..RtpHeader::default() };
+            let mut bytes = Vec::new();
+            header.write(nal, 0, &mut bytes).expect("packet");
+            let now = t0 + Duration::from_millis(at);
+            incoming.push(now, ssrc, seq, bytes, None);
+            incoming.release(now + Duration::from_secs(1), &agreement, &mut out);
+        };
+        send(&mut incoming, 1, 10, 3_000_000_000, &[0x65, 1], 0);
+        send(&mut incoming, 1, 11, 3_000_003_000, &[0x41, 2], 33);
+        // The new source, its clock 3 billion ticks behind: first an inter frame (skipped), then
+        // its keyframe.
+        send(&mut incoming, 2, 500, 5, &[0x41, 3], 66);
+        send(&mut incoming, 2, 501, 3005, &[0x65, 4], 100);
+        send(&mut incoming, 2, 502, 6005, &[0x41, 5], 133);
+        let times: Vec<u64> = out.iter().map(|f| f.rtp_time).collect();
+        assert_eq!(times.len(), 4, "{times:?}");
+        assert_eq!(times[1] - times[0], 3000);
+        assert_eq!(times[2], times[1] + 3000, "a frame after the old source's last: {times:?}");
+        assert_eq!(times[3], times[2] + 3000, "then the new source's own pace");
+    }
 
     /// A FIR sent again with its sequence number forces nothing (RFC 5104 §4.3.1.2), a new one
     /// does; PLIs and FIRs force at most one keyframe per 300 ms, however many arrive.

@@ -103,6 +103,11 @@ pub fn h264_packetize(nals: &[&[u8]], mtu: usize) -> Vec<Vec<u8>> {
 /// the frame rather than growing it without end.
 pub const MAX_FRAME_BYTES: usize = 4 << 20;
 
+/// The most NAL units an H.264 access unit may gather (a 1080p keyframe cut into 1200-byte slices
+/// has a few hundred): STAP-A packets full of one-byte NAL units would otherwise cost far more
+/// memory than [`MAX_FRAME_BYTES`] says.
+pub const MAX_NALS: usize = 4096;
+
 /// Reassembles H.264 access units from RTP payloads.
 #[derive(Debug, Default)]
 pub struct H264Depacketizer {
@@ -113,6 +118,12 @@ pub struct H264Depacketizer {
     last_seq: Option<u16>,
     broken: bool,
     timestamp: Option<u32>,
+    /// The RTP timestamp of the last frame delivered.
+    delivered: Option<u32>,
+    /// The last sequence and picture parameter sets seen (in band or from the SDP), put in
+    /// front of an IDR access unit that comes without them.
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
 }
 
 /// A reassembled frame.
@@ -137,44 +148,122 @@ pub enum Depacketized {
 }
 
 impl H264Depacketizer {
+    /// A depacketiser that knows the parameter sets of an fmtp's `sprop-parameter-sets` (RFC 6184
+    /// §8.1: base64 NAL units, comma-separated), for senders that give them only there. Unreadable
+    /// values are ignored.
+    pub fn with_fmtp(fmtp: Option<&str>) -> H264Depacketizer {
+        use base64::Engine as _;
+        let mut d = H264Depacketizer::default();
+        let sprop = fmtp.into_iter().flat_map(|f| f.split(';')).find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("sprop-parameter-sets").then_some(v.trim())
+        });
+        for nal in sprop.into_iter().flat_map(|v| v.split(',')) {
+            if let Ok(nal) = base64::engine::general_purpose::STANDARD.decode(nal.trim()) {
+                d.remember(&nal);
+            }
+        }
+        d
+    }
+
+    /// Keeps a parameter set (a bounded one: no real SPS or PPS is near 1 kB).
+    fn remember(&mut self, nal: &[u8]) {
+        let slot = match nal.first().map(|h| h & 0x1f) {
+            Some(7) => &mut self.sps,
+            Some(8) => &mut self.pps,
+            _ => return,
+        };
+        if nal.len() <= 1024 {
+            *slot = Some(nal.to_vec());
+        }
+    }
+
     /// Feeds one RTP packet's payload (`marker` = last of the frame).
+    ///
+    /// A payload of nothing (an RFC 3550 padding-only packet, which senders use to probe the
+    /// bandwidth) and NAL unit types this mode does not carry (0, 25-27, 29-31) only take their
+    /// sequence number. An access unit whose marker never came is delivered when the next one
+    /// starts right after it (a sender that does not set the marker), unless a packet is missing.
     pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Depacketized {
-        if self.timestamp.is_some_and(|t| t != timestamp) && !self.nals.is_empty() {
-            // A new frame began without the old one's marker: the end was lost.
+        let contiguous = self.last_seq.is_none_or(|l| seq == l.wrapping_add(1));
+        let mut unmarked = None;
+        if self.timestamp.is_some_and(|t| t != timestamp) {
+            // A new access unit: the last one's marker was lost (then so is a packet) or never
+            // set (then the unit is whole).
+            if contiguous && !self.broken && self.fu.is_none() {
+                unmarked = self.take_frame();
+            }
             self.reset();
             self.broken = false;
         }
         self.timestamp = Some(timestamp);
-        if self.last_seq.is_some_and(|l| seq != l.wrapping_add(1)) {
+        if !contiguous {
             self.broken = true;
             self.fu = None;
         }
         self.last_seq = Some(seq);
-        if let Err(_e) = self.parse(payload) {
+        if !payload.is_empty() && self.parse(payload).is_err() {
             self.broken = true;
         }
         self.bytes += payload.len();
-        if self.bytes > MAX_FRAME_BYTES {
+        if self.bytes > MAX_FRAME_BYTES || self.nals.len() > MAX_NALS {
             self.reset();
             self.broken = true;
         }
         if !marker {
-            return Depacketized::Pending;
+            return unmarked.map_or(Depacketized::Pending, Depacketized::Frame);
         }
         let broken = std::mem::take(&mut self.broken) || self.fu.is_some();
+        let outcome = if broken {
+            Depacketized::Dropped
+        } else {
+            // Nothing to show and nothing lost (padding with the marker set, parameter sets
+            // alone): pending.
+            self.take_frame().map_or(Depacketized::Pending, Depacketized::Frame)
+        };
+        self.reset();
+        match (outcome, unmarked) {
+            (Depacketized::Frame(f), _) => Depacketized::Frame(f),
+            (_, Some(f)) => Depacketized::Frame(f),
+            (other, None) => other,
+        }
+    }
+
+    /// The RTP timestamp of the frame [`push`](Self::push) returned last: not always the
+    /// packet's just given, when a frame without marker came out as the next one started.
+    pub fn frame_timestamp(&self) -> Option<u32> {
+        self.delivered
+    }
+
+    /// The gathered NAL units as one Annex B access unit; `None` when they hold no slice (the
+    /// parameter sets of a sender that sends them on their own are kept for its next IDR).
+    fn take_frame(&mut self) -> Option<Frame> {
         let nals = std::mem::take(&mut self.nals);
-        self.fu = None;
-        self.bytes = 0;
-        if broken || nals.is_empty() {
-            return Depacketized::Dropped;
+        let kind = |n: &Vec<u8>| n.first().map_or(0, |h| h & 0x1f);
+        for n in nals.iter().filter(|n| matches!(kind(n), 7 | 8)) {
+            self.remember(n);
         }
-        let keyframe = nals.iter().any(|n| n.first().is_some_and(|h| h & 0x1f == 5));
-        let mut data = Vec::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
-        for n in nals {
+        if !nals.iter().any(|n| (1..=5).contains(&kind(n))) {
+            return None;
+        }
+        self.delivered = self.timestamp;
+        let keyframe = nals.iter().any(|n| kind(n) == 5);
+        // An IDR without its parameter sets gets the last ones seen: every keyframe decodes on
+        // its own (a decoder made later, a subscriber that joins late).
+        let mut prefix: Vec<&[u8]> = Vec::new();
+        if keyframe && !nals.iter().any(|n| kind(n) == 7) {
+            prefix.extend(self.sps.as_deref());
+        }
+        if keyframe && !nals.iter().any(|n| kind(n) == 8) {
+            prefix.extend(self.pps.as_deref());
+        }
+        let size = prefix.iter().map(|n| n.len() + 4).sum::<usize>() + nals.iter().map(|n| n.len() + 4).sum::<usize>();
+        let mut data = Vec::with_capacity(size);
+        for n in prefix.into_iter().chain(nals.iter().map(Vec::as_slice)) {
             data.extend_from_slice(&[0, 0, 0, 1]);
-            data.extend_from_slice(&n);
+            data.extend_from_slice(n);
         }
-        Depacketized::Frame(Frame { data, keyframe })
+        Some(Frame { data, keyframe })
     }
 
     fn reset(&mut self) {
@@ -218,7 +307,9 @@ impl H264Depacketizer {
                     }
                 }
             }
-            _ => return Err(Error::Decode("unsupported H.264 packet type")),
+            // Reserved (0, 30, 31) or of the interleaved mode (25-27, 29), which we never agree to:
+            // ignored (RFC 6184 §5.2), the frame kept.
+            _ => {}
         }
         Ok(())
     }
@@ -404,6 +495,84 @@ mod tests {
         for bad in [&[][..], &[28][..], &[24, 0, 9, 1][..], &[31, 1][..]] {
             let _ = d.push(99, 3, true, bad);
         }
+    }
+
+    /// Padding-only packets (bandwidth probes) and NAL types of other modes between frames take
+    /// their sequence numbers and nothing else: the next frame is whole, no keyframe asked.
+    #[test]
+    fn h264_padding_and_foreign_nal_types_between_frames_cost_nothing() {
+        let mut d = H264Depacketizer::default();
+        assert!(matches!(d.push(1, 100, true, &[0x65, 1, 2]), Depacketized::Frame(Frame { keyframe: true, .. })));
+        assert_eq!(d.push(2, 100, false, &[]), Depacketized::Pending, "padding");
+        assert_eq!(d.push(3, 100, true, &[]), Depacketized::Pending, "padding with the marker");
+        assert_eq!(d.push(4, 150, false, &[0x1f, 9]), Depacketized::Pending, "type 31: ignored");
+        assert_eq!(d.push(5, 150, false, &[0x19, 0, 1, 9]), Depacketized::Pending, "STAP-B: ignored");
+        let Depacketized::Frame(f) = d.push(6, 200, true, &[0x41, 1, 2]) else { panic!("the next frame") };
+        assert_eq!(f.data, [0, 0, 0, 1, 0x41, 1, 2]);
+        // Within a frame, an ignored packet does not break it either.
+        assert_eq!(d.push(7, 300, false, &[0x41, 5]), Depacketized::Pending);
+        assert_eq!(d.push(8, 300, false, &[]), Depacketized::Pending);
+        let Depacketized::Frame(f) = d.push(9, 300, true, &[0x41, 6]) else { panic!("whole") };
+        assert_eq!(f.data, [0, 0, 0, 1, 0x41, 5, 0, 0, 0, 1, 0x41, 6]);
+    }
+
+    /// A sender that never sets the marker: each access unit comes out when the next one starts
+    /// right after it; one whose last packet is missing does not.
+    #[test]
+    fn h264_without_markers_is_delivered_a_frame_late() {
+        let mut d = H264Depacketizer::default();
+        assert_eq!(d.push(1, 100, false, &[0x65, 1]), Depacketized::Pending);
+        assert_eq!(d.push(2, 100, false, &[0x65, 2]), Depacketized::Pending);
+        let Depacketized::Frame(f) = d.push(3, 200, false, &[0x41, 3]) else { panic!("the first unit") };
+        assert!(f.keyframe);
+        assert_eq!(d.frame_timestamp(), Some(100), "the unit's own time, not the packet's");
+        assert_eq!(f.data, [0, 0, 0, 1, 0x65, 1, 0, 0, 0, 1, 0x65, 2]);
+        // Packet 4 (the end of unit 200, or the start of 300) is lost: unit 200 is not delivered.
+        assert_eq!(d.push(5, 300, false, &[0x41, 5]), Depacketized::Pending);
+        // Unit 300 lost its start: it is not delivered at 400 either; 400 itself is.
+        assert_eq!(d.push(6, 400, false, &[0x41, 6]), Depacketized::Pending);
+        assert!(matches!(d.push(7, 400, true, &[0x41, 7]), Depacketized::Frame(_)));
+        assert_eq!(d.frame_timestamp(), Some(400));
+    }
+
+    /// Parameter sets sent on their own (an access unit of their own before the IDR) or only in
+    /// the SDP go in front of the IDR that comes without them, so it decodes on its own.
+    #[test]
+    fn h264_parameter_sets_are_put_in_front_of_an_idr_without_them() {
+        let (sps, pps) = ([0x67u8, 0x42, 0xc0, 0x1f], [0x68u8, 0xce, 0x3c, 0x80]);
+        let mut d = H264Depacketizer::default();
+        let stap: Vec<u8> = [&[24u8][..], &[0, 4], &sps, &[0, 4], &pps].concat();
+        assert_eq!(d.push(1, 100, true, &stap), Depacketized::Pending, "parameter sets alone");
+        let Depacketized::Frame(f) = d.push(2, 200, true, &[0x65, 9]) else { panic!("the IDR") };
+        assert!(f.keyframe);
+        assert_eq!(split_annex_b(&f.data), [&sps[..], &pps[..], &[0x65, 9][..]]);
+        let Depacketized::Frame(f) = d.push(3, 300, true, &[0x41, 9]) else { panic!("an inter frame") };
+        assert_eq!(f.data, [0, 0, 0, 1, 0x41, 9], "inter frames as they are");
+        // An IDR with its own parameter sets keeps them, and only them.
+        let own = [0x67u8, 0x42, 0xc0, 0x28];
+        let stap: Vec<u8> = [&[24u8][..], &[0, 4], &own, &[0, 4], &pps, &[0, 2], &[0x65, 7]].concat();
+        let Depacketized::Frame(f) = d.push(4, 400, true, &stap) else { panic!("the IDR") };
+        assert_eq!(split_annex_b(&f.data), [&own[..], &pps[..], &[0x65, 7][..]]);
+
+        // From the SDP: sprop-parameter-sets (base64 of the two NAL units above).
+        let mut d = H264Depacketizer::with_fmtp(Some("packetization-mode=1;sprop-parameter-sets=Z0LAHw==,aM48gA=="));
+        let Depacketized::Frame(f) = d.push(1, 100, true, &[0x65, 9]) else { panic!("the IDR") };
+        assert_eq!(split_annex_b(&f.data), [&sps[..], &pps[..], &[0x65, 9][..]]);
+        let _ = H264Depacketizer::with_fmtp(Some("sprop-parameter-sets=!!,"));
+    }
+
+    /// STAP-A packets full of one-byte NAL units: the access unit is given up past 4096 units,
+    /// not kept growing by tens of bytes of bookkeeping per byte received.
+    #[test]
+    fn h264_nal_units_per_frame_are_bounded() {
+        let mut d = H264Depacketizer::default();
+        let stap: Vec<u8> = std::iter::once(24).chain((0..400).flat_map(|_| [0, 1, 0x41])).collect();
+        for seq in 0..20u16 {
+            let _ = d.push(seq, 1, false, &stap);
+            assert!(d.nals.len() <= MAX_NALS, "{}", d.nals.len());
+        }
+        assert_eq!(d.push(20, 1, true, &[0x41, 1]), Depacketized::Dropped, "the unit was given up");
+        assert!(matches!(d.push(21, 2, true, &[0x41, 1]), Depacketized::Frame(_)), "the next one is fine");
     }
 
     #[test]
