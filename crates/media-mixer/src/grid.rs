@@ -166,7 +166,7 @@ pub fn cells(n: usize, width: u32, height: u32) -> Vec<Rect> {
 /// Where a `src_w` x `src_h` picture goes inside `cell`, aspect ratio kept
 /// and centred.
 pub fn fit(src_w: u32, src_h: u32, cell: Rect) -> Rect {
-    if src_w == 0 || src_h == 0 {
+    if src_w == 0 || src_h == 0 || cell.w < 2 || cell.h < 2 {
         return cell;
     }
     let scale = f64::min(f64::from(cell.w) / f64::from(src_w), f64::from(cell.h) / f64::from(src_h));
@@ -220,6 +220,10 @@ impl std::fmt::Debug for Compositor {
 impl Compositor {
     /// A black canvas (default 1280x720).
     pub fn new(width: u32, height: u32) -> Result<Compositor, Error> {
+        if width < 6 || height < 6 {
+            // Nine cells of at least 2x2 (I420's least picture).
+            return Err(Error::Decode("a grid canvas needs at least 6x6 pixels"));
+        }
         Ok(Compositor { canvas: I420::filled(width, height, BLACK)?, drawn: Vec::new(), scaler: Scaler::new() })
     }
 
@@ -324,6 +328,21 @@ mod tests {
         // Portrait phone video in a landscape cell.
         let r = fit(360, 640, Rect { x: 640, y: 360, w: 640, h: 360 });
         assert_eq!((r.h, r.y, r.w % 2), (360, 360, 0));
+    }
+
+    /// The smallest canvas composes nine sources (cells of 2x2); smaller ones are refused, and
+    /// `fit` into a cell too small for a picture never panics.
+    #[test]
+    fn tiny_canvases_are_refused_or_composed() {
+        assert!(Compositor::new(4, 720).is_err() && Compositor::new(1280, 4).is_err());
+        let mut c = Compositor::new(6, 6).expect("the least canvas");
+        let pic = colour(64, 36, (200, 50, 50));
+        let sources: Vec<Source<'_>> = (0..9).map(|i| Source { id: i, generation: 1, picture: Some(&pic) }).collect();
+        for n in 1..=9 {
+            c.compose(&sources[..n]).expect("composed");
+        }
+        assert_eq!(fit(64, 36, Rect { x: 0, y: 0, w: 0, h: 0 }), Rect { x: 0, y: 0, w: 0, h: 0 });
+        assert_eq!(fit(64, 36, Rect { x: 2, y: 2, w: 1, h: 8 }).w, 1);
     }
 
     #[test]

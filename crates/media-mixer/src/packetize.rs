@@ -351,9 +351,11 @@ pub struct Vp8Depacketizer {
 }
 
 impl Vp8Depacketizer {
-    /// Feeds one RTP packet's payload.
+    /// Feeds one RTP packet's payload. A frame that follows lost packets is dropped unless it
+    /// is a keyframe (whole frames may have gone with them: it would decode as a smear).
     pub fn push(&mut self, seq: u16, marker: bool, payload: &[u8]) -> Depacketized {
-        if self.last_seq.is_some_and(|l| seq != l.wrapping_add(1)) {
+        let gap = self.last_seq.is_some_and(|l| seq != l.wrapping_add(1));
+        if gap {
             self.broken = true;
         }
         self.last_seq = Some(seq);
@@ -362,7 +364,8 @@ impl Vp8Depacketizer {
                 if start {
                     self.data.clear();
                     self.started = true;
-                    self.broken = false;
+                    let keyframe = payload.get(len).is_some_and(|b| b & 1 == 0);
+                    self.broken = gap && !keyframe;
                 }
                 if self.started {
                     self.data.extend_from_slice(&payload[len..]);
@@ -593,5 +596,14 @@ mod tests {
         }
         assert_eq!(r, Depacketized::Dropped);
         assert_eq!(d.push(50, true, &[0x80]), Depacketized::Dropped, "truncated descriptor");
+
+        // A whole one-packet frame lost between two: the inter frame after it is dropped (it
+        // refers to the lost one); a keyframe after a loss is not.
+        let mut d = Vp8Depacketizer::default();
+        assert!(matches!(d.push(0, true, &[0x10, 0x00, 1]), Depacketized::Frame(Frame { keyframe: true, .. })));
+        assert!(matches!(d.push(1, true, &[0x10, 0x01, 2]), Depacketized::Frame(Frame { keyframe: false, .. })));
+        assert_eq!(d.push(3, true, &[0x10, 0x01, 3]), Depacketized::Dropped, "after the lost packet 2");
+        assert!(matches!(d.push(4, true, &[0x10, 0x01, 4]), Depacketized::Frame(_)), "contiguous again");
+        assert!(matches!(d.push(9, true, &[0x10, 0x00, 5]), Depacketized::Frame(Frame { keyframe: true, .. })));
     }
 }
