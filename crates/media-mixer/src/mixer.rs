@@ -50,9 +50,16 @@ struct Stream {
 struct Listener {
     own: Option<StreamId>,
     subset: Option<Vec<StreamId>>,
-    /// Announcements for this listener only, and how far they have played.
+    /// The announcement playing to this listener only (what is left of it).
     prompt: std::collections::VecDeque<i16>,
+    /// The one to play after it: only the latest waits (a mute state toggled ten times in a
+    /// second is announced once, as it ends up).
+    next: Vec<i16>,
 }
+
+/// The longest announcement [`Mixer::play_to`] takes, in samples (30 s at 48 kHz); longer ones
+/// are cut.
+pub const MAX_ANNOUNCEMENT: usize = 30 * 48_000;
 
 /// The mixer. See the module documentation.
 #[derive(Debug)]
@@ -108,21 +115,39 @@ impl Mixer {
     /// Adds a listener: `own` is excluded from what it hears; `subset`, when
     /// given, limits it to those streams (streams added later are not heard).
     pub fn add_listener(&mut self, id: ListenerId, own: Option<StreamId>, subset: Option<Vec<StreamId>>) {
-        self.listeners.insert(id, Listener { own, subset, prompt: std::collections::VecDeque::new() });
+        let mut subset = subset;
+        if let Some(s) = subset.as_mut() {
+            // A stream named twice is still heard once.
+            s.sort_unstable();
+            s.dedup();
+        }
+        self.listeners
+            .insert(id, Listener { own, subset, prompt: std::collections::VecDeque::new(), next: Vec::new() });
     }
 
-    /// Queues an announcement (PCM at the mixing rate) that only this
-    /// listener hears, mixed over what it hears otherwise.
+    /// Plays an announcement (PCM at the mixing rate, at most [`MAX_ANNOUNCEMENT`] samples) that
+    /// only this listener hears, mixed over what it hears otherwise. One already playing is
+    /// finished first; of those given meanwhile only the last waits for it, so a burst of them
+    /// neither piles up nor lags behind.
     pub fn play_to(&mut self, id: ListenerId, pcm: &[i16]) -> Result<(), Error> {
         let l = self.listeners.get_mut(&id).ok_or(Error::Unknown("listener"))?;
-        l.prompt.extend(pcm.iter().copied());
+        let pcm = &pcm[..pcm.len().min(MAX_ANNOUNCEMENT)];
+        if l.prompt.is_empty() {
+            l.prompt.extend(pcm.iter().copied());
+        } else {
+            l.next.clear();
+            l.next.extend_from_slice(pcm);
+        }
         Ok(())
     }
 
     /// Takes what is left of this listener's announcement (empty when none plays): to move it to
     /// another mixer, at another rate, without cutting it.
     pub fn take_prompt(&mut self, id: ListenerId) -> Vec<i16> {
-        self.listeners.get_mut(&id).map(|l| l.prompt.drain(..).collect()).unwrap_or_default()
+        self.listeners
+            .get_mut(&id)
+            .map(|l| l.prompt.drain(..).chain(std::mem::take(&mut l.next)).collect())
+            .unwrap_or_default()
     }
 
     /// Whether an announcement is still playing to this listener.
@@ -261,6 +286,9 @@ impl Mixer {
         for l in self.listeners.values_mut() {
             let k = n.min(l.prompt.len());
             l.prompt.drain(..k);
+            if l.prompt.is_empty() && !l.next.is_empty() {
+                l.prompt.extend(std::mem::take(&mut l.next));
+            }
         }
     }
 }
@@ -378,6 +406,43 @@ mod tests {
         assert_eq!(m.take_prompt(ListenerId(1)), vec![5; 1500 - 960]);
         assert!(!m.is_playing(ListenerId(1)));
         assert!(m.take_prompt(ListenerId(5)).is_empty());
+    }
+
+    /// Announcements given faster than they play (a party keying *6*6*6...): the one playing
+    /// finishes, then only the last one given, whatever came between; nothing piles up.
+    #[test]
+    fn announcements_do_not_pile_up() {
+        let mut m = mixer(2);
+        m.play_to(ListenerId(1), &[1; 1500]).expect("first");
+        for k in 2..1000 {
+            m.play_to(ListenerId(1), &vec![k; 48_000]).expect("more");
+        }
+        let mut out = vec![0; 960];
+        let mut heard = Vec::new();
+        for _ in 0..60 {
+            m.mix();
+            m.output(ListenerId(1), &mut out).expect("out");
+            heard.push(out[0]);
+            m.end_tick();
+        }
+        assert_eq!(&heard[..2], [1, 1], "the first plays to its end");
+        assert!(heard[2..52].iter().all(|&v| v == 999), "then the last given: {heard:?}");
+        assert!(heard[52..].iter().all(|&v| v == 0), "and nothing after it");
+        m.play_to(ListenerId(1), &vec![3; MAX_ANNOUNCEMENT + 1000]).expect("long");
+        assert_eq!(m.take_prompt(ListenerId(1)).len(), MAX_ANNOUNCEMENT, "cut");
+    }
+
+    /// A stream named twice in a subset is heard once, not twice as loud (nor summed once per
+    /// copy of a hostile list).
+    #[test]
+    fn a_subset_naming_a_stream_twice_hears_it_once() {
+        let mut m = mixer(2);
+        m.add_listener(ListenerId(7), None, Some(vec![StreamId(0), StreamId(0), StreamId(0)]));
+        m.push_frame(StreamId(0), &tone(1000), None).expect("push");
+        m.mix();
+        let mut out = vec![0; 960];
+        m.output(ListenerId(7), &mut out).expect("out");
+        assert_eq!(out[0], 1000);
     }
 
     #[test]

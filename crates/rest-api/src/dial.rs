@@ -213,7 +213,13 @@ pub(crate) fn sip_options(sip: &Map<String, Value>) -> Result<SipOptions, ApiErr
                     Value::String(s) if !s.is_empty() => Ok(StreamId::from_wire(s)),
                     _ => Err(bad("sip.streams must be an array of stream IDs")),
                 })
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Result<Vec<_>, _>>()
+                .map(|mut ids| {
+                    // A stream named twice is one stream (heard once, one tile).
+                    let mut seen = std::collections::HashSet::new();
+                    ids.retain(|id| seen.insert(id.clone()));
+                    ids
+                })?,
         ),
         Some(_) => return Err(bad("sip.streams must be an array of stream IDs")),
     };
@@ -318,6 +324,12 @@ mod tests {
         assert_eq!((nulls.from, nulls.auth, nulls.streams, nulls.secure), (None, None, None, false));
         // An empty list is absent (everything heard), as from the SDKs that drop empty options.
         assert_eq!(parse(json!({"uri": "sip:a@b", "streams": []})).expect("empty").streams, None);
+        let twice = parse(json!({"uri": "sip:a@b", "streams": ["s2", "s1", "s2", "s1"]})).expect("twice");
+        assert_eq!(
+            twice.streams,
+            Some(vec![StreamId::from_wire("s2"), StreamId::from_wire("s1")]),
+            "each once, in order"
+        );
         assert!(!format!("{:?}", full_debug()).contains("secret-pw"), "Debug never shows the password");
     }
 
