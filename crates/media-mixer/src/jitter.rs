@@ -112,6 +112,8 @@ pub enum Arrival {
     /// Dropped: shorter than 2.5 ms (no codec makes such packets; only a hostile or broken source
     /// would, to make the buffer hold many of them).
     TooShort,
+    /// Dropped: longer than [`JitterConfig::max_held`] (it would push out everything held).
+    TooLong,
 }
 
 /// What plays next, from [`JitterBuffer::pop`].
@@ -197,6 +199,9 @@ pub struct JitterBuffer<T> {
     /// one starts there (a clock that really went back), not for one stray packet.
     restart_from: Option<u64>,
     playing: bool,
+    /// Playing stopped for want of packets and has not resumed yet: what went missing before is
+    /// behind the new timeline, not a gap to conceal.
+    rebuffering: bool,
     /// Something was played or reported lost since the tick started.
     took: bool,
     /// While more than the target plus two ticks is held: when a quiet packet, and when any
@@ -229,6 +234,7 @@ impl<T> JitterBuffer<T> {
             owed: 0,
             restart_from: None,
             playing: false,
+            rebuffering: false,
             took: false,
             trim_at: None,
             jitter: 0.0,
@@ -299,6 +305,7 @@ impl<T> JitterBuffer<T> {
         self.owed = 0;
         self.restart_from = None;
         self.playing = false;
+        self.rebuffering = false;
         self.trim_at = None;
     }
 
@@ -316,7 +323,9 @@ impl<T> JitterBuffer<T> {
         if u64::from(duration) < self.quantum {
             return Arrival::TooShort;
         }
-        self.measure(now, time);
+        if u64::from(duration) > self.max_held {
+            return Arrival::TooLong;
+        }
         let mut arrival = Arrival::Queued;
         if let Some(expected) = self.next_time.filter(|e| time < *e) {
             // Far behind: the source's clock went back if the next packet follows this one; a
@@ -339,6 +348,9 @@ impl<T> JitterBuffer<T> {
             self.stats.duplicates += 1;
             return Arrival::Duplicate;
         }
+        // Only packets taken count for the jitter: a late or duplicate one (a replay, a stray
+        // retransmission) would otherwise raise the delay of everything after it.
+        self.measure(now, time);
         self.queue.insert(at, Held { time, duration, item });
         self.held += u64::from(duration);
         while self.held > self.max_held || self.queue.len() > self.config.max_packets {
@@ -428,6 +440,7 @@ impl<T> JitterBuffer<T> {
         let Some(head) = self.queue.front() else {
             if !self.took {
                 self.playing = false;
+                self.rebuffering = true;
                 self.stats.underruns += 1;
                 // Buffering again starts a new timeline: nothing made up is owed by it.
                 self.owed = 0;
@@ -435,7 +448,11 @@ impl<T> JitterBuffer<T> {
             return Next::Empty;
         };
         let (time, duration) = (head.time, head.duration);
-        if let Some(expected) = self.next_time {
+        if std::mem::take(&mut self.rebuffering) {
+            // Playing again after running dry: the consumer already filled the ticks it had
+            // nothing for, and the time spent buffering is added delay; a gap before this packet
+            // (the packets whose loss ran the buffer dry) is not concealed on top of both.
+        } else if let Some(expected) = self.next_time {
             let gap = time - expected;
             let lost = gap - gap % self.quantum;
             if lost > 0 && gap <= self.max_concealed {
@@ -534,6 +551,69 @@ mod tests {
 
     fn packets(out: &[Next<u64>]) -> Vec<u64> {
         out.iter().filter_map(|n| if let Next::Packet { item, .. } = n { Some(*item) } else { None }).collect()
+    }
+
+    /// Two packets lost where the buffer holds little: it runs dry (the consumer fills that
+    /// tick) and buffers again; the lost audio is not concealed a second time after that, which
+    /// would only add its length to the delay for good.
+    #[test]
+    fn a_loss_that_runs_the_buffer_dry_is_not_concealed_again() {
+        let mut b = g711();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut played_at = std::collections::HashMap::new();
+        for k in 0..30u32 {
+            let now = t0 + TICK * k;
+            if !(10..12).contains(&k) {
+                b.push(now, u64::from(k) * 160, 160, u64::from(k));
+            }
+            b.start_tick(now);
+            let n = b.pop();
+            if let Next::Packet { item, .. } = n {
+                played_at.insert(item, k);
+            }
+            out.push(n);
+        }
+        assert_eq!(b.stats().underruns, 1, "{out:?}");
+        assert!(!out.iter().any(|n| matches!(n, Next::Lost { .. })), "{out:?}");
+        let delay = |p: u64| played_at[&p] - p as u32;
+        assert!(delay(12) <= delay(9) + 1, "at most the rebuffering tick added: {played_at:?}");
+    }
+
+    /// Late and duplicate packets (a replay, a stray retransmission) do not count for the jitter:
+    /// the delay stays where the clean stream put it.
+    #[test]
+    fn late_and_duplicate_packets_do_not_raise_the_delay() {
+        let mut b = g711();
+        let t0 = Instant::now();
+        for k in 0..50u32 {
+            let now = t0 + TICK * k;
+            b.push(now, u64::from(k) * 160, 160, u64::from(k));
+            b.start_tick(now);
+            let _ = b.pop();
+        }
+        let before = b.target();
+        for k in 50..60u32 {
+            let now = t0 + TICK * k;
+            b.push(now, u64::from(k) * 160, 160, u64::from(k));
+            assert_eq!(b.push(now, 10 * 160, 160, 10), Arrival::Late, "a stale copy of packet 10");
+            assert_eq!(b.push(now, u64::from(k) * 160, 160, u64::from(k)), Arrival::Duplicate);
+            b.start_tick(now);
+            let _ = b.pop();
+        }
+        assert_eq!(b.target(), before);
+    }
+
+    /// A packet longer than everything the buffer may hold is refused; what is held stays.
+    #[test]
+    fn a_packet_longer_than_the_buffer_is_refused() {
+        let mut b = g711();
+        let t0 = Instant::now();
+        for k in 0..10u32 {
+            b.push(t0, u64::from(k) * 160, 160, u64::from(k));
+        }
+        assert_eq!(b.push(t0, 1600, 40_001, 99), Arrival::TooLong);
+        assert_eq!(b.len(), 10);
     }
 
     #[test]
