@@ -713,7 +713,7 @@ fn start_media(
         seq: rand::random(),
         timestamp: rand::random(),
         publish,
-        publish_time: 0,
+        publish_time: PUBLISH_START,
         first_rtp: None,
         last_rtp: None,
         answered: now,
@@ -945,6 +945,10 @@ impl G722Clock {
 /// without moving the clock, so the session's mixer puts it back in order or drops the duplicate;
 /// a step of a minute or more either way (a new source behind the far end) moves the clock on
 /// by one packet.
+/// Where the SIP party's published clock starts: room behind the first packet for the ones
+/// reordered before it (as `TimestampExtender` leaves), which must keep their own earlier times.
+const PUBLISH_START: u64 = 1 << 32;
+
 fn opus_publish_time(publish_time: &mut u64, last_ts: &mut Option<u32>, ts: u32) -> u64 {
     const MINUTE: u32 = 48_000 * 60;
     let Some(last) = *last_ts else {
@@ -1562,10 +1566,8 @@ fn play_inbound(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     while m.decoded.len() < FRAME {
         match m.jitter.pop() {
             Next::Packet { item, skip, .. } => {
-                m.codec.decode(&item, &mut pcm);
                 // Its start, made up already, is not played again.
-                let skip = (u64::from(skip) * 48_000 / clock) as usize;
-                pcm.drain(..skip.min(pcm.len()));
+                m.codec.decode(&item, (u64::from(skip) * 48_000 / clock) as usize, &mut pcm);
             }
             Next::Lost { duration } => m.codec.conceal((u64::from(duration) * 48_000 / clock) as usize, &mut pcm),
             Next::Empty => break,
@@ -1888,6 +1890,10 @@ mod tests {
         assert_eq!(times(&[0, 960, 2_000_000_000, 2_000_000_960]), [1000, 1960, 2920, 3880]);
         // A lost packet leaves its gap (the mixer conceals it).
         assert_eq!(times(&[0, 1920]), [1000, 2920]);
+        // From the start of the call: a packet reordered before the first keeps an earlier time.
+        let (mut publish, mut last) = (PUBLISH_START, None);
+        let first = opus_publish_time(&mut publish, &mut last, 5000);
+        assert_eq!(opus_publish_time(&mut publish, &mut last, 4040), first - 960);
     }
 }
 

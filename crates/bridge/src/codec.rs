@@ -245,9 +245,11 @@ impl AudioCodec {
         payload.iter().all(|b| decode(*b).saturating_abs() <= QUIET)
     }
 
-    /// Decodes one payload of any length into 48 kHz PCM in `out` (cleared first); a payload that
-    /// does not decode gives nothing.
-    pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+    /// Decodes one payload of any length into 48 kHz PCM in `out` (cleared first), less its first
+    /// `skip` samples (at 48 kHz: what was made up already while it was late); a payload that
+    /// does not decode gives nothing. The skip is taken before the concealment's cross-fade, so
+    /// the fade lands where the made-up audio meets the real one.
+    pub fn decode(&mut self, payload: &[u8], skip: usize, out: &mut Vec<i16>) {
         out.clear();
         self.scratch.clear();
         match &mut self.kind {
@@ -260,6 +262,8 @@ impl AudioCodec {
             Kind::Pcmu => g711::ulaw_decode_frame(payload, &mut self.scratch),
             Kind::Pcma => g711::alaw_decode_frame(payload, &mut self.scratch),
         }
+        let skip = (skip * self.sample_rate() as usize / 48_000).min(self.scratch.len());
+        self.scratch.drain(..skip);
         if !matches!(self.kind, Kind::Opus(..)) {
             self.plc.good(&mut self.scratch);
         }
@@ -337,7 +341,7 @@ mod tests {
                 assert!(c.next_packet(&mut payload) && !payload.is_empty(), "{codec:?}");
                 assert!(!c.next_packet(&mut payload), "{codec:?}: one 20 ms packet a tick");
                 assert_eq!(c.payload_duration(&payload), Some(c.rtp_step()), "{codec:?}");
-                c.decode(&payload, &mut pcm);
+                c.decode(&payload, 0, &mut pcm);
                 assert_eq!(pcm.len(), FRAME_48K, "{codec:?} decodes 20 ms at 48 kHz");
                 energy = pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64;
             }
@@ -346,6 +350,9 @@ mod tests {
             assert_eq!(pcm.len(), FRAME_48K, "{codec:?} conceals a lost frame with 20 ms");
             c.conceal(480, &mut pcm);
             assert_eq!(pcm.len(), 480, "{codec:?} conceals a lost 10 ms packet with 10 ms");
+            // A late packet whose first 5 ms were made up already: the rest of it.
+            c.decode(&payload, 240, &mut pcm);
+            assert_eq!(pcm.len(), FRAME_48K - 240, "{codec:?} skips what was made up");
         }
         assert!(AudioCodec::new(Codec::Vp8).is_none());
     }
@@ -366,7 +373,7 @@ mod tests {
                 for _ in 0..10 {
                     c.push_mix(&tone_at(rate, rate as usize / 50), rate);
                     assert!(c.next_packet(&mut payload) && !payload.is_empty(), "{codec:?} from {rate} Hz");
-                    c.decode(&payload, &mut pcm);
+                    c.decode(&payload, 0, &mut pcm);
                     rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
                 }
                 assert!(rms > 2000.0, "{codec:?} from a {rate} Hz mix keeps the tone: rms {rms}");
@@ -404,7 +411,7 @@ mod tests {
                         assert_eq!(payload.len(), bytes, "{codec:?} {ptime:?} at tick {tick}");
                     }
                     assert_eq!(c.payload_duration(&payload), Some(c.packet_step()), "{codec:?}");
-                    c.decode(&payload, &mut pcm);
+                    c.decode(&payload, 0, &mut pcm);
                     decoded.extend_from_slice(&pcm);
                 }
                 assert!(c.pending() < c.packet_step(), "less than a packet waits");
@@ -426,7 +433,7 @@ mod tests {
             for _ in 0..10 {
                 c.push_mix(&tone_at(48_000, FRAME_48K), 48_000);
                 assert!(c.next_packet(&mut payload));
-                c.decode(&payload, &mut pcm);
+                c.decode(&payload, 0, &mut pcm);
             }
             c.conceal(FRAME_48K, &mut pcm);
             let rms = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
