@@ -2041,6 +2041,60 @@ async fn telephone_events_with_the_offers_number_are_heard_when_the_answer_renum
     assert!(!ours.is_empty() && ours.iter().all(|pt| *pt == 96), "our events with the answer's number: {ours:?}");
 }
 
+/// `play-dtmf` answers 200 only for digits that will be played: more than the call's queue holds
+/// (256 waiting) is a 400 naming how many wait, and so is any digit while the far end holds the
+/// call (the digits not started are dropped then); after the hold they are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_dtmf_refuses_what_would_not_be_played() {
+    let mut g = gateway(BridgeConfig::default()).await;
+    let sid = routed(&g);
+    let (media, port) = media_socket().await;
+    let sdp = move |dir: &str| {
+        format!(
+            "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na={dir}\r\n"
+        )
+    };
+    let far = common::uas::uas(move |_| sdp("sendrecv")).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:ivr@127.0.0.1:{}", far.port)})).await;
+    let conn = answer["connectionId"].as_str().expect("cid").to_owned();
+    let path = format!("/v2/project/{KEY}/session/{}/connection/{conn}/play-dtmf", sid.as_str());
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "1".repeat(200)}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "2".repeat(100)}))).await;
+    assert_eq!(status, 400, "the queue holds 256: {body}");
+    assert!(body.contains("still waiting"), "{body}");
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "3".repeat(50)}))).await;
+    assert_eq!(status, 200, "what fits is taken: {body}");
+
+    // The far end holds the call (sendonly: we only receive): digits are refused.
+    far.reinvite(&sdp("sendonly"));
+    let held = async {
+        loop {
+            let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "4"}))).await;
+            if status == 400 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), held).await.expect("refused once held");
+    assert!(body.contains("on hold"), "{body}");
+    // Taken off hold: digits are taken again, the queue emptied by the hold.
+    far.reinvite(&sdp("sendrecv"));
+    let resumed = async {
+        loop {
+            let (status, _) = http(g.port, "POST", &path, Some(&json!({"digits": "5".repeat(250)}))).await;
+            if status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), resumed).await.expect("taken again after the hold");
+    drop(media);
+    let _ = force_disconnect(&mut g, &sid, &conn).await;
+}
+
 /// The `dtmf` signals of connection `conn` received so far, as one string.
 fn dtmf_signals(signals: &mut mpsc::UnboundedReceiver<std::sync::Arc<session::Event>>, conn: &str) -> String {
     let mut digits = String::new();

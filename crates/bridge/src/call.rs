@@ -54,8 +54,6 @@ pub(crate) struct CallSpec {
     pub(crate) stream: StreamId,
     pub(crate) sip: SipOptions,
     pub(crate) dtmf: Arc<std::sync::Mutex<crate::DtmfReadiness>>,
-    /// See `Running::self_mute`.
-    pub(crate) self_mute: Arc<std::sync::atomic::AtomicBool>,
     /// The call watches its session's video hub (to be left when it ends).
     pub(crate) watching: std::sync::atomic::AtomicBool,
     /// The call listens to its session's mixer (counted there once; left when it ends).
@@ -520,12 +518,19 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                     }
                     Some(Control::Dtmf(digits)) => {
-                        if let Some(sender) = media.as_mut().and_then(|m| m.dtmf_out.as_mut()) {
-                            if let Err(e) = sender.enqueue(&digits) {
-                                warn!(call = %spec.id, error = %e, "DTMF not queued");
-                            } else {
-                                info!(call = %spec.id, digits = digits.len(), "DTMF queued");
+                        // `play-dtmf` reserved their room in the sender's queue.
+                        if let Ok(mut d) = spec.dtmf.lock() {
+                            d.reserved = d.reserved.saturating_sub(digits.chars().count());
+                        }
+                        if let Some(m) = media.as_mut() {
+                            if let Some(sender) = m.dtmf_out.as_mut() {
+                                if let Err(e) = sender.enqueue(&digits) {
+                                    warn!(call = %spec.id, error = %e, "DTMF not queued");
+                                } else {
+                                    info!(call = %spec.id, digits = digits.len(), "DTMF queued");
+                                }
                             }
+                            dtmf_ready(spec, m);
                         }
                     }
                     other => {
@@ -551,7 +556,14 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             skip_audio(m, &frame);
                         }
                         MediaIn::Packet(Some(Inbound::Rtp(_))) if m.dtls.as_ref().is_some_and(|d| !d.ready) => {}
-                        MediaIn::Mix(Some(frame)) => send_audio(m, &frame),
+                        MediaIn::Mix(Some(frame)) => {
+                            let queued = m.dtmf_out.as_ref().map(dtmf_rfc4733::Sender::queued);
+                            send_audio(m, &frame);
+                            if m.dtmf_out.as_ref().map(dtmf_rfc4733::Sender::queued) != queued {
+                                // A digit started: room for more.
+                                dtmf_ready(spec, m);
+                            }
+                        }
                         MediaIn::Packet(Some(Inbound::Dtls(record))) => {
                             if let Some(d) = m.dtls.as_ref() {
                                 let _ = d.to_handshake.try_send(record);
@@ -836,8 +848,7 @@ fn send_audio(m: &mut Media, frame: &ListenerFrame) {
     let step = frame_step(m, frame);
     // RFC 3264 §6.1: nothing goes to a far end that holds the call (our recvonly or inactive);
     // nothing before the answer either (early media is the far end's), nor on a removed stream.
-    let sending =
-        !m.early && !m.removed && matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly);
+    let sending = media_sending(m);
     if let (Some(sender), Some((te, _))) = (m.dtmf_out.as_mut(), m.agreement.telephone_event) {
         let now = Instant::now();
         let at = m.timestamp.wrapping_add(m.codec.pending());
@@ -1199,17 +1210,50 @@ pub(crate) fn new_association(
     }
 }
 
-/// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed).
+/// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed; media
+/// going to the far end) and how many digits wait in its sender.
 fn dtmf_ready(spec: &CallSpec, m: &Media) {
     if let Ok(mut d) = spec.dtmf.lock() {
-        *d = crate::DtmfReadiness { answered: true, telephone_event: m.dtmf_out.is_some() };
+        d.answered = true;
+        d.telephone_event = m.dtmf_out.is_some();
+        d.sending = media_sending(m);
+        d.queued = m.dtmf_out.as_ref().map_or(0, dtmf_rfc4733::Sender::queued);
     }
+}
+
+/// Whether our media goes to the far end: answered, not held (our recvonly or inactive, RFC 3264
+/// §6.1: nothing is sent), the stream not removed.
+fn media_sending(m: &Media) -> bool {
+    !m.early && !m.removed && matches!(m.agreement.local_direction, Direction::SendRecv | Direction::SendOnly)
 }
 
 /// A new agreement (our answer to the far end's re-offer, or its answer to ours): the video task
 /// told; the audio's address, hold, source, codec, packet time and telephone-event followed. The
 /// agreement is adopted only once followed: a codec that cannot be set up leaves the old one.
 fn follow_agreement(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    media: Option<&mut Media>,
+    video: Option<&VideoHandle>,
+    agreement: sdp_negotiation::Agreement,
+    tick: &mut tokio::time::Interval,
+) {
+    let Some(m) = media else {
+        follow_media(bridge, spec, None, video, agreement, tick);
+        return;
+    };
+    follow_media(bridge, spec, Some(&mut *m), video, agreement, tick);
+    if !media_sending(m) {
+        // Held, or the stream removed: digits not started would go nowhere (and `play-dtmf`
+        // refuses more until the call takes media again).
+        if let Some(dropped) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).filter(|d| !d.is_empty()) {
+            warn!(call = %spec.id, digits = dropped.len(), "DTMF not played: the far end no longer takes our media");
+        }
+    }
+    dtmf_ready(spec, m);
+}
+
+fn follow_media(
     bridge: &Arc<Inner>,
     spec: &CallSpec,
     media: Option<&mut Media>,
@@ -1300,7 +1344,6 @@ fn follow_agreement(
     let clock = |a: &MediaAgreement| a.telephone_event.map(|(_, clock)| clock);
     if clock(&audio) != clock(&m.agreement) {
         (m.dtmf_out, m.dtmf_in) = dtmf_for(&audio);
-        dtmf_ready(spec, m);
         info!(call = %spec.id, telephone_event = ?audio.telephone_event, "the re-offer changes telephone-event");
     }
     m.agreement = audio;
@@ -1334,6 +1377,16 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     m.seq = rand::random();
     m.timestamp = rand::random();
     m.talkspurt = true;
+    // The stream starts over: a tone in progress cannot go on in it (its start time is of the
+    // old one); the digits not started go on in a sender of the new one.
+    if let Some(waiting) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued) {
+        m.dtmf_out = dtmf_for(&m.agreement).0.map(|mut fresh| {
+            if let Err(e) = fresh.enqueue(&waiting) {
+                warn!(call = %spec.id, error = %e, "DTMF lost to the codec change");
+            }
+            fresh
+        });
+    }
     let cname = m.rtcp.cname().to_vec();
     m.rtcp = crate::rtcp::Rtcp::with_cname(m.ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now, cname);
     m.jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
@@ -1523,14 +1576,9 @@ fn report_digit(
         let result = if muted {
             bridge.service.unmute_stream(&spec.stream)
         } else {
-            // The mute event this causes is the SIP party's own: no `muteForced`, no
-            // "you have been muted" on top of "you are muted".
-            spec.self_mute.store(true, std::sync::atomic::Ordering::Release);
-            let r = bridge.service.mute_stream(&spec.session, &spec.stream);
-            if r.is_err() {
-                spec.self_mute.store(false, std::sync::atomic::Ordering::Release);
-            }
-            r
+            // The SIP party's own mute: no `muteForced`, no "you have been muted" on top of "you
+            // are muted" (and a moderator's mute at the same moment is still one).
+            bridge.service.mute_own_stream(&spec.stream)
         };
         info!(call = %spec.id, now_muted = !muted, ok = result.is_ok(), "*6 toggled the mute");
         let prompt = if muted { media_mixer::Prompt::YouAreUnmuted } else { media_mixer::Prompt::YouAreMuted };

@@ -171,9 +171,6 @@ struct Running {
     control: mpsc::UnboundedSender<Control>,
     /// What `play-dtmf` needs to know synchronously.
     dtmf: Arc<Mutex<DtmfReadiness>>,
-    /// Set while the call mutes its own stream (`*6`): the session's mute event that follows is
-    /// the SIP party's own doing, not a force mute to report and announce.
-    self_mute: Arc<AtomicBool>,
 }
 
 /// Whether a call can carry DTMF now.
@@ -183,7 +180,16 @@ pub(crate) struct DtmfReadiness {
     pub(crate) answered: bool,
     /// The answer agreed on telephone-event (RFC 4733).
     pub(crate) telephone_event: bool,
+    /// Our media goes to the far end (not on hold, the stream not removed): digits are heard.
+    pub(crate) sending: bool,
+    /// Digits and pauses waiting in the call's sender, not started.
+    pub(crate) queued: usize,
+    /// Digits and pauses `play-dtmf` accepted that the call has not taken yet.
+    pub(crate) reserved: usize,
 }
+
+/// Digits and pauses a call may have waiting (its RFC 4733 sender's queue).
+pub(crate) const DTMF_QUEUE: usize = 256;
 
 pub(crate) struct Inner {
     pub(crate) service: SessionService,
@@ -369,14 +375,8 @@ impl Dialer for Bridge {
         // events must find the call to tell it.
         let (control, rx) = mpsc::unbounded_channel();
         let dtmf = Arc::new(Mutex::new(DtmfReadiness::default()));
-        let self_mute = Arc::new(AtomicBool::new(false));
-        let running = Running {
-            session: request.session.clone(),
-            stream: stream_id.clone(),
-            control,
-            dtmf: dtmf.clone(),
-            self_mute: self_mute.clone(),
-        };
+        let running =
+            Running { session: request.session.clone(), stream: stream_id.clone(), control, dtmf: dtmf.clone() };
         locked(&inner.calls).insert(connection.id.clone(), running);
         let classes = request.grant.layout_classes.clone();
         let keyframe_wanted = match inner.service.publish_external(&connection.id, stream_id.clone(), spec, classes) {
@@ -403,7 +403,6 @@ impl Dialer for Bridge {
             stream: stream_id.clone(),
             sip: request.sip,
             dtmf,
-            self_mute,
             watching: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             digits: Mutex::new(call::DigitBudget::default()),
@@ -448,10 +447,29 @@ impl Dialer for Bridge {
             };
             return Err(ApiError::new(400, why));
         }
+        // Each call takes the digits whole or not at all, its room in the queue reserved under
+        // its lock: a 200 means they will be played.
+        let items = digits.chars().count();
+        let mut refusal = None;
+        let mut sent = false;
         for r in targets.iter().filter(|r| ready(r)) {
-            let _ = r.control.send(Control::Dtmf(digits.to_owned()));
+            let mut d = locked(&r.dtmf);
+            if !d.sending {
+                refusal = Some(ApiError::new(400, "the SIP call is on hold: digits would not be heard"));
+            } else if d.queued + d.reserved + items > DTMF_QUEUE {
+                let waiting = d.queued + d.reserved;
+                let why =
+                    format!("{waiting} digits are still waiting to be played on the SIP call (at most {DTMF_QUEUE})");
+                refusal = Some(ApiError::new(400, why));
+            } else if r.control.send(Control::Dtmf(digits.to_owned())).is_ok() {
+                d.reserved += items;
+                sent = true;
+            }
         }
-        Ok(())
+        match refusal {
+            Some(e) if !sent => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -472,9 +490,6 @@ async fn follow_sessions(inner: std::sync::Weak<Inner>, mut events: mpsc::Unboun
             }
             EventKind::MuteForced { muted, .. } if !muted.is_empty() => {
                 for r in locked(&inner.calls).values().filter(|r| r.session == e.session && muted.contains(&r.stream)) {
-                    if r.self_mute.swap(false, Ordering::AcqRel) {
-                        continue;
-                    }
                     let _ = r.control.send(Control::MuteForced);
                 }
             }

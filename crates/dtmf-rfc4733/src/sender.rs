@@ -343,6 +343,28 @@ impl Sender {
         self.pending_digits
     }
 
+    /// Digits and pauses queued that have not started: what [`SenderConfig::max_pending`]
+    /// bounds.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes the digits and pauses that have not started, as [`enqueue`](Self::enqueue) takes
+    /// them (`p` for a pause), for another sender to play (the stream changed under this one); a
+    /// tone in progress is finished here.
+    pub fn take_queued(&mut self) -> String {
+        let queued = self
+            .queue
+            .iter()
+            .map(|i| match i {
+                Item::Tone(d) => d.to_char(),
+                Item::Pause => 'p',
+            })
+            .collect();
+        self.cancel_pending();
+        queued
+    }
+
     /// Whether nothing is queued and nothing is being sent.
     pub fn is_idle(&self) -> bool {
         self.tone.is_none() && self.queue.is_empty()
@@ -493,6 +515,10 @@ mod tests {
         assert_eq!(s.enqueue("345"), Err(Error::QueueFull { limit: 4 }));
         s.enqueue("3p").expect("fits exactly");
         assert_eq!(s.pending_digits(), 3);
+        assert_eq!(s.queued(), 4);
+        assert_eq!(s.take_queued(), "123p", "what has not started, for another sender");
+        assert_eq!((s.queued(), s.pending_digits()), (0, 0));
+        s.enqueue("1234").expect("room again");
     }
 
     #[test]

@@ -303,6 +303,12 @@ pub enum EventKind {
         /// The stream.
         stream: StreamId,
     },
+    /// A stream's publisher muted it itself (the SIP party pressed `*6`): not a force mute, so
+    /// nobody is told of one.
+    AudioMuted {
+        /// The stream.
+        stream: StreamId,
+    },
     /// The session had no client for the configured time; what is left in it is destroyed next.
     SessionEnded,
 }
@@ -557,6 +563,20 @@ impl Rooms {
             self.mutes.remove(session.as_str());
         }
         self.push(session, now, EventKind::MuteForced { target: MuteTarget::Session { active, excluded }, muted });
+    }
+
+    /// Mutes a stream at its publisher's own wish (the SIP party pressed `*6`): `audio_muted` set,
+    /// [`EventKind::AudioMuted`] rather than a force mute.
+    pub fn mute_own_stream(&mut self, stream: &StreamId, now: SystemTime) -> Result<(), RoomError> {
+        let key = self.by_stream.get(stream).ok_or(RoomError::UnknownStream)?.clone();
+        let room = self.rooms.get_mut(&key).ok_or(RoomError::UnknownStream)?;
+        let s = room.streams.iter_mut().find(|s| &s.id == stream).ok_or(RoomError::UnknownStream)?;
+        if s.has_audio && !s.audio_muted {
+            s.audio_muted = true;
+            let session = room.id.clone();
+            self.push(&session, now, EventKind::AudioMuted { stream: stream.clone() });
+        }
+        Ok(())
     }
 
     /// Clears a stream's force mute (its publisher chose to unmute, or the SIP party pressed `*6`).
@@ -824,6 +844,28 @@ mod tests {
         assert!(!rooms.stream(&s1.id).expect("s1").audio_muted);
         let unknown = StreamId::from_wire("x");
         assert_eq!(rooms.mute_stream(&sid, &unknown, at(6)), Err(RoomError::UnknownStream));
+    }
+
+    /// A publisher's own mute (`*6`) sets `audio_muted` with its own event, never a force mute;
+    /// a moderator's mute of the stream after it mutes nothing more, and one before it makes the
+    /// own mute a no-op.
+    #[test]
+    fn an_own_mute_is_no_force_mute() {
+        let (mut rooms, sid, mut rng) = setup();
+        let a = rooms.connect(&sid, ConnectionKind::Sip, Role::Publisher, String::new(), at(1), &mut rng).expect("c");
+        let s = rooms.publish(&a.id, StreamId::random(&mut rng), av("1"), vec![], at(1)).expect("s");
+        drain(&mut rooms);
+        rooms.mute_own_stream(&s.id, at(2)).expect("own mute");
+        assert!(rooms.stream(&s.id).expect("s").audio_muted);
+        assert!(matches!(&drain(&mut rooms)[..], [EventKind::AudioMuted { stream }] if *stream == s.id));
+        rooms.mute_stream(&sid, &s.id, at(3)).expect("moderator");
+        assert!(matches!(&drain(&mut rooms)[..], [EventKind::MuteForced { muted, .. }] if muted.is_empty()));
+        rooms.unmute_stream(&s.id, at(4)).expect("unmute");
+        rooms.mute_stream(&sid, &s.id, at(5)).expect("moderator first");
+        drain(&mut rooms);
+        rooms.mute_own_stream(&s.id, at(6)).expect("own mute");
+        assert!(drain(&mut rooms).is_empty(), "already muted: nothing happens");
+        assert_eq!(rooms.mute_own_stream(&StreamId::from_wire("x"), at(7)), Err(RoomError::UnknownStream));
     }
 
     #[test]

@@ -285,6 +285,11 @@ impl SessionService {
         self.with(|s| s.rooms.unmute_stream(id, SystemTime::now()))
     }
 
+    /// Mutes a stream at its publisher's own wish (see [`Rooms::mute_own_stream`]).
+    pub fn mute_own_stream(&self, id: &StreamId) -> Result<(), RoomError> {
+        self.with(|s| s.rooms.mute_own_stream(id, SystemTime::now()))
+    }
+
     /// Adds a non-WebRTC connection (a SIP call) to a routed session created here.
     pub fn connect_external(
         &self,
@@ -516,7 +521,7 @@ impl State {
                     self.send_to(&id, &msg);
                 }
             }
-            EventKind::AudioUnmuted { .. } | EventKind::SessionEnded => {}
+            EventKind::AudioUnmuted { .. } | EventKind::AudioMuted { .. } | EventKind::SessionEnded => {}
         }
     }
 
