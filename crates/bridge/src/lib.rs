@@ -498,3 +498,7 @@ async fn follow_sessions(inner: std::sync::Weak<Inner>, mut events: mpsc::Unboun
     }
     warn!("the session service stopped; the bridge no longer follows sessions");
 }
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -14,8 +14,8 @@
   const LEAVE_TIMEOUT_MS = 3000;
   const byteLength = (s) => new TextEncoder().encode(s).length;
 
-  /** An error with a `code`: the server's HTTP-like status (400, 403, 404, 409, 413, 500), or a
-   *  string for local failures: 'notConnected', 'alreadyConnected', 'disconnected' (the socket
+  /** An error with a `code`: the server's HTTP-like status (400, 403, 404, 409, 413, 429 for
+   *  too many subscriptions or signals sent too fast, 500), or a string for local failures: 'notConnected', 'alreadyConnected', 'disconnected' (the socket
    *  closed before the reply), 'frameTooLarge', 'socketError', 'protocol', 'mediaFailed'. */
   class GatewayError extends Error {
     constructor(message, code) {
@@ -55,6 +55,19 @@
   /** Stops tracks this client acquired itself; never the caller's own tracks. */
   function stopOwnedTracks(mediaStream, owned) {
     if (owned && mediaStream) mediaStream.getTracks().forEach((t) => t.stop());
+  }
+
+  /** For a request whose local side is done already: the server having forgotten it (404, the
+   *  connection removed meanwhile) or the socket closing is no failure; anything else is. */
+  function alreadyGone(e) {
+    if (!(e instanceof GatewayError) || ![404, 'disconnected', 'notConnected'].includes(e.code)) throw e;
+  }
+
+  /** Whether a `muteForced` event (one stream's, or session-wide) mutes the stream `streamId`. */
+  function muteTargets(ev, streamId) {
+    return ev.streamId !== undefined && ev.streamId !== null
+      ? ev.streamId === streamId
+      : ev.active !== false && !(ev.excludedStreamIds || []).includes(streamId);
   }
 
   function idOf(value, what) {
@@ -113,7 +126,7 @@
       if (this.destroyed) return;
       const streamId = this.stream && this.stream.id;
       this._destroy('clientDisconnected');
-      if (streamId && this.session.isConnected) await this.session._request('unpublish', { streamId });
+      if (streamId && this.session.isConnected) await this.session._request('unpublish', { streamId }).catch(alreadyGone);
     }
 
     _release() {
@@ -149,7 +162,7 @@
       if (this.destroyed) return;
       const subscriptionId = this.subscriptionId;
       this._destroy('clientDisconnected');
-      if (subscriptionId && this.session.isConnected) await this.session._request('unsubscribe', { subscriptionId });
+      if (subscriptionId && this.session.isConnected) await this.session._request('unsubscribe', { subscriptionId }).catch(alreadyGone);
     }
 
     _release() {
@@ -162,7 +175,9 @@
    *
    * Events (handlers receive the server's event object, e.g. `{event, connection, reason}`):
    * connectionCreated, connectionDestroyed, streamCreated, streamDestroyed, signal,
-   * 'signal:<type>', muteForced, sessionDisconnected ({reason}), error (GatewayError).
+   * 'signal:<type>', muteForced (with `mutedPublishers`: ours it muted), subscriberFailed
+   * ({streamId, subscriptionId}: that subscriber is destroyed with reason 'mediaFailed'; subscribe
+   * again), sessionDisconnected ({reason}), error (GatewayError).
    */
   class Session extends Emitter {
     /**
@@ -190,6 +205,10 @@
       this._subscribers = new Map(); // subscription id -> Subscriber
       this._disconnectReason = null;
       this._leaving = false;
+      // Publish requests in flight, and the mutes that came meanwhile: the server may mute a new
+      // stream (a session-wide mute in force) before its publish reply arrives.
+      this._publishing = 0;
+      this._earlyMutes = [];
     }
 
     /** Whether the session is joined and its WebSocket open. */
@@ -207,6 +226,9 @@
     async connect(token) {
       if (typeof token !== 'string' || !token) throw new TypeError('token must be a non-empty string');
       if (this._ws) throw new GatewayError('already connected (or connecting)', 'alreadyConnected');
+      // A disconnect() that interrupted an earlier connect() left these set.
+      this._leaving = false;
+      this._disconnectReason = null;
       const ws = new WebSocket(this.url);
       this._ws = ws;
       try {
@@ -271,9 +293,17 @@
         for (const track of tracks) pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
         await pc.setLocalDescription(await pc.createOffer());
         const hasVideo = tracks.some((t) => t.kind === 'video');
-        const reply = await this._request('publish', { sdp: pc.localDescription.sdp, name, videoType: hasVideo ? videoType : undefined });
+        this._publishing += 1;
+        let reply;
+        try {
+          reply = await this._request('publish', { sdp: pc.localDescription.sdp, name, videoType: hasVideo ? videoType : undefined });
+        } finally {
+          this._publishing -= 1;
+        }
         publisher.stream = reply.stream;
         this._publishers.set(reply.stream.id, publisher);
+        if (this._earlyMutes.some((ev) => muteTargets(ev, reply.stream.id))) publisher.setAudioEnabled(false);
+        if (!this._publishing) this._earlyMutes = [];
         await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
       } catch (e) {
         if (publisher.stream) publisher.unpublish().catch(() => {});
@@ -298,6 +328,7 @@
 
       const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
       const subscriber = new Subscriber(this, stream, pc);
+      const known = this.streams.has(id);
       try {
         if (stream.hasAudio) pc.addTransceiver('audio', { direction: 'recvonly' });
         if (stream.hasVideo) pc.addTransceiver('video', { direction: 'recvonly' });
@@ -305,6 +336,8 @@
         const reply = await this._request('subscribe', { streamId: id, sdp: pc.localDescription.sdp });
         subscriber.subscriptionId = reply.subscriptionId;
         this._subscribers.set(reply.subscriptionId, subscriber);
+        // Its streamDestroyed may come before this reply: then the subscription is already over.
+        if (known && !this.streams.has(id)) subscriber._destroy('mediaStopped');
         await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
       } catch (e) {
         if (subscriber.destroyed) throw new GatewayError(`stream ${id} ended while subscribing`, 404);
@@ -429,14 +462,19 @@
           if (pub) pub._destroy(ev.reason);
           break;
         }
-        case 'muteForced':
-          for (const pub of this.publishers) {
-            const targeted = ev.streamId !== undefined && ev.streamId !== null
-              ? ev.streamId === pub.stream.id
-              : ev.active !== false && !(ev.excludedStreamIds || []).includes(pub.stream.id);
-            if (targeted) pub.setAudioEnabled(false);
-          }
+        case 'muteForced': {
+          const muted = this.publishers.filter((pub) => muteTargets(ev, pub.stream.id));
+          muted.forEach((pub) => pub.setAudioEnabled(false));
+          if (this._publishing && this._earlyMutes.length < 100) this._earlyMutes.push(ev);
+          this._emit('muteForced', Object.assign({}, ev, { mutedPublishers: muted }));
+          return;
+        }
+        case 'subscriberFailed': {
+          // The server gave this subscription's peer connection up (failed, or never connected).
+          const sub = this._subscribers.get(ev.subscriptionId);
+          if (sub) sub._destroy('mediaFailed');
           break;
+        }
         case 'sessionDisconnected':
           // Sent last: the server closes the socket next; the event is emitted once, from _onClose.
           this._disconnectReason = ev.reason || 'networkDisconnected';
@@ -466,6 +504,7 @@
       this.streams.clear();
       this._disconnectReason = null;
       this._leaving = false;
+      this._earlyMutes = [];
       if (wasJoined) this._emit('sessionDisconnected', { event: 'sessionDisconnected', reason });
     }
 
