@@ -425,3 +425,31 @@ async fn h264_is_forwarded_and_external_sources_reach_subscribers() {
     subscriber.stop().await;
     listener.stop().await;
 }
+
+/// A request's reply comes before the events it causes: a stream published while a session-wide
+/// mute is in force is muted at once, and its `muteForced` follows the publish reply that names
+/// the stream (a client could not tell which stream it meant otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_reply_comes_before_the_events_about_its_stream() {
+    let (_service, port) = start(RoomsConfig::default()).await;
+    let (sid, token) = demo_token(port, json!({}));
+    let (mut a, _) = join(port, &sid, &token).await;
+    let r = a.request(json!({"type": "forceMuteAll", "active": true})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let offer = Offer::new(Mode::Publish, true, false).await;
+    let reply = a.request(json!({"type": "publish", "sdp": offer.sdp})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let stream = reply["stream"]["id"].as_str().expect("stream id").to_owned();
+    assert!(
+        !a.pending.iter().any(|e| e["event"] == "muteForced" && e["streamId"] == stream.as_str()),
+        "the mute of the new stream came before the reply naming it: {:?}",
+        a.pending
+    );
+    let muted = loop {
+        let e = a.event("muteForced", SECS).await;
+        if e["streamId"].is_string() {
+            break e;
+        }
+    };
+    assert_eq!(muted["streamId"], stream.as_str(), "{muted}");
+}

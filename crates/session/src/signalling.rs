@@ -218,15 +218,42 @@ fn handle(
         (_, Some(j)) if !service.with(|s: &mut State| s.rooms.connection(&j.connection.id).is_some()) => {
             Err(Refusal::new(404, "this connection was removed from the session"))
         }
-        ("publish", Some(j)) => publish(service, j, &msg),
+        // Answered under the state's lock (`Ok(None)` here), ahead of the events they cause.
+        ("publish", Some(j)) => return (id.clone(), publish(service, j, &msg, &Reply { id: &id, outgoing }), false),
+        ("subscribe", Some(j)) => {
+            return (id.clone(), subscribe(service, j, &msg, &Reply { id: &id, outgoing }), false)
+        }
         ("unpublish", Some(j)) => unpublish(service, j, &msg),
-        ("subscribe", Some(j)) => subscribe(service, j, &msg),
         ("unsubscribe", Some(j)) => unsubscribe(service, j, &msg),
         ("signal", Some(j)) => signal(service, j, &msg),
         ("forceDisconnect" | "forceMute" | "forceMuteAll", Some(j)) => moderate(service, j, kind, &msg),
         (other, Some(_)) => Err(Refusal::new(400, format!("unknown request type {other:?}"))),
     };
     (id, result.map(Some), false)
+}
+
+/// A request's reply queued under the state's lock, so it reaches the participant before any
+/// event about what the request made (its stream's mute, its subscription's stream ending):
+/// events are delivered when the lock is let go.
+struct Reply<'a> {
+    id: &'a Value,
+    outgoing: &'a mpsc::Sender<String>,
+}
+
+impl Reply<'_> {
+    /// Queues `fields` as the `ok` reply; false when the participant's queue is full or closed
+    /// (the caller undoes what it made: the participant is leaving).
+    fn send(&self, mut fields: Value) -> bool {
+        if let Some(obj) = fields.as_object_mut() {
+            obj.insert("type".into(), Value::from("ok"));
+            obj.insert("id".into(), self.id.clone());
+        }
+        self.outgoing.try_send(fields.to_string()).is_ok()
+    }
+}
+
+fn queue_full() -> Refusal {
+    Refusal::new(500, "participant queue full: the reply could not be queued")
 }
 
 fn join(
@@ -271,7 +298,7 @@ fn join(
     Ok(Joined { connection, grant, subscriptions: HashMap::new(), signals: SignalBudget::new(Instant::now()) })
 }
 
-fn publish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+fn publish(service: &SessionService, j: &mut Joined, msg: &Value, reply: &Reply<'_>) -> Result<Option<Value>, Refusal> {
     if j.grant.role == Role::Subscriber {
         return Err(Refusal::new(403, "a subscriber may not publish"));
     }
@@ -290,18 +317,24 @@ fn publish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Valu
     let spec = StreamSpec { name, has_audio, has_video, video_type };
     let owner = j.connection.id.clone();
     let layout = j.grant.layout_classes.clone();
-    let (stream, answer) = service.with(|s: &mut State| -> Result<_, Refusal> {
+    service.with(|s: &mut State| -> Result<_, Refusal> {
         let id = StreamId::random(&mut s.rng);
         let (_, answer) = s.router.add_publisher(Instant::now(), owner.clone(), id.clone(), sdp)?;
-        match s.rooms.publish(&owner, id.clone(), spec, layout, SystemTime::now()) {
-            Ok(stream) => Ok((stream, answer)),
+        let stream = match s.rooms.publish(&owner, id.clone(), spec, layout, SystemTime::now()) {
+            Ok(stream) => stream,
             Err(e) => {
                 s.router.remove_stream(&id);
-                Err(e.into())
+                return Err(e.into());
             }
+        };
+        if !reply.send(json!({"stream": stream_json(&stream), "sdp": answer})) {
+            let reason = StreamEndReason::Connection(DisconnectReason::NetworkDisconnected);
+            let _ = s.rooms.unpublish(&id, reason, SystemTime::now());
+            s.router.remove_stream(&id);
+            return Err(queue_full());
         }
-    })?;
-    Ok(json!({"stream": stream_json(&stream), "sdp": answer}))
+        Ok(None)
+    })
 }
 
 fn unpublish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
@@ -321,7 +354,12 @@ fn unpublish(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
 /// each is a WebRTC peer).
 const MAX_SUBSCRIPTIONS: usize = 512;
 
-fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
+fn subscribe(
+    service: &SessionService,
+    j: &mut Joined,
+    msg: &Value,
+    reply: &Reply<'_>,
+) -> Result<Option<Value>, Refusal> {
     if j.grant.role == Role::PublisherOnly {
         return Err(Refusal::new(403, "a publisheronly connection may not subscribe"));
     }
@@ -330,7 +368,7 @@ fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
     let owner = j.connection.id.clone();
     let session = j.connection.session.clone();
     let subscriptions = &mut j.subscriptions;
-    let peer = service.with(|s: &mut State| -> Result<_, Refusal> {
+    service.with(|s: &mut State| -> Result<_, Refusal> {
         // Checked under the lock that removal takes: a subscription made for a connection already
         // removed would outlive it (its clean-up has run).
         if s.rooms.connection(&owner).is_none() {
@@ -349,12 +387,15 @@ fn subscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Va
         if !in_session {
             return Err(Refusal::new(404, "stream not found in this session"));
         }
-        Ok(s.router.add_subscriber(Instant::now(), owner, stream, sdp)?)
-    })?;
-    let (peer, answer) = peer;
-    let sub_id = peer.0.to_string();
-    j.subscriptions.insert(sub_id.clone(), peer);
-    Ok(json!({"subscriptionId": sub_id, "sdp": answer}))
+        let (peer, answer) = s.router.add_subscriber(Instant::now(), owner, stream, sdp)?;
+        let sub_id = peer.0.to_string();
+        if !reply.send(json!({"subscriptionId": sub_id, "sdp": answer})) {
+            let _ = s.router.remove_peer(peer);
+            return Err(queue_full());
+        }
+        subscriptions.insert(sub_id, peer);
+        Ok(None)
+    })
 }
 
 fn unsubscribe(service: &SessionService, j: &mut Joined, msg: &Value) -> Result<Value, Refusal> {
@@ -467,12 +508,17 @@ mod tests {
             let (offer, _) = api.apply().expect("offer");
             json!({"streamId": stream.id.as_str(), "sdp": offer.to_sdp_string()})
         };
-        assert!(subscribe(&service, &mut j, &offer()).is_ok(), "a live connection subscribes");
+        let (tx, mut rx) = channel();
+        let id = json!(1);
+        let reply = Reply { id: &id, outgoing: &tx };
+        assert!(matches!(subscribe(&service, &mut j, &offer(), &reply), Ok(None)), "a live connection subscribes");
+        let answered: Value = serde_json::from_str(&rx.try_recv().expect("the reply")).expect("json");
+        assert_eq!((answered["type"].as_str(), answered["id"].as_u64()), (Some("ok"), Some(1)), "{answered}");
         assert_eq!(service.peer_count(), 1);
 
         service.force_disconnect(&session, &connection.id).expect("removed");
         assert_eq!(service.peer_count(), 0, "its subscription went with it");
-        let refused = subscribe(&service, &mut j, &offer()).expect_err("removed");
+        let refused = subscribe(&service, &mut j, &offer(), &reply).expect_err("removed");
         assert_eq!(refused.code, 404, "{}", refused.message);
         assert_eq!(service.peer_count(), 0, "no subscription outlives the connection");
 
