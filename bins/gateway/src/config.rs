@@ -1059,7 +1059,8 @@ fn parse_port_range(r: &Raw) -> Result<(u16, u16), String> {
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let first: u16 = a.trim().parse().map_err(|_| bad())?;
     let last: u16 = b.trim().parse().map_err(|_| bad())?;
-    if first == 0 || last < first.saturating_add(first % 2).saturating_add(1) {
+    let above_even = first.checked_add(first % 2).and_then(|even| even.checked_add(1));
+    if first == 0 || above_even.is_none_or(|above| last < above) {
         return Err(format!("{s:?}: the range needs at least one even port and the port above it, and no port 0"));
     }
     Ok((first, last))
@@ -1481,6 +1482,8 @@ mod tests {
         assert_eq!(parse_port_range(&Raw::Text("40000-40999".into())), Ok((40000, 40999)));
         assert!(parse_port_range(&Raw::Text("40001-40002".into())).is_err(), "no even port with a neighbour");
         assert!(parse_port_range(&Raw::Text("0-10".into())).is_err());
+        assert!(parse_port_range(&Raw::Text("65535-65535".into())).is_err(), "no even port at the top");
+        assert_eq!(parse_port_range(&Raw::Text("65534-65535".into())), Ok((65534, 65535)));
         assert_eq!(parse_codecs(&Raw::Text("PCMA, opus".into())), Ok(vec![Codec::Pcma, Codec::Opus]));
         assert!(parse_codecs(&Raw::List(vec![])).is_err());
         assert_eq!(parse_bool(&Raw::Text("off".into())), Ok(false));

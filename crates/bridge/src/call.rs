@@ -1296,6 +1296,7 @@ fn follow_media(
     }
     let hold = audio.remote_hold;
     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
+    let _ = m.leg.set_remote_sends(audio.remote_direction.sends());
     // The media timeouts count from a resume, or from when the far end starts sending: time on
     // hold or receiving only is never inactivity.
     let resumed = m.on_hold && !hold;
@@ -1846,6 +1847,8 @@ fn open_leg(
         agreed.remote_rtp,
         agreed.remote_rtcp,
     );
+    // A far end that says it sends nothing: no stranger's RTP may latch our media to itself.
+    leg.set_remote_sends(agreed.remote_direction.sends());
     if let Some((inbound, outbound)) = srtp_contexts(agreed)? {
         leg.set_srtp(inbound, outbound);
     }

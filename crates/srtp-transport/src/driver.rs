@@ -41,7 +41,9 @@ impl MediaSockets {
 impl PortAllocator {
     /// Ports `first..=last` on `ip` (RTP takes the even ones).
     pub fn new(ip: IpAddr, first: u16, last: u16) -> Result<PortAllocator, Error> {
-        let first = first + first % 2;
+        let Some(first) = first.checked_add(first % 2) else {
+            return Err(Error::Io(format!("empty port range {first}..={last}")));
+        };
         if first >= last {
             return Err(Error::Io(format!("empty port range {first}..={last}")));
         }
@@ -87,9 +89,14 @@ enum Command {
     SetSrtp(Box<(Context, Context)>),
     SetInboundSrtp(Box<Context>),
     SetRemote(Option<SocketAddr>, Option<SocketAddr>),
+    SetRemoteSends(bool),
     Stats(oneshot::Sender<LegStats>),
     Shutdown(oneshot::Sender<LegStats>),
 }
+
+/// The largest datagram a leg takes, bytes (media packets fit an Ethernet MTU; larger ones are
+/// dropped, not truncated).
+pub const MAX_DATAGRAM: usize = 2048;
 
 /// Counters of a running leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +154,11 @@ impl LegHandle {
         self.cmd.send(Command::SetRemote(rtp, rtcp)).map_err(|_| Error::Io("leg stopped".into()))
     }
 
+    /// Whether the far end sends media (see [`MediaLeg::set_remote_sends`]).
+    pub fn set_remote_sends(&self, sends: bool) -> Result<(), Error> {
+        self.cmd.send(Command::SetRemoteSends(sends)).map_err(|_| Error::Io("leg stopped".into()))
+    }
+
     /// Current counters.
     pub async fn stats(&self) -> Result<LegStats, Error> {
         let (tx, rx) = oneshot::channel();
@@ -180,8 +192,10 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
     let rtp = Arc::new(sockets.rtp);
     let rtcp = sockets.rtcp.map(Arc::new);
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        let mut buf2 = vec![0u8; 2048];
+        // One byte more than the largest datagram taken: a longer one fills it, and is dropped
+        // rather than passed on cut short (corrupt media, a broken DTLS record).
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut buf2 = vec![0u8; MAX_DATAGRAM + 1];
         loop {
             let rtcp_recv = async {
                 match &rtcp {
@@ -217,11 +231,12 @@ pub fn spawn(mut leg: MediaLeg, sockets: MediaSockets) -> Result<(LegHandle, mps
                         Some(Command::SetSrtp(ctx)) => { let (i, o) = *ctx; leg.set_srtp(i, o); }
                         Some(Command::SetInboundSrtp(ctx)) => leg.set_inbound_srtp(*ctx),
                         Some(Command::SetRemote(a, b)) => leg.set_remote(Instant::now(), a, b),
+                        Some(Command::SetRemoteSends(sends)) => leg.set_remote_sends(sends),
                     }
                     None
                 }
-                r = rtp.recv_from(&mut buf) => r.ok().map(|(n, from)| (buf[..n].to_vec(), from, false)),
-                r = rtcp_recv => r.ok().map(|(n, from)| (buf2[..n].to_vec(), from, true)),
+                r = rtp.recv_from(&mut buf) => r.ok().filter(|(n, _)| *n <= MAX_DATAGRAM).map(|(n, from)| (buf[..n].to_vec(), from, false)),
+                r = rtcp_recv => r.ok().filter(|(n, _)| *n <= MAX_DATAGRAM).map(|(n, from)| (buf2[..n].to_vec(), from, true)),
             };
             if let Some((data, from, on_rtcp_port)) = received {
                 let handled = if on_rtcp_port {
@@ -260,6 +275,14 @@ mod tests {
     fn ctx(k: u8) -> Context {
         let mk = MasterKey { key: vec![k; 16], salt: vec![k; 14], mki: None, lifetime: None };
         Context::new(Suite::AesCm128HmacSha1_80, &mk, Options::default()).expect("ctx")
+    }
+
+    /// Port ranges at the top of the port space: no overflow, no port outside the range.
+    #[test]
+    fn port_ranges_at_the_top() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(PortAllocator::new(ip, 65535, 65535).is_err());
+        assert!(PortAllocator::new(ip, 65534, 65535).is_ok());
     }
 
     #[tokio::test]

@@ -10,6 +10,25 @@ use std::time::{Duration, Instant};
 /// been silent this long.
 const RELATCH_AFTER: Duration = Duration::from_secs(1);
 
+/// Plain RTP packets in sequence, of one SSRC, a new address must send before it is taken for the
+/// far end's (RFC 3550 A.1's probation, `MIN_SEQUENTIAL`, used against RTP bleed: one sprayed
+/// packet no longer moves the media to its sender).
+const PROBATION: u8 = 4;
+
+/// How far a packet from a new address may be ahead of the source's last sequence number and
+/// still be the source's stream moved (NAT rebinding keeps the SSRC and the numbering; a minute
+/// of packets at 50 a second).
+const MOVED_SEQ_WINDOW: u16 = 3000;
+
+/// A new address on probation: its SSRC, last sequence number, and packets in sequence so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    addr: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+    count: u8,
+}
+
 /// What a received datagram is (RFC 7983 by its first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
@@ -107,6 +126,16 @@ pub struct MediaLeg {
     /// The source before a re-offer moved the far end's address: it may not take the latch back
     /// until then (late packets of the old media path).
     refused: Option<(SocketAddr, Instant)>,
+    /// The SSRC and last sequence number of the source's RTP.
+    source_stream: Option<(u32, u16)>,
+    /// A new address whose plain RTP is on probation.
+    candidate: Option<Candidate>,
+    /// The far end sends media (its SDP direction is `sendrecv` or `sendonly`); when it says it
+    /// sends none, only its SDP address is taken and nothing latches.
+    remote_sends: bool,
+    /// Where the far end's RTCP comes from, without rtcp-mux (behind NAT its RTCP port is not the
+    /// RTP port plus one).
+    rtcp_source: Option<SocketAddr>,
     inbound: Option<Context>,
     outbound: Option<Context>,
     rx: Activity,
@@ -126,6 +155,10 @@ impl MediaLeg {
             awaiting_keys: false,
             last_from_source: None,
             refused: None,
+            source_stream: None,
+            candidate: None,
+            remote_sends: true,
+            rtcp_source: None,
             inbound: None,
             outbound: None,
             rx: Activity::default(),
@@ -161,14 +194,28 @@ impl MediaLeg {
 
     /// New remote addresses from a re-offer at `now`. A new address un-latches: the media source
     /// is learnt again, and the old one may not take the latch back for a second (its late
-    /// packets). A hold by address (`None`) stops sending but keeps the source for the check.
+    /// packets, even authenticated ones under keys a new DTLS association replaces). A hold by
+    /// address (`None`) stops sending but keeps the source for the check.
     pub fn set_remote(&mut self, now: Instant, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
         if rtp.is_some() && rtp != self.sdp_rtp && rtp != self.source {
             self.refused = self.source.take().map(|old| (old, now + RELATCH_AFTER));
             self.last_from_source = None;
+            self.source_stream = None;
+            self.candidate = None;
+            self.rtcp_source = None;
         }
         self.sdp_rtp = rtp;
         self.sdp_rtcp = rtcp;
+    }
+
+    /// Whether the far end sends media at all (its SDP's direction): when it says it does not
+    /// (`recvonly`, `inactive`: a voicemail box, a phone without camera), RTP is taken from its
+    /// SDP address only and nothing latches, so nobody can make our media follow them.
+    pub fn set_remote_sends(&mut self, sends: bool) {
+        self.remote_sends = sends;
+        if !sends {
+            self.candidate = None;
+        }
     }
 
     /// Where RTP goes now: the far end's media source once known (symmetric RTP), else its SDP
@@ -181,16 +228,21 @@ impl MediaLeg {
         }
     }
 
-    /// Where RTCP goes now.
+    /// Where RTCP goes now: with rtcp-mux where RTP goes; without, the SDP's RTCP address, or
+    /// the far end's RTCP source when its media was latched elsewhere (behind NAT; the latched
+    /// RTP port plus one until its RTCP is heard).
     pub fn rtcp_destination(&self) -> Option<SocketAddr> {
         let rtp = self.rtp_destination();
         if self.config.rtcp_mux {
-            rtp
-        } else {
-            rtp?;
-            // The port after RTP's; none after port 65535 (never port 0).
-            self.sdp_rtcp.or_else(|| rtp.and_then(|a| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?))))
+            return rtp;
         }
+        let rtp = rtp?;
+        // The port after RTP's; none after port 65535 (never port 0).
+        let next = |a: SocketAddr| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?));
+        if self.config.symmetric_rtp && Some(rtp) != self.sdp_rtp {
+            return self.rtcp_source.filter(|r| r.ip() == rtp.ip()).or_else(|| next(rtp));
+        }
+        self.sdp_rtcp.or_else(|| next(rtp))
     }
 
     /// Handles a datagram that arrived from `from` on the RTP (or muxed)
@@ -200,6 +252,7 @@ impl MediaLeg {
     /// a second, and is dropped otherwise (strict source).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, mut buf: Vec<u8>) -> Result<Received, Error> {
         let kind = classify(&buf);
+        let mut stream = None;
         let r = match kind {
             PacketKind::Stun => return Ok(Received::Stun(buf)),
             PacketKind::Dtls => return Ok(Received::Dtls(buf)),
@@ -216,7 +269,8 @@ impl MediaLeg {
                 }
                 // Parsed in the clear: SRTP encrypts the padding count and
                 // puts the tag where it would be.
-                crate::rtp::RtpPacket::parse(&buf)?;
+                let p = crate::rtp::RtpPacket::parse(&buf)?;
+                stream = Some((p.ssrc().0, p.seq()));
                 Received::Rtp(buf)
             }
             PacketKind::Rtcp => {
@@ -243,8 +297,8 @@ impl MediaLeg {
             Received::Rtp(b) | Received::Rtcp(b) => b.len(),
             _ => 0,
         };
-        if kind == PacketKind::Rtp {
-            if !self.take_source(now, from) {
+        if let (PacketKind::Rtp, Some((ssrc, seq))) = (kind, stream) {
+            if !self.take_source(now, from, ssrc, seq) {
                 self.rejected += 1;
                 return Err(Error::Malformed { what: "RTP", reason: "from an address other than the far end's" });
             }
@@ -253,33 +307,69 @@ impl MediaLeg {
         Ok(r)
     }
 
-    /// Whether RTP from `from` (authenticated already, with SRTP) is the far end's media, latching
-    /// it as the source when it is:
+    /// Whether RTP from `from` (authenticated already, with SRTP) of `ssrc` numbered `seq` is the
+    /// far end's media, latching it as the source when it is:
     /// - from the SDP's address: always (the far end said so);
     /// - from the source: yes;
-    /// - with SRTP: the packet proved its origin (NAT rebinding): followed;
-    /// - plain RTP from elsewhere: only while no source is known or the source has been quiet for
-    ///   a second (a far end behind NAT, or one that really moved), and never the source a
-    ///   re-offer replaced, for a second after it; otherwise not media of this call (strict
-    ///   source: a stranger's audio or digits).
+    /// - from the source a re-offer replaced: not for a second after it (late packets of the old
+    ///   path, authenticated or not);
+    /// - from anywhere else, only when the far end sends at all (its SDP direction), and:
+    ///   - with SRTP: the packet proved its origin (NAT rebinding): followed;
+    ///   - plain RTP while no source is known (a far end behind NAT): after [`PROBATION`]
+    ///     packets in sequence of one SSRC;
+    ///   - plain RTP once the source has been quiet for a second: only its own stream (its SSRC,
+    ///     numbering on from where it stopped), a real move rather than a stranger's spray.
+    ///
+    ///   Anything else is not media of this call (strict source: a stranger's audio or digits,
+    ///   RTP bleed).
     ///
     /// Without symmetric RTP nothing latches and everything is taken, as before.
-    fn take_source(&mut self, now: Instant, from: SocketAddr) -> bool {
+    fn take_source(&mut self, now: Instant, from: SocketAddr, ssrc: u32, seq: u16) -> bool {
         if !self.config.symmetric_rtp {
             return true;
         }
         let known = Some(from) == self.sdp_rtp || Some(from) == self.source;
         let refused = self.refused.is_some_and(|(old, until)| old == from && now < until);
         let quiet = self.last_from_source.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
-        if known || self.inbound.is_some() || (!refused && (self.source.is_none() || quiet)) {
+        let take = if known {
+            true
+        } else if refused || !self.remote_sends {
+            false
+        } else if self.inbound.is_some() {
+            true
+        } else if self.source.is_none() {
+            self.on_probation(from, ssrc, seq)
+        } else if quiet {
+            // The source's own stream, moved: same SSRC, numbering going on.
+            self.source_stream
+                .is_some_and(|(s, last)| s == ssrc && seq.wrapping_sub(last).wrapping_sub(1) < MOVED_SEQ_WINDOW)
+        } else {
+            false
+        };
+        if take {
             if self.source != Some(from) {
                 self.refused = None;
+                self.candidate = None;
             }
             self.source = Some(from);
+            self.source_stream = Some((ssrc, seq));
             self.last_from_source = Some(now);
-            return true;
         }
-        false
+        take
+    }
+
+    /// A plain RTP packet from a new address while no source is known: counted towards its
+    /// probation; true once [`PROBATION`] packets of one SSRC came in sequence.
+    fn on_probation(&mut self, from: SocketAddr, ssrc: u32, seq: u16) -> bool {
+        let c = match self.candidate {
+            Some(c) if c.addr == from && c.ssrc == ssrc && seq == c.seq.wrapping_add(1) => {
+                Candidate { seq, count: c.count + 1, ..c }
+            }
+            Some(c) if c.addr == from && c.ssrc == ssrc && seq == c.seq => c,
+            _ => Candidate { addr: from, ssrc, seq, count: 1 },
+        };
+        self.candidate = Some(c);
+        c.count >= PROBATION
     }
 
     /// Plain RTCP is taken from the far end's hosts only once its media source is known: the host
@@ -294,11 +384,18 @@ impl MediaLeg {
     /// STUN and DTLS the RTP socket would take; anything that looks like RTP is refused there (it
     /// never counts as media and never moves the RTP latch).
     pub fn handle_rtcp_datagram(&mut self, now: Instant, from: SocketAddr, buf: Vec<u8>) -> Result<Received, Error> {
-        if classify(&buf) == PacketKind::Rtp {
+        let kind = classify(&buf);
+        if kind == PacketKind::Rtp {
             self.rejected += 1;
             return Err(Error::Malformed { what: "datagram", reason: "RTP on the RTCP port" });
         }
-        self.handle_datagram(now, from, buf)
+        let r = self.handle_datagram(now, from, buf);
+        if kind == PacketKind::Rtcp && r.is_ok() && self.source.is_some_and(|s| s.ip() == from.ip()) {
+            // Where the far end's reports come from: where ours go when its media was latched
+            // away from its SDP address.
+            self.rtcp_source = Some(from);
+        }
+        r
     }
 
     /// Protects an RTP packet for sending; returns the bytes and where to.
@@ -356,9 +453,104 @@ mod tests {
     }
 
     fn rtp(seq: u16) -> Vec<u8> {
+        rtp_of(9, seq)
+    }
+
+    fn rtp_of(ssrc: u32, seq: u16) -> Vec<u8> {
         let mut v = Vec::new();
-        crate::rtp::RtpHeader { seq, ssrc: 9, ..Default::default() }.write(&[0; 160], 0, &mut v).expect("w");
+        crate::rtp::RtpHeader { seq, ssrc, ..Default::default() }.write(&[0; 160], 0, &mut v).expect("w");
         v
+    }
+
+    /// RTP bleed: a stranger spraying plain RTP at our port. Before the far end's first packet it
+    /// needs four packets in sequence of one SSRC (out of order, or SSRCs mixed, count for
+    /// nothing); once the far end's source is known and quiet (silence suppression), only that
+    /// source's own stream moves the latch (NAT rebinding), never another SSRC; and from a far
+    /// end that sends nothing (its SDP says `recvonly`), nothing latches at all.
+    #[test]
+    fn strangers_cannot_take_the_media() {
+        let peer: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
+        let nat: SocketAddr = "203.0.113.7:61000".parse().expect("addr");
+        let stranger: SocketAddr = "198.51.100.66:6666".parse().expect("addr");
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
+        for (ssrc, seq) in [(5, 10), (5, 12), (6, 13), (5, 11), (5, 14), (5, 16)] {
+            assert!(leg.handle_datagram(t0, stranger, rtp_of(ssrc, seq)).is_err(), "{ssrc}/{seq}");
+        }
+        assert_eq!(leg.rtp_destination(), Some(peer), "a spray out of sequence never latches");
+        // The far end behind NAT: four in sequence, then followed.
+        for seq in 100..103 {
+            assert!(leg.handle_datagram(t0, nat, rtp_of(7, seq)).is_err());
+        }
+        leg.handle_datagram(t0, nat, rtp_of(7, 103)).expect("the fourth in sequence");
+        assert_eq!(leg.rtp_destination(), Some(nat));
+        // Quiet for two seconds (silence suppression): a stranger's stream does not move it...
+        for seq in 0..10 {
+            assert!(leg.handle_datagram(t0 + ms(2000 + 20 * seq), stranger, rtp_of(5, seq as u16)).is_err());
+        }
+        assert_eq!(leg.rtp_destination(), Some(nat));
+        // ...the far end's own stream from a new NAT mapping does, numbering going on.
+        let rebound: SocketAddr = "203.0.113.7:62000".parse().expect("addr");
+        leg.handle_datagram(t0 + ms(2300), rebound, rtp_of(7, 104)).expect("the source's stream, moved");
+        assert_eq!(leg.rtp_destination(), Some(rebound));
+
+        // A far end that sends nothing: only its SDP address counts, nothing latches.
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
+        leg.set_remote_sends(false);
+        for seq in 0..10 {
+            assert!(leg.handle_datagram(t0, stranger, rtp_of(5, seq)).is_err());
+        }
+        assert_eq!(leg.rtp_destination(), Some(peer));
+        leg.handle_datagram(t0, peer, rtp_of(1, 1)).expect("its SDP address is always the far end's");
+    }
+
+    /// A re-offer that moves the far end (with a new DTLS association): a late packet of the old
+    /// path, still authenticated under the old keys, does not take the latch back.
+    #[test]
+    fn a_moved_far_end_keeps_the_latch_against_its_old_path_under_srtp() {
+        let old: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
+        let new: SocketAddr = "192.0.2.20:4100".parse().expect("addr");
+        let key = MasterKey { key: vec![7; 16], salt: vec![8; 14], mki: None, lifetime: None };
+        let ctx = || {
+            Context::new(crate::srtp::Suite::AesCm128HmacSha1_80, &key, crate::srtp::Options::default()).expect("ctx")
+        };
+        let mut far = ctx();
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(old), None);
+        leg.set_srtp(ctx(), ctx());
+        let t0 = Instant::now();
+        let mut p = rtp(1);
+        far.protect_rtp(&mut p).expect("protect");
+        leg.handle_datagram(t0, old, p).expect("from the far end");
+        leg.set_remote(t0 + Duration::from_millis(5), Some(new), None);
+        let mut late = rtp(2);
+        far.protect_rtp(&mut late).expect("protect");
+        assert!(leg.handle_datagram(t0 + Duration::from_millis(10), old, late).is_err(), "the old path's late packet");
+        assert_eq!(leg.rtp_destination(), Some(new));
+    }
+
+    /// Without rtcp-mux, behind NAT: our reports follow the media's latched address (its port
+    /// plus one), and the far end's own RTCP port once heard, never the SDP's private address.
+    #[test]
+    fn rtcp_follows_the_latch_without_rtcp_mux() {
+        let private: SocketAddr = "10.0.0.5:4000".parse().expect("addr");
+        let nat: SocketAddr = "203.0.113.7:61000".parse().expect("addr");
+        let mut leg = MediaLeg::new(
+            LegConfig { symmetric_rtp: true, rtcp_mux: false },
+            Some(private),
+            Some("10.0.0.5:4001".parse().expect("addr")),
+        );
+        assert_eq!(leg.rtcp_destination(), Some("10.0.0.5:4001".parse().expect("addr")));
+        let t0 = Instant::now();
+        for seq in 1..=4 {
+            let _ = leg.handle_datagram(t0, nat, rtp(seq));
+        }
+        assert_eq!(leg.rtp_destination(), Some(nat));
+        assert_eq!(leg.rtcp_destination(), Some("203.0.113.7:61001".parse().expect("addr")));
+        let rr = crate::rtcp::write_compound(&[crate::rtcp::RtcpPacket::ReceiverReport { ssrc: 9, reports: vec![] }]);
+        let nat_rtcp: SocketAddr = "203.0.113.7:61555".parse().expect("addr");
+        leg.handle_rtcp_datagram(t0, nat_rtcp, rr).expect("its RTCP");
+        assert_eq!(leg.rtcp_destination(), Some(nat_rtcp));
     }
 
     #[test]
@@ -432,8 +624,8 @@ mod tests {
         assert!(leg.handle_datagram(t0 + Duration::from_millis(1120), attacker, rtp(6)).is_err());
     }
 
-    /// A stranger first (before the far end's first packet) latches, as a far end behind NAT
-    /// would, but the far end's SDP address takes the latch back; a re-offer to a new address
+    /// A stranger first (before the far end's first packet) latches after four packets in
+    /// sequence, as a far end behind NAT would, but the far end's SDP address takes the latch back; a re-offer to a new address
     /// lets its media latch and keeps the old path's late packets from taking the latch back for a
     /// second; a hold by address sends nothing but keeps the source for the check; plain RTCP
     /// comes from anyone until a source is known.
@@ -447,7 +639,11 @@ mod tests {
         let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
         let rr = crate::rtcp::write_compound(&[crate::rtcp::RtcpPacket::ReceiverReport { ssrc: 1, reports: vec![] }]);
         assert!(leg.handle_datagram(t0, stranger, rr.clone()).is_ok(), "RTCP before any source is known");
-        leg.handle_datagram(t0, stranger, rtp(1)).expect("before the far end: taken (NAT)");
+        for seq in 1..4 {
+            assert!(leg.handle_datagram(t0, stranger, rtp(seq)).is_err(), "on probation: {seq}");
+        }
+        assert_eq!(leg.rtp_destination(), Some(peer));
+        leg.handle_datagram(t0, stranger, rtp(4)).expect("before the far end, four in sequence: taken (NAT)");
         assert_eq!(leg.rtp_destination(), Some(stranger));
         leg.handle_datagram(t0 + ms(5), peer, rtp(2)).expect("the far end, from its SDP address");
         assert_eq!(leg.rtp_destination(), Some(peer));
