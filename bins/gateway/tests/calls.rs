@@ -148,3 +148,32 @@ fn sigterm_hangs_up_a_call_in_progress() {
     eprintln!("sigterm_hangs_up_a_call_in_progress: {:?} (shutdown {:?})", started.elapsed(), stopping.elapsed());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SIGTERM while a call waits for its far end's first answer: its CANCEL must wait for a
+/// provisional response (RFC 3261 §9.1), which never comes. The shutdown does not wait Timer B's
+/// 32 s for it: after `timeouts.shutdown_calls` the call ends as the shutdown's, and its last
+/// events are delivered before the exit.
+#[test]
+fn sigterm_ends_a_call_whose_far_end_never_answers() {
+    let receiver = Receiver::start(0);
+    let dir = temp_dir("sigterm-silent");
+    // A far end that takes the INVITE and says nothing.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    silent.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let port = silent.local_addr().expect("addr").port();
+    let cfg = config(&dir, &receiver.url(), "42100-42199", &[("timeouts.shutdown_calls", "\"1s\"")]);
+    let mut gw = Gateway::start(&cfg);
+    let session = gw.create_session();
+    let answer = gw.dial(&session, &format!("sip:mute@127.0.0.1:{port}"));
+    let id = answer["id"].as_str().expect("id").to_owned();
+    let mut buf = [0u8; 4096];
+    let (n, _) = silent.recv_from(&mut buf).expect("the INVITE");
+    assert!(buf[..n].starts_with(b"INVITE "), "{}", String::from_utf8_lossy(&buf[..n]));
+    let stopping = Instant::now();
+    assert_eq!(gw.terminate().code(), Some(0), "{}", gw.logs());
+    assert!(stopping.elapsed() < Duration::from_secs(15), "no wait for Timer B: {:?}", stopping.elapsed());
+    let events = call_events(&receiver.accepted(), &id);
+    assert_eq!(events.first().map(String::as_str), Some("callCreated"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -310,6 +310,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     // Media host names looked up so far (see `resolve_hosts`).
     let mut names = Vec::new();
     let mut hangup_cause: Option<Control> = None;
+    let mut abandon = bridge.abandon.subscribe();
     let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
     let started = Instant::now();
     loop {
@@ -502,6 +503,17 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                     other => debug!(call = %spec.id, ?other, "call event"),
                 }
+            }
+            // Hung up, and the gateway stops before the far end confirmed: ended here.
+            _ = async { abandon.wait_for(|a| *a).await.map(|_| ()) }, if hangup_cause.is_some() => {
+                if let Some(m) = media.as_mut() {
+                    let _ = m.leg.shutdown().await;
+                }
+                let disconnect = match hangup_cause {
+                    Some(Control::ForceDisconnected) => None,
+                    _ => normal,
+                };
+                return Ending::new(700, "Normal Clearing (gateway shutdown; the far end had not confirmed the end)", disconnect);
             }
             c = control.recv(), if hangup_cause.is_none() => {
                 match c {

@@ -205,6 +205,10 @@ pub(crate) struct Inner {
     /// Each session's video hub and how many calls watch it.
     video: Mutex<HashMap<SessionId, (SessionVideo, usize)>>,
     next_call: AtomicU64,
+    /// Set when the shutdown's wait for calls to end ran out: calls still waiting for the far
+    /// end to confirm their end (a CANCEL waiting for a provisional answer, a BYE unanswered)
+    /// stop waiting, so their last events are still reported.
+    pub(crate) abandon: tokio::sync::watch::Sender<bool>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -326,6 +330,7 @@ impl Bridge {
             audio: Mutex::new(HashMap::new()),
             video: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
+            abandon: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(follow_sessions(Arc::downgrade(&inner), events));
         Bridge { inner }
@@ -336,7 +341,10 @@ impl Bridge {
         locked(&self.inner.calls).len()
     }
 
-    /// Hangs every call up and waits (at most `timeout`) until they have ended.
+    /// Hangs every call up and waits (at most `timeout`) until they have ended. Calls still
+    /// waiting then for the far end to confirm (a CANCEL that needs a provisional answer first,
+    /// a BYE nobody answers: up to 32 s each) stop waiting and end at once, reported as ended by
+    /// the shutdown, so no call goes without its `callDestroyed`.
     pub async fn shutdown(&self, timeout: Duration) {
         for running in locked(&self.inner.calls).values() {
             let _ = running.control.send(Control::Shutdown);
@@ -344,6 +352,14 @@ impl Bridge {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.active_calls() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.active_calls() > 0 {
+            warn!(calls = self.active_calls(), "calls still waiting for their far end: ended without it");
+            self.inner.abandon.send_replace(true);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while self.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 }
