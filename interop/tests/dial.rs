@@ -2956,3 +2956,57 @@ async fn a_re_offer_that_changes_the_codec_is_followed() {
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
 }
+
+/// A DNS server that answers A queries for any name with 127.0.0.1, `delay` after each query
+/// (AAAA and the rest: no records), on a port of its own.
+async fn slow_dns(delay: Duration) -> std::net::SocketAddr {
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let query = buf[..n].to_vec();
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // The question ends after its name (labels to a zero byte) and type and class.
+                let Some(end) = query.get(12..).and_then(|q| q.iter().position(|b| *b == 0)).map(|p| 12 + p + 5) else {
+                    return;
+                };
+                let Some(question) = query.get(12..end) else { return };
+                let is_a = query.get(end - 4..end - 2) == Some(&[0, 1][..]);
+                let mut reply = vec![query[0], query[1], 0x81, 0x80, 0, 1, 0, u8::from(is_a), 0, 0, 0, 0];
+                reply.extend_from_slice(question);
+                if is_a {
+                    reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+                }
+                let _ = socket.send_to(&reply, from).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A force disconnect while the far end's name is still being looked up: no INVITE goes out at
+/// all (before, the far end rang for a call already deleted), and the call ends reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_disconnect_during_the_lookup_sends_no_invite() {
+    let dns = slow_dns(Duration::from_millis(1500)).await;
+    let sip = DriverConfig { dns_server: Some(dns), ..DriverConfig::default() };
+    let mut g = common::gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip).await;
+    let sid = routed(&g);
+    let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = far.local_addr().expect("addr").port();
+    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:late@slow.test:{port}")})).await;
+    assert_eq!(status, 200, "{answer}");
+    let cid = answer["connectionId"].as_str().expect("cid").to_owned();
+    let events = force_disconnect(&mut g, &sid, &cid).await;
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_secs(3), far.recv_from(&mut buf)).await;
+    assert!(
+        got.is_err(),
+        "an INVITE went out for a deleted call: {:?}",
+        got.map(|r| r.map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned()))
+    );
+}

@@ -295,7 +295,34 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
         credentials: spec.sip.auth.as_ref().map(|(u, p)| Credentials { username: u.clone(), password: p.clone() }),
         sdp: Some(Bytes::from(offer.to_bytes())),
     };
-    let mut call = match bridge.sip.call(dial).await {
+    // The far end's address (DNS may take seconds): a hang-up meanwhile sends no INVITE at all,
+    // rather than making the far end ring for a call already over. What else comes meanwhile (a
+    // session-wide mute applied to the new stream) is handled once the call is placed.
+    let mut early_controls = std::collections::VecDeque::new();
+    let targets = {
+        let resolving = bridge.sip.targets(&dial);
+        tokio::pin!(resolving);
+        loop {
+            tokio::select! {
+                r = &mut resolving => break r,
+                c = control.recv() => match c {
+                    Some(Control::ForceDisconnected) => {
+                        return Ending::new(700, "Normal Clearing (force disconnect before the INVITE)", None);
+                    }
+                    Some(c @ (Control::SessionEnded | Control::Shutdown)) => {
+                        return Ending::new(700, format!("Normal Clearing ({c:?} before the INVITE)"), normal);
+                    }
+                    None => return Ending::new(700, "Normal Clearing (before the INVITE)", normal),
+                    Some(other) => early_controls.push_back(other),
+                },
+            }
+        }
+    };
+    let placed = match targets {
+        Ok(t) => bridge.sip.call_to(dial, t).await,
+        Err(e) => Err(e),
+    };
+    let mut call = match placed {
         Ok(c) => c,
         Err(e) => return Ending::new(503, format!("cannot place the call: {e}"), normal),
     };
@@ -326,7 +353,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                 match ev {
                     CallEvent::Trying => {}
                     CallEvent::Ringing { .. } | CallEvent::Progress { .. } => {
-                        if !rang {
+                        if !rang && hangup_cause.is_none() {
                             rang = true;
                             bridge.report(spec, "callUpdated", json!({"state": "RINGING"}));
                         }
@@ -515,7 +542,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                 };
                 return Ending::new(700, "Normal Clearing (gateway shutdown; the far end had not confirmed the end)", disconnect);
             }
-            c = control.recv(), if hangup_cause.is_none() => {
+            c = async { match early_controls.pop_front() { Some(c) => Some(c), None => control.recv().await } }, if hangup_cause.is_none() => {
                 match c {
                     Some(Control::MuteForced) => {
                         if spec.sip.observe_force_mute {

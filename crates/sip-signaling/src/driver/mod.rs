@@ -208,8 +208,23 @@ impl SipHandle {
 
     /// Resolves the URI (RFC 3263; the outbound proxy's, when one is set) and sends the INVITE.
     pub async fn call(&self, dial: Dial) -> Result<Call, Error> {
+        let targets = self.targets(&dial).await?;
+        self.call_to(dial, targets).await
+    }
+
+    /// Where `dial` would go (RFC 3263, through the outbound proxy when one is set), in order,
+    /// without sending anything: the slow part of [`call`](Self::call) (DNS), safe to abandon
+    /// (drop the future) when the call is no longer wanted.
+    pub async fn targets(&self, dial: &Dial) -> Result<Vec<Target>, Error> {
         let uri = Uri::parse(&dial.uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
-        let mut targets = self.resolver.resolve(self.proxy.as_ref().unwrap_or(&uri)).await?.into_iter();
+        self.resolver.resolve(self.proxy.as_ref().unwrap_or(&uri)).await
+    }
+
+    /// Sends the INVITE of `dial` to the first of `targets` (from [`targets`](Self::targets)),
+    /// the others tried in order when one fails before answering.
+    pub async fn call_to(&self, dial: Dial, targets: Vec<Target>) -> Result<Call, Error> {
+        let uri = Uri::parse(&dial.uri).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))?;
+        let mut targets = targets.into_iter();
         let target = targets.next().ok_or(Error::Resolve { host: dial.uri.clone(), reason: "no targets".into() })?;
         // RFC 3263 section 4.3: the others are tried in order when a target
         // fails before answering anything (transport error or timeout).
