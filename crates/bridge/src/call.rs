@@ -490,6 +490,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             (_, Some(Control::ForceDisconnected)) => Ending::new(700, "Normal Clearing (force disconnect)", None),
                             (_, Some(c)) => Ending::new(700, format!("Normal Clearing ({c:?})"), normal),
                             (EndReason::RemoteHangup | EndReason::LocalHangup, None) => Ending::new(700, "Normal Clearing", normal),
+                            // Rang out; its late answer was ended at once (as a 487 would have).
+                            (EndReason::NoAnswer, None) => Ending::new(408, "Request Timeout (no answer)", normal),
                             (other, None) => Ending::new(703, format!("Unexpected Clearing: {other:?}"), Some(DisconnectReason::NetworkDisconnected)),
                         };
                     }

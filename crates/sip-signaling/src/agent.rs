@@ -132,6 +132,9 @@ pub enum EndReason {
     LocalHangup,
     /// We hung up before the answer (CANCEL).
     Cancelled,
+    /// The ring timeout passed and the answer crossed its CANCEL: ACKed, then ended with BYE (a
+    /// no-answer, as the 487 after that CANCEL would have been).
+    NoAnswer,
     /// The peer sent BYE.
     RemoteHangup,
     /// No session refresh in time (RFC 4028).
@@ -1466,13 +1469,14 @@ impl UserAgent {
                 _ => None,
             };
             let cancel_requested = c.cancel_requested;
+            let no_answer = c.no_answer;
             let bytes = self.send_2xx_ack(ack, &target);
             if let Some(c) = self.calls.get_mut(&h) {
                 c.ack_2xx = Some((local_seq, bytes, target));
             }
             if cancel_requested {
                 // The answer crossed our CANCEL: ACK it, then BYE.
-                self.send_bye(now, h, EndReason::Cancelled);
+                self.send_bye(now, h, if no_answer { EndReason::NoAnswer } else { EndReason::Cancelled });
                 return;
             }
             info!(call = %handle, code, "answered");

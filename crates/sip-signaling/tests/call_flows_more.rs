@@ -724,6 +724,28 @@ fn cancelled_invite_without_final_response_is_given_up() {
     assert_eq!(h.ua.call_count(), 0);
 }
 
+/// The ring timeout's CANCEL crossed by the far end's 200: ACK, BYE, and the call ends as a
+/// no-answer, as the 487 would have made it (not as a cancellation by us).
+#[test]
+fn ring_timeout_crossed_by_the_answer_is_a_no_answer() {
+    let mut cfg = config(Transport::Udp);
+    cfg.ring_timeout = Some(Duration::from_secs(5));
+    let mut h = Harness::with_config(cfg);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    h.deliver(&respond(&invite, 180, "Ringing", Some("b")));
+    h.events();
+    h.advance(Duration::from_secs(5));
+    let cancel = h.sent_one();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    h.deliver(&ok_with_sdp(&invite, "b"));
+    let sent = h.sent();
+    assert_eq!(methods(&sent), vec!["ACK", "BYE"], "the crossing answer ACKed and ended");
+    let bye = sent.into_iter().find(|m| m.method() == Some(&Method::Bye)).expect("BYE");
+    h.deliver(&respond(&bye, 200, "OK", None));
+    assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::NoAnswer }]);
+}
+
 /// A hang-up while ringing stays a cancellation when the ring timeout
 /// passes before the 487: no second CANCEL, no "no answer" failure.
 #[test]
