@@ -2735,6 +2735,9 @@ async fn early_media_is_heard_before_the_answer() {
                 }
                 let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
                 assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+                // Answered on hold: reported right after ACTIVE (so the resume reads as one).
+                let held = events.iter().any(|e| e == "callUpdated:ON_HOLD");
+                assert_eq!(held, !added.is_empty(), "{final_status} {added:?}: {events:?}");
             }
             Some(code) => {
                 let events = call_events(&mut g, Duration::from_secs(5)).await;

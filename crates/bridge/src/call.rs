@@ -452,6 +452,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                     _ => None,
                                 };
                                 bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
+                                if media.as_ref().is_some_and(|m| m.on_hold) {
+                                    // Answered on hold (a 2xx with sendonly, inactive or c=0.0.0.0):
+                                    // said so, so the resume that follows reads as one.
+                                    bridge.report(spec, "callUpdated", json!({"state": "ON_HOLD"}));
+                                }
                                 if announce_on_answer {
                                     announce(bridge, spec, media_mixer::Prompt::YouHaveBeenMuted);
                                 }
@@ -1348,8 +1353,12 @@ fn follow_media(
     }
     if hold != m.on_hold {
         m.on_hold = hold;
-        let state = if hold { "ON_HOLD" } else { "ACTIVE" };
-        bridge.report(spec, "callUpdated", json!({"state": state}));
+        // Before the answer (a later 183's direction) the call is still ringing: the state at
+        // the answer is reported then.
+        if !m.early {
+            let state = if hold { "ON_HOLD" } else { "ACTIVE" };
+            bridge.report(spec, "callUpdated", json!({"state": state}));
+        }
     }
     // A re-offer may bring another source (a transfer, a new media server): the next packet's is
     // the audio's.
