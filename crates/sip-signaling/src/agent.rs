@@ -1688,11 +1688,25 @@ impl UserAgent {
             }
             Purpose::Info => self.events.push_back((handle, CallEvent::InfoResponse { code })),
             Purpose::Refresh => {
+                let by_update = msg.cseq().is_ok_and(|s| s.method == Method::Update);
+                // RFC 3261 §14.1: after a 491 the Call-ID's owner (us) tries again in 2.1 to 4 s.
+                let glare = Duration::from_millis(self.rng.gen_range(2100..=4000));
+                let Some(c) = self.calls.get_mut(&h) else { return };
                 if let Some(t) = c.timer.as_mut() {
                     t.refreshing = false;
-                    // Try again once more before expiry.
                     let remaining = t.expiry.saturating_duration_since(now);
-                    t.deadline = now + remaining / 2;
+                    t.deadline = if code == 491 {
+                        (now + glare).min(t.expiry)
+                    } else if by_update {
+                        // Its Allow named UPDATE, but it refuses a refresh by it (a bodiless
+                        // UPDATE is not what every peer takes): by re-INVITE from now on, at once.
+                        c.peer_allows_update = false;
+                        now
+                    } else {
+                        // Try again once more before expiry.
+                        now + remaining / 2
+                    };
+                    self.touched.push(TimerKey::Call(h));
                 }
             }
             _ => {}

@@ -1333,3 +1333,40 @@ fn two_connections_with_one_address_are_framed_apart() {
     assert_eq!(h.events(), vec![CallEvent::Progress { sdp: None }, CallEvent::Ringing { code: 180 }]);
     assert_eq!(h.ua.stats().malformed, 0);
 }
+
+/// A peer whose Allow names UPDATE but that refuses our bodiless UPDATE refresh (500): the
+/// refresh goes again at once as a re-INVITE, and later ones too; a 491 (glare) to the re-INVITE
+/// is retried after 2.1 to 4 s (RFC 3261 §14.1), not at half the time left; the call lives on.
+#[test]
+fn a_refused_update_refresh_falls_back_to_re_invite() {
+    let mut h = Harness::new(Transport::Udp);
+    answered_with_timer(&mut h, "120;refresher=uac", Some("INVITE, ACK, BYE, UPDATE"));
+    h.advance(Duration::from_millis(60_100));
+    let upd = h.sent_one();
+    assert_eq!(upd.method(), Some(&Method::Update));
+    h.deliver(&respond(&upd, 500, "Server Internal Error", None));
+    h.advance(Duration::from_millis(10));
+    let inv = h.sent_one();
+    assert_eq!(inv.method(), Some(&Method::Invite), "a re-INVITE at once");
+    h.deliver(&respond(&inv, 491, "Request Pending", None));
+    let acked = h.sent();
+    assert_eq!(methods(&acked), vec!["ACK"], "the 491 ACKed, nothing more yet");
+    let mut waited = Duration::ZERO;
+    let again = loop {
+        h.advance(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+        if let Some(m) = h.sent().into_iter().next() {
+            break m;
+        }
+        assert!(waited <= Duration::from_millis(4_000), "retried within 4 s");
+    };
+    assert!(waited >= Duration::from_millis(2_100), "not before 2.1 s: {waited:?}");
+    assert_eq!(again.method(), Some(&Method::Invite), "the glare retried by re-INVITE");
+    let mut ok = ok_with_sdp(&again, "bobtag");
+    ok.headers.push(HeaderName::SessionExpires, "120;refresher=uac");
+    h.deliver(&ok);
+    assert_eq!(methods(&h.sent()), vec!["ACK"]);
+    assert_eq!(h.events(), vec![CallEvent::SessionRefreshed { interval: 120 }]);
+    h.advance(Duration::from_millis(60_100));
+    assert_eq!(h.sent_one().method(), Some(&Method::Invite), "re-INVITE from now on");
+}
