@@ -66,6 +66,16 @@ pub(crate) enum ListenerFrame {
     Idle { samples: u32 },
 }
 
+impl ListenerFrame {
+    /// Its duration at 48 kHz.
+    pub(crate) fn samples_48k(&self) -> u32 {
+        match self {
+            ListenerFrame::Pcm { rate, pcm } => (pcm.len() as u64 * 48_000 / u64::from((*rate).max(1))) as u32,
+            ListenerFrame::Opus { samples, .. } | ListenerFrame::Idle { samples } => *samples,
+        }
+    }
+}
+
 /// A handle on a session's mixer task.
 #[derive(Clone)]
 pub(crate) struct SessionAudio {
@@ -266,11 +276,29 @@ struct Listener {
     subset: Option<Vec<media_mixer::StreamId>>,
     passthrough: bool,
     rate: u32,
+    /// Time (48 kHz samples) of the frames it could not take (its queue full: the call task
+    /// stalled): sent as `Idle` before its next frame, so its RTP clock keeps real time.
+    missed: u32,
 }
 
 impl Listener {
     fn hears(&self, id: media_mixer::StreamId) -> bool {
         self.own != id && self.subset.as_ref().is_none_or(|s| s.contains(&id))
+    }
+
+    /// Queues `frame`, after the time of those it missed; a frame it cannot take adds to that.
+    fn send(&mut self, frame: ListenerFrame) {
+        if self.missed > 0 {
+            if self.frames.try_send(ListenerFrame::Idle { samples: self.missed }).is_err() {
+                self.missed = self.missed.saturating_add(frame.samples_48k());
+                return;
+            }
+            self.missed = 0;
+        }
+        let samples = frame.samples_48k();
+        if self.frames.try_send(frame).is_err() {
+            self.missed = self.missed.saturating_add(samples);
+        }
     }
 }
 
@@ -351,7 +379,7 @@ impl State {
                 let own = self.mixer_id(&own);
                 let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| self.mixer_id(id)).collect());
                 self.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
-                self.listeners.insert(call, Listener { frames, own, subset, passthrough, rate });
+                self.listeners.insert(call, Listener { frames, own, subset, passthrough, rate, missed: 0 });
                 self.follow_listener_rates();
             }
             AudioCommand::Leave { call } => {
@@ -474,7 +502,16 @@ impl State {
                     }
                 };
                 if let Err(e) = decoded {
-                    debug!(error = %e, "a packet that does not decode: skipped");
+                    // Its time is concealed, not skipped: skipping would take the next packet
+                    // early (and a call forwarding the stream would run ahead of real time).
+                    debug!(error = %e, "a packet that does not decode: concealed");
+                    if let Step::Packet { samples, skip, .. } = &step {
+                        let len = at_rate(samples.saturating_sub(*skip));
+                        match decoder.as_mut().map(|d| d.conceal(len, &mut input.pcm)) {
+                            Some(Ok(())) => input.ahead.extend_from_slice(&input.pcm),
+                            _ => input.ahead.resize(input.ahead.len() + len, 0),
+                        }
+                    }
                 } else {
                     input.ahead.extend_from_slice(&input.pcm);
                 }
@@ -511,11 +548,12 @@ impl State {
         }
         self.mixer.mix();
         let mut out = vec![0i16; frame_len(self.rate)];
-        for (call, l) in &self.listeners {
-            // A call that cannot keep up loses this frame, not the others.
+        let (inputs, mixer, rate) = (&self.inputs, &self.mixer, self.rate);
+        for (call, l) in &mut self.listeners {
+            // A call that cannot keep up loses this frame (its time kept), not the others.
             match forwarding.get(call) {
                 Some(only) => {
-                    let Some(input) = self.inputs.values().find(|i| i.mixer_id == *only) else { continue };
+                    let Some(input) = inputs.values().find(|i| i.mixer_id == *only) else { continue };
                     for taken in &input.taken {
                         let frame = match taken {
                             Forward::Packet(packet, samples) => {
@@ -523,13 +561,12 @@ impl State {
                             }
                             Forward::Gap(samples) => ListenerFrame::Idle { samples: *samples },
                         };
-                        let _ = l.frames.try_send(frame);
+                        l.send(frame);
                     }
                 }
                 None => {
-                    if self.mixer.output(ListenerId(*call), &mut out).is_ok() {
-                        let _ =
-                            l.frames.try_send(ListenerFrame::Pcm { rate: self.rate, pcm: Arc::from(out.as_slice()) });
+                    if mixer.output(ListenerId(*call), &mut out).is_ok() {
+                        l.send(ListenerFrame::Pcm { rate, pcm: Arc::from(out.as_slice()) });
                     }
                 }
             }
@@ -599,6 +636,36 @@ mod tests {
             Ok(ListenerFrame::Pcm { rate, pcm }) => (rate, pcm.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)),
             other => panic!("expected PCM, got {other:?}"),
         }
+    }
+
+    /// A call whose task stalls (its queue full) loses frames, not time: what it missed comes as
+    /// one `Idle` before the next frame it takes, so its RTP clock stays with real time.
+    #[tokio::test]
+    async fn a_call_that_stalls_keeps_its_clock() {
+        let mut s = state().await;
+        let (frames, mut rx) = mpsc::channel(2);
+        s.command(AudioCommand::Listen {
+            call: 1,
+            own: StreamId::from_wire("sip-1"),
+            subset: None,
+            passthrough: false,
+            rate: 8_000,
+            frames,
+        });
+        let t0 = Instant::now();
+        let mut clock = 0;
+        let mut drain = |rx: &mut mpsc::Receiver<ListenerFrame>| {
+            while let Ok(f) = rx.try_recv() {
+                clock += f.samples_48k();
+            }
+            clock
+        };
+        for k in 0..5u32 {
+            s.tick(t0 + TICK_TIME * k);
+        }
+        assert_eq!(drain(&mut rx), 2 * 960, "two frames fitted");
+        s.tick(t0 + TICK_TIME * 5);
+        assert_eq!(drain(&mut rx), 6 * 960, "the three missed frames' time came back before the next");
     }
 
     /// The passthrough path takes packets as their durations fall due: whatever their length,
@@ -923,6 +990,25 @@ mod tests {
     /// tick a tick; the second hears the tone.
     #[tokio::test]
     async fn a_stream_forwarded_to_one_call_and_decoded_for_another() {
+        let (opus, loud) = forwarded_and_decoded(tone_then_silence(960, 50, 50)).await;
+        assert!(opus >= 48, "call 1 got the packets as they are: {opus}");
+        assert!(loud >= 45, "call 2 heard the tone decoded: {loud} ticks");
+    }
+
+    /// Packets that look like Opus but do not decode (a code-1 packet of odd length): the call
+    /// that hears them decoded conceals their time, so the one forwarding them keeps real time.
+    #[tokio::test]
+    async fn packets_that_do_not_decode_keep_the_forwarding_call_in_time() {
+        let bad: Arc<[u8]> = Arc::from(&[0x01u8, 0xaa, 0xbb, 0xcc][..]);
+        assert_eq!(media_mixer::opus::packet_duration(&bad), Some(960));
+        let (opus, _) = forwarded_and_decoded(vec![bad; 50]).await;
+        assert!(opus >= 48, "forwarded all the same: {opus}");
+    }
+
+    /// One stream forwarded as it is to call 1 and decoded for call 2 (8 kHz), one packet of
+    /// `packets` a tick: call 1's clock checked every tick; (packets forwarded, ticks call 2
+    /// heard loud).
+    async fn forwarded_and_decoded(packets: Vec<Arc<[u8]>>) -> (u32, u32) {
         let mut s = state().await;
         let stream = StreamId::from_wire("talker");
         let (forward_tx, mut forwarded) = mpsc::channel(64);
@@ -940,7 +1026,6 @@ mod tests {
         s.mixer.add_stream(id);
         let (tx, frames) = mpsc::unbounded_channel();
         s.inputs.insert(stream, Input::new(id, frames));
-        let packets = tone_then_silence(960, 50, 50);
         let t0 = Instant::now();
         let (mut opus, mut clock, mut loud) = (0, 0u32, 0);
         for (k, data) in packets.into_iter().enumerate() {
@@ -970,8 +1055,7 @@ mod tests {
                 loud += 1;
             }
         }
-        assert!(opus >= 48, "call 1 got the packets as they are: {opus}");
-        assert!(loud >= 45, "call 2 heard the tone decoded: {loud} ticks");
+        (opus, loud)
     }
 
     /// Where a tone stops in what a listener heard: one past its last loud sample.
