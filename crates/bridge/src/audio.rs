@@ -378,7 +378,12 @@ impl State {
             AudioCommand::Listen { call, own, subset, passthrough, rate, frames } => {
                 let own = self.mixer_id(&own);
                 let subset: Option<Vec<_>> = subset.map(|s| s.iter().map(|id| self.mixer_id(id)).collect());
+                // A call listening again (its codec changed) keeps the announcement it hears.
+                let playing = self.mixer.take_prompt(ListenerId(call));
                 self.mixer.add_listener(ListenerId(call), Some(own), subset.clone());
+                if !playing.is_empty() {
+                    let _ = self.mixer.play_to(ListenerId(call), &playing);
+                }
                 self.listeners.insert(call, Listener { frames, own, subset, passthrough, rate, missed: 0 });
                 self.follow_listener_rates();
             }
@@ -636,6 +641,19 @@ mod tests {
             Ok(ListenerFrame::Pcm { rate, pcm }) => (rate, pcm.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)),
             other => panic!("expected PCM, got {other:?}"),
         }
+    }
+
+    /// A call that listens again (its codec changed mid-call) keeps the announcement it was
+    /// hearing.
+    #[tokio::test]
+    async fn listening_again_keeps_the_announcement() {
+        let mut s = state().await;
+        let _narrow = listen(&mut s, 1, 8_000);
+        let _wide = listen(&mut s, 2, 48_000);
+        s.command(AudioCommand::Play { call: 2, prompt: Prompt::YouAreMuted });
+        assert!(s.mixer.is_playing(ListenerId(2)));
+        let _again = listen(&mut s, 2, 16_000);
+        assert!(s.mixer.is_playing(ListenerId(2)), "the announcement survived the new listen");
     }
 
     /// A call whose task stalls (its queue full) loses frames, not time: what it missed comes as

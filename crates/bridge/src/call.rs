@@ -1417,8 +1417,8 @@ fn mixer(bridge: &Arc<Inner>, spec: &CallSpec) -> Option<crate::audio::SessionAu
 fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) -> Result<(), String> {
     let mut codec = audio_codec(audio)?;
     let ptime = codec.set_packet_time(audio.ptime);
-    let mixer = bridge.audio_for_existing(&spec.session).ok_or_else(|| "the session's mixer is gone".to_owned())?;
-    let _ = mixer.commands.send(AudioCommand::Leave { call: spec.number });
+    // Listening again replaces the call's listener in place (its announcement kept, the mix's
+    // rate changed at most once); no Leave first.
     m.mix = listen(bridge, spec, audio, &codec)?;
     let now = Instant::now();
     if may_send_rtcp(m) {
