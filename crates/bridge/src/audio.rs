@@ -547,7 +547,12 @@ impl State {
             }
             input.decoder = decoder;
             if input.ahead.len() >= n {
-                let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
+                // Digital silence (packets silent by their header, a silent stream's stand-in) is
+                // not given to the mixer, which takes a stream without a frame as silent: no copy,
+                // no level to measure.
+                if input.ahead[..n].iter().any(|s| *s != 0) {
+                    let _ = self.mixer.push_frame(id, &input.ahead[..n], None);
+                }
                 input.ahead.drain(..n);
             }
         }
