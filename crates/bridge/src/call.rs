@@ -624,14 +624,15 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 d.records_open = false;
                             }
                         }
-                        MediaIn::DtlsDone(done) => match *done {
-                        Ok((keys, association)) => {
+                        MediaIn::DtlsDone(done) => match (*done).and_then(|(keys, association)| {
                             match m.dtls.as_mut().map(|d| d.keyed(&m.leg, &keys, association)) {
-                                Some(Ok(())) => info!(call = %spec.id, suite = ?keys.suite, "DTLS-SRTP established"),
-                                Some(Err(e)) => warn!(call = %spec.id, error = %e, "unusable DTLS-SRTP keys"),
-                                None => {}
+                                Some(Err(e)) => Err(format!("unusable keys: {e}")),
+                                _ => Ok(keys.suite),
                             }
-                        }
+                        }) {
+                        Ok(suite) => info!(call = %spec.id, ?suite, "DTLS-SRTP established"),
+                        // A handshake that failed, or keys that make no SRTP context (the latter
+                        // left unhandled would poll the finished handshake again).
                         Err(why) => {
                             warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
                             say_goodbye(bridge, spec, m);
