@@ -997,16 +997,16 @@ impl G722Clock {
     }
 }
 
+/// Where the SIP party's published clock starts: room behind the first packet for the ones
+/// reordered before it (as `TimestampExtender` leaves), which must keep their own earlier times.
+const PUBLISH_START: u64 = 1 << 32;
+
 /// The session-side RTP time of an Opus packet from the SIP party whose own RTP timestamp is `ts`:
 /// the publishing clock moves with the timestamps (as a signed distance, wrap-around included);
 /// a packet that arrives behind the newest (reordered, or repeated) keeps its own place behind it
 /// without moving the clock, so the session's mixer puts it back in order or drops the duplicate;
 /// a step of a minute or more either way (a new source behind the far end) moves the clock on
 /// by one packet.
-/// Where the SIP party's published clock starts: room behind the first packet for the ones
-/// reordered before it (as `TimestampExtender` leaves), which must keep their own earlier times.
-const PUBLISH_START: u64 = 1 << 32;
-
 fn opus_publish_time(publish_time: &mut u64, last_ts: &mut Option<u32>, ts: u32) -> u64 {
     const MINUTE: u32 = 48_000 * 60;
     let Some(last) = *last_ts else {
@@ -1257,11 +1257,28 @@ pub(crate) fn new_association(
     }
 }
 
+/// New RFC 4733 sender and receiver for `audio` (a new RTP stream, or another telephone-event
+/// clock): the digits that had not started go on in the new sender (`play-dtmf` answered 200 for
+/// them); none when `audio` has no telephone-event (logged).
+fn renew_dtmf(spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) {
+    let waiting = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).unwrap_or_default();
+    (m.dtmf_out, m.dtmf_in) = dtmf_for(audio);
+    if waiting.is_empty() {
+        return;
+    }
+    match m.dtmf_out.as_mut().map(|s| s.enqueue(&waiting)) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => warn!(call = %spec.id, error = %e, "DTMF lost to the change of stream"),
+        None => warn!(call = %spec.id, digits = waiting.len(), "DTMF lost: the re-offer drops telephone-event"),
+    }
+}
+
 /// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed; media
 /// going to the far end) and how many digits wait in its sender.
 fn dtmf_ready(spec: &CallSpec, m: &Media) {
     if let Ok(mut d) = spec.dtmf.lock() {
-        d.answered = true;
+        // Early media (a later 183) is no answer: play-dtmf says "not answered yet" then.
+        d.answered = !m.early;
         d.telephone_event = m.dtmf_out.is_some();
         d.sending = media_sending(m);
         d.queued = m.dtmf_out.as_ref().map_or(0, dtmf_rfc4733::Sender::queued);
@@ -1343,7 +1360,6 @@ fn follow_media(
     }
     let hold = audio.remote_hold;
     let _ = m.leg.set_remote(audio.remote_rtp, audio.remote_rtcp);
-    let _ = m.leg.set_remote_sends(audio.remote_direction.sends());
     // The media timeouts count from a resume, or from when the far end starts sending: time on
     // hold or receiving only is never inactivity.
     let resumed = m.on_hold && !hold;
@@ -1395,7 +1411,7 @@ fn follow_media(
     // or playing are not lost to a renumbering.
     let clock = |a: &MediaAgreement| a.telephone_event.map(|(_, clock)| clock);
     if clock(&audio) != clock(&m.agreement) {
-        (m.dtmf_out, m.dtmf_in) = dtmf_for(&audio);
+        renew_dtmf(spec, m, &audio);
         info!(call = %spec.id, telephone_event = ?audio.telephone_event, "the re-offer changes telephone-event");
     }
     m.agreement = audio;
@@ -1431,14 +1447,7 @@ fn change_codec(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media, audio: &Med
     m.talkspurt = true;
     // The stream starts over: a tone in progress cannot go on in it (its start time is of the
     // old one); the digits not started go on in a sender of the new one.
-    if let Some(waiting) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued) {
-        m.dtmf_out = dtmf_for(&m.agreement).0.map(|mut fresh| {
-            if let Err(e) = fresh.enqueue(&waiting) {
-                warn!(call = %spec.id, error = %e, "DTMF lost to the codec change");
-            }
-            fresh
-        });
-    }
+    renew_dtmf(spec, m, audio);
     let cname = m.rtcp.cname().to_vec();
     m.rtcp = crate::rtcp::Rtcp::with_cname(m.ssrc, codec.rtp_clock(), bridge.config.rtcp_interval, now, cname);
     m.jitter = JitterBuffer::new(JitterConfig { clock_rate: codec.rtp_clock(), ..JitterConfig::default() });
@@ -1898,8 +1907,6 @@ fn open_leg(
         agreed.remote_rtp,
         agreed.remote_rtcp,
     );
-    // A far end that says it sends nothing: no stranger's RTP may latch our media to itself.
-    leg.set_remote_sends(agreed.remote_direction.sends());
     if let Some((inbound, outbound)) = srtp_contexts(agreed)? {
         leg.set_srtp(inbound, outbound);
     }

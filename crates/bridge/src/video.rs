@@ -918,7 +918,6 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         dtls = Some(d);
                     }
                     let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
-                    let _ = v.leg.set_remote_sends(agreed.remote_direction.sends());
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v);
                     if agreed.codec != v.agreement.codec {

@@ -334,6 +334,11 @@ impl<T> JitterBuffer<T> {
             if !far_behind || self.restart_from != Some(time) {
                 if far_behind {
                     self.restart_from = Some(time + u64::from(duration));
+                } else if expected - time <= self.max_margin {
+                    // Late by what a larger margin would have absorbed (reordering, a jittery
+                    // path): it counts, so the delay grows to take the next one. A stale copy
+                    // further back (a replay, a stray retransmission) does not.
+                    self.measure(now, time);
                 }
                 self.stats.late += 1;
                 return Arrival::Late;
@@ -348,8 +353,9 @@ impl<T> JitterBuffer<T> {
             self.stats.duplicates += 1;
             return Arrival::Duplicate;
         }
-        // Only packets taken count for the jitter: a late or duplicate one (a replay, a stray
-        // retransmission) would otherwise raise the delay of everything after it.
+        // Packets taken count for the jitter, and late ones a larger margin would have taken; a
+        // duplicate, or a copy far behind (a replay, a stray retransmission), would otherwise
+        // raise the delay of everything after it.
         self.measure(now, time);
         self.queue.insert(at, Held { time, duration, item });
         self.held += u64::from(duration);
@@ -602,6 +608,32 @@ mod tests {
             let _ = b.pop();
         }
         assert_eq!(b.target(), before);
+    }
+
+    /// Packets late by a little (a path that reorders) do count: the delay grows until they are
+    /// on time again, rather than each being lost for good.
+    #[test]
+    fn packets_a_little_late_raise_the_delay() {
+        let mut b = g711();
+        let t0 = Instant::now();
+        let mut held_back = None;
+        for k in 0..40u32 {
+            let now = t0 + TICK * k;
+            // Every fifth packet comes 60 ms after its time, behind the ones after it.
+            if k % 5 == 0 && k > 0 {
+                held_back = Some(k);
+            } else {
+                b.push(now, u64::from(k) * 160, 160, u64::from(k));
+            }
+            if let Some(late) = held_back.filter(|l| k == l + 3) {
+                b.push(now, u64::from(late) * 160, 160, u64::from(late));
+                held_back = None;
+            }
+            b.start_tick(now);
+            let _ = b.pop();
+        }
+        assert!(b.target() > 2 * 160 + 160, "the delay grew for the late packets: {}", b.target());
+        assert!(b.stats().late > 0);
     }
 
     /// A packet longer than everything the buffer may hold is refused; what is held stays.

@@ -208,7 +208,8 @@
       // Publish requests in flight, and the mutes that came meanwhile: the server may mute a new
       // stream (a session-wide mute in force) before its publish reply arrives.
       this._publishing = 0;
-      this._earlyMutes = [];
+      this._earlyMutes = []; // {n, ev}: the n-th muteForced seen, while a publish was in flight
+      this._mutesSeen = 0;
     }
 
     /** Whether the session is joined and its WebSocket open. */
@@ -293,17 +294,19 @@
         for (const track of tracks) pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
         await pc.setLocalDescription(await pc.createOffer());
         const hasVideo = tracks.some((t) => t.kind === 'video');
+        // Mutes that come after this request and before its reply may be of the new stream.
+        const since = this._mutesSeen;
         this._publishing += 1;
         let reply;
         try {
           reply = await this._request('publish', { sdp: pc.localDescription.sdp, name, videoType: hasVideo ? videoType : undefined });
+          publisher.stream = reply.stream;
+          this._publishers.set(reply.stream.id, publisher);
+          if (this._earlyMutes.some(({ n, ev }) => n >= since && muteTargets(ev, reply.stream.id))) publisher.setAudioEnabled(false);
         } finally {
           this._publishing -= 1;
+          if (!this._publishing) this._earlyMutes = [];
         }
-        publisher.stream = reply.stream;
-        this._publishers.set(reply.stream.id, publisher);
-        if (this._earlyMutes.some((ev) => muteTargets(ev, reply.stream.id))) publisher.setAudioEnabled(false);
-        if (!this._publishing) this._earlyMutes = [];
         await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
       } catch (e) {
         if (publisher.stream) publisher.unpublish().catch(() => {});
@@ -465,7 +468,8 @@
         case 'muteForced': {
           const muted = this.publishers.filter((pub) => muteTargets(ev, pub.stream.id));
           muted.forEach((pub) => pub.setAudioEnabled(false));
-          if (this._publishing && this._earlyMutes.length < 100) this._earlyMutes.push(ev);
+          const n = this._mutesSeen++;
+          if (this._publishing && this._earlyMutes.length < 100) this._earlyMutes.push({ n, ev });
           this._emit('muteForced', Object.assign({}, ev, { mutedPublishers: muted }));
           return;
         }

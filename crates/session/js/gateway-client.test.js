@@ -122,6 +122,23 @@ test('a mute of a new stream that comes before its publish reply still mutes it'
   assert.equal(publisher.audioEnabled, false, 'muted');
 });
 
+test('a mute seen while an earlier publish was in flight does not mute a later one', async () => {
+  let first = true;
+  const { session } = await joined((s, msg) => {
+    if (msg.type !== 'publish') return;
+    if (first) {
+      first = false;
+      s.event('muteForced', { active: true, excludedStreamIds: [] });
+      s.refuse(msg, 400, 'the offer has no audio or video m-line');
+    } else {
+      s.reply(msg, { stream: { id: 'later', hasAudio: true, hasVideo: false }, sdp: 'v=0\r\n' });
+    }
+  });
+  await assert.rejects(session.publish({ mediaStream: microphone(), video: false }), (e) => e.code === 400);
+  const later = await session.publish({ mediaStream: microphone(), video: false });
+  assert.equal(later.audioEnabled, true, 'not muted by the old event');
+});
+
 test('muteForced tells which of our publishers it muted', async () => {
   const { session, socket } = await joined((s, msg) => {
     if (msg.type === 'publish') s.reply(msg, { stream: { id: 'mine', hasAudio: true, hasVideo: false }, sdp: 'v=0\r\n' });

@@ -15,6 +15,9 @@ const RELATCH_AFTER: Duration = Duration::from_secs(1);
 /// packet no longer moves the media to its sender).
 const PROBATION: u8 = 4;
 
+/// New address and SSRC pairs on probation at once.
+const CANDIDATES: usize = 8;
+
 /// How far a packet from a new address may be ahead of the source's last sequence number and
 /// still be the source's stream moved (NAT rebinding keeps the SSRC and the numbering; a minute
 /// of packets at 50 a second).
@@ -128,11 +131,9 @@ pub struct MediaLeg {
     refused: Option<(SocketAddr, Instant)>,
     /// The SSRC and last sequence number of the source's RTP.
     source_stream: Option<(u32, u16)>,
-    /// A new address whose plain RTP is on probation.
-    candidate: Option<Candidate>,
-    /// The far end sends media (its SDP direction is `sendrecv` or `sendonly`); when it says it
-    /// sends none, only its SDP address is taken and nothing latches.
-    remote_sends: bool,
+    /// New addresses (and SSRCs) whose plain RTP is on probation, a few at once (a stranger's
+    /// packets between the far end's never reset its count), oldest first.
+    candidates: Vec<Candidate>,
     /// Where the far end's RTCP comes from, without rtcp-mux (behind NAT its RTCP port is not the
     /// RTP port plus one).
     rtcp_source: Option<SocketAddr>,
@@ -156,8 +157,7 @@ impl MediaLeg {
             last_from_source: None,
             refused: None,
             source_stream: None,
-            candidate: None,
-            remote_sends: true,
+            candidates: Vec::new(),
             rtcp_source: None,
             inbound: None,
             outbound: None,
@@ -201,21 +201,11 @@ impl MediaLeg {
             self.refused = self.source.take().map(|old| (old, now + RELATCH_AFTER));
             self.last_from_source = None;
             self.source_stream = None;
-            self.candidate = None;
+            self.candidates.clear();
             self.rtcp_source = None;
         }
         self.sdp_rtp = rtp;
         self.sdp_rtcp = rtcp;
-    }
-
-    /// Whether the far end sends media at all (its SDP's direction): when it says it does not
-    /// (`recvonly`, `inactive`: a voicemail box, a phone without camera), RTP is taken from its
-    /// SDP address only and nothing latches, so nobody can make our media follow them.
-    pub fn set_remote_sends(&mut self, sends: bool) {
-        self.remote_sends = sends;
-        if !sends {
-            self.candidate = None;
-        }
     }
 
     /// Where RTP goes now: the far end's media source once known (symmetric RTP), else its SDP
@@ -239,10 +229,12 @@ impl MediaLeg {
         let rtp = rtp?;
         // The port after RTP's; none after port 65535 (never port 0).
         let next = |a: SocketAddr| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?));
-        if self.config.symmetric_rtp && Some(rtp) != self.sdp_rtp {
-            return self.rtcp_source.filter(|r| r.ip() == rtp.ip()).or_else(|| next(rtp));
+        let heard = self.rtcp_source.filter(|r| r.ip() == rtp.ip());
+        if self.config.symmetric_rtp && rtp.ip() != self.sdp_rtp.map_or(rtp.ip(), |a| a.ip()) {
+            // Latched behind NAT: its RTCP source once heard, its RTP port plus one until then.
+            return heard.or_else(|| next(rtp));
         }
-        self.sdp_rtcp.or_else(|| next(rtp))
+        heard.or(self.sdp_rtcp).or_else(|| next(rtp))
     }
 
     /// Handles a datagram that arrived from `from` on the RTP (or muxed)
@@ -313,12 +305,14 @@ impl MediaLeg {
     /// - from the source: yes;
     /// - from the source a re-offer replaced: not for a second after it (late packets of the old
     ///   path, authenticated or not);
-    /// - from anywhere else, only when the far end sends at all (its SDP direction), and:
+    /// - from anywhere else:
     ///   - with SRTP: the packet proved its origin (NAT rebinding): followed;
     ///   - plain RTP while no source is known (a far end behind NAT): after [`PROBATION`]
     ///     packets in sequence of one SSRC;
-    ///   - plain RTP once the source has been quiet for a second: only its own stream (its SSRC,
-    ///     numbering on from where it stopped), a real move rather than a stranger's spray.
+    ///   - plain RTP once the source has been quiet for a second: its own stream at once (its
+    ///     SSRC, numbering on from where it stopped: NAT rebinding), any other after probation
+    ///     (a stream the far end started anew: a new SSRC after its NAT mapping expired, a media
+    ///     server switched without a re-INVITE).
     ///
     ///   Anything else is not media of this call (strict source: a stranger's audio or digits,
     ///   RTP bleed).
@@ -333,23 +327,27 @@ impl MediaLeg {
         let quiet = self.last_from_source.is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
         let take = if known {
             true
-        } else if refused || !self.remote_sends {
+        } else if refused {
             false
         } else if self.inbound.is_some() {
             true
         } else if self.source.is_none() {
             self.on_probation(from, ssrc, seq)
         } else if quiet {
-            // The source's own stream, moved: same SSRC, numbering going on.
-            self.source_stream
-                .is_some_and(|(s, last)| s == ssrc && seq.wrapping_sub(last).wrapping_sub(1) < MOVED_SEQ_WINDOW)
+            // The source's own stream, moved (same SSRC, numbering going on), or one on probation.
+            let moved = self
+                .source_stream
+                .is_some_and(|(s, last)| s == ssrc && seq.wrapping_sub(last).wrapping_sub(1) < MOVED_SEQ_WINDOW);
+            moved || self.on_probation(from, ssrc, seq)
         } else {
             false
         };
         if take {
             if self.source != Some(from) {
-                self.refused = None;
-                self.candidate = None;
+                // A new source: its RTCP address is learnt again. (A re-offer's refusal of the old
+                // path runs out by time only: its stragglers may come after the new path's first.)
+                self.candidates.clear();
+                self.rtcp_source = None;
             }
             self.source = Some(from);
             self.source_stream = Some((ssrc, seq));
@@ -358,18 +356,22 @@ impl MediaLeg {
         take
     }
 
-    /// A plain RTP packet from a new address while no source is known: counted towards its
-    /// probation; true once [`PROBATION`] packets of one SSRC came in sequence.
+    /// A plain RTP packet from a new address: counted towards the probation of its address and
+    /// SSRC; true once [`PROBATION`] packets of them came in sequence. A few candidates are kept
+    /// at once ([`CANDIDATES`], the oldest dropped), so packets of others in between (a stranger's,
+    /// or the far end's own second SSRC) do not start its count over.
     fn on_probation(&mut self, from: SocketAddr, ssrc: u32, seq: u16) -> bool {
-        let c = match self.candidate {
-            Some(c) if c.addr == from && c.ssrc == ssrc && seq == c.seq.wrapping_add(1) => {
-                Candidate { seq, count: c.count + 1, ..c }
-            }
-            Some(c) if c.addr == from && c.ssrc == ssrc && seq == c.seq => c,
-            _ => Candidate { addr: from, ssrc, seq, count: 1 },
+        let at = self.candidates.iter().position(|c| c.addr == from && c.ssrc == ssrc);
+        let count = match at.map(|i| self.candidates.remove(i)) {
+            Some(c) if seq == c.seq.wrapping_add(1) => c.count.saturating_add(1),
+            Some(c) if seq == c.seq => c.count,
+            _ => 1,
         };
-        self.candidate = Some(c);
-        c.count >= PROBATION
+        if self.candidates.len() >= CANDIDATES {
+            self.candidates.remove(0);
+        }
+        self.candidates.push(Candidate { addr: from, ssrc, seq, count });
+        count >= PROBATION
     }
 
     /// Plain RTCP is taken from the far end's hosts only once its media source is known: the host
@@ -464,9 +466,10 @@ mod tests {
 
     /// RTP bleed: a stranger spraying plain RTP at our port. Before the far end's first packet it
     /// needs four packets in sequence of one SSRC (out of order, or SSRCs mixed, count for
-    /// nothing); once the far end's source is known and quiet (silence suppression), only that
-    /// source's own stream moves the latch (NAT rebinding), never another SSRC; and from a far
-    /// end that sends nothing (its SDP says `recvonly`), nothing latches at all.
+    /// nothing), and its packets in between do not start the far end's count over; while the
+    /// far end's source sends, nothing else moves the latch; once it is quiet for a second, its
+    /// own stream moves it at once (NAT rebinding) and another only after probation (a stream it
+    /// started anew from a new NAT mapping).
     #[test]
     fn strangers_cannot_take_the_media() {
         let peer: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
@@ -479,30 +482,36 @@ mod tests {
             assert!(leg.handle_datagram(t0, stranger, rtp_of(ssrc, seq)).is_err(), "{ssrc}/{seq}");
         }
         assert_eq!(leg.rtp_destination(), Some(peer), "a spray out of sequence never latches");
-        // The far end behind NAT: four in sequence, then followed.
+        // The far end behind NAT: four in sequence, a stranger's packets in between, then followed.
         for seq in 100..103 {
             assert!(leg.handle_datagram(t0, nat, rtp_of(7, seq)).is_err());
+            assert!(leg.handle_datagram(t0, stranger, rtp_of(5, 50 + seq)).is_err());
         }
         leg.handle_datagram(t0, nat, rtp_of(7, 103)).expect("the fourth in sequence");
         assert_eq!(leg.rtp_destination(), Some(nat));
-        // Quiet for two seconds (silence suppression): a stranger's stream does not move it...
+        // While it sends, a stranger's stream in sequence moves nothing.
         for seq in 0..10 {
-            assert!(leg.handle_datagram(t0 + ms(2000 + 20 * seq), stranger, rtp_of(5, seq as u16)).is_err());
+            let at = t0 + ms(20 * seq);
+            leg.handle_datagram(at, nat, rtp_of(7, 104 + seq as u16)).expect("the far end");
+            assert!(leg.handle_datagram(at, stranger, rtp_of(5, seq as u16)).is_err());
         }
         assert_eq!(leg.rtp_destination(), Some(nat));
-        // ...the far end's own stream from a new NAT mapping does, numbering going on.
-        let rebound: SocketAddr = "203.0.113.7:62000".parse().expect("addr");
-        leg.handle_datagram(t0 + ms(2300), rebound, rtp_of(7, 104)).expect("the source's stream, moved");
-        assert_eq!(leg.rtp_destination(), Some(rebound));
-
-        // A far end that sends nothing: only its SDP address counts, nothing latches.
-        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
-        leg.set_remote_sends(false);
-        for seq in 0..10 {
-            assert!(leg.handle_datagram(t0, stranger, rtp_of(5, seq)).is_err());
+        // Quiet for two seconds (silence suppression): sprayed packets do not move it...
+        for seq in [0u16, 7, 3, 9, 1] {
+            assert!(leg.handle_datagram(t0 + ms(2000), stranger, rtp_of(6, seq)).is_err());
         }
-        assert_eq!(leg.rtp_destination(), Some(peer));
-        leg.handle_datagram(t0, peer, rtp_of(1, 1)).expect("its SDP address is always the far end's");
+        assert_eq!(leg.rtp_destination(), Some(nat));
+        // ...the far end's own stream from a new NAT mapping does, numbering going on...
+        let rebound: SocketAddr = "203.0.113.7:62000".parse().expect("addr");
+        leg.handle_datagram(t0 + ms(2300), rebound, rtp_of(7, 114)).expect("the source's stream, moved");
+        assert_eq!(leg.rtp_destination(), Some(rebound));
+        // ...and after another quiet second, a stream started anew (new SSRC) after probation.
+        let anew: SocketAddr = "203.0.113.7:63000".parse().expect("addr");
+        for seq in 0..3 {
+            assert!(leg.handle_datagram(t0 + ms(3400), anew, rtp_of(8, seq)).is_err());
+        }
+        leg.handle_datagram(t0 + ms(3400), anew, rtp_of(8, 3)).expect("a new stream, after probation");
+        assert_eq!(leg.rtp_destination(), Some(anew));
     }
 
     /// A re-offer that moves the far end (with a new DTLS association): a late packet of the old
@@ -526,6 +535,14 @@ mod tests {
         let mut late = rtp(2);
         far.protect_rtp(&mut late).expect("protect");
         assert!(leg.handle_datagram(t0 + Duration::from_millis(10), old, late).is_err(), "the old path's late packet");
+        assert_eq!(leg.rtp_destination(), Some(new));
+        // The new path's first packet, then another straggler of the old one: still refused.
+        let mut first = rtp(3);
+        far.protect_rtp(&mut first).expect("protect");
+        leg.handle_datagram(t0 + Duration::from_millis(20), new, first).expect("the new path");
+        let mut straggler = rtp(4);
+        far.protect_rtp(&mut straggler).expect("protect");
+        assert!(leg.handle_datagram(t0 + Duration::from_millis(30), old, straggler).is_err(), "a straggler");
         assert_eq!(leg.rtp_destination(), Some(new));
     }
 
