@@ -1317,6 +1317,8 @@ fn follow_agreement(
     dtmf_ready(spec, m);
 }
 
+/// [`follow_agreement`] less the DTMF bookkeeping that follows every path of it (the early
+/// returns included).
 fn follow_media(
     bridge: &Arc<Inner>,
     spec: &CallSpec,
