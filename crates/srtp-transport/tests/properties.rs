@@ -85,3 +85,65 @@ fn rekeying_replaces_the_keys() {
     new_sender.protect_rtp(&mut p).expect("p");
     assert!(matches!(leg.handle_datagram(Instant::now(), from, p), Ok(Received::Rtp(_))), "new key accepted");
 }
+
+/// A plain RTP packet of `ssrc` numbered `seq`.
+fn plain(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    RtpHeader { payload_type: 0, seq, timestamp: u32::from(seq) * 160, ssrc, ..Default::default() }
+        .write(&[0xd5; 160], 0, &mut v)
+        .expect("rtp");
+    v
+}
+
+/// What a stranger sends in the latching properties: its address (one of a few), SSRC, sequence
+/// number, and when in the 20 ms between the far end's packets.
+fn strangers() -> impl Strategy<Value = Vec<(u8, u32, u16, u8)>> {
+    proptest::collection::vec((0u8..6, any::<u32>(), any::<u16>(), 0u8..20), 0..400)
+}
+
+proptest! {
+    /// RTP bleed, as a property: while the far end sends from its SDP address every 20 ms, no
+    /// mix of strangers' plain RTP (any addresses, SSRCs, numbering, timing, even in sequence)
+    /// moves our media away from it or is taken as media.
+    #[test]
+    fn strangers_never_take_the_media_of_a_far_end_that_sends(spray in strangers()) {
+        let peer: std::net::SocketAddr = "192.0.2.10:4000".parse().expect("addr");
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(peer), None);
+        let t0 = Instant::now();
+        let mut taken_from_strangers = 0;
+        for (i, (who, ssrc, seq, at)) in spray.into_iter().enumerate() {
+            let tick = t0 + std::time::Duration::from_millis(20 * i as u64);
+            leg.handle_datagram(tick, peer, plain(77, i as u16)).expect("the far end");
+            let stranger = std::net::SocketAddr::from(([198, 51, 100, who], 6000 + u16::from(who)));
+            let when = tick + std::time::Duration::from_millis(u64::from(at));
+            taken_from_strangers += usize::from(leg.handle_datagram(when, stranger, plain(ssrc, seq)).is_ok());
+            prop_assert_eq!(leg.rtp_destination(), Some(peer));
+        }
+        prop_assert_eq!(taken_from_strangers, 0);
+    }
+
+    /// A far end behind NAT (its SDP address unreachable, its packets from elsewhere) is taken at
+    /// its fourth packet in sequence, whatever up to six strangers send in between (their
+    /// packets never start its count over).
+    #[test]
+    fn a_far_end_behind_nat_latches_through_strangers(spray in strangers()) {
+        let private: std::net::SocketAddr = "10.0.0.5:4000".parse().expect("addr");
+        let nat: std::net::SocketAddr = "203.0.113.7:61000".parse().expect("addr");
+        let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(private), None);
+        let t0 = Instant::now();
+        let mut latched_at = None;
+        for (i, (who, ssrc, seq, at)) in spray.into_iter().chain(std::iter::repeat((0, 1, 1, 0)).take(4)).enumerate() {
+            if latched_at.is_some() {
+                break;
+            }
+            let tick = t0 + std::time::Duration::from_millis(20 * i as u64);
+            let stranger = std::net::SocketAddr::from(([198, 51, 100, who], 6000 + u16::from(who)));
+            let _ = leg.handle_datagram(tick, stranger, plain(ssrc, seq));
+            let _ = leg.handle_datagram(tick + std::time::Duration::from_millis(u64::from(at)), nat, plain(77, i as u16));
+            if latched_at.is_none() && leg.rtp_destination() == Some(nat) {
+                latched_at = Some(i);
+            }
+        }
+        prop_assert_eq!(latched_at, Some(3), "the far end behind NAT at its fourth packet");
+    }
+}
