@@ -132,7 +132,7 @@ proptest! {
         let mut leg = MediaLeg::new(LegConfig { symmetric_rtp: true, rtcp_mux: true }, Some(private), None);
         let t0 = Instant::now();
         let mut latched_at = None;
-        for (i, (who, ssrc, seq, at)) in spray.into_iter().chain(std::iter::repeat((0, 1, 1, 0)).take(4)).enumerate() {
+        for (i, (who, ssrc, seq, at)) in spray.into_iter().chain(std::iter::repeat_n((0, 1, 1, 0), 4)).enumerate() {
             if latched_at.is_some() {
                 break;
             }
