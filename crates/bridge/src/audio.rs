@@ -102,6 +102,13 @@ struct Input {
     taken: Vec<Forward>,
     /// This tick is covered by what was taken earlier (a packet longer than a tick, or a gap).
     covered: bool,
+    /// The codec of its packets: Opus, or G.711 from a WebRTC publisher that offered nothing
+    /// else (decoded, never forwarded to a call as it is).
+    codec: FrameCodec,
+    /// G.711's 8 kHz to the mix's rate, made at first need.
+    g711_up: Option<Resampler>,
+    /// G.711 decoding scratch (8 kHz).
+    g711_pcm: Vec<i16>,
 }
 
 /// One packet waiting.
@@ -155,6 +162,9 @@ impl Input {
             forwarded_ahead: 0,
             taken: Vec::new(),
             covered: false,
+            codec: FrameCodec::Opus,
+            g711_up: None,
+            g711_pcm: Vec::new(),
         }
     }
 
@@ -167,18 +177,33 @@ impl Input {
 
     /// Queues what arrived (packets that are not valid Opus are dropped: no decoder could use them
     /// and no peer should get them; so are duplicates and packets that arrive after their turn),
-    /// and starts the tick of `now`.
+    /// and starts the tick of `now`. G.711 packets (a WebRTC publisher's, 8 kHz) are queued in the
+    /// same 48 kHz timeline; a stream that changes codec starts its queue over.
     fn receive(&mut self, now: Instant) {
         while let Ok(f) = self.frames.try_recv() {
-            if f.codec != FrameCodec::Opus {
-                continue;
-            }
-            let Some(samples) = media_mixer::opus::packet_duration(&f.data) else {
-                debug!(bytes = f.data.len(), "not an Opus packet: dropped");
-                continue;
+            let (samples, time) = match f.codec {
+                FrameCodec::Opus => match media_mixer::opus::packet_duration(&f.data) {
+                    Some(samples) => (samples, f.rtp_time),
+                    None => {
+                        debug!(bytes = f.data.len(), "not an Opus packet: dropped");
+                        continue;
+                    }
+                },
+                FrameCodec::Pcmu | FrameCodec::Pcma => {
+                    let Ok(bytes) = u32::try_from(f.data.len()) else { continue };
+                    (bytes.saturating_mul(6), f.rtp_time.saturating_mul(6))
+                }
+                _ => continue,
             };
+            if f.codec != self.codec {
+                debug!(from = ?self.codec, to = ?f.codec, "the stream changed codec: its queue starts over");
+                self.clear();
+                self.decoder = None;
+                self.g711_up = None;
+                self.codec = f.codec;
+            }
             let packet = Packet { data: f.data, level: f.audio_level };
-            match self.jitter.push(f.arrival, f.rtp_time, samples, packet) {
+            match self.jitter.push(f.arrival, time, samples, packet) {
                 Arrival::Queued => {}
                 Arrival::Restarted => {
                     debug!("the source's clock went back: its queue starts over");
@@ -225,9 +250,15 @@ impl Input {
         while self.forwarded_ahead < TICK {
             match self.jitter.pop() {
                 // A packet is forwarded whole (Opus cannot be cut): a start made up earlier is
-                // played twice, which only shifts the stream by that much.
+                // played twice, which only shifts the stream by that much. G.711 never goes to a
+                // call as Opus (the tick that learns the codec): its time as a gap.
                 Next::Packet { item, duration, .. } => {
-                    self.taken.push(Forward::Packet(item.data, duration));
+                    let forwarded = if self.codec == FrameCodec::Opus {
+                        Forward::Packet(item.data, duration)
+                    } else {
+                        Forward::Gap(duration)
+                    };
+                    self.taken.push(forwarded);
                     self.forwarded_ahead += duration;
                 }
                 Next::Lost { duration } => {
@@ -243,6 +274,33 @@ impl Input {
         }
         self.forwarded_ahead -= TICK;
     }
+}
+
+/// One step of a G.711 input (a WebRTC publisher's) into `input.pcm` at `rate`: a packet decoded
+/// at 8 kHz and resampled (its start made up already skipped); a loss, or a dry tick (`n`
+/// samples), as silence (G.711 has no concealment of its own here).
+fn decode_g711(input: &mut Input, step: &Step, rate: u32, n: usize) -> Result<(), media_mixer::Error> {
+    let at_rate = |samples: u32| (u64::from(samples) * u64::from(rate) / 48_000) as usize;
+    input.pcm.clear();
+    match step {
+        Step::Packet { data, skip, .. } => {
+            if input.codec == FrameCodec::Pcma {
+                media_mixer::g711::alaw_decode_frame(data, &mut input.g711_pcm);
+            } else {
+                media_mixer::g711::ulaw_decode_frame(data, &mut input.g711_pcm);
+            }
+            let up = match input.g711_up.as_mut() {
+                Some(up) => up,
+                None => input.g711_up.insert(Resampler::new(8_000, rate)?),
+            };
+            up.process(&input.g711_pcm, &mut input.pcm);
+            let skip = at_rate(*skip).min(input.pcm.len());
+            input.pcm.drain(..skip);
+        }
+        Step::Lost { samples, .. } => input.pcm.resize(at_rate(*samples), 0),
+        Step::Dry => input.pcm.resize(n, 0),
+    }
+    Ok(())
 }
 
 impl SessionAudio {
@@ -352,6 +410,7 @@ impl State {
         for input in self.inputs.values_mut() {
             mixer.add_stream(input.mixer_id);
             input.decoder = None;
+            input.g711_up = None;
             input.ahead.clear();
         }
         for (call, l) in &self.listeners {
@@ -405,6 +464,8 @@ impl State {
     /// exactly one gets that input's packets.
     fn tick(&mut self, now: Instant) {
         let present: Vec<media_mixer::StreamId> = self.inputs.values().map(|i| i.mixer_id).collect();
+        let g711: Vec<media_mixer::StreamId> =
+            self.inputs.values().filter(|i| i.codec != FrameCodec::Opus).map(|i| i.mixer_id).collect();
         // Listeners that forward one stream's packets this tick, and which stream.
         let forwarding: HashMap<u64, media_mixer::StreamId> = self
             .listeners
@@ -413,7 +474,8 @@ impl State {
             .filter_map(|(call, l)| {
                 let mut heard = present.iter().filter(|id| l.hears(**id));
                 match (heard.next(), heard.next()) {
-                    (Some(only), None) => Some((*call, *only)),
+                    // Only Opus goes to a call as it is; G.711 is decoded and mixed for it.
+                    (Some(only), None) if !g711.contains(only) => Some((*call, *only)),
                     _ => None,
                 }
             })
@@ -481,6 +543,7 @@ impl State {
                         input.pcm.resize(at_rate(samples), 0);
                         Ok(())
                     }
+                    None if input.codec != FrameCodec::Opus => decode_g711(input, &step, rate, n),
                     None => {
                         let d = match decoder.as_mut() {
                             Some(d) => d,
@@ -646,6 +709,61 @@ mod tests {
             Ok(ListenerFrame::Pcm { rate, pcm }) => (rate, pcm.iter().map(|s| s.saturating_abs()).max().unwrap_or(0)),
             other => panic!("expected PCM, got {other:?}"),
         }
+    }
+
+    /// A WebRTC publisher that sends G.711 (it offered nothing else) is heard by the SIP calls:
+    /// decoded and mixed, at any mix rate, and never forwarded to an Opus call as it is.
+    #[tokio::test]
+    async fn a_g711_publisher_is_heard_decoded_and_never_forwarded() {
+        let mut s = state().await;
+        let stream = StreamId::from_wire("pcmu-talker");
+        let (forward_tx, mut opus_call) = mpsc::channel(64);
+        s.command(AudioCommand::Listen {
+            call: 1,
+            own: StreamId::from_wire("sip-1"),
+            subset: Some(vec![stream.clone()]),
+            passthrough: true,
+            rate: 48_000,
+            frames: forward_tx,
+        });
+        let mut narrow = listen(&mut s, 2, 8_000);
+        let id = s.mixer_id(&stream);
+        s.mixer.add_stream(id);
+        let (tx, frames) = mpsc::unbounded_channel();
+        s.inputs.insert(stream, Input::new(id, frames));
+        let t0 = Instant::now();
+        let (mut loud, mut wide_loud) = (0, 0);
+        for k in 0..50u32 {
+            let now = t0 + TICK_TIME * k;
+            let tone: Vec<u8> = (0..160)
+                .map(|i| {
+                    let t = f64::from(k * 160 + i) / 8000.0;
+                    media_mixer::g711::ulaw_encode((8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16)
+                })
+                .collect();
+            let frame = MediaFrame {
+                codec: FrameCodec::Pcmu,
+                rtp_time: u64::from(k) * 160,
+                data: Arc::from(tone.as_slice()),
+                contiguous: true,
+                audio_level: None,
+                arrival: now,
+            };
+            tx.send(frame).expect("send");
+            s.tick(now);
+            if heard(&mut narrow).1 > 2000 {
+                loud += 1;
+            }
+            while let Ok(f) = opus_call.try_recv() {
+                match f {
+                    ListenerFrame::Opus { .. } => panic!("G.711 forwarded to an Opus call as it is"),
+                    ListenerFrame::Pcm { pcm, .. } if pcm.iter().any(|v| v.saturating_abs() > 2000) => wide_loud += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(loud >= 45, "the 8 kHz call heard the tone: {loud} ticks");
+        assert!(wide_loud >= 45, "the Opus call heard it decoded, at 48 kHz: {wide_loud} ticks");
     }
 
     /// A call that listens again (its codec changed mid-call) keeps the announcement it was
