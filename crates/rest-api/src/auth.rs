@@ -24,6 +24,16 @@ pub(crate) fn authenticate(
     path_project: Option<&str>,
     now: SystemTime,
 ) -> Result<ProjectId, ApiError> {
+    // A credential header given twice, or not as text, is ambiguous (a proxy in front may have
+    // checked another value than the one we would take): refused, not guessed at.
+    for name in ["x-opentok-auth", "authorization"] {
+        let mut values = headers.get_all(name).iter();
+        if let (Some(first), second) = (values.next(), values.next()) {
+            if second.is_some() || first.to_str().is_err() {
+                return Err(forbidden(&format!("{name} given twice or not as text")));
+            }
+        }
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let credential = RestCredential::from_headers(header("x-opentok-auth"), header("authorization"))
         .map_err(|e| forbidden(&e.reason()))?;

@@ -10,15 +10,28 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_allow_trailing_bits(true);
 const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const CANONICAL: GeneralPurposeConfig = LENIENT.with_decode_allow_trailing_bits(false);
+const URL_SAFE_CANONICAL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CANONICAL);
+const STANDARD_CANONICAL: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CANONICAL);
 
 /// Decodes base64 in the URL-safe or the standard alphabet (not mixed), with or without padding.
 pub(crate) fn decode_lenient(text: &str) -> Option<Vec<u8>> {
-    let standard = text.bytes().any(|b| b == b'+' || b == b'/');
-    let url_safe = text.bytes().any(|b| b == b'-' || b == b'_');
-    match (standard, url_safe) {
+    decode_with(text, &STANDARD_LENIENT, &URL_SAFE_LENIENT)
+}
+
+/// [`decode_lenient`], but the unused bits of the last character must be zero, as every encoder
+/// writes them: for signatures, so one token cannot be written as several strings.
+pub(crate) fn decode_canonical(text: &str) -> Option<Vec<u8>> {
+    decode_with(text, &STANDARD_CANONICAL, &URL_SAFE_CANONICAL)
+}
+
+fn decode_with(text: &str, standard: &GeneralPurpose, url_safe: &GeneralPurpose) -> Option<Vec<u8>> {
+    let is_standard = text.bytes().any(|b| b == b'+' || b == b'/');
+    let is_url_safe = text.bytes().any(|b| b == b'-' || b == b'_');
+    match (is_standard, is_url_safe) {
         (true, true) => None,
-        (true, false) => STANDARD_LENIENT.decode(text).ok(),
-        (false, _) => URL_SAFE_LENIENT.decode(text).ok(),
+        (true, false) => standard.decode(text).ok(),
+        (false, _) => url_safe.decode(text).ok(),
     }
 }
 
@@ -32,6 +45,14 @@ mod tests {
         for text in ["-_-_AQ", "-_-_AQ==", "+/+/AQ", "+/+/AQ=="] {
             assert_eq!(decode_lenient(text).as_deref(), Some(&bytes[..]), "{text}");
         }
+    }
+
+    #[test]
+    fn canonical_refuses_trailing_bits() {
+        // "AQ" is 0x01 with the last character's unused bits zero; "AR" sets one of them.
+        assert_eq!(decode_canonical("AQ").as_deref(), Some(&[1u8][..]));
+        assert_eq!(decode_lenient("AR").as_deref(), Some(&[1u8][..]));
+        assert_eq!(decode_canonical("AR"), None);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub enum AuthError {
     /// `exp - iat` exceeds the maximum lifetime.
     #[error("token lifetime too long")]
     LifetimeTooLong,
+    /// A client token (it names a `scope` or a `session_id`: what a browser joins with), not a
+    /// REST credential.
+    #[error("a client token is not a REST credential")]
+    ClientToken,
 }
 
 impl AuthError {
@@ -97,7 +101,8 @@ impl AuthError {
             | AuthError::MissingClaim(_)
             | AuthError::Expired
             | AuthError::IssuedInFuture
-            | AuthError::LifetimeTooLong => 403,
+            | AuthError::LifetimeTooLong
+            | AuthError::ClientToken => 403,
         }
     }
 

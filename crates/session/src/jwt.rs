@@ -7,7 +7,7 @@ use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::encoding::decode_lenient;
+use crate::encoding::{decode_canonical, decode_lenient};
 use crate::error::JwtError;
 
 /// Tokens longer than this are refused before any decoding.
@@ -52,7 +52,8 @@ impl<'a> UnverifiedJwt<'a> {
         let signing_input = &token[..header.len() + 1 + claims.len()];
         let header = decode_object(header)?;
         let claims = decode_object(claims)?;
-        let signature = decode_lenient(signature).ok_or(JwtError::BadBase64)?;
+        // Canonical: a signature whose unused last bits were flipped is another string, refused.
+        let signature = decode_canonical(signature).ok_or(JwtError::BadBase64)?;
         Ok(UnverifiedJwt { signing_input, signature, header, claims })
     }
 
@@ -111,9 +112,39 @@ pub(crate) fn seconds(value: &Value) -> Option<i64> {
 
 fn decode_object(part: &str) -> Result<Map<String, Value>, JwtError> {
     let bytes = decode_lenient(part).ok_or(JwtError::BadBase64)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(JwtError::BadJson),
+    match serde_json::from_slice::<UniqueKeys>(&bytes) {
+        Ok(UniqueKeys(map)) => Ok(map),
+        Err(_) => Err(JwtError::BadJson),
+    }
+}
+
+/// A JSON object none of whose keys is given twice: `serde_json` keeps the last of two, so
+/// `{"role":"subscriber","role":"moderator"}` would grant the second to whoever reads the first
+/// (T1 tokens refuse a key given twice too).
+struct UniqueKeys(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with each key once")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<UniqueKeys, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = entries.next_entry::<String, Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom("a key given twice"));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueKeys(map))
+            }
+        }
+        deserializer.deserialize_map(Keys)
     }
 }
 
@@ -238,6 +269,11 @@ pub(crate) mod tests {
         assert_eq!(UnverifiedJwt::decode("e30.e30.***").err(), Some(JwtError::BadBase64));
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
         assert_eq!(UnverifiedJwt::decode(&long).err(), Some(JwtError::TooLong));
+        // A key given twice (the second role would have won): refused, whatever the signature.
+        let twice = URL_SAFE_NO_PAD.encode(r#"{"role":"subscriber","role":"moderator"}"#);
+        assert_eq!(UnverifiedJwt::decode(&format!("e30.{twice}.")).err(), Some(JwtError::BadJson));
+        let nested = URL_SAFE_NO_PAD.encode(r#"{"a":{"b":1},"c":2}"#);
+        assert!(UnverifiedJwt::decode(&format!("e30.{nested}.")).is_ok(), "distinct keys are fine");
         // Truncated signature.
         let token = sign_hs256(&Map::new(), b"k");
         let truncated = &token[..token.len() - 4];

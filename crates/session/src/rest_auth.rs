@@ -108,6 +108,11 @@ pub fn authenticate<'p>(
         }
         _ => return Err(AuthError::WrongCredentialKind),
     };
+    // Client tokens are signed with the same key and handed to browsers: one must never act
+    // for the project (dial, moderate, read streams). The SDKs' REST tokens carry neither claim.
+    if token.claims.get("scope").is_some() || token.claims.get("session_id").is_some() {
+        return Err(AuthError::ClientToken);
+    }
     check_times(&token, now, config.clock_skew, max_lifetime)?;
     Ok(project)
 }
@@ -194,6 +199,7 @@ mod tests {
             AuthError::Expired,
             AuthError::IssuedInFuture,
             AuthError::LifetimeTooLong,
+            AuthError::ClientToken,
         ];
         for e in all {
             assert_eq!(e.http_status(), 403, "{e}");
@@ -294,6 +300,38 @@ mod tests {
         // HS256 with the public key's PEM as the HMAC secret (the classic confusion attack).
         let confused = build(json!({"alg": "HS256"}), claims(APP, n, n + 60), hs256(TEST_PUBLIC_PEM.as_bytes()));
         assert_eq!(bearer(&confused), Err(AuthError::Jwt(JwtError::AlgorithmNotAllowed)));
+    }
+
+    /// One token, one string: a signature whose last character differs only in the bits base64
+    /// leaves unused decodes to the same bytes, and is refused all the same.
+    #[test]
+    fn a_signature_written_another_way_is_refused() {
+        let n = NOW as i64;
+        let token = hs(json!({"alg": "HS256"}), json!({"iss": KEY, "ist": "project", "iat": n, "exp": n + 60}));
+        assert_eq!(opentok(&token), Ok(()));
+        const URL_SAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let last = token.as_bytes()[token.len() - 1];
+        let value = URL_SAFE.iter().position(|c| *c == last).expect("base64");
+        let other = URL_SAFE[value ^ 1] as char;
+        let rewritten = format!("{}{other}", &token[..token.len() - 1]);
+        assert_eq!(opentok(&rewritten), Err(AuthError::Jwt(JwtError::BadBase64)));
+    }
+
+    /// A client token (what a browser joins with, signed with the same key) is no REST
+    /// credential: a participant replaying it could otherwise dial, moderate and read the project.
+    #[test]
+    fn client_tokens_are_not_rest_credentials() {
+        let n = NOW as i64;
+        let join = json!({"iss": KEY, "ist": "project", "iat": n, "exp": n + 300,
+            "scope": "session.connect", "session_id": "1_x", "role": "subscriber"});
+        assert_eq!(opentok(&hs(json!({"alg": "HS256"}), join)), Err(AuthError::ClientToken));
+        let app_join = json!({"application_id": APP, "iat": n, "exp": n + 900, "jti": "j",
+            "scope": "session.connect", "session_id": "1_x", "sub": "video"});
+        let bearer = build(json!({"alg": "RS256"}), app_join, rs256(TEST_PRIVATE_PEM));
+        assert_eq!(check(APP, RestCredential::Bearer(&bearer)), Err(AuthError::ClientToken));
+        // A scope alone, or a session_id alone, says the same.
+        let scoped = json!({"iss": KEY, "iat": n, "exp": n + 60, "scope": "session.connect"});
+        assert_eq!(opentok(&hs(json!({"alg": "HS256"}), scoped)), Err(AuthError::ClientToken));
     }
 
     #[test]
