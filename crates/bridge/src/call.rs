@@ -417,10 +417,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             Err(e) => Err(e),
                         };
                         let video_agreed = agreed.as_ref().ok().and_then(|a| a.video.clone());
-                        let answered = match early {
+                        let answered = match (early, agreed) {
                             // The answer confirms early media, or changes it (another branch of a fork
                             // answered, or the 2xx says otherwise): followed as a re-offer would be.
-                            Some(mut m) => agreed.map(|a| {
+                            (Some(mut m), Ok(a)) => {
                                 m.early = false;
                                 // The answer's hold state is the call's first: ACTIVE (or held)
                                 // is reported below, not a change from the 183's preview.
@@ -431,9 +431,16 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 let now = Instant::now();
                                 m.answered = now;
                                 m.last_rtp = m.last_rtp.map(|_| now);
-                                m
-                            }),
-                            None => agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())),
+                                Ok(m)
+                            }
+                            // An answer that cannot be used ends the early media properly too
+                            // (its quality recorded, its leg closed).
+                            (Some(mut m), Err(e)) => {
+                                say_goodbye(bridge, spec, &mut m);
+                                let _ = m.leg.shutdown().await;
+                                Err(e)
+                            }
+                            (None, agreed) => agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())),
                         };
                         match answered {
                             Ok(m) => {
