@@ -109,6 +109,8 @@ struct Input {
     g711_up: Option<Resampler>,
     /// G.711 decoding scratch (8 kHz).
     g711_pcm: Vec<i16>,
+    /// G.711's loss concealment (8 kHz: the last pitch period repeated, fading).
+    g711_plc: media_mixer::plc::Concealer,
 }
 
 /// One packet waiting.
@@ -165,6 +167,7 @@ impl Input {
             codec: FrameCodec::Opus,
             g711_up: None,
             g711_pcm: Vec::new(),
+            g711_plc: media_mixer::plc::Concealer::new(8_000),
         }
     }
 
@@ -277,11 +280,10 @@ impl Input {
 }
 
 /// One step of a G.711 input (a WebRTC publisher's) into `input.pcm` at `rate`: a packet decoded
-/// at 8 kHz and resampled (its start made up already skipped); a loss, or a dry tick (`n`
-/// samples), as silence (G.711 has no concealment of its own here).
+/// at 8 kHz (its start made up already skipped), a loss or a dry tick (`n` samples at `rate`)
+/// concealed at 8 kHz, then resampled to the mix's rate.
 fn decode_g711(input: &mut Input, step: &Step, rate: u32, n: usize) -> Result<(), media_mixer::Error> {
-    let at_rate = |samples: u32| (u64::from(samples) * u64::from(rate) / 48_000) as usize;
-    input.pcm.clear();
+    let at_8k = |samples: u32| (samples / 6) as usize;
     match step {
         Step::Packet { data, skip, .. } => {
             if input.codec == FrameCodec::Pcma {
@@ -289,17 +291,19 @@ fn decode_g711(input: &mut Input, step: &Step, rate: u32, n: usize) -> Result<()
             } else {
                 media_mixer::g711::ulaw_decode_frame(data, &mut input.g711_pcm);
             }
-            let up = match input.g711_up.as_mut() {
-                Some(up) => up,
-                None => input.g711_up.insert(Resampler::new(8_000, rate)?),
-            };
-            up.process(&input.g711_pcm, &mut input.pcm);
-            let skip = at_rate(*skip).min(input.pcm.len());
-            input.pcm.drain(..skip);
+            let skip = at_8k(*skip).min(input.g711_pcm.len());
+            input.g711_pcm.drain(..skip);
+            input.g711_plc.good(&mut input.g711_pcm);
         }
-        Step::Lost { samples, .. } => input.pcm.resize(at_rate(*samples), 0),
-        Step::Dry => input.pcm.resize(n, 0),
+        Step::Lost { samples, .. } => input.g711_plc.conceal(at_8k(*samples), &mut input.g711_pcm),
+        Step::Dry => input.g711_plc.conceal(n * 8_000 / rate as usize, &mut input.g711_pcm),
     }
+    let up = match input.g711_up.as_mut() {
+        Some(up) => up,
+        None => input.g711_up.insert(Resampler::new(8_000, rate)?),
+    };
+    input.pcm.clear();
+    up.process(&input.g711_pcm, &mut input.pcm);
     Ok(())
 }
 
@@ -521,6 +525,7 @@ impl State {
             // This tick's packet (or its concealment), then, for packets shorter than a tick, as
             // many of those already queued as make one.
             let mut next = input.next_step(true);
+            let opus = input.codec == FrameCodec::Opus;
             while let Some(step) = next.take() {
                 // At the mix's rate (48 kHz durations are multiples of 2.5 ms, whole at any rate).
                 let at_rate = |samples: u32| (u64::from(samples) * u64::from(rate) / 48_000) as usize;
@@ -531,9 +536,10 @@ impl State {
                     Step::Packet { samples, skip, level: Some(level), .. } if *level >= silence => {
                         Some(samples.saturating_sub(*skip))
                     }
-                    // Nothing to conceal with: what the stream last played was silence.
-                    Step::Lost { samples, .. } if decoder.is_none() => Some(*samples),
-                    Step::Dry if decoder.is_none() => Some(TICK),
+                    // Nothing to conceal with: what the stream last played was silence (G.711
+                    // has no decoder to keep: it conceals its own way, below).
+                    Step::Lost { samples, .. } if decoder.is_none() && opus => Some(*samples),
+                    Step::Dry if decoder.is_none() && opus => Some(TICK),
                     _ => None,
                 };
                 let decoded = match silent {
@@ -732,7 +738,7 @@ mod tests {
         let (tx, frames) = mpsc::unbounded_channel();
         s.inputs.insert(stream, Input::new(id, frames));
         let t0 = Instant::now();
-        let (mut loud, mut wide_loud) = (0, 0);
+        let (mut loud, mut wide_loud, mut silent_after_start) = (0, 0, 0);
         for k in 0..50u32 {
             let now = t0 + TICK_TIME * k;
             let tone: Vec<u8> = (0..160)
@@ -749,10 +755,18 @@ mod tests {
                 audio_level: None,
                 arrival: now,
             };
-            tx.send(frame).expect("send");
+            if k != 20 {
+                // Packet 20 is lost: concealed, not silent.
+                tx.send(frame).expect("send");
+            }
             s.tick(now);
-            if heard(&mut narrow).1 > 2000 {
+            let Ok(ListenerFrame::Pcm { pcm, .. }) = narrow.try_recv() else { panic!("PCM for call 2") };
+            let rms = (pcm.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+            // The tone's RMS is about 5600; a lost packet made silence leaves about 2200.
+            if rms > 4000.0 {
                 loud += 1;
+            } else if loud > 0 {
+                silent_after_start += 1;
             }
             while let Ok(f) = opus_call.try_recv() {
                 match f {
@@ -763,6 +777,7 @@ mod tests {
             }
         }
         assert!(loud >= 45, "the 8 kHz call heard the tone: {loud} ticks");
+        assert_eq!(silent_after_start, 0, "no tick silent once it played: the loss concealed");
         assert!(wide_loud >= 45, "the Opus call heard it decoded, at 48 kHz: {wide_loud} ticks");
     }
 
