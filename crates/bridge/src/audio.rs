@@ -717,13 +717,15 @@ mod tests {
         }
     }
 
-    /// A WebRTC publisher that sends G.711 (it offered nothing else) is heard by the SIP calls:
-    /// decoded and mixed, at any mix rate, and never forwarded to an Opus call as it is.
-    #[tokio::test]
-    async fn a_g711_publisher_is_heard_decoded_and_never_forwarded() {
-        let mut s = state().await;
-        let stream = StreamId::from_wire("pcmu-talker");
-        let (forward_tx, mut opus_call) = mpsc::channel(64);
+    /// A session mix with one talker `name` (whose frames the returned sender writes), heard as
+    /// it is by passthrough call 1 (it hears nothing else) and decoded by call 2 (8 kHz): the
+    /// talker's frames, then call 1's and call 2's receivers.
+    fn forwarding_and_narrow(
+        s: &mut State,
+        name: &str,
+    ) -> (mpsc::UnboundedSender<MediaFrame>, mpsc::Receiver<ListenerFrame>, mpsc::Receiver<ListenerFrame>) {
+        let stream = StreamId::from_wire(name);
+        let (forward_tx, forwarded) = mpsc::channel(64);
         s.command(AudioCommand::Listen {
             call: 1,
             own: StreamId::from_wire("sip-1"),
@@ -732,11 +734,20 @@ mod tests {
             rate: 48_000,
             frames: forward_tx,
         });
-        let mut narrow = listen(&mut s, 2, 8_000);
+        let narrow = listen(s, 2, 8_000);
         let id = s.mixer_id(&stream);
         s.mixer.add_stream(id);
         let (tx, frames) = mpsc::unbounded_channel();
         s.inputs.insert(stream, Input::new(id, frames));
+        (tx, forwarded, narrow)
+    }
+
+    /// A WebRTC publisher that sends G.711 (it offered nothing else) is heard by the SIP calls:
+    /// decoded and mixed, at any mix rate, and never forwarded to an Opus call as it is.
+    #[tokio::test]
+    async fn a_g711_publisher_is_heard_decoded_and_never_forwarded() {
+        let mut s = state().await;
+        let (tx, mut opus_call, mut narrow) = forwarding_and_narrow(&mut s, "pcmu-talker");
         let t0 = Instant::now();
         let (mut loud, mut wide_loud, mut silent_after_start) = (0, 0, 0);
         for k in 0..50u32 {
@@ -1166,22 +1177,7 @@ mod tests {
     /// heard loud).
     async fn forwarded_and_decoded(packets: Vec<Arc<[u8]>>) -> (u32, u32) {
         let mut s = state().await;
-        let stream = StreamId::from_wire("talker");
-        let (forward_tx, mut forwarded) = mpsc::channel(64);
-        let own = StreamId::from_wire("sip-1");
-        s.command(AudioCommand::Listen {
-            call: 1,
-            own,
-            subset: Some(vec![stream.clone()]),
-            passthrough: true,
-            rate: 48_000,
-            frames: forward_tx,
-        });
-        let mut narrow = listen(&mut s, 2, 8_000);
-        let id = s.mixer_id(&stream);
-        s.mixer.add_stream(id);
-        let (tx, frames) = mpsc::unbounded_channel();
-        s.inputs.insert(stream, Input::new(id, frames));
+        let (tx, mut forwarded, mut narrow) = forwarding_and_narrow(&mut s, "talker");
         let t0 = Instant::now();
         let (mut opus, mut clock, mut loud) = (0, 0u32, 0);
         for (k, data) in packets.into_iter().enumerate() {
