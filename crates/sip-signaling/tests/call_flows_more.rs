@@ -689,10 +689,9 @@ fn ring_timeout_cancels() {
     assert_eq!(h.ua.call_count(), 0);
 }
 
-/// RFC 3261 9.1: when the 487 never comes, the INVITE is given up 64*T1
-/// after the CANCEL.
-#[test]
-fn cancelled_invite_without_final_response_is_given_up() {
+/// A call that rang (180) for the whole 5 s ring timeout: the harness, its INVITE and the
+/// CANCEL the timeout sent.
+fn rung_out() -> (Harness, Message, Message) {
     let mut cfg = config(Transport::Udp);
     cfg.ring_timeout = Some(Duration::from_secs(5));
     let mut h = Harness::with_config(cfg);
@@ -702,6 +701,14 @@ fn cancelled_invite_without_final_response_is_given_up() {
     h.events();
     h.advance(Duration::from_secs(5));
     let cancel = h.sent_one();
+    (h, invite, cancel)
+}
+
+/// RFC 3261 9.1: when the 487 never comes, the INVITE is given up 64*T1
+/// after the CANCEL.
+#[test]
+fn cancelled_invite_without_final_response_is_given_up() {
+    let (mut h, _invite, cancel) = rung_out();
     h.deliver(&respond(&cancel, 200, "OK", None));
     h.advance(Duration::from_millis(31_900));
     assert!(h.events().is_empty());
@@ -728,15 +735,7 @@ fn cancelled_invite_without_final_response_is_given_up() {
 /// no-answer, as the 487 would have made it (not as a cancellation by us).
 #[test]
 fn ring_timeout_crossed_by_the_answer_is_a_no_answer() {
-    let mut cfg = config(Transport::Udp);
-    cfg.ring_timeout = Some(Duration::from_secs(5));
-    let mut h = Harness::with_config(cfg);
-    h.dial("sip:bob@biloxi.example.com");
-    let invite = h.sent_one();
-    h.deliver(&respond(&invite, 180, "Ringing", Some("b")));
-    h.events();
-    h.advance(Duration::from_secs(5));
-    let cancel = h.sent_one();
+    let (mut h, invite, cancel) = rung_out();
     assert_eq!(cancel.method(), Some(&Method::Cancel));
     h.deliver(&ok_with_sdp(&invite, "b"));
     let sent = h.sent();
