@@ -748,10 +748,7 @@ impl LocalSession {
         let host = conn.map(|c| c.address.clone()).unwrap_or_default();
         let hold_addr = conn.is_some_and(Connection::is_hold_address);
         let ip = conn.and_then(Connection::ip_addr).filter(|a| !a.is_unspecified());
-        // RFC 5761 §4: payload types 64-95 read as RTCP packet types once multiplexed; a far end
-        // that uses one for what we agree on gets RTCP on its own port instead.
-        let clash = std::iter::once(pt).chain(te.map(|(p, _)| p)).any(|p| (64..=95).contains(&p));
-        let rtcp_mux = m.has_attr("rtcp-mux") && self.options.rtcp_mux && !clash;
+        let rtcp_mux = m.has_attr("rtcp-mux") && self.options.rtcp_mux;
         let remote_rtp = ip.map(|a| SocketAddr::new(a, m.port));
         let remote_rtcp = if rtcp_mux {
             None
@@ -973,7 +970,7 @@ impl LocalSession {
                     }
                 }
             }
-            if !ag.rtcp_mux {
+            if !(m.has_attr("rtcp-mux") && self.options.rtcp_mux) {
                 media.remove_attr("rtcp-mux");
                 media.remove_attr("rtcp");
                 media.attributes.insert(0, Attribute::new("rtcp", Some(lm.port.wrapping_add(1).to_string())));

@@ -48,26 +48,6 @@ fn offer_has_unique_payload_types_and_events_per_clock() {
     assert_eq!(again, offer);
 }
 
-/// RFC 5761 §4: an offer that puts what we agree on (here telephone-event) on a payload type in
-/// 64-95 is answered without rtcp-mux (RTCP on its own port): multiplexed, those packets would
-/// read as RTCP.
-#[test]
-fn payload_types_that_read_as_rtcp_are_not_multiplexed() {
-    let offer = |te: u8| {
-        format!(
-            "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 0 {te}\na=rtpmap:0 PCMU/8000\na=rtpmap:{te} telephone-event/8000\na=rtcp-mux\n"
-        )
-    };
-    let mut s = LocalSession::new(OfferOptions::default(), 1);
-    let (sdp, a) = s.answer_offer(&answer(&offer(72))).expect("answer");
-    let audio = a.audio.expect("audio");
-    assert!(!audio.rtcp_mux && !sdp.media[0].has_attr("rtcp-mux"), "72 reads as RTCP (200 with the marker)");
-    assert_eq!(audio.remote_rtcp, Some("192.0.2.9:6001".parse::<SocketAddr>().expect("a")));
-    let mut s = LocalSession::new(OfferOptions::default(), 1);
-    let (sdp, a) = s.answer_offer(&answer(&offer(101))).expect("answer");
-    assert!(a.audio.expect("audio").rtcp_mux && sdp.media[0].has_attr("rtcp-mux"), "101 is fine");
-}
-
 #[test]
 fn reads_an_answer_and_sends_with_the_answerers_payload_types() {
     let mut s = session();
