@@ -598,7 +598,13 @@ impl State {
                 // the mix has no hole and what came does not wait a tick.
                 let had_audio = !input.ahead.is_empty();
                 let missing = n - input.ahead.len();
-                match decoder.as_mut().map(|d| d.conceal(missing, &mut input.pcm)) {
+                let concealed = if opus {
+                    decoder.as_mut().map(|d| d.conceal(missing, &mut input.pcm))
+                } else {
+                    // G.711 conceals its own way (at 8 kHz, then to the mix's rate).
+                    Some(decode_g711(input, &Step::Dry, rate, missing))
+                };
+                match concealed {
                     Some(Ok(())) => input.ahead.extend_from_slice(&input.pcm),
                     _ => input.ahead.resize(n, 0),
                 }

@@ -472,7 +472,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             Err(why) => {
                                 warn!(call = %spec.id, %why, "unusable answer; hanging up");
                                 let _ = bridge.sip.hangup(call.handle).await;
-                                let _ = wait_end(&mut call.events).await;
+                                let _ = wait_end(&mut call.events, &mut abandon).await;
                                 return Ending::new(488, format!("Not Acceptable Here: {why}"), normal);
                             }
                         }
@@ -548,6 +548,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             // Hung up, and the gateway stops before the far end confirmed: ended here.
             _ = async { abandon.wait_for(|a| *a).await.map(|_| ()) }, if hangup_cause.is_some() => {
                 if let Some(m) = media.as_mut() {
+                    say_goodbye(bridge, spec, m);
                     let _ = m.leg.shutdown().await;
                 }
                 let disconnect = match hangup_cause {
@@ -644,7 +645,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             warn!(call = %spec.id, %why, "DTLS-SRTP handshake failed; hanging up");
                             say_goodbye(bridge, spec, m);
                             let _ = bridge.sip.hangup(call.handle).await;
-                            let _ = wait_end(&mut call.events).await;
+                            let _ = wait_end(&mut call.events, &mut abandon).await;
                             let _ = m.leg.shutdown().await;
                             return Ending::new(488, format!("Not Acceptable Here: DTLS-SRTP failed ({why})"), normal);
                         }
@@ -664,7 +665,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             // The media's end first: the SIP hang-up may take a while.
                             say_goodbye(bridge, spec, m);
                             let _ = bridge.sip.hangup(call.handle).await;
-                            let _ = wait_end(&mut call.events).await;
+                            let _ = wait_end(&mut call.events, &mut abandon).await;
                             let _ = m.leg.shutdown().await;
                             return Ending::new(why.0, why.1, normal);
                         }
@@ -676,14 +677,24 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
 }
 
 /// Waits (boundedly) for the final event after we hung up.
-async fn wait_end(events: &mut mpsc::UnboundedReceiver<CallEvent>) -> Option<CallEvent> {
+async fn wait_end(
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    abandon: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<CallEvent> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
-    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if ev.is_final() {
-            return Some(ev);
+    let finished = async {
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+            if ev.is_final() {
+                return Some(ev);
+            }
         }
+        None
+    };
+    tokio::select! {
+        ev = finished => ev,
+        // The gateway stops and its wait for calls ran out: not waited for any longer.
+        _ = async { abandon.wait_for(|a| *a).await.map(|_| ()) } => None,
     }
-    None
 }
 
 /// What the media of an answered call produced.
@@ -1269,7 +1280,14 @@ pub(crate) fn new_association(
 /// them); none when `audio` has no telephone-event (logged).
 fn renew_dtmf(spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) {
     let waiting = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).unwrap_or_default();
-    (m.dtmf_out, m.dtmf_in) = dtmf_for(audio);
+    let (out, receiver) = dtmf_for(audio);
+    m.dtmf_out = out;
+    // The receiver is kept while the clock stays (the end packets of a digit still arriving are
+    // that digit's, not a new press).
+    let clock = |a: &MediaAgreement| a.telephone_event.map(|(_, clock)| clock);
+    if clock(audio) != clock(&m.agreement) || m.dtmf_in.is_none() {
+        m.dtmf_in = receiver;
+    }
     if waiting.is_empty() {
         return;
     }

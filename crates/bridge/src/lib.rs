@@ -207,7 +207,8 @@ pub(crate) struct Inner {
     next_call: AtomicU64,
     /// Set when the shutdown's wait for calls to end ran out: calls still waiting for the far
     /// end to confirm their end (a CANCEL waiting for a provisional answer, a BYE unanswered)
-    /// stop waiting, so their last events are still reported.
+    /// stop waiting, so their last events are still reported. Set once, never cleared: the bridge
+    /// is stopping for good.
     pub(crate) abandon: tokio::sync::watch::Sender<bool>,
 }
 

@@ -230,8 +230,9 @@ impl MediaLeg {
         // The port after RTP's; none after port 65535 (never port 0).
         let next = |a: SocketAddr| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?));
         let heard = self.rtcp_source.filter(|r| r.ip() == rtp.ip());
-        if self.config.symmetric_rtp && rtp.ip() != self.sdp_rtp.map_or(rtp.ip(), |a| a.ip()) {
-            // Latched behind NAT: its RTCP source once heard, its RTP port plus one until then.
+        if self.config.symmetric_rtp && Some(rtp) != self.sdp_rtp {
+            // Latched away from its SDP address (NAT): its RTCP source once heard, its RTP port
+            // plus one until then.
             return heard.or_else(|| next(rtp));
         }
         heard.or(self.sdp_rtcp).or_else(|| next(rtp))
@@ -310,9 +311,9 @@ impl MediaLeg {
     ///   - plain RTP while no source is known (a far end behind NAT): after [`PROBATION`]
     ///     packets in sequence of one SSRC;
     ///   - plain RTP once the source has been quiet for a second: its own stream at once (its
-    ///     SSRC, numbering on from where it stopped: NAT rebinding), any other after probation
-    ///     (a stream the far end started anew: a new SSRC after its NAT mapping expired, a media
-    ///     server switched without a re-INVITE).
+    ///     SSRC, numbering on from where it stopped: NAT rebinding), another from the far end's
+    ///     host (its IP or its SDP's) after probation (a stream it started anew from a new NAT
+    ///     port); never another host's (a stranger during the far end's silence).
     ///
     ///   Anything else is not media of this call (strict source: a stranger's audio or digits,
     ///   RTP bleed).
@@ -334,11 +335,14 @@ impl MediaLeg {
         } else if self.source.is_none() {
             self.on_probation(from, ssrc, seq)
         } else if quiet {
-            // The source's own stream, moved (same SSRC, numbering going on), or one on probation.
+            // The source's own stream, moved (same SSRC, numbering going on), or a stream started
+            // anew from the far end's host (its IP or its SDP's: a new NAT port), on probation.
+            // Another host's stream during the far end's silence is a stranger's.
             let moved = self
                 .source_stream
                 .is_some_and(|(s, last)| s == ssrc && seq.wrapping_sub(last).wrapping_sub(1) < MOVED_SEQ_WINDOW);
-            moved || self.on_probation(from, ssrc, seq)
+            let its_host = [self.source, self.sdp_rtp].iter().flatten().any(|a| a.ip() == from.ip());
+            moved || (its_host && self.on_probation(from, ssrc, seq))
         } else {
             false
         };
@@ -468,8 +472,8 @@ mod tests {
     /// needs four packets in sequence of one SSRC (out of order, or SSRCs mixed, count for
     /// nothing), and its packets in between do not start the far end's count over; while the
     /// far end's source sends, nothing else moves the latch; once it is quiet for a second, its
-    /// own stream moves it at once (NAT rebinding) and another only after probation (a stream it
-    /// started anew from a new NAT mapping).
+    /// own stream moves it at once (NAT rebinding), another of its host only after probation (a
+    /// stream it started anew from a new NAT port), and another host's never.
     #[test]
     fn strangers_cannot_take_the_media() {
         let peer: SocketAddr = "192.0.2.10:4000".parse().expect("addr");
@@ -499,6 +503,10 @@ mod tests {
         // Quiet for two seconds (silence suppression): sprayed packets do not move it...
         for seq in [0u16, 7, 3, 9, 1] {
             assert!(leg.handle_datagram(t0 + ms(2000), stranger, rtp_of(6, seq)).is_err());
+        }
+        // ...nor does a stranger's stream in sequence, from another host...
+        for seq in 0..10 {
+            assert!(leg.handle_datagram(t0 + ms(2100), stranger, rtp_of(6, 100 + seq)).is_err());
         }
         assert_eq!(leg.rtp_destination(), Some(nat));
         // ...the far end's own stream from a new NAT mapping does, numbering going on...
