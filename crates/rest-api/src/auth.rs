@@ -24,12 +24,13 @@ pub(crate) fn authenticate(
     path_project: Option<&str>,
     now: SystemTime,
 ) -> Result<ProjectId, ApiError> {
-    // A credential header given twice, or not as text, is ambiguous (a proxy in front may have
-    // checked another value than the one we would take): refused, not guessed at.
+    // A credential header given twice is ambiguous (a proxy in front may have checked another
+    // value than the one we would take), and so is an `X-OPENTOK-AUTH` that is not text (we would
+    // fall back to `Authorization`): refused, not guessed at.
     for name in ["x-opentok-auth", "authorization"] {
         let mut values = headers.get_all(name).iter();
         if let (Some(first), second) = (values.next(), values.next()) {
-            if second.is_some() || first.to_str().is_err() {
+            if second.is_some() || (name == "x-opentok-auth" && first.to_str().is_err()) {
                 return Err(forbidden(&format!("{name} given twice or not as text")));
             }
         }
