@@ -533,7 +533,9 @@ impl State {
                     // Silent by its own account (RFC 6464): never decoded, its length of silence
                     // played instead. The decoder is dropped with the audio it was decoding; the
                     // next packet that is not silent starts a fresh one.
-                    Step::Packet { samples, skip, level: Some(level), .. } if *level >= silence => {
+                    // (G.711 is decoded all the same: it costs next to nothing, and its concealment
+                    // needs what was heard last.)
+                    Step::Packet { samples, skip, level: Some(level), .. } if *level >= silence && opus => {
                         Some(samples.saturating_sub(*skip))
                     }
                     // Nothing to conceal with: what the stream last played was silence (G.711
