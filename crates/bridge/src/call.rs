@@ -345,8 +345,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             ev = call.events.recv() => {
                 let Some(ev) = ev else {
                     if let Some(m) = media.as_mut() {
-                        say_goodbye(bridge, spec, m);
-                        let _ = m.leg.shutdown().await;
+                        close_media(bridge, spec, m).await;
                     }
                     return Ending::new(703, "Unexpected Clearing: the SIP stack stopped", normal);
                 };
@@ -436,8 +435,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             // An answer that cannot be used ends the early media properly too
                             // (its quality recorded, its leg closed).
                             (Some(mut m), Err(e)) => {
-                                say_goodbye(bridge, spec, &mut m);
-                                let _ = m.leg.shutdown().await;
+                                close_media(bridge, spec, &mut m).await;
                                 Err(e)
                             }
                             (None, agreed) => agreed.and_then(|a| start_media(bridge, spec, a, sockets.take())),
@@ -481,13 +479,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         // The end of early media (an announcement before a 404, or ringback before a
                         // 486): its leg goes.
                         if let Some(m) = media.as_mut() {
-                            say_goodbye(bridge, spec, m);
-                            let _ = m.leg.shutdown().await;
+                            close_media(bridge, spec, m).await;
                         }
-                        let disconnect = match hangup_cause {
-                            Some(Control::ForceDisconnected) => None,
-                            _ => normal,
-                        };
+                        let disconnect = disconnect_after(&hangup_cause);
                         if let Some(c) = &hangup_cause {
                             return Ending::new(700, format!("Normal Clearing ({c:?} while ringing; {code} {reason})"), disconnect);
                         }
@@ -495,8 +489,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                     CallEvent::Ended { reason } => {
                         if let Some(m) = media.as_mut() {
-                            say_goodbye(bridge, spec, m);
-                            let _ = m.leg.shutdown().await;
+                            close_media(bridge, spec, m).await;
                         }
                         return match (reason, hangup_cause) {
                             (_, Some(Control::ForceDisconnected)) => Ending::new(700, "Normal Clearing (force disconnect)", None),
@@ -548,13 +541,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
             // Hung up, and the gateway stops before the far end confirmed: ended here.
             _ = async { abandon.wait_for(|a| *a).await.map(|_| ()) }, if hangup_cause.is_some() => {
                 if let Some(m) = media.as_mut() {
-                    say_goodbye(bridge, spec, m);
-                    let _ = m.leg.shutdown().await;
+                    close_media(bridge, spec, m).await;
                 }
-                let disconnect = match hangup_cause {
-                    Some(Control::ForceDisconnected) => None,
-                    _ => normal,
-                };
+                let disconnect = disconnect_after(&hangup_cause);
                 return Ending::new(700, "Normal Clearing (gateway shutdown; the far end had not confirmed the end)", disconnect);
             }
             c = async { match early_controls.pop_front() { Some(c) => Some(c), None => control.recv().await } }, if hangup_cause.is_none() => {
@@ -677,6 +666,21 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
 }
 
 /// Waits (boundedly) for the final event after we hung up.
+/// The media's goodbye (RTCP BYE, quality reported) and its leg closed.
+async fn close_media(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
+    say_goodbye(bridge, spec, m);
+    let _ = m.leg.shutdown().await;
+}
+
+/// How the session lets go of the SIP connection of a call we hung up for `cause`: a force
+/// disconnect has done it already.
+fn disconnect_after(cause: &Option<Control>) -> Option<DisconnectReason> {
+    match cause {
+        Some(Control::ForceDisconnected) => None,
+        _ => Some(DisconnectReason::ClientDisconnected),
+    }
+}
+
 async fn wait_end(
     events: &mut mpsc::UnboundedReceiver<CallEvent>,
     abandon: &mut tokio::sync::watch::Receiver<bool>,

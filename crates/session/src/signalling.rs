@@ -215,7 +215,7 @@ fn handle(
         (_, None) => Err(Refusal::new(400, "join first")),
         ("leave", Some(_)) => return (id, Ok(Some(json!({}))), true),
         // Removed by the server while this request waited: it acts for nobody.
-        (_, Some(j)) if !service.with(|s: &mut State| s.rooms.connection(&j.connection.id).is_some()) => {
+        (_, Some(j)) if service.lock().rooms.connection(&j.connection.id).is_none() => {
             Err(Refusal::new(404, "this connection was removed from the session"))
         }
         // Answered under the state's lock (`Ok(None)` here), ahead of the events they cause.
