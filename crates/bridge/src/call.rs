@@ -1331,31 +1331,6 @@ fn follow_agreement(
     agreement: sdp_negotiation::Agreement,
     tick: &mut tokio::time::Interval,
 ) {
-    let Some(m) = media else {
-        follow_media(bridge, spec, None, video, agreement, tick);
-        return;
-    };
-    follow_media(bridge, spec, Some(&mut *m), video, agreement, tick);
-    if !media_sending(m) {
-        // Held, or the stream removed: digits not started would go nowhere (and `play-dtmf`
-        // refuses more until the call takes media again).
-        if let Some(dropped) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).filter(|d| !d.is_empty()) {
-            warn!(call = %spec.id, digits = dropped.len(), "DTMF not played: the far end no longer takes our media");
-        }
-    }
-    dtmf_ready(spec, m);
-}
-
-/// [`follow_agreement`] less the DTMF bookkeeping that follows every path of it (the early
-/// returns included).
-fn follow_media(
-    bridge: &Arc<Inner>,
-    spec: &CallSpec,
-    media: Option<&mut Media>,
-    video: Option<&VideoHandle>,
-    agreement: sdp_negotiation::Agreement,
-    tick: &mut tokio::time::Interval,
-) {
     match (video, agreement.video.as_ref()) {
         (Some(v), Some(agreed)) => {
             let _ = v.control.send(VideoControl::Remote(Box::new(agreed.clone())));
@@ -1367,7 +1342,26 @@ fn follow_media(
         _ => {}
     }
     let Some(m) = media else { return };
-    let Some(audio) = agreement.audio else {
+    follow_audio(bridge, spec, m, agreement.audio, tick);
+    if !media_sending(m) {
+        // Held, or the stream removed: digits not started would go nowhere (and `play-dtmf`
+        // refuses more until the call takes media again).
+        if let Some(dropped) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).filter(|d| !d.is_empty()) {
+            warn!(call = %spec.id, digits = dropped.len(), "DTMF not played: the far end no longer takes our media");
+        }
+    }
+    dtmf_ready(spec, m);
+}
+
+/// The audio part of [`follow_agreement`] (`None`: the far end removed the audio stream).
+fn follow_audio(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    m: &mut Media,
+    audio: Option<MediaAgreement>,
+    tick: &mut tokio::time::Interval,
+) {
+    let Some(audio) = audio else {
         remove_audio(spec, m);
         return;
     };
