@@ -61,6 +61,11 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "rest.tls_cert", default: "none", help: "PEM certificate chain: serve HTTPS (needs rest.tls_key)" },
     Key { name: "rest.tls_key", default: "none", help: "PEM private key of rest.tls_cert" },
+    Key {
+        name: "rest.max_connections",
+        default: "1024",
+        help: "HTTP connections served at once; more get a 503 (upgraded WebSockets do not count)",
+    },
     Key { name: "sip.udp_bind", default: "127.0.0.1:5060 (an ephemeral port when taken)", help: "SIP UDP socket" },
     Key {
         name: "sip.tcp_bind",
@@ -160,6 +165,11 @@ pub const KEYS: &[Key] = &[
         name: "timeouts.session_empty",
         default: "60s",
         help: "a session without clients ends (and its SIP calls) after this",
+    },
+    Key {
+        name: "timeouts.http_request",
+        default: "10s",
+        help: "longest wait for an HTTP request's head (then the connection closes) or body (408)",
     },
     Key { name: "timeouts.shutdown_calls", default: "5s", help: "on shutdown, the wait for every call's BYE/CANCEL" },
     Key {
@@ -424,6 +434,10 @@ pub struct Settings {
     pub session_empty_timeout: Duration,
     /// Shutdown: calls.
     pub shutdown_calls: Duration,
+    /// An HTTP request's head and body.
+    pub http_request_timeout: Duration,
+    /// HTTP connections served at once.
+    pub rest_max_connections: usize,
     /// Shutdown: callbacks.
     pub shutdown_callbacks: Duration,
     /// Callback store; `None`: the mode's default.
@@ -755,6 +769,9 @@ fn resolve(
     let max_duration = layers.get_or("timeouts.max_duration", secs(6 * 3600), parse_duration)?;
     let session_empty_timeout = layers.get_or("timeouts.session_empty", secs(60), parse_duration)?;
     let shutdown_calls = layers.get_or("timeouts.shutdown_calls", secs(5), parse_duration)?;
+    let http_request_timeout = layers.get_or("timeouts.http_request", secs(10), parse_duration)?;
+    let rest_max_connections =
+        layers.get_or("rest.max_connections", 1024, |r| bounded(r, 1, 1 << 20).map(|n| n as usize))?;
     let shutdown_callbacks = layers.get_or("timeouts.shutdown_callbacks", secs(5), parse_duration)?;
     let callback_store = layers.get("callbacks.store", path)?;
     let callback_initial_backoff =
@@ -827,6 +844,8 @@ fn resolve(
         max_duration,
         session_empty_timeout,
         shutdown_calls,
+        http_request_timeout,
+        rest_max_connections,
         shutdown_callbacks,
         callback_store,
         callback_initial_backoff,
@@ -1228,6 +1247,8 @@ impl Settings {
             format!("timeouts.max_duration = {}", d(self.max_duration)),
             format!("timeouts.session_empty = {}", d(self.session_empty_timeout)),
             format!("timeouts.shutdown_calls = {}", d(self.shutdown_calls)),
+            format!("timeouts.http_request = {}", d(self.http_request_timeout)),
+            format!("rest.max_connections = {}", self.rest_max_connections),
             format!("timeouts.shutdown_callbacks = {}", d(self.shutdown_callbacks)),
             format!("callbacks.store = {}", opt(self.callback_store.as_ref().map(|p| p.display().to_string()))),
             format!("callbacks.initial_backoff = {}", d(self.callback_initial_backoff)),

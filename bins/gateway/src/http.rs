@@ -69,9 +69,17 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(permit) = api.admit() else {
+            // Plain HTTP gets a 503 first; a TLS client only sees the connection close.
+            if tls.is_none() {
+                rest_api::refuse_busy(&stream, peer);
+            }
+            continue;
+        };
         let (api, ops, stop) = (api.clone(), ops.clone(), stop.clone());
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tls {
                 None => connection(stream, api, ops, stop).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -90,11 +98,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = hyper_util::rt::TokioIo::new(stream);
+    let http = api.http1();
     let service = hyper::service::service_fn(move |req| {
         let (api, ops) = (api.clone(), ops.clone());
         async move { Ok::<_, Infallible>(answer(&api, &ops, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
+    let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

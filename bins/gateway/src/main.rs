@@ -288,8 +288,16 @@ async fn run(settings: Settings) -> ExitCode {
         },
         None => None,
     };
-    let api = RestApi::new(service.clone(), ApiConfig { demo: demo_config, ..ApiConfig::default() })
-        .with_dialer(Arc::new(bridge.clone()));
+    let api = RestApi::new(
+        service.clone(),
+        ApiConfig {
+            demo: demo_config,
+            request_timeout: settings.http_request_timeout,
+            max_connections: settings.rest_max_connections,
+            ..ApiConfig::default()
+        },
+    )
+    .with_dialer(Arc::new(bridge.clone()));
     let tls = settings.rest_tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let ops =
         Arc::new(http::Operations { metrics: metrics.clone(), bridge: bridge.clone(), callbacks: callbacks.clone() });

@@ -32,8 +32,9 @@ use hyper::{Method, Request, Response};
 use session::service::SessionService;
 use session::RestAuthConfig;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 /// Largest request body accepted.
@@ -43,13 +44,35 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const CLIENT_JS: &str = include_str!("../../session/js/gateway-client.js");
 
 /// How the API behaves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// REST JWT time rules.
     pub auth: RestAuthConfig,
     /// Demo mode: the demo page, the test page and `POST /demo/token` exist only when set.
     pub demo: Option<DemoConfig>,
+    /// Longest wait for a request's head (the first request's, and the next one's on an idle
+    /// keep-alive connection: the connection is closed) and for its body (408). A client that
+    /// sends a byte a minute must not hold a connection for ever.
+    pub request_timeout: Duration,
+    /// Most HTTP connections served at once ([`RestApi::admit`]); beyond it, new ones get a 503
+    /// and are closed. Upgraded WebSocket connections leave the count (signalling bounds them).
+    pub max_connections: usize,
 }
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            auth: RestAuthConfig::default(),
+            demo: None,
+            request_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// What a connection refused by [`RestApi::admit`] is sent before it is closed.
+pub const BUSY_RESPONSE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
 
 /// The API, cheap to clone.
 #[derive(Debug, Clone)]
@@ -64,13 +87,16 @@ struct Inner {
     dialer: Option<Arc<dyn Dialer>>,
     /// When the API was built, ms since the epoch: the projects' `createdAt`.
     started_ms: u64,
+    /// One permit per HTTP connection served.
+    connections: Arc<Semaphore>,
 }
 
 impl RestApi {
     /// An API over this session service.
     pub fn new(service: SessionService, config: ApiConfig) -> RestApi {
         let started_ms = session::room::unix_ms(SystemTime::now());
-        RestApi { inner: Arc::new(Inner { service, config, dialer: None, started_ms }) }
+        let connections = Arc::new(Semaphore::new(config.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+        RestApi { inner: Arc::new(Inner { service, config, dialer: None, started_ms, connections }) }
     }
 
     /// The same API, placing calls for `POST /v2/project/{id}/dial` through `dialer` (without
@@ -81,8 +107,23 @@ impl RestApi {
             config: self.inner.config.clone(),
             dialer: Some(dialer),
             started_ms: self.inner.started_ms,
+            connections: self.inner.connections.clone(),
         };
         RestApi { inner: Arc::new(inner) }
+    }
+
+    /// A permit to serve one more HTTP connection, held while it is served; `None` when
+    /// [`ApiConfig::max_connections`] are (answer it with [`refuse_busy`]).
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.connections.clone().try_acquire_owned().ok()
+    }
+
+    /// The HTTP/1.1 connection settings to serve this API with: the head of every request, and
+    /// an idle keep-alive connection's next one, within [`ApiConfig::request_timeout`].
+    pub fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(self.inner.config.request_timeout);
+        http
     }
 
     /// The session service behind it.
@@ -96,10 +137,16 @@ impl RestApi {
             return signalling::upgrade(self.inner.service.clone(), &mut req);
         }
         let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return ApiError::new(413, "request body too large").into_response(),
-        };
+        let bytes =
+            match tokio::time::timeout(self.inner.config.request_timeout, Limited::new(body, MAX_BODY).collect()).await
+            {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(_)) => return ApiError::new(413, "request body too large").into_response(),
+                Err(_) => {
+                    debug!(path = parts.uri.path(), "request body not received in time");
+                    return ApiError::new(408, "request body not received in time").into_response();
+                }
+            };
         self.answer(&parts.method, parts.uri.path(), &parts.headers, &bytes, SystemTime::now())
     }
 
@@ -212,17 +259,30 @@ pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response<
 /// Serves HTTP/1.1 on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, api: RestApi) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Some(permit) = api.admit() else {
+            refuse_busy(&stream, peer);
+            continue;
+        };
         let api = api.clone();
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
+            let http = api.http1();
             let service = hyper::service::service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
+            let _ = http.serve_connection(io, service).with_upgrades().await;
+            drop(permit);
         });
     }
+}
+
+/// Answers a connection [`RestApi::admit`] refused with [`BUSY_RESPONSE`], without waiting (it
+/// fits any fresh socket's send buffer), before it is dropped.
+pub fn refuse_busy(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    debug!(%peer, "HTTP connection refused: too many open");
+    let _ = stream.try_write(BUSY_RESPONSE);
 }
 
 /// The README's example, compiled and run as a doctest.

@@ -30,17 +30,27 @@ pub fn app_private_key_file() -> PathBuf {
 
 /// A session service with the three projects, and an API over it.
 pub async fn api() -> RestApi {
+    api_with(ApiConfig::default()).await
+}
+
+/// [`api`] with this configuration.
+pub async fn api_with(config: ApiConfig) -> RestApi {
     let mut projects = Projects::new();
     projects.insert(Project::legacy(KEY, ApiSecret::new(SECRET).expect("secret")).expect("project"));
     projects.insert(Project::legacy(OTHER_KEY, ApiSecret::new(OTHER_SECRET).expect("secret")).expect("project"));
     projects.insert(Project::application(APP_ID, APP_PUBLIC_PEM).expect("application"));
     let service = SessionService::start(ServiceConfig::default(), projects).await.expect("service");
-    RestApi::new(service, ApiConfig::default())
+    RestApi::new(service, config)
 }
 
 /// [`api`], served on a loopback port.
 pub async fn start() -> (RestApi, u16) {
-    let api = api().await;
+    start_with(ApiConfig::default()).await
+}
+
+/// [`api_with`], served on a loopback port.
+pub async fn start_with(config: ApiConfig) -> (RestApi, u16) {
+    let api = api_with(config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(serve(listener, api.clone()));
