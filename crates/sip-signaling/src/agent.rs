@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -405,6 +405,11 @@ pub struct UserAgent {
     reject_refill: Option<Instant>,
     /// Stream framers by transport, address and connection (see [`UserAgent::handle_stream_input`]).
     framers: HashMap<(Transport, SocketAddr, u64), StreamFramer>,
+    /// Stream connections to close (see [`UserAgent::poll_close`]).
+    closes: VecDeque<(Target, u64)>,
+    /// Stream connections whose input is ignored until they are forgotten: closed for
+    /// unframeable input ([`UserAgent::forget_stream`] ends the entry).
+    refused_streams: HashSet<(Transport, SocketAddr, u64)>,
     stats: Stats,
     /// Addresses whose TCP connection failed for a large request, until when they get UDP only.
     tcp_refused: HashMap<SocketAddr, Instant>,
@@ -466,6 +471,8 @@ impl UserAgent {
             events: VecDeque::new(),
             reject_refill: None,
             framers: HashMap::new(),
+            closes: VecDeque::new(),
+            refused_streams: HashSet::new(),
             stats: Stats::default(),
         }
     }
@@ -1132,6 +1139,9 @@ impl UserAgent {
         }
         let limits = self.config.limits;
         let key = (source.transport, source.addr, connection);
+        if self.refused_streams.contains(&key) {
+            return;
+        }
         let framer = self.framers.entry(key).or_insert_with(|| StreamFramer::new(limits));
         framer.push(data);
         let mut frames = Vec::new();
@@ -1140,9 +1150,14 @@ impl UserAgent {
                 Ok(Some(f)) => frames.push(f),
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(%source, error = %e, "unframeable stream, dropping its buffer");
+                    // No message boundary can be trusted after this (RFC 3261 §18.3: a stream
+                    // message whose length is wrong ends its connection): what follows is
+                    // never read as messages of its own, and the connection is closed.
+                    warn!(%source, error = %e, "unframeable stream: closing its connection");
                     self.stats.malformed += 1;
                     self.framers.remove(&key);
+                    self.refused_streams.insert(key);
+                    self.closes.push_back((source.clone(), connection));
                     break;
                 }
             }
@@ -2132,7 +2147,9 @@ impl UserAgent {
     /// [`handle_input`](Self::handle_input)), without anything else: for a connection that is
     /// gone, reported or not by [`handle_connection_closed`](Self::handle_connection_closed).
     pub fn forget_stream(&mut self, source: &Target, connection: u64) {
-        self.framers.remove(&(source.transport, source.addr, connection));
+        let key = (source.transport, source.addr, connection);
+        self.framers.remove(&key);
+        self.refused_streams.remove(&key);
     }
 
     fn handle_transport_error_inner(&mut self, now: Instant, target: &Target) {
@@ -2492,6 +2509,13 @@ impl UserAgent {
     /// The next call event.
     pub fn poll_event(&mut self) -> Option<(CallHandle, CallEvent)> {
         self.events.pop_front()
+    }
+
+    /// The next stream connection to close (its transport, its address and the `connection`
+    /// given to [`handle_stream_input`](Self::handle_stream_input)): one that sent what cannot be
+    /// framed. Input still given for it is ignored.
+    pub fn poll_close(&mut self) -> Option<(Target, u64)> {
+        self.closes.pop_front()
     }
 }
 

@@ -570,6 +570,13 @@ impl Task {
             while let Some(t) = self.ua.poll_transmit() {
                 self.send(t);
             }
+            while let Some((t, id)) = self.ua.poll_close() {
+                // Its writer dropped, the connection's pump shuts it down and reports it closed.
+                let key = connection_key(&t);
+                if self.conns.get(&key).is_some_and(|(current, _)| *current == id) {
+                    self.conns.remove(&key);
+                }
+            }
             let mut retried = false;
             while let Some((h, ev)) = self.ua.poll_event() {
                 let Some(mut route) = self.calls.remove(&h) else { continue };

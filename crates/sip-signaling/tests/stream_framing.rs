@@ -1,0 +1,96 @@
+//! A stream connection that sends what cannot be framed (a Content-Length beyond the message
+//! limit) is closed (RFC 3261 §18.3), and nothing it sends afterwards is read as a message: the
+//! "body" of a lying Content-Length can never be smuggled in as a message of its own.
+
+mod common;
+
+use bytes::Bytes;
+use common::{ok_with_sdp, respond, Harness};
+use sip_signaling::driver::{self, Dial, DriverConfig};
+use sip_signaling::{CallEvent, Transport};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A provisional response whose Content-Length is beyond any message we take.
+fn unframeable(invite: &sip_signaling::Message) -> Vec<u8> {
+    let mut trying = respond(invite, 100, "Trying", None).to_bytes();
+    let head = String::from_utf8_lossy(&trying).replace("Content-Length: 0", "Content-Length: 99999999");
+    trying = head.into_bytes();
+    trying
+}
+
+#[test]
+fn an_unframeable_stream_is_closed_and_what_follows_on_it_is_ignored() {
+    let mut h = Harness::new(Transport::Tcp);
+    let _call = h.dial("sip:far@example.com;transport=tcp");
+    let invite = h.sent_one();
+    let peer = h.peer();
+    let bad = unframeable(&invite);
+    assert!(String::from_utf8_lossy(&bad).contains("Content-Length: 99999999"));
+    h.ua.handle_stream_input(h.now, peer.clone(), 9, &bad);
+    assert_eq!(h.ua.poll_close(), Some((peer.clone(), 9)), "the connection is to be closed");
+    assert_eq!(h.ua.poll_close(), None);
+
+    // What would have been that response's "body": a 200 of its own. Ignored.
+    let ok = ok_with_sdp(&invite, "far1").to_bytes();
+    h.ua.handle_stream_input(h.now, peer.clone(), 9, &ok);
+    assert!(h.events().iter().all(|e| !matches!(e, CallEvent::Answered { .. })), "nothing read from a refused stream");
+    assert!(h.sent().is_empty(), "no ACK for a smuggled 200");
+
+    // Once the connection is gone, the same bytes on a new one are a message like any other.
+    h.ua.forget_stream(&peer, 9);
+    h.ua.handle_stream_input(h.now, peer.clone(), 10, &ok);
+    assert!(h.events().iter().any(|e| matches!(e, CallEvent::Answered { .. })), "a new connection is read");
+}
+
+#[tokio::test]
+async fn the_driver_closes_a_connection_that_sent_an_unframeable_message() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let ua = driver::start(DriverConfig { keepalive_interval: None, ..DriverConfig::default() }).await.expect("driver");
+    let _call = ua
+        .call(Dial {
+            uri: format!("sip:peer@127.0.0.1:{port};transport=tcp"),
+            sdp: Some(Bytes::from_static(b"v=0\r\n")),
+            ..Dial::default()
+        })
+        .await
+        .expect("dial");
+    let (mut conn, _) =
+        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("connection").expect("accept");
+    let mut buf = [0u8; 8192];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(3), conn.read(&mut buf)).await.expect("INVITE").expect("read");
+        assert!(n > 0, "closed before the INVITE");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let header = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_owned()
+    };
+    let lying = format!(
+        "SIP/2.0 100 Trying\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 99999999\r\n\r\n",
+        header("Via"),
+        header("From"),
+        header("To"),
+        header("Call-ID"),
+        header("CSeq"),
+    );
+    conn.write_all(lying.as_bytes()).await.expect("write");
+    // Whatever was still on its way, then the end of the stream.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the gateway kept the connection open");
+    ua.shutdown().await;
+}
