@@ -381,8 +381,17 @@ struct Call {
     /// The highest CSeq of the far end's requests in each early dialog, by its tag: a request at
     /// or below it is a retransmission (answered again, not reported again).
     early_cseq: Vec<(String, u32)>,
+    /// Dialogs of other branches' 2xx, acknowledged and ended (RFC 3261 §13.2.2.4): their To tag,
+    /// ACK and its target, to acknowledge a retransmission again without a second BYE. At most
+    /// [`MAX_FORKS`].
+    forks: Vec<(String, Vec<u8>, Target)>,
     end_reason: EndReason,
 }
+
+/// Most forked dialogs a call acknowledges and ends: a forking proxy has a few branches, but a
+/// far end answering 2xx after 2xx with new To tags (and Contacts anywhere) must not make us send
+/// a BYE, and perhaps open a connection, for every one.
+const MAX_FORKS: usize = 8;
 
 /// The sans-IO SIP user agent. See the crate documentation.
 #[derive(Debug)]
@@ -681,6 +690,7 @@ impl UserAgent {
             offer_out: false,
             offer_sdp: None,
             early: Vec::new(),
+            forks: Vec::new(),
             early_cseq: Vec::new(),
             end_reason: EndReason::LocalHangup,
         };
@@ -1056,12 +1066,14 @@ impl UserAgent {
             resp.headers.push(HeaderName::Allow, ALLOW);
             // RFC 4028 section 9: echo the interval and refresher.
             if let Some(se) = p.se {
-                let refresher = se.refresher.unwrap_or(Refresher::Uac);
+                // A far end without timer support cannot refresh: we do (RFC 4028 §9).
+                let timer_supported = p.request.headers.has_token(&HeaderName::Supported, "timer");
+                let refresher = if timer_supported { se.refresher.unwrap_or(Refresher::Uac) } else { Refresher::Uas };
                 resp.headers.push(
                     HeaderName::SessionExpires,
                     SessionExpires { interval: se.interval, refresher: Some(refresher) }.to_header(),
                 );
-                if p.request.headers.has_token(&HeaderName::Supported, "timer") {
+                if timer_supported {
                     resp.headers.push(HeaderName::Require, "timer");
                 }
                 c.timer = Some(SessionTimer::start(now, se.interval, refresher == Refresher::Uas));
@@ -1389,13 +1401,35 @@ impl UserAgent {
     /// acknowledged and then ended.
     fn ack_and_bye_fork(&mut self, now: Instant, h: u64, msg: &Message) {
         let Some(c) = self.calls.get(&h) else { return };
+        // Only a 2xx to our INVITE: its From tag ours, its CSeq the INVITE's.
+        let ours = msg.from().ok().and_then(|f| f.tag().map(str::to_owned)) == c.local.tag().map(str::to_owned)
+            && msg.cseq().ok().map(|s| s.seq) == c.invite_bytes.cseq().ok().map(|s| s.seq);
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned)).unwrap_or_default();
+        if !ours {
+            self.stats.stray_responses += 1;
+            debug!(call = %CallHandle(h), "a 2xx that does not answer our INVITE dropped");
+            return;
+        }
+        if let Some((_, ack, target)) = c.forks.iter().find(|(tag, ..)| *tag == to_tag) {
+            debug!(call = %CallHandle(h), "forked 2xx retransmission: resending its ACK");
+            self.transmits.push_back(Transmit { target: target.clone(), payload: ack.clone() });
+            return;
+        }
+        if c.forks.len() >= MAX_FORKS {
+            self.stats.stray_responses += 1;
+            warn!(call = %CallHandle(h), "forked 2xx beyond {MAX_FORKS} dialogs dropped");
+            return;
+        }
         let Ok(mut d) = Dialog::from_response(msg, &c.local, msg.cseq().map(|s| s.seq).unwrap_or(1), &c.initial_target)
             .map(|d| d.through(&c.preloaded, &c.initial_target))
         else {
             return;
         };
         info!(call = %CallHandle(h), "forked 2xx from another branch: ACK and BYE");
-        self.send_2xx_ack(d.request(Method::Ack, d.local_seq), &d.next_hop);
+        let ack = self.send_2xx_ack(d.request(Method::Ack, d.local_seq), &d.next_hop);
+        if let Some(c) = self.calls.get_mut(&h) {
+            c.forks.push((to_tag, ack, d.next_hop.clone()));
+        }
         let seq = d.next_seq();
         let bye = d.request(Method::Bye, seq);
         let branch = self.new_branch();
@@ -1479,7 +1513,11 @@ impl UserAgent {
             c.timer = match (c.session_expires, SessionExpires::from_message(&msg)) {
                 (Some(asked), Some(se)) => {
                     let we_refresh = se.refresher != Some(Refresher::Uas);
-                    Some(SessionTimer::start(now, session_interval(se.interval, Some(asked), we_refresh), we_refresh))
+                    Some(SessionTimer::start(
+                        now,
+                        session_interval(se.interval, Some(asked), we_refresh, c.min_se),
+                        we_refresh,
+                    ))
                 }
                 _ => None,
             };
@@ -1657,7 +1695,7 @@ impl UserAgent {
             let Some(c) = self.calls.get_mut(&h) else { return };
             if let Some(se) = SessionExpires::from_message(&msg) {
                 let we_refresh = se.refresher != Some(Refresher::Uas);
-                let interval = session_interval(se.interval, c.session_expires, we_refresh);
+                let interval = session_interval(se.interval, c.session_expires, we_refresh, c.min_se);
                 c.timer = Some(SessionTimer::start(now, interval, we_refresh));
                 if purpose == Purpose::Refresh {
                     self.events.push_back((handle, CallEvent::SessionRefreshed { interval }));
@@ -1947,7 +1985,23 @@ impl UserAgent {
                     self.finish_server_response(now, h, p, resp, false);
                     return;
                 }
-                let se = SessionExpires::from_message(&msg);
+                let min_se = c.min_se;
+                let mut se = SessionExpires::from_message(&msg);
+                if let Some(asked) = se.filter(|s| s.interval < min_se) {
+                    if msg.headers.has_token(&HeaderName::Supported, "timer") {
+                        // RFC 4028 §9: below our minimum, refused with it (the far end asks again
+                        // with at least that); a refresh every half second is not a session timer.
+                        info!(call = %handle, asked = asked.interval, min_se, "session interval too small: 422");
+                        let mut resp = self.response_for(&msg, 422, "Session Interval Too Small", None);
+                        resp.headers.push(HeaderName::MinSe, min_se.to_string());
+                        let p = PendingIn { key, request: msg, source: source.clone(), kind, se: None, deadline: now };
+                        self.finish_server_response(now, h, p, resp, false);
+                        return;
+                    }
+                    // A far end without timer support cannot ask again: the interval is raised to
+                    // our minimum instead (RFC 4028 §9, erratum 1687).
+                    se = Some(SessionExpires { interval: min_se, ..asked });
+                }
                 let p = PendingIn {
                     key,
                     request: msg.clone(),
@@ -2554,11 +2608,18 @@ fn build_non2xx_ack(invite: &[u8], resp: &Message, limits: Limits) -> Option<Vec
 /// The session interval a 2xx sets: what it says, except that when we refresh a value larger than
 /// we asked is not kept (a UAS may only lower it, RFC 4028 §9). When the far end refreshes, its
 /// own interval is what it refreshes by, so expiring the session earlier would end a live call.
-fn session_interval(answered: u32, asked: Option<u32>, we_refresh: bool) -> u32 {
-    match asked {
+fn session_interval(answered: u32, asked: Option<u32>, we_refresh: bool, min_se: u32) -> u32 {
+    let interval = match asked {
         Some(asked) if we_refresh => answered.min(asked),
         _ => answered,
+    };
+    // RFC 4028 §9: a UAS never answers below the request's Min-SE (ours), and nothing is ever
+    // below 90 s. A far end that does is not followed there: refreshes every half second, or a
+    // session given up after seconds, are not what a session timer is for.
+    if interval < min_se {
+        warn!(answered = interval, min_se, "a session interval below our Min-SE answered: raised to it");
     }
+    interval.max(min_se)
 }
 
 /// Replaces the value of a message's top Via.

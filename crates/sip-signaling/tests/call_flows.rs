@@ -409,6 +409,47 @@ fn forked_2xx() {
     assert!(!ev.iter().any(CallEvent::is_final));
 }
 
+/// A forked 2xx sent again is acknowledged again, without a second BYE; a 2xx that does not
+/// answer our INVITE (another From tag, another CSeq) is dropped; and a far end answering with
+/// new To tags over and over gets at most eight dialogs acknowledged and ended.
+#[test]
+fn forked_2xx_retransmissions_forgeries_and_floods() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    h.deliver(&ok_with_sdp(&invite, "first"));
+    h.sent_one();
+    let second = ok_with_sdp(&invite, "second");
+    h.deliver(&second);
+    let sent = h.sent();
+    assert_eq!(sent.iter().map(start).collect::<Vec<_>>(), vec!["ACK", "BYE"]);
+    let ack = sent[0].clone();
+    h.deliver(&second);
+    let again = h.sent();
+    assert_eq!(again.iter().map(start).collect::<Vec<_>>(), vec!["ACK"], "the retransmission is only acknowledged");
+    assert_eq!(again[0].to_bytes(), ack.to_bytes(), "with the same ACK");
+
+    let mut forged = ok_with_sdp(&invite, "third");
+    for hd in forged.headers.0.iter_mut().filter(|hd| hd.name == HeaderName::From) {
+        hd.value = "<sip:+15550001@192.0.2.10>;tag=not-ours".into();
+    }
+    h.deliver(&forged);
+    let mut other_cseq = ok_with_sdp(&invite, "fourth");
+    for hd in other_cseq.headers.0.iter_mut().filter(|hd| hd.name == HeaderName::CSeq) {
+        hd.value = "77 INVITE".into();
+    }
+    h.deliver(&other_cseq);
+    assert!(h.sent().is_empty(), "nothing sent for 2xx that do not answer our INVITE");
+
+    for n in 0..20 {
+        h.deliver(&ok_with_sdp(&invite, &format!("flood{n}")));
+    }
+    let byes = h.sent().iter().filter(|m| m.method() == Some(&Method::Bye)).count();
+    assert_eq!(byes, 7, "eight forked dialogs ended in all, the first one included");
+    let ev = h.events();
+    assert!(!ev.iter().any(CallEvent::is_final), "the call goes on: {ev:?}");
+}
+
 /// Requests inside an early dialog (after a 180 with a To tag) are
 /// recognised: INFO is answered and reported (a retransmission answered only),
 /// an offer is postponed with 500 + Retry-After, a wrong tag is 481.

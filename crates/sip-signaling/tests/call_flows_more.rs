@@ -591,6 +591,57 @@ fn peer_refreshes_keep_the_call_up() {
     assert_eq!(h.events(), vec![CallEvent::Ended { reason: EndReason::SessionExpired }]);
 }
 
+/// RFC 4028 §9: a refresh asking for less than our Min-SE (90 s) is refused with 422 and our
+/// Min-SE when the far end supports timers (it asks again), and raised to it when it does not
+/// (then we refresh). A 2xx answering below our Min-SE is not followed there either: no refresh
+/// every half second.
+#[test]
+fn session_intervals_below_min_se_are_refused_or_raised() {
+    let mut h = Harness::new(Transport::Udp);
+    let (call, _invite, ok) = answered_with(&mut h, "sip:bob@biloxi.example.com", |_| {});
+    let small = |n: u32, supported: bool| {
+        let r = with_header(
+            peer_request(&ok, "UPDATE", n, &format!("z9hG4bKsmall{n}")),
+            HeaderName::SessionExpires,
+            "1;refresher=uas",
+        );
+        if supported {
+            with_header(r, HeaderName::Supported, "timer")
+        } else {
+            r
+        }
+    };
+    let refused = small(1, true);
+    h.deliver(&refused);
+    let r = h.sent_one();
+    assert_answers(&r, &refused, 422);
+    assert_eq!(hdr(&r, HeaderName::MinSe).as_deref(), Some("90"));
+    assert!(h.events().is_empty(), "nothing reported for a refused refresh");
+
+    let raised = small(2, false);
+    h.deliver(&raised);
+    let r = h.sent_one();
+    assert_answers(&r, &raised, 200);
+    assert_eq!(hdr(&r, HeaderName::SessionExpires).as_deref(), Some("90;refresher=uas"), "raised, and ours to refresh");
+    assert_eq!(h.events(), vec![CallEvent::SessionRefreshed { interval: 90 }]);
+    h.advance(Duration::from_secs(44));
+    assert!(h.sent().is_empty(), "no refresh before half of 90 s");
+    h.advance(Duration::from_secs(1));
+    let refresh = h.sent_one();
+    assert!(matches!(refresh.method(), Some(Method::Update | Method::Invite)), "{}", start(&refresh));
+    let _ = call;
+
+    let mut h = Harness::new(Transport::Udp);
+    let _ = answered_with(&mut h, "sip:bob@biloxi.example.com", |ok| {
+        ok.headers.push(HeaderName::SessionExpires, "1;refresher=uac");
+        ok.headers.push(HeaderName::Require, "timer");
+    });
+    h.advance(Duration::from_secs(44));
+    assert!(h.sent().is_empty(), "a 1 s interval answered is not refreshed every half second");
+    h.advance(Duration::from_secs(1));
+    assert!(matches!(h.sent_one().method(), Some(Method::Update | Method::Invite)));
+}
+
 // ----- 10. CSeq order -----
 
 /// RFC 3261 12.2.2: a request with a CSeq lower than (or equal to) the last
