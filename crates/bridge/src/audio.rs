@@ -323,9 +323,11 @@ struct State {
     rate: u32,
     mixer: Mixer,
     inputs: HashMap<StreamId, Input>,
-    /// Session stream → mixer stream, stable for the task's life (a `streams` subset may name a
-    /// stream before it is published).
+    /// Session stream → mixer stream, stable while an input or a listener needs it (a `streams`
+    /// subset may name a stream before it is published); forgotten after (see `prune_ids`).
     ids: HashMap<StreamId, media_mixer::StreamId>,
+    /// The last mixer stream number given: never given again.
+    last_id: u64,
     listeners: HashMap<u64, Listener>,
 }
 
@@ -374,13 +376,29 @@ impl State {
             mixer: Mixer::new(MixerConfig { frame_len: frame_len(48_000), ..MixerConfig::default() }),
             inputs: HashMap::new(),
             ids: HashMap::new(),
+            last_id: 0,
             listeners: HashMap::new(),
         }
     }
 
     fn mixer_id(&mut self, stream: &StreamId) -> media_mixer::StreamId {
-        let next = media_mixer::StreamId(self.ids.len() as u64 + 1);
-        *self.ids.entry(stream.clone()).or_insert(next)
+        if let Some(id) = self.ids.get(stream) {
+            return *id;
+        }
+        self.last_id += 1;
+        let id = media_mixer::StreamId(self.last_id);
+        self.ids.insert(stream.clone(), id);
+        id
+    }
+
+    /// Forgets the numbers of streams neither mixed nor named by a listener (its own, or in its
+    /// subset): a participant publishing and unpublishing for hours must not grow the map.
+    fn prune_ids(&mut self) {
+        let (inputs, listeners) = (&self.inputs, &self.listeners);
+        self.ids.retain(|stream, id| {
+            inputs.contains_key(stream)
+                || listeners.values().any(|l| l.own == *id || l.subset.as_ref().is_some_and(|s| s.contains(id)))
+        });
     }
 
     fn add_input(&mut self, stream: &StreamId) {
@@ -398,6 +416,7 @@ impl State {
         if let Some(input) = self.inputs.remove(stream) {
             self.mixer.remove_stream(input.mixer_id);
         }
+        self.prune_ids();
     }
 
     /// Moves the mix to the highest rate a listener takes (48 kHz with no listener), re-creating
@@ -453,6 +472,7 @@ impl State {
             AudioCommand::Leave { call } => {
                 self.mixer.remove_listener(ListenerId(call));
                 self.listeners.remove(&call);
+                self.prune_ids();
                 self.follow_listener_rates();
             }
             AudioCommand::Play { call, prompt } => match prompt.pcm(self.rate) {
@@ -715,6 +735,38 @@ mod tests {
         let own = StreamId::from_wire(&format!("sip-{call}"));
         s.command(AudioCommand::Listen { call, own, subset: None, passthrough: false, rate, frames });
         rx
+    }
+
+    /// Streams published and unpublished over and over leave no number behind, while those a
+    /// listener names keep theirs; a number is never given to another stream.
+    #[tokio::test]
+    async fn stream_numbers_are_forgotten_with_their_streams() {
+        let mut s = state().await;
+        let (frames, _rx) = mpsc::channel(64);
+        let named = StreamId::from_wire("named-before-published");
+        s.command(AudioCommand::Listen {
+            call: 1,
+            own: StreamId::from_wire("sip-1"),
+            subset: Some(vec![named.clone()]),
+            passthrough: false,
+            rate: 48_000,
+            frames,
+        });
+        let named_id = s.mixer_id(&named);
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..200 {
+            let stream = StreamId::from_wire(&format!("publisher-{n}"));
+            let id = s.mixer_id(&stream);
+            assert!(seen.insert(id), "{id:?} given twice");
+            s.mixer.add_stream(id);
+            let (_tx, rx) = mpsc::unbounded_channel();
+            s.inputs.insert(stream.clone(), Input::new(id, rx));
+            s.remove_input(&stream);
+        }
+        assert_eq!(s.ids.len(), 2, "the listener's own stream and the one it names: {:?}", s.ids);
+        assert_eq!(s.mixer_id(&named), named_id, "a named stream keeps its number");
+        s.command(AudioCommand::Leave { call: 1 });
+        assert!(s.ids.is_empty(), "{:?}", s.ids);
     }
 
     /// The frame a call got this tick: its rate and loudest sample.
