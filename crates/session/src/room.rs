@@ -460,6 +460,23 @@ impl Rooms {
         Ok(gone)
     }
 
+    /// Whether `connection` may publish one more stream (it exists, is not a subscriber, and has
+    /// fewer than the most streams a connection may have): checked before the costly part of a
+    /// publish (its WebRTC peer), and again by [`publish`](Self::publish).
+    pub fn may_publish(&self, connection: &ConnectionId) -> Result<(), RoomError> {
+        let key = self.by_connection.get(connection).ok_or(RoomError::UnknownConnection)?;
+        let room = self.rooms.get(key).ok_or(RoomError::UnknownConnection)?;
+        let owner = room.connection(connection).ok_or(RoomError::UnknownConnection)?;
+        if owner.role == Role::Subscriber {
+            return Err(RoomError::Forbidden("a subscriber may not publish"));
+        }
+        let max = self.config.max_streams_per_connection;
+        if room.streams.iter().filter(|s| &s.connection == connection).count() >= max {
+            return Err(RoomError::Invalid(format!("a connection may publish at most {max} streams")));
+        }
+        Ok(())
+    }
+
     /// Publishes a stream for `connection`. A `subscriber` may not publish; a session-wide mute
     /// that is active mutes the new stream's audio at once.
     /// The caller picks the stream's ID (with [`StreamId::random`]) so that it can prepare the
@@ -481,16 +498,10 @@ impl Rooms {
         if self.by_stream.contains_key(&id) {
             return Err(RoomError::Invalid("stream id in use".into()));
         }
+        self.may_publish(connection)?;
         let key = self.by_connection.get(connection).ok_or(RoomError::UnknownConnection)?.clone();
-        let max = self.config.max_streams_per_connection;
         let room = self.rooms.get_mut(&key).ok_or(RoomError::UnknownConnection)?;
         let owner = room.connection(connection).ok_or(RoomError::UnknownConnection)?.clone();
-        if owner.role == Role::Subscriber {
-            return Err(RoomError::Forbidden("a subscriber may not publish"));
-        }
-        if room.streams.iter().filter(|s| &s.connection == connection).count() >= max {
-            return Err(RoomError::Invalid(format!("a connection may publish at most {max} streams")));
-        }
         let audio_muted = spec.has_audio && self.mutes.get(&key).is_some_and(|excluded| !excluded.contains(&id));
         let stream = Stream {
             id,

@@ -61,32 +61,46 @@ struct Joined {
     connection: Connection,
     grant: ClientGrant,
     subscriptions: HashMap<String, PeerId>,
-    signals: SignalBudget,
+    signals: Budget,
+    publishes: Budget,
 }
 
 /// Signals one participant may send in a burst; after it, [`SIGNAL_RATE`] a second.
 const SIGNAL_BURST: f64 = 50.0;
 /// Signals a second one participant may send, over time.
 const SIGNAL_RATE: f64 = 20.0;
+/// Streams one participant may publish in a burst; after it, [`PUBLISH_RATE`] a second.
+const PUBLISH_BURST: f64 = 10.0;
+/// Streams a second one participant may publish, over time (one every two seconds).
+const PUBLISH_RATE: f64 = 0.5;
 
-/// A token bucket for a participant's signals: one connection cannot flood a session (every signal
-/// to everyone is a message per participant, and a participant that falls behind is
-/// disconnected).
+/// A token bucket for what one participant asks of everyone: signals (every signal to everyone
+/// is a message per participant, and a participant that falls behind is disconnected) and
+/// publishes (each makes a WebRTC peer with a DTLS certificate of its own, and a pair of
+/// stream events for every participant and the callback URL).
 #[derive(Debug, Clone, Copy)]
-struct SignalBudget {
+struct Budget {
     tokens: f64,
     at: Instant,
+    burst: f64,
+    rate: f64,
 }
 
-impl SignalBudget {
-    fn new(now: Instant) -> SignalBudget {
-        SignalBudget { tokens: SIGNAL_BURST, at: now }
+impl Budget {
+    /// The budget of signals.
+    fn signals(now: Instant) -> Budget {
+        Budget { tokens: SIGNAL_BURST, at: now, burst: SIGNAL_BURST, rate: SIGNAL_RATE }
     }
 
-    /// Takes one signal's token at `now`; false when none is left.
+    /// The budget of publishes.
+    fn publishes(now: Instant) -> Budget {
+        Budget { tokens: PUBLISH_BURST, at: now, burst: PUBLISH_BURST, rate: PUBLISH_RATE }
+    }
+
+    /// Takes one token at `now`; false when none is left.
     fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * SIGNAL_RATE;
-        self.tokens = (self.tokens + refill).min(SIGNAL_BURST);
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = self.at.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -295,12 +309,21 @@ fn join(
         connection
     };
     info!(connection = %connection.id, session = %session, role = grant.role.as_wire(), "participant joined");
-    Ok(Joined { connection, grant, subscriptions: HashMap::new(), signals: SignalBudget::new(Instant::now()) })
+    Ok(Joined {
+        connection,
+        grant,
+        subscriptions: HashMap::new(),
+        signals: Budget::signals(Instant::now()),
+        publishes: Budget::publishes(Instant::now()),
+    })
 }
 
 fn publish(service: &SessionService, j: &mut Joined, msg: &Value, reply: &Reply<'_>) -> Result<Option<Value>, Refusal> {
     if j.grant.role == Role::Subscriber {
         return Err(Refusal::new(403, "a subscriber may not publish"));
+    }
+    if !j.publishes.take(Instant::now()) {
+        return Err(Refusal::new(429, "streams published too fast: at most one every 2 s, in bursts of 10"));
     }
     let sdp = str_field(msg, "sdp")?;
     let name = opt_str(msg, "name")?.unwrap_or_default().to_owned();
@@ -318,6 +341,7 @@ fn publish(service: &SessionService, j: &mut Joined, msg: &Value, reply: &Reply<
     let owner = j.connection.id.clone();
     let layout = j.grant.layout_classes.clone();
     service.with(|s: &mut State| -> Result<_, Refusal> {
+        s.rooms.may_publish(&owner)?;
         let id = StreamId::random(&mut s.rng);
         let (_, answer) = s.router.add_publisher(Instant::now(), owner.clone(), id.clone(), sdp)?;
         let stream = match s.rooms.publish(&owner, id.clone(), spec, layout, SystemTime::now()) {
@@ -488,8 +512,43 @@ mod tests {
             layout_classes: Vec::new(),
             expires: SystemTime::now() + Duration::from_secs(60),
         };
-        let j = Joined { connection, grant, subscriptions: HashMap::new(), signals: SignalBudget::new(Instant::now()) };
+        let now = Instant::now();
+        let j = Joined {
+            connection,
+            grant,
+            subscriptions: HashMap::new(),
+            signals: Budget::signals(now),
+            publishes: Budget::publishes(now),
+        };
         (service, session, stream, j)
+    }
+
+    /// A connection at its most streams is refused (400; `may_publish` checks it before the
+    /// WebRTC peer and its DTLS certificate are made) and leaves no peer behind; publishes beyond a
+    /// burst of ten are refused (429), refused ones counting too.
+    #[tokio::test]
+    async fn publishes_are_checked_before_their_peer_is_made_and_budgeted() {
+        let (service, _, _, mut j) = fixture().await;
+        let offer = || {
+            let mut rtc = str0m::Rtc::builder()
+                .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+                .build(Instant::now());
+            let mut api = rtc.sdp_api();
+            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            let (offer, _) = api.apply().expect("offer");
+            json!({"sdp": offer.to_sdp_string()})
+        };
+        let (tx, _rx) = channel();
+        let id = json!(1);
+        let reply = Reply { id: &id, outgoing: &tx };
+        let codes: Vec<u16> = (0..12)
+            .map(|_| match publish(&service, &mut j, &offer(), &reply) {
+                Ok(_) => 200,
+                Err(r) => r.code,
+            })
+            .collect();
+        assert_eq!(codes, [200, 200, 200, 200, 400, 400, 400, 400, 400, 400, 429, 429]);
+        assert_eq!(service.peer_count(), 4, "no peer made for a refused publish");
     }
 
     /// A connection the server removed while its requests waited: a subscribe queued behind the
@@ -536,7 +595,7 @@ mod tests {
     #[test]
     fn signals_come_in_bursts_of_fifty_then_twenty_a_second() {
         let t0 = Instant::now();
-        let mut b = SignalBudget::new(t0);
+        let mut b = Budget::signals(t0);
         assert_eq!((0..60).filter(|_| b.take(t0)).count(), 50, "a burst of 50");
         assert!(!b.take(t0 + Duration::from_millis(40)), "less than one token back after 40 ms");
         assert!(b.take(t0 + Duration::from_millis(50)), "one back after 50 ms");
