@@ -229,7 +229,14 @@ struct Peer {
     connect_by: Instant,
     timeout: Option<Instant>,
     last_keyframe_request: Option<Instant>,
+    /// Source addresses it has been reached from (see [`MAX_PEER_ADDRESSES`]).
+    addresses: usize,
 }
+
+/// Most source addresses one peer is taken from. Its browser knows the ICE password, and every
+/// new address its checks come from is one more peer-reflexive candidate kept for the peer's life;
+/// a NAT rebinding or a change of network now and then is far below this.
+const MAX_PEER_ADDRESSES: usize = 16;
 
 /// How long a peer may take to connect (ICE and DTLS) before it is given up: an offer whose
 /// candidates never answer would otherwise keep its peer (and its subscription) forever.
@@ -377,6 +384,7 @@ impl Router {
             connect_by: now + CONNECT_WITHIN,
             timeout: None,
             last_keyframe_request: None,
+            addresses: 0,
         };
         self.peers.insert(id, peer);
         self.run(now, vec![id]);
@@ -585,7 +593,15 @@ impl Router {
             debug!(%source, "datagram for no peer");
             return;
         };
-        self.by_remote.insert(source, id);
+        if cached.is_none() {
+            let Some(peer) = self.peers.get_mut(&id) else { return };
+            if peer.addresses >= MAX_PEER_ADDRESSES {
+                debug!(%source, peer = id.0, "a peer's checks from one address too many: ignored");
+                return;
+            }
+            peer.addresses += 1;
+            self.by_remote.insert(source, id);
+        }
         if let Some(peer) = self.peers.get_mut(&id) {
             if let Err(e) = peer.rtc.handle_input(input) {
                 warn!(peer = id.0, error = %e, "peer input failed; closing it");
@@ -854,6 +870,48 @@ mod tests {
         r.remove_stream(&StreamId::from_wire("s"));
         assert_eq!(r.peer_count(), 0);
         assert_eq!(r.tap(&StreamId::from_wire("s")), Err(RouterError::UnknownStream));
+    }
+
+    /// A peer's connectivity checks (valid, with its ICE password) coming from ever more source
+    /// addresses are taken from sixteen at most: each is a candidate kept for the peer's life.
+    #[test]
+    fn a_peer_is_taken_from_sixteen_addresses_at_most() {
+        let mut r = Router::new(RouterConfig { local: "127.0.0.1:40000".parse().expect("addr"), public: vec![] });
+        let now = Instant::now();
+        let mut client = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(now);
+        let host = str0m::Candidate::host("127.0.0.1:50000".parse().expect("addr"), "udp").expect("candidate");
+        client.add_local_candidate(host);
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("offer");
+        let (peer, answer) = r
+            .add_publisher(now, ConnectionId::from_wire("c"), StreamId::from_wire("s"), &offer.to_sdp_string())
+            .expect("accepted");
+        let answer = str0m::change::SdpAnswer::from_sdp_string(&answer).expect("answer");
+        client.sdp_api().accept_answer(pending, answer).expect("accepted answer");
+        let mut t = now;
+        let mut check = None;
+        for _ in 0..200 {
+            match client.poll_output().expect("output") {
+                str0m::Output::Transmit(tx) => {
+                    check = Some(tx.contents.to_vec());
+                    break;
+                }
+                str0m::Output::Timeout(at) => {
+                    t = at.max(t + Duration::from_millis(1));
+                    client.handle_input(str0m::Input::Timeout(t)).expect("timeout");
+                }
+                str0m::Output::Event(_) => {}
+            }
+        }
+        let check = check.expect("the client's connectivity check");
+        for port in 50_000..50_040u16 {
+            r.handle_receive(t, SocketAddr::from(([127, 0, 0, 1], port)), &check);
+        }
+        assert_eq!(r.by_remote.values().filter(|p| **p == peer).count(), MAX_PEER_ADDRESSES);
+        // The addresses it has still reach it.
+        r.handle_receive(t, SocketAddr::from(([127, 0, 0, 1], 50_000)), &check);
+        assert_eq!(r.by_remote.get(&SocketAddr::from(([127, 0, 0, 1], 50_000))), Some(&peer));
     }
 
     /// A peer whose browser never connects (an offer without candidates, a client gone at once)
