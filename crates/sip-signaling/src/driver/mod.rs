@@ -20,7 +20,7 @@ use crate::uri::Uri;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -48,6 +48,9 @@ pub struct DriverConfig {
     pub connect_timeout: std::time::Duration,
     /// Most connections accepted from peers at once; more are closed at once.
     pub max_inbound_connections: usize,
+    /// Most of them from one IP address (a PBX or an SBC uses one or a few): one host cannot
+    /// take every slot and leave the real peers without a way to send their BYEs.
+    pub max_inbound_per_address: usize,
     /// A DNS server to use instead of the system's (`/etc/resolv.conf`).
     pub dns_server: Option<SocketAddr>,
     /// RFC 5626 keep-alive: a CRLFCRLF ping on connections we opened after
@@ -77,6 +80,7 @@ impl Default for DriverConfig {
             tls_server: None,
             connect_timeout: std::time::Duration::from_secs(5),
             max_inbound_connections: 1024,
+            max_inbound_per_address: 32,
             dns_server: None,
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             ua: Config::default(),
@@ -336,7 +340,7 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (net_tx, net_rx) = mpsc::unbounded_channel();
     // One budget of inbound connections for both listeners.
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_inbound_connections));
+    let slots = Arc::new(InboundSlots::new(config.max_inbound_connections, config.max_inbound_per_address));
     if let Some(l) = listener {
         tokio::spawn(accept_loop(l, net_tx.clone(), slots.clone(), None));
     }
@@ -745,20 +749,71 @@ const INBOUND_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// holding every later request to it.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The inbound connections' budget: so many in all, and so many from one IP address.
+struct InboundSlots {
+    all: Arc<tokio::sync::Semaphore>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    max_per_address: usize,
+}
+
+/// One inbound connection's place in [`InboundSlots`], given back when dropped.
+struct InboundSlot {
+    slots: Arc<InboundSlots>,
+    address: IpAddr,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl InboundSlots {
+    fn new(max: usize, max_per_address: usize) -> InboundSlots {
+        InboundSlots {
+            all: Arc::new(tokio::sync::Semaphore::new(max.min(tokio::sync::Semaphore::MAX_PERMITS))),
+            per_address: Mutex::new(HashMap::new()),
+            max_per_address,
+        }
+    }
+
+    /// A place for a connection from `address`; why not when it has none.
+    fn take(self: &Arc<Self>, address: IpAddr) -> Result<InboundSlot, &'static str> {
+        let all = self.all.clone().try_acquire_owned().map_err(|_| "too many inbound connections")?;
+        let mut per = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per.entry(address).or_insert(0);
+        if *n >= self.max_per_address {
+            return Err("too many inbound connections from one address");
+        }
+        *n += 1;
+        Ok(InboundSlot { slots: self.clone(), address, _all: all })
+    }
+}
+
+impl Drop for InboundSlot {
+    fn drop(&mut self) {
+        let mut per = self.slots.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.address);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     net: mpsc::UnboundedSender<Net>,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<InboundSlots>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    warn!(%peer, "too many inbound connections: closing");
-                    drop(stream);
-                    continue;
+                let permit = match slots.take(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(why) => {
+                        debug!(%peer, "{why}: closing");
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let target = Target::new(transport, peer);
                 let _ = stream.set_nodelay(true);
