@@ -22,3 +22,5 @@ echo "seeded: $(ls "$here/corpus/parse_message" | wc -l) parse_message, $(ls "$s
 mkdir -p "$here/corpus/sdp"
 cp "$here"/../crates/sdp-negotiation/tests/data/*.sdp "$here/corpus/sdp/"
 echo "seeded: $(ls "$here/corpus/sdp" | wc -l) sdp"
+# Video and audio RTP from real encodings (a Rust program: it needs the encoders).
+cargo run -q --manifest-path "$here/Cargo.toml" --bin seed_media -- "$here/corpus"
