@@ -578,7 +578,7 @@ async fn force_mute_is_reported_silences_the_sip_party_and_is_announced() {
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
-    let mut rms = |tap: &mut mpsc::UnboundedReceiver<MediaFrame>| {
+    let mut rms = |tap: &mut mpsc::Receiver<MediaFrame>| {
         let mut pcm = Vec::new();
         while let Ok(f) = tap.try_recv() {
             let _ = dec.decode(&f.data, &mut pcm);
@@ -813,11 +813,7 @@ async fn a_far_end_that_vanishes_mid_call_is_703() {
 }
 
 /// RMS of the last `window` samples the tap delivered since the last call (Opus decoded at 48 kHz).
-fn tap_rms(
-    tap: &mut mpsc::UnboundedReceiver<MediaFrame>,
-    dec: &mut media_mixer::opus::OpusDecoder,
-    window: usize,
-) -> f64 {
+fn tap_rms(tap: &mut mpsc::Receiver<MediaFrame>, dec: &mut media_mixer::opus::OpusDecoder, window: usize) -> f64 {
     let mut pcm = Vec::new();
     while let Ok(f) = tap.try_recv() {
         let _ = dec.decode(&f.data, &mut pcm);
@@ -916,7 +912,7 @@ async fn media_flows_again_after_a_long_hold_on_a_secure_call() {
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}", bs.log());
     let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
-    let mut heard = |tap: &mut mpsc::UnboundedReceiver<MediaFrame>| {
+    let mut heard = |tap: &mut mpsc::Receiver<MediaFrame>| {
         let mut pcm = Vec::new();
         while let Ok(f) = tap.try_recv() {
             let _ = dec.decode(&f.data, &mut pcm);
@@ -1314,7 +1310,7 @@ async fn dial_socket_far_end(
 }
 
 /// The SIP stream of a dialled call, tapped.
-fn tap_sip_stream(g: &Gateway, answer: &Value) -> mpsc::UnboundedReceiver<MediaFrame> {
+fn tap_sip_stream(g: &Gateway, answer: &Value) -> mpsc::Receiver<MediaFrame> {
     let stream = StreamId::from_wire(answer["streamId"].as_str().expect("stream"));
     g.service.tap(&stream).expect("tap the SIP stream").1
 }
@@ -2438,7 +2434,7 @@ async fn srtp_exchange(
     to: std::net::SocketAddr,
     rx: &mut srtp_transport::Context,
     tx: &mut srtp_transport::Context,
-    tap: &mut mpsc::UnboundedReceiver<MediaFrame>,
+    tap: &mut mpsc::Receiver<MediaFrame>,
     packets: std::ops::Range<u32>,
 ) -> (usize, usize, usize) {
     let (mut unprotected, mut refused) = (0, 0);

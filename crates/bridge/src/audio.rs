@@ -84,7 +84,7 @@ pub(crate) struct SessionAudio {
 
 struct Input {
     mixer_id: media_mixer::StreamId,
-    frames: mpsc::UnboundedReceiver<MediaFrame>,
+    frames: mpsc::Receiver<MediaFrame>,
     /// Made when the stream first needs decoding, at the mix's rate (a stream nobody hears, or
     /// one silent from the start, costs no decoder).
     decoder: Option<OpusDecoder>,
@@ -153,7 +153,7 @@ enum Step {
 }
 
 impl Input {
-    fn new(mixer_id: media_mixer::StreamId, frames: mpsc::UnboundedReceiver<MediaFrame>) -> Input {
+    fn new(mixer_id: media_mixer::StreamId, frames: mpsc::Receiver<MediaFrame>) -> Input {
         Input {
             mixer_id,
             frames,
@@ -759,7 +759,7 @@ mod tests {
             let id = s.mixer_id(&stream);
             assert!(seen.insert(id), "{id:?} given twice");
             s.mixer.add_stream(id);
-            let (_tx, rx) = mpsc::unbounded_channel();
+            let (_tx, rx) = mpsc::channel(session::service::TAP_QUEUE);
             s.inputs.insert(stream.clone(), Input::new(id, rx));
             s.remove_input(&stream);
         }
@@ -783,7 +783,7 @@ mod tests {
     fn forwarding_and_narrow(
         s: &mut State,
         name: &str,
-    ) -> (mpsc::UnboundedSender<MediaFrame>, mpsc::Receiver<ListenerFrame>, mpsc::Receiver<ListenerFrame>) {
+    ) -> (mpsc::Sender<MediaFrame>, mpsc::Receiver<ListenerFrame>, mpsc::Receiver<ListenerFrame>) {
         let stream = StreamId::from_wire(name);
         let (forward_tx, forwarded) = mpsc::channel(64);
         s.command(AudioCommand::Listen {
@@ -797,7 +797,7 @@ mod tests {
         let narrow = listen(s, 2, 8_000);
         let id = s.mixer_id(&stream);
         s.mixer.add_stream(id);
-        let (tx, frames) = mpsc::unbounded_channel();
+        let (tx, frames) = mpsc::channel(session::service::TAP_QUEUE);
         s.inputs.insert(stream, Input::new(id, frames));
         (tx, forwarded, narrow)
     }
@@ -828,7 +828,7 @@ mod tests {
             };
             if k != 20 {
                 // Packet 20 is lost: concealed, not silent.
-                tx.send(frame).expect("send");
+                tx.try_send(frame).expect("send");
             }
             s.tick(now);
             let Ok(ListenerFrame::Pcm { pcm, .. }) = narrow.try_recv() else { panic!("PCM for call 2") };
@@ -902,7 +902,7 @@ mod tests {
     fn forwarding_follows_the_packets_durations() {
         // Table-of-contents bytes: CELT 2.5 ms, SILK 10, 20, 40 and 60 ms, all code 0.
         for (toc, samples) in [(0x80u8, 120u32), (0x00, 480), (0x08, 960), (0x10, 1920), (0x18, 2880)] {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(session::service::TAP_QUEUE);
             let mut input = Input::new(media_mixer::StreamId(1), rx);
             let (mut sent, mut forwarded, mut started) = (0u64, 0u32, None);
             let mut order = Vec::new();
@@ -911,13 +911,13 @@ mod tests {
                 let now = t0 + TICK_TIME * tick;
                 // Packets arrive at their own pace: each once its audio has been captured.
                 while (sent + 1) * u64::from(samples) <= u64::from(tick + 1) * u64::from(TICK) {
-                    tx.send(fake_opus(toc, samples, sent, now)).expect("send");
+                    tx.try_send(fake_opus(toc, samples, sent, now)).expect("send");
                     sent += 1;
                 }
                 if tick == 100 {
                     // Garbage in between: dropped, the pace kept.
                     let garbage = fake_opus(toc, samples, 0, now);
-                    tx.send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..garbage }).expect("send");
+                    tx.try_send(MediaFrame { data: Arc::from([0x03u8].as_slice()), ..garbage }).expect("send");
                 }
                 forward_tick(&mut input, now);
                 if !input.jitter.is_playing() {
@@ -970,7 +970,7 @@ mod tests {
     #[test]
     fn forwarding_reorders_drops_duplicates_and_forwards_a_loss_as_a_gap() {
         for (toc, samples) in [(0x08u8, 960u32), (0x00, 480)] {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(session::service::TAP_QUEUE);
             let mut input = Input::new(media_mixer::StreamId(1), rx);
             let per_tick = u64::from(TICK / samples);
             let mut arrivals: Vec<Vec<u64>> = (0..40).map(|t| (t * per_tick..(t + 1) * per_tick).collect()).collect();
@@ -984,7 +984,7 @@ mod tests {
             for (tick, packets) in arrivals.iter().chain(&[vec![], vec![]]).enumerate() {
                 let now = t0 + TICK_TIME * tick as u32;
                 for n in packets {
-                    tx.send(fake_opus(toc, samples, *n, now)).expect("send");
+                    tx.try_send(fake_opus(toc, samples, *n, now)).expect("send");
                 }
                 forward_tick(&mut input, now);
                 for taken in &input.taken {
@@ -1022,7 +1022,7 @@ mod tests {
             fate in proptest::collection::vec((0u32..5, proptest::bool::weighted(0.05), proptest::bool::weighted(0.05)), 50..200),
         ) {
             let samples = media_mixer::opus::packet_duration(&[toc]).expect("opus");
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(session::service::TAP_QUEUE);
             let mut input = Input::new(media_mixer::StreamId(1), rx);
             // Packet n is captured by the end of tick (n + 1) * samples / TICK, and arrives late.
             let mut due: Vec<Vec<u64>> = vec![Vec::new(); 400];
@@ -1047,7 +1047,7 @@ mod tests {
                         data: Arc::from([toc, *n as u8, (*n >> 8) as u8].as_slice()),
                         ..fake_opus(toc, samples, 0, now)
                     };
-                    tx.send(frame).expect("send");
+                    tx.try_send(frame).expect("send");
                 }
                 forward_tick(&mut input, now);
                 for taken in &input.taken {
@@ -1072,7 +1072,7 @@ mod tests {
     /// for five, and a trimmed packet is not mistaken for a lost one (no concealment follows).
     #[test]
     fn a_burst_is_trimmed_back_without_concealment() {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(session::service::TAP_QUEUE);
         let mut input = Input::new(media_mixer::StreamId(1), rx);
         let (mut sent, mut lost) = (0u64, 0);
         let t0 = Instant::now();
@@ -1081,7 +1081,7 @@ mod tests {
             // 200 ms at once at tick 10, then one packet a tick.
             let upto = if tick < 10 { u64::from(tick) + 1 } else { u64::from(tick) + 11 };
             while sent < upto {
-                tx.send(fake_opus(0x08, 960, sent, now)).expect("send");
+                tx.try_send(fake_opus(0x08, 960, sent, now)).expect("send");
                 sent += 1;
             }
             input.receive(now);
@@ -1134,7 +1134,7 @@ mod tests {
         let stream = StreamId::from_wire("talker");
         let id = s.mixer_id(&stream);
         s.mixer.add_stream(id);
-        let (tx, frames) = mpsc::unbounded_channel();
+        let (tx, frames) = mpsc::channel(session::service::TAP_QUEUE);
         s.inputs.insert(stream, Input::new(id, frames));
         let mut heard = Vec::new();
         let t0 = Instant::now();
@@ -1146,7 +1146,7 @@ mod tests {
                 let rtp_time = *n as u64 * u64::from(duration);
                 let frame =
                     MediaFrame { codec: FrameCodec::Opus, rtp_time, data, contiguous: true, audio_level, arrival: now };
-                tx.send(frame).expect("send");
+                tx.try_send(frame).expect("send");
             }
             s.tick(now);
             match rx.try_recv() {
@@ -1250,7 +1250,7 @@ mod tests {
                 audio_level: None,
                 arrival: now,
             };
-            tx.send(frame).expect("send");
+            tx.try_send(frame).expect("send");
             s.tick(now);
             while let Ok(f) = forwarded.try_recv() {
                 match f {

@@ -248,7 +248,7 @@ struct Input {
     /// Stable tile identity for the compositor.
     number: u64,
     /// Its frames (`None` for a stream without video: its tile shows the placeholder).
-    frames: Option<mpsc::UnboundedReceiver<MediaFrame>>,
+    frames: Option<mpsc::Receiver<MediaFrame>>,
     /// The decoder, the last good picture and whether a keyframe is wanted.
     video: VideoInput,
     /// When a keyframe was last asked for (a request can be lost: a tile still waiting for one

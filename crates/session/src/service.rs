@@ -60,6 +60,17 @@ struct ClientHandle {
     kicked: Arc<Notify>,
 }
 
+/// Frames a tap holds for its consumer at most (8 s of 30 fps video, 5 s of 20 ms audio).
+pub const TAP_QUEUE: usize = 256;
+
+/// A tap's sending side.
+#[derive(Debug)]
+struct Tap {
+    tx: mpsc::Sender<MediaFrame>,
+    /// Frames were dropped since the last one delivered (its consumer fell behind).
+    lost: bool,
+}
+
 /// Everything behind the lock.
 pub(crate) struct State {
     pub(crate) projects: Projects,
@@ -69,7 +80,7 @@ pub(crate) struct State {
     pub(crate) rng: StdRng,
     clients: HashMap<ConnectionId, ClientHandle>,
     subscribers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
-    taps: HashMap<TapId, mpsc::UnboundedSender<MediaFrame>>,
+    taps: HashMap<TapId, Tap>,
     keyframe_wanted: HashMap<StreamId, mpsc::UnboundedSender<()>>,
     socket: Arc<UdpSocket>,
     /// What the timer task sleeps until; a change needs to wake it only when it moves a deadline
@@ -339,12 +350,13 @@ impl SessionService {
     }
 
     /// Receives a stream's frames (depacketised, undecoded) until the stream ends or the receiver
-    /// is dropped.
-    pub fn tap(&self, stream: &StreamId) -> Result<(TapId, mpsc::UnboundedReceiver<MediaFrame>), RoomError> {
+    /// is dropped. A receiver that falls [`TAP_QUEUE`] frames behind loses the newest ones, and
+    /// the next it gets says so (`contiguous: false`): a stalled consumer never grows memory.
+    pub fn tap(&self, stream: &StreamId) -> Result<(TapId, mpsc::Receiver<MediaFrame>), RoomError> {
         self.with(|s| {
             let tap = s.router.tap(stream).map_err(|_| RoomError::UnknownStream)?;
-            let (tx, rx) = mpsc::unbounded_channel();
-            s.taps.insert(tap, tx);
+            let (tx, rx) = mpsc::channel(TAP_QUEUE);
+            s.taps.insert(tap, Tap { tx, lost: false });
             Ok((tap, rx))
         })
     }
@@ -412,11 +424,21 @@ impl State {
                     }
                 }
             }
-            RouterEvent::TapFrame { tap, frame, .. } => {
-                let gone = self.taps.get(&tap).is_some_and(|tx| tx.send(frame).is_err());
-                if gone {
-                    self.taps.remove(&tap);
-                    self.router.untap(tap);
+            RouterEvent::TapFrame { tap, mut frame, .. } => {
+                let Some(t) = self.taps.get_mut(&tap) else { return };
+                frame.contiguous &= !t.lost;
+                match t.tx.try_send(frame) {
+                    Ok(()) => t.lost = false,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        if !t.lost {
+                            debug!(?tap, "a tap's consumer fell behind: frames dropped");
+                        }
+                        t.lost = true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.taps.remove(&tap);
+                        self.router.untap(tap);
+                    }
                 }
             }
             RouterEvent::KeyframeRequested { stream } => {
