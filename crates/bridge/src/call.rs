@@ -362,7 +362,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         if let (CallEvent::Progress { sdp: Some(early) }, None) = (&ev, &hangup_cause) {
                             let early = match sdp.process_answer(early) {
                                 Ok(mut a) => {
-                                    resolve_hosts(spec, &mut names, &mut a).await;
+                                    resolve_hosts(&spec.id.to_string(), &mut names, &mut a).await;
                                     Ok(a)
                                 }
                                 Err(e) => Err(e),
@@ -410,7 +410,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         };
                         let agreed = match agreed {
                             Ok(mut a) => {
-                                resolve_hosts(spec, &mut names, &mut a).await;
+                                resolve_hosts(&spec.id.to_string(), &mut names, &mut a).await;
                                 Ok(a)
                             }
                             Err(e) => Err(e),
@@ -506,7 +506,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         match sdp.answer_offer(&offer) {
                             Ok((answer, mut agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
-                                resolve_hosts(spec, &mut names, &mut agreement).await;
+                                resolve_hosts(&spec.id.to_string(), &mut names, &mut agreement).await;
                                 follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
@@ -522,7 +522,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     // transfer and re-anchoring by third-party call control).
                     CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
                         Ok(mut agreement) => {
-                            resolve_hosts(spec, &mut names, &mut agreement).await;
+                            resolve_hosts(&spec.id.to_string(), &mut names, &mut agreement).await;
                             follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick)
                         }
                         Err(sdp_negotiation::NegotiationError::AudioRejected) => {
@@ -1197,12 +1197,16 @@ fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
     tick
 }
 
+/// Most media host names one call looks up (see [`resolve_hosts`]).
+const MAX_MEDIA_NAMES: usize = 8;
+
 /// RFC 4566 lets `c=` name a host: its media addresses are looked up here (within 1 s; an IPv4
 /// address preferred when the name has both), since the negotiation never does IO. The call's
 /// `names` remember what each name gave (or that it gave nothing), so a far end that repeats a
-/// slow name in every re-offer holds the call's media loop up once, not each time. A name that
-/// cannot be resolved leaves the stream without an address (logged): nothing is sent to it.
-async fn resolve_hosts(spec: &CallSpec, names: &mut Vec<(String, Option<std::net::IpAddr>)>, a: &mut Agreement) {
+/// slow name in every re-offer holds the call's media loop up once, not each time, and at most
+/// [`MAX_MEDIA_NAMES`] are ever looked up. A name that cannot be resolved (or is one too many)
+/// leaves the stream without an address (logged): nothing is sent to it.
+async fn resolve_hosts(call: &str, names: &mut Vec<(String, Option<std::net::IpAddr>)>, a: &mut Agreement) {
     for m in [a.audio.as_mut(), a.video.as_mut()].into_iter().flatten() {
         let host = m.remote_host.trim().to_owned();
         if m.remote_rtp.is_some() || host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
@@ -1210,6 +1214,12 @@ async fn resolve_hosts(spec: &CallSpec, names: &mut Vec<(String, Option<std::net
         }
         let ip = match names.iter().find(|(n, _)| *n == host) {
             Some((_, ip)) => *ip,
+            None if names.len() >= MAX_MEDIA_NAMES => {
+                // A far end cycling through names in re-offers would cost a lookup (and a blocking
+                // thread) each time.
+                warn!(call, host, "a media host name beyond the {MAX_MEDIA_NAMES} this call may use: not looked up");
+                None
+            }
             None => {
                 let lookup = tokio::net::lookup_host((host.clone(), m.remote_port));
                 let ip = match tokio::time::timeout(Duration::from_secs(1), lookup).await {
@@ -1219,9 +1229,6 @@ async fn resolve_hosts(spec: &CallSpec, names: &mut Vec<(String, Option<std::net
                     }
                     Ok(Err(_)) | Err(_) => None,
                 };
-                if names.len() >= 8 {
-                    names.remove(0);
-                }
                 names.push((host.clone(), ip));
                 ip
             }
@@ -1229,13 +1236,13 @@ async fn resolve_hosts(spec: &CallSpec, names: &mut Vec<(String, Option<std::net
         match ip {
             Some(ip) => {
                 let address = std::net::SocketAddr::new(ip, m.remote_port);
-                debug!(call = %spec.id, host, %address, "media address looked up");
+                debug!(call, host, %address, "media address looked up");
                 m.remote_rtp = Some(address);
                 if m.remote_rtcp.is_none() {
                     m.remote_rtcp = m.remote_rtcp_port.map(|port| std::net::SocketAddr::new(ip, port));
                 }
             }
-            None => warn!(call = %spec.id, host, "the media host name in c= cannot be resolved: nothing is sent to it"),
+            None => warn!(call, host, "the media host name in c= cannot be resolved: nothing is sent to it"),
         }
     }
 }
@@ -1946,6 +1953,37 @@ fn open_leg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A far end's answer naming `host` in `c=`, as the negotiation reads it.
+    fn agreement_naming(host: &str) -> Agreement {
+        let mut local = LocalSession::new(sdp_negotiation::OfferOptions::default(), 1);
+        local.create_offer();
+        let answer =
+            format!("v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
+        local.process_answer(answer.as_bytes()).expect("an answer")
+    }
+
+    /// Media host names are looked up and remembered; past eight names a call looks up no more
+    /// (a far end cycling through names in re-offers costs a lookup each otherwise).
+    #[tokio::test]
+    async fn a_call_looks_up_eight_media_host_names_at_most() {
+        let mut names = Vec::new();
+        let mut a = agreement_naming("localhost");
+        resolve_hosts("call", &mut names, &mut a).await;
+        let audio = a.audio.as_ref().expect("audio");
+        assert_eq!(audio.remote_rtp.map(|r| r.port()), Some(4000), "localhost is looked up");
+        assert!(audio.remote_rtp.is_some_and(|r| r.ip().is_loopback()));
+        for n in 1..8 {
+            names.push((format!("name{n}.invalid"), None));
+        }
+        let mut again = agreement_naming("localhost");
+        resolve_hosts("call", &mut names, &mut again).await;
+        assert!(again.audio.as_ref().is_some_and(|m| m.remote_rtp.is_some()), "a name known is used again");
+        let mut ninth = agreement_naming("LocalHost");
+        resolve_hosts("call", &mut names, &mut ninth).await;
+        assert!(ninth.audio.as_ref().is_some_and(|m| m.remote_rtp.is_none()), "a ninth name is not looked up");
+        assert_eq!(names.len(), 8);
+    }
 
     /// A re-offer's keys: renumbered or with a lifetime added, the same; another key or suite, not.
     #[test]
