@@ -328,8 +328,13 @@ struct State {
     ids: HashMap<StreamId, media_mixer::StreamId>,
     /// The last mixer stream number given: never given again.
     last_id: u64,
+    /// When the mix's rate last changed (see `follow_listener_rates`).
+    rate_changed: Option<Instant>,
     listeners: HashMap<u64, Listener>,
 }
+
+/// How long the mix's rate stays before it may go down (see `follow_listener_rates`).
+const RATE_SETTLES: Duration = Duration::from_secs(10);
 
 /// One call listening.
 struct Listener {
@@ -377,6 +382,7 @@ impl State {
             inputs: HashMap::new(),
             ids: HashMap::new(),
             last_id: 0,
+            rate_changed: None,
             listeners: HashMap::new(),
         }
     }
@@ -422,12 +428,18 @@ impl State {
     /// Moves the mix to the highest rate a listener takes (48 kHz with no listener), re-creating
     /// the mixer when that changes; the decoders are made again at the new rate when next needed.
     /// Queued packets are kept, and so is what is left of each listener's announcement
-    /// (resampled to the new rate).
-    fn follow_listener_rates(&mut self) {
+    /// (resampled to the new rate). A higher rate is taken at once; a lower one only
+    /// [`RATE_SETTLES`] after the last change (listeners take the mix at any rate), so a far end
+    /// switching codecs over and over cannot make everyone's decoders start again each time.
+    fn follow_listener_rates(&mut self, now: Instant) {
         let rate = self.listeners.values().map(|l| l.rate).max().unwrap_or(48_000);
         if rate == self.rate {
             return;
         }
+        if rate < self.rate && self.rate_changed.is_some_and(|t| now.saturating_duration_since(t) < RATE_SETTLES) {
+            return;
+        }
+        self.rate_changed = Some(now);
         let mut mixer = Mixer::new(MixerConfig { frame_len: frame_len(rate), ..MixerConfig::default() });
         debug!(session = %self.session, from = self.rate, to = rate, "the mix follows its listeners' rate");
         for input in self.inputs.values_mut() {
@@ -467,13 +479,13 @@ impl State {
                     let _ = self.mixer.play_to(ListenerId(call), &playing);
                 }
                 self.listeners.insert(call, Listener { frames, own, subset, passthrough, rate, missed: 0 });
-                self.follow_listener_rates();
+                self.follow_listener_rates(Instant::now());
             }
             AudioCommand::Leave { call } => {
                 self.mixer.remove_listener(ListenerId(call));
                 self.listeners.remove(&call);
                 self.prune_ids();
-                self.follow_listener_rates();
+                self.follow_listener_rates(Instant::now());
             }
             AudioCommand::Play { call, prompt } => match prompt.pcm(self.rate) {
                 Ok(pcm) => {
@@ -487,6 +499,8 @@ impl State {
     /// Each listener's heard inputs this tick (the one of `now`); a passthrough listener hearing
     /// exactly one gets that input's packets.
     fn tick(&mut self, now: Instant) {
+        // A lower rate waiting for the mix to settle.
+        self.follow_listener_rates(now);
         let present: Vec<media_mixer::StreamId> = self.inputs.values().map(|i| i.mixer_id).collect();
         let g711: Vec<media_mixer::StreamId> =
             self.inputs.values().filter(|i| i.codec != FrameCodec::Opus).map(|i| i.mixer_id).collect();
@@ -1398,11 +1412,23 @@ mod tests {
         let (rate, peak) = heard(&mut wide);
         assert_eq!((rate, peak), (16_000, 0), "call 2 hears nothing: the announcement is not its");
         s.command(AudioCommand::Leave { call: 2 });
-        assert_eq!(s.rate, 8_000, "back to 8 kHz when the G.722 call leaves");
+        assert_eq!(s.rate, 16_000, "a lower rate waits for the mix to settle");
+        s.tick(Instant::now() + RATE_SETTLES / 2);
+        assert_eq!(s.rate, 16_000);
+        while narrow.try_recv().is_ok() {}
+        s.tick(Instant::now() + RATE_SETTLES);
+        assert_eq!(s.rate, 8_000, "back to 8 kHz once settled, the G.722 call gone");
         assert!(s.mixer.is_playing(ListenerId(1)));
-        s.tick(Instant::now());
         assert_eq!(heard(&mut narrow).0, 8_000);
+        // A far end switching codecs over and over: up at once, down only once settled.
+        let t = Instant::now();
+        for n in 0..20u64 {
+            let _wide = listen(&mut s, 3, if n % 2 == 0 { 16_000 } else { 8_000 });
+            s.tick(t + Duration::from_millis(20 * n));
+        }
+        assert_eq!(s.rate, 16_000, "one change up, none down: {}", s.rate);
         s.command(AudioCommand::Leave { call: 1 });
+        s.command(AudioCommand::Leave { call: 3 });
         assert_eq!(s.rate, 48_000, "no listener: the default rate");
     }
 }
