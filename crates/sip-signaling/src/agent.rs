@@ -2197,6 +2197,21 @@ impl UserAgent {
         self.reschedule();
     }
 
+    /// Whether anything still goes to or comes from `target` (its transport and address): a
+    /// call's first or INVITE target, a dialog's next hop (early, confirmed or a fork being
+    /// ended), or a transaction. A stream connection to a target nothing uses may be closed.
+    pub fn uses_target(&self, target: &Target) -> bool {
+        let same = |t: &Target| t.transport == target.transport && t.addr == target.addr;
+        self.calls.values().any(|c| {
+            same(&c.initial_target)
+                || same(&c.invite_target)
+                || c.dialog.as_ref().is_some_and(|d| same(&d.next_hop))
+                || c.early.iter().any(|d| same(&d.next_hop))
+                || c.forks.iter().any(|(_, _, t)| same(t))
+        }) || self.client_txs.values().any(|t| same(&t.target))
+            || self.server_txs.values().any(|t| same(&t.target))
+    }
+
     /// Forgets what stream connection `connection` to `source` left half-read (0: the stream of
     /// [`handle_input`](Self::handle_input)), without anything else: for a connection that is
     /// gone, reported or not by [`handle_connection_closed`](Self::handle_connection_closed).

@@ -56,6 +56,10 @@ pub struct DriverConfig {
     /// RFC 5626 keep-alive: a CRLFCRLF ping on connections we opened after
     /// this long without sending (keeps NAT and SBC state alive).
     pub keepalive_interval: Option<std::time::Duration>,
+    /// A connection we opened is closed once no call, dialog or transaction has used its address
+    /// for this long (its keep-alive pings do not count). Connections to a far end's Contact (a
+    /// forked 2xx, a redirect) would otherwise stay for the process's life.
+    pub outbound_idle: std::time::Duration,
     /// The user agent's configuration (`local_addrs` is filled in from
     /// the bound sockets).
     pub ua: Config,
@@ -83,6 +87,7 @@ impl Default for DriverConfig {
             max_inbound_per_address: 32,
             dns_server: None,
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
+            outbound_idle: std::time::Duration::from_secs(300),
             ua: Config::default(),
             max_redirects: 3,
             outbound_proxy: None,
@@ -358,6 +363,8 @@ pub async fn start(config: DriverConfig) -> Result<SipHandle, Error> {
         connect_timeout: config.connect_timeout,
         keepalive: config.keepalive_interval,
         conns: HashMap::new(),
+        outbound: HashMap::new(),
+        outbound_idle: config.outbound_idle,
         net_tx,
         calls: HashMap::new(),
         aliases: HashMap::new(),
@@ -395,6 +402,10 @@ struct Task {
     connect_timeout: std::time::Duration,
     keepalive: Option<std::time::Duration>,
     conns: HashMap<ConnectionKey, Connection>,
+    /// The connections we opened, by id: when a message last went or came over each.
+    outbound: HashMap<u64, Instant>,
+    /// See [`DriverConfig::outbound_idle`].
+    outbound_idle: std::time::Duration,
     net_tx: mpsc::UnboundedSender<Net>,
     calls: HashMap<CallHandle, Route>,
     /// The handle the caller holds -> the user agent's current call for it.
@@ -437,6 +448,10 @@ impl Task {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>, mut net: mpsc::UnboundedReceiver<Net>) {
         let mut buf = vec![0u8; 65_536];
         let udp = self.udp.clone();
+        let sweep_every =
+            (self.outbound_idle / 2).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(60));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.flush();
             let deadline = self.ua.poll_timeout();
@@ -465,6 +480,7 @@ impl Task {
                 },
                 Some(ev) = net.recv() => self.net(ev),
                 _ = sleep => self.ua.handle_timeout(Instant::now()),
+                _ = sweep.tick() => self.close_idle_outbound(Instant::now()),
             }
         }
     }
@@ -528,7 +544,12 @@ impl Task {
     fn net(&mut self, ev: Net) {
         let now = Instant::now();
         match ev {
-            Net::Data(from, id, data) => self.ua.handle_stream_input(now, from, id, &data),
+            Net::Data(from, id, data) => {
+                if let Some(used) = self.outbound.get_mut(&id) {
+                    *used = now;
+                }
+                self.ua.handle_stream_input(now, from, id, &data)
+            }
             Net::Closed(t, id) => {
                 // Every connection reports its end once, after all its data (each pump's events
                 // are in order), so its framer goes here.
@@ -558,6 +579,7 @@ impl Task {
     /// Forgets connection `id` to `t`; false when another connection to that address replaced it
     /// (the event is stale and left alone).
     fn forget_connection(&mut self, t: &Target, id: u64) -> bool {
+        self.outbound.remove(&id);
         let key = connection_key(t);
         match self.conns.get(&key) {
             Some((current, _)) if *current != id => false,
@@ -702,6 +724,26 @@ impl Task {
         }
     }
 
+    /// Closes the connections we opened that nothing has used for [`DriverConfig::outbound_idle`]
+    /// and that no call, dialog or transaction still goes through: dropping the writer ends the
+    /// connection, which then reports itself closed.
+    fn close_idle_outbound(&mut self, now: Instant) {
+        let idle = self.outbound_idle;
+        let outbound = &self.outbound;
+        let ua = &self.ua;
+        let unused: Vec<ConnectionKey> = self
+            .conns
+            .iter()
+            .filter(|(_, (id, _))| outbound.get(id).is_some_and(|used| now.saturating_duration_since(*used) >= idle))
+            .filter(|(key, _)| !ua.uses_target(&Target::new(key.0, key.1)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in unused {
+            debug!(transport = ?key.0, addr = %key.1, "an unused connection we opened: closing it");
+            self.conns.remove(&key);
+        }
+    }
+
     fn send(&mut self, t: Transmit) {
         match t.target.transport {
             Transport::Udp => {
@@ -714,8 +756,11 @@ impl Task {
             }
             Transport::Tcp | Transport::Tls => {
                 let key = connection_key(&t.target);
-                if let Some((_, w)) = self.conns.get(&key) {
+                if let Some((id, w)) = self.conns.get(&key) {
                     if w.send(t.payload.clone()).is_ok() {
+                        if let Some(used) = self.outbound.get_mut(id) {
+                            *used = Instant::now();
+                        }
                         return;
                     }
                     self.conns.remove(&key);
@@ -724,6 +769,7 @@ impl Task {
                 let _ = wtx.send(t.payload);
                 let id = connection_id();
                 self.conns.insert(key, (id, wtx));
+                self.outbound.insert(id, Instant::now());
                 tokio::spawn(connect(
                     t.target,
                     id,
