@@ -64,7 +64,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "rest.max_connections",
         default: "1024",
-        help: "HTTP connections served at once; more get a 503 (upgraded WebSockets do not count)",
+        help: "HTTP connections served at once, WebSockets until they join; more get a 503 (HTTPS: closed)",
     },
     Key { name: "sip.udp_bind", default: "127.0.0.1:5060 (an ephemeral port when taken)", help: "SIP UDP socket" },
     Key {
@@ -111,6 +111,11 @@ pub const KEYS: &[Key] = &[
         default: "1300",
         help: "requests larger than this many bytes go over TCP instead of UDP (RFC 3261 §18.1.1), over UDP after all \
                when the connection fails; 0: never moved",
+    },
+    Key {
+        name: "sip.max_inbound_per_address",
+        default: "32",
+        help: "connections far ends may open to our TCP/TLS listeners from one IP address (1024 in all)",
     },
     Key { name: "media.bind_ip", default: "127.0.0.1", help: "IP the RTP sockets bind" },
     Key { name: "media.rtp_ports", default: "40000-49999", help: "RTP port range (RTP on even ports)" },
@@ -168,7 +173,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "timeouts.http_request",
-        default: "10s",
+        default: "30s",
         help: "longest wait for an HTTP request's head (then the connection closes) or body (408)",
     },
     Key { name: "timeouts.shutdown_calls", default: "5s", help: "on shutdown, the wait for every call's BYE/CANCEL" },
@@ -404,6 +409,8 @@ pub struct Settings {
     pub sip_max_redirects: u8,
     /// Requests larger than this go over TCP instead of UDP; `None`: never.
     pub sip_udp_size_limit: Option<usize>,
+    /// Inbound SIP connections from one IP address.
+    pub sip_max_inbound_per_address: usize,
     /// The outbound proxy every call goes through.
     pub sip_outbound_proxy: Option<String>,
     /// RTP sockets' IP.
@@ -733,6 +740,8 @@ fn resolve(
     })?;
     let sip_udp_size_limit = layers
         .get_or("sip.udp_size_limit", Some(1300), |r| bounded(r, 0, 65_535).map(|n| (n > 0).then_some(n as usize)))?;
+    let sip_max_inbound_per_address =
+        layers.get_or("sip.max_inbound_per_address", 32, |r| bounded(r, 1, 1024).map(|n| n as usize))?;
     let media_bind_ip = layers.get_or("media.bind_ip", IpAddr::V4(Ipv4Addr::LOCALHOST), parse_ip)?;
     let media_rtp_ports = layers.get_or("media.rtp_ports", (40000, 49999), parse_port_range)?;
     let media_public_ip = layers.get("media.public_ip", parse_ip)?;
@@ -769,7 +778,7 @@ fn resolve(
     let max_duration = layers.get_or("timeouts.max_duration", secs(6 * 3600), parse_duration)?;
     let session_empty_timeout = layers.get_or("timeouts.session_empty", secs(60), parse_duration)?;
     let shutdown_calls = layers.get_or("timeouts.shutdown_calls", secs(5), parse_duration)?;
-    let http_request_timeout = layers.get_or("timeouts.http_request", secs(10), parse_duration)?;
+    let http_request_timeout = layers.get_or("timeouts.http_request", secs(30), parse_duration)?;
     let rest_max_connections =
         layers.get_or("rest.max_connections", 1024, |r| bounded(r, 1, 1 << 20).map(|n| n as usize))?;
     let shutdown_callbacks = layers.get_or("timeouts.shutdown_callbacks", secs(5), parse_duration)?;
@@ -829,6 +838,7 @@ fn resolve(
         sip_public_ip,
         sip_max_redirects,
         sip_udp_size_limit,
+        sip_max_inbound_per_address,
         sip_outbound_proxy,
         media_bind_ip,
         media_rtp_ports,
@@ -1224,6 +1234,7 @@ impl Settings {
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),
             format!("sip.udp_size_limit = {}", self.sip_udp_size_limit.unwrap_or(0)),
+            format!("sip.max_inbound_per_address = {}", self.sip_max_inbound_per_address),
             format!("sip.outbound_proxy = {}", opt(self.sip_outbound_proxy.clone())),
             format!("media.bind_ip = {}", self.media_bind_ip),
             format!("media.rtp_ports = {}-{}", self.media_rtp_ports.0, self.media_rtp_ports.1),

@@ -34,7 +34,7 @@ use session::{ApiSecret, Project, Projects, RoomsConfig};
 use sip_signaling::driver::{self, DriverConfig, SipHandle, TlsOptions};
 use sip_signaling::Transport;
 use srtp_transport::driver::PortAllocator;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use config::{LogFormat, Settings};
 
@@ -150,7 +150,32 @@ fn fail(message: String) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Open files the gateway's own limits can reach: HTTP connections, inbound SIP connections, two
+/// RTP sockets per call leg, the callback store and logs.
+fn files_needed(settings: &Settings) -> u64 {
+    let (first, last) = settings.media_rtp_ports;
+    let rtp = u64::from(last.saturating_sub(first)) + 1;
+    settings.rest_max_connections as u64 + 1024 + rtp + 64
+}
+
+/// Raises the soft limit of open files to the hard one (systemd and shells often leave it at
+/// 1024, below what the connection limits allow: `accept` would then fail before any of them is
+/// reached), and says so when even the hard limit is below what the settings may need.
+fn raise_open_files(settings: &Settings) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < files_needed(settings) => warn!(
+            limit,
+            needed = files_needed(settings),
+            "the open-files limit is below what rest.max_connections, SIP and media.rtp_ports may need: \
+             raise it (ulimit -n, LimitNOFILE=) or lower them"
+        ),
+        Ok(limit) => debug!(limit, "open-files limit"),
+        Err(e) => warn!(error = %e, "the open-files limit could not be read or raised"),
+    }
+}
+
 async fn run(settings: Settings) -> ExitCode {
+    raise_open_files(&settings);
     // The REST port first: the most common failure (port 3000 taken) before anything else starts.
     let listener = match tokio::net::TcpListener::bind(settings.rest_listen).await {
         Ok(l) => l,
@@ -373,6 +398,7 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
         },
         max_redirects: settings.sip_max_redirects,
         outbound_proxy: settings.sip_outbound_proxy.clone(),
+        max_inbound_per_address: settings.sip_max_inbound_per_address,
         ..DriverConfig::default()
     };
     let wanted = settings.sip_udp_bind;

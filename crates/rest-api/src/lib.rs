@@ -52,10 +52,13 @@ pub struct ApiConfig {
     pub demo: Option<DemoConfig>,
     /// Longest wait for a request's head (the first request's, and the next one's on an idle
     /// keep-alive connection: the connection is closed) and for its body (408). A client that
-    /// sends a byte a minute must not hold a connection for ever.
+    /// sends a byte a minute must not hold a connection for ever. 30 s by default, hyper's own
+    /// header timeout; shorter, clients that keep idle connections longer (most HTTP libraries)
+    /// more often send a request just as theirs is closed.
     pub request_timeout: Duration,
     /// Most HTTP connections served at once ([`RestApi::admit`]); beyond it, new ones get a 503
-    /// and are closed. Upgraded WebSocket connections leave the count (signalling bounds them).
+    /// (plain HTTP; over TLS they are only closed). Upgraded WebSocket connections leave the
+    /// count once they have joined (signalling bounds them); those still to join count.
     pub max_connections: usize,
 }
 
@@ -64,7 +67,7 @@ impl Default for ApiConfig {
         ApiConfig {
             auth: RestAuthConfig::default(),
             demo: None,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             max_connections: 1024,
         }
     }
@@ -134,7 +137,10 @@ impl RestApi {
     /// Answers one request (the WebSocket upgrade of `/rtc/v1/signal` included).
     pub async fn handle(&self, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.uri().path() == signalling::PATH {
-            return signalling::upgrade(self.inner.service.clone(), &mut req);
+            let Some(permit) = self.admit() else {
+                return ApiError::new(503, "too many connections").into_response();
+            };
+            return signalling::upgrade(self.inner.service.clone(), permit, &mut req);
         }
         let (parts, body) = req.into_parts();
         let bytes =

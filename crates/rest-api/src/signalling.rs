@@ -10,7 +10,8 @@ use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use session::service::SessionService;
-use session::signalling::{channel, run_participant, MAX_MESSAGE};
+use session::signalling::{channel, run_participant, JOIN_TIMEOUT, MAX_MESSAGE};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,7 +33,14 @@ fn header_has(req: &Request<Incoming>, name: hyper::header::HeaderName, token: &
 }
 
 /// Answers the upgrade request and, once upgraded, serves the participant.
-pub(crate) fn upgrade(service: SessionService, req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+/// Upgrades `req` to the signalling WebSocket. `permit` (a place among the HTTP front's
+/// connections) is held until the participant has had [`JOIN_TIMEOUT`] to join, or leaves: a
+/// socket that never joins counts like any other connection.
+pub(crate) fn upgrade(
+    service: SessionService,
+    permit: OwnedSemaphorePermit,
+    req: &mut Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET
         || !header_has(req, UPGRADE, "websocket")
         || !header_has(req, CONNECTION, "upgrade")
@@ -57,7 +65,14 @@ pub(crate) fn upgrade(service: SessionService, req: &mut Request<Incoming>) -> R
         config.max_message_size = Some(MAX_MESSAGE);
         config.max_frame_size = Some(MAX_MESSAGE);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        pump(service, ws, LIVENESS).await;
+        let served = pump(service, ws, LIVENESS);
+        tokio::pin!(served);
+        tokio::select! {
+            _ = &mut served => return,
+            _ = tokio::time::sleep(JOIN_TIMEOUT) => {}
+        }
+        drop(permit);
+        served.await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

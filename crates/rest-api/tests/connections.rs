@@ -82,3 +82,42 @@ async fn connections_beyond_the_limit_get_a_503_and_a_freed_place_is_taken_again
     .await
     .expect("client");
 }
+
+/// A signalling WebSocket counts among the connections until its participant has had its time to
+/// join: sockets that never join cannot be opened without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_yet_to_join_count_among_the_connections() {
+    let config = ApiConfig { max_connections: 3, ..ApiConfig::default() };
+    let (_api, port) = common::start_with(config).await;
+    tokio::task::spawn_blocking(move || {
+        let upgrade = b"GET /rtc/v1/signal HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut sockets = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(upgrade).expect("write");
+            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).expect("the upgrade's answer");
+            assert_eq!(&head, b"HTTP/1.1 101", "{}", String::from_utf8_lossy(&head));
+            sockets.push(s);
+        }
+        // Two sockets that have not joined hold two places: one connection more is served, the
+        // next is refused (once the upgrades' own HTTP connections are gone).
+        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let _third = loop {
+            let third = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut fourth = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            match read_until_closed(&mut fourth, Duration::from_millis(500)) {
+                Some(out) if out.starts_with("HTTP/1.1 503") => break third,
+                _ => assert!(Instant::now() < deadline, "a fourth connection was served"),
+            }
+        };
+        let mut fifth = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let out = read_until_closed(&mut fifth, Duration::from_secs(5)).expect("refused");
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    })
+    .await
+    .expect("client");
+}
