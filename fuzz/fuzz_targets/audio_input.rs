@@ -4,8 +4,9 @@
 //! the made-up rest of a short tick reported back to the buffer.
 //!
 //! Input: one mode byte (bits 0-1: the codec), then records of a flags byte (bit 0: a
-//! telephone-event packet; bit 1: marker; bit 2: tick before this packet), the milliseconds since
-//! the last record, a big-endian RTP timestamp, a length byte and that many payload bytes.
+//! telephone-event packet; bit 1: marker; bit 2: a tick after this packet), the milliseconds
+//! since the last record, a big-endian RTP timestamp, a length byte and that many payload bytes.
+//! Sequence numbers only count up (the jitter buffer orders by timestamp, which is hostile here).
 #![no_main]
 
 use bridge::codec::{AudioCodec, FRAME_48K};

@@ -335,7 +335,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     // The video part of an early answer, for a 2xx that leaves its SDP out.
     let mut early_video: Option<MediaAgreement> = None;
     // Media host names looked up so far (see `resolve_hosts`).
-    let mut names = Vec::new();
+    let mut names = MediaNames::default();
     let mut hangup_cause: Option<Control> = None;
     let mut abandon = bridge.abandon.subscribe();
     let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
@@ -1197,30 +1197,44 @@ fn tick_for(codec: sdp_negotiation::Codec) -> tokio::time::Interval {
     tick
 }
 
-/// Most media host names one call looks up (see [`resolve_hosts`]).
+/// Most media host names one call remembers (see [`resolve_hosts`]).
 const MAX_MEDIA_NAMES: usize = 8;
+/// Once that many are known, how long a call waits between two lookups of new names.
+const MEDIA_NAME_EVERY: Duration = Duration::from_secs(60);
+
+/// The media host names a call has looked up (see [`resolve_hosts`]).
+#[derive(Debug, Default)]
+struct MediaNames {
+    /// Each name (lower case, without a final dot) and what it gave.
+    known: Vec<(String, Option<std::net::IpAddr>)>,
+    /// When the last lookup was made.
+    looked_up: Option<Instant>,
+}
 
 /// RFC 4566 lets `c=` name a host: its media addresses are looked up here (within 1 s; an IPv4
 /// address preferred when the name has both), since the negotiation never does IO. The call's
 /// `names` remember what each name gave (or that it gave nothing), so a far end that repeats a
-/// slow name in every re-offer holds the call's media loop up once, not each time, and at most
-/// [`MAX_MEDIA_NAMES`] are ever looked up. A name that cannot be resolved (or is one too many)
+/// slow name in every re-offer holds the call's media loop up once, not each time. Past
+/// [`MAX_MEDIA_NAMES`] names, a new one is looked up (in place of the oldest) only
+/// [`MEDIA_NAME_EVERY`] after the last lookup: a far end cycling through names costs a lookup,
+/// and a blocking thread, a minute at most. A name that cannot be resolved (or waits its turn)
 /// leaves the stream without an address (logged): nothing is sent to it.
-async fn resolve_hosts(call: &str, names: &mut Vec<(String, Option<std::net::IpAddr>)>, a: &mut Agreement) {
+async fn resolve_hosts(call: &str, names: &mut MediaNames, a: &mut Agreement) {
     for m in [a.audio.as_mut(), a.video.as_mut()].into_iter().flatten() {
-        let host = m.remote_host.trim().to_owned();
+        let host = m.remote_host.trim().trim_end_matches('.').to_ascii_lowercase();
         if m.remote_rtp.is_some() || host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
             continue;
         }
-        let ip = match names.iter().find(|(n, _)| *n == host) {
+        let now = Instant::now();
+        let full = names.known.len() >= MAX_MEDIA_NAMES;
+        let ip = match names.known.iter().find(|(n, _)| *n == host) {
             Some((_, ip)) => *ip,
-            None if names.len() >= MAX_MEDIA_NAMES => {
-                // A far end cycling through names in re-offers would cost a lookup (and a blocking
-                // thread) each time.
-                warn!(call, host, "a media host name beyond the {MAX_MEDIA_NAMES} this call may use: not looked up");
+            None if full && names.looked_up.is_some_and(|t| now.saturating_duration_since(t) < MEDIA_NAME_EVERY) => {
+                warn!(call, host, "a media host name beyond the {MAX_MEDIA_NAMES} this call knows, within a minute of the last: not looked up");
                 None
             }
             None => {
+                names.looked_up = Some(now);
                 let lookup = tokio::net::lookup_host((host.clone(), m.remote_port));
                 let ip = match tokio::time::timeout(Duration::from_secs(1), lookup).await {
                     Ok(Ok(found)) => {
@@ -1229,7 +1243,10 @@ async fn resolve_hosts(call: &str, names: &mut Vec<(String, Option<std::net::IpA
                     }
                     Ok(Err(_)) | Err(_) => None,
                 };
-                names.push((host.clone(), ip));
+                if full {
+                    names.known.remove(0);
+                }
+                names.known.push((host.clone(), ip));
                 ip
             }
         };
@@ -1963,26 +1980,35 @@ mod tests {
         local.process_answer(answer.as_bytes()).expect("an answer")
     }
 
-    /// Media host names are looked up and remembered; past eight names a call looks up no more
-    /// (a far end cycling through names in re-offers costs a lookup each otherwise).
+    /// Media host names are looked up and remembered (whatever their case, with or without a
+    /// final dot); past eight names, a new one is looked up only a minute after the last lookup.
     #[tokio::test]
-    async fn a_call_looks_up_eight_media_host_names_at_most() {
-        let mut names = Vec::new();
+    async fn media_host_names_are_remembered_and_new_ones_looked_up_a_minute_apart() {
+        let resolved = |a: &Agreement| a.audio.as_ref().and_then(|m| m.remote_rtp);
+        let mut names = MediaNames::default();
         let mut a = agreement_naming("localhost");
         resolve_hosts("call", &mut names, &mut a).await;
-        let audio = a.audio.as_ref().expect("audio");
-        assert_eq!(audio.remote_rtp.map(|r| r.port()), Some(4000), "localhost is looked up");
-        assert!(audio.remote_rtp.is_some_and(|r| r.ip().is_loopback()));
+        assert!(resolved(&a).is_some_and(|r| r.ip().is_loopback() && r.port() == 4000), "localhost is looked up");
         for n in 1..8 {
-            names.push((format!("name{n}.invalid"), None));
+            names.known.push((format!("name{n}.invalid"), None));
         }
-        let mut again = agreement_naming("localhost");
+        let mut again = agreement_naming("LocalHost.");
         resolve_hosts("call", &mut names, &mut again).await;
-        assert!(again.audio.as_ref().is_some_and(|m| m.remote_rtp.is_some()), "a name known is used again");
-        let mut ninth = agreement_naming("LocalHost");
-        resolve_hosts("call", &mut names, &mut ninth).await;
-        assert!(ninth.audio.as_ref().is_some_and(|m| m.remote_rtp.is_none()), "a ninth name is not looked up");
-        assert_eq!(names.len(), 8);
+        assert!(resolved(&again).is_some(), "a name known is used again, whatever its case");
+
+        // Full: a new name waits a minute after the last lookup.
+        names.known.remove(0);
+        names.known.push(("name8.invalid".into(), None));
+        let mut soon = agreement_naming("localhost");
+        resolve_hosts("call", &mut names, &mut soon).await;
+        assert!(resolved(&soon).is_none(), "not looked up within a minute of the last lookup");
+        assert_eq!(names.known.len(), 8);
+        names.looked_up = Instant::now().checked_sub(MEDIA_NAME_EVERY);
+        let mut later = agreement_naming("localhost");
+        resolve_hosts("call", &mut names, &mut later).await;
+        assert!(resolved(&later).is_some(), "looked up a minute later");
+        assert_eq!(names.known.len(), 8, "in place of the oldest");
+        assert!(names.known.iter().all(|(n, _)| n != "name1.invalid"));
     }
 
     /// A re-offer's keys: renumbered or with a lifetime added, the same; another key or suite, not.

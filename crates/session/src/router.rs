@@ -229,14 +229,19 @@ struct Peer {
     connect_by: Instant,
     timeout: Option<Instant>,
     last_keyframe_request: Option<Instant>,
-    /// Source addresses it has been reached from (see [`MAX_PEER_ADDRESSES`]).
+    /// Source addresses it has been reached from (see [`MAX_PEER_ADDRESSES`]), and when the last
+    /// new one came.
     addresses: usize,
+    new_address_at: Option<Instant>,
 }
 
-/// Most source addresses one peer is taken from. Its browser knows the ICE password, and every
+/// Source addresses one peer is taken from freely. Its browser knows the ICE password, and every
 /// new address its checks come from is one more peer-reflexive candidate kept for the peer's life;
-/// a NAT rebinding or a change of network now and then is far below this.
+/// a NAT rebinding or a change of network now and then is far below this. Past it, one new address
+/// is taken every [`NEW_ADDRESS_EVERY`], so a participant moving between networks for hours still
+/// reaches us, and one spraying checks from new ports grows nothing.
 const MAX_PEER_ADDRESSES: usize = 16;
+const NEW_ADDRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a peer may take to connect (ICE and DTLS) before it is given up: an offer whose
 /// candidates never answer would otherwise keep its peer (and its subscription) forever.
@@ -385,6 +390,7 @@ impl Router {
             timeout: None,
             last_keyframe_request: None,
             addresses: 0,
+            new_address_at: None,
         };
         self.peers.insert(id, peer);
         self.run(now, vec![id]);
@@ -595,11 +601,13 @@ impl Router {
         };
         if cached.is_none() {
             let Some(peer) = self.peers.get_mut(&id) else { return };
-            if peer.addresses >= MAX_PEER_ADDRESSES {
-                debug!(%source, peer = id.0, "a peer's checks from one address too many: ignored");
+            let recent = peer.new_address_at.is_some_and(|t| now.saturating_duration_since(t) < NEW_ADDRESS_EVERY);
+            if peer.addresses >= MAX_PEER_ADDRESSES && recent {
+                debug!(%source, peer = id.0, "a peer's checks from one new address too many: ignored");
                 return;
             }
             peer.addresses += 1;
+            peer.new_address_at = Some(now);
             self.by_remote.insert(source, id);
         }
         if let Some(peer) = self.peers.get_mut(&id) {
@@ -873,9 +881,10 @@ mod tests {
     }
 
     /// A peer's connectivity checks (valid, with its ICE password) coming from ever more source
-    /// addresses are taken from sixteen at most: each is a candidate kept for the peer's life.
+    /// addresses are taken from sixteen freely, then from one new address every ten seconds: each
+    /// is a candidate kept for the peer's life.
     #[test]
-    fn a_peer_is_taken_from_sixteen_addresses_at_most() {
+    fn a_peer_is_taken_from_sixteen_addresses_then_one_every_ten_seconds() {
         let mut r = Router::new(RouterConfig { local: "127.0.0.1:40000".parse().expect("addr"), public: vec![] });
         let now = Instant::now();
         let mut client = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(now);
@@ -912,6 +921,12 @@ mod tests {
         // The addresses it has still reach it.
         r.handle_receive(t, SocketAddr::from(([127, 0, 0, 1], 50_000)), &check);
         assert_eq!(r.by_remote.get(&SocketAddr::from(([127, 0, 0, 1], 50_000))), Some(&peer));
+        // Ten seconds on, one new address more, not two.
+        let later = t + NEW_ADDRESS_EVERY;
+        for port in 50_100..50_110u16 {
+            r.handle_receive(later, SocketAddr::from(([127, 0, 0, 1], port)), &check);
+        }
+        assert_eq!(r.by_remote.values().filter(|p| **p == peer).count(), MAX_PEER_ADDRESSES + 1);
     }
 
     /// A peer whose browser never connects (an offer without candidates, a client gone at once)

@@ -523,9 +523,9 @@ mod tests {
         (service, session, stream, j)
     }
 
-    /// A connection at its most streams is refused (400; `may_publish` checks it before the
-    /// WebRTC peer and its DTLS certificate are made) and leaves no peer behind; publishes beyond a
-    /// burst of ten are refused (429), refused ones counting too.
+    /// A connection at its most streams is refused (400) before its offer is read (the WebRTC
+    /// peer and its DTLS certificate would be made then) and leaves no peer behind; publishes
+    /// beyond a burst of ten are refused (429), refused ones counting too.
     #[tokio::test]
     async fn publishes_are_checked_before_their_peer_is_made_and_budgeted() {
         let (service, _, _, mut j) = fixture().await;
@@ -541,13 +541,17 @@ mod tests {
         let (tx, _rx) = channel();
         let id = json!(1);
         let reply = Reply { id: &id, outgoing: &tx };
-        let codes: Vec<u16> = (0..12)
-            .map(|_| match publish(&service, &mut j, &offer(), &reply) {
-                Ok(_) => 200,
-                Err(r) => r.code,
+        // The fifth offer is broken: at the limit, it is refused for the limit before it is read.
+        let broken = json!({"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"});
+        let refusals: Vec<(u16, String)> = (0..12)
+            .map(|n| match publish(&service, &mut j, &if n == 4 { broken.clone() } else { offer() }, &reply) {
+                Ok(_) => (200, String::new()),
+                Err(r) => (r.code, r.message),
             })
             .collect();
+        let codes: Vec<u16> = refusals.iter().map(|r| r.0).collect();
         assert_eq!(codes, [200, 200, 200, 200, 400, 400, 400, 400, 400, 400, 429, 429]);
+        assert!(refusals[4].1.contains("at most 4 streams"), "{:?}", refusals[4]);
         assert_eq!(service.peer_count(), 4, "no peer made for a refused publish");
     }
 

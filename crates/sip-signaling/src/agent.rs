@@ -1162,9 +1162,9 @@ impl UserAgent {
                 Ok(Some(f)) => frames.push(f),
                 Ok(None) => break,
                 Err(e) => {
-                    // No message boundary can be trusted after this (RFC 3261 §18.3: a stream
-                    // message whose length is wrong ends its connection): what follows is
-                    // never read as messages of its own, and the connection is closed.
+                    // No message boundary can be trusted after this (on a stream, RFC 3261 §18.3
+                    // leaves Content-Length the only one): what follows is never read as
+                    // messages of its own, and the connection is closed (our policy).
                     warn!(%source, error = %e, "unframeable stream: closing its connection");
                     self.stats.malformed += 1;
                     self.framers.remove(&key);
@@ -1197,6 +1197,7 @@ impl UserAgent {
     /// forgotten with [`forget_stream`](Self::forget_stream).
     pub fn handle_connection_closed(&mut self, now: Instant, source: &Target) {
         self.framers.remove(&(source.transport, source.addr, 0));
+        self.refused_streams.remove(&(source.transport, source.addr, 0));
         if !source.transport.is_reliable() {
             return;
         }
@@ -2581,8 +2582,10 @@ impl UserAgent {
     }
 
     /// The next stream connection to close (its transport, its address and the `connection`
-    /// given to [`handle_stream_input`](Self::handle_stream_input)): one that sent what cannot be
-    /// framed. Input still given for it is ignored.
+    /// given to [`handle_stream_input`](Self::handle_stream_input), 0 for
+    /// [`handle_input`](Self::handle_input)): one that sent what cannot be framed. Input still
+    /// given for it is ignored until [`forget_stream`](Self::forget_stream) (or, for 0,
+    /// [`handle_connection_closed`](Self::handle_connection_closed)).
     pub fn poll_close(&mut self) -> Option<(Target, u64)> {
         self.closes.pop_front()
     }

@@ -1,5 +1,5 @@
 //! A stream connection that sends what cannot be framed (a Content-Length beyond the message
-//! limit) is closed (RFC 3261 §18.3), and nothing it sends afterwards is read as a message: the
+//! limit) is closed (on a stream, RFC 3261 §18.3 leaves Content-Length the only boundary), and nothing it sends afterwards is read as a message: the
 //! "body" of a lying Content-Length can never be smuggled in as a message of its own.
 
 mod common;
@@ -41,6 +41,26 @@ fn an_unframeable_stream_is_closed_and_what_follows_on_it_is_ignored() {
     h.ua.forget_stream(&peer, 9);
     h.ua.handle_stream_input(h.now, peer.clone(), 10, &ok);
     assert!(h.events().iter().any(|e| matches!(e, CallEvent::Answered { .. })), "a new connection is read");
+}
+
+/// The same through `handle_input` (connection 0): the address is heard again once its
+/// connection is reported closed.
+#[test]
+fn handle_input_streams_are_heard_again_after_their_close() {
+    let mut h = Harness::new(Transport::Tcp);
+    let _call = h.dial("sip:far@example.com;transport=tcp");
+    let invite = h.sent_one();
+    let peer = h.peer();
+    h.deliver_raw(&unframeable(&invite));
+    assert_eq!(h.ua.poll_close(), Some((peer.clone(), 0)));
+    let ok = ok_with_sdp(&invite, "far1");
+    h.deliver(&ok);
+    assert!(h.events().iter().all(|e| !matches!(e, CallEvent::Answered { .. })), "ignored until closed");
+    h.ua.handle_connection_closed(h.now, &peer);
+    h.events();
+    h.sent();
+    h.deliver(&ok);
+    assert!(h.events().iter().any(|e| matches!(e, CallEvent::Answered { .. })), "heard again after the close");
 }
 
 #[tokio::test]

@@ -814,7 +814,7 @@ impl InboundSlots {
         InboundSlots {
             all: Arc::new(tokio::sync::Semaphore::new(max.min(tokio::sync::Semaphore::MAX_PERMITS))),
             per_address: Mutex::new(HashMap::new()),
-            max_per_address,
+            max_per_address: max_per_address.max(1),
         }
     }
 
@@ -822,11 +822,10 @@ impl InboundSlots {
     fn take(self: &Arc<Self>, address: IpAddr) -> Result<InboundSlot, &'static str> {
         let all = self.all.clone().try_acquire_owned().map_err(|_| "too many inbound connections")?;
         let mut per = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
-        let n = per.entry(address).or_insert(0);
-        if *n >= self.max_per_address {
+        if per.get(&address).is_some_and(|n| *n >= self.max_per_address) {
             return Err("too many inbound connections from one address");
         }
-        *n += 1;
+        *per.entry(address).or_insert(0) += 1;
         Ok(InboundSlot { slots: self.clone(), address, _all: all })
     }
 }
@@ -850,13 +849,21 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
+    let mut last_warned: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let permit = match slots.take(peer.ip()) {
                     Ok(permit) => permit,
                     Err(why) => {
-                        debug!(%peer, "{why}: closing");
+                        // Said once in a while (a flood would fill the log), at debug otherwise.
+                        let now = tokio::time::Instant::now();
+                        if last_warned.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(10)) {
+                            warn!(%peer, "{why}: closing (more are logged at debug for 10 s)");
+                            last_warned = Some(now);
+                        } else {
+                            debug!(%peer, "{why}: closing");
+                        }
                         drop(stream);
                         continue;
                     }
