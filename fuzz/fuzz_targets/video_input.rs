@@ -35,36 +35,36 @@ fuzz_target!(|data: &[u8]| {
             timestamp = timestamp.wrapping_add(3000);
         }
         let marker = flags & 1 != 0;
-        let frame = if whole_frames {
-            Some(payload.to_vec())
+        let mut ready = Vec::new();
+        if whole_frames {
+            ready.push(payload.to_vec());
         } else {
             let out = match codec {
                 VideoCodec::H264 => h264.push(seq, timestamp, marker, payload),
                 VideoCodec::Vp8 => vp8.push(seq, marker, payload),
             };
             match out {
-                Depacketized::Frame(f) => Some(f.data),
-                Depacketized::Dropped => {
-                    contiguous = false;
-                    None
-                }
-                Depacketized::Pending => None,
+                Depacketized::Frame(f) => ready.push(f.data),
+                Depacketized::Dropped => contiguous = false,
+                Depacketized::Pending => {}
             }
-        };
-        let Some(frame) = frame else { continue };
-        frames += 1;
-        let pushed = input.push(codec, &frame, std::mem::replace(&mut contiguous, true));
-        if pushed == Pushed::Picture {
-            let picture = input.picture().expect("a picture after Pushed::Picture");
-            assert!(picture.width >= 2 && picture.height >= 2);
-            assert_eq!(picture.y.len(), (picture.width * picture.height) as usize);
+            ready.extend(h264.take_held().map(|(f, _)| f.data));
         }
-        let _ = input.take_keyframe_request();
-        let sources = [
-            Source { id: 1, generation: input.generation(), picture: input.picture() },
-            Source { id: 2, generation: 0, picture: None },
-        ];
-        grid.compose(&sources).expect("composing decoded pictures");
+        for frame in ready {
+            frames += 1;
+            let pushed = input.push(codec, &frame, std::mem::replace(&mut contiguous, true));
+            if pushed == Pushed::Picture {
+                let picture = input.picture().expect("a picture after Pushed::Picture");
+                assert!(picture.width >= 2 && picture.height >= 2);
+                assert_eq!(picture.y.len(), (picture.width * picture.height) as usize);
+            }
+            let _ = input.take_keyframe_request();
+            let sources = [
+                Source { id: 1, generation: input.generation(), picture: input.picture() },
+                Source { id: 2, generation: 0, picture: None },
+            ];
+            grid.compose(&sources).expect("composing decoded pictures");
+        }
         if frames >= MAX_FRAMES {
             break;
         }

@@ -781,36 +781,41 @@ impl Incoming {
                 }
                 _ => Depacketizer::Vp8(Vp8Depacketizer::default()),
             });
-            let (result, codec, timestamp) = match d {
+            let (result, codec, timestamp, held) = match d {
                 Depacketizer::H264(d) => {
                     let result = d.push(pkt.seq(), pkt.timestamp(), pkt.marker(), pkt.payload());
-                    (result, FrameCodec::H264, d.frame_timestamp().unwrap_or(pkt.timestamp()))
+                    let timestamp = d.frame_timestamp().unwrap_or(pkt.timestamp());
+                    (result, FrameCodec::H264, timestamp, d.take_held())
                 }
                 Depacketizer::Vp8(d) => {
-                    (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8, pkt.timestamp())
+                    (d.push(pkt.seq(), pkt.marker(), pkt.payload()), FrameCodec::Vp8, pkt.timestamp(), None)
                 }
             };
-            match result {
-                Depacketized::Pending => {}
-                Depacketized::Frame(f) if self.awaiting_keyframe && !f.keyframe => {
-                    self.skipped += 1;
-                    lost = true;
-                }
-                Depacketized::Frame(f) => {
-                    self.awaiting_keyframe = false;
-                    self.frames += 1;
-                    out.push(MediaFrame {
-                        codec,
-                        rtp_time: self.published_time(timestamp),
-                        data: f.data.into(),
-                        contiguous: true,
-                        audio_level: None,
-                        arrival: now,
-                    });
-                }
-                Depacketized::Dropped => {
-                    self.awaiting_keyframe = true;
-                    lost = true;
+            let results =
+                std::iter::once((result, timestamp)).chain(held.map(|(frame, at)| (Depacketized::Frame(frame), at)));
+            for (result, timestamp) in results {
+                match result {
+                    Depacketized::Pending => {}
+                    Depacketized::Frame(f) if self.awaiting_keyframe && !f.keyframe => {
+                        self.skipped += 1;
+                        lost = true;
+                    }
+                    Depacketized::Frame(f) => {
+                        self.awaiting_keyframe = false;
+                        self.frames += 1;
+                        out.push(MediaFrame {
+                            codec,
+                            rtp_time: self.published_time(timestamp),
+                            data: f.data.into(),
+                            contiguous: true,
+                            audio_level: None,
+                            arrival: now,
+                        });
+                    }
+                    Depacketized::Dropped => {
+                        self.awaiting_keyframe = true;
+                        lost = true;
+                    }
                 }
             }
         }

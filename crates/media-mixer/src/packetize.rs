@@ -124,6 +124,9 @@ pub struct H264Depacketizer {
     /// front of an IDR access unit that comes without them.
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
+    /// A second frame one packet completed (see [`H264Depacketizer::take_held`]), with its RTP
+    /// timestamp.
+    held: Option<(Frame, u32)>,
 }
 
 /// A reassembled frame.
@@ -191,7 +194,7 @@ impl H264Depacketizer {
             // A new access unit: the last one's marker was lost (then so is a packet) or never
             // set (then the unit is whole).
             if contiguous && !self.broken && self.fu.is_none() {
-                unmarked = self.take_frame();
+                unmarked = self.take_frame().map(|f| (f, self.delivered.unwrap_or(timestamp)));
             }
             self.reset();
             self.broken = false;
@@ -211,7 +214,7 @@ impl H264Depacketizer {
             self.broken = true;
         }
         if !marker {
-            return unmarked.map_or(Depacketized::Pending, Depacketized::Frame);
+            return unmarked.map_or(Depacketized::Pending, |(f, _)| Depacketized::Frame(f));
         }
         let broken = std::mem::take(&mut self.broken) || self.fu.is_some();
         let outcome = if broken {
@@ -223,10 +226,25 @@ impl H264Depacketizer {
         };
         self.reset();
         match (outcome, unmarked) {
-            (Depacketized::Frame(f), _) => Depacketized::Frame(f),
-            (_, Some(f)) => Depacketized::Frame(f),
+            // Two frames at once (an unmarked one, then a whole one in this packet): the older
+            // first; the newer waits for `take_held`.
+            (Depacketized::Frame(f), Some((older, at))) => {
+                let newer = self.delivered.unwrap_or(timestamp);
+                self.held = Some((f, newer));
+                self.delivered = Some(at);
+                Depacketized::Frame(older)
+            }
+            (Depacketized::Frame(f), None) => Depacketized::Frame(f),
+            (_, Some((f, _))) => Depacketized::Frame(f),
             (other, None) => other,
         }
+    }
+
+    /// The frame the last [`push`](Self::push) completed besides the one it returned, and its RTP
+    /// timestamp: a packet that holds a whole access unit, after one from a sender that does not
+    /// set the marker bit, completes both. Call it after every push that returned a frame.
+    pub fn take_held(&mut self) -> Option<(Frame, u32)> {
+        self.held.take()
     }
 
     /// The RTP timestamp of the frame [`push`](Self::push) returned last: not always the
@@ -536,6 +554,24 @@ mod tests {
         assert_eq!(d.push(6, 400, false, &[0x41, 6]), Depacketized::Pending);
         assert!(matches!(d.push(7, 400, true, &[0x41, 7]), Depacketized::Frame(_)));
         assert_eq!(d.frame_timestamp(), Some(400));
+    }
+
+    /// An unmarked access unit followed at once by a whole one in a single marked packet: both
+    /// come out, the older from `push`, the newer from `take_held`, each with its own timestamp.
+    #[test]
+    fn h264_an_unmarked_unit_and_a_whole_one_in_one_packet_both_come_out() {
+        let mut d = H264Depacketizer::default();
+        assert_eq!(d.push(1, 100, false, &[0x65, 1]), Depacketized::Pending);
+        let Depacketized::Frame(older) = d.push(2, 200, true, &[0x41, 2]) else { panic!("the older unit") };
+        assert_eq!(older.data, [0, 0, 0, 1, 0x65, 1]);
+        assert_eq!(d.frame_timestamp(), Some(100));
+        let (newer, at) = d.take_held().expect("the newer unit");
+        assert_eq!((newer.data.as_slice(), at), (&[0, 0, 0, 1, 0x41, 2][..], 200));
+        assert!(d.take_held().is_none(), "given once");
+        let Depacketized::Frame(next) = d.push(3, 300, true, &[0x41, 3]) else { panic!("the next") };
+        assert_eq!(next.data, [0, 0, 0, 1, 0x41, 3]);
+        assert_eq!(d.frame_timestamp(), Some(300));
+        assert!(d.take_held().is_none());
     }
 
     /// Parameter sets sent on their own (an access unit of their own before the IDR) or only in
