@@ -243,6 +243,10 @@ struct Peer {
 const MAX_PEER_ADDRESSES: usize = 16;
 const NEW_ADDRESS_EVERY: Duration = Duration::from_secs(10);
 
+/// Audio levels (in -dBov, RFC 6464) below this are said to be voice, when the source does not
+/// say (-50 dBov, where the bridge takes a packet for quiet).
+const VOICE_BELOW: u8 = 50;
+
 /// How long a peer may take to connect (ICE and DTLS) before it is given up: an offer whose
 /// candidates never answer would otherwise keep its peer (and its subscription) forever.
 const CONNECT_WITHIN: Duration = Duration::from_secs(30);
@@ -466,8 +470,13 @@ impl Router {
                 continue;
             }
             let Some(mid) = peer.mid(frame.codec.kind()) else { continue };
-            let Some(writer) = peer.rtc.writer(mid) else { continue };
+            let Some(mut writer) = peer.rtc.writer(mid) else { continue };
             let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else { continue };
+            if let Some(level) = frame.audio_level {
+                // RFC 6464 carries -dBov; voice is said above -50 dBov.
+                let level = level.min(127);
+                writer = writer.audio_level(-(level as i8), level < VOICE_BELOW);
+            }
             if let Err(e) = writer.write(pt, now, time, frame.data.clone()) {
                 debug!(peer = id.0, error = %e, "write to subscriber failed");
             }
@@ -803,8 +812,13 @@ impl Router {
                 continue;
             }
             let Some(mid) = peer.mid(kind) else { continue };
-            let Some(writer) = peer.rtc.writer(mid) else { continue };
+            let Some(mut writer) = peer.rtc.writer(mid) else { continue };
             let Some(pt) = writer.match_params(data.params) else { continue };
+            if let Some(level) = data.ext_vals.audio_level {
+                // The publisher's level and voice flag, as it sent them.
+                let voice = data.ext_vals.voice_activity.unwrap_or(level > -(VOICE_BELOW as i8));
+                writer = writer.audio_level(level, voice);
+            }
             match writer.write(pt, data.network_time, data.time, data.data.clone()) {
                 Ok(()) => touched.push(id),
                 Err(e) => debug!(peer = id.0, error = %e, "forwarding to subscriber failed"),

@@ -2,95 +2,15 @@
 //! by NACK and retransmission on both hops (publisher → router, router → subscriber), so every
 //! frame reaches the subscriber intact.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{connect, peer, pump, tick};
 use session::router::{Router, RouterConfig};
-use session::{ConnectionId, StreamId};
-use str0m::change::SdpAnswer;
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
-
-struct Peer {
-    rtc: Rtc,
-    mid: Mid,
-    addr: SocketAddr,
-    connected: bool,
-    frames: Vec<Vec<u8>>,
-}
-
-fn peer(dir: Direction, host: u8, router: &mut Router, publish: bool, now: Instant) -> Peer {
-    let addr = SocketAddr::from(([10, 0, 0, host], 5000));
-    let mut rtc = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(now);
-    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Video, dir, None, None, None);
-    let (offer, pending) = api.apply().expect("offer");
-    let stream = StreamId::from_wire("s");
-    let owner = ConnectionId::from_wire(&host.to_string());
-    let (_, answer) = if publish {
-        router.add_publisher(now, owner, stream, &offer.to_sdp_string())
-    } else {
-        router.add_subscriber(now, owner, stream, &offer.to_sdp_string())
-    }
-    .expect("accepted");
-    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).expect("answer")).expect("ok");
-    Peer { rtc, mid, addr, connected: false, frames: Vec::new() }
-}
-
-/// Delivers everything until quiet; `drop` decides which media datagrams are lost.
-fn pump(
-    router: &mut Router,
-    peers: &mut [Peer],
-    now: Instant,
-    drop: &mut dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool,
-) {
-    let local: SocketAddr = "10.255.0.1:40000".parse().expect("addr");
-    loop {
-        let mut moved = false;
-        for p in peers.iter_mut() {
-            loop {
-                match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        moved = true;
-                        if !drop(p.addr, local, &t.contents) {
-                            router.handle_receive(now, p.addr, &t.contents);
-                        }
-                    }
-                    Ok(Output::Event(Event::Connected)) => p.connected = true,
-                    Ok(Output::Event(Event::MediaData(d))) => p.frames.push(d.data.to_vec()),
-                    Ok(Output::Event(_)) => {}
-                    Ok(Output::Timeout(_)) | Err(_) => break,
-                }
-            }
-        }
-        while let Some(d) = router.poll_transmit() {
-            moved = true;
-            if drop(local, d.destination, &d.contents) {
-                continue;
-            }
-            let Some(p) = peers.iter_mut().find(|p| p.addr == d.destination) else { continue };
-            let Ok(contents) = d.contents.as_slice().try_into() else { continue };
-            let input =
-                Input::Receive(now, Receive { proto: Protocol::Udp, source: local, destination: p.addr, contents });
-            let _ = p.rtc.handle_input(input);
-        }
-        while router.poll_event().is_some() {}
-        if !moved {
-            return;
-        }
-    }
-}
-
-fn tick(router: &mut Router, peers: &mut [Peer], now: Instant) {
-    router.handle_timeout(now);
-    for p in peers.iter_mut() {
-        let _ = p.rtc.handle_input(Input::Timeout(now));
-    }
-}
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
 
 fn is_srtp_media(bytes: &[u8]) -> bool {
     // RTP (RFC 7983: first byte 128..=191) that is not RTCP (payload types 192..=223).
@@ -99,27 +19,13 @@ fn is_srtp_media(bytes: &[u8]) -> bool {
 
 #[test]
 fn lost_video_packets_are_recovered_on_both_hops() {
-    let start = Instant::now();
-    let mut now = start;
     let mut router = Router::new(RouterConfig { local: "10.255.0.1:40000".parse().expect("addr"), public: vec![] });
-    let publisher = peer(Direction::SendOnly, 1, &mut router, true, now);
-    let subscriber = peer(Direction::RecvOnly, 2, &mut router, false, now);
+    let start = Instant::now();
+    let publisher = peer(MediaKind::Video, Direction::SendOnly, 1, &mut router, true, start);
+    let subscriber = peer(MediaKind::Video, Direction::RecvOnly, 2, &mut router, false, start);
     let mut peers = vec![publisher, subscriber];
+    let mut now = connect(&mut router, &mut peers, start);
     let mut no_loss = |_: SocketAddr, _: SocketAddr, _: &[u8]| false;
-    for _ in 0..400 {
-        pump(&mut router, &mut peers, now, &mut no_loss);
-        if peers.iter().all(|p| p.connected) {
-            break;
-        }
-        now += Duration::from_millis(5);
-        tick(&mut router, &mut peers, now);
-    }
-    assert!(peers.iter().all(|p| p.connected), "peers connect in memory");
-    for _ in 0..40 {
-        now += Duration::from_millis(5);
-        tick(&mut router, &mut peers, now);
-        pump(&mut router, &mut peers, now, &mut no_loss);
-    }
 
     // Every 7th media packet lost on each hop (first transmissions and retransmissions alike).
     let mut counter = 0u32;
