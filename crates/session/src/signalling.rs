@@ -493,6 +493,17 @@ mod tests {
     use crate::service::ServiceConfig;
     use str0m::media::{Direction, MediaKind};
 
+    /// A browser's offer of one audio m-line in direction `dir`.
+    fn audio_offer(dir: Direction) -> String {
+        let mut rtc = str0m::Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(Instant::now());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Audio, dir, None, None, None);
+        let (offer, _) = api.apply().expect("offer");
+        offer.to_sdp_string()
+    }
+
     /// A routed session with one stream (of a SIP connection) and a joined moderator.
     async fn fixture() -> (SessionService, SessionId, Stream, Joined) {
         let mut projects = Projects::new();
@@ -529,15 +540,7 @@ mod tests {
     #[tokio::test]
     async fn publishes_are_checked_before_their_peer_is_made_and_budgeted() {
         let (service, _, _, mut j) = fixture().await;
-        let offer = || {
-            let mut rtc = str0m::Rtc::builder()
-                .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-                .build(Instant::now());
-            let mut api = rtc.sdp_api();
-            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            let (offer, _) = api.apply().expect("offer");
-            json!({"sdp": offer.to_sdp_string()})
-        };
+        let offer = || json!({"sdp": audio_offer(Direction::SendOnly)});
         let (tx, _rx) = channel();
         let id = json!(1);
         let reply = Reply { id: &id, outgoing: &tx };
@@ -562,15 +565,7 @@ mod tests {
     async fn requests_of_a_removed_connection_act_for_nobody() {
         let (service, session, stream, mut j) = fixture().await;
         let connection = j.connection.clone();
-        let offer = || {
-            let mut rtc = str0m::Rtc::builder()
-                .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-                .build(Instant::now());
-            let mut api = rtc.sdp_api();
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-            let (offer, _) = api.apply().expect("offer");
-            json!({"streamId": stream.id.as_str(), "sdp": offer.to_sdp_string()})
-        };
+        let offer = || json!({"streamId": stream.id.as_str(), "sdp": audio_offer(Direction::RecvOnly)});
         let (tx, mut rx) = channel();
         let id = json!(1);
         let reply = Reply { id: &id, outgoing: &tx };

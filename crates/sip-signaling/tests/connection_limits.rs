@@ -2,6 +2,9 @@
 //! connections at most (one host cannot take every slot; a place given back is taken again), and a
 //! connection we opened is closed once nothing uses its address.
 
+mod common;
+
+use common::wire::{dial_over_tcp, read_message, response, tcp_dial};
 use sip_signaling::driver::{self, DriverConfig};
 use sip_signaling::Transport;
 use std::time::Duration;
@@ -38,77 +41,30 @@ async fn one_address_gets_so_many_inbound_connections_at_most() {
     ua.shutdown().await;
 }
 
-/// Reads one whole SIP message (head and `Content-Length` body) from `conn`.
-async fn read_message(conn: &mut TcpStream) -> String {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if seen.len() >= end + 4 + len {
-                return text;
-            }
-        }
-        let n =
-            tokio::time::timeout(Duration::from_secs(3), conn.read(&mut buf)).await.expect("a message").expect("read");
-        assert!(n > 0, "closed mid-message");
-        seen.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// A response to `request` (its Via, From, To with `tag`, Call-ID and CSeq).
-fn response(request: &str, status: &str, tag: &str, extra: &str) -> String {
-    let header =
-        |name: &str| request.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap_or_default().to_owned();
-    format!(
-        "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag={tag}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
-        header("Via"),
-        header("From"),
-        header("To"),
-        header("Call-ID"),
-        header("CSeq"),
-    )
-}
-
 /// A connection we opened is closed once nothing uses its address (the call it carried failed),
 /// and kept while a dialog goes through it, pings or not.
 #[tokio::test]
 async fn a_connection_we_opened_is_closed_once_nothing_uses_it() {
-    use sip_signaling::driver::Dial;
     use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let cfg =
         DriverConfig { keepalive_interval: None, outbound_idle: Duration::from_millis(400), ..DriverConfig::default() };
-    let ua = driver::start(cfg).await.expect("driver");
-    let dial = || Dial {
-        uri: format!("sip:peer@127.0.0.1:{port};transport=tcp"),
-        sdp: Some(bytes::Bytes::from_static(b"v=0\r\n")),
-        ..Dial::default()
-    };
 
     // A call refused: its connection is closed soon after.
-    let _refused = ua.call(dial()).await.expect("dial");
-    let (mut conn, _) =
-        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("connection").expect("accept");
+    let (ua, _refused, mut conn, listener) = dial_over_tcp(cfg).await;
+    let port = listener.local_addr().expect("addr").port();
     let invite = read_message(&mut conn).await;
-    conn.write_all(response(&invite, "486 Busy Here", "busy", "").as_bytes()).await.expect("486");
+    conn.write_all(response(&invite, "486 Busy Here", Some("busy"), "", 0).as_bytes()).await.expect("486");
     let ack = read_message(&mut conn).await;
     assert!(ack.starts_with("ACK "), "{ack}");
     assert!(closed_within(&mut conn, Duration::from_secs(3)).await, "an unused connection stays open");
 
     // An answered call: its connection stays while the dialog lasts.
-    let _answered = ua.call(dial()).await.expect("dial");
+    let _answered = ua.call(tcp_dial(port)).await.expect("dial");
     let (mut conn, _) =
         tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("connection").expect("accept");
     let invite = read_message(&mut conn).await;
     let contact = format!("Contact: <sip:peer@127.0.0.1:{port};transport=tcp>\r\n");
-    conn.write_all(response(&invite, "200 OK", "ok", &contact).as_bytes()).await.expect("200");
+    conn.write_all(response(&invite, "200 OK", Some("ok"), &contact, 0).as_bytes()).await.expect("200");
     let ack = read_message(&mut conn).await;
     assert!(ack.starts_with("ACK "), "{ack}");
     assert!(!closed_within(&mut conn, Duration::from_millis(1500)).await, "a dialog's connection was closed");

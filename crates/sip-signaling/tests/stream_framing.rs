@@ -1,12 +1,13 @@
 //! A stream connection that sends what cannot be framed (a Content-Length beyond the message
-//! limit) is closed (on a stream, RFC 3261 §18.3 leaves Content-Length the only boundary), and nothing it sends afterwards is read as a message: the
-//! "body" of a lying Content-Length can never be smuggled in as a message of its own.
+//! limit) is closed (on a stream, RFC 3261 §18.3 leaves Content-Length the only boundary), and
+//! nothing it sends afterwards is read as a message: the "body" of a lying Content-Length can
+//! never be smuggled in as a message of its own.
 
 mod common;
 
-use bytes::Bytes;
+use common::wire::{dial_over_tcp, read_message, response};
 use common::{ok_with_sdp, respond, Harness};
-use sip_signaling::driver::{self, Dial, DriverConfig};
+use sip_signaling::driver::DriverConfig;
 use sip_signaling::{CallEvent, Transport};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,43 +66,13 @@ fn handle_input_streams_are_heard_again_after_their_close() {
 
 #[tokio::test]
 async fn the_driver_closes_a_connection_that_sent_an_unframeable_message() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let ua = driver::start(DriverConfig { keepalive_interval: None, ..DriverConfig::default() }).await.expect("driver");
-    let _call = ua
-        .call(Dial {
-            uri: format!("sip:peer@127.0.0.1:{port};transport=tcp"),
-            sdp: Some(Bytes::from_static(b"v=0\r\n")),
-            ..Dial::default()
-        })
-        .await
-        .expect("dial");
-    let (mut conn, _) =
-        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("connection").expect("accept");
-    let mut buf = [0u8; 8192];
-    let mut seen = Vec::new();
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(3), conn.read(&mut buf)).await.expect("INVITE").expect("read");
-        assert!(n > 0, "closed before the INVITE");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&seen).into_owned();
-    let header = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .unwrap_or_else(|| panic!("{name} in {text}"))
-            .to_owned()
-    };
-    let lying = format!(
-        "SIP/2.0 100 Trying\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 99999999\r\n\r\n",
-        header("Via"),
-        header("From"),
-        header("To"),
-        header("Call-ID"),
-        header("CSeq"),
-    );
+    let (ua, _call, mut conn, _listener) =
+        dial_over_tcp(DriverConfig { keepalive_interval: None, ..DriverConfig::default() }).await;
+    let invite = read_message(&mut conn).await;
+    let lying = response(&invite, "100 Trying", None, "", 99_999_999);
     conn.write_all(lying.as_bytes()).await.expect("write");
     // Whatever was still on its way, then the end of the stream.
+    let mut buf = [0u8; 4096];
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match conn.read(&mut buf).await {

@@ -1,6 +1,8 @@
 //! A scripted far end for in-memory call-flow tests on simulated time.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use bytes::Bytes;
 use sip_signaling::{
     parse_message, CallEvent, CallHandle, CallRequest, Config, Framing, HeaderName, Limits, Message, Target, Timers,
