@@ -17,6 +17,10 @@ use crate::error::CallbackError;
 /// Response bodies are read (so the connection can be reused) up to this size, then dropped.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
+/// How long a response's body is read after its status: the status is the answer, and a body
+/// that drips or never ends only costs the connection, never a second delivery of the event.
+const RESPONSE_BODY_TIME: Duration = Duration::from_secs(1);
+
 /// The outcome of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PostOutcome {
@@ -25,6 +29,11 @@ pub(crate) enum PostOutcome {
     /// Anything else: a non-2xx status, a timeout, a refused connection, a TLS failure. The text
     /// is for logs and dead letters; it never holds a header value.
     Failed(String),
+    /// A 4xx that says this event will not be taken however often it is sent (400, 401, 403,
+    /// 404, 413...; not 408, 425 or 429, which ask for a later try): given up after a few tries
+    /// whatever `max_attempts` says, so one refused event cannot hold its call's later events for
+    /// ever; it says nothing of the target's health (the circuit ignores it).
+    Refused(u16),
     /// The attempt failed here, before anything reached the target (a request that could not be
     /// built, the store unreadable): retried like a failure, but it says nothing of the target,
     /// so it never opens the project's circuit.
@@ -80,30 +89,31 @@ impl HttpClient {
             Ok(r) => r,
             Err(e) => return PostOutcome::Local(format!("request: {e}")),
         };
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| describe(&e))?;
-            let status = resp.status();
-            let mut body = resp.into_body();
+        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => return PostOutcome::Failed(format!("timed out after {:?}", self.timeout)),
+            Ok(Err(e)) => return PostOutcome::Failed(describe(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let drain = async {
             let mut read = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => {
-                        read += f.data_ref().map_or(0, |d| d.len());
-                        if read > MAX_RESPONSE_BODY {
-                            break;
-                        }
-                    }
-                    // The status is what counts; a broken body after it only costs the connection.
-                    Err(_) => break,
+            // The status is what counts; a broken body after it only costs the connection.
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > MAX_RESPONSE_BODY {
+                    break;
                 }
             }
-            Ok::<_, String>(status)
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => PostOutcome::Failed(format!("timed out after {:?}", self.timeout)),
-            Ok(Err(e)) => PostOutcome::Failed(e),
-            Ok(Ok(status)) if status.is_success() => PostOutcome::Delivered(status.as_u16()),
-            Ok(Ok(status)) => PostOutcome::Failed(format!("HTTP {}", status.as_u16())),
+        let _ = tokio::time::timeout(RESPONSE_BODY_TIME.min(self.timeout), drain).await;
+        let code = status.as_u16();
+        if status.is_success() {
+            PostOutcome::Delivered(code)
+        } else if status.is_client_error() && !matches!(code, 408 | 425 | 429) {
+            PostOutcome::Refused(code)
+        } else {
+            PostOutcome::Failed(format!("HTTP {code}"))
         }
     }
 }

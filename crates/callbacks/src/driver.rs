@@ -190,7 +190,6 @@ async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
 
 async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: &Attempt, outcome: Outcome) {
     let (key, seq) = (&a.key, a.seq);
-    let local = matches!(outcome, Outcome::Post(PostOutcome::Local(_)));
     match outcome {
         Outcome::Post(PostOutcome::Delivered(status)) => {
             shared.counters.add_delivered();
@@ -208,13 +207,14 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
         Outcome::NoTarget => {
             sched.handle_returned(key, seq);
         }
-        Outcome::Post(PostOutcome::Failed(why) | PostOutcome::Local(why)) => {
+        Outcome::Post(outcome @ (PostOutcome::Failed(_) | PostOutcome::Local(_) | PostOutcome::Refused(_))) => {
             shared.counters.add_failed();
             let (now, r) = (Instant::now(), rng.gen::<f64>());
-            let after = if local {
-                sched.handle_local_failure(now, key, seq, r)
-            } else {
-                sched.handle_failed(now, key, seq, r)
+            let (after, why) = match outcome {
+                PostOutcome::Refused(code) => (sched.handle_refused(now, key, seq, r), format!("HTTP {code}")),
+                PostOutcome::Local(why) => (sched.handle_local_failure(now, key, seq, r), why),
+                PostOutcome::Failed(why) => (sched.handle_failed(now, key, seq, r), why),
+                PostOutcome::Delivered(_) => return,
             };
             match after {
                 Some(AfterFailure::RetryAt(at)) => {

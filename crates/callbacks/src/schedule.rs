@@ -103,6 +103,9 @@ struct KeyQueue {
     state: State,
 }
 
+/// Attempts of an event its target refuses for good (see [`Scheduler::handle_refused`]).
+pub(crate) const REFUSED_ATTEMPTS: u32 = 5;
+
 /// Per-key queues, the ready queue and the retry timers.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
@@ -349,7 +352,7 @@ impl Scheduler {
     /// The attempt of `seq` failed at `now`; `r` is a uniform sample in `[0, 1)` for the jitter.
     /// `None` when the outcome is stale.
     pub(crate) fn handle_failed(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64) -> Option<AfterFailure> {
-        self.failed(now, key, seq, r, true)
+        self.failed(now, key, seq, r, true, None)
     }
 
     /// The attempt of `seq` failed here, before reaching the target: retried (and counted
@@ -362,10 +365,26 @@ impl Scheduler {
         seq: u64,
         r: f64,
     ) -> Option<AfterFailure> {
-        self.failed(now, key, seq, r, false)
+        self.failed(now, key, seq, r, false, None)
     }
 
-    fn failed(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64, target: bool) -> Option<AfterFailure> {
+    /// The target refused the event for good (a 4xx such as 400 or 404): retried a little (a
+    /// receiver being deployed may say 404 for a moment) but given up after [`REFUSED_ATTEMPTS`]
+    /// whatever `max_attempts` says, so the key's later events go on; the project's circuit
+    /// ignores it (the target answered).
+    pub(crate) fn handle_refused(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64) -> Option<AfterFailure> {
+        self.failed(now, key, seq, r, false, Some(REFUSED_ATTEMPTS))
+    }
+
+    fn failed(
+        &mut self,
+        now: Instant,
+        key: &OrderKey,
+        seq: u64,
+        r: f64,
+        target: bool,
+        limit: Option<u32>,
+    ) -> Option<AfterFailure> {
         if !self.is_in_flight(key, seq) {
             return None;
         }
@@ -378,7 +397,11 @@ impl Scheduler {
         let head = q.events.front_mut()?;
         head.failures = head.failures.saturating_add(1);
         let failures = head.failures;
-        if self.max_attempts.is_some_and(|max| failures >= max) {
+        let max = match (self.max_attempts, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if max.is_some_and(|max| failures >= max) {
             q.events.pop_front();
             q.state = State::Idle;
             self.len -= 1;

@@ -402,6 +402,58 @@ async fn dead_letters_after_max_attempts_and_the_key_moves_on() {
     cb.shutdown().await;
 }
 
+/// An event its receiver refuses for good (a 4xx such as 400) is given up after five tries even
+/// with no `max_attempts`, so the key's later events go on; the project's circuit stays closed
+/// (the receiver answered). A 429 is not such a refusal: it is retried until taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_refused_for_good_is_given_up_and_the_key_moves_on() {
+    let rx = Receiver::start().await;
+    let throttled = std::sync::atomic::AtomicU32::new(0);
+    rx.set_policy(move |r, _| match r.n() {
+        1 => Reply::Status(400),
+        2 if throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 => Reply::Status(429),
+        _ => Reply::Status(200),
+    });
+    let path = temp_store("refused");
+    let cfg = config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]);
+    assert_eq!(cfg.max_attempts, None);
+    let cb = Callbacks::open(&path, cfg).await.expect("open");
+    for n in 0..3 {
+        cb.enqueue(event("p", "call", n)).expect("enqueue");
+    }
+    assert!(cb.flush(WAIT).await, "{:?}", cb.stats());
+    let attempts: Vec<u64> = rx.requests().iter().map(|r| r.n()).collect();
+    assert_eq!(
+        attempts,
+        vec![0, 1, 1, 1, 1, 1, 2, 2, 2, 2],
+        "five tries of the refused one; the 429s retried until taken"
+    );
+    assert_eq!(cb.stats().open_circuits, 0, "refusals say nothing of the receiver's health");
+    let stats = cb.stats();
+    assert_eq!((stats.delivered, stats.dead_letters, stats.backlog), (2, 1, 0));
+    let dead = cb.dead_letters().expect("dead letters");
+    assert_eq!((dead[0].failures, dead[0].last_error.as_str()), (5, "HTTP 400"));
+    cb.shutdown().await;
+}
+
+/// A 2xx whose body never ends is a delivery: the event is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_with_an_endless_body_is_delivered_once() {
+    let rx = Receiver::start().await;
+    rx.set_policy(|r, _| if r.n() == 0 { Reply::EndlessBody } else { Reply::Status(200) });
+    let path = temp_store("endless");
+    let mut cfg = config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]);
+    cfg.request_timeout = Duration::from_millis(500);
+    let cb = Callbacks::open(&path, cfg).await.expect("open");
+    cb.enqueue(event("p", "call", 0)).expect("enqueue");
+    cb.enqueue(event("p", "call", 1)).expect("enqueue");
+    assert!(cb.flush(WAIT).await, "{:?}", cb.stats());
+    let attempts: Vec<u64> = rx.requests().iter().map(|r| r.n()).collect();
+    assert_eq!(attempts, vec![0, 1], "no second delivery of the first");
+    assert_eq!((cb.stats().delivered, cb.stats().failed_attempts), (2, 0));
+    cb.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_attempt_is_retried() {
     let rx = Receiver::start().await;

@@ -29,7 +29,26 @@ pub enum Reply {
     Hang(Duration),
     /// Close the connection without answering.
     Close,
+    /// 200 at once, then a body that never ends.
+    EndlessBody,
 }
+
+/// A response body that never ends (and never wakes its reader).
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+type ReplyBody = http_body_util::Either<Full<Bytes>, Endless>;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -159,7 +178,7 @@ impl Receiver {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<ReplyBody>, std::io::Error> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
@@ -180,8 +199,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         }
         // An error from the service makes hyper close the connection without a response.
         Reply::Close => return Err(std::io::Error::other("closing without an answer")),
+        Reply::EndlessBody => return Ok(Response::new(http_body_util::Either::Right(Endless))),
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+    let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::from_static(b"ok"))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok::<_, std::io::Error>(resp)
 }
