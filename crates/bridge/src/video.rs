@@ -59,12 +59,15 @@ const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(300);
 
 /// The SIP party's keyframe requests, told from their repeats (RFC 5104 §4.3.1.2: a FIR sent
 /// again with the same sequence number asks for nothing new) and from a storm of them (at most
-/// one forced keyframe per [`KEYFRAME_ASK_INTERVAL`]).
+/// one forced keyframe per [`KEYFRAME_ASK_INTERVAL`]; a request inside that time is answered at
+/// its end, not dropped: the keyframe before it may be the one that was lost).
 #[derive(Debug, Default)]
 struct KeyframeAsks {
     /// The last FIR sequence number of each sender (a few senders at most: bounded).
     firs: Vec<(u32, u8)>,
     last: Option<Instant>,
+    /// A request came inside the interval: a keyframe is owed at its end.
+    owed: bool,
 }
 
 impl KeyframeAsks {
@@ -90,8 +93,20 @@ impl KeyframeAsks {
 
     fn allow(&mut self, now: Instant) -> bool {
         if self.last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_ASK_INTERVAL) {
+            self.owed = true;
             return false;
         }
+        self.last = Some(now);
+        self.owed = false;
+        true
+    }
+
+    /// Whether a keyframe owed to a request that came inside the interval is due now.
+    fn owed_now(&mut self, now: Instant) -> bool {
+        if !self.owed || self.last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_ASK_INTERVAL) {
+            return false;
+        }
+        self.owed = false;
         self.last = Some(now);
         true
     }
@@ -696,7 +711,9 @@ impl Incoming {
             last_published: None,
             nack,
             ssrc: None,
-            awaiting_keyframe: false,
+            // Nothing decodes before a keyframe: a first frame that is not one (its start lost,
+            // or dropped before the keys were agreed) is left out and one is asked for.
+            awaiting_keyframe: true,
             frames: 0,
             skipped: 0,
         }
@@ -923,6 +940,18 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         dtls = Some(d);
                     }
                     let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
+                    if agreed.remote_rtp != v.agreement.remote_rtp {
+                        // Another receiver (a transfer, a media server re-anchoring): it has had
+                        // no picture to build on.
+                        v.keyframe.store(true, Ordering::Relaxed);
+                    }
+                    // A re-offer may bring another source: the next packet's is the video's.
+                    source.reset();
+                    if agreed.codecs != v.agreement.codecs || agreed.fmtp != v.agreement.fmtp {
+                        // Payload types renumbered or parameter sets changed: depacketisers are
+                        // made again for what the numbers now mean.
+                        incoming.depacketizers.clear();
+                    }
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v);
                     if agreed.codec != v.agreement.codec {
@@ -942,6 +971,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     grid_open = false;
                     continue;
                 };
+                if keyframe_asks.owed_now(Instant::now()) {
+                    debug!(call = %v.call, "a keyframe the SIP party asked for inside the interval");
+                    v.keyframe.store(true, Ordering::Relaxed);
+                }
                 if hold || removed || dtls.as_ref().is_some_and(|d| !d.ready) {
                     continue;
                 }
@@ -1015,6 +1048,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         let (now, wall) = (Instant::now(), std::time::SystemTime::now());
                         let Ok(packets) = rtcp::parse_compound(&bytes) else { continue };
                         let byes = reports.on_packets(now, wall, &packets);
+                        if byes.iter().any(|s| source.current() == Some(*s)) {
+                            // Its video's source said BYE: the next source's packets take over.
+                            source.reset();
+                        }
                         for owner in byes {
                             v.rate.on_bye(owner);
                         }
@@ -1237,6 +1274,29 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert_eq!(times[3], times[2] + 3000, "then the new source's own pace");
     }
 
+    /// The SIP party's first frames are published only from a keyframe: an inter frame first (its
+    /// keyframe lost, or sent before the keys were agreed) is left out and one is asked for.
+    #[test]
+    fn the_first_frames_wait_for_a_keyframe() {
+        let agreement = h264_agreement();
+        let mut incoming = Incoming::new(&agreement);
+        let t0 = Instant::now();
+        let send = |incoming: &mut Incoming, out: &mut Vec<MediaFrame>, seq: u16, nal: &[u8]| {
+            let timestamp = u32::from(seq) * 3000;
+            let header = RtpHeader { marker: true, payload_type: 97, seq, timestamp, ssrc: 9, ..RtpHeader::default() };
+            let mut bytes = Vec::new();
+            header.write(nal, 0, &mut bytes).expect("packet");
+            incoming.push(t0, 9, seq, bytes, None);
+            incoming.release(t0 + Duration::from_secs(1), &agreement, out)
+        };
+        let mut out = Vec::new();
+        assert!(send(&mut incoming, &mut out, 1, &[0x41, 1]), "an inter frame first: a keyframe is asked for");
+        assert!(out.is_empty(), "and it is not published");
+        assert!(!send(&mut incoming, &mut out, 2, &[0x65, 2]));
+        assert!(!send(&mut incoming, &mut out, 3, &[0x41, 3]));
+        assert_eq!(out.len(), 2, "from the keyframe on");
+    }
+
     /// A FIR sent again with its sequence number forces nothing (RFC 5104 §4.3.1.2), a new one
     /// does; PLIs and FIRs force at most one keyframe per 300 ms, however many arrive.
     #[test]
@@ -1246,13 +1306,19 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         let mut a = KeyframeAsks::default();
         assert!(a.fir(ms(0), 7, 1));
         assert!(!a.fir(ms(400), 7, 1), "the same FIR again");
-        assert!(a.fir(ms(800), 7, 2), "a new FIR");
-        assert!(!a.fir(ms(900), 8, 1), "another sender's, within 300 ms: the keyframe on its way answers it");
-        assert!(!a.fir(ms(1200), 8, 1), "so its repeat is a repeat");
-        assert!(a.fir(ms(1300), 8, 2), "and its next one counts");
+        assert!(!a.owed_now(ms(1000)), "nothing owed");
+        assert!(a.fir(ms(1100), 7, 2), "a new FIR");
+        assert!(!a.fir(ms(1200), 8, 1), "another sender's, within 300 ms: not at once");
+        assert!(!a.owed_now(ms(1399)), "nor before the interval ends");
+        assert!(a.owed_now(ms(1400)), "but owed at its end (the keyframe before may be the lost one)");
+        assert!(!a.owed_now(ms(1800)), "once");
+        assert!(!a.fir(ms(1800), 8, 1), "its repeat is a repeat");
+        assert!(a.fir(ms(1800), 8, 2), "and its next one counts");
         let mut a = KeyframeAsks::default();
-        let forced = (0..30).filter(|i| a.pli(ms(1000 + i * 33))).count();
+        let t = |i: u64| ms(3000 + i * 33);
+        let forced = (0..30).filter(|i| a.pli(t(*i)) || a.owed_now(t(*i))).count();
         assert_eq!(forced, 3, "30 PLIs 33 ms apart (957 ms): keyframes at 0, 330 and 660 ms");
+        assert!(a.owed_now(ms(3990)), "and one more at 990 ms for those after 660");
         for sender in 0..10 {
             a.fir(ms(5000), sender, 0);
         }
