@@ -456,6 +456,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                     }
                                     _ => None,
                                 };
+                                if video.is_none() {
+                                    // Its port is closed: a re-offer bringing video back is
+                                    // answered with it rejected, not on that port.
+                                    sdp.stop_carrying("video");
+                                }
                                 bridge.report(spec, "callUpdated", json!({"state": "ACTIVE"}));
                                 if media.as_ref().is_some_and(|m| m.on_hold) {
                                     // Answered on hold (a 2xx with sendonly, inactive or c=0.0.0.0):

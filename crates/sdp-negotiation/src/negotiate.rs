@@ -383,6 +383,13 @@ impl LocalSession {
         self.version
     }
 
+    /// We no longer carry media of `kind` (`"video"`: the far end declined it, or its port could
+    /// not be opened): from now on an m-line of that kind is answered rejected (port 0), in our
+    /// re-offers as in our answers, instead of naming a port nothing listens on.
+    pub fn stop_carrying(&mut self, kind: &str) {
+        self.media.retain(|m| m.kind != kind);
+    }
+
     /// Puts the peer on hold from our side (our next offer is sendonly).
     pub fn set_local_hold(&mut self, hold: bool) {
         self.local_hold = hold;

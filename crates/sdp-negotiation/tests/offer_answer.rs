@@ -312,6 +312,27 @@ fn video_rejected_is_an_audio_only_call() {
     assert_eq!(a.video.expect("v").payload_type, 120);
 }
 
+/// Video we no longer carry (declined, its port closed) is answered rejected when a re-offer
+/// brings it back, and stays rejected in our own re-offers: never a port nothing listens on.
+#[test]
+fn video_we_stopped_carrying_is_rejected_in_later_exchanges() {
+    let opts = OfferOptions { video: Some((40002, vec![Codec::H264, Codec::Vp8])), ..OfferOptions::default() };
+    let mut s = LocalSession::new(opts, 1);
+    s.create_offer();
+    let declined = answer(
+        "v=0\no=- 1 1 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 8\nm=video 0 RTP/AVP 102\n",
+    );
+    assert!(s.process_answer(&declined).expect("audio only").video.is_none());
+    s.stop_carrying("video");
+    let reoffer = answer("v=0\no=- 1 2 IN IP4 h\ns=-\nc=IN IP4 192.0.2.9\nt=0 0\nm=audio 6000 RTP/AVP 8\nm=video 6002 RTP/AVP 120\na=rtpmap:120 VP8/90000\n");
+    let (ours, agreed) = s.answer_offer(&reoffer).expect("an answer");
+    assert!(agreed.video.is_none(), "no video agreed");
+    assert_eq!((ours.media[1].kind.as_str(), ours.media[1].port), ("video", 0), "rejected, not on port 40002");
+    assert!(agreed.audio.is_some());
+    let offer = s.create_offer();
+    assert!(offer.media.iter().filter(|m| m.kind == "video").all(|m| m.port == 0), "our re-offer keeps it rejected");
+}
+
 /// The bandwidth the peer receives (RFC 3264 §5: `b=` in its answer or re-offer): `b=TIAS` in
 /// bit/s first, else `b=AS` in kbit/s, headers included; the lower of media and session level;
 /// zero, unknown types and garbage say nothing. As a media bitrate, `b=AS` loses its packets'
