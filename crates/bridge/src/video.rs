@@ -897,6 +897,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     Some(Ok(())) => {
                         // The frames sent so far were dropped: start the picture afresh.
                         v.keyframe.store(true, Ordering::Relaxed);
+                        follow_rate(&mut v, hold || removed);
                         info!(call = %v.call, suite = ?keys.suite, "video DTLS-SRTP established");
                     }
                     Some(Err(e)) => {
@@ -916,6 +917,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         info!(call = %v.call, "the far end removed the video stream: nothing more is sent on it");
                     }
                     removed = true;
+                    follow_rate(&mut v, true);
                 }
                 Some(VideoControl::Remote(agreed)) => {
                     if removed {
@@ -953,7 +955,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         incoming.depacketizers.clear();
                     }
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
-                    follow_rate(&mut v);
+                    follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
                     if agreed.codec != v.agreement.codec {
                         info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, "the re-offer changes the video codec");
                         let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec });
@@ -1096,7 +1098,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         if let Some(n) = notification {
                             let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, n));
                         }
-                        follow_rate(&mut v);
+                        follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
                         if asks {
                             v.quality.keyframes_asked_by_party += 1;
                             debug!(call = %v.call, "the SIP party asks for a keyframe");
@@ -1133,7 +1135,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             _ = rtcp_tick.tick() => {
                 let now = Instant::now();
                 v.rate.expire(now);
-                follow_rate(&mut v);
+                follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
                 if removed {
                     continue;
                 }
@@ -1202,13 +1204,15 @@ fn deliver(
 }
 
 /// Hands the hub the bitrate the call's limits and losses now give, when it changed.
-fn follow_rate(v: &mut CallVideo) {
+fn follow_rate(v: &mut CallVideo, idle: bool) {
     let target = v.rate.target();
     v.quality.lowest_bitrate = v.quality.lowest_bitrate.min(target);
-    // 0 tells the hub the grid is paused (a TMMBR below what the encoders can do).
-    let asked = if v.rate.paused() { 0 } else { target };
+    // 0 tells the hub the grid is paused (a TMMBR below what the encoders can do, or nothing to
+    // send it to: held, the stream removed, the keys not agreed yet), so it composes and encodes
+    // nothing for this call, and the first grid after the pause is a keyframe.
+    let asked = if v.rate.paused() || idle { 0 } else { target };
     if v.bitrate.swap(asked, Ordering::Relaxed) != asked {
-        debug!(call = %v.call, bitrate = target, paused = v.rate.paused(), "the grid's bitrate follows the SIP party");
+        debug!(call = %v.call, bitrate = target, paused = v.rate.paused(), idle, "the grid's bitrate follows the SIP party");
     }
 }
 
