@@ -273,6 +273,18 @@ struct Input {
 
 /// How often a shown stream still waiting for a keyframe is asked again.
 const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether a shown stream's source is asked for a keyframe now: when one is `wanted` (a loss, a
+/// corrupt frame, the start) and none was asked for since the last one came; while `waiting` for
+/// the one asked for, again only [`KEYFRAME_RETRY`] after the last request (every frame skipped
+/// meanwhile wants that same keyframe: asking thirty times a second would cost the service's lock
+/// each time for nothing).
+fn keyframe_due(wanted: bool, waiting: bool, asked: Option<Instant>, now: Instant) -> bool {
+    match asked {
+        Some(t) if waiting => now.saturating_duration_since(t) >= KEYFRAME_RETRY,
+        _ => wanted,
+    }
+}
 /// How long a grid is still encoded at the full rate after its last change: the encoder spends
 /// those frames sharpening the still picture.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -454,9 +466,12 @@ impl Hub {
             }
             // A keyframe is wanted (start, loss, corruption, frames skipped), or still awaited a
             // second after it was asked for (requests get lost).
-            let retry = input.video.waiting_for_keyframe()
-                && input.asked.is_some_and(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY);
-            if input.video.take_keyframe_request() || retry {
+            let wanted = input.video.take_keyframe_request();
+            let waiting = input.video.waiting_for_keyframe();
+            if !waiting {
+                input.asked = None;
+            }
+            if keyframe_due(wanted, waiting, input.asked, now) {
                 debug!(stream = %input.id, "keyframe asked for the grid");
                 self.service.request_keyframe(&input.id);
                 input.asked = Some(now);
@@ -1276,6 +1291,20 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert_eq!(times[1] - times[0], 3000);
         assert_eq!(times[2], times[1] + 3000, "a frame after the old source's last: {times:?}");
         assert_eq!(times[3], times[2] + 3000, "then the new source's own pace");
+    }
+
+    /// A stream waiting for the keyframe asked for is asked again a second later, not at every
+    /// frame it skips; once it has one, a new loss is asked for at once.
+    #[test]
+    fn keyframes_are_asked_for_once_then_a_second_apart() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert!(keyframe_due(true, true, None, ms(0)), "the first want is asked at once");
+        assert!(!keyframe_due(true, true, Some(ms(0)), ms(33)), "skipped frames want the same keyframe");
+        assert!(!keyframe_due(true, true, Some(ms(0)), ms(999)));
+        assert!(keyframe_due(false, true, Some(ms(0)), ms(1000)), "still waiting a second later: asked again");
+        assert!(!keyframe_due(false, false, None, ms(1500)), "nothing wanted, nothing asked");
+        assert!(keyframe_due(true, true, None, ms(1600)), "a new loss after the keyframe came: at once");
     }
 
     /// The SIP party's first frames are published only from a keyframe: an inter frame first (its
