@@ -169,7 +169,12 @@ pub(crate) fn canvas_for(
             .map(h264_level_max_fs),
         _ => None,
     };
-    let limit = [max_fs, level_fs].into_iter().flatten().min();
+    // H.264's max-fs says the receiver decodes larger frames than its level (RFC 6184 §8.1: it
+    // only ever raises the level's limit); VP8's is the limit itself (RFC 7741 §6.1).
+    let limit = match (level_fs, max_fs) {
+        (Some(level), Some(fs)) => Some(level.max(fs)),
+        (level, fs) => level.or(fs),
+    };
     let (w, h) = (config.width & !1, config.height & !1);
     let fits = |(w, h): (u32, u32)| {
         limit.is_none_or(|l| w.div_ceil(16) * h.div_ceil(16) <= l) && recv_max.is_none_or(|(mw, mh)| w <= mw && h <= mh)
@@ -1493,6 +1498,9 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         );
         assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01e;packetization-mode=1"), None), (640, 360));
         assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e00d"), None), (320, 180));
+        // max-fs raises an H.264 level's frame size (level 3.0 with 3600 macroblocks: 720p).
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01e;max-fs=3600"), None), (1280, 720));
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42e01f;max-fs=1200"), None), (1280, 720));
         assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=1200"), None), (640, 360));
         assert_eq!(canvas_for(&c, Codec::Vp8, Some("max-fs=12"), None), (176, 144));
         assert_eq!(canvas_for(&c, Codec::Vp8, None, Some((100, 80))), (100, 80));
