@@ -1890,6 +1890,8 @@ fn start_video(
         dtls_identity: bridge.dtls_identity.clone(),
         cname,
         rtcp_interval: bridge.config.rtcp_interval,
+        config: bridge.config.video.clone(),
+        size,
     }));
     Some(VideoHandle { control })
 }

@@ -236,7 +236,7 @@ pub(crate) enum VideoCommand {
     Leave { call: u64 },
     /// A re-offer changed the call's codec (H.264 in the other packetization mode, or another
     /// codec): a new encoder, and a keyframe.
-    Codec { call: u64, codec: Codec },
+    Codec { call: u64, codec: Codec, size: (u32, u32) },
 }
 
 /// A handle on a session's video hub.
@@ -416,9 +416,20 @@ impl Hub {
 
     /// A new encoder for a call whose codec changed, at its canvas size and bitrate; its next
     /// frame a keyframe.
-    fn recode(&mut self, call: u64, codec: Codec, fps: u32) {
+    fn recode(&mut self, call: u64, codec: Codec, size: (u32, u32), fps: u32) {
         let Some(w) = self.watchers.get_mut(&call) else { return };
-        let (width, height) = (w.compositor.canvas().width, w.compositor.canvas().height);
+        let (width, height) = size;
+        let compositor = if w.compositor.canvas().has_size(width, height) {
+            None
+        } else {
+            match Compositor::new(width, height) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(call, error = %e, "no canvas of the new size: the old codec and size stay");
+                    return;
+                }
+            }
+        };
         let encoder = match codec {
             Codec::H264 => {
                 H264Encoder::new(width, height, w.encoding_at, fps as f32).map(|e| Encoder::H264(Box::new(e)))
@@ -433,6 +444,10 @@ impl Hub {
             Ok(e) => {
                 w.encoder = e;
                 w.codec = codec;
+                if let Some(c) = compositor {
+                    debug!(call, width, height, "the grid follows the SIP party's new limits");
+                    w.compositor = c;
+                }
                 w.keyframe.store(true, Ordering::Relaxed);
             }
             Err(e) => warn!(call, error = %e, "no encoder for the new codec: the old one stays"),
@@ -605,7 +620,7 @@ fn hub(
                 Ok(VideoCommand::Leave { call }) => {
                     hub.watchers.remove(&call);
                 }
-                Ok(VideoCommand::Codec { call, codec }) => hub.recode(call, codec, fps),
+                Ok(VideoCommand::Codec { call, codec, size }) => hub.recode(call, codec, size, fps),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
@@ -680,6 +695,10 @@ pub(crate) struct CallVideo {
     pub(crate) dtls_identity: Option<srtp_transport::dtls::DtlsIdentity>,
     /// The call's CNAME (its audio's): the far end syncs the two streams by it.
     pub(crate) cname: Vec<u8>,
+    /// How grids are made (the canvas a re-offer's limits allow is worked out from it).
+    pub(crate) config: VideoConfig,
+    /// The grid's size now.
+    pub(crate) size: (u32, u32),
     /// How often, on average, RTCP reports go out.
     pub(crate) rtcp_interval: Duration,
 }
@@ -976,10 +995,14 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     }
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
-                    if agreed.codec != v.agreement.codec {
-                        info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, "the re-offer changes the video codec");
-                        let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec });
+                    // The codec, or what the far end decodes (its level, max-fs, imageattr), changed:
+                    // a new encoder, and a canvas of the size it now takes.
+                    let size = canvas_for(&v.config, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
+                    if agreed.codec != v.agreement.codec || size != v.size {
+                        info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, ?size, "the re-offer changes the video codec or size");
+                        let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec, size });
                         v.keyframe.store(true, Ordering::Relaxed);
+                        v.size = size;
                     }
                     v.agreement = *agreed;
                 }
@@ -1470,12 +1493,12 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert_eq!(first.codec, Codec::H264, "frames say their codec");
         hub.tick(t0 + Duration::from_millis(33));
         assert!(rx.try_recv().is_ok());
-        hub.recode(1, Codec::Vp8, 30);
+        hub.recode(1, Codec::Vp8, (320, 180), 30);
         hub.tick(t0 + Duration::from_millis(66));
         let vp8 = rx.try_recv().expect("a frame");
         assert!(vp8.data.first().is_some_and(|b| b & 1 == 0), "a VP8 keyframe");
         assert_eq!(vp8.codec, Codec::Vp8, "labelled with the new codec");
-        hub.recode(7, Codec::Vp8, 30);
+        hub.recode(7, Codec::Vp8, (320, 180), 30);
         // Paused (bitrate 0): nothing made; resumed: a keyframe first.
         hub.tick(t0 + Duration::from_millis(100));
         assert!(rx.try_recv().is_ok_and(|f| f.data.first().is_some_and(|b| b & 1 == 1)), "a delta frame");
@@ -1485,6 +1508,12 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         bitrate.store(300_000, Ordering::Relaxed);
         hub.tick(t0 + Duration::from_millis(166));
         assert!(rx.try_recv().is_ok_and(|f| f.data.first().is_some_and(|b| b & 1 == 0)), "a keyframe on resume");
+        // A re-offer that lowers what the far end decodes: a smaller canvas, from a keyframe.
+        assert_eq!(media_mixer::vp8::keyframe_size(&vp8.data), Some((320, 180)));
+        hub.recode(1, Codec::Vp8, (160, 90), 30);
+        hub.tick(t0 + Duration::from_millis(200));
+        let smaller = rx.try_recv().expect("a frame");
+        assert_eq!(media_mixer::vp8::keyframe_size(&smaller.data), Some((160, 90)), "a keyframe of the new size");
     }
 
     #[test]
