@@ -428,6 +428,20 @@ async fn keyframes_and_the_sip_party_video() {
             "{codec:?}: a keyframe follows the PLI ({keyframes:?})"
         );
         assert_eq!(keyframes.len(), 2, "{codec:?}: and another the second PLI ({keyframes:?})");
+        // RFC 5168: a hardware endpoint's keyframe request in a SIP INFO.
+        let asked = Instant::now();
+        far.info(
+            "application/media_control+xml",
+            "<?xml version=\"1.0\" encoding=\"utf-8\" ?><media_control><vc_primitive><to_encoder>\
+<picture_fast_update/></to_encoder></vc_primitive></media_control>",
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let keyframe_after =
+            log.lock().expect("log").frames.iter().find(|(t, k)| *k && *t > asked).map(|(t, _)| *t - asked);
+        assert!(
+            keyframe_after.is_some_and(|d| d < Duration::from_millis(500)),
+            "{codec:?}: a keyframe follows the INFO ({keyframe_after:?})"
+        );
 
         // The SIP party's camera (magenta) into the session, to a WebRTC subscriber of its stream.
         let mut signal = peer::Signal::connect(g.port).await;

@@ -538,7 +538,16 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         Err(e) => warn!(call = %spec.id, error = %e, "unusable answer to our re-offer: the media stays as it was"),
                     },
                     CallEvent::Info { content_type, body } => {
-                        report_info_digit(bridge, spec, media.as_mut(), content_type.as_deref().unwrap_or(""), &body);
+                        let content_type = content_type.as_deref().unwrap_or("");
+                        if crate::video::asks_picture_fast_update(content_type, &body) {
+                            // RFC 5168: the party's decoder wants a keyframe (endpoints that
+                            // never send PLI or FIR ask this way).
+                            if let Some(v) = video.as_ref() {
+                                let _ = v.control.send(VideoControl::Keyframe);
+                            }
+                        } else {
+                            report_info_digit(bridge, spec, media.as_mut(), content_type, &body);
+                        }
                     }
                     other => debug!(call = %spec.id, ?other, "call event"),
                 }

@@ -659,6 +659,17 @@ pub(crate) enum VideoControl {
     /// The far end removed the video stream (port 0, RFC 3264 §8.2): nothing more is sent on it
     /// until a `Remote` brings it back.
     Removed,
+    /// The far end asked for a keyframe in a SIP INFO (RFC 5168 `picture_fast_update`).
+    Keyframe,
+}
+
+/// Whether a SIP INFO asks for a keyframe: RFC 5168's `application/media_control+xml` with a
+/// `picture_fast_update` (what many hardware endpoints send instead of an RTCP PLI or FIR).
+pub(crate) fn asks_picture_fast_update(content_type: &str, body: &[u8]) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/media_control+xml")
+        && body.len() <= 4096
+        && String::from_utf8_lossy(body).contains("picture_fast_update")
 }
 
 /// Everything a call's video task needs.
@@ -951,6 +962,14 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 }
             },
             c = v.control.recv() => match c {
+                Some(VideoControl::Keyframe) => {
+                    // Counted and rate-limited like the RTCP requests.
+                    if keyframe_asks.pli(Instant::now()) {
+                        v.quality.keyframes_asked_by_party += 1;
+                        debug!(call = %v.call, "the SIP party asks for a keyframe (SIP INFO)");
+                        v.keyframe.store(true, Ordering::Relaxed);
+                    }
+                }
                 Some(VideoControl::Removed) => {
                     if !removed {
                         info!(call = %v.call, "the far end removed the video stream: nothing more is sent on it");
@@ -1319,6 +1338,18 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert_eq!(times[1] - times[0], 3000);
         assert_eq!(times[2], times[1] + 3000, "a frame after the old source's last: {times:?}");
         assert_eq!(times[3], times[2] + 3000, "then the new source's own pace");
+    }
+
+    /// RFC 5168's keyframe request in a SIP INFO is told from DTMF and anything else.
+    #[test]
+    fn a_picture_fast_update_info_asks_for_a_keyframe() {
+        let xml = b"<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control><vc_primitive><to_encoder>\
+<picture_fast_update/></to_encoder></vc_primitive></media_control>";
+        assert!(asks_picture_fast_update("application/media_control+xml", xml));
+        assert!(asks_picture_fast_update("Application/Media_Control+XML; charset=utf-8", xml));
+        assert!(!asks_picture_fast_update("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"));
+        assert!(!asks_picture_fast_update("application/media_control+xml", b"<media_control/>"));
+        assert!(!asks_picture_fast_update("application/media_control+xml", &[b'x'; 5000]));
     }
 
     /// A stream waiting for the keyframe asked for is asked again a second later, not at every
