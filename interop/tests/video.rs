@@ -1095,7 +1095,12 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         let media_port = media.local_addr().expect("addr").port();
         let mut far = uas(move |offer| {
             let pt = offered_pt(offer, rtpmap(codec)).unwrap_or(96);
-            format!("{}a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\n", answer_sdp(offer, codec, media_port, true))
+            // H.264: PLI; VP8: FIR only (an endpoint that may ignore a PLI is asked with a FIR).
+            let keyframes = if codec == Codec::H264 { "nack pli" } else { "ccm fir" };
+            format!(
+                "{}a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} {keyframes}\r\n",
+                answer_sdp(offer, codec, media_port, true)
+            )
         })
         .await;
         let (status, answer) =
@@ -1113,7 +1118,7 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         let ours = 0x0c0f_fee0_u32;
         let resendable: Arc<Mutex<HashMap<u16, Vec<u8>>>> = Arc::default();
         let nacked: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let plis: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let plis: Arc<Mutex<Vec<(Instant, &'static str)>>> = Arc::default();
         let reader = {
             let (media, resendable, nacked, plis) = (media.clone(), resendable.clone(), nacked.clone(), plis.clone());
             tokio::spawn(async move {
@@ -1134,7 +1139,10 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
                                 }
                             }
                             RtcpPacket::Pli { media: m, .. } if m == ours => {
-                                plis.lock().expect("plis").push(Instant::now())
+                                plis.lock().expect("plis").push((Instant::now(), "PLI"))
+                            }
+                            RtcpPacket::Fir { entries, .. } if entries.iter().any(|(m, _)| *m == ours) => {
+                                plis.lock().expect("plis").push((Instant::now(), "FIR"))
                             }
                             _ => {}
                         }
@@ -1157,7 +1165,7 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         for n in 0..FRAMES {
             tick.tick().await;
             let picture = I420::moving(320, 240, n).expect("picture");
-            let key = n == 0 || plis.lock().expect("plis").iter().any(|t| *t > last_keyframe_at);
+            let key = n == 0 || plis.lock().expect("plis").iter().any(|(t, _)| *t > last_keyframe_at);
             if key {
                 last_keyframe_at = Instant::now();
             }
@@ -1263,9 +1271,12 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         assert!(lost_seqs.iter().all(|s| nacked.contains(s)), "{codec:?}: {lost_seqs:?} asked for: {nacked:?}");
         let first_pli = plis.lock().expect("plis").first().copied();
         assert!(
-            first_pli.zip(lost_for_good_at).is_some_and(|(p, l)| p > l),
-            "{codec:?}: the first PLI follows the loss for good"
+            first_pli.map(|(t, _)| t).zip(lost_for_good_at).is_some_and(|(p, l)| p > l),
+            "{codec:?}: the first keyframe request follows the loss for good"
         );
+        let kinds: Vec<&str> = plis.lock().expect("plis").iter().map(|(_, k)| *k).collect();
+        let want = if codec == Codec::H264 { "PLI" } else { "FIR" };
+        assert!(kinds.iter().all(|k| *k == want), "{codec:?}: asked as agreed ({kinds:?})");
 
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();

@@ -1901,6 +1901,7 @@ fn start_video(
         rtcp_interval: bridge.config.rtcp_interval,
         config: bridge.config.video.clone(),
         size,
+        fir_seq: 0,
     }));
     Some(VideoHandle { control })
 }

@@ -710,6 +710,8 @@ pub(crate) struct CallVideo {
     pub(crate) config: VideoConfig,
     /// The grid's size now.
     pub(crate) size: (u32, u32),
+    /// The sequence number of our last FIR to the party (RFC 5104: one more per new request).
+    pub(crate) fir_seq: u8,
     /// How often, on average, RTCP reports go out.
     pub(crate) rtcp_interval: Duration,
 }
@@ -1278,8 +1280,11 @@ fn follow_rate(v: &mut CallVideo, idle: bool) {
     }
 }
 
-/// A PLI (in a compound packet led by our report and CNAME, RFC 4585 section 3.1) to the SIP
-/// party, at most every [`PLI_INTERVAL`], once its SSRC is known.
+/// A keyframe request (in a compound packet led by our report and CNAME, RFC 4585 section 3.1)
+/// to the SIP party, at most every [`PLI_INTERVAL`], once its SSRC is known: a PLI, or a FIR
+/// (RFC 5104 §4.3.1, a new sequence number each time) to a party that agreed to `ccm fir` but
+/// not to `nack pli` (such endpoints may ignore a PLI). A party that agreed to neither gets the
+/// PLI, which most take anyway.
 fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut Option<Instant>) {
     let Some(media) = remote else { return };
     let now = Instant::now();
@@ -1288,8 +1293,13 @@ fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &m
     }
     *last = Some(now);
     v.quality.keyframes_asked_of_party += 1;
-    let pli = RtcpPacket::Pli { sender: reports.ssrc(), media };
-    let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), pli));
+    let request = if v.agreement.takes_feedback("ccm fir") && !v.agreement.takes_feedback("nack pli") {
+        v.fir_seq = v.fir_seq.wrapping_add(1);
+        RtcpPacket::Fir { sender: reports.ssrc(), entries: vec![(media, v.fir_seq)] }
+    } else {
+        RtcpPacket::Pli { sender: reports.ssrc(), media }
+    };
+    let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), request));
 }
 
 #[cfg(test)]
