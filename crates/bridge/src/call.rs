@@ -1847,6 +1847,7 @@ fn start_video(
     };
     let size =
         crate::video::canvas_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
+    let fps = crate::video::frame_rate_for(&bridge.config.video, agreed.codec, agreed.fmtp.as_deref(), size);
     let keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let bandwidth = agreed.remote_bandwidth.map(|b| b.video_bitrate());
     let rate = crate::video_rate::SendRate::new(bridge.config.video.bitrate, bandwidth, Instant::now());
@@ -1863,6 +1864,7 @@ fn start_video(
         keyframe: keyframe.clone(),
         bitrate: bitrate.clone(),
         frames: frames_tx,
+        fps,
     };
     if hub.commands.send(watch).is_err() {
         warn!(call = %spec.id, "the session's video hub is gone: audio only");
@@ -1901,6 +1903,7 @@ fn start_video(
         rtcp_interval: bridge.config.rtcp_interval,
         config: bridge.config.video.clone(),
         size,
+        fps,
         fir_seq: 0,
     }));
     Some(VideoHandle { control })

@@ -204,6 +204,49 @@ fn h264_level_max_fs(level_idc: u32) -> u32 {
     }
 }
 
+/// The frames a second a call's grid is sent at: the configured rate, lowered to what the SIP
+/// party decodes at the canvas's size: H.264's macroblocks a second (its level's, Table A-1, or a
+/// higher `max-mbps`, RFC 6184 §8.1), VP8's `max-fr` (RFC 7741 §6.1).
+pub(crate) fn frame_rate_for(config: &VideoConfig, codec: Codec, fmtp: Option<&str>, size: (u32, u32)) -> u32 {
+    let param =
+        |name: &str| fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.parse::<u32>().ok());
+    let fps = config.fps.clamp(1, 60);
+    let limit = if codec.is_h264() {
+        let level = fmtp
+            .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
+            .and_then(|p| u32::from_str_radix(p.get(4..6)?, 16).ok())
+            .map(h264_level_max_mbps);
+        let mbps = match (level, param("max-mbps")) {
+            (Some(l), Some(m)) => Some(l.max(m)),
+            (l, m) => l.or(m),
+        };
+        let macroblocks = u64::from(size.0.div_ceil(16)) * u64::from(size.1.div_ceil(16));
+        mbps.map(|m| (u64::from(m) / macroblocks.max(1)).min(u64::from(u32::MAX)) as u32)
+    } else {
+        param("max-fr")
+    };
+    limit.map_or(fps, |l| fps.min(l)).max(1)
+}
+
+/// H.264 Table A-1: the most macroblocks a second a level decodes.
+fn h264_level_max_mbps(level_idc: u32) -> u32 {
+    match level_idc {
+        0..=10 => 1_485,
+        11 => 3_000,
+        12 => 6_000,
+        13 | 20 => 11_880,
+        21 => 19_800,
+        22 => 20_250,
+        30 => 40_500,
+        31 => 108_000,
+        32 => 216_000,
+        40 | 41 => 245_760,
+        42 => 522_240,
+        50 => 589_824,
+        _ => 983_040,
+    }
+}
+
 /// One encoded grid frame for a call.
 #[derive(Debug)]
 pub(crate) struct EncodedFrame {
@@ -231,12 +274,14 @@ pub(crate) enum VideoCommand {
         /// grid.
         bitrate: Arc<AtomicU32>,
         frames: mpsc::Sender<EncodedFrame>,
+        /// Frames a second the SIP party decodes (see [`frame_rate_for`]); at most the hub's.
+        fps: u32,
     },
     /// Stop.
     Leave { call: u64 },
     /// A re-offer changed the call's codec (H.264 in the other packetization mode, or another
-    /// codec): a new encoder, and a keyframe.
-    Codec { call: u64, codec: Codec, size: (u32, u32) },
+    /// codec) or what the far end decodes: a new encoder (and canvas), and a keyframe.
+    Codec { call: u64, codec: Codec, size: (u32, u32), fps: u32 },
 }
 
 /// A handle on a session's video hub.
@@ -328,6 +373,8 @@ struct Watcher {
     last_change: Instant,
     /// When the last frame was sent (`None`: never).
     last_sent: Option<Instant>,
+    /// The least time between two frames: the party's frame rate, when below the hub's.
+    every: Duration,
 }
 
 impl Watcher {
@@ -410,6 +457,7 @@ impl Hub {
                 last_keyframe: None,
                 last_change: now,
                 last_sent: None,
+                every: Duration::from_secs_f64(1.0 / f64::from(w.fps.max(1))),
             },
         );
     }
@@ -444,6 +492,7 @@ impl Hub {
             Ok(e) => {
                 w.encoder = e;
                 w.codec = codec;
+                w.every = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
                 if let Some(c) = compositor {
                     debug!(call, width, height, "the grid follows the SIP party's new limits");
                     w.compositor = c;
@@ -509,6 +558,11 @@ impl Hub {
             }
             if w.bitrate.load(Ordering::Relaxed) == 0 {
                 w.keyframe.store(true, Ordering::Relaxed);
+                continue;
+            }
+            // A party that decodes fewer frames a second (its level's macroblock rate, VP8's
+            // max-fr) gets every second or third tick's (a few ms early counts: ticks jitter).
+            if w.last_sent.is_some_and(|t| now.saturating_duration_since(t) + Duration::from_millis(5) < w.every) {
                 continue;
             }
             let sources: Vec<Source<'_>> = self
@@ -613,14 +667,17 @@ fn hub(
     loop {
         loop {
             match commands.try_recv() {
-                Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, bitrate, frames }) => {
+                Ok(VideoCommand::Watch { call, own, subset, codec, size, keyframe, bitrate, frames, fps: theirs }) => {
+                    let fps = theirs.clamp(1, fps);
                     let request = WatchRequest { own, subset, codec, size, bitrate, fps, keyframe, frames };
                     hub.watch(call, request, Instant::now());
                 }
                 Ok(VideoCommand::Leave { call }) => {
                     hub.watchers.remove(&call);
                 }
-                Ok(VideoCommand::Codec { call, codec, size }) => hub.recode(call, codec, size, fps),
+                Ok(VideoCommand::Codec { call, codec, size, fps: theirs }) => {
+                    hub.recode(call, codec, size, theirs.clamp(1, fps));
+                }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
@@ -708,8 +765,9 @@ pub(crate) struct CallVideo {
     pub(crate) cname: Vec<u8>,
     /// How grids are made (the canvas a re-offer's limits allow is worked out from it).
     pub(crate) config: VideoConfig,
-    /// The grid's size now.
+    /// The grid's size and frame rate now.
     pub(crate) size: (u32, u32),
+    pub(crate) fps: u32,
     /// The sequence number of our last FIR to the party (RFC 5104: one more per new request).
     pub(crate) fir_seq: u8,
     /// How often, on average, RTCP reports go out.
@@ -1019,11 +1077,13 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     // The codec, or what the far end decodes (its level, max-fs, imageattr), changed:
                     // a new encoder, and a canvas of the size it now takes.
                     let size = canvas_for(&v.config, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
-                    if agreed.codec != v.agreement.codec || size != v.size {
-                        info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, ?size, "the re-offer changes the video codec or size");
-                        let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec, size });
+                    let fps = frame_rate_for(&v.config, agreed.codec, agreed.fmtp.as_deref(), size);
+                    if agreed.codec != v.agreement.codec || size != v.size || fps != v.fps {
+                        info!(call = %v.call, from = ?v.agreement.codec, to = ?agreed.codec, ?size, fps, "the re-offer changes the video codec, size or frame rate");
+                        let _ = v.hub.send(VideoCommand::Codec { call: v.number, codec: agreed.codec, size, fps });
                         v.keyframe.store(true, Ordering::Relaxed);
                         v.size = size;
+                        v.fps = fps;
                     }
                     v.agreement = *agreed;
                 }
@@ -1555,6 +1615,48 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         hub.tick(t0 + Duration::from_millis(200));
         let smaller = rx.try_recv().expect("a frame");
         assert_eq!(media_mixer::vp8::keyframe_size(&smaller.data), Some((160, 90)), "a keyframe of the new size");
+    }
+
+    /// The grid's frame rate follows what the party decodes at the canvas's size: an H.264
+    /// level's macroblocks a second (raised by max-mbps), VP8's max-fr.
+    #[test]
+    fn the_frame_rate_follows_what_the_peer_decodes() {
+        let c = VideoConfig::default();
+        assert_eq!(frame_rate_for(&c, Codec::H264, None, (1280, 720)), 30, "nothing said: the configured rate");
+        assert_eq!(
+            frame_rate_for(&c, Codec::H264, Some("profile-level-id=42e01f"), (1280, 720)),
+            30,
+            "3.1 takes 720p30"
+        );
+        assert_eq!(
+            frame_rate_for(&c, Codec::H264, Some("profile-level-id=42e016"), (640, 360)),
+            22,
+            "2.2: 20250 / 920"
+        );
+        let raised = "profile-level-id=42e016;max-mbps=40500";
+        assert_eq!(frame_rate_for(&c, Codec::H264, Some(raised), (640, 360)), 30, "max-mbps raises the level's");
+        assert_eq!(frame_rate_for(&c, Codec::H264, Some("profile-level-id=42e00a"), (176, 144)), 15, "1.0: QCIF at 15");
+        assert_eq!(frame_rate_for(&c, Codec::Vp8, Some("max-fr=15;max-fs=3600"), (1280, 720)), 15);
+        assert_eq!(frame_rate_for(&c, Codec::Vp8, Some("max-fr=0"), (1280, 720)), 1, "never below one");
+    }
+
+    /// A call whose party decodes 15 frames a second gets every second tick's frame.
+    #[tokio::test]
+    async fn a_lower_frame_rate_gets_every_other_tick() {
+        let mut hub = empty_hub().await;
+        let (frames, mut rx) = mpsc::channel(1000);
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let bitrate = Arc::new(AtomicU32::new(300_000));
+        let request = WatchRequest { fps: 15, ..watch_request(Codec::Vp8, &keyframe, &bitrate, frames) };
+        let t0 = Instant::now();
+        hub.watch(1, request, t0);
+        let mut sent = Vec::new();
+        for n in 0..10u64 {
+            keyframe.store(true, Ordering::Relaxed);
+            hub.tick(t0 + Duration::from_micros(33_333 * n));
+            sent.push(rx.try_recv().is_ok());
+        }
+        assert_eq!(sent, [true, false, true, false, true, false, true, false, true, false]);
     }
 
     #[test]
