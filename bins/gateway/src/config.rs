@@ -197,7 +197,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "callbacks.max_attempts",
         default: "none (retry until delivered)",
-        help: "give an event up (dead letter) after this many attempts (one refused with a 4xx other than 408, 425 and 429: after five either way)",
+        help: "give an event up (dead letter) after this many attempts (one refused with a 400, 410, 413, 415 or 422: after five refusals either way)",
     },
     Key {
         name: "callbacks.circuit_after",

@@ -29,10 +29,11 @@ pub(crate) enum PostOutcome {
     /// Anything else: a non-2xx status, a timeout, a refused connection, a TLS failure. The text
     /// is for logs and dead letters; it never holds a header value.
     Failed(String),
-    /// A 4xx that says this event will not be taken however often it is sent (400, 401, 403,
-    /// 404, 413...; not 408, 425 or 429, which ask for a later try): given up after a few tries
-    /// whatever `max_attempts` says, so one refused event cannot hold its call's later events for
-    /// ever; it says nothing of the target's health (the circuit ignores it).
+    /// A 4xx that says this event will not be taken however often it is sent (400, 410, 413, 415,
+    /// 422: its body or size): given up after a few such refusals whatever `max_attempts` says, so
+    /// one refused event cannot hold its call's later events for ever; it says nothing of the
+    /// target's health (the circuit ignores it). A 401, 403, 404 or 405 says the target or its
+    /// configuration is wrong for every event: a failure like a 5xx, retried until it is fixed.
     Refused(u16),
     /// The attempt failed here, before anything reached the target (a request that could not be
     /// built, the store unreadable): retried like a failure, but it says nothing of the target,
@@ -110,7 +111,7 @@ impl HttpClient {
         let code = status.as_u16();
         if status.is_success() {
             PostOutcome::Delivered(code)
-        } else if status.is_client_error() && !matches!(code, 408 | 425 | 429) {
+        } else if matches!(code, 400 | 410 | 413 | 415 | 422) {
             PostOutcome::Refused(code)
         } else {
             PostOutcome::Failed(format!("HTTP {code}"))

@@ -60,6 +60,8 @@ pub(crate) enum AfterFailure {
 struct Queued {
     seq: u64,
     failures: u32,
+    /// Of those, the target's refusals of this event (see [`Scheduler::handle_refused`]).
+    refusals: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +168,7 @@ impl Scheduler {
     pub(crate) fn push(&mut self, key: OrderKey, seq: u64, failures: u32) {
         self.len += 1;
         let q = self.keys.entry(key.clone()).or_insert(KeyQueue { events: VecDeque::new(), state: State::Idle });
-        q.events.push_back(Queued { seq, failures });
+        q.events.push_back(Queued { seq, failures, refusals: 0 });
         if q.state == State::Idle {
             self.reschedule(&key);
         }
@@ -368,8 +370,8 @@ impl Scheduler {
         self.failed(now, key, seq, r, false, None)
     }
 
-    /// The target refused the event for good (a 4xx such as 400 or 404): retried a little (a
-    /// receiver being deployed may say 404 for a moment) but given up after [`REFUSED_ATTEMPTS`]
+    /// The target refused the event for good (a 400, 413, 422...): retried a little (a receiver
+    /// being deployed may refuse for a moment) but given up after [`REFUSED_ATTEMPTS`] refusals
     /// whatever `max_attempts` says, so the key's later events go on; the project's circuit
     /// ignores it (the target answered).
     pub(crate) fn handle_refused(&mut self, now: Instant, key: &OrderKey, seq: u64, r: f64) -> Option<AfterFailure> {
@@ -397,11 +399,12 @@ impl Scheduler {
         let head = q.events.front_mut()?;
         head.failures = head.failures.saturating_add(1);
         let failures = head.failures;
-        let max = match (self.max_attempts, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if max.is_some_and(|max| failures >= max) {
+        // A refusal limit counts refusals only: an outage's timeouts before a 400 do not use it up.
+        let refused_out = limit.is_some_and(|l| {
+            head.refusals = head.refusals.saturating_add(1);
+            head.refusals >= l
+        });
+        if refused_out || self.max_attempts.is_some_and(|max| failures >= max) {
             q.events.pop_front();
             q.state = State::Idle;
             self.len -= 1;

@@ -402,14 +402,17 @@ async fn dead_letters_after_max_attempts_and_the_key_moves_on() {
     cb.shutdown().await;
 }
 
-/// An event its receiver refuses for good (a 4xx such as 400) is given up after five tries even
-/// with no `max_attempts`, so the key's later events go on; the project's circuit stays closed
-/// (the receiver answered). A 429 is not such a refusal: it is retried until taken.
+/// An event its receiver refuses for good (a 400, 413, 422...) is given up after five refusals
+/// even with no `max_attempts`, so the key's later events go on; the project's circuit stays
+/// closed (the receiver answered). A 429 is not such a refusal: it is retried until taken, and
+/// failures before the refusals do not use them up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_refused_for_good_is_given_up_and_the_key_moves_on() {
     let rx = Receiver::start().await;
     let throttled = std::sync::atomic::AtomicU32::new(0);
+    let outage = std::sync::atomic::AtomicU32::new(0);
     rx.set_policy(move |r, _| match r.n() {
+        1 if outage.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 => Reply::Status(503),
         1 => Reply::Status(400),
         2 if throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 => Reply::Status(429),
         _ => Reply::Status(200),
@@ -425,14 +428,14 @@ async fn an_event_refused_for_good_is_given_up_and_the_key_moves_on() {
     let attempts: Vec<u64> = rx.requests().iter().map(|r| r.n()).collect();
     assert_eq!(
         attempts,
-        vec![0, 1, 1, 1, 1, 1, 2, 2, 2, 2],
-        "five tries of the refused one; the 429s retried until taken"
+        vec![0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2],
+        "three 503s, then five refusals of the refused one; the 429s retried until taken"
     );
     assert_eq!(cb.stats().open_circuits, 0, "refusals say nothing of the receiver's health");
     let stats = cb.stats();
     assert_eq!((stats.delivered, stats.dead_letters, stats.backlog), (2, 1, 0));
     let dead = cb.dead_letters().expect("dead letters");
-    assert_eq!((dead[0].failures, dead[0].last_error.as_str()), (5, "HTTP 400"));
+    assert_eq!((dead[0].failures, dead[0].last_error.as_str()), (8, "HTTP 400"));
     cb.shutdown().await;
 }
 
