@@ -57,6 +57,10 @@ const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// in every compound packet would otherwise make every picture a keyframe.
 const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(300);
 
+/// How long after a forced keyframe a new request shows it was lost (or not enough), rather than
+/// crossing it on the way.
+const KEYFRAME_OWED_AFTER: Duration = Duration::from_millis(100);
+
 /// The SIP party's keyframe requests, told from their repeats (RFC 5104 §4.3.1.2: a FIR sent
 /// again with the same sequence number asks for nothing new) and from a storm of them (at most
 /// one forced keyframe per [`KEYFRAME_ASK_INTERVAL`]; a request inside that time is answered at
@@ -92,9 +96,14 @@ impl KeyframeAsks {
     }
 
     fn allow(&mut self, now: Instant) -> bool {
-        if self.last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_ASK_INTERVAL) {
-            self.owed = true;
-            return false;
+        if let Some(since) = self.last.map(|t| now.saturating_duration_since(t)) {
+            if since < KEYFRAME_ASK_INTERVAL {
+                // Asked again well after the last keyframe went (it may be the lost one): owed.
+                // Asked at once again (a PLI and a FIR in one packet, an INFO beside them, a
+                // repeat before the keyframe could arrive): that keyframe answers it.
+                self.owed |= since >= KEYFRAME_OWED_AFTER;
+                return false;
+            }
         }
         self.last = Some(now);
         self.owed = false;
@@ -165,7 +174,7 @@ pub(crate) fn canvas_for(
     let level_fs = match codec {
         c if c.is_h264() => fmtp
             .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
-            .and_then(|p| u32::from_str_radix(p.get(4..6)?, 16).ok())
+            .and_then(h264_level)
             .map(h264_level_max_fs),
         _ => None,
     };
@@ -187,6 +196,15 @@ pub(crate) fn canvas_for(
         let (qw, qh) = recv_max.map_or((176, 144), |(mw, mh)| ((mw & !1).min(176), (mh & !1).min(144)));
         (qw.max(16), qh.max(16))
     })
+}
+
+/// The level of a `profile-level-id` as `level_idc` (RFC 6184 §8.1), with level 1b, which
+/// Baseline, Main and Extended write as 11 with constraint_set3 set, read as 9 (High's own 1b).
+fn h264_level(profile_level_id: &str) -> Option<u32> {
+    let byte = |i: usize| u8::from_str_radix(profile_level_id.get(i..i + 2)?, 16).ok();
+    let (profile, iop, level) = (byte(0)?, byte(2)?, byte(4)?);
+    let one_b = level == 11 && matches!(profile, 66 | 77 | 88) && iop & 0x10 != 0;
+    Some(if one_b { 9 } else { u32::from(level) })
 }
 
 /// H.264 Table A-1: the largest frame (in macroblocks) a level decodes.
@@ -214,7 +232,7 @@ pub(crate) fn frame_rate_for(config: &VideoConfig, codec: Codec, fmtp: Option<&s
     let limit = if codec.is_h264() {
         let level = fmtp
             .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
-            .and_then(|p| u32::from_str_radix(p.get(4..6)?, 16).ok())
+            .and_then(h264_level)
             .map(h264_level_max_mbps);
         let mbps = match (level, param("max-mbps")) {
             (Some(l), Some(m)) => Some(l.max(m)),
@@ -373,8 +391,11 @@ struct Watcher {
     last_change: Instant,
     /// When the last frame was sent (`None`: never).
     last_sent: Option<Instant>,
-    /// The least time between two frames: the party's frame rate, when below the hub's.
-    every: Duration,
+    /// Frames a second the party takes (at most the hub's ticks), and the credit that spreads
+    /// them over the ticks: a tick adds `fps`; a frame is made when the credit reaches the hub's
+    /// rate, which it then costs (22 of every 30 ticks for a party at 22).
+    fps: u32,
+    credit: u32,
 }
 
 impl Watcher {
@@ -386,6 +407,8 @@ impl Watcher {
 struct Hub {
     service: SessionService,
     keyframe_interval: Duration,
+    /// Ticks a second.
+    fps: u32,
     /// In publication order.
     inputs: Vec<Input>,
     next_number: u64,
@@ -457,7 +480,9 @@ impl Hub {
                 last_keyframe: None,
                 last_change: now,
                 last_sent: None,
-                every: Duration::from_secs_f64(1.0 / f64::from(w.fps.max(1))),
+                fps: w.fps.max(1),
+                // The first tick makes a frame.
+                credit: self.fps.saturating_sub(w.fps),
             },
         );
     }
@@ -492,7 +517,7 @@ impl Hub {
             Ok(e) => {
                 w.encoder = e;
                 w.codec = codec;
-                w.every = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+                w.fps = fps.max(1);
                 if let Some(c) = compositor {
                     debug!(call, width, height, "the grid follows the SIP party's new limits");
                     w.compositor = c;
@@ -511,6 +536,8 @@ impl Hub {
         let shown: std::collections::HashSet<u64> = self
             .watchers
             .values()
+            // A paused grid (held, its video removed, a TMMBR below the floor) needs nothing decoded.
+            .filter(|w| w.bitrate.load(Ordering::Relaxed) != 0)
             .flat_map(|w| self.inputs.iter().filter(|i| w.sees(&i.id)).take(9).map(|i| i.number))
             .collect();
         for input in &mut self.inputs {
@@ -561,9 +588,13 @@ impl Hub {
                 continue;
             }
             // A party that decodes fewer frames a second (its level's macroblock rate, VP8's
-            // max-fr) gets every second or third tick's (a few ms early counts: ticks jitter).
-            if w.last_sent.is_some_and(|t| now.saturating_duration_since(t) + Duration::from_millis(5) < w.every) {
-                continue;
+            // max-fr) gets that many of the hub's ticks, spread evenly.
+            if w.fps < self.fps {
+                w.credit = (w.credit + w.fps).min(2 * self.fps);
+                if w.credit < self.fps {
+                    continue;
+                }
+                w.credit -= self.fps;
             }
             let sources: Vec<Source<'_>> = self
                 .inputs
@@ -655,6 +686,7 @@ fn hub(
     let mut hub = Hub {
         service: service.clone(),
         keyframe_interval,
+        fps,
         inputs: Vec::new(),
         next_number: 0,
         watchers: HashMap::new(),
@@ -1062,15 +1094,17 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     let _ = v.leg.set_remote(agreed.remote_rtp, agreed.remote_rtcp);
                     if agreed.remote_rtp != v.agreement.remote_rtp {
                         // Another receiver (a transfer, a media server re-anchoring): it has had
-                        // no picture to build on.
+                        // no picture to build on, and may bring another source, whose first
+                        // packet takes the video over.
                         v.keyframe.store(true, Ordering::Relaxed);
+                        source.reset();
                     }
-                    // A re-offer may bring another source: the next packet's is the video's.
-                    source.reset();
                     if agreed.codecs != v.agreement.codecs || agreed.fmtp != v.agreement.fmtp {
                         // Payload types renumbered or parameter sets changed: depacketisers are
                         // made again for what the numbers now mean.
                         incoming.depacketizers.clear();
+                        // A frame half gathered is gone with them: the next one stands alone.
+                        incoming.awaiting_keyframe = true;
                     }
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
                     follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
@@ -1258,6 +1292,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             }
             _ = rtcp_tick.tick() => {
                 let now = Instant::now();
+                if keyframe_asks.owed_now(now) {
+                    debug!(call = %v.call, "a keyframe the SIP party asked for inside the interval");
+                    v.keyframe.store(true, Ordering::Relaxed);
+                }
                 v.rate.expire(now);
                 follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
                 if removed {
@@ -1476,6 +1514,9 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert!(!a.owed_now(ms(1800)), "once");
         assert!(!a.fir(ms(1800), 8, 1), "its repeat is a repeat");
         assert!(a.fir(ms(1800), 8, 2), "and its next one counts");
+        // A PLI and a FIR in one packet, or a repeat before the keyframe could arrive: one.
+        assert!(!a.pli(ms(1800)) && !a.pli(ms(1850)), "crossing the keyframe on its way");
+        assert!(!a.owed_now(ms(2200)), "nothing owed for them");
         let mut a = KeyframeAsks::default();
         let t = |i: u64| ms(3000 + i * 33);
         let forced = (0..30).filter(|i| a.pli(t(*i)) || a.owed_now(t(*i))).count();
@@ -1517,6 +1558,7 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         Hub {
             service,
             keyframe_interval: Duration::from_secs(3600),
+            fps: 30,
             inputs: Vec::new(),
             next_number: 0,
             watchers: HashMap::new(),
@@ -1636,11 +1678,16 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         let raised = "profile-level-id=42e016;max-mbps=40500";
         assert_eq!(frame_rate_for(&c, Codec::H264, Some(raised), (640, 360)), 30, "max-mbps raises the level's");
         assert_eq!(frame_rate_for(&c, Codec::H264, Some("profile-level-id=42e00a"), (176, 144)), 15, "1.0: QCIF at 15");
+        // Level 1b (Baseline: 11 with constraint_set3) is 1.0's size and rate, not 1.1's.
+        assert_eq!(frame_rate_for(&c, Codec::H264, Some("profile-level-id=42f00b"), (176, 144)), 15);
+        assert_eq!(frame_rate_for(&c, Codec::H264, Some("profile-level-id=42e00b"), (176, 144)), 30, "1.1");
+        assert_eq!(canvas_for(&c, Codec::H264, Some("profile-level-id=42f00b"), None), (176, 144));
         assert_eq!(frame_rate_for(&c, Codec::Vp8, Some("max-fr=15;max-fs=3600"), (1280, 720)), 15);
         assert_eq!(frame_rate_for(&c, Codec::Vp8, Some("max-fr=0"), (1280, 720)), 1, "never below one");
     }
 
-    /// A call whose party decodes 15 frames a second gets every second tick's frame.
+    /// A call whose party decodes 15 frames a second gets every second tick's frame; one at 22
+    /// gets 22 of every 30.
     #[tokio::test]
     async fn a_lower_frame_rate_gets_every_other_tick() {
         let mut hub = empty_hub().await;
@@ -1657,6 +1704,19 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
             sent.push(rx.try_recv().is_ok());
         }
         assert_eq!(sent, [true, false, true, false, true, false, true, false, true, false]);
+
+        // 22 a second: 22 frames of every 30 ticks, not 15.
+        let mut hub = empty_hub().await;
+        let (frames, mut rx) = mpsc::channel(1000);
+        let request = WatchRequest { fps: 22, ..watch_request(Codec::Vp8, &keyframe, &bitrate, frames) };
+        hub.watch(1, request, t0);
+        let mut made = 0;
+        for n in 0..30u64 {
+            keyframe.store(true, Ordering::Relaxed);
+            hub.tick(t0 + Duration::from_micros(33_333 * n));
+            made += usize::from(rx.try_recv().is_ok());
+        }
+        assert_eq!(made, 22);
     }
 
     #[test]
