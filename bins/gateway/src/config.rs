@@ -64,7 +64,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "rest.max_connections",
         default: "1024",
-        help: "HTTP connections served at once, WebSockets until they join; more get a 503 (HTTPS: closed)",
+        help: "HTTP connections served at once, WebSockets for their first 15 s (their time to join); more get a 503 (HTTPS: closed); at least 2",
     },
     Key { name: "sip.udp_bind", default: "127.0.0.1:5060 (an ephemeral port when taken)", help: "SIP UDP socket" },
     Key {
@@ -780,7 +780,7 @@ fn resolve(
     let shutdown_calls = layers.get_or("timeouts.shutdown_calls", secs(5), parse_duration)?;
     let http_request_timeout = layers.get_or("timeouts.http_request", secs(30), parse_duration)?;
     let rest_max_connections =
-        layers.get_or("rest.max_connections", 1024, |r| bounded(r, 1, 1 << 20).map(|n| n as usize))?;
+        layers.get_or("rest.max_connections", 1024, |r| bounded(r, 2, 1 << 20).map(|n| n as usize))?;
     let shutdown_callbacks = layers.get_or("timeouts.shutdown_callbacks", secs(5), parse_duration)?;
     let callback_store = layers.get("callbacks.store", path)?;
     let callback_initial_backoff =

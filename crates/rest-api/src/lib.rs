@@ -58,7 +58,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Most HTTP connections served at once ([`RestApi::admit`]); beyond it, new ones get a 503
     /// (plain HTTP; over TLS they are only closed). Upgraded WebSocket connections leave the
-    /// count once they have joined (signalling bounds them); those still to join count.
+    /// count after their first [`session::signalling::JOIN_TIMEOUT`] (their time to join;
+    /// signalling bounds them after), and while their upgrade is answered a WebSocket holds two
+    /// places (its HTTP connection's and its own): at least 2 make sense.
     pub max_connections: usize,
 }
 
