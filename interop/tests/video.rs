@@ -416,11 +416,11 @@ async fn keyframes_and_the_sip_party_video() {
         ]);
         let asked = Instant::now();
         media.send_to(&pli, gateway_video).await.expect("send PLI");
-        // A second request soon after (the keyframe it answered may be the one lost): answered
+        // A second request 200 ms later (the keyframe it answered may be the one lost): answered
         // too, once the 300 ms between forced keyframes are over.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         media.send_to(&pli, gateway_video).await.expect("send PLI");
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         let keyframes: Vec<Duration> =
             log.lock().expect("log").frames.iter().filter(|(t, k)| *k && *t > asked).map(|(t, _)| *t - asked).collect();
         assert!(
