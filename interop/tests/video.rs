@@ -997,13 +997,14 @@ async fn the_grid_keeps_to_the_sip_partys_bandwidth_and_repairs_its_losses() {
         };
         assert!((120_000..=520_000).contains(&rate), "{codec:?}: {rate} bit/s under b=TIAS:400000");
 
-        // Four packets of the last 300 ms NACKed: each comes back as it was.
+        // Four packets of the last 600 ms (well within the second we keep) NACKed: each comes
+        // back as it was. (300 ms held too few packets when the hub ran late on a loaded machine.)
         let lost: Vec<(u16, Vec<u8>)> = {
             let w = wire.lock().expect("wire");
-            let recent = Instant::now() - Duration::from_millis(300);
+            let recent = Instant::now() - Duration::from_millis(600);
             w.rtp.iter().filter(|(t, _, _)| *t >= recent).step_by(2).take(4).map(|(_, s, p)| (*s, p.clone())).collect()
         };
-        assert_eq!(lost.len(), 4, "{codec:?}: packets in the last 300 ms");
+        assert_eq!(lost.len(), 4, "{codec:?}: packets in the last 600 ms");
         let asked = Instant::now();
         send(vec![RtcpPacket::Nack { sender: ours, media: theirs, lost: lost.iter().map(|(s, _)| *s).collect() }])
             .await;
