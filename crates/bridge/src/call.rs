@@ -362,7 +362,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         if let (CallEvent::Progress { sdp: Some(early) }, None) = (&ev, &hangup_cause) {
                             let early = match sdp.process_answer(early) {
                                 Ok(mut a) => {
-                                    resolve_hosts(&spec.id.to_string(), &mut names, &mut a).await;
+                                    resolve_hosts(&spec.id, &mut names, &mut a).await;
                                     Ok(a)
                                 }
                                 Err(e) => Err(e),
@@ -410,7 +410,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         };
                         let agreed = match agreed {
                             Ok(mut a) => {
-                                resolve_hosts(&spec.id.to_string(), &mut names, &mut a).await;
+                                resolve_hosts(&spec.id, &mut names, &mut a).await;
                                 Ok(a)
                             }
                             Err(e) => Err(e),
@@ -511,7 +511,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         match sdp.answer_offer(&offer) {
                             Ok((answer, mut agreement)) => {
                                 let _ = bridge.sip.answer(call.handle, Bytes::from(answer.to_bytes())).await;
-                                resolve_hosts(&spec.id.to_string(), &mut names, &mut agreement).await;
+                                resolve_hosts(&spec.id, &mut names, &mut agreement).await;
                                 follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick);
                             }
                             Err(e) => {
@@ -527,7 +527,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     // transfer and re-anchoring by third-party call control).
                     CallEvent::RemoteAnswer { sdp: answer } => match sdp.process_answer(&answer) {
                         Ok(mut agreement) => {
-                            resolve_hosts(&spec.id.to_string(), &mut names, &mut agreement).await;
+                            resolve_hosts(&spec.id, &mut names, &mut agreement).await;
                             follow_agreement(bridge, spec, media.as_mut(), video.as_ref(), agreement, &mut tick)
                         }
                         Err(sdp_negotiation::NegotiationError::AudioRejected) => {
@@ -679,7 +679,6 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     }
 }
 
-/// Waits (boundedly) for the final event after we hung up.
 /// The media's goodbye (RTCP BYE, quality reported) and its leg closed.
 async fn close_media(bridge: &Arc<Inner>, spec: &CallSpec, m: &mut Media) {
     say_goodbye(bridge, spec, m);
@@ -695,6 +694,7 @@ fn disconnect_after(cause: &Option<Control>) -> Option<DisconnectReason> {
     }
 }
 
+/// Waits (boundedly) for the final event after we hung up.
 async fn wait_end(
     events: &mut mpsc::UnboundedReceiver<CallEvent>,
     abandon: &mut tokio::sync::watch::Receiver<bool>,

@@ -170,20 +170,7 @@ pub(crate) fn canvas_for(
     fmtp: Option<&str>,
     recv_max: Option<(u32, u32)>,
 ) -> (u32, u32) {
-    let max_fs = fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, "max-fs")).and_then(|v| v.parse::<u32>().ok());
-    let level_fs = match codec {
-        c if c.is_h264() => fmtp
-            .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
-            .and_then(h264_level)
-            .map(h264_level_max_fs),
-        _ => None,
-    };
-    // H.264's max-fs says the receiver decodes larger frames than its level (RFC 6184 §8.1: it
-    // only ever raises the level's limit); VP8's is the limit itself (RFC 7741 §6.1).
-    let limit = match (level_fs, max_fs) {
-        (Some(level), Some(fs)) => Some(level.max(fs)),
-        (level, fs) => level.or(fs),
-    };
+    let limit = decoder_limit(codec, fmtp, h264_level_max_fs, "max-fs");
     let (w, h) = (config.width & !1, config.height & !1);
     let fits = |(w, h): (u32, u32)| {
         limit.is_none_or(|l| w.div_ceil(16) * h.div_ceil(16) <= l) && recv_max.is_none_or(|(mw, mh)| w <= mw && h <= mh)
@@ -226,24 +213,32 @@ fn h264_level_max_fs(level_idc: u32) -> u32 {
 /// party decodes at the canvas's size: H.264's macroblocks a second (its level's, Table A-1, or a
 /// higher `max-mbps`, RFC 6184 §8.1), VP8's `max-fr` (RFC 7741 §6.1).
 pub(crate) fn frame_rate_for(config: &VideoConfig, codec: Codec, fmtp: Option<&str>, size: (u32, u32)) -> u32 {
-    let param =
-        |name: &str| fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name)).and_then(|v| v.parse::<u32>().ok());
     let fps = config.fps.clamp(1, 60);
     let limit = if codec.is_h264() {
-        let level = fmtp
-            .and_then(|f| sdp_negotiation::codec::fmtp_param(f, "profile-level-id"))
-            .and_then(h264_level)
-            .map(h264_level_max_mbps);
-        let mbps = match (level, param("max-mbps")) {
-            (Some(l), Some(m)) => Some(l.max(m)),
-            (l, m) => l.or(m),
-        };
         let macroblocks = u64::from(size.0.div_ceil(16)) * u64::from(size.1.div_ceil(16));
-        mbps.map(|m| (u64::from(m) / macroblocks.max(1)).min(u64::from(u32::MAX)) as u32)
+        decoder_limit(codec, fmtp, h264_level_max_mbps, "max-mbps")
+            .map(|m| (u64::from(m) / macroblocks.max(1)).min(u64::from(u32::MAX)) as u32)
     } else {
-        param("max-fr")
+        decoder_limit(codec, fmtp, h264_level_max_mbps, "max-fr")
     };
     limit.map_or(fps, |l| fps.min(l)).max(1)
+}
+
+/// What the far end's fmtp says it decodes at most, by one of Table A-1's columns (`by_level`)
+/// and the fmtp parameter `param`. For H.264 the parameter only ever raises the level's limit
+/// (RFC 6184 §8.1: `max-fs`, `max-mbps`); for VP8 it is the limit itself (RFC 7741 §6.1:
+/// `max-fs`, `max-fr`). `None`: nothing said.
+fn decoder_limit(codec: Codec, fmtp: Option<&str>, by_level: fn(u32) -> u32, param: &str) -> Option<u32> {
+    let value = |name: &str| fmtp.and_then(|f| sdp_negotiation::codec::fmtp_param(f, name));
+    let given = value(param).and_then(|v| v.parse::<u32>().ok());
+    if !codec.is_h264() {
+        return given;
+    }
+    let level = value("profile-level-id").and_then(h264_level).map(by_level);
+    match (level, given) {
+        (Some(level), Some(given)) => Some(level.max(given)),
+        (level, given) => level.or(given),
+    }
 }
 
 /// H.264 Table A-1: the most macroblocks a second a level decodes.
@@ -1057,9 +1052,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                 Some(VideoControl::Keyframe) => {
                     // Counted and rate-limited like the RTCP requests.
                     if keyframe_asks.pli(Instant::now()) {
-                        v.quality.keyframes_asked_by_party += 1;
-                        debug!(call = %v.call, "the SIP party asks for a keyframe (SIP INFO)");
-                        v.keyframe.store(true, Ordering::Relaxed);
+                        keyframe_asked(&mut v, "SIP INFO");
                     }
                 }
                 Some(VideoControl::Removed) => {
@@ -1107,7 +1100,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         incoming.awaiting_keyframe = true;
                     }
                     v.rate.set_sdp_limit(agreed.remote_bandwidth.map(|b| b.video_bitrate()));
-                    follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
+                    follow_rate(&mut v, idle(hold, removed, dtls.as_ref()));
                     // The codec, or what the far end decodes (its level, max-fs, imageattr), changed:
                     // a new encoder, and a canvas of the size it now takes.
                     let size = canvas_for(&v.config, agreed.codec, agreed.fmtp.as_deref(), agreed.recv_max_picture);
@@ -1131,11 +1124,7 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                     grid_open = false;
                     continue;
                 };
-                if keyframe_asks.owed_now(Instant::now()) {
-                    debug!(call = %v.call, "a keyframe the SIP party asked for inside the interval");
-                    v.keyframe.store(true, Ordering::Relaxed);
-                }
-                if hold || removed || dtls.as_ref().is_some_and(|d| !d.ready) {
+                if idle(hold, removed, dtls.as_ref()) {
                     continue;
                 }
                 let ts = base_ts.wrapping_add((frame.at.saturating_duration_since(started).as_micros() * 9 / 100) as u32);
@@ -1256,11 +1245,9 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
                         if let Some(n) = notification {
                             let _ = v.leg.send_rtcp(reports.with_feedback(now, wall, n));
                         }
-                        follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
+                        follow_rate(&mut v, idle(hold, removed, dtls.as_ref()));
                         if asks {
-                            v.quality.keyframes_asked_by_party += 1;
-                            debug!(call = %v.call, "the SIP party asks for a keyframe");
-                            v.keyframe.store(true, Ordering::Relaxed);
+                            keyframe_asked(&mut v, "RTCP");
                         }
                     }
                     Inbound::Dtls(record) => {
@@ -1293,11 +1280,10 @@ pub(crate) async fn run_call_video(mut v: CallVideo) {
             _ = rtcp_tick.tick() => {
                 let now = Instant::now();
                 if keyframe_asks.owed_now(now) {
-                    debug!(call = %v.call, "a keyframe the SIP party asked for inside the interval");
-                    v.keyframe.store(true, Ordering::Relaxed);
+                    keyframe_asked(&mut v, "a request inside the interval");
                 }
                 v.rate.expire(now);
-                follow_rate(&mut v, hold || removed || dtls.as_ref().is_some_and(|d| !d.ready));
+                follow_rate(&mut v, idle(hold, removed, dtls.as_ref()));
                 if removed {
                     continue;
                 }
@@ -1363,6 +1349,19 @@ fn deliver(
     for frame in published.drain(..) {
         let _ = v.service.write_frame(&v.stream, frame);
     }
+}
+
+/// Whether a call's grid has nowhere to go: held, its video removed, or its DTLS-SRTP keys not
+/// agreed yet.
+fn idle(hold: bool, removed: bool, dtls: Option<&crate::call::DtlsState>) -> bool {
+    hold || removed || dtls.is_some_and(|d| !d.ready)
+}
+
+/// A keyframe the SIP party asked for (`how`), counted; the hub makes the next grid one.
+fn keyframe_asked(v: &mut CallVideo, how: &str) {
+    v.quality.keyframes_asked_by_party += 1;
+    debug!(call = %v.call, how, "the SIP party asks for a keyframe");
+    v.keyframe.store(true, Ordering::Relaxed);
 }
 
 /// Hands the hub the bitrate the call's limits and losses now give, when it changed.
