@@ -20,6 +20,10 @@ use crate::schedule::{AfterFailure, Attempt, OrderKey, Scheduler};
 use crate::signature;
 use crate::Shared;
 
+/// How long a removal or a failure count committed without a sync waits for one (a crash
+/// within it delivers the event again, or retries it once more).
+const SYNC_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the handles tell the delivery task.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -51,9 +55,14 @@ pub(crate) async fn run(
     let mut rng = StdRng::from_entropy();
     let mut in_flight: JoinSet<Outcome> = JoinSet::new();
     let mut attempts: HashMap<tokio::task::Id, Attempt> = HashMap::new();
+    // When the removals and failure counts committed without a sync get one.
+    let mut sync_due: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
+        }
+        if sync_due.is_none() && shared.store.needs_sync() {
+            sync_due = Some(tokio::time::Instant::now() + SYNC_AFTER);
         }
         while in_flight.len() < max_in_flight {
             let Some(a) = sched.poll_attempt(Instant::now()) else { break };
@@ -84,6 +93,12 @@ pub(crate) async fn run(
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {}
+            _ = sleep_until(sync_due), if sync_due.is_some() => {
+                sync_due = None;
+                if let Err(e) = blocking(&shared, |s| s.sync()).await {
+                    tracing::warn!(error = %e, "callback store: sync failed");
+                }
+            }
         }
     }
     // Abandon what is in flight (those events stay queued), make the last removals durable and

@@ -16,9 +16,10 @@
 //!   enqueue order; an event is attempted only after every earlier event of its key was delivered
 //!   (or, with [`CallbackConfig::max_attempts`], given up). Different keys are independent: a key
 //!   whose receiver fails never holds up another key.
-//! - **At least once**: a delivered event (2xx) is removed from the store. A crash between the 2xx
-//!   and the removal, or a timeout after the receiver accepted, sends the event again; receivers
-//!   that must not act twice can use the signature's `jti` claim.
+//! - **At least once**: a delivered event (2xx) is removed from the store. Removals are synced to
+//!   disk within a second (not one disk sync each, which would cap deliveries at the disk's sync
+//!   rate). A crash between the 2xx and that sync, or a timeout after the receiver accepted, sends
+//!   the event again; receivers that must not act twice can use the signature's `jti` claim.
 //! - **Retried**: anything but a 2xx (a 3xx, 4xx or 5xx status, a timeout, a refused connection, a
 //!   TLS failure) is a failed attempt, retried after the backoff described in [`CallbackConfig`].
 //!

@@ -10,12 +10,17 @@
 //! | `dead_letters` | `u64` sequence number | `(project, order_key, body, failures, last_error)` = `(&str, &str, &[u8], u32, &str)` |
 //!
 //! Sequence numbers grow with every enqueue and are never reused, so within an order key they
-//! give the delivery order. Enqueues commit with [`Durability::Immediate`] (an fsync before
-//! `enqueue` returns); removals and failure counts commit with [`Durability::Eventual`] (made
-//! durable by the next immediate commit, and by [`Store::sync`] at shutdown): losing one of those
-//! in a crash only means an event is delivered again or retried once more.
+//! give the delivery order. Enqueues and dead letters commit with [`Durability::Immediate`] (an
+//! fsync before `enqueue` returns). Removals and failure counts commit without a sync
+//! ([`Durability::None`]; redb's `Eventual` is an fsync too on Linux): they become durable with
+//! the next immediate commit, which is every [`MAX_UNSYNCED`]-th of them at the latest, or the
+//! delivery task's [`Store::sync`] a moment later ([`Store::needs_sync`]), and at shutdown. Losing
+//! one of those in a crash only means an event is delivered again or retried once more; not
+//! syncing each one lets deliveries go as fast as the receiver takes them instead of one per disk
+//! sync.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
@@ -32,6 +37,10 @@ pub(crate) type Row<'a> = (&'a str, &'a str, &'a [u8]);
 
 /// The layout this version writes and reads.
 pub(crate) const LAYOUT: u64 = 1;
+
+/// Commits without a sync after which the next one syncs (redb frees pages only in synced
+/// commits, so this also bounds the file's growth).
+pub(crate) const MAX_UNSYNCED: u32 = 256;
 
 /// An event on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +85,8 @@ pub(crate) struct Store {
     /// order.
     next_seq: Mutex<u64>,
     id: u64,
+    /// Commits made without a sync since the last synced one.
+    unsynced: AtomicU32,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +204,7 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             next_seq: Mutex::new(next_seq.max(floor)),
             id,
+            unsynced: AtomicU32::new(0),
         };
         Ok((store, loaded))
     }
@@ -228,6 +240,7 @@ impl Store {
             meta.insert("next_seq", *next + events.len() as u64)?;
         }
         txn.commit()?;
+        self.unsynced.store(0, Ordering::Relaxed);
         *next += events.len() as u64;
         Ok(after_commit(&seqs))
     }
@@ -253,7 +266,7 @@ impl Store {
     pub(crate) fn remove(&self, seqs: &[u64]) -> Result<u64, CallbackError> {
         let db = self.db()?;
         let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Eventual);
+        let synced = self.lazy_durability(&mut txn);
         let mut removed = 0;
         {
             let mut events = txn.open_table(EVENTS)?;
@@ -265,7 +278,7 @@ impl Store {
                 failures.remove(*seq)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn, synced)?;
         Ok(removed)
     }
 
@@ -273,14 +286,14 @@ impl Store {
     pub(crate) fn set_failures(&self, seq: u64, count: u32) -> Result<(), CallbackError> {
         let db = self.db()?;
         let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Eventual);
+        let synced = self.lazy_durability(&mut txn);
         {
             let events = txn.open_table(EVENTS)?;
             if events.get(seq)?.is_some() {
                 txn.open_table(FAILURES)?.insert(seq, count)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn, synced)?;
         Ok(())
     }
 
@@ -303,7 +316,7 @@ impl Store {
             };
             txn.open_table(FAILURES)?.remove(seq)?;
         }
-        txn.commit()?;
+        self.commit(txn, true)?;
         Ok(moved)
     }
 
@@ -333,7 +346,30 @@ impl Store {
         let db = self.db()?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
+        self.commit(txn, true)
+    }
+
+    /// Whether commits were made without a sync since the last synced one.
+    pub(crate) fn needs_sync(&self) -> bool {
+        self.unsynced.load(Ordering::Relaxed) > 0
+    }
+
+    /// Sets a removal's or a failure count's durability: no sync, unless [`MAX_UNSYNCED`] went
+    /// by without one. True when this commit syncs.
+    fn lazy_durability(&self, txn: &mut redb::WriteTransaction) -> bool {
+        let sync = self.unsynced.load(Ordering::Relaxed) >= MAX_UNSYNCED;
+        txn.set_durability(if sync { Durability::Immediate } else { Durability::None });
+        sync
+    }
+
+    /// Commits, keeping count of the commits made without a sync.
+    fn commit(&self, txn: redb::WriteTransaction, synced: bool) -> Result<(), CallbackError> {
         txn.commit()?;
+        if synced {
+            self.unsynced.store(0, Ordering::Relaxed);
+        } else {
+            self.unsynced.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -410,6 +446,34 @@ mod tests {
         assert_eq!((e.body.as_slice(), e.failures), (&b"{\"n\":1}"[..], 4));
         let seqs = store.append(&[("p", "c", b"{}")], |s| s.to_vec()).expect("append");
         assert_eq!(seqs, vec![3], "sequence numbers are never reused");
+    }
+
+    /// Removals and failure counts are committed without a sync, but never more than
+    /// [`MAX_UNSYNCED`] in a row; an enqueue or a sync makes them durable.
+    #[test]
+    fn removals_are_synced_at_least_every_max_unsynced() {
+        let path = temp_path("unsynced");
+        let (store, _) = Store::open(&path).expect("open");
+        let n = MAX_UNSYNCED as usize + 1;
+        let rows: Vec<Row<'_>> = (0..n).map(|_| ("p", "a", &b"{}"[..])).collect();
+        let seqs = store.append(&rows, |s| s.to_vec()).expect("append");
+        assert!(!store.needs_sync());
+        store.set_failures(seqs[0], 1).expect("failures");
+        assert!(store.needs_sync());
+        for seq in &seqs[..n - 2] {
+            store.remove(&[*seq]).expect("remove");
+            assert!(store.needs_sync());
+        }
+        // The 257th commit since the last sync syncs.
+        store.remove(&[seqs[n - 2]]).expect("remove");
+        assert!(!store.needs_sync());
+        store.remove(&[seqs[n - 1]]).expect("remove");
+        assert!(store.needs_sync());
+        store.append(&[("p", "b", b"{}")], |_| ()).expect("append");
+        assert!(!store.needs_sync(), "an enqueue syncs");
+        store.set_failures(n as u64, 2).expect("failures");
+        store.sync().expect("sync");
+        assert!(!store.needs_sync());
     }
 
     #[test]

@@ -282,13 +282,17 @@ async fn nothing_is_lost_when_the_handle_is_dropped_without_shutdown() {
 
 const CRASH_STORE: &str = "CALLBACKS_TEST_CRASH_STORE";
 const CRASH_URL: &str = "CALLBACKS_TEST_CRASH_URL";
+/// `wait`: wait for the store's sync of the removals before aborting.
+const CRASH_WAIT: &str = "CALLBACKS_TEST_CRASH_WAIT";
 
-/// Run only as the child of `nothing_is_lost_when_the_process_aborts`: enqueues 30 events, then
-/// aborts the process (no destructors, no shutdown, no final sync).
+/// Run only as the child of the abort tests: enqueues 30 events, lets the delivery task work on
+/// them for 100 ms (or, with [`CRASH_WAIT`], until they are delivered and then a second and a
+/// half), then aborts the process (no destructors, no shutdown, no final sync).
 #[test]
-#[ignore = "a helper: runs in a child process of nothing_is_lost_when_the_process_aborts"]
+#[ignore = "a helper: runs in a child process of the abort tests"]
 fn crash_child() {
     let (Ok(store), Ok(url)) = (std::env::var(CRASH_STORE), std::env::var(CRASH_URL)) else { return };
+    let wait = std::env::var(CRASH_WAIT).is_ok();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let cb = Callbacks::open(std::path::Path::new(&store), config_for(&[("p", ProjectCallbacks::new(url))]))
@@ -299,8 +303,13 @@ fn crash_child() {
                 cb.enqueue(event("p", key, n)).expect("child enqueue");
             }
         }
-        // Give the delivery task time to make (failing) attempts and write failure counts.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if wait {
+            assert!(cb.flush(WAIT).await, "child delivered everything");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        } else {
+            // Give the delivery task time to make (failing) attempts and write failure counts.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         println!("ENQUEUED 30");
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -308,20 +317,18 @@ fn crash_child() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_lost_when_the_process_aborts() {
-    let rx = Receiver::start().await;
-    rx.set_policy(|_, _| Reply::Close);
-    let path = temp_store("abort");
+/// Runs [`crash_child`] against `store` and `url` and checks that it got to the abort.
+async fn run_crash_child(store: &std::path::Path, url: String, wait: bool) {
     let exe = std::env::current_exe().expect("test binary");
-    let (store, url) = (path.to_path_buf(), rx.url("/cb"));
+    let store = store.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CRASH_STORE, &store)
-            .env(CRASH_URL, &url)
-            .output()
-            .expect("run the child")
+        let mut child = std::process::Command::new(exe);
+        child.args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+        child.env(CRASH_STORE, &store).env(CRASH_URL, &url);
+        if wait {
+            child.env(CRASH_WAIT, "1");
+        }
+        child.output().expect("run the child")
     })
     .await
     .expect("join");
@@ -332,6 +339,14 @@ async fn nothing_is_lost_when_the_process_aborts() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "the child aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_process_aborts() {
+    let rx = Receiver::start().await;
+    rx.set_policy(|_, _| Reply::Close);
+    let path = temp_store("abort");
+    run_crash_child(&path, rx.url("/cb"), false).await;
 
     rx.settle().await;
     rx.set_policy(|_, _| Reply::Status(200));
@@ -346,6 +361,25 @@ async fn nothing_is_lost_when_the_process_aborts() {
     for key in ["x", "y", "z"] {
         expect_in_order(&delivered, "p", key, 10);
     }
+    cb.shutdown().await;
+}
+
+/// Removals of delivered events are committed without a disk sync each, and synced within a
+/// second: a process that aborts a second and a half after its deliveries sends none of them
+/// again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_events_stay_delivered_after_an_abort() {
+    let rx = Receiver::start().await;
+    let path = temp_store("abort-delivered");
+    run_crash_child(&path, rx.url("/cb"), true).await;
+    let delivered = delivered_by_key(&rx.requests());
+    for key in ["x", "y", "z"] {
+        expect_in_order(&delivered, "p", key, 10);
+    }
+    let cb = Callbacks::open(&path, config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]))
+        .await
+        .expect("reopen after the crash");
+    assert_eq!(cb.stats().backlog, 0, "the removals were synced before the abort");
     cb.shutdown().await;
 }
 
