@@ -2596,6 +2596,78 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
     assert!(toned >= 30, "the far end heard under the new keys: {toned} frames of 440 Hz");
 }
 
+/// A call whose video handshake failed (the far end's certificate is not the one its SDP named)
+/// goes on with audio, and a later re-offer gets its video rejected (port 0): the video's port
+/// was closed with its task, so accepting it there would send the far end's video nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_whose_handshake_failed_is_rejected_in_re_offers() {
+    use srtp_transport::dtls::DtlsIdentity;
+    use srtp_transport::{Context, Options};
+    let mut config = BridgeConfig::default();
+    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Dtls);
+    let mut g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (media, port) = media_socket().await;
+    let (video, video_port) = media_socket().await;
+    let (named, other) = (DtlsIdentity::generate().expect("cert"), DtlsIdentity::generate().expect("cert"));
+    let fingerprint = named.fingerprint().to_owned();
+    let sdp = move |offer: &str, version: u32| {
+        let pt = offer
+            .lines()
+            .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" H264/90000")?.parse::<u8>().ok())
+            .unwrap_or(96);
+        format!(
+            "v=0\r\no=uas 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {port} UDP/TLS/RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n\
+m=video {video_port} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1\r\n\
+a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
+        )
+    };
+    let answer_sdp = sdp.clone();
+    let mut far = common::uas::uas(move |offer| answer_sdp(offer, 1)).await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:room@127.0.0.1:{}", far.port), "secure": true, "video": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    assert!(offer.contains("m=video "), "{offer}");
+    let ours = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=fingerprint:"))
+        .unwrap_or_else(|| panic!("a DTLS-SRTP offer: {offer}"))
+        .to_owned();
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut tap = tap_sip_stream(&g, &answer);
+    // The video's handshake, with a certificate other than the one the SDP named: the gateway
+    // refuses it.
+    let video_ours = ours.clone();
+    let video_side = tokio::spawn(async move { try_dtls_server(&video, &other, &video_ours).await.map(|_| ()) });
+    let (keys, _association, gateway_rtp) = dtls_server(&media, &named, &ours).await;
+    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
+    let mut tx = sender(&keys.local);
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 0..50).await;
+    assert!(unprotected >= 40 && refused == 0 && toned >= 30, "audio: {unprotected}/{refused}/{toned}");
+    let video_result = tokio::time::timeout(Duration::from_secs(10), video_side).await.expect("in time").expect("join");
+    assert!(video_result.is_err(), "the video handshake failed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    far.reinvite(&sdp(&offer, 2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(far.reinvite_statuses(), [200]);
+    let answers = far.reinvite_answers();
+    let re_answer = answers.first().map(String::as_str).unwrap_or_default();
+    assert!(re_answer.contains("m=video 0 "), "video rejected in the answer: {re_answer}");
+    assert!(!re_answer.contains("m=audio 0 "), "audio kept: {re_answer}");
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 50..100).await;
+    let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(
+        unprotected >= 40 && refused == 0 && toned >= 30,
+        "audio after the re-offer: {unprotected}/{refused}/{toned}"
+    );
+}
+
 /// The far end's side of a DTLS-SRTP handshake, as server on `media` with `identity` (the gateway
 /// is the client: its ClientHello comes first, within 10 s): the keys, the association (to keep
 /// while media flows) and the gateway's media address. Only AES_CM_128_HMAC_SHA1_80 is accepted.
@@ -2604,6 +2676,15 @@ async fn dtls_server(
     identity: &srtp_transport::dtls::DtlsIdentity,
     gateway_fingerprint: &str,
 ) -> (srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession, std::net::SocketAddr) {
+    try_dtls_server(media, identity, gateway_fingerprint).await.expect("the far end's handshake")
+}
+
+/// [`dtls_server`], its handshake's failure returned.
+async fn try_dtls_server(
+    media: &tokio::net::UdpSocket,
+    identity: &srtp_transport::dtls::DtlsIdentity,
+    gateway_fingerprint: &str,
+) -> Result<(srtp_transport::dtls::DtlsKeys, srtp_transport::dtls::DtlsSession, std::net::SocketAddr), String> {
     use srtp_transport::dtls::{handshake, DtlsParams, DtlsRole};
     // RFC 7983: a first byte of 20 to 63 is DTLS.
     let is_dtls = |b: &[u8]| b.first().is_some_and(|b| (20..=63).contains(b));
@@ -2637,7 +2718,7 @@ async fn dtls_server(
             Some(record) = out_rx.recv() => {
                 media.send_to(&record, gateway).await.expect("send");
             }
-            r = &mut hs => break r.expect("the far end's handshake"),
+            r = &mut hs => break r.map_err(|e| e.to_string())?,
             r = media.recv_from(&mut buf) => {
                 let (n, from) = r.expect("recv");
                 if from == gateway && is_dtls(&buf[..n]) {
@@ -2650,7 +2731,7 @@ async fn dtls_server(
     while let Ok(record) = out_rx.try_recv() {
         media.send_to(&record, gateway).await.expect("send");
     }
-    (keys, association, gateway)
+    Ok((keys, association, gateway))
 }
 
 /// Our offer's audio address: where the far end sends its RTP.

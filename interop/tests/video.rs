@@ -499,13 +499,22 @@ async fn keyframes_and_the_sip_party_video() {
         let pic = seen_by_viewer.1.unwrap_or_else(|| panic!("{codec:?}: the subscriber decodes the SIP party's video"));
         assert!(magenta(&pic), "{codec:?}: magenta at the subscriber: {:?}", pic.pixel(160, 120));
 
-        // The subscriber's keyframe request (RTCP PLI to the router) reaches the SIP party as a PLI.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // The subscriber's keyframe request (RTCP PLI to the router) reaches the SIP party as a
+        // PLI and, since its SDP agreed to no RTCP feedback, as an RFC 5168 INFO (at most one a
+        // second: the wait lets the one the subscription asked for go by).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let asked = Instant::now();
         viewer.request_keyframe();
         tokio::time::sleep(Duration::from_millis(800)).await;
         let pli_after = log.lock().expect("log").plis.iter().find(|t| **t > asked).map(|t| *t - asked);
         assert!(pli_after.is_some(), "{codec:?}: the SIP party was asked for a keyframe");
+        let info_after = far.infos().into_iter().find(|i| i.at > asked);
+        assert!(
+            info_after.as_ref().is_some_and(
+                |i| i.content_type == "application/media_control+xml" && i.body.contains("<picture_fast_update/>")
+            ),
+            "{codec:?}: and by INFO: {info_after:?}"
+        );
         // RTCP (RFC 3550): every compound packet starts with a report and carries our CNAME (the
         // PLIs too); sender reports count the grid's packets.
         let (compounds, ssrc) = {
@@ -1278,6 +1287,7 @@ async fn the_sip_partys_video_is_put_back_in_order_and_repaired() {
         let kinds: Vec<&str> = plis.lock().expect("plis").iter().map(|(_, k)| *k).collect();
         let want = if codec == Codec::H264 { "PLI" } else { "FIR" };
         assert!(kinds.iter().all(|k| *k == want), "{codec:?}: asked as agreed ({kinds:?})");
+        assert!(far.infos().is_empty(), "{codec:?}: RTCP feedback agreed: no INFO ({:?})", far.infos());
 
         hang_up(&mut g, &sid, &answer).await;
         reader.abort();
@@ -1404,4 +1414,92 @@ async fn a_removed_video_stream_gets_nothing() {
     assert!(count(Duration::from_millis(2000)).await > 5, "the grid again once the stream is back");
     hang_up(&mut g, &sid, &answer).await;
     red.abort();
+}
+
+/// A party whose SDP agreed to no RTCP feedback (many SIP phones and room systems) is asked for
+/// keyframes by RFC 5168 INFO as well as by PLI: at most one INFO a second, and none after it
+/// refused one (415), when PLIs alone go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_without_rtcp_feedback_is_asked_for_keyframes_by_info() {
+    let mut g = gateway(video_gateway_config(Codec::H264)).await;
+    let sid = routed(&g);
+    let media = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let media_port = media.local_addr().expect("addr").port();
+    let mut far = uas(move |offer| answer_sdp(offer, Codec::H264, media_port, true)).await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:phone@127.0.0.1:{}", far.port), "video": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    let pt = offered_pt(&offer, rtpmap(Codec::H264)).expect("offered");
+    let gateway_video = std::net::SocketAddr::from(([127, 0, 0, 1], offered_video_port(&offer).expect("m=video")));
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let ours = 0x0fab_1e00_u32;
+    let plis: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let reader = {
+        let (media, plis) = (media.clone(), plis.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok(n) = media.recv(&mut buf).await {
+                if n > 1 && (200..=206).contains(&buf[1]) {
+                    let packets = rtcp::parse_compound(&buf[..n]).unwrap_or_default();
+                    if packets.iter().any(|p| matches!(p, RtcpPacket::Pli { media, .. } if *media == ours)) {
+                        plis.lock().expect("plis").push(Instant::now());
+                    }
+                }
+            }
+        })
+    };
+    // The party's camera sends inter frames only (a decoder that joined late would wait for a
+    // keyframe): each asks for one, paced by the gateway.
+    let mut seq = 1u16;
+    inter_frames(&media, gateway_video, pt, ours, &mut seq, Duration::from_millis(3000)).await;
+    let infos = far.infos();
+    assert!((2..=4).contains(&infos.len()), "about one INFO a second for three seconds: {infos:?}");
+    assert!(infos.windows(2).all(|w| w[1].at - w[0].at >= Duration::from_millis(950)), "paced: {infos:?}");
+    assert!(
+        infos.iter().all(|i| i.content_type == "application/media_control+xml"
+            && i.body.contains("<to_encoder><picture_fast_update/></to_encoder>")),
+        "{infos:?}"
+    );
+    let plis_then = plis.lock().expect("plis").len();
+    assert!(plis_then >= infos.len(), "PLIs too: {plis_then}");
+
+    // The party refuses the next INFO: it is the last one.
+    far.set_info_status(415);
+    inter_frames(&media, gateway_video, pt, ours, &mut seq, Duration::from_millis(3000)).await;
+    let refused = far.infos().len() - infos.len();
+    assert_eq!(refused, 1, "one INFO refused, none after: {:?}", far.infos());
+    assert!(plis.lock().expect("plis").len() >= plis_then + 3, "PLIs go on");
+    // Still up (the refusal did not end it), and ended normally.
+    hang_up(&mut g, &sid, &answer).await;
+    reader.abort();
+}
+
+/// Sends H.264 inter frames (one NAL unit, no keyframe) at 15 a second for `duration`.
+async fn inter_frames(
+    media: &UdpSocket,
+    to: std::net::SocketAddr,
+    pt: u8,
+    ssrc: u32,
+    seq: &mut u16,
+    duration: Duration,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(66));
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        tick.tick().await;
+        let header = RtpHeader {
+            marker: true,
+            payload_type: pt,
+            seq: *seq,
+            timestamp: u32::from(*seq) * 6000,
+            ssrc,
+            ..RtpHeader::default()
+        };
+        *seq = seq.wrapping_add(1);
+        let mut out = Vec::new();
+        header.write(&[0x41, 0x9a, 0x02, 0x03, 0x04], 0, &mut out).expect("rtp");
+        let _ = media.send_to(&out, to).await;
+    }
 }

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::audio::{AudioCommand, ListenerFrame};
 use crate::codec::AudioCodec;
-use crate::video::VideoControl;
+use crate::video::{FastUpdateInfos, VideoAsk, VideoControl};
 use crate::Inner;
 
 /// What the bridge asks of a running call.
@@ -330,6 +330,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut sockets = Some(sockets);
     let mut media: Option<Media> = None;
     let mut video: Option<VideoHandle> = None;
+    // RFC 5168 keyframe requests sent to the party.
+    let mut fast_updates = FastUpdateInfos::default();
     let mut rang = false;
     let mut announce_on_answer = false;
     // The video part of an early answer, for a 2xx that leaves its SDP out.
@@ -506,6 +508,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         };
                     }
                     CallEvent::RemoteOffer { sdp: offer, .. } => {
+                        video_ended(spec, &mut video, &mut sdp);
                         // A re-offer whose SDES keys cannot be used (the negotiation checks them
                         // with `sdes_key_check`) is refused, the negotiation left as it was.
                         match sdp.answer_offer(&offer) {
@@ -521,6 +524,7 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                     }
                     CallEvent::OfferRequested => {
+                        video_ended(spec, &mut video, &mut sdp);
                         let _ = bridge.sip.answer(call.handle, Bytes::from(sdp.create_offer().to_bytes())).await;
                     }
                     // The answer to the offer we made in the 200 to an offerless re-INVITE (hold,
@@ -547,6 +551,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             }
                         } else {
                             report_info_digit(bridge, spec, media.as_mut(), content_type, &body);
+                        }
+                    }
+                    // Our only INFO requests are the keyframe requests.
+                    CallEvent::InfoResponse { code } => {
+                        if fast_updates.answered(code) {
+                            info!(call = %spec.id, code, "the SIP party refuses keyframe requests by INFO: RTCP only from now on");
                         }
                     }
                     other => debug!(call = %spec.id, ?other, "call event"),
@@ -604,6 +614,26 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     }
                 }
             }
+            ask = async {
+                match video.as_mut() {
+                    Some(v) => v.asks.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match ask {
+                Some(VideoAsk::PictureFastUpdate) => {
+                    if fast_updates.may_send(Instant::now()) {
+                        let body = Bytes::from_static(crate::video::PICTURE_FAST_UPDATE);
+                        if bridge.sip.info(call.handle, crate::video::MEDIA_CONTROL, body).await.is_err() {
+                            fast_updates.not_sent();
+                        } else {
+                            debug!(call = %spec.id, "keyframe asked of the SIP party by INFO");
+                        }
+                    }
+                }
+                None => {
+                    video_ended(spec, &mut video, &mut sdp);
+                }
+            },
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
@@ -1826,6 +1856,21 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
 /// A call's video task, stopped when dropped.
 struct VideoHandle {
     control: mpsc::UnboundedSender<VideoControl>,
+    /// What the task asks of the dialog; closed when the task ends.
+    asks: mpsc::UnboundedReceiver<VideoAsk>,
+}
+
+/// Forgets a call's video whose task ended (its DTLS-SRTP handshake failed, its leg stopped):
+/// its port is closed, so later offers and answers carry the video m-line rejected (port 0)
+/// instead of accepting it on that port. True when it had ended.
+fn video_ended(spec: &CallSpec, video: &mut Option<VideoHandle>, sdp: &mut LocalSession) -> bool {
+    if !video.as_ref().is_some_and(|v| v.asks.is_closed()) {
+        return false;
+    }
+    warn!(call = %spec.id, "the call's video has ended: offers and answers carry it rejected from now on");
+    *video = None;
+    sdp.stop_carrying("video");
+    true
 }
 
 /// Starts the video of an answered call: its leg (SRTP by SDES or DTLS-SRTP), a place in the
@@ -1878,6 +1923,7 @@ fn start_video(
         "video grid for the SIP party"
     );
     let (control, control_rx) = mpsc::unbounded_channel();
+    let (asks_tx, asks) = mpsc::unbounded_channel();
     let keyframe_wanted = spec.keyframe_wanted.lock().ok().and_then(|mut w| w.take());
     tokio::spawn(crate::video::run_call_video(crate::video::CallVideo {
         service: bridge.service.clone(),
@@ -1897,6 +1943,7 @@ fn start_video(
         number: spec.number,
         project: spec.project.clone(),
         control: control_rx,
+        asks: asks_tx,
         dtls,
         dtls_identity: bridge.dtls_identity.clone(),
         cname,
@@ -1906,7 +1953,7 @@ fn start_video(
         fps,
         fir_seq: 0,
     }));
-    Some(VideoHandle { control })
+    Some(VideoHandle { control, asks })
 }
 
 /// Starts the DTLS-SRTP handshake an agreement asks for (`None` without DTLS): its records travel

@@ -756,6 +756,86 @@ pub(crate) fn asks_picture_fast_update(content_type: &str, body: &[u8]) -> bool 
         && String::from_utf8_lossy(body).contains("picture_fast_update")
 }
 
+/// The content type of RFC 5168's keyframe requests.
+pub(crate) const MEDIA_CONTROL: &str = "application/media_control+xml";
+
+/// RFC 5168's keyframe request, as the INFO to a SIP party carries it.
+pub(crate) const PICTURE_FAST_UPDATE: &[u8] = b"<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n\
+<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>";
+
+/// What a call's video task asks of the call's SIP dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VideoAsk {
+    /// A keyframe, by an RFC 5168 `picture_fast_update` INFO: the party agreed to neither
+    /// `nack pli` nor `ccm fir`.
+    PictureFastUpdate,
+}
+
+/// How a keyframe is asked of a SIP party, by what its SDP agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyframeRequest {
+    /// An RTCP PLI (RFC 4585): it agreed to `nack pli`.
+    Pli,
+    /// An RTCP FIR (RFC 5104): it agreed to `ccm fir` but not to `nack pli` (such endpoints may
+    /// ignore a PLI).
+    Fir,
+    /// It agreed to neither: a PLI, which most take anyway, and an RFC 5168 INFO, which hardware
+    /// endpoints that negotiate no RTCP feedback (many SIP phones and room systems) act on.
+    PliAndInfo,
+}
+
+/// The RFC 5168 INFOs a call sends its SIP party: at most one in flight, at most one every
+/// [`FastUpdateInfos::INTERVAL`], and none after the party refused one (a 4xx but 408 and 491, a
+/// 501 or 505, a 6xx: it does not take `application/media_control+xml`, or INFO at all). A 5xx
+/// other than those is taken as passing.
+#[derive(Debug, Default)]
+pub(crate) struct FastUpdateInfos {
+    last: Option<Instant>,
+    in_flight: bool,
+    refused: bool,
+}
+
+impl FastUpdateInfos {
+    /// The least time between two INFOs.
+    pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Whether an INFO may go at `now`; when it may, it counts as sent.
+    pub(crate) fn may_send(&mut self, now: Instant) -> bool {
+        if self.refused
+            || self.in_flight
+            || self.last.is_some_and(|t| now.saturating_duration_since(t) < Self::INTERVAL)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        self.in_flight = true;
+        true
+    }
+
+    /// The INFO [`may_send`](Self::may_send) allowed could not be sent.
+    pub(crate) fn not_sent(&mut self) {
+        self.in_flight = false;
+    }
+
+    /// The final answer to the INFO in flight; true when it is the party's first refusal.
+    pub(crate) fn answered(&mut self, code: u16) -> bool {
+        self.in_flight = false;
+        let refusal =
+            ((400..500).contains(&code) && !matches!(code, 408 | 491)) || matches!(code, 501 | 505) || code >= 600;
+        let first = refusal && !self.refused;
+        self.refused |= refusal;
+        first
+    }
+}
+
+fn keyframe_request(agreement: &MediaAgreement) -> KeyframeRequest {
+    match (agreement.takes_feedback("nack pli"), agreement.takes_feedback("ccm fir")) {
+        (true, _) => KeyframeRequest::Pli,
+        (false, true) => KeyframeRequest::Fir,
+        (false, false) => KeyframeRequest::PliAndInfo,
+    }
+}
+
 /// Everything a call's video task needs.
 pub(crate) struct CallVideo {
     pub(crate) service: SessionService,
@@ -784,6 +864,9 @@ pub(crate) struct CallVideo {
     pub(crate) hub: std::sync::mpsc::Sender<VideoCommand>,
     pub(crate) number: u64,
     pub(crate) control: mpsc::UnboundedReceiver<VideoControl>,
+    /// What this task asks of the call's SIP dialog. Closed when the task ends, which tells the
+    /// call its video is gone.
+    pub(crate) asks: mpsc::UnboundedSender<VideoAsk>,
     /// DTLS-SRTP on the video m-line: no media until its keys are in place.
     pub(crate) dtls: Option<crate::call::DtlsState>,
     /// Our certificate, for a new association a re-offer asks for.
@@ -1379,9 +1462,9 @@ fn follow_rate(v: &mut CallVideo, idle: bool) {
 
 /// A keyframe request (in a compound packet led by our report and CNAME, RFC 4585 section 3.1)
 /// to the SIP party, at most every [`PLI_INTERVAL`], once its SSRC is known: a PLI, or a FIR
-/// (RFC 5104 §4.3.1, a new sequence number each time) to a party that agreed to `ccm fir` but
-/// not to `nack pli` (such endpoints may ignore a PLI). A party that agreed to neither gets the
-/// PLI, which most take anyway.
+/// (RFC 5104 §4.3.1, a new sequence number each time), as [`KeyframeRequest`] says. A party that
+/// agreed to neither also gets an RFC 5168 INFO, which the call sends (at most one a second, one
+/// at a time, none after the party refused one).
 fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &mut Option<Instant>) {
     let Some(media) = remote else { return };
     let now = Instant::now();
@@ -1390,11 +1473,16 @@ fn send_pli(v: &mut CallVideo, reports: &mut Rtcp, remote: Option<u32>, last: &m
     }
     *last = Some(now);
     v.quality.keyframes_asked_of_party += 1;
-    let request = if v.agreement.takes_feedback("ccm fir") && !v.agreement.takes_feedback("nack pli") {
-        v.fir_seq = v.fir_seq.wrapping_add(1);
-        RtcpPacket::Fir { sender: reports.ssrc(), entries: vec![(media, v.fir_seq)] }
-    } else {
-        RtcpPacket::Pli { sender: reports.ssrc(), media }
+    let request = match keyframe_request(&v.agreement) {
+        KeyframeRequest::Fir => {
+            v.fir_seq = v.fir_seq.wrapping_add(1);
+            RtcpPacket::Fir { sender: reports.ssrc(), entries: vec![(media, v.fir_seq)] }
+        }
+        KeyframeRequest::PliAndInfo => {
+            let _ = v.asks.send(VideoAsk::PictureFastUpdate);
+            RtcpPacket::Pli { sender: reports.ssrc(), media }
+        }
+        KeyframeRequest::Pli => RtcpPacket::Pli { sender: reports.ssrc(), media },
     };
     let _ = v.leg.send_rtcp(reports.with_feedback(now, std::time::SystemTime::now(), request));
 }
@@ -1445,6 +1533,76 @@ m=video 6002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mod
         assert_eq!(times[1] - times[0], 3000);
         assert_eq!(times[2], times[1] + 3000, "a frame after the old source's last: {times:?}");
         assert_eq!(times[3], times[2] + 3000, "then the new source's own pace");
+    }
+
+    /// A video agreement for H.264 whose answer carries these `a=rtcp-fb` values.
+    fn agreement_with_feedback(feedback: &[&str]) -> MediaAgreement {
+        let opts = sdp_negotiation::OfferOptions {
+            video: Some((40002, vec![Codec::H264])),
+            ..sdp_negotiation::OfferOptions::default()
+        };
+        let mut s = sdp_negotiation::LocalSession::new(opts, 1);
+        let offer = s.create_offer().to_bytes();
+        let pt = String::from_utf8_lossy(&offer)
+            .lines()
+            .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" H264/90000").map(str::to_owned))
+            .expect("H.264 offered");
+        let mut answer = format!(
+            "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n\
+m=video 6002 RTP/AVP {pt}\r\na=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1\r\n"
+        );
+        for fb in feedback {
+            answer.push_str(&format!("a=rtcp-fb:{pt} {fb}\r\n"));
+        }
+        s.process_answer(answer.as_bytes()).expect("answer").video.expect("video")
+    }
+
+    /// A party is asked for keyframes the way its SDP agreed to: a PLI with `nack pli`, a FIR
+    /// with `ccm fir` alone, and with neither a PLI and an RFC 5168 INFO.
+    #[test]
+    fn keyframes_are_asked_the_way_the_party_agreed_to() {
+        assert_eq!(keyframe_request(&agreement_with_feedback(&["nack", "nack pli", "ccm fir"])), KeyframeRequest::Pli);
+        assert_eq!(keyframe_request(&agreement_with_feedback(&["ccm fir"])), KeyframeRequest::Fir);
+        assert_eq!(keyframe_request(&agreement_with_feedback(&["nack"])), KeyframeRequest::PliAndInfo);
+        assert_eq!(keyframe_request(&agreement_with_feedback(&[])), KeyframeRequest::PliAndInfo);
+        // What we send parses as the request we take.
+        assert!(asks_picture_fast_update(MEDIA_CONTROL, PICTURE_FAST_UPDATE));
+    }
+
+    /// Keyframe INFOs: one at a time, one a second, none after a refusal; a passing failure does
+    /// not stop them.
+    #[test]
+    fn keyframe_infos_are_paced_and_stop_when_refused() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut infos = FastUpdateInfos::default();
+        assert!(infos.may_send(at(0)));
+        assert!(!infos.may_send(at(1500)), "one in flight at a time");
+        assert!(!infos.answered(200));
+        assert!(infos.may_send(at(1500)));
+        assert!(!infos.answered(200));
+        assert!(!infos.may_send(at(2400)), "one a second");
+        assert!(infos.may_send(at(2500)));
+        infos.not_sent();
+        assert!(!infos.may_send(at(2600)), "an INFO that could not be sent still counts for the pace");
+        assert!(infos.may_send(at(3500)));
+        assert!(!infos.answered(503), "passing");
+        assert!(infos.may_send(at(4500)));
+        assert!(!infos.answered(491));
+        assert!(infos.may_send(at(5500)));
+        assert!(infos.answered(415), "refused");
+        assert!(!infos.may_send(at(60_000)));
+        assert!(!infos.answered(415), "told once");
+        for code in [400, 403, 405, 469, 488, 501, 505, 603] {
+            let mut infos = FastUpdateInfos::default();
+            assert!(infos.may_send(t0));
+            assert!(infos.answered(code), "{code} refuses");
+        }
+        for code in [200, 202, 408, 491, 500, 503, 504] {
+            let mut infos = FastUpdateInfos::default();
+            assert!(infos.may_send(t0));
+            assert!(!infos.answered(code), "{code} does not refuse");
+        }
     }
 
     /// RFC 5168's keyframe request in a SIP INFO is told from DTMF and anything else.

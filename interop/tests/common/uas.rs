@@ -1,11 +1,11 @@
 //! A minimal SIP user agent server on UDP, for far ends whose SDP or in-dialog requests a test
 //! writes itself: it answers the first INVITE with the SDP the test makes of the offer (which it
-//! hands over), answers BYE and OPTIONS with 200 (BYE after a delay the test may set), ignores ACK,
-//! and sends the INFO requests and re-INVITEs the test asks for in the dialog (ACKing the answers
+//! hands over), answers BYE and OPTIONS with 200 (BYE after a delay the test may set), INFO with
+//! 200 or the status the test sets (keeping what came), ignores ACK, and sends the INFO requests and re-INVITEs the test asks for in the dialog (ACKing the answers
 //! to the latter, or, for a re-INVITE without an offer, answering the offer of the 200 in the ACK).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,21 @@ pub struct Uas {
     bye_delay: Arc<AtomicU64>,
     /// The final statuses of the answers to our re-INVITEs, by CSeq, in order.
     reinvite_statuses: Arc<Mutex<Vec<(u32, u16)>>>,
+    /// The bodies of the 2xx answers to our re-INVITEs, in order.
+    reinvite_answers: Arc<Mutex<Vec<String>>>,
+    /// The status INFO requests get.
+    info_status: Arc<AtomicU16>,
+    /// The INFO requests that came: when, their Content-Type and body (retransmissions once).
+    infos: Arc<Mutex<Vec<Info>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// An INFO request the far end got.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub at: Instant,
+    pub content_type: String,
+    pub body: String,
 }
 
 impl Drop for Uas {
@@ -70,6 +84,21 @@ impl Uas {
     /// The final statuses of the answers to the re-INVITEs sent so far (retransmissions once).
     pub fn reinvite_statuses(&self) -> Vec<u16> {
         self.reinvite_statuses.lock().map(|s| s.iter().map(|(_, status)| *status).collect()).unwrap_or_default()
+    }
+
+    /// The SDP bodies of the 2xx answers to the re-INVITEs sent so far.
+    pub fn reinvite_answers(&self) -> Vec<String> {
+        self.reinvite_answers.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Answers INFO requests with `status` ("200 OK" until this is called).
+    pub fn set_info_status(&self, status: u16) {
+        self.info_status.store(status, Ordering::Relaxed);
+    }
+
+    /// The INFO requests that came so far.
+    pub fn infos(&self) -> Vec<Info> {
+        self.infos.lock().map(|i| i.clone()).unwrap_or_default()
     }
 }
 
@@ -186,6 +215,11 @@ pub async fn uas_early(
     let seen_heads = heads.clone();
     let reinvite_statuses = Arc::new(Mutex::new(Vec::new()));
     let statuses = reinvite_statuses.clone();
+    let reinvite_answers = Arc::new(Mutex::new(Vec::new()));
+    let answers = reinvite_answers.clone();
+    let (info_status, infos) = (Arc::new(AtomicU16::new(200)), Arc::new(Mutex::new(Vec::new())));
+    let (info_answer, infos_seen) = (info_status.clone(), infos.clone());
+    let mut info_cseqs: Vec<String> = Vec::new();
     let task = tokio::spawn(async move {
         let mut tx = Some(tx);
         let mut answered: Option<String> = None;
@@ -223,6 +257,11 @@ pub async fn uas_early(
                         if let Ok(mut s) = statuses.lock() {
                             if !s.iter().any(|(seq, _)| *seq == n) {
                                 s.push((n, status));
+                                if status < 300 {
+                                    if let Ok(mut a) = answers.lock() {
+                                        a.push(body.to_owned());
+                                    }
+                                }
                             }
                         }
                         let answer = if status < 300 { ack_body.take().unwrap_or_default() } else { String::new() };
@@ -283,13 +322,41 @@ pub async fn uas_early(
                 continue;
             } else if head.starts_with("OPTIONS ") {
                 response(head, "200 OK", port, None)
+            } else if head.starts_with("INFO ") {
+                let cseq = header(head, "CSeq").unwrap_or_default().to_owned();
+                if !info_cseqs.contains(&cseq) {
+                    info_cseqs.push(cseq);
+                    let content_type = header(head, "Content-Type").or_else(|| header(head, "c")).unwrap_or_default();
+                    let info =
+                        Info { at: Instant::now(), content_type: content_type.to_owned(), body: body.to_owned() };
+                    if let Ok(mut i) = infos_seen.lock() {
+                        i.push(info);
+                    }
+                }
+                let status = match info_answer.load(Ordering::Relaxed) {
+                    200 => "200 OK".to_owned(),
+                    code => format!("{code} Refused"),
+                };
+                response(head, &status, port, None)
             } else {
                 continue;
             };
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
     });
-    Uas { port, offer, requests, bye_at, bye_delay, heads, reinvite_statuses, task }
+    Uas {
+        port,
+        offer,
+        requests,
+        bye_at,
+        bye_delay,
+        heads,
+        reinvite_statuses,
+        reinvite_answers,
+        info_status,
+        infos,
+        task,
+    }
 }
 
 /// A redirect server: answers every INVITE with `302 Moved Temporarily` and the `Contact`
