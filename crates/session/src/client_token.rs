@@ -199,6 +199,7 @@ fn validate_jwt(
     check_session(jwt.claim_str("session_id"), session)?;
     let exp = jwt.claim_seconds("exp").ok_or(TokenError::MissingField("exp"))?;
     let expires = check_expiry(exp, now)?;
+    check_not_before(jwt.claims.get("nbf"), now)?;
     let role = match jwt.claims.get("role") {
         None | Some(Value::Null) => Role::default(),
         Some(Value::String(name)) => Role::from_wire(name).ok_or(TokenError::InvalidRole)?,
@@ -239,6 +240,21 @@ fn check_session(claimed: Option<&str>, session: &SessionId) -> Result<(), Token
     match SessionId::parse(claimed) {
         Ok(id) if id.as_str() == session.as_str() => Ok(()),
         _ => Err(TokenError::WrongSession),
+    }
+}
+
+/// How far in the future a client JWT's `nbf` may be: the clock of the server that minted it may
+/// run a little ahead of ours.
+pub const NBF_LEEWAY: Duration = Duration::from_secs(60);
+
+/// RFC 7519 §4.1.5: a JWT with `nbf` is not accepted before that time (less [`NBF_LEEWAY`]); a
+/// `nbf` that is not a number is refused too.
+fn check_not_before(nbf: Option<&Value>, now: SystemTime) -> Result<(), TokenError> {
+    let Some(nbf) = nbf else { return Ok(()) };
+    let leeway = i64::try_from(NBF_LEEWAY.as_secs()).unwrap_or(i64::MAX);
+    match seconds(nbf) {
+        Some(nbf) if nbf <= unix_seconds(now).saturating_add(leeway) => Ok(()),
+        _ => Err(TokenError::NotYetValid),
     }
 }
 
@@ -407,6 +423,11 @@ mod tests {
         assert_eq!(validate(&with("scope", json!("session.other")), &sid), Err(TokenError::WrongScope));
         assert_eq!(validate(&with("exp", json!(NOW)), &sid), Err(TokenError::Expired));
         assert_eq!(validate(&with("exp", json!("later")), &sid), Err(TokenError::MissingField("exp")));
+        // RFC 7519 nbf: binding when present, with a minute's leeway for the minting clock.
+        assert!(validate(&with("nbf", json!(NOW)), &sid).is_ok());
+        assert!(validate(&with("nbf", json!(NOW + 60)), &sid).is_ok());
+        assert_eq!(validate(&with("nbf", json!(NOW + 61)), &sid), Err(TokenError::NotYetValid));
+        assert_eq!(validate(&with("nbf", json!("soon")), &sid), Err(TokenError::NotYetValid));
         assert_eq!(validate(&with("session_id", json!(session(KEY, 9).as_str())), &sid), Err(TokenError::WrongSession));
         assert_eq!(validate(&with("session_id", json!("garbage")), &sid), Err(TokenError::WrongSession));
         assert_eq!(

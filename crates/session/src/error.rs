@@ -78,6 +78,9 @@ pub enum AuthError {
     /// `iat` is in the future (beyond the clock skew).
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// `nbf` (RFC 7519 §4.1.5) is in the future (beyond the clock skew), or not a number.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     /// `exp - iat` exceeds the maximum lifetime.
     #[error("token lifetime too long")]
     LifetimeTooLong,
@@ -101,6 +104,7 @@ impl AuthError {
             | AuthError::MissingClaim(_)
             | AuthError::Expired
             | AuthError::IssuedInFuture
+            | AuthError::NotYetValid
             | AuthError::LifetimeTooLong
             | AuthError::ClientToken => 403,
         }
@@ -168,6 +172,10 @@ pub enum TokenError {
     /// `exp` / `expire_time` is not in the future.
     #[error("token expired")]
     Expired,
+    /// A JWT's `nbf` (RFC 7519 §4.1.5) is more than [`NBF_LEEWAY`](crate::client_token::NBF_LEEWAY)
+    /// in the future, or not a number.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     /// A required field is missing or has the wrong type.
     #[error("field {0} missing or not of the expected type")]
     MissingField(&'static str),

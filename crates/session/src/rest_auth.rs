@@ -134,6 +134,14 @@ fn check_times(
     if iat > now.saturating_add(skew) {
         return Err(AuthError::IssuedInFuture);
     }
+    // RFC 7519 §4.1.5: optional, but when present it binds (no SDK sends it today).
+    match jwt.claims.get("nbf") {
+        None => {}
+        Some(nbf) => match crate::jwt::seconds(nbf) {
+            Some(nbf) if nbf <= now.saturating_add(skew) => {}
+            _ => return Err(AuthError::NotYetValid),
+        },
+    }
     if exp.saturating_sub(iat) > max_lifetime.saturating_add(skew) {
         return Err(AuthError::LifetimeTooLong);
     }
@@ -240,6 +248,11 @@ mod tests {
         // Within the 30 s skew.
         assert_eq!(opentok(&hs(h.clone(), claims(KEY, n - 100, n - 10))), Ok(()));
         assert_eq!(opentok(&hs(h.clone(), claims(KEY, n + 100, n + 200))), Err(AuthError::IssuedInFuture));
+        // RFC 7519 nbf, within the same skew.
+        let not_before = |nbf: Value| json!({"iss": KEY, "iat": n, "exp": n + 60, "nbf": nbf});
+        assert_eq!(opentok(&hs(h.clone(), not_before(json!(n + 30)))), Ok(()));
+        assert_eq!(opentok(&hs(h.clone(), not_before(json!(n + 31)))), Err(AuthError::NotYetValid));
+        assert_eq!(opentok(&hs(h.clone(), not_before(json!(null)))), Err(AuthError::NotYetValid));
         assert_eq!(opentok(&hs(h.clone(), claims(KEY, n, n + 331))), Err(AuthError::LifetimeTooLong));
         assert_eq!(opentok(&hs(h.clone(), claims(KEY, n, n + 330))), Ok(()));
         assert_eq!(opentok(&hs(h.clone(), json!({"iss": KEY, "iat": n}))), Err(AuthError::MissingClaim("exp")));
