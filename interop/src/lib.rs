@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests: G.711 µ-law, tone generation and
-//! detection, WAV reading, and a baresip far end on loopback.
+//! detection, WAV reading, a test CA, and baresip and Kamailio on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,6 +103,53 @@ pub fn read_wav(path: &Path) -> Option<(u32, Vec<i16>)> {
     None
 }
 
+/// A test CA and a certificate for 127.0.0.1 / localhost signed by it, written as PEM files.
+pub struct TestCertificate {
+    /// The CA to trust.
+    pub ca: PathBuf,
+    /// The leaf certificate.
+    pub cert: PathBuf,
+    /// The leaf's private key.
+    pub key: PathBuf,
+}
+
+impl TestCertificate {
+    /// Makes the CA and the leaf and writes them into `dir` (`ca.pem`, `cert.pem`, `key.pem`).
+    pub fn create(dir: &Path) -> TestCertificate {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sip-interconnect interop CA");
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let mut leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf");
+        leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("sign");
+        let files = TestCertificate { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        std::fs::write(&files.ca, ca.pem()).expect("write ca");
+        std::fs::write(&files.cert, leaf.pem()).expect("write leaf");
+        std::fs::write(&files.key, leaf_key.serialize_pem()).expect("write key");
+        files
+    }
+}
+
+/// Waits (at most three seconds) until something listens on TCP `port` of 127.0.0.1, looking in
+/// `/proc` so as not to use up a connection.
+pub fn wait_listening(port: u16) -> bool {
+    for _ in 0..100 {
+        let listening = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1).is_some_and(|a| a.ends_with(&format!(":{port:04X}"))) && cols.get(3) == Some(&"0A")
+        });
+        if listening {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    false
+}
+
 /// A TLS front for a TCP far end: a test CA, a certificate for 127.0.0.1 / localhost signed by it,
 /// and socat terminating TLS on `tls_port` and forwarding to `tcp_port`.
 pub struct TlsFront {
@@ -115,20 +162,10 @@ impl TlsFront {
     /// Starts the front; its files go in `dir`.
     pub fn start(dir: &Path, tls_port: u16, tcp_port: u16) -> TlsFront {
         require("socat", "socat");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sip-interconnect interop CA");
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let ca = ca_params.self_signed(&ca_key).expect("ca");
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf");
-        leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-        let leaf_key = rcgen::KeyPair::generate().expect("key");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("sign");
-        let ca_path = dir.join("ca.pem");
-        std::fs::write(&ca_path, ca.pem()).expect("write ca");
+        let cert = TestCertificate::create(dir);
         let server_pem = dir.join("server.pem");
-        std::fs::write(&server_pem, format!("{}{}", leaf_key.serialize_pem(), leaf.pem())).expect("write leaf");
+        let (key, leaf) = (std::fs::read_to_string(&cert.key), std::fs::read_to_string(&cert.cert));
+        std::fs::write(&server_pem, format!("{}{}", key.expect("key"), leaf.expect("cert"))).expect("write leaf");
         let socat = Command::new("socat")
             .arg(format!(
                 "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},verify=0",
@@ -140,18 +177,8 @@ impl TlsFront {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn socat");
-        // Wait for the listening socket (in /proc, so as not to use up a connection).
-        for _ in 0..100 {
-            let listening = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.get(1).is_some_and(|a| a.ends_with(&format!(":{tls_port:04X}"))) && cols.get(3) == Some(&"0A")
-            });
-            if listening {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(30));
-        }
-        TlsFront { ca: ca_path, socat }
+        wait_listening(tls_port);
+        TlsFront { ca: cert.ca, socat }
     }
 }
 
@@ -171,6 +198,178 @@ pub fn require(tool: &str, package: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "`{tool}` is missing: install the Debian package `{package}` (scripts/test-all does)");
+}
+
+/// A Kamailio SIP proxy (Debian `kamailio`, `kamailio-tls-modules`) in front of one far end, as
+/// carriers and PBXs put one: it listens on UDP and TCP at `port` and TLS at `tls_port`, asks
+/// for digest credentials (407, realm [`Kamailio::REALM`], user `gateway`, password
+/// [`Kamailio::PASSWORD`]) on every INVITE outside a dialog, record-routes (two Record-Route
+/// entries when the transport changes), and sends every new request to `target` over UDP. What it
+/// did is in its log, one line per decision (`CHALLENGED`, `AUTHENTICATED`, `PRELOADED-ROUTE`,
+/// `LOOSE-ROUTED`).
+pub struct Kamailio {
+    child: Child,
+    /// Its configuration and log directory.
+    pub dir: PathBuf,
+    /// Its UDP and TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Its TLS port on 127.0.0.1.
+    pub tls_port: u16,
+    /// The CA its TLS certificate is signed by.
+    pub ca: PathBuf,
+}
+
+impl Kamailio {
+    /// The digest realm of its challenges.
+    pub const REALM: &'static str = "interop.test";
+    /// The password it takes for the user `gateway`.
+    pub const PASSWORD: &'static str = "proxy-s3cret";
+
+    /// Starts it in front of `target` (a SIP URI such as `sip:bs@127.0.0.1:5070`).
+    pub fn start(name: &str, target: &str) -> Kamailio {
+        require("kamailio", "kamailio");
+        let modules = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+        assert!(
+            Path::new(modules).join("tls.so").exists(),
+            "Kamailio's TLS module is missing: install the Debian package `kamailio-tls-modules` (scripts/test-all does)"
+        );
+        let dir = std::env::temp_dir().join(format!("kamailio-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cert = TestCertificate::create(&dir);
+        let (port, tls_port) = (free_port(), free_port());
+        std::fs::write(
+            dir.join("tls.cfg"),
+            format!(
+                "[server:default]\nmethod = TLSv1.2+\nprivate_key = {}\ncertificate = {}\nverify_certificate = no\n\
+require_certificate = no\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                cert.key.display(),
+                cert.cert.display()
+            ),
+        )
+        .expect("tls.cfg");
+        let config = format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+tcp_children=1
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+listen=tls:127.0.0.1:{tls_port}
+enable_tls=yes
+alias="127.0.0.1:{port}"
+alias="127.0.0.1:{tls_port}"
+mpath="{modules}/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+loadmodule "tls.so"
+modparam("tls", "config", "{tls}")
+modparam("rr", "enable_double_rr", 1)
+modparam("auth", "secret", "interop-nonce-secret")
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            xlog("L_NOTICE", "LOOSE-ROUTED $rm from $proto\n");
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{ t_relay(); }}
+            exit;
+        }}
+        xlog("L_NOTICE", "UNROUTABLE $rm from $proto\n");
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{ t_relay(); }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        if ($au != "gateway" || !pv_proxy_authenticate("{realm}", "{password}", "0")) {{
+            xlog("L_NOTICE", "CHALLENGED $rm from $proto\n");
+            proxy_challenge("{realm}", "0");
+            exit;
+        }}
+        xlog("L_NOTICE", "AUTHENTICATED $rm user=$au from $proto\n");
+        consume_credentials();
+    }}
+    # A route pre-loaded by a UA that uses us as its outbound proxy names us: done with.
+    if (is_present_hf("Route")) {{
+        xlog("L_NOTICE", "PRELOADED-ROUTE $rm to $ru\n");
+        remove_hf("Route");
+    }}
+    record_route();
+    $ru = "{target}";
+    t_relay();
+}}
+"#,
+            tls = dir.join("tls.cfg").display(),
+            realm = Self::REALM,
+            password = Self::PASSWORD,
+        );
+        std::fs::write(dir.join("kamailio.cfg"), config).expect("kamailio.cfg");
+        let log = std::fs::File::create(dir.join("kamailio.log")).expect("log");
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("kamailio")
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
+            .arg(dir.join("kamailio.cfg"))
+            .arg("-Y")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            // Its own process group: the children it forks are stopped with it.
+            .process_group(0)
+            .spawn()
+            .expect("spawn kamailio");
+        let k = Kamailio { child, dir, port, tls_port, ca: cert.ca };
+        assert!(wait_listening(port) && wait_listening(tls_port), "kamailio did not start listening:\n{}", k.log());
+        k
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+
+    /// Its decision lines (`CHALLENGED INVITE from udp`, ...), in order.
+    pub fn decisions(&self) -> Vec<String> {
+        const WORDS: [&str; 5] = ["CHALLENGED ", "AUTHENTICATED ", "PRELOADED-ROUTE ", "LOOSE-ROUTED ", "UNROUTABLE "];
+        self.log()
+            .lines()
+            .filter_map(|l| WORDS.iter().find_map(|w| l.find(w).map(|i| l[i..].trim().to_string())))
+            .collect()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // The whole group: the main process and the workers it forked.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A baresip instance answering calls automatically, playing a sine tone

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use bridge::BridgeConfig;
-use interop_tests::{free_port, read_wav, require, sine, tone_ratio, ulaw_decode, ulaw_encode, Baresip};
+use interop_tests::{free_port, read_wav, require, sine, tone_ratio, ulaw_decode, ulaw_encode, Baresip, Kamailio};
 use serde_json::{json, Value};
 use session::router::{FrameCodec, MediaFrame};
 use session::service::{ServiceConfig, SessionService};
@@ -770,6 +770,84 @@ async fn tls_signalling_verifies_the_far_end_certificate() {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Through a SIP proxy of the kind carriers and PBXs put in front of their endpoints (Kamailio,
+/// to baresip behind it): the INVITE is challenged (407) and sent again with the dial's
+/// credentials; the proxy record-routes, and every later request of the dialog goes through it
+/// (RFC 3261 §16.12 loose routing; over TCP and TLS the proxy changes transport to reach the far
+/// end, so its Record-Route has two entries); the BYE comes from either end; audio flows both
+/// ways. Over UDP, TCP and TLS to the proxy (its certificate checked against the test CA), and
+/// with the proxy as the gateway's outbound proxy (`sip.outbound_proxy`: a carrier's number at a
+/// domain only the proxy knows, the INVITE carrying the pre-loaded `Route`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_proxy_that_challenges_and_record_routes() {
+    for (transport, outbound) in [("udp", false), ("tcp", false), ("tls", false), ("udp", true)] {
+        let port = free_port();
+        let bs = Baresip::start(&format!("proxy-{transport}-{outbound}"), port, "", 440);
+        let proxy = Kamailio::start(transport, &format!("sip:bs@127.0.0.1:{port}"));
+        let mut sip_config = DriverConfig::default();
+        sip_config.tls.ca_file = Some(proxy.ca.clone());
+        sip_config.tls.only_ca_file = true;
+        let proxy_port = if transport == "tls" { proxy.tls_port } else { proxy.port };
+        let uri = if outbound {
+            sip_config.outbound_proxy = Some(format!("sip:127.0.0.1:{proxy_port}"));
+            "sip:+15550100@trunk.carrier.invalid".to_owned()
+        } else {
+            format!("sip:bs@127.0.0.1:{proxy_port};transport={transport}")
+        };
+        let mut g = gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip_config).await;
+        let sid = routed(&g);
+        let feeder = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+        let auth = json!({"username": "gateway", "password": Kamailio::PASSWORD});
+        let (status, answer) = dial(&g, &sid, json!({"uri": uri, "auth": auth})).await;
+        assert_eq!(status, 200, "{answer}");
+        let mut tap = tap_sip_stream(&g, &answer);
+        let seen = until_active(&mut g).await;
+        assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{transport}: {seen:?}\n{}\n{}", proxy.log(), bs.log());
+        // Two seconds of the far end's 440 Hz as the session hears it.
+        let mut dec = media_mixer::opus::OpusDecoder::new(48_000).expect("dec");
+        let mut heard = Vec::new();
+        let start = Instant::now();
+        while heard.len() < 2 * 48_000 && start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), tap.recv()).await {
+                let mut pcm = Vec::new();
+                if dec.decode(&f.data, &mut pcm).is_ok() {
+                    heard.extend(pcm);
+                }
+            }
+        }
+        let tail = &heard[heard.len().min(24_000)..];
+        assert!(tail.len() > 24_000, "{transport}: the far end's audio reached the session ({})", tail.len());
+        let ratio = tone_ratio(tail, 440.0, 48_000.0);
+        assert!(ratio > 0.5, "{transport}: 440 Hz in the session (ratio {ratio:.3})");
+        // The far end hangs up over TCP (its BYE comes back through the proxy, which changes
+        // transport to reach us) and behind the outbound proxy, the gateway over UDP and TLS.
+        let events = if transport == "tcp" || outbound {
+            bs.command("hangup", "").expect("baresip hangs up");
+            call_events(&mut g, Duration::from_secs(20)).await
+        } else {
+            force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await
+        };
+        feeder.abort();
+        assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{transport}: {events:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        let (rate, samples) = recording(&bs);
+        let tail = &samples[samples.len().min(rate as usize / 2)..];
+        let ratio = tone_ratio(tail, 1000.0, f64::from(rate));
+        assert!(ratio > 0.5, "{transport}: the far end heard the session's 1000 Hz (ratio {ratio:.3})");
+        let bye_from = if transport == "tcp" || outbound { "udp" } else { transport };
+        let mut decisions = vec![
+            format!("CHALLENGED INVITE from {transport}"),
+            format!("AUTHENTICATED INVITE user=gateway from {transport}"),
+            format!("LOOSE-ROUTED ACK from {transport}"),
+            format!("LOOSE-ROUTED BYE from {bye_from}"),
+        ];
+        if outbound {
+            decisions.insert(2, "PRELOADED-ROUTE INVITE to sip:+15550100@trunk.carrier.invalid".to_owned());
+        }
+        assert_eq!(proxy.decisions(), decisions, "{transport}: the proxy's decisions\n{}", proxy.log());
+    }
 }
 
 fn sipp_tcp(scenario: &Path, port: u16) -> Sipp {
