@@ -2632,11 +2632,7 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
 async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
     use srtp_transport::dtls::DtlsIdentity;
     use srtp_transport::{Context, Options};
-    let mut config = BridgeConfig::default();
-    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Dtls);
-    let mut g = gateway(config).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (mut g, sid, tone) = dtls_gateway().await;
     let (media, port) = media_socket().await;
     let (first, second) = (DtlsIdentity::generate().expect("cert"), DtlsIdentity::generate().expect("cert"));
     let sdp = move |version: u32, setup: &str, fingerprint: &str| {
@@ -2650,11 +2646,7 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
         dial(&g, &sid, json!({"uri": format!("sip:sbc@127.0.0.1:{}", far.port), "secure": true})).await;
     assert_eq!(status, 200, "{answer}");
     let offer = (&mut far.offer).await.expect("offer");
-    let ours = offer
-        .lines()
-        .find_map(|l| l.strip_prefix("a=fingerprint:"))
-        .unwrap_or_else(|| panic!("a DTLS-SRTP offer: {offer}"))
-        .to_owned();
+    let ours = offered_fingerprint(&offer);
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     let mut tap = tap_sip_stream(&g, &answer);
@@ -2681,11 +2673,7 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
 async fn video_whose_handshake_failed_is_rejected_in_re_offers() {
     use srtp_transport::dtls::DtlsIdentity;
     use srtp_transport::{Context, Options};
-    let mut config = BridgeConfig::default();
-    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Dtls);
-    let mut g = gateway(config).await;
-    let sid = routed(&g);
-    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    let (mut g, sid, tone) = dtls_gateway().await;
     let (media, port) = media_socket().await;
     let (video, video_port) = media_socket().await;
     let (named, other) = (DtlsIdentity::generate().expect("cert"), DtlsIdentity::generate().expect("cert"));
@@ -2709,11 +2697,7 @@ a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
     assert_eq!(status, 200, "{answer}");
     let offer = (&mut far.offer).await.expect("offer");
     assert!(offer.contains("m=video "), "{offer}");
-    let ours = offer
-        .lines()
-        .find_map(|l| l.strip_prefix("a=fingerprint:"))
-        .unwrap_or_else(|| panic!("a DTLS-SRTP offer: {offer}"))
-        .to_owned();
+    let ours = offered_fingerprint(&offer);
     let seen = until_active(&mut g).await;
     assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     let mut tap = tap_sip_stream(&g, &answer);
@@ -2744,6 +2728,26 @@ a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
         unprotected >= 40 && refused == 0 && toned >= 30,
         "audio after the re-offer: {unprotected}/{refused}/{toned}"
     );
+}
+
+/// A gateway whose project's calls offer DTLS-SRTP, a routed session, and a 1000 Hz publisher
+/// in it.
+async fn dtls_gateway() -> (Gateway, SessionId, tokio::task::JoinHandle<()>) {
+    let mut config = BridgeConfig::default();
+    config.srtp_offer_by_project.insert(KEY.to_owned(), bridge::SrtpOffer::Dtls);
+    let g = gateway(config).await;
+    let sid = routed(&g);
+    let tone = tone_publisher(&g.service, &sid, "tone-1000", 1000.0);
+    (g, sid, tone)
+}
+
+/// The DTLS fingerprint of our offer.
+fn offered_fingerprint(offer: &str) -> String {
+    offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=fingerprint:"))
+        .unwrap_or_else(|| panic!("a DTLS-SRTP offer: {offer}"))
+        .to_owned()
 }
 
 /// The far end's side of a DTLS-SRTP handshake, as server on `media` with `identity` (the gateway
