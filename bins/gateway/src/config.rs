@@ -204,6 +204,21 @@ pub const KEYS: &[Key] = &[
         default: "5",
         help: "a project's failures in a row after which its deliveries wait for one probe at a time; 0: never",
     },
+    Key {
+        name: "callbacks.max_age",
+        default: "72h",
+        help: "give an event up (dead letter) when still undelivered this long after it happened; 0: never",
+    },
+    Key {
+        name: "callbacks.max_backlog",
+        default: "100000",
+        help: "events queued per project at most; beyond, new ones are given up (dead letters); 0: no limit",
+    },
+    Key {
+        name: "callbacks.max_dead_letters",
+        default: "100000",
+        help: "dead letters kept on disk at most (the oldest deleted first); 0: no limit",
+    },
 ];
 
 /// The environment variables of the one project the environment may add.
@@ -299,6 +314,20 @@ pub struct Args {
     pub help: bool,
     /// `--version`.
     pub version: bool,
+    /// `--dead-letters list|replay|purge`: work on the callback store's dead letters, then exit.
+    pub dead_letters: Option<DeadLetterAction>,
+}
+
+/// What `--dead-letters` does with the callback store's dead letters (the gateway must not be
+/// running: the store is its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    /// Print them, one JSON object a line.
+    List,
+    /// Queue them again: the next start of the gateway delivers them.
+    Replay,
+    /// Delete them.
+    Purge,
 }
 
 fn key(name: &str) -> Option<&'static Key> {
@@ -321,6 +350,14 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String
             "-h" | "--help" => out.help = true,
             "-V" | "--version" => out.version = true,
             "--check" => out.check = true,
+            "--dead-letters" => {
+                out.dead_letters = Some(match value("list, replay or purge")?.as_str() {
+                    "list" => DeadLetterAction::List,
+                    "replay" => DeadLetterAction::Replay,
+                    "purge" => DeadLetterAction::Purge,
+                    other => return Err(format!("--dead-letters takes list, replay or purge, not {other:?}")),
+                })
+            }
             "--config" | "-c" => out.config = Some(PathBuf::from(value("a TOML file")?)),
             "--demo" => match inline.as_deref() {
                 None => out.flags.push(("demo", flag, Raw::Bool(true))),
@@ -459,6 +496,12 @@ pub struct Settings {
     pub callback_max_attempts: Option<u32>,
     /// Failures in a row that open a project's circuit breaker; `None`: never.
     pub callback_circuit_after: Option<u32>,
+    /// Undelivered this long: given up; `None`: never.
+    pub callback_max_age: Option<Duration>,
+    /// Events queued per project at most; `None`: no limit.
+    pub callback_max_backlog: Option<u64>,
+    /// Dead letters kept at most; `None`: no limit.
+    pub callback_max_dead_letters: Option<u64>,
     /// The configured projects (the demo project is added at start-up).
     pub projects: Vec<ProjectSettings>,
     /// What was ignored (logged at start-up).
@@ -801,6 +844,21 @@ fn resolve(
     })?;
     let callback_circuit_after =
         layers.get_or("callbacks.circuit_after", Some(5), |r| bounded(r, 0, 1000).map(|n| (n > 0).then_some(n)))?;
+    let zero_is_none = |r: &Raw| -> Result<Option<Duration>, String> {
+        match r {
+            Raw::Int(0) => Ok(None),
+            Raw::Text(s) if s.trim() == "0" => Ok(None),
+            other => parse_duration(other).map(Some),
+        }
+    };
+    let callback_max_age = layers.get_or("callbacks.max_age", Some(Duration::from_secs(72 * 3600)), zero_is_none)?;
+    let count_or_none = |r: &Raw| -> Result<Option<u64>, String> {
+        let n = integer(r)?;
+        let n = u64::try_from(n).map_err(|_| format!("{n} is negative"))?;
+        Ok((n > 0).then_some(n))
+    };
+    let callback_max_backlog = layers.get_or("callbacks.max_backlog", Some(100_000), count_or_none)?;
+    let callback_max_dead_letters = layers.get_or("callbacks.max_dead_letters", Some(100_000), count_or_none)?;
     let mut projects: Vec<ProjectSettings> = Vec::new();
     for (label, entry, origin) in entries {
         let p = project(&label, entry, &origin)?;
@@ -863,6 +921,9 @@ fn resolve(
         callback_request_timeout,
         callback_max_attempts,
         callback_circuit_after,
+        callback_max_age,
+        callback_max_backlog,
+        callback_max_dead_letters,
         projects,
         warnings: Vec::new(),
     })
@@ -1267,6 +1328,9 @@ impl Settings {
             format!("callbacks.request_timeout = {}", d(self.callback_request_timeout)),
             format!("callbacks.max_attempts = {}", opt(self.callback_max_attempts.map(|n| n.to_string()))),
             format!("callbacks.circuit_after = {}", self.callback_circuit_after.unwrap_or(0)),
+            format!("callbacks.max_age = {}", self.callback_max_age.map_or("0 (never)".to_string(), d)),
+            format!("callbacks.max_backlog = {}", self.callback_max_backlog.unwrap_or(0)),
+            format!("callbacks.max_dead_letters = {}", self.callback_max_dead_letters.unwrap_or(0)),
         ];
         for p in &self.projects {
             let kind = if p.project.secret().is_some() { "api_key" } else { "application_id" };
@@ -1383,6 +1447,30 @@ mod tests {
             ("GATEWAY_MEDIA_SRTP_SUITES", "AES_CM_128_HMAC_SHA1_80,ROT13", "not an SRTP suite"),
             ("GATEWAY_VIDEO_CODECS", "h265", "not a video codec"),
             ("GATEWAY_VIDEO_CODECS", "vp8,vp8", "twice"),
+        ] {
+            let m = err(load(&args(&[]), &env(&[(key, value)])));
+            assert!(m.contains(why), "{key}={value}: {m}");
+        }
+    }
+
+    #[test]
+    fn callback_limits() {
+        let s = load(&args(&[]), &env(&[])).expect("default");
+        assert_eq!(s.callback_max_age, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!((s.callback_max_backlog, s.callback_max_dead_letters), (Some(100_000), Some(100_000)));
+        let s = load(
+            &args(&["--callbacks-max-age", "90m", "--callbacks-max-backlog", "0"]),
+            &env(&[("GATEWAY_CALLBACKS_MAX_DEAD_LETTERS", "50")]),
+        )
+        .expect("valid");
+        assert_eq!(s.callback_max_age, Some(Duration::from_secs(90 * 60)));
+        assert_eq!((s.callback_max_backlog, s.callback_max_dead_letters), (None, Some(50)));
+        let s = load(&args(&["--callbacks-max-age", "0"]), &env(&[])).expect("never");
+        assert_eq!(s.callback_max_age, None);
+        for (key, value, why) in [
+            ("GATEWAY_CALLBACKS_MAX_AGE", "soon", "not a duration"),
+            ("GATEWAY_CALLBACKS_MAX_BACKLOG", "-1", "negative"),
+            ("GATEWAY_CALLBACKS_MAX_DEAD_LETTERS", "many", "not an integer"),
         ] {
             let m = err(load(&args(&[]), &env(&[(key, value)])));
             assert!(m.contains(why), "{key}={value}: {m}");

@@ -98,7 +98,74 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(action) = args.dead_letters {
+        return runtime.block_on(dead_letters(&settings, action));
+    }
     runtime.block_on(run(settings))
+}
+
+/// The callback store's file: the configured one, or the mode's default (demo mode: a file of
+/// this process in the temp dir, removed at exit, so `true`).
+fn callback_store_path(settings: &Settings) -> (PathBuf, bool) {
+    match (&settings.callback_store, settings.demo) {
+        (Some(p), _) => (p.clone(), false),
+        (None, true) => {
+            let name = format!("sip-interconnect-demo-callbacks-{}.redb", std::process::id());
+            (std::env::temp_dir().join(name), true)
+        }
+        (None, false) => (PathBuf::from("gateway-callbacks.redb"), false),
+    }
+}
+
+/// `--dead-letters`: lists, queues again or deletes the callback store's dead letters, with the
+/// gateway stopped (the store is opened without targets or limits, so nothing else changes: what
+/// is queued again is delivered by the next start).
+async fn dead_letters(settings: &Settings, action: config::DeadLetterAction) -> ExitCode {
+    let (store, _) = callback_store_path(settings);
+    let quiet = CallbackConfig {
+        max_age: None,
+        max_backlog_per_project: None,
+        max_dead_letters: None,
+        ..CallbackConfig::default()
+    };
+    let callbacks = match Callbacks::open(&store, quiet).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: cannot open the callback store {}: {e}", store.display());
+            return ExitCode::from(1);
+        }
+    };
+    let done = match action {
+        config::DeadLetterAction::List => callbacks.dead_letters().map(|dead| {
+            for d in &dead {
+                let body = serde_json::from_slice::<serde_json::Value>(&d.body)
+                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&d.body).into_owned()));
+                let line = serde_json::json!({
+                    "id": d.id.0, "project": d.project, "orderKey": d.order_key, "failures": d.failures,
+                    "lastError": d.last_error, "body": body,
+                });
+                println!("{line}");
+            }
+            format!("{} dead letters", dead.len())
+        }),
+        config::DeadLetterAction::Replay => callbacks
+            .replay_dead_letters(None)
+            .map(|n| format!("{n} dead letters queued again: the gateway delivers them when it next starts")),
+        config::DeadLetterAction::Purge => {
+            callbacks.purge_dead_letters(None).map(|n| format!("{n} dead letters deleted"))
+        }
+    };
+    callbacks.shutdown().await;
+    match done {
+        Ok(m) => {
+            eprintln!("gateway: {m}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn usage() -> String {
@@ -107,6 +174,8 @@ fn usage() -> String {
          With no file and no flags: demo mode on loopback (a demo project is printed).\n\
          Precedence: flags, then GATEWAY_* environment variables, then the file (GATEWAY_CONFIG or --config).\n\
          --check validates the configuration, prints it (without secrets) and exits.\n\
+         --dead-letters list|replay|purge works on the callback store's dead letters and exits\n\
+         (with the gateway stopped; replayed events are delivered when it next starts).\n\
          Also: --listen (= --rest-listen), --rtc-listen (= --webrtc-bind), --rtc-public (repeatable).\n\
          Projects come from [[projects]] tables of the file, or GATEWAY_API_KEY + GATEWAY_API_SECRET\n\
          (or GATEWAY_APPLICATION_ID + GATEWAY_PUBLIC_KEY_FILE) with GATEWAY_CALLBACK_URL and\n\
@@ -228,20 +297,16 @@ async fn run(settings: Settings) -> ExitCode {
 
     // The callback queue. Demo mode keeps its state in memory, so its default store is a file of
     // this run in the temp dir, removed at exit.
-    let (store, temporary_store) = match (&settings.callback_store, settings.demo) {
-        (Some(p), _) => (p.clone(), false),
-        (None, true) => {
-            let name = format!("sip-interconnect-demo-callbacks-{}.redb", std::process::id());
-            (std::env::temp_dir().join(name), true)
-        }
-        (None, false) => (PathBuf::from("gateway-callbacks.redb"), false),
-    };
+    let (store, temporary_store) = callback_store_path(&settings);
     let callback_config = CallbackConfig {
         initial_backoff: settings.callback_initial_backoff,
         max_backoff: settings.callback_max_backoff,
         request_timeout: settings.callback_request_timeout,
         max_attempts: settings.callback_max_attempts,
         circuit_after: settings.callback_circuit_after,
+        max_age: settings.callback_max_age,
+        max_backlog_per_project: settings.callback_max_backlog,
+        max_dead_letters: settings.callback_max_dead_letters,
         projects: targets.clone(),
         ..CallbackConfig::default()
     };

@@ -296,3 +296,72 @@ fn demo_mode_prints_its_project_and_dials() {
     assert!(!std::path::Path::new(&store).exists(), "the demo store is removed at exit");
     eprintln!("demo_mode_prints_its_project_and_dials: {:?}", started.elapsed());
 }
+
+/// `--dead-letters list|replay|purge` on a stopped gateway's callback store: what was given up is
+/// listed (one JSON object a line, the body as JSON), queued again for the next start, or
+/// deleted.
+#[test]
+fn dead_letters_are_listed_replayed_and_purged() {
+    use callbacks::{CallbackConfig, Callbacks, Delivery, ProjectCallbacks};
+    let dir = temp_dir("dead-letters");
+    let store = dir.join("callbacks.redb");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Two events given up at their first failure (nobody listens on the URL).
+    let refusing = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let mut config = CallbackConfig { max_attempts: Some(1), ..CallbackConfig::default() };
+    config.projects.insert("123456".into(), ProjectCallbacks::new(format!("http://{refusing}/cb")));
+    // Opens the store with `config`, enqueues `events`, waits for two dead letters.
+    let bury = |config: CallbackConfig, events: u64| {
+        rt.block_on(async {
+            let cb = Callbacks::open(&store, config).await.expect("open");
+            for n in 0..events {
+                let body = serde_json::json!({"event": "callCreated", "n": n});
+                cb.enqueue(Delivery { project: "123456".into(), order_key: "call".into(), body }).expect("enqueue");
+            }
+            let end = Instant::now() + Duration::from_secs(20);
+            while cb.stats().dead_letters < 2 && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            cb.shutdown().await;
+        })
+    };
+    bury(config.clone(), 2);
+    let toml = dir.join("gateway.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[callbacks]\nstore = \"{}\"\n[[projects]]\napi_key = \"123456\"\napi_secret = \"0123456789abcdef\"\n",
+            store.display()
+        ),
+    )
+    .expect("write");
+    let config_arg = toml.to_str().expect("utf-8");
+    let (code, out, err) = run(&["--config", config_arg, "--dead-letters", "list"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(listed.len(), 2, "{out}");
+    assert_eq!((listed[1]["project"].as_str(), listed[1]["body"]["n"].as_u64()), (Some("123456"), Some(1)));
+    assert!(err.contains("2 dead letters"), "{err}");
+    let (code, _, err) = run(&["--config", config_arg, "--dead-letters", "replay"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("2 dead letters queued again"), "{err}");
+    let (_, out, _) = run(&["--config", config_arg, "--dead-letters", "list"], &[]);
+    assert!(out.trim().is_empty(), "{out}");
+    let backlog = rt.block_on(async {
+        let cb = Callbacks::open(&store, CallbackConfig::default()).await.expect("open");
+        let backlog = cb.stats().backlog;
+        cb.shutdown().await;
+        backlog
+    });
+    assert_eq!(backlog, 2, "queued for the next start");
+    // Given up again, then deleted.
+    let (code, _, err) = run(&["--config", config_arg, "--dead-letters", "purge"], &[]);
+    assert_eq!((code, err.contains("0 dead letters deleted")), (Some(0), true), "{err}");
+    bury(config, 0);
+    let (code, _, err) = run(&["--config", config_arg, "--dead-letters", "purge"], &[]);
+    assert_eq!((code, err.contains("2 dead letters deleted")), (Some(0), true), "{err}");
+    let (code, _, err) = run(&["--config", config_arg, "--dead-letters", "everything"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("list, replay or purge"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -26,13 +26,25 @@ pub struct CallbackConfig {
     /// The limit on one attempt: connecting, the TLS handshake, sending, the response head and
     /// reading (and discarding) the response body. Going over it is a failed attempt. Default 10 s.
     pub request_timeout: Duration,
-    /// `None` (the default): an event is retried until it is delivered, however long that takes,
-    /// and the later events of its order key wait behind it. `Some(n)`: after `n` failed attempts
+    /// `None` (the default): an event is retried until it is delivered or
+    /// [`max_age`](CallbackConfig::max_age) passes, and the later events of its order key wait
+    /// behind it. `Some(n)`: after `n` failed attempts
     /// (counted across restarts) the event moves to the store's dead-letter table (kept on disk,
     /// listed by [`Callbacks::dead_letters`](crate::Callbacks::dead_letters), counted in
     /// [`CallbackStats::dead_letters`](crate::CallbackStats::dead_letters)) and the next event of
     /// its key goes ahead. `Some(0)` is treated as `Some(1)`.
     pub max_attempts: Option<u32>,
+    /// An event still undelivered this long after it was enqueued (across restarts) is given up:
+    /// kept as a dead letter, and the next event of its key goes ahead. Default 72 hours, a long
+    /// weekend's outage of the receiver; `None`: never.
+    pub max_age: Option<Duration>,
+    /// At most this many events queued per project: beyond it (a receiver down for long, a
+    /// flood), new events of the project are given up at once (kept as dead letters), so that
+    /// the store cannot fill the disk. Default 100,000; `None`: no limit.
+    pub max_backlog_per_project: Option<u64>,
+    /// At most this many dead letters kept in the store; burying more deletes the oldest.
+    /// Default 100,000; `None`: no limit.
+    pub max_dead_letters: Option<u64>,
     /// At most this many requests in flight at once, across all keys (at least 1). Default 64.
     pub max_in_flight: usize,
     /// A project's circuit breaker: after this many failed attempts in a row (whatever their
@@ -59,6 +71,9 @@ impl Default for CallbackConfig {
             jitter: 0.5,
             request_timeout: Duration::from_secs(10),
             max_attempts: None,
+            max_age: Some(Duration::from_secs(72 * 3600)),
+            max_backlog_per_project: Some(100_000),
+            max_dead_letters: Some(100_000),
             max_in_flight: 64,
             circuit_after: Some(5),
             tls: None,
@@ -75,6 +90,9 @@ impl fmt::Debug for CallbackConfig {
             .field("jitter", &self.jitter)
             .field("request_timeout", &self.request_timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("max_age", &self.max_age)
+            .field("max_backlog_per_project", &self.max_backlog_per_project)
+            .field("max_dead_letters", &self.max_dead_letters)
             .field("max_in_flight", &self.max_in_flight)
             .field("circuit_after", &self.circuit_after)
             .field("tls", &self.tls.as_ref().map(|_| "custom"))
@@ -201,6 +219,8 @@ mod tests {
         assert_eq!(c.max_backoff, Duration::from_secs(60));
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.max_attempts, None);
+        assert_eq!(c.max_age, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!((c.max_backlog_per_project, c.max_dead_letters), (Some(100_000), Some(100_000)));
         assert!((0.0..=1.0).contains(&c.jitter));
     }
 }

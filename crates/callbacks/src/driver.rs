@@ -45,13 +45,36 @@ enum Outcome {
     NoTarget,
 }
 
+/// How the delivery task runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Requests in flight at most.
+    pub(crate) max_in_flight: usize,
+    /// Events older than this are given up ([`CallbackConfig::max_age`](crate::CallbackConfig::max_age)).
+    pub(crate) max_age: Option<std::time::Duration>,
+}
+
+/// How often events are looked at for their age: a tenth of the age allowed, between 10 ms and
+/// a minute.
+fn sweep_interval(max_age: std::time::Duration) -> std::time::Duration {
+    (max_age / 10).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60))
+}
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut sched: Scheduler,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut stop: watch::Receiver<bool>,
-    max_in_flight: usize,
+    settings: Settings,
+    over_cap: Vec<(u64, u32)>,
 ) {
+    let max_in_flight = settings.max_in_flight.max(1);
+    give_up(&shared, over_cap, "the project's backlog is full".into()).await;
+    let mut sweep = settings.max_age.map(|age| {
+        let mut every = tokio::time::interval(sweep_interval(age));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        (age, every)
+    });
     let mut rng = StdRng::from_entropy();
     let mut in_flight: JoinSet<Outcome> = JoinSet::new();
     let mut attempts: HashMap<tokio::task::Id, Attempt> = HashMap::new();
@@ -93,6 +116,22 @@ pub(crate) async fn run(
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {}
+            _ = async {
+                match sweep.as_mut() {
+                    Some((_, every)) => every.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((age, _)) = sweep {
+                    if let Some(before) = Instant::now().checked_sub(age) {
+                        let old = sched.expire(before);
+                        if !old.is_empty() {
+                            tracing::warn!(events = old.len(), ?age, "callbacks undelivered for too long: given up, kept as dead letters");
+                            give_up(&shared, old, format!("undelivered for {age:?}")).await;
+                        }
+                    }
+                }
+            }
             _ = sleep_until(sync_due), if sync_due.is_some() => {
                 sync_due = None;
                 if let Err(e) = blocking(&shared, |s| s.sync()).await {
@@ -157,9 +196,15 @@ async fn blocking_retried<T: Send + 'static>(
 async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Command) {
     match command {
         Command::Enqueued(events) => {
+            let now = Instant::now();
+            let mut over_cap = Vec::new();
             for (seq, key) in events {
-                sched.push(key, seq, 0);
+                if !sched.push(key.clone(), seq, 0, now) {
+                    tracing::warn!(project = %key.project, seq, "callback backlog of the project full: event given up, kept as a dead letter");
+                    over_cap.push((seq, 0));
+                }
             }
+            give_up(shared, over_cap, "the project's backlog is full".into()).await;
         }
         Command::ProjectSet(project) => {
             sched.set_project_active(&project, true);
@@ -248,18 +293,30 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                 }
                 Some(AfterFailure::DeadLetter { failures }) => {
                     tracing::error!(project = %key.project, order_key = %key.key, seq, failures, error = %why, "callback given up: kept as a dead letter");
-                    match blocking_retried(shared, move |s| s.bury(seq, failures, &why)).await {
-                        Ok(true) => {
-                            shared.counters.add_dead_letter();
-                            shared.sub_backlog(1);
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(seq, error = %e, "callback store: keeping a dead letter failed"),
-                    }
+                    give_up(shared, vec![(seq, failures)], why).await;
                 }
                 None => {}
             }
         }
+    }
+}
+
+/// Moves events the schedule let go of (sequence number, failed attempts) to the dead letters,
+/// counted.
+async fn give_up(shared: &Arc<Shared>, events: Vec<(u64, u32)>, why: String) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len();
+    match blocking_retried(shared, move |s| s.bury(&events, &why)).await {
+        Ok(buried) => {
+            shared.counters.add_dead_letters(buried.moved, buried.trimmed);
+            shared.sub_backlog(buried.moved);
+            if buried.trimmed > 0 {
+                tracing::warn!(deleted = buried.trimmed, "callback dead letters over their cap: the oldest deleted");
+            }
+        }
+        Err(e) => tracing::warn!(events = n, error = %e, "callback store: keeping dead letters failed"),
     }
 }
 

@@ -138,8 +138,11 @@ impl Counters {
     fn add_failed(&self) {
         self.failed_attempts.fetch_add(1, Ordering::Relaxed);
     }
-    fn add_dead_letter(&self) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    /// Dead letters `moved` in, the oldest `trimmed` deleted (the cap).
+    fn add_dead_letters(&self, moved: u64, trimmed: u64) {
+        self.dead_letters.fetch_add(moved, Ordering::Relaxed);
+        let _ =
+            self.dead_letters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(trimmed)));
     }
     fn add_dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Ordering::Relaxed);
@@ -213,14 +216,25 @@ impl Callbacks {
         let owned = path.to_path_buf();
         let (store, loaded) =
             tokio::task::spawn_blocking(move || Store::open(&owned)).await.map_err(|_| CallbackError::ShutDown)??;
+        let store = store.with_dead_letter_cap(config.max_dead_letters);
         let backoff = backoff::Backoff::new(config.initial_backoff, config.max_backoff, config.jitter);
-        let mut sched = Scheduler::new(backoff, config.max_attempts).with_circuit_breaker(config.circuit_after);
+        let project_cap = config.max_backlog_per_project.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut sched = Scheduler::new(backoff, config.max_attempts)
+            .with_circuit_breaker(config.circuit_after)
+            .with_project_cap(project_cap);
         for project in targets.keys() {
             sched.set_project_active(project, true);
         }
         let backlog = loaded.events.len() as u64;
-        for (seq, project, key, failures) in loaded.events {
-            sched.push(OrderKey::new(&project, &key), seq, failures);
+        // Enqueue times on disk are wall-clock; the schedule counts on the monotonic clock.
+        let (now, now_ms) = (std::time::Instant::now(), store::unix_ms_now());
+        let mut over_cap = Vec::new();
+        for (seq, project, key, failures, enqueued_ms) in loaded.events {
+            let age = Duration::from_millis(enqueued_ms.map_or(0, |at| now_ms.saturating_sub(at)));
+            let enqueued = now.checked_sub(age).unwrap_or(now);
+            if !sched.push(OrderKey::new(&project, &key), seq, failures, enqueued) {
+                over_cap.push((seq, failures));
+            }
         }
         tracing::info!(path = %path.display(), backlog, dead_letters = loaded.dead_letters, "callback store opened");
         let (commands, rx) = mpsc::unbounded_channel();
@@ -233,7 +247,8 @@ impl Callbacks {
             backlog: watch::Sender::new(backlog),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(driver::run(shared.clone(), sched, rx, stop_rx, config.max_in_flight.max(1)));
+        let settings = driver::Settings { max_in_flight: config.max_in_flight, max_age: config.max_age };
+        let task = tokio::spawn(driver::run(shared.clone(), sched, rx, stop_rx, settings, over_cap));
         Ok(Callbacks { shared, life: Arc::new(Lifetime { stop, driver: Mutex::new(Some(task)) }) })
     }
 
@@ -335,6 +350,41 @@ impl Callbacks {
     /// Every dead letter in the store, oldest first (a blocking read).
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, CallbackError> {
         self.shared.store.dead_letters()
+    }
+
+    /// Puts the dead letters of `project` (or, with `None`, all of them) back in the queue, oldest
+    /// first, and returns how many: once the receiver is fixed, what it missed is delivered after
+    /// all. Each goes to the end of its order key's queue, with new event ids, no failures counted
+    /// and its age counted from now. A blocking store commit, like [`enqueue`](Callbacks::enqueue).
+    pub fn replay_dead_letters(&self, project: Option<&str>) -> Result<u64, CallbackError> {
+        if *self.life.stop.borrow() {
+            return Err(CallbackError::ShutDown);
+        }
+        let shared = &self.shared;
+        let n = shared.store.revive(project, |revived| {
+            let n = revived.len() as u64;
+            if n > 0 {
+                shared.backlog.send_modify(|b| *b += n);
+                shared.counters.add_dead_letters(0, n);
+                let keys = revived.iter().map(|(seq, p, k)| (*seq, OrderKey::new(p, k))).collect();
+                let _ = shared.commands.send(Command::Enqueued(keys));
+            }
+            n
+        })?;
+        if n > 0 {
+            tracing::info!(project = project.unwrap_or("*"), events = n, "callback dead letters queued again");
+        }
+        Ok(n)
+    }
+
+    /// Deletes the dead letters of `project` (or, with `None`, all of them) and returns how many.
+    pub fn purge_dead_letters(&self, project: Option<&str>) -> Result<u64, CallbackError> {
+        let n = self.shared.store.purge(project)?;
+        self.shared.counters.add_dead_letters(0, n);
+        if n > 0 {
+            tracing::info!(project = project.unwrap_or("*"), events = n, "callback dead letters deleted");
+        }
+        Ok(n)
     }
 
     /// Waits until the backlog is empty (true) or `timeout` passes (false). Events waiting for a

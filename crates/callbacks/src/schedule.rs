@@ -62,6 +62,8 @@ struct Queued {
     failures: u32,
     /// Of those, the target's refusals of this event (see [`Scheduler::handle_refused`]).
     refusals: u32,
+    /// When it was enqueued (see [`Scheduler::expire`]).
+    enqueued: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,10 @@ pub(crate) struct Scheduler {
     /// Circuit breakers of projects that failed lately.
     circuits: HashMap<Arc<str>, Circuit>,
     len: usize,
+    /// Events queued per project.
+    per_project: HashMap<Arc<str>, usize>,
+    /// The most events a project may have queued (`None`: no limit).
+    project_cap: Option<usize>,
 }
 
 impl Scheduler {
@@ -139,6 +145,25 @@ impl Scheduler {
             circuit_after: None,
             circuits: HashMap::new(),
             len: 0,
+            per_project: HashMap::new(),
+            project_cap: None,
+        }
+    }
+
+    /// Lets a project have at most `n` events queued (`None`: no limit; `Some(0)` is `Some(1)`).
+    pub(crate) fn with_project_cap(mut self, n: Option<usize>) -> Self {
+        self.project_cap = n.map(|n| n.max(1));
+        self
+    }
+
+    /// Counts `n` events of `project` gone from the queues.
+    fn forget(&mut self, project: &Arc<str>, n: usize) {
+        self.len -= n;
+        if let Some(count) = self.per_project.get_mut(project) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_project.remove(project);
+            }
         }
     }
 
@@ -164,14 +189,58 @@ impl Scheduler {
         self.len
     }
 
-    /// Appends an event to its key; `failures` are the attempts that failed in earlier runs.
-    pub(crate) fn push(&mut self, key: OrderKey, seq: u64, failures: u32) {
+    /// Appends an event to its key; `failures` are the attempts that failed in earlier runs,
+    /// `enqueued` when it was enqueued. False (nothing queued) when its project already has as
+    /// many events queued as the project cap allows: the caller gives the event up.
+    pub(crate) fn push(&mut self, key: OrderKey, seq: u64, failures: u32, enqueued: Instant) -> bool {
+        let count = self.per_project.entry(key.project.clone()).or_insert(0);
+        if self.project_cap.is_some_and(|cap| *count >= cap) {
+            return false;
+        }
+        *count += 1;
         self.len += 1;
         let q = self.keys.entry(key.clone()).or_insert(KeyQueue { events: VecDeque::new(), state: State::Idle });
-        q.events.push_back(Queued { seq, failures, refusals: 0 });
+        q.events.push_back(Queued { seq, failures, refusals: 0, enqueued });
         if q.state == State::Idle {
             self.reschedule(&key);
         }
+        true
+    }
+
+    /// Takes out of the queues every event enqueued before `before` that is not in flight, and
+    /// returns them (sequence number, failed attempts) for the caller to give up. A key whose head
+    /// went moves on to its next event at once.
+    pub(crate) fn expire(&mut self, before: Instant) -> Vec<(u64, u32)> {
+        let mut gone = Vec::new();
+        let old: Vec<OrderKey> = self
+            .keys
+            .iter()
+            .filter(|(_, q)| {
+                let first = usize::from(q.state == State::InFlight);
+                q.events.get(first).is_some_and(|e| e.enqueued < before)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in old {
+            let Some(q) = self.keys.get_mut(&key) else { continue };
+            let in_flight = q.state == State::InFlight;
+            let first = usize::from(in_flight);
+            // A key's events are in enqueue order: the old ones are the front.
+            let n = q.events.iter().skip(first).take_while(|e| e.enqueued < before).count();
+            gone.extend(q.events.drain(first..first + n).map(|e| (e.seq, e.failures)));
+            if !in_flight {
+                if let State::Waiting(at) = q.state {
+                    self.waiting.remove(&(at, key.clone()));
+                }
+                // Ready or held keys are found again by their (now stale) entries' state check.
+                q.state = State::Idle;
+            }
+            self.forget(&key.project, n);
+            if !in_flight {
+                self.reschedule(&key);
+            }
+        }
+        gone
     }
 
     /// Gives a project a target (`true`) or takes it away (`false`). Giving one (again, e.g. a new
@@ -209,7 +278,7 @@ impl Scheduler {
                 if let State::Waiting(at) = q.state {
                     self.waiting.remove(&(at, k.clone()));
                 }
-                self.len -= q.events.len();
+                self.forget(&k.project, q.events.len());
                 seqs.extend(q.events.iter().map(|e| e.seq));
             }
         }
@@ -298,7 +367,7 @@ impl Scheduler {
         if let Some(q) = self.keys.get_mut(key) {
             q.events.pop_front();
             q.state = State::Idle;
-            self.len -= 1;
+            self.forget(&key.project, 1);
         }
         self.reschedule(key);
         self.close_circuit(&key.project);
@@ -325,7 +394,7 @@ impl Scheduler {
         if let Some(q) = self.keys.get_mut(key) {
             q.events.pop_front();
             q.state = State::Idle;
-            self.len -= 1;
+            self.forget(&key.project, 1);
         }
         self.reschedule(key);
     }
@@ -407,7 +476,7 @@ impl Scheduler {
         if refused_out || self.max_attempts.is_some_and(|max| failures >= max) {
             q.events.pop_front();
             q.state = State::Idle;
-            self.len -= 1;
+            self.forget(&key.project, 1);
             self.reschedule(key);
             return Some(AfterFailure::DeadLetter { failures });
         }
@@ -478,11 +547,59 @@ mod tests {
     fn ten_in_flight(circuit_after: Option<u32>, now: Instant) -> (Scheduler, Vec<Attempt>) {
         let mut s = sched(None).with_circuit_breaker(circuit_after);
         for n in 0..10 {
-            s.push(k(&format!("call{n}")), n, 0);
+            s.push(k(&format!("call{n}")), n, 0, Instant::now());
         }
         let attempts = drain(&mut s, now);
         assert_eq!(attempts.len(), 10);
         (s, attempts)
+    }
+
+    /// Events older than the cut-off leave the queues (not the one in flight); a key whose head
+    /// went, even while it waited out a backoff, moves on to its next event at once; the counts
+    /// follow.
+    #[test]
+    fn old_events_expire_and_their_keys_move_on() {
+        let t0 = Instant::now();
+        let mut s = sched(None);
+        // Key a: events at 0, 10 and 50 ms; key b: at 0 and 60 ms; key c: at 0 ms.
+        for (key, seq, at) in [("a", 0, 0), ("b", 1, 0), ("c", 2, 0), ("a", 3, 10), ("a", 4, 50), ("b", 5, 60)] {
+            assert!(s.push(k(key), seq, 0, t0 + MS * at));
+        }
+        let first = drain(&mut s, t0);
+        assert_eq!(first.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        // a's head fails and waits; b's head is still in flight; c's is delivered.
+        assert!(matches!(s.handle_failed(t0, &k("a"), 0, 0.0), Some(AfterFailure::RetryAt(_))));
+        assert!(s.handle_done(&k("c"), 2));
+        let mut gone = s.expire(t0 + MS * 20);
+        gone.sort_unstable();
+        assert_eq!(gone, vec![(0, 1), (3, 0)], "a's two old events (its head with its failure); b's head is in flight");
+        assert_eq!(s.len(), 3);
+        // a goes on with its next event at once, not after the backoff.
+        assert_eq!(drain(&mut s, t0 + MS * 21).iter().map(|a| a.seq).collect::<Vec<_>>(), vec![4]);
+        assert!(s.handle_done(&k("b"), 1));
+        assert!(s.expire(t0 + MS * 50).is_empty(), "nothing older than 50 ms is queued");
+        let mut gone = s.expire(t0 + MS * 100);
+        gone.sort_unstable();
+        assert_eq!(gone, vec![(5, 0)], "b's event, not a's in flight");
+        assert_eq!(s.len(), 1);
+    }
+
+    /// A project with as many events queued as its cap takes no more until one leaves; other
+    /// projects are not affected.
+    #[test]
+    fn a_project_at_its_cap_takes_no_more() {
+        let t0 = Instant::now();
+        let mut s = sched(None).with_project_cap(Some(2));
+        assert!(s.push(k("a"), 0, 0, t0));
+        assert!(s.push(k("b"), 1, 0, t0));
+        assert!(!s.push(k("a"), 2, 0, t0), "the third of p");
+        assert!(s.push(OrderKey::new("q", "a"), 3, 0, t0), "another project");
+        let attempts = drain(&mut s, t0);
+        assert!(s.handle_done(&attempts[0].key, attempts[0].seq));
+        assert!(s.push(k("a"), 4, 0, t0), "room again");
+        assert!(!s.push(k("c"), 5, 0, t0));
+        assert_eq!(s.remove_project("p").len(), 2);
+        assert!(s.push(k("a"), 6, 0, t0), "a removed project's count is gone too");
     }
 
     /// A receiver that is down: after three failures in a row the project's keys hold, one probe
@@ -584,7 +701,7 @@ mod tests {
 
         let (mut s, attempts) = ten_in_flight(Some(3), t0);
         s.set_project_active("q", true);
-        s.push(OrderKey::new("q", "other"), 100, 0);
+        s.push(OrderKey::new("q", "other"), 100, 0, Instant::now());
         let other = drain(&mut s, t0);
         assert_eq!(other.len(), 1);
         for (n, a) in attempts.iter().enumerate() {
@@ -626,7 +743,7 @@ mod tests {
         let now = Instant::now();
         let mut s = sched(None);
         for seq in 0..6 {
-            s.push(k(if seq % 2 == 0 { "a" } else { "b" }), seq, 0);
+            s.push(k(if seq % 2 == 0 { "a" } else { "b" }), seq, 0, Instant::now());
         }
         let first = drain(&mut s, now);
         assert_eq!(first.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![0, 1], "one head per key");
@@ -649,10 +766,10 @@ mod tests {
     fn a_failing_head_blocks_only_its_own_key() {
         let t0 = Instant::now();
         let mut s = sched(None);
-        s.push(k("bad"), 0, 0);
-        s.push(k("bad"), 1, 0);
-        s.push(k("good"), 2, 0);
-        s.push(k("good"), 3, 0);
+        s.push(k("bad"), 0, 0, Instant::now());
+        s.push(k("bad"), 1, 0, Instant::now());
+        s.push(k("good"), 2, 0, Instant::now());
+        s.push(k("good"), 3, 0, Instant::now());
         let a = drain(&mut s, t0);
         assert_eq!(a.len(), 2);
         assert_eq!(s.handle_failed(t0, &k("bad"), 0, 0.0), Some(AfterFailure::RetryAt(t0 + MS * 10)));
@@ -670,7 +787,7 @@ mod tests {
     fn backoff_doubles_per_failure_of_the_same_event() {
         let t0 = Instant::now();
         let mut s = sched(None);
-        s.push(k("a"), 7, 0);
+        s.push(k("a"), 7, 0, Instant::now());
         let mut now = t0;
         let mut waits = Vec::new();
         for _ in 0..6 {
@@ -690,8 +807,8 @@ mod tests {
     fn failures_from_an_earlier_run_count() {
         let now = Instant::now();
         let mut s = sched(Some(3));
-        s.push(k("a"), 0, 2);
-        s.push(k("a"), 1, 0);
+        s.push(k("a"), 0, 2, Instant::now());
+        s.push(k("a"), 1, 0, Instant::now());
         let a = s.poll_attempt(now).expect("due");
         assert_eq!(a.attempt, 3);
         assert_eq!(s.handle_failed(now, &a.key, 0, 0.0), Some(AfterFailure::DeadLetter { failures: 3 }));
@@ -704,7 +821,7 @@ mod tests {
     fn events_of_a_project_without_target_wait_until_it_has_one() {
         let now = Instant::now();
         let mut s = sched(None);
-        s.push(OrderKey::new("q", "call"), 0, 0);
+        s.push(OrderKey::new("q", "call"), 0, 0, Instant::now());
         assert!(s.poll_attempt(now).is_none());
         assert_eq!(s.len(), 1);
         s.set_project_active("q", true);
@@ -715,8 +832,8 @@ mod tests {
     fn deactivating_parks_ready_keys_and_a_new_target_ends_the_backoff() {
         let t0 = Instant::now();
         let mut s = sched(None);
-        s.push(k("a"), 0, 0);
-        s.push(k("b"), 1, 0);
+        s.push(k("a"), 0, 0, Instant::now());
+        s.push(k("b"), 1, 0, Instant::now());
         let a = s.poll_attempt(t0).expect("a");
         s.set_project_active("p", false);
         assert!(s.poll_attempt(t0).is_none(), "b is parked");
@@ -740,16 +857,16 @@ mod tests {
         let now = Instant::now();
         let mut s = sched(None);
         s.set_project_active("other", true);
-        s.push(k("a"), 0, 0);
-        s.push(k("a"), 1, 0);
-        s.push(OrderKey::new("other", "a"), 2, 0);
+        s.push(k("a"), 0, 0, Instant::now());
+        s.push(k("a"), 1, 0, Instant::now());
+        s.push(OrderKey::new("other", "a"), 2, 0, Instant::now());
         let attempts = drain(&mut s, now);
         assert_eq!(attempts.len(), 2);
         assert_eq!(s.remove_project("p"), vec![0, 1]);
         assert!(!s.handle_done(&k("a"), 0), "stale outcome");
         assert_eq!(s.handle_failed(now, &k("a"), 0, 0.0), None);
         assert_eq!(s.len(), 1);
-        s.push(k("a"), 3, 0);
+        s.push(k("a"), 3, 0, Instant::now());
         assert!(s.poll_attempt(now).is_none(), "removed means no target any more");
     }
 
@@ -757,8 +874,8 @@ mod tests {
     fn outcomes_for_the_wrong_event_are_ignored() {
         let now = Instant::now();
         let mut s = sched(None);
-        s.push(k("a"), 0, 0);
-        s.push(k("a"), 1, 0);
+        s.push(k("a"), 0, 0, Instant::now());
+        s.push(k("a"), 1, 0, Instant::now());
         assert!(!s.handle_done(&k("a"), 0), "not in flight yet");
         let a = s.poll_attempt(now).expect("a");
         assert!(!s.handle_done(&k("a"), 1), "not the head");
@@ -771,7 +888,7 @@ mod tests {
     fn a_returned_attempt_waits_for_a_target_without_counting() {
         let now = Instant::now();
         let mut s = sched(None);
-        s.push(k("a"), 0, 0);
+        s.push(k("a"), 0, 0, Instant::now());
         let a = s.poll_attempt(now).expect("a");
         s.set_project_active("p", false);
         s.handle_returned(&a.key, a.seq);
@@ -785,9 +902,9 @@ mod tests {
         let now = Instant::now();
         let mut s = sched(None);
         for seq in 0..4 {
-            s.push(k("a"), seq, 0);
+            s.push(k("a"), seq, 0, Instant::now());
         }
-        s.push(k("b"), 10, 0);
+        s.push(k("b"), 10, 0, Instant::now());
         let a = s.poll_attempt(now).expect("a");
         assert!(s.handle_done(&a.key, a.seq));
         let order: Vec<u64> = drain(&mut s, now).iter().map(|a| a.seq).collect();

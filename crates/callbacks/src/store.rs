@@ -8,6 +8,7 @@
 //! | `events` | `u64` sequence number | `(project, order_key, body)` = `(&str, &str, &[u8])`, the body as it is sent |
 //! | `failures` | `u64` sequence number | `u32` failed attempts so far (absent = none) |
 //! | `dead_letters` | `u64` sequence number | `(project, order_key, body, failures, last_error)` = `(&str, &str, &[u8], u32, &str)` |
+//! | `enqueued_at` | `u64` sequence number | `u64`: when the event was enqueued, in ms since the Unix epoch (stores made before this table have none for their old events: they count from the open) |
 //!
 //! Sequence numbers grow with every enqueue and are never reused, so within an order key they
 //! give the delivery order. Enqueues and dead letters commit with [`Durability::Immediate`] (an
@@ -31,6 +32,7 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'_, u64, (&str, &str, &[u8])> = TableDefinition::new("events");
 const FAILURES: TableDefinition<'_, u64, u32> = TableDefinition::new("failures");
 const DEAD: TableDefinition<'_, u64, (&str, &str, &[u8], u32, &str)> = TableDefinition::new("dead_letters");
+const ENQUEUED: TableDefinition<'_, u64, u64> = TableDefinition::new("enqueued_at");
 
 /// An event to append: project, order key, body.
 pub(crate) type Row<'a> = (&'a str, &'a str, &'a [u8]);
@@ -72,9 +74,24 @@ pub struct DeadLetter {
 /// What [`Store::open`] found.
 #[derive(Debug)]
 pub(crate) struct Loaded {
-    /// Undelivered events in sequence order (bodies not loaded).
-    pub(crate) events: Vec<(u64, String, String, u32)>,
+    /// Undelivered events in sequence order (bodies not loaded): sequence number, project, order
+    /// key, failed attempts, when it was enqueued (ms since the Unix epoch, if known).
+    pub(crate) events: Vec<(u64, String, String, u32, Option<u64>)>,
     pub(crate) dead_letters: u64,
+}
+
+/// What moving events to the dead letters did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Buried {
+    /// Events moved (those no longer queued are skipped).
+    pub(crate) moved: u64,
+    /// The oldest dead letters dropped to keep within the cap.
+    pub(crate) trimmed: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The open database. Every method is blocking IO: call it from a blocking context.
@@ -87,6 +104,8 @@ pub(crate) struct Store {
     id: u64,
     /// Commits made without a sync since the last synced one.
     unsynced: AtomicU32,
+    /// The most dead letters kept (the oldest go first).
+    max_dead_letters: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,6 +192,7 @@ impl Store {
                 txn.open_table(EVENTS).map_err(type_error)?;
                 txn.open_table(FAILURES).map_err(type_error)?;
                 txn.open_table(DEAD).map_err(type_error)?;
+                txn.open_table(ENQUEUED).map_err(type_error)?;
             }
             txn.commit()?;
             ids
@@ -181,6 +201,7 @@ impl Store {
             let txn = db.begin_read()?;
             let events_t = txn.open_table(EVENTS)?;
             let failures_t = txn.open_table(FAILURES)?;
+            let enqueued_t = txn.open_table(ENQUEUED)?;
             let mut events = Vec::new();
             let mut max_seq = None;
             for row in events_t.iter()? {
@@ -188,7 +209,8 @@ impl Store {
                 let seq = k.value();
                 let (project, order_key, _) = v.value();
                 let failures = failures_t.get(seq)?.map(|f| f.value()).unwrap_or(0);
-                events.push((seq, project.to_string(), order_key.to_string(), failures));
+                let enqueued = enqueued_t.get(seq)?.map(|t| t.value());
+                events.push((seq, project.to_string(), order_key.to_string(), failures, enqueued));
                 max_seq = Some(seq);
             }
             let dead = txn.open_table(DEAD)?;
@@ -205,8 +227,15 @@ impl Store {
             next_seq: Mutex::new(next_seq.max(floor)),
             id,
             unsynced: AtomicU32::new(0),
+            max_dead_letters: None,
         };
         Ok((store, loaded))
+    }
+
+    /// Keeps at most `max` dead letters: burying more drops the oldest (`None`: no limit).
+    pub(crate) fn with_dead_letter_cap(mut self, max: Option<u64>) -> Self {
+        self.max_dead_letters = max;
+        self
     }
 
     /// The random id fixed when the store was created.
@@ -233,8 +262,11 @@ impl Store {
         txn.set_durability(Durability::Immediate);
         {
             let mut table = txn.open_table(EVENTS)?;
+            let mut enqueued = txn.open_table(ENQUEUED)?;
+            let now = unix_ms_now();
             for (seq, (project, key, body)) in seqs.iter().zip(events) {
                 table.insert(*seq, (*project, *key, *body))?;
+                enqueued.insert(*seq, now)?;
             }
             let mut meta = txn.open_table(META)?;
             meta.insert("next_seq", *next + events.len() as u64)?;
@@ -271,11 +303,13 @@ impl Store {
         {
             let mut events = txn.open_table(EVENTS)?;
             let mut failures = txn.open_table(FAILURES)?;
+            let mut enqueued = txn.open_table(ENQUEUED)?;
             for seq in seqs {
                 if events.remove(*seq)?.is_some() {
                     removed += 1;
                 }
                 failures.remove(*seq)?;
+                enqueued.remove(*seq)?;
             }
         }
         self.commit(txn, synced)?;
@@ -297,27 +331,105 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a queued event to the dead letters; false when it was no longer queued.
-    pub(crate) fn bury(&self, seq: u64, failures: u32, last_error: &str) -> Result<bool, CallbackError> {
+    /// Moves queued events (sequence number, failed attempts) to the dead letters with
+    /// `last_error`, in one durable commit; events no longer queued are skipped. Beyond the dead
+    /// letter cap, the oldest dead letters are dropped.
+    pub(crate) fn bury(&self, events: &[(u64, u32)], last_error: &str) -> Result<Buried, CallbackError> {
         let db = self.db()?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
-        let moved;
+        let mut buried = Buried::default();
         {
-            let mut events = txn.open_table(EVENTS)?;
+            let mut queued = txn.open_table(EVENTS)?;
             let mut dead = txn.open_table(DEAD)?;
-            moved = match events.remove(seq)? {
-                Some(row) => {
+            let mut failures_t = txn.open_table(FAILURES)?;
+            let mut enqueued = txn.open_table(ENQUEUED)?;
+            for (seq, failures) in events {
+                if let Some(row) = queued.remove(*seq)? {
                     let (project, key, body) = row.value();
-                    dead.insert(seq, (project, key, body, failures, last_error))?;
-                    true
+                    dead.insert(*seq, (project, key, body, *failures, last_error))?;
+                    buried.moved += 1;
                 }
-                None => false,
-            };
-            txn.open_table(FAILURES)?.remove(seq)?;
+                failures_t.remove(*seq)?;
+                enqueued.remove(*seq)?;
+            }
+            if let Some(max) = self.max_dead_letters {
+                while dead.len()? > max {
+                    if dead.pop_first()?.is_none() {
+                        break;
+                    }
+                    buried.trimmed += 1;
+                }
+            }
         }
         self.commit(txn, true)?;
-        Ok(moved)
+        Ok(buried)
+    }
+
+    /// Puts the dead letters (of `project`, or all) back in the queue, oldest first, under new
+    /// sequence numbers and with a fresh start (no failures, enqueued now), in one durable
+    /// commit. `after_commit` gets their sequence numbers, projects and order keys before the
+    /// next append can start (see [`append`](Store::append)).
+    pub(crate) fn revive<R>(
+        &self,
+        project: Option<&str>,
+        after_commit: impl FnOnce(&[(u64, String, String)]) -> R,
+    ) -> Result<R, CallbackError> {
+        let db = self.db()?;
+        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let mut revived = Vec::new();
+        {
+            let mut dead = txn.open_table(DEAD)?;
+            let mut queued = txn.open_table(EVENTS)?;
+            let mut enqueued = txn.open_table(ENQUEUED)?;
+            let mut old = Vec::new();
+            for row in dead.iter()? {
+                let (k, v) = row?;
+                let (p, key, body, _, _) = v.value();
+                if project.is_none_or(|want| want == p) {
+                    old.push((k.value(), p.to_string(), key.to_string(), body.to_vec()));
+                }
+            }
+            let now = unix_ms_now();
+            for (n, (old_seq, p, key, body)) in old.into_iter().enumerate() {
+                let seq = *next + n as u64;
+                queued.insert(seq, (p.as_str(), key.as_str(), body.as_slice()))?;
+                enqueued.insert(seq, now)?;
+                dead.remove(old_seq)?;
+                revived.push((seq, p, key));
+            }
+            txn.open_table(META)?.insert("next_seq", *next + revived.len() as u64)?;
+        }
+        self.commit(txn, true)?;
+        *next += revived.len() as u64;
+        Ok(after_commit(&revived))
+    }
+
+    /// Deletes the dead letters (of `project`, or all); returns how many.
+    pub(crate) fn purge(&self, project: Option<&str>) -> Result<u64, CallbackError> {
+        let db = self.db()?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let mut purged = 0;
+        {
+            let mut dead = txn.open_table(DEAD)?;
+            let mut gone = Vec::new();
+            for row in dead.iter()? {
+                let (k, v) = row?;
+                if project.is_none_or(|want| want == v.value().0) {
+                    gone.push(k.value());
+                }
+            }
+            for seq in gone {
+                if dead.remove(seq)?.is_some() {
+                    purged += 1;
+                }
+            }
+        }
+        self.commit(txn, true)?;
+        Ok(purged)
     }
 
     /// Every dead letter, oldest first.
@@ -441,11 +553,45 @@ mod tests {
             assert!(matches!(store.get(1), Err(CallbackError::ShutDown)));
         }
         let (store, loaded) = Store::open(&path).expect("reopen");
-        assert_eq!(loaded.events, vec![(1, "p".into(), "b".into(), 4), (2, "q".into(), "a".into(), 0)]);
+        let found: Vec<_> = loaded.events.iter().map(|(s, p, k, f, _)| (*s, p.as_str(), k.as_str(), *f)).collect();
+        assert_eq!(found, vec![(1, "p", "b", 4), (2, "q", "a", 0)]);
+        assert!(loaded.events.iter().all(|e| e.4.is_some_and(|at| at + 60_000 > unix_ms_now())), "enqueue times kept");
         let e = store.get(1).expect("get").expect("queued");
         assert_eq!((e.body.as_slice(), e.failures), (&b"{\"n\":1}"[..], 4));
         let seqs = store.append(&[("p", "c", b"{}")], |s| s.to_vec()).expect("append");
         assert_eq!(seqs, vec![3], "sequence numbers are never reused");
+    }
+
+    /// Dead letters come back into the queue under new sequence numbers (a project's, or all),
+    /// or are deleted; beyond the cap the oldest are dropped as new ones come.
+    #[test]
+    fn dead_letters_are_revived_purged_and_capped() {
+        let path = temp_path("revive");
+        let (store, _) = Store::open(&path).expect("open");
+        let store = store.with_dead_letter_cap(Some(3));
+        let rows: [Row<'_>; 4] =
+            [("p", "a", b"{\"n\":0}"), ("q", "a", b"{}"), ("p", "b", b"{\"n\":2}"), ("p", "a", b"{}")];
+        store.append(&rows, |_| ()).expect("append");
+        assert_eq!(store.bury(&[(0, 1), (1, 1), (2, 1)], "HTTP 500").expect("bury"), Buried { moved: 3, trimmed: 0 });
+        assert_eq!(
+            store.bury(&[(3, 2)], "expired").expect("bury"),
+            Buried { moved: 1, trimmed: 1 },
+            "over the cap of 3"
+        );
+        let dead: Vec<u64> = store.dead_letters().expect("list").iter().map(|d| d.id.0).collect();
+        assert_eq!(dead, vec![1, 2, 3], "the oldest went");
+        let revived = store.revive(Some("p"), |r| r.to_vec()).expect("revive");
+        assert_eq!(revived, vec![(4, "p".to_string(), "b".to_string()), (5, "p".to_string(), "a".to_string())]);
+        assert_eq!(store.get(4).expect("get").map(|e| (e.body, e.failures)), Some((b"{\"n\":2}".to_vec(), 0)));
+        assert_eq!(store.dead_letters().expect("list").len(), 1, "q's stays");
+        assert_eq!(store.purge(Some("p")).expect("purge"), 0);
+        assert_eq!(store.purge(None).expect("purge"), 1);
+        store.close();
+        drop(store);
+        let (store, loaded) = Store::open(&path).expect("reopen");
+        assert_eq!(loaded.dead_letters, 0);
+        assert_eq!(loaded.events.iter().map(|e| e.0).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(store.append(&[("p", "c", b"{}")], |s| s[0]).expect("append"), 6, "never reused");
     }
 
     /// Removals and failure counts are committed without a sync, but never more than
@@ -481,8 +627,8 @@ mod tests {
         let path = temp_path("dead");
         let (store, _) = Store::open(&path).expect("open");
         store.append(&[("p", "a", b"{\"x\":1}")], |_| ()).expect("append");
-        assert!(store.bury(0, 3, "HTTP 500").expect("bury"));
-        assert!(!store.bury(0, 3, "HTTP 500").expect("bury twice"));
+        assert_eq!(store.bury(&[(0, 3)], "HTTP 500").expect("bury").moved, 1);
+        assert_eq!(store.bury(&[(0, 3)], "HTTP 500").expect("bury twice").moved, 0);
         assert_eq!(store.get(0).expect("get"), None);
         store.close();
         drop(store);

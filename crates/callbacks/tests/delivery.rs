@@ -671,3 +671,87 @@ async fn a_dead_receiver_gets_one_probe_at_a_time() {
     assert!(without >= 200, "without a breaker: {without} requests in a second");
     assert!(with <= 20 + 60, "with one: {with} requests in a second");
 }
+
+/// An event still undelivered `max_age` after its enqueue is given up (a dead letter), whatever
+/// its key is doing, and the key's next event goes ahead; once the receiver is back, the dead
+/// letters are queued again (`replay_dead_letters`) and delivered in their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_events_become_dead_letters_and_can_be_replayed() {
+    let rx = Receiver::start().await;
+    rx.set_policy(|_, _| Reply::Status(503));
+    let path = temp_store("max-age");
+    let mut cfg = config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]);
+    cfg.max_age = Some(Duration::from_millis(400));
+    let cb = Callbacks::open(&path, cfg).await.expect("open");
+    for n in 0..3 {
+        cb.enqueue(event("p", "call", n)).expect("enqueue");
+    }
+    let stats = wait_for_stats(&cb, |s| s.dead_letters == 3).await;
+    assert_eq!((stats.dead_letters, stats.backlog, stats.delivered), (3, 0, 0), "{stats:?}");
+    let dead = cb.dead_letters().expect("list");
+    assert!(dead.iter().all(|d| d.last_error.starts_with("undelivered for")), "{dead:?}");
+    rx.settle().await;
+    rx.set_policy(|_, _| Reply::Status(200));
+    let before = rx.requests().len();
+    assert_eq!(cb.replay_dead_letters(Some("other")).expect("replay"), 0);
+    assert_eq!(cb.replay_dead_letters(Some("p")).expect("replay"), 3);
+    assert!(cb.flush(WAIT).await, "{:?}", cb.stats());
+    let after = rx.requests().split_off(before);
+    expect_in_order(&delivered_by_key(&after), "p", "call", 3);
+    let stats = cb.stats();
+    assert_eq!((stats.dead_letters, stats.backlog, stats.delivered), (0, 0, 3), "{stats:?}");
+    assert!(cb.dead_letters().expect("list").is_empty());
+    cb.shutdown().await;
+}
+
+/// An event's age counts from its enqueue, across restarts: events left by a run that stopped
+/// long enough ago are given up as soon as the store opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_age_counts_across_restarts() {
+    let rx = Receiver::start().await;
+    rx.set_policy(|_, _| Reply::Close);
+    let path = temp_store("age-restart");
+    let mut cfg = config_for(&[("p", ProjectCallbacks::new(rx.url("/cb")))]);
+    cfg.max_age = Some(Duration::from_millis(1500));
+    let cb = Callbacks::open(&path, cfg.clone()).await.expect("open");
+    for n in 0..2 {
+        cb.enqueue(event("p", "call", n)).expect("enqueue");
+    }
+    cb.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let opened = std::time::Instant::now();
+    let cb = Callbacks::open(&path, cfg).await.expect("reopen");
+    let stats = wait_for_stats(&cb, |s| s.dead_letters == 2).await;
+    assert_eq!((stats.dead_letters, stats.backlog), (2, 0), "{stats:?}");
+    assert!(opened.elapsed() < Duration::from_millis(1000), "given up at once, not 1.5 s after the open");
+    cb.shutdown().await;
+}
+
+/// A project's backlog is capped (`max_backlog_per_project`): beyond it, new events are given up
+/// at once as dead letters, and the dead letters themselves are capped (`max_dead_letters`, the
+/// oldest deleted) and can be purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projects_backlog_and_the_dead_letters_are_capped() {
+    let path = temp_store("caps");
+    let mut cfg = config_for(&[("p", ProjectCallbacks::new(refusing_url()))]);
+    cfg.max_backlog_per_project = Some(5);
+    cfg.max_dead_letters = Some(2);
+    let cb = Callbacks::open(&path, cfg.clone()).await.expect("open");
+    for n in 0..8 {
+        assert!(matches!(cb.enqueue(event("p", &format!("call{n}"), n)).expect("enqueue"), Enqueued::Queued(_)));
+    }
+    let stats = wait_for_stats(&cb, |s| s.dead_letters == 2 && s.backlog == 5).await;
+    assert_eq!((stats.backlog, stats.dead_letters), (5, 2), "{stats:?}");
+    let dead: Vec<u64> = cb.dead_letters().expect("list").iter().map(|d| d.id.0).collect();
+    assert_eq!(dead, vec![6, 7], "the newest three given up, the oldest of them deleted");
+    cb.shutdown().await;
+    // A lower cap after a restart gives up what is over it.
+    cfg.max_backlog_per_project = Some(3);
+    let cb = open_when_free(&path, cfg).await;
+    let stats = wait_for_stats(&cb, |s| s.backlog == 3).await;
+    assert_eq!((stats.backlog, stats.dead_letters), (3, 2), "{stats:?}");
+    assert_eq!(cb.purge_dead_letters(None).expect("purge"), 2);
+    assert_eq!(cb.stats().dead_letters, 0);
+    assert!(cb.dead_letters().expect("list").is_empty());
+    cb.shutdown().await;
+}
