@@ -14,6 +14,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::CallbackError;
 
+/// The header carrying an event's id on every attempt (the Standard Webhooks name), the same as
+/// the signature's `jti`: receivers dedupe by it whether or not the project signs.
+pub const EVENT_ID_HEADER: &str = "webhook-id";
+
 /// Response bodies are read (so the connection can be reused) up to this size, then dropped.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
@@ -71,12 +75,19 @@ impl HttpClient {
     }
 
     /// `POST`s `body` as `application/json` to `uri`, within the request timeout.
-    pub(crate) async fn post(&self, uri: &Uri, body: Bytes, authorization: Option<String>) -> PostOutcome {
+    pub(crate) async fn post(
+        &self,
+        uri: &Uri,
+        body: Bytes,
+        event_id: &str,
+        authorization: Option<String>,
+    ) -> PostOutcome {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, concat!("sip-interconnect-gateway-callbacks/", env!("CARGO_PKG_VERSION")));
+            .header(USER_AGENT, concat!("sip-interconnect-gateway-callbacks/", env!("CARGO_PKG_VERSION")))
+            .header(EVENT_ID_HEADER, event_id);
         if let Some(token) = authorization {
             match HeaderValue::from_str(&token) {
                 Ok(mut v) => {
@@ -162,7 +173,7 @@ mod tests {
         };
         let client = HttpClient::new(None, Duration::from_secs(5)).expect("client");
         let uri: Uri = format!("http://127.0.0.1:{port}/cb").parse().expect("uri");
-        match client.post(&uri, Bytes::from_static(b"{}"), Some("secret.jwt.value".into())).await {
+        match client.post(&uri, Bytes::from_static(b"{}"), "0-1", Some("secret.jwt.value".into())).await {
             PostOutcome::Failed(why) => assert!(!why.contains("secret.jwt.value"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -178,7 +189,7 @@ mod tests {
         });
         let client = HttpClient::new(None, Duration::from_millis(100)).expect("client");
         let uri: Uri = format!("http://{addr}/cb").parse().expect("uri");
-        let outcome = client.post(&uri, Bytes::from_static(b"{}"), None).await;
+        let outcome = client.post(&uri, Bytes::from_static(b"{}"), "0-1", None).await;
         assert!(matches!(&outcome, PostOutcome::Failed(w) if w.contains("timed out")), "{outcome:?}");
         hold.abort();
     }

@@ -330,11 +330,11 @@ async fn attempt(shared: Arc<Shared>, a: Attempt) -> Outcome {
         Ok(None) => return Outcome::Gone,
         Err(e) => return Outcome::Post(PostOutcome::Local(format!("store: {e}"))),
     };
+    let id = format!("{:016x}-{}", shared.store.id(), a.seq);
     let authorization = target.secret.as_ref().map(|secret| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let jti = format!("{:016x}-{}", shared.store.id(), a.seq);
-        signature::sign(secret, &event.body, &jti, now)
+        signature::sign(secret, &event.body, &id, now)
     });
     tracing::trace!(attempt = a.attempt, host = ?target.uri.host(), signed = authorization.is_some(), "posting callback");
-    Outcome::Post(shared.client.post(&target.uri, Bytes::from(event.body), authorization).await)
+    Outcome::Post(shared.client.post(&target.uri, Bytes::from(event.body), &id, authorization).await)
 }

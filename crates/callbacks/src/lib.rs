@@ -19,7 +19,9 @@
 //! - **At least once**: a delivered event (2xx) is removed from the store. Removals are synced to
 //!   disk within a second (not one disk sync each, which would cap deliveries at the disk's sync
 //!   rate). A crash between the 2xx and that sync, or a timeout after the receiver accepted, sends
-//!   the event again; receivers that must not act twice can use the signature's `jti` claim.
+//!   the event again; receivers that must not act twice dedupe by the event's id, which every
+//!   attempt carries in the [`EVENT_ID_HEADER`] header (`webhook-id`, as Standard Webhooks name
+//!   it) and, when signed, in the signature's `jti` claim.
 //! - **Retried**: anything but a 2xx (a 3xx, 4xx or 5xx status, a timeout, a refused connection, a
 //!   TLS failure) is a failed attempt, retried after the backoff described in [`CallbackConfig`].
 //!
@@ -55,6 +57,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use client::EVENT_ID_HEADER;
 pub use config::{CallbackConfig, ProjectCallbacks};
 pub use error::CallbackError;
 pub use signature::{ISSUER, SIGNATURE_LIFETIME_SECS};

@@ -87,6 +87,13 @@ async fn delivers_each_key_in_order() {
         assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
         assert!(r.headers.get("authorization").is_none(), "unsigned project");
     }
+    // Every event has its own id, in the webhook-id header of an unsigned project too.
+    let mut ids: Vec<&str> =
+        requests.iter().filter_map(|r| r.headers.get(callbacks::EVENT_ID_HEADER)?.to_str().ok()).collect();
+    assert_eq!(ids.len(), 150, "an id on each request");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 150, "ids differ between events");
     let stats = cb.stats();
     assert_eq!((stats.backlog, stats.delivered, stats.failed_attempts), (0, 150, 0));
     cb.shutdown().await;
@@ -213,6 +220,9 @@ async fn signed_callbacks_verify_with_the_secret_and_bind_the_body() {
         session::jwt::UnverifiedJwt::decode(&t).ok()?.claim_str("jti").map(str::to_string)
     };
     assert_eq!(first_jti(wrong[0]), first_jti(wrong[1]), "retries carry the event's jti");
+    let header_id = |r: &Recorded| r.headers.get(callbacks::EVENT_ID_HEADER)?.to_str().ok().map(str::to_string);
+    assert_eq!(header_id(wrong[0]), first_jti(wrong[0]), "the webhook-id header is the jti");
+    assert_eq!(header_id(wrong[0]), header_id(wrong[1]), "and stays across retries");
     cb.shutdown().await;
 }
 
