@@ -59,7 +59,8 @@ pub struct CallbackConfig {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The projects known at start-up. Events left on disk by a previous run for a project that is
     /// not here wait (on disk, counted in the backlog) until
-    /// [`Callbacks::set_project`](crate::Callbacks::set_project) gives it a target.
+    /// [`Callbacks::set_project`](crate::Callbacks::set_project) gives it a target or
+    /// [`max_age`](CallbackConfig::max_age) gives them up.
     pub projects: HashMap<String, ProjectCallbacks>,
 }
 

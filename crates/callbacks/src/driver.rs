@@ -208,11 +208,11 @@ async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Co
         }
         Command::ProjectSet(project) => {
             sched.set_project_active(&project, true);
-            shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
+            note_circuits(shared, sched);
         }
         Command::ProjectRemoved(project) => {
             let seqs = sched.remove_project(&project);
-            shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
+            note_circuits(shared, sched);
             if seqs.is_empty() {
                 return;
             }
@@ -245,7 +245,7 @@ async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
         }
         _ => {}
     }
-    shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
+    note_circuits(shared, sched);
 }
 
 async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: &Attempt, outcome: Outcome) {
@@ -254,6 +254,9 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
         Outcome::Post(PostOutcome::Delivered(status)) => {
             shared.counters.add_delivered();
             if sched.handle_done(key, seq) {
+                // Before the removal lowers the backlog: a `flush` that returns sees the circuit
+                // this success closed.
+                note_circuits(shared, sched);
                 match blocking_retried(shared, move |s| s.remove(&[seq])).await {
                     Ok(n) => shared.sub_backlog(n),
                     Err(e) => tracing::warn!(seq, error = %e, "callback store: removing a delivered event failed"),
@@ -292,6 +295,7 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                     }
                 }
                 Some(AfterFailure::DeadLetter { failures }) => {
+                    note_circuits(shared, sched);
                     tracing::error!(project = %key.project, order_key = %key.key, seq, failures, error = %why, "callback given up: kept as a dead letter");
                     give_up(shared, vec![(seq, failures)], why).await;
                 }
@@ -299,6 +303,11 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
             }
         }
     }
+}
+
+/// Publishes how many projects' circuits are open.
+fn note_circuits(shared: &Shared, sched: &Scheduler) {
+    shared.counters.open_circuits.store(sched.open_circuits() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Moves events the schedule let go of (sequence number, failed attempts) to the dead letters,
@@ -310,7 +319,6 @@ async fn give_up(shared: &Arc<Shared>, events: Vec<(u64, u32)>, why: String) {
     let n = events.len();
     match blocking_retried(shared, move |s| s.bury(&events, &why)).await {
         Ok(buried) => {
-            shared.counters.add_dead_letters(buried.moved, buried.trimmed);
             shared.sub_backlog(buried.moved);
             if buried.trimmed > 0 {
                 tracing::warn!(deleted = buried.trimmed, "callback dead letters over their cap: the oldest deleted");
@@ -330,7 +338,8 @@ async fn attempt(shared: Arc<Shared>, a: Attempt) -> Outcome {
         Ok(None) => return Outcome::Gone,
         Err(e) => return Outcome::Post(PostOutcome::Local(format!("store: {e}"))),
     };
-    let id = format!("{:016x}-{}", shared.store.id(), a.seq);
+    // A replayed dead letter keeps the id it was first enqueued under.
+    let id = format!("{:016x}-{}", shared.store.id(), event.id);
     let authorization = target.secret.as_ref().map(|secret| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         signature::sign(secret, &event.body, &id, now)

@@ -129,7 +129,6 @@ pub struct CallbackStats {
 struct Counters {
     delivered: AtomicU64,
     failed_attempts: AtomicU64,
-    dead_letters: AtomicU64,
     dropped: AtomicU64,
     open_circuits: AtomicU64,
 }
@@ -140,12 +139,6 @@ impl Counters {
     }
     fn add_failed(&self) {
         self.failed_attempts.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Dead letters `moved` in, the oldest `trimmed` deleted (the cap).
-    fn add_dead_letters(&self, moved: u64, trimmed: u64) {
-        self.dead_letters.fetch_add(moved, Ordering::Relaxed);
-        let _ =
-            self.dead_letters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(trimmed)));
     }
     fn add_dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Ordering::Relaxed);
@@ -246,7 +239,7 @@ impl Callbacks {
             client,
             targets: RwLock::new(targets),
             commands,
-            counters: Counters { dead_letters: AtomicU64::new(loaded.dead_letters), ..Counters::default() },
+            counters: Counters::default(),
             backlog: watch::Sender::new(backlog),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -344,7 +337,7 @@ impl Callbacks {
             backlog: *self.shared.backlog.borrow(),
             delivered: c.delivered.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
-            dead_letters: c.dead_letters.load(Ordering::Relaxed),
+            dead_letters: self.shared.store.dead_letter_count(),
             dropped: c.dropped.load(Ordering::Relaxed),
             open_circuits: c.open_circuits.load(Ordering::Relaxed),
         }
@@ -357,8 +350,11 @@ impl Callbacks {
 
     /// Puts the dead letters of `project` (or, with `None`, all of them) back in the queue, oldest
     /// first, and returns how many: once the receiver is fixed, what it missed is delivered after
-    /// all. Each goes to the end of its order key's queue, with new event ids, no failures counted
-    /// and its age counted from now. A blocking store commit, like [`enqueue`](Callbacks::enqueue).
+    /// all. Each goes to the end of its order key's queue with no failures counted and its age
+    /// counted from now, and keeps its event id (the `webhook-id` a receiver that did take it
+    /// once dedupes by). Those of a project without a target wait for one, like events left by an
+    /// earlier run; those over the project's backlog cap are given up again. A blocking store
+    /// commit, like [`enqueue`](Callbacks::enqueue).
     pub fn replay_dead_letters(&self, project: Option<&str>) -> Result<u64, CallbackError> {
         if *self.life.stop.borrow() {
             return Err(CallbackError::ShutDown);
@@ -368,7 +364,6 @@ impl Callbacks {
             let n = revived.len() as u64;
             if n > 0 {
                 shared.backlog.send_modify(|b| *b += n);
-                shared.counters.add_dead_letters(0, n);
                 let keys = revived.iter().map(|(seq, p, k)| (*seq, OrderKey::new(p, k))).collect();
                 let _ = shared.commands.send(Command::Enqueued(keys));
             }
@@ -383,7 +378,6 @@ impl Callbacks {
     /// Deletes the dead letters of `project` (or, with `None`, all of them) and returns how many.
     pub fn purge_dead_letters(&self, project: Option<&str>) -> Result<u64, CallbackError> {
         let n = self.shared.store.purge(project)?;
-        self.shared.counters.add_dead_letters(0, n);
         if n > 0 {
             tracing::info!(project = project.unwrap_or("*"), events = n, "callback dead letters deleted");
         }

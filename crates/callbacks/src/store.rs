@@ -9,6 +9,7 @@
 //! | `failures` | `u64` sequence number | `u32` failed attempts so far (absent = none) |
 //! | `dead_letters` | `u64` sequence number | `(project, order_key, body, failures, last_error)` = `(&str, &str, &[u8], u32, &str)` |
 //! | `enqueued_at` | `u64` sequence number | `u64`: when the event was enqueued, in ms since the Unix epoch (stores made before this table have none for their old events: they count from the open) |
+//! | `origin` | `u64` sequence number | `u64`: the sequence number a replayed dead letter was first enqueued under, which stays its id |
 //!
 //! Sequence numbers grow with every enqueue and are never reused, so within an order key they
 //! give the delivery order. Enqueues and dead letters commit with [`Durability::Immediate`] (an
@@ -21,7 +22,7 @@
 //! sync.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
@@ -33,6 +34,7 @@ const EVENTS: TableDefinition<'_, u64, (&str, &str, &[u8])> = TableDefinition::n
 const FAILURES: TableDefinition<'_, u64, u32> = TableDefinition::new("failures");
 const DEAD: TableDefinition<'_, u64, (&str, &str, &[u8], u32, &str)> = TableDefinition::new("dead_letters");
 const ENQUEUED: TableDefinition<'_, u64, u64> = TableDefinition::new("enqueued_at");
+const ORIGIN: TableDefinition<'_, u64, u64> = TableDefinition::new("origin");
 
 /// An event to append: project, order key, body.
 pub(crate) type Row<'a> = (&'a str, &'a str, &'a [u8]);
@@ -48,6 +50,9 @@ pub(crate) const MAX_UNSYNCED: u32 = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredEvent {
     pub(crate) seq: u64,
+    /// Its id: its sequence number, or, replayed from the dead letters, the one it was first
+    /// enqueued under.
+    pub(crate) id: u64,
     pub(crate) project: String,
     pub(crate) order_key: String,
     pub(crate) body: Vec<u8>,
@@ -102,10 +107,16 @@ pub(crate) struct Store {
     /// order.
     next_seq: Mutex<u64>,
     id: u64,
-    /// Commits made without a sync since the last synced one.
-    unsynced: AtomicU32,
+    /// Commits made without a sync, counted (while their transaction is open) since the open.
+    unsynced_commits: AtomicU64,
+    /// Of those, how many a synced commit has made durable.
+    synced_upto: AtomicU64,
     /// The most dead letters kept (the oldest go first).
     max_dead_letters: Option<u64>,
+    /// Dead letters in the table; changed only under `dead_lock`, with the commit that changed
+    /// the table.
+    dead_count: AtomicU64,
+    dead_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +204,7 @@ impl Store {
                 txn.open_table(FAILURES).map_err(type_error)?;
                 txn.open_table(DEAD).map_err(type_error)?;
                 txn.open_table(ENQUEUED).map_err(type_error)?;
+                txn.open_table(ORIGIN).map_err(type_error)?;
             }
             txn.commit()?;
             ids
@@ -226,8 +238,11 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             next_seq: Mutex::new(next_seq.max(floor)),
             id,
-            unsynced: AtomicU32::new(0),
+            unsynced_commits: AtomicU64::new(0),
+            synced_upto: AtomicU64::new(0),
             max_dead_letters: None,
+            dead_count: AtomicU64::new(loaded.dead_letters),
+            dead_lock: Mutex::new(()),
         };
         Ok((store, loaded))
     }
@@ -271,8 +286,7 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             meta.insert("next_seq", *next + events.len() as u64)?;
         }
-        txn.commit()?;
-        self.unsynced.store(0, Ordering::Relaxed);
+        self.commit(txn, true)?;
         *next += events.len() as u64;
         Ok(after_commit(&seqs))
     }
@@ -285,8 +299,10 @@ impl Store {
         let Some(row) = events.get(seq)? else { return Ok(None) };
         let (project, order_key, body) = row.value();
         let failures = txn.open_table(FAILURES)?.get(seq)?.map(|f| f.value()).unwrap_or(0);
+        let id = txn.open_table(ORIGIN)?.get(seq)?.map_or(seq, |o| o.value());
         Ok(Some(StoredEvent {
             seq,
+            id,
             project: project.to_string(),
             order_key: order_key.to_string(),
             body: body.to_vec(),
@@ -304,12 +320,14 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut failures = txn.open_table(FAILURES)?;
             let mut enqueued = txn.open_table(ENQUEUED)?;
+            let mut origin = txn.open_table(ORIGIN)?;
             for seq in seqs {
                 if events.remove(*seq)?.is_some() {
                     removed += 1;
                 }
                 failures.remove(*seq)?;
                 enqueued.remove(*seq)?;
+                origin.remove(*seq)?;
             }
         }
         self.commit(txn, synced)?;
@@ -336,14 +354,17 @@ impl Store {
     /// letter cap, the oldest dead letters are dropped.
     pub(crate) fn bury(&self, events: &[(u64, u32)], last_error: &str) -> Result<Buried, CallbackError> {
         let db = self.db()?;
+        let _counted = self.dead_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
         let mut buried = Buried::default();
+        let count;
         {
             let mut queued = txn.open_table(EVENTS)?;
             let mut dead = txn.open_table(DEAD)?;
             let mut failures_t = txn.open_table(FAILURES)?;
             let mut enqueued = txn.open_table(ENQUEUED)?;
+            let mut origin_t = txn.open_table(ORIGIN)?;
             for (seq, failures) in events {
                 if let Some(row) = queued.remove(*seq)? {
                     let (project, key, body) = row.value();
@@ -355,54 +376,68 @@ impl Store {
             }
             if let Some(max) = self.max_dead_letters {
                 while dead.len()? > max {
-                    if dead.pop_first()?.is_none() {
-                        break;
-                    }
+                    let Some((gone, _)) = dead.pop_first()? else { break };
+                    origin_t.remove(gone.value())?;
                     buried.trimmed += 1;
                 }
             }
+            count = dead.len()?;
         }
         self.commit(txn, true)?;
+        self.dead_count.store(count, Ordering::Relaxed);
         Ok(buried)
     }
 
     /// Puts the dead letters (of `project`, or all) back in the queue, oldest first, under new
-    /// sequence numbers and with a fresh start (no failures, enqueued now), in one durable
-    /// commit. `after_commit` gets their sequence numbers, projects and order keys before the
-    /// next append can start (see [`append`](Store::append)).
+    /// sequence numbers (each keeps the id it was first enqueued under) and with a fresh start (no
+    /// failures, enqueued now), in one durable commit. `after_commit` gets their sequence numbers,
+    /// projects and order keys before the next append can start (see [`append`](Store::append)).
     pub(crate) fn revive<R>(
         &self,
         project: Option<&str>,
         after_commit: impl FnOnce(&[(u64, String, String)]) -> R,
     ) -> Result<R, CallbackError> {
         let db = self.db()?;
-        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        let mut revived = Vec::new();
+        // Read first, without holding up enqueues; the write below takes only those still there.
+        let mut old = Vec::new();
         {
-            let mut dead = txn.open_table(DEAD)?;
-            let mut queued = txn.open_table(EVENTS)?;
-            let mut enqueued = txn.open_table(ENQUEUED)?;
-            let mut old = Vec::new();
-            for row in dead.iter()? {
+            let txn = db.begin_read()?;
+            for row in txn.open_table(DEAD)?.iter()? {
                 let (k, v) = row?;
                 let (p, key, body, _, _) = v.value();
                 if project.is_none_or(|want| want == p) {
                     old.push((k.value(), p.to_string(), key.to_string(), body.to_vec()));
                 }
             }
+        }
+        let _counted = self.dead_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let mut revived = Vec::new();
+        let count;
+        {
+            let mut dead = txn.open_table(DEAD)?;
+            let mut queued = txn.open_table(EVENTS)?;
+            let mut enqueued = txn.open_table(ENQUEUED)?;
+            let mut origin = txn.open_table(ORIGIN)?;
             let now = unix_ms_now();
-            for (n, (old_seq, p, key, body)) in old.into_iter().enumerate() {
-                let seq = *next + n as u64;
+            for (old_seq, p, key, body) in old {
+                if dead.remove(old_seq)?.is_none() {
+                    continue;
+                }
+                let first = origin.remove(old_seq)?.map_or(old_seq, |o| o.value());
+                let seq = *next + revived.len() as u64;
                 queued.insert(seq, (p.as_str(), key.as_str(), body.as_slice()))?;
                 enqueued.insert(seq, now)?;
-                dead.remove(old_seq)?;
+                origin.insert(seq, first)?;
                 revived.push((seq, p, key));
             }
             txn.open_table(META)?.insert("next_seq", *next + revived.len() as u64)?;
+            count = dead.len()?;
         }
         self.commit(txn, true)?;
+        self.dead_count.store(count, Ordering::Relaxed);
         *next += revived.len() as u64;
         Ok(after_commit(&revived))
     }
@@ -410,11 +445,14 @@ impl Store {
     /// Deletes the dead letters (of `project`, or all); returns how many.
     pub(crate) fn purge(&self, project: Option<&str>) -> Result<u64, CallbackError> {
         let db = self.db()?;
+        let _counted = self.dead_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
         let mut purged = 0;
+        let count;
         {
             let mut dead = txn.open_table(DEAD)?;
+            let mut origin = txn.open_table(ORIGIN)?;
             let mut gone = Vec::new();
             for row in dead.iter()? {
                 let (k, v) = row?;
@@ -426,10 +464,18 @@ impl Store {
                 if dead.remove(seq)?.is_some() {
                     purged += 1;
                 }
+                origin.remove(seq)?;
             }
+            count = dead.len()?;
         }
         self.commit(txn, true)?;
+        self.dead_count.store(count, Ordering::Relaxed);
         Ok(purged)
+    }
+
+    /// Dead letters in the store now.
+    pub(crate) fn dead_letter_count(&self) -> u64 {
+        self.dead_count.load(Ordering::Relaxed)
     }
 
     /// Every dead letter, oldest first.
@@ -463,24 +509,31 @@ impl Store {
 
     /// Whether commits were made without a sync since the last synced one.
     pub(crate) fn needs_sync(&self) -> bool {
-        self.unsynced.load(Ordering::Relaxed) > 0
+        self.unsynced_commits.load(Ordering::Acquire) > self.synced_upto.load(Ordering::Acquire)
     }
 
     /// Sets a removal's or a failure count's durability: no sync, unless [`MAX_UNSYNCED`] went
     /// by without one. True when this commit syncs.
     fn lazy_durability(&self, txn: &mut redb::WriteTransaction) -> bool {
-        let sync = self.unsynced.load(Ordering::Relaxed) >= MAX_UNSYNCED;
+        let pending =
+            self.unsynced_commits.load(Ordering::Acquire).saturating_sub(self.synced_upto.load(Ordering::Acquire));
+        let sync = pending >= u64::from(MAX_UNSYNCED);
         txn.set_durability(if sync { Durability::Immediate } else { Durability::None });
         sync
     }
 
-    /// Commits, keeping count of the commits made without a sync.
+    /// Commits, keeping count of the commits made without a sync. Both counts are taken while
+    /// the transaction is open (redb runs one write transaction at a time), so a synced commit
+    /// covers exactly the commits without a sync made before it, whatever the threads do after.
     fn commit(&self, txn: redb::WriteTransaction, synced: bool) -> Result<(), CallbackError> {
-        txn.commit()?;
         if synced {
-            self.unsynced.store(0, Ordering::Relaxed);
+            let covered = self.unsynced_commits.load(Ordering::Acquire);
+            txn.commit()?;
+            self.synced_upto.fetch_max(covered, Ordering::AcqRel);
         } else {
-            self.unsynced.fetch_add(1, Ordering::Relaxed);
+            // Counted before its commit: a commit that fails only costs a sync more.
+            self.unsynced_commits.fetch_add(1, Ordering::AcqRel);
+            txn.commit()?;
         }
         Ok(())
     }
@@ -580,18 +633,28 @@ mod tests {
         );
         let dead: Vec<u64> = store.dead_letters().expect("list").iter().map(|d| d.id.0).collect();
         assert_eq!(dead, vec![1, 2, 3], "the oldest went");
+        assert_eq!(store.dead_letter_count(), 3);
         let revived = store.revive(Some("p"), |r| r.to_vec()).expect("revive");
         assert_eq!(revived, vec![(4, "p".to_string(), "b".to_string()), (5, "p".to_string(), "a".to_string())]);
-        assert_eq!(store.get(4).expect("get").map(|e| (e.body, e.failures)), Some((b"{\"n\":2}".to_vec(), 0)));
+        assert_eq!(store.get(4).expect("get").map(|e| (e.body, e.failures, e.id)), Some((b"{\"n\":2}".to_vec(), 0, 2)));
+        assert_eq!(store.get(5).expect("get").map(|e| e.id), Some(3), "a revived event keeps its first id");
+        assert_eq!(store.dead_letter_count(), 1);
         assert_eq!(store.dead_letters().expect("list").len(), 1, "q's stays");
+        // Given up and revived again: still its first id.
+        assert_eq!(store.bury(&[(5, 1)], "HTTP 500").expect("bury").moved, 1);
+        let again = store.revive(Some("p"), |r| r.to_vec()).expect("revive");
+        assert_eq!(again, vec![(6, "p".to_string(), "a".to_string())]);
+        assert_eq!(store.get(6).expect("get").map(|e| e.id), Some(3));
+        assert_eq!(store.remove(&[4, 6]).expect("remove"), 2);
         assert_eq!(store.purge(Some("p")).expect("purge"), 0);
         assert_eq!(store.purge(None).expect("purge"), 1);
         store.close();
         drop(store);
         let (store, loaded) = Store::open(&path).expect("reopen");
         assert_eq!(loaded.dead_letters, 0);
-        assert_eq!(loaded.events.iter().map(|e| e.0).collect::<Vec<_>>(), vec![4, 5]);
-        assert_eq!(store.append(&[("p", "c", b"{}")], |s| s[0]).expect("append"), 6, "never reused");
+        assert!(loaded.events.is_empty());
+        assert_eq!(store.append(&[("p", "c", b"{}")], |s| s[0]).expect("append"), 7, "never reused");
+        assert_eq!(store.get(7).expect("get").map(|e| e.id), Some(7));
     }
 
     /// Removals and failure counts are committed without a sync, but never more than

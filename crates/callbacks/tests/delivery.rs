@@ -696,11 +696,22 @@ async fn old_events_become_dead_letters_and_can_be_replayed() {
     for n in 0..3 {
         cb.enqueue(event("p", "call", n)).expect("enqueue");
     }
-    let stats = wait_for_stats(&cb, |s| s.dead_letters == 3).await;
+    let stats = wait_for_stats(&cb, |s| s.dead_letters == 3 && s.backlog == 0).await;
     assert_eq!((stats.dead_letters, stats.backlog, stats.delivered), (3, 0, 0), "{stats:?}");
     let dead = cb.dead_letters().expect("list");
     assert!(dead.iter().all(|d| d.last_error.starts_with("undelivered for")), "{dead:?}");
     rx.settle().await;
+    // The ids the receiver saw: a replayed event keeps its own, for the receiver to dedupe by.
+    let ids_by_n = |requests: &[Recorded]| {
+        let mut ids: Vec<(u64, String)> = requests
+            .iter()
+            .filter_map(|r| Some((r.n(), r.headers.get(callbacks::EVENT_ID_HEADER)?.to_str().ok()?.to_string())))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let first_ids = ids_by_n(&rx.requests());
     rx.set_policy(|_, _| Reply::Status(200));
     let before = rx.requests().len();
     assert_eq!(cb.replay_dead_letters(Some("other")).expect("replay"), 0);
@@ -708,6 +719,11 @@ async fn old_events_become_dead_letters_and_can_be_replayed() {
     assert!(cb.flush(WAIT).await, "{:?}", cb.stats());
     let after = rx.requests().split_off(before);
     expect_in_order(&delivered_by_key(&after), "p", "call", 3);
+    // Events 0, 1 and 2 were enqueued as 0, 1 and 2 in this fresh store: those stay their ids.
+    let replayed_ids = ids_by_n(&after);
+    assert_eq!(replayed_ids.len(), 3, "{replayed_ids:?}");
+    assert!(replayed_ids.iter().all(|(n, id)| id.ends_with(&format!("-{n}"))), "{replayed_ids:?}");
+    assert!(first_ids.iter().all(|id| replayed_ids.contains(id)), "{first_ids:?} then {replayed_ids:?}");
     let stats = cb.stats();
     assert_eq!((stats.dead_letters, stats.backlog, stats.delivered), (0, 0, 3), "{stats:?}");
     assert!(cb.dead_letters().expect("list").is_empty());
@@ -731,7 +747,7 @@ async fn an_events_age_counts_across_restarts() {
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let opened = std::time::Instant::now();
     let cb = Callbacks::open(&path, cfg).await.expect("reopen");
-    let stats = wait_for_stats(&cb, |s| s.dead_letters == 2).await;
+    let stats = wait_for_stats(&cb, |s| s.dead_letters == 2 && s.backlog == 0).await;
     assert_eq!((stats.dead_letters, stats.backlog), (2, 0), "{stats:?}");
     assert!(opened.elapsed() < Duration::from_millis(1000), "given up at once, not 1.5 s after the open");
     cb.shutdown().await;
