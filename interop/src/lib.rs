@@ -228,11 +228,21 @@ impl Kamailio {
     /// Starts it in front of `target` (a SIP URI such as `sip:bs@127.0.0.1:5070`).
     pub fn start(name: &str, target: &str) -> Kamailio {
         require("kamailio", "kamailio");
-        let modules = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+        // Debian keeps the modules under the architecture's library directory.
+        let modules = std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join("kamailio/modules"))
+            .chain([PathBuf::from("/usr/lib/kamailio/modules")])
+            .find(|m| m.join("tm.so").exists())
+            .unwrap_or_else(|| panic!("Kamailio's modules are not under /usr/lib/*/kamailio/modules"));
         assert!(
-            Path::new(modules).join("tls.so").exists(),
-            "Kamailio's TLS module is missing: install the Debian package `kamailio-tls-modules` (scripts/test-all does)"
+            modules.join("tls.so").exists(),
+            "Kamailio's TLS module is missing from {}: install the Debian package `kamailio-tls-modules` (scripts/test-all does)",
+            modules.display()
         );
+        let modules = modules.display();
         let dir = std::env::temp_dir().join(format!("kamailio-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");

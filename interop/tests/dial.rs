@@ -846,7 +846,11 @@ async fn through_a_proxy_that_challenges_and_record_routes() {
         if outbound {
             decisions.insert(2, "PRELOADED-ROUTE INVITE to sip:+15550100@trunk.carrier.invalid".to_owned());
         }
-        assert_eq!(proxy.decisions(), decisions, "{transport}: the proxy's decisions\n{}", proxy.log());
+        // A retransmission (a 200 sent again before its ACK came, a BYE not answered in 500 ms)
+        // logs its decision again: once each counts.
+        let mut seen = proxy.decisions();
+        seen.dedup();
+        assert_eq!(seen, decisions, "{transport}: the proxy's decisions\n{}", proxy.log());
     }
 }
 
@@ -2712,10 +2716,15 @@ a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "audio: {unprotected}/{refused}/{toned}");
     let video_result = tokio::time::timeout(Duration::from_secs(10), video_side).await.expect("in time").expect("join");
     assert!(video_result.is_err(), "the video handshake failed");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway refused the certificate before the far end heard of it; its video task ends
+    // just after.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
 
     far.reinvite(&sdp(&offer, 2));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answered = Instant::now();
+    while far.reinvite_statuses().is_empty() && answered.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(far.reinvite_statuses(), [200]);
     let answers = far.reinvite_answers();
     let re_answer = answers.first().map(String::as_str).unwrap_or_default();

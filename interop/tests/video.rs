@@ -1456,7 +1456,8 @@ async fn a_party_without_rtcp_feedback_is_asked_for_keyframes_by_info() {
     inter_frames(&media, gateway_video, pt, ours, &mut seq, Duration::from_millis(3000)).await;
     let infos = far.infos();
     assert!((2..=4).contains(&infos.len()), "about one INFO a second for three seconds: {infos:?}");
-    assert!(infos.windows(2).all(|w| w[1].at - w[0].at >= Duration::from_millis(950)), "paced: {infos:?}");
+    // One a second as the call task counts; their arrival here may be nearer when one was held up.
+    assert!(infos.windows(2).all(|w| w[1].at - w[0].at >= Duration::from_millis(800)), "paced: {infos:?}");
     assert!(
         infos.iter().all(|i| i.content_type == "application/media_control+xml"
             && i.body.contains("<to_encoder><picture_fast_update/></to_encoder>")),

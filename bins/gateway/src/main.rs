@@ -121,7 +121,14 @@ fn callback_store_path(settings: &Settings) -> (PathBuf, bool) {
 /// gateway stopped (the store is opened without targets or limits, so nothing else changes: what
 /// is queued again is delivered by the next start).
 async fn dead_letters(settings: &Settings, action: config::DeadLetterAction) -> ExitCode {
-    let (store, _) = callback_store_path(settings);
+    let (store, temporary) = callback_store_path(settings);
+    if temporary {
+        // Demo mode's store belongs to one run and is gone with it.
+        eprintln!(
+            "gateway: --dead-letters needs the callback store: set callbacks.store (or --config a file that does)"
+        );
+        return ExitCode::from(2);
+    }
     let quiet = CallbackConfig {
         max_age: None,
         max_backlog_per_project: None,

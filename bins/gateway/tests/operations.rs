@@ -363,5 +363,9 @@ fn dead_letters_are_listed_replayed_and_purged() {
     let (code, _, err) = run(&["--config", config_arg, "--dead-letters", "everything"], &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("list, replay or purge"), "{err}");
+    // Demo mode has no store to work on (its own is a file of one run).
+    let (code, _, err) = run(&["--demo", "--dead-letters", "list"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("callbacks.store"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
