@@ -80,6 +80,8 @@ pub(crate) async fn run(
     let mut attempts: HashMap<tokio::task::Id, Attempt> = HashMap::new();
     // When the removals and failure counts committed without a sync get one.
     let mut sync_due: Option<tokio::time::Instant> = None;
+    // Delivered events to remove from the store.
+    let mut delivered: Vec<u64> = Vec::new();
     loop {
         if *stop.borrow() {
             break;
@@ -107,13 +109,20 @@ pub(crate) async fn run(
                 None => break,
             },
             Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                let (id, outcome) = match joined {
-                    Ok((id, outcome)) => (id, outcome),
-                    Err(e) => (e.id(), Outcome::Post(PostOutcome::Failed("attempt task failed".into()))),
-                };
-                if let Some(a) = attempts.remove(&id) {
-                    handle_outcome(&shared, &mut sched, &mut rng, a, outcome).await;
+                // This outcome and every other one already in: their delivered events are removed
+                // from the store in one transaction.
+                let mut next = Some(joined);
+                while let Some(joined) = next.take() {
+                    let (id, outcome) = match joined {
+                        Ok((id, outcome)) => (id, outcome),
+                        Err(e) => (e.id(), Outcome::Post(PostOutcome::Failed("attempt task failed".into()))),
+                    };
+                    if let Some(a) = attempts.remove(&id) {
+                        handle_outcome(&shared, &mut sched, &mut rng, a, outcome, &mut delivered).await;
+                    }
+                    next = in_flight.try_join_next_with_id();
                 }
+                remove_delivered(&shared, &mut delivered).await;
             }
             _ = sleep_until(deadline), if deadline.is_some() => {}
             _ = async {
@@ -228,10 +237,17 @@ async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Co
     }
 }
 
-async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: Attempt, outcome: Outcome) {
+async fn handle_outcome(
+    shared: &Arc<Shared>,
+    sched: &mut Scheduler,
+    rng: &mut StdRng,
+    a: Attempt,
+    outcome: Outcome,
+    delivered: &mut Vec<u64>,
+) {
     let key = &a.key;
     let was_open = sched.circuit_open_until(&key.project);
-    record_outcome(shared, sched, rng, &a, outcome).await;
+    record_outcome(shared, sched, rng, &a, outcome, delivered).await;
     let now_open = sched.circuit_open_until(&key.project);
     match (was_open, now_open) {
         (None, Some(until)) => {
@@ -248,7 +264,16 @@ async fn handle_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
     note_circuits(shared, sched);
 }
 
-async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut StdRng, a: &Attempt, outcome: Outcome) {
+/// Tells the schedule (and the store, but for a delivered event, which goes into `delivered`
+/// for [`remove_delivered`]).
+async fn record_outcome(
+    shared: &Arc<Shared>,
+    sched: &mut Scheduler,
+    rng: &mut StdRng,
+    a: &Attempt,
+    outcome: Outcome,
+    delivered: &mut Vec<u64>,
+) {
     let (key, seq) = (&a.key, a.seq);
     match outcome {
         Outcome::Post(PostOutcome::Delivered(status)) => {
@@ -257,10 +282,7 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                 // Before the removal lowers the backlog: a `flush` that returns sees the circuit
                 // this success closed.
                 note_circuits(shared, sched);
-                match blocking_retried(shared, move |s| s.remove(&[seq])).await {
-                    Ok(n) => shared.sub_backlog(n),
-                    Err(e) => tracing::warn!(seq, error = %e, "callback store: removing a delivered event failed"),
-                }
+                delivered.push(seq);
             }
             tracing::debug!(project = %key.project, order_key = %key.key, seq, status, attempt = a.attempt, "callback delivered");
         }
@@ -302,6 +324,18 @@ async fn record_outcome(shared: &Arc<Shared>, sched: &mut Scheduler, rng: &mut S
                 None => {}
             }
         }
+    }
+}
+
+/// Removes delivered events from the store, in one transaction, and from the backlog.
+async fn remove_delivered(shared: &Arc<Shared>, delivered: &mut Vec<u64>) {
+    if delivered.is_empty() {
+        return;
+    }
+    let seqs = std::mem::take(delivered);
+    match blocking_retried(shared, move |s| s.remove(&seqs)).await {
+        Ok(n) => shared.sub_backlog(n),
+        Err(e) => tracing::warn!(error = %e, "callback store: removing delivered events failed"),
     }
 }
 
