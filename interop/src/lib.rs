@@ -227,6 +227,16 @@ impl Kamailio {
 
     /// Starts it in front of `target` (a SIP URI such as `sip:bs@127.0.0.1:5070`).
     pub fn start(name: &str, target: &str) -> Kamailio {
+        Kamailio::launch(name, target, None)
+    }
+
+    /// Like [`Kamailio::start`], its TLS port asking every client for a certificate signed by
+    /// the CA in `client_ca` (mutual TLS, as some SIP trunks want) and refusing those without.
+    pub fn start_requiring_client_certificate(name: &str, target: &str, client_ca: &Path) -> Kamailio {
+        Kamailio::launch(name, target, Some(client_ca))
+    }
+
+    fn launch(name: &str, target: &str, client_ca: Option<&Path>) -> Kamailio {
         require("kamailio", "kamailio");
         // Debian keeps the modules under the architecture's library directory.
         let modules = std::fs::read_dir("/usr/lib")
@@ -248,11 +258,15 @@ impl Kamailio {
         std::fs::create_dir_all(&dir).expect("dir");
         let cert = TestCertificate::create(&dir);
         let (port, tls_port) = (free_port(), free_port());
+        let clients = match client_ca {
+            Some(ca) => format!("verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n", ca.display()),
+            None => "verify_certificate = no\nrequire_certificate = no\n".to_string(),
+        };
         std::fs::write(
             dir.join("tls.cfg"),
             format!(
-                "[server:default]\nmethod = TLSv1.2+\nprivate_key = {}\ncertificate = {}\nverify_certificate = no\n\
-require_certificate = no\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                "[server:default]\nmethod = TLSv1.2+\nprivate_key = {}\ncertificate = {}\n{clients}\n\
+[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
                 cert.key.display(),
                 cert.cert.display()
             ),

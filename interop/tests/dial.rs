@@ -854,6 +854,52 @@ async fn through_a_proxy_that_challenges_and_record_routes() {
     }
 }
 
+/// A trunk that wants mutual TLS (Kamailio asking every client for a certificate signed by a CA it
+/// trusts): without a client certificate the call fails with 503 (no connection); with one
+/// (`TlsOptions::client_cert_file`, the gateway's `sip.tls_cert`) the call is answered and audio
+/// flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_wants_our_certificate_gets_it() {
+    let client_dir = std::env::temp_dir().join(format!("dial-mtls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&client_dir);
+    std::fs::create_dir_all(&client_dir).expect("dir");
+    let ours = interop_tests::TestCertificate::create(&client_dir);
+    for with_certificate in [false, true] {
+        let port = free_port();
+        let bs = Baresip::start(&format!("mtls-{with_certificate}"), port, "", 440);
+        let proxy = Kamailio::start_requiring_client_certificate(
+            &format!("mtls-{with_certificate}"),
+            &format!("sip:bs@127.0.0.1:{port}"),
+            &ours.ca,
+        );
+        let mut sip_config = DriverConfig::default();
+        sip_config.tls.ca_file = Some(proxy.ca.clone());
+        sip_config.tls.only_ca_file = true;
+        if with_certificate {
+            sip_config.tls.client_cert_file = Some(ours.cert.clone());
+            sip_config.tls.client_key_file = Some(ours.key.clone());
+        }
+        let mut g = gateway_sip(BridgeConfig::default(), ServiceConfig::default(), sip_config).await;
+        let sid = routed(&g);
+        let uri = format!("sip:bs@127.0.0.1:{};transport=tls", proxy.tls_port);
+        let auth = json!({"username": "gateway", "password": Kamailio::PASSWORD});
+        let (status, answer) = dial(&g, &sid, json!({"uri": uri, "auth": auth})).await;
+        assert_eq!(status, 200, "{answer}");
+        if with_certificate {
+            let seen = until_active(&mut g).await;
+            assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}\n{}\n{}", proxy.log(), bs.log());
+            let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+            assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+        } else {
+            let events = call_events(&mut g, Duration::from_secs(30)).await;
+            assert!(!events.iter().any(|e| e == "callUpdated:ACTIVE"), "no certificate, no call: {events:?}");
+            assert_eq!(events.last().map(String::as_str), Some("callDestroyed:503"), "{events:?}");
+            assert!(proxy.decisions().is_empty(), "nothing reached the proxy's script: {:?}", proxy.decisions());
+        }
+    }
+    let _ = std::fs::remove_dir_all(client_dir);
+}
+
 fn sipp_tcp(scenario: &Path, port: u16) -> Sipp {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")

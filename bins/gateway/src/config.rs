@@ -77,7 +77,8 @@ pub const KEYS: &[Key] = &[
         name: "sip.tls_cert",
         default: "none",
         help: "PEM certificate chain of a SIP TLS listener, which far ends reach on calls over TLS \
-               (needs sip.tls_key); without it they must reuse our connection",
+               (needs sip.tls_key); without it they must reuse our connection. Also our client \
+               certificate on TLS connections we open, for far ends that ask for one (mutual TLS)",
     },
     Key { name: "sip.tls_key", default: "none", help: "PEM private key of sip.tls_cert" },
     Key {
@@ -438,6 +439,9 @@ pub struct Settings {
     pub sip_tcp_bind: Option<Option<SocketAddr>>,
     /// Extra CA certificates for outbound TLS.
     pub sip_tls_ca_file: Option<PathBuf>,
+    /// Our certificate and key files for mutual TLS on connections we open (`sip.tls_cert`,
+    /// `sip.tls_key`).
+    pub sip_tls_identity: Option<(PathBuf, PathBuf)>,
     /// The SIP TLS listener: its address and certificate, when configured.
     pub sip_tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     /// SIP public IP.
@@ -752,6 +756,8 @@ fn resolve(
         s => addr(s).map(Some),
     })?;
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
+    // The listener's certificate is also ours as a client (mutual TLS), as SBCs do.
+    let sip_tls_identity = layers.get("sip.tls_cert", path)?.zip(layers.get("sip.tls_key", path)?);
     let sip_tls = match (
         tls_pair(layers, "sip.tls_cert", "sip.tls_key", "SIP over TLS")?,
         layers.get("sip.tls_bind", parse_addr)?,
@@ -892,6 +898,7 @@ fn resolve(
         sip_udp_bind_explicit: layers.is_set("sip.udp_bind"),
         sip_tcp_bind,
         sip_tls_ca_file,
+        sip_tls_identity,
         sip_tls,
         sip_public_ip,
         sip_max_redirects,

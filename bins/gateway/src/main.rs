@@ -460,7 +460,12 @@ async fn start_sip(settings: &Settings) -> Result<(SipHandle, Option<SocketAddr>
     let config = |udp_bind, tcp_bind| DriverConfig {
         udp_bind,
         tcp_bind,
-        tls: TlsOptions { ca_file: settings.sip_tls_ca_file.clone(), ..TlsOptions::default() },
+        tls: TlsOptions {
+            ca_file: settings.sip_tls_ca_file.clone(),
+            client_cert_file: settings.sip_tls_identity.as_ref().map(|(cert, _)| cert.clone()),
+            client_key_file: settings.sip_tls_identity.as_ref().map(|(_, key)| key.clone()),
+            ..TlsOptions::default()
+        },
         tls_bind: settings.sip_tls.as_ref().map(|(a, _)| *a),
         tls_server: settings.sip_tls.as_ref().map(|(_, s)| s.clone()),
         ua: sip_signaling::Config {
