@@ -247,6 +247,23 @@ async fn script_cancel(ua: SipHandle, mut call: driver::Call) {
     assert_eq!(next_event(&mut call).await, CallEvent::Ended { reason: EndReason::Cancelled });
 }
 
+/// Early media sent reliably: its 183 is reported once (our PRACK stops the retransmissions),
+/// then the answer.
+async fn script_reliable_early_media(ua: SipHandle, mut call: driver::Call) {
+    let mut progress = 0;
+    loop {
+        match next_event(&mut call).await {
+            CallEvent::Trying => {}
+            CallEvent::Progress { sdp: Some(_) } => progress += 1,
+            CallEvent::Answered { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(progress, 1, "the reliable 183 once");
+    ua.hangup(call.handle).await.expect("hangup");
+    assert_eq!(next_event(&mut call).await, CallEvent::Ended { reason: EndReason::LocalHangup });
+}
+
 fn creds() -> Option<Credentials> {
     Some(Credentials { username: "alice".into(), password: "s3cret".into() })
 }
@@ -272,6 +289,7 @@ interop! {
     reinvite_hold: "reinvite", None, script_hold_reinvite;
     bye_from_far_end: "remote_bye", None, script_remote_bye;
     cancel_while_ringing: "cancel", None, script_cancel;
+    reliable_early_media_is_pracked: "prack", None, script_reliable_early_media;
 }
 
 /// A wrong password ends with the final 403 from the far end, not a loop.

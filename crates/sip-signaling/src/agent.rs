@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, PRACK";
 
 /// Configuration of a [`UserAgent`].
 #[derive(Debug, Clone)]
@@ -381,6 +381,12 @@ struct Call {
     /// The highest CSeq of the far end's requests in each early dialog, by its tag: a request at
     /// or below it is a retransmission (answered again, not reported again).
     early_cseq: Vec<(String, u32)>,
+    /// The RSeq of the last reliable provisional response (RFC 3262) of each early dialog, by its
+    /// tag: one at or below it is a retransmission.
+    early_rseq: Vec<(String, u32)>,
+    /// The highest CSeq our requests in early dialogs (PRACKs) used: the dialog the 2xx confirms
+    /// goes on above it.
+    early_seq_max: u32,
     /// Dialogs of other branches' 2xx, acknowledged and ended (RFC 3261 §13.2.2.4): their To tag,
     /// ACK and its target, to acknowledge a retransmission again without a second BYE. At most
     /// [`MAX_FORKS`].
@@ -692,6 +698,8 @@ impl UserAgent {
             early: Vec::new(),
             forks: Vec::new(),
             early_cseq: Vec::new(),
+            early_rseq: Vec::new(),
+            early_seq_max: 0,
             end_reason: EndReason::LocalHangup,
         };
         info!(call = %CallHandle(handle), call_id = %call_id, uri = %req.uri, target = %call.initial_target, "dialling");
@@ -723,10 +731,14 @@ impl UserAgent {
         m.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
         m.headers.push(HeaderName::Contact, call.contact.clone());
         m.headers.push(HeaderName::Allow, ALLOW);
+        // RFC 3262: reliable provisional responses are PRACKed (carriers that require them
+        // refuse an INVITE without this with 421).
         if let Some(se) = call.session_expires {
-            m.headers.push(HeaderName::Supported, "timer");
+            m.headers.push(HeaderName::Supported, "100rel, timer");
             m.headers.push(HeaderName::SessionExpires, se.to_string());
             m.headers.push(HeaderName::MinSe, call.min_se.to_string());
+        } else {
+            m.headers.push(HeaderName::Supported, "100rel");
         }
         m.headers.push(HeaderName::UserAgent, ua);
         for (n, v) in &call.custom {
@@ -900,6 +912,24 @@ impl UserAgent {
         c.pending_in = None;
         info!(call = %CallHandle(h), ?reason, "sending BYE");
         self.send_in_dialog(now, h, Method::Bye, Purpose::Bye, None, None);
+    }
+
+    /// PRACKs a reliable provisional response `resp` (RFC 3262 §7.2) in the early dialog `tag`:
+    /// `RAck` names its RSeq and the INVITE's CSeq.
+    fn send_prack(&mut self, now: Instant, h: u64, tag: &str, rseq: u32, resp: &Message) {
+        let branch = self.new_branch();
+        let ua = self.config.user_agent.clone();
+        let Ok(invite) = resp.cseq() else { return };
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let Some(d) = c.early.iter_mut().find(|d| d.remote.tag() == Some(tag)) else { return };
+        let seq = d.next_seq();
+        let mut m = d.request(Method::Prack, seq);
+        let target = d.next_hop.clone();
+        c.early_seq_max = c.early_seq_max.max(seq);
+        m.headers.push(HeaderName::RAck, format!("{rseq} {} INVITE", invite.seq));
+        m.headers.push(HeaderName::UserAgent, ua);
+        debug!(call = %CallHandle(h), rseq, "PRACK");
+        self.finish_and_send(now, h, m, branch, Purpose::Prack, target, seq);
     }
 
     /// Sends an in-dialog request; returns false when there is no dialog.
@@ -1350,7 +1380,7 @@ impl UserAgent {
                     self.finish_call(now, h, None);
                 }
             }
-            Purpose::ForkBye => {}
+            Purpose::ForkBye | Purpose::Prack => {}
             Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info | Purpose::Probe => {
                 self.in_dialog_response(now, h, purpose, msg, code, original)
             }
@@ -1427,7 +1457,10 @@ impl UserAgent {
             return;
         };
         info!(call = %CallHandle(h), "forked 2xx from another branch: ACK and BYE");
+        let above_pracks = c.early_seq_max;
         let ack = self.send_2xx_ack(d.request(Method::Ack, d.local_seq), &d.next_hop);
+        // Its BYE goes above any PRACK its early dialog had.
+        d.local_seq = d.local_seq.max(above_pracks);
         if let Some(c) = self.calls.get_mut(&h) {
             c.forks.push((to_tag, ack, d.next_hop.clone()));
         }
@@ -1462,6 +1495,16 @@ impl UserAgent {
                     }
                 }
             }
+            // RFC 3262: a reliable provisional response is PRACKed once, in its early dialog; its
+            // retransmissions (the far end's until our PRACK reaches it) are not reported again.
+            if code > 100 && msg.headers.has_token(&HeaderName::Require, "100rel") {
+                match reliable_provisional(c, &msg) {
+                    Reliable::New { tag, rseq } => self.send_prack(now, h, &tag, rseq, &msg),
+                    Reliable::Again => return,
+                    Reliable::Unusable => {}
+                }
+            }
+            let Some(c) = self.calls.get_mut(&h) else { return };
             let ev = match code {
                 100 => CallEvent::Trying,
                 180..=182 => CallEvent::Ringing { code },
@@ -1481,7 +1524,8 @@ impl UserAgent {
             let dialog = match Dialog::from_response(&msg, &c.local, local_seq, &c.initial_target)
                 .map(|d| d.through(&c.preloaded, &c.initial_target))
             {
-                Ok(d) => d,
+                // Our later requests go on above the PRACKs of the early dialogs.
+                Ok(d) => Dialog { local_seq: d.local_seq.max(c.early_seq_max), ..d },
                 Err(e) => {
                     warn!(call = %handle, error = %e, "2xx without a usable dialog; failing the call");
                     self.events
@@ -2299,7 +2343,7 @@ impl UserAgent {
                 let resp = Message::response(503, "Service Unavailable (transport failure)");
                 self.in_dialog_response(now, h, tx.purpose, resp, 503, None);
             }
-            Purpose::Invite | Purpose::Cancel | Purpose::ForkBye => {}
+            Purpose::Invite | Purpose::Cancel | Purpose::ForkBye | Purpose::Prack => {}
         }
     }
 
@@ -2322,7 +2366,7 @@ impl UserAgent {
                 self.remove_call(now, h);
             }
             Purpose::Cancel => self.cancel_refused(h),
-            Purpose::ForkBye => {}
+            Purpose::ForkBye | Purpose::Prack => {}
             Purpose::Bye => self.finish_call(now, h, None),
             _ => {
                 if code == 503 {
@@ -2641,6 +2685,40 @@ fn session_interval(answered: u32, asked: Option<u32>, we_refresh: bool, min_se:
 }
 
 /// Replaces the value of a message's top Via.
+/// What a provisional response with `Require: 100rel` is to the call.
+enum Reliable {
+    /// The next one of its early dialog: PRACK it.
+    New { tag: String, rseq: u32 },
+    /// One of its early dialog already PRACKed (a retransmission) or out of order: dropped.
+    Again,
+    /// Without a To tag or a usable RSeq: not PRACKable, handled as unreliable.
+    Unusable,
+}
+
+/// Classifies a reliable provisional response by its early dialog's last RSeq (RFC 3262 §4: the
+/// first one sets the sequence; then only the next number is new).
+fn reliable_provisional(c: &mut Call, msg: &Message) -> Reliable {
+    let tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+    let rseq = msg.headers.get(&HeaderName::RSeq).and_then(|v| v.trim().parse::<u32>().ok());
+    let (Some(tag), Some(rseq)) = (tag, rseq) else { return Reliable::Unusable };
+    if !c.early.iter().any(|d| d.remote.tag() == Some(tag.as_str())) {
+        return Reliable::Unusable;
+    }
+    let known = c.early_rseq.len();
+    match c.early_rseq.iter_mut().find(|(t, _)| *t == tag) {
+        Some((_, last)) if rseq == last.wrapping_add(1) => {
+            *last = rseq;
+            Reliable::New { tag, rseq }
+        }
+        Some(_) => Reliable::Again,
+        None if known < 16 => {
+            c.early_rseq.push((tag.clone(), rseq));
+            Reliable::New { tag, rseq }
+        }
+        None => Reliable::Unusable,
+    }
+}
+
 fn set_top_via(m: &mut Message, value: String) {
     if let Some(v) = m.headers.0.iter_mut().find(|x| x.name == HeaderName::Via) {
         v.value = value;

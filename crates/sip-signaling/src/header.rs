@@ -77,6 +77,8 @@ header_names! {
     Accept => "Accept";
     Timestamp => "Timestamp";
     Warning => "Warning";
+    RSeq => "RSeq";
+    RAck => "RAck";
 }
 
 impl fmt::Display for HeaderName {

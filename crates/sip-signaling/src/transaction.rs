@@ -49,6 +49,9 @@ pub(crate) enum Purpose {
     Bye,
     /// BYE sent to a forked extra dialog; the result is ignored.
     ForkBye,
+    /// PRACK of a reliable provisional response (RFC 3262); the result is ignored (a far end
+    /// that gets none gives up its INVITE).
+    Prack,
     /// A re-INVITE we sent (with an offer).
     ReInvite,
     /// An UPDATE carrying an offer.

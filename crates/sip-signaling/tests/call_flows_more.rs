@@ -14,7 +14,7 @@ use sip_signaling::{
 use std::time::Duration;
 
 /// What we advertise in Allow.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, PRACK";
 const OFFER2: &[u8] =
     b"v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\n";
 const OFFER3: &[u8] =
@@ -1419,4 +1419,97 @@ fn a_refused_update_refresh_falls_back_to_re_invite() {
     assert_eq!(h.events(), vec![CallEvent::SessionRefreshed { interval: 120 }]);
     h.advance(Duration::from_millis(60_100));
     assert_eq!(h.sent_one().method(), Some(&Method::Invite), "re-INVITE from now on");
+}
+
+/// A reliable 183 (RSeq, Require: 100rel).
+fn reliable(invite: &Message, code: u16, reason: &str, tag: &str, rseq: u32) -> Message {
+    let mut r = respond(invite, code, reason, Some(tag));
+    r.headers.push(HeaderName::Require, "100rel");
+    r.headers.push(HeaderName::RSeq, rseq.to_string());
+    r
+}
+
+/// RFC 3262: the INVITE says it supports 100rel; each reliable provisional response is PRACKed
+/// once, in its early dialog (to its Contact, with its To tag, `RAck: <RSeq> <INVITE CSeq>
+/// INVITE`, a CSeq above the INVITE's); a retransmission is neither PRACKed nor reported again;
+/// one out of order is dropped; the dialog the 2xx confirms goes on above the PRACKs' CSeq.
+#[test]
+fn reliable_provisional_responses_are_pracked() {
+    let mut h = Harness::new(Transport::Udp);
+    let call = h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    assert!(invite.headers.has_token(&HeaderName::Supported, "100rel"), "{invite}");
+    assert!(invite.headers.has_token(&HeaderName::Allow, "PRACK"));
+    let invite_seq = seq(&invite);
+
+    let mut progress = with_sdp(reliable(&invite, 183, "Session Progress", "bobtag", 7), OFFER2);
+    progress.headers.0.retain(|x| x.name != HeaderName::Contact);
+    progress.headers.push(HeaderName::Contact, "<sip:bob-early@192.0.2.20:5070>");
+    h.deliver(&progress);
+    let prack = h.sent_one();
+    assert_eq!(prack.method(), Some(&Method::Prack));
+    assert_eq!(ruri(&prack), "sip:bob-early@192.0.2.20:5070", "to the 183's Contact");
+    assert_eq!(hdr(&prack, HeaderName::RAck), Some(format!("7 {invite_seq} INVITE")));
+    assert_eq!(seq(&prack), invite_seq + 1);
+    assert!(hdr(&prack, HeaderName::To).is_some_and(|t| t.contains("tag=bobtag")));
+    assert_eq!(hdr(&prack, HeaderName::CallId), hdr(&invite, HeaderName::CallId));
+    assert_eq!(h.events(), vec![CallEvent::Progress { sdp: Some(Bytes::from_static(OFFER2)) }]);
+    h.deliver(&respond(&prack, 200, "OK", None));
+
+    // Its retransmission (our PRACK's 200 may not have reached the far end yet), and one out of
+    // order: nothing.
+    h.deliver(&progress);
+    h.deliver(&reliable(&invite, 180, "Ringing", "bobtag", 9));
+    assert!(h.sent().is_empty());
+    assert!(h.events().is_empty());
+
+    // The next one is PRACKed too.
+    h.deliver(&reliable(&invite, 180, "Ringing", "bobtag", 8));
+    let prack2 = h.sent_one();
+    assert_eq!(
+        (hdr(&prack2, HeaderName::RAck), seq(&prack2)),
+        (Some(format!("8 {invite_seq} INVITE")), invite_seq + 2)
+    );
+    assert_ne!(branch(&prack2), branch(&prack));
+    assert_eq!(h.events(), vec![CallEvent::Ringing { code: 180 }]);
+    // An unreliable one, and a "reliable" one without RSeq: reported, not PRACKed.
+    h.deliver(&respond(&invite, 180, "Ringing", Some("bobtag")));
+    let mut no_rseq = respond(&invite, 180, "Ringing", Some("bobtag"));
+    no_rseq.headers.push(HeaderName::Require, "100rel");
+    h.deliver(&no_rseq);
+    assert!(h.sent().is_empty());
+    assert_eq!(h.events(), vec![CallEvent::Ringing { code: 180 }, CallEvent::Ringing { code: 180 }]);
+
+    // Answered: the BYE goes above the PRACKs.
+    h.deliver(&ok_with_sdp(&invite, "bobtag"));
+    let ack = h.sent_one();
+    assert_eq!((ack.method(), seq(&ack)), (Some(&Method::Ack), invite_seq));
+    h.events();
+    h.ua.hangup(h.now, call).expect("hangup");
+    let bye = h.sent_one();
+    assert_eq!((bye.method(), seq(&bye)), (Some(&Method::Bye), invite_seq + 3));
+}
+
+/// Two branches of a fork each send a reliable 183: each is PRACKed in its own dialog; the
+/// other branch's 2xx is ACKed and ended with a BYE above its PRACK.
+#[test]
+fn each_forked_branch_is_pracked_in_its_dialog() {
+    let mut h = Harness::new(Transport::Udp);
+    h.dial("sip:bob@biloxi.example.com");
+    let invite = h.sent_one();
+    let invite_seq = seq(&invite);
+    h.deliver(&reliable(&invite, 183, "Session Progress", "one", 1));
+    h.deliver(&reliable(&invite, 183, "Session Progress", "two", 1));
+    let pracks = h.sent();
+    assert_eq!(methods(&pracks), ["PRACK", "PRACK"]);
+    let tags: Vec<bool> =
+        pracks.iter().map(|p| hdr(p, HeaderName::To).is_some_and(|t| t.contains("tag=one"))).collect();
+    assert_eq!(tags, [true, false]);
+    assert!(pracks.iter().all(|p| seq(p) == invite_seq + 1));
+    h.deliver(&ok_with_sdp(&invite, "one"));
+    h.deliver(&ok_with_sdp(&invite, "two"));
+    let sent = h.sent();
+    assert_eq!(methods(&sent), ["ACK", "ACK", "BYE"]);
+    assert!(hdr(&sent[2], HeaderName::To).is_some_and(|t| t.contains("tag=two")));
+    assert!(seq(&sent[2]) > invite_seq + 1, "the fork's BYE goes above its PRACK: {}", seq(&sent[2]));
 }
