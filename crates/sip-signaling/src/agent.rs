@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, PRACK";
+/// The extensions (option tags) we support: RFC 4028 session timers and RFC 3262 reliable
+/// provisional responses (as the UAS of a re-INVITE we send no provisional response but 100,
+/// which is never reliable, so requiring 100rel of us asks nothing we do not do).
+const SUPPORTED: [&str; 2] = ["100rel", "timer"];
 
 /// Configuration of a [`UserAgent`].
 #[derive(Debug, Clone)]
@@ -718,6 +722,11 @@ impl UserAgent {
         // it replaces (a digest or 422 retry).
         call.got_provisional = false;
         call.cancel_sent = false;
+        // The early dialogs of the INVITE this one replaces ended with its final response (RFC
+        // 3261 §12.3), and with them their reliable provisional responses' RSeq (RFC 3262 §4).
+        call.early.clear();
+        call.early_cseq.clear();
+        call.early_rseq.clear();
         let seq = call.cseq;
         let target = call.initial_target.clone();
         let mut m = Message::request(Method::Invite, call.request_uri.clone());
@@ -1497,10 +1506,11 @@ impl UserAgent {
             }
             // RFC 3262: a reliable provisional response is PRACKed once, in its early dialog; its
             // retransmissions (the far end's until our PRACK reaches it) are not reported again.
+            let mut again = false;
             if code > 100 && msg.headers.has_token(&HeaderName::Require, "100rel") {
                 match reliable_provisional(c, &msg) {
                     Reliable::New { tag, rseq } => self.send_prack(now, h, &tag, rseq, &msg),
-                    Reliable::Again => return,
+                    Reliable::Again => again = true,
                     Reliable::Unusable => {}
                 }
             }
@@ -1513,7 +1523,9 @@ impl UserAgent {
             let _ = first;
             // A CANCEL not sent yet (or refused: the INVITE had not arrived) goes now.
             let cancel = c.cancel_requested && !c.cancel_sent;
-            self.events.push_back((handle, ev));
+            if !again {
+                self.events.push_back((handle, ev));
+            }
             if cancel {
                 self.send_cancel(now, h);
             }
@@ -1994,6 +2006,25 @@ impl UserAgent {
         d.remote_seq = Some(cseq.seq);
         let key = TxKey { branch, method: method.clone() };
         let state = c.state;
+        // RFC 3261 §8.2.2.3: a request that requires an extension we do not have is refused,
+        // naming it; the dialog goes on.
+        let unknown: Vec<String> = msg
+            .headers
+            .get_all(&HeaderName::Require)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
+            .map(str::to_owned)
+            .collect();
+        if !unknown.is_empty() {
+            info!(call = %handle, %method, unknown = %unknown.join(", "), "a required extension we do not have: 420");
+            let mut resp = self.response_for(&msg, 420, "Bad Extension", None);
+            resp.headers.push(HeaderName::Unsupported, unknown.join(", "));
+            let kind = if method == Method::Invite { OfferKind::ReInvite } else { OfferKind::Update };
+            let p = PendingIn { key, request: msg, source: source.clone(), kind, se: None, deadline: now };
+            self.finish_server_response(now, h, p, resp, false);
+            return;
+        }
         match method {
             Method::Bye => {
                 info!(call = %handle, "BYE from the peer");
@@ -2111,7 +2142,7 @@ impl UserAgent {
         }
         if req.method() == Some(&Method::Options) {
             resp.headers.push(HeaderName::Accept, "application/sdp");
-            resp.headers.push(HeaderName::Supported, "timer");
+            resp.headers.push(HeaderName::Supported, SUPPORTED.join(", "));
         }
         let kind = if is_invite { OfferKind::ReInvite } else { OfferKind::Update };
         let p = PendingIn { key, request: req.clone(), source: source.clone(), kind, se: None, deadline: now };
@@ -2704,6 +2735,9 @@ fn reliable_provisional(c: &mut Call, msg: &Message) -> Reliable {
     if !c.early.iter().any(|d| d.remote.tag() == Some(tag.as_str())) {
         return Reliable::Unusable;
     }
+    // Only early dialogs still there count (one a BYE ended leaves room).
+    let early = &c.early;
+    c.early_rseq.retain(|(t, _)| early.iter().any(|d| d.remote.tag() == Some(t.as_str())));
     let known = c.early_rseq.len();
     match c.early_rseq.iter_mut().find(|(t, _)| *t == tag) {
         Some((_, last)) if rseq == last.wrapping_add(1) => {

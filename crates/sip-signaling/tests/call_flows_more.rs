@@ -1513,3 +1513,69 @@ fn each_forked_branch_is_pracked_in_its_dialog() {
     assert!(hdr(&sent[2], HeaderName::To).is_some_and(|t| t.contains("tag=two")));
     assert!(seq(&sent[2]) > invite_seq + 1, "the fork's BYE goes above its PRACK: {}", seq(&sent[2]));
 }
+
+/// An INVITE answered with a challenge after a reliable 183: its early dialog and RSeq end with
+/// it (RFC 3261 §12.3, RFC 3262 §4), so the retry's reliable 183, with the same To tag and a new
+/// RSeq, is PRACKed and reported again; and a retransmission that comes after our CANCEL still
+/// lets the CANCEL go.
+#[test]
+fn an_invite_retry_starts_its_reliable_responses_afresh() {
+    let mut h = Harness::new(Transport::Udp);
+    let mut req = h.request("sip:bob@biloxi.example.com");
+    req.credentials = Some(Credentials { username: "alice".into(), password: "secret".into() });
+    let call = h.ua.call(h.now, req).expect("call");
+    let invite = h.sent_one();
+    h.deliver(&reliable(&invite, 183, "Session Progress", "bobtag", 5));
+    assert_eq!(methods(&h.sent()), ["PRACK"]);
+    h.deliver(&challenge(&invite, 407, "n1"));
+    let sent = h.sent();
+    assert_eq!(methods(&sent), ["ACK", "INVITE"]);
+    let retry = &sent[1];
+    h.events();
+    h.deliver(&reliable(retry, 183, "Session Progress", "bobtag", 900));
+    let prack = h.sent_one();
+    assert_eq!(hdr(&prack, HeaderName::RAck), Some(format!("900 {} INVITE", seq(retry))));
+    assert_eq!(h.events(), vec![CallEvent::Progress { sdp: None }]);
+    // Hung up: the CANCEL goes at once (a provisional response came).
+    h.ua.hangup(h.now, call).expect("hangup");
+    assert_eq!(methods(&h.sent()), ["CANCEL"]);
+}
+
+/// RFC 3261 §8.2.2.3: an in-dialog request that requires an extension we do not have gets 420
+/// naming it in `Unsupported`, and changes nothing (a BYE so refused does not end the call); the
+/// extensions we have (timer, 100rel) are taken; OPTIONS lists them.
+#[test]
+fn a_required_extension_we_lack_gets_420() {
+    let mut h = Harness::new(Transport::Udp);
+    let (_call, _invite, ok) = answered(&mut h);
+    let reinv = with_header(
+        with_sdp(peer_request(&ok, "INVITE", 1, "z9hG4bKreq1"), PEER_OFFER),
+        HeaderName::Require,
+        "precondition, timer",
+    );
+    h.deliver(&reinv);
+    let refused = h.sent_one();
+    assert_answers(&refused, &reinv, 420);
+    assert_eq!(hdr(&refused, HeaderName::Unsupported).as_deref(), Some("precondition"));
+    h.deliver(&peer_request(&ok, "ACK", 1, "z9hG4bKreq1"));
+    let bye = with_header(peer_request(&ok, "BYE", 2, "z9hG4bKreq2"), HeaderName::Require, "foo");
+    h.deliver(&bye);
+    let refused = h.sent_one();
+    assert_answers(&refused, &bye, 420);
+    assert_eq!(hdr(&refused, HeaderName::Unsupported).as_deref(), Some("foo"));
+    assert!(h.events().is_empty(), "nothing reported: the call goes on");
+    // What we have is taken.
+    let reinv = with_header(
+        with_sdp(peer_request(&ok, "INVITE", 3, "z9hG4bKreq3"), PEER_OFFER),
+        HeaderName::Require,
+        "100rel, Timer",
+    );
+    h.deliver(&reinv);
+    assert_eq!(start(&h.sent_one()), "100", "processed: Trying first");
+    assert!(matches!(h.events().as_slice(), [CallEvent::RemoteOffer { .. }]));
+    let options = peer_request(&ok, "OPTIONS", 4, "z9hG4bKreq4");
+    h.deliver(&options);
+    let ok_options = h.sent_one();
+    assert_answers(&ok_options, &options, 200);
+    assert_eq!(hdr(&ok_options, HeaderName::Supported).as_deref(), Some("100rel, timer"));
+}
