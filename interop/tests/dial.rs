@@ -2805,6 +2805,45 @@ fn offered_fingerprint(offer: &str) -> String {
         .to_owned()
 }
 
+/// A far end whose 183 carries the answer and whose 200 leaves it out (RFC 3262: with 100rel the
+/// 183's answer is the answer), on a DTLS-SRTP call, whose early media waits for the answer: the
+/// 183's answer is taken, the handshake follows, and audio flows both ways. Before, the 200
+/// without SDP ended the call with 488.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_came_only_in_the_183_is_taken() {
+    use srtp_transport::dtls::DtlsIdentity;
+    use srtp_transport::{Context, Options};
+    let (mut g, sid, tone) = dtls_gateway().await;
+    let (media, port) = media_socket().await;
+    let identity = DtlsIdentity::generate().expect("cert");
+    let fingerprint = identity.fingerprint().to_owned();
+    let mut far = common::uas::uas_early(
+        move |_| {
+            format!(
+                "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} UDP/TLS/RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
+            )
+        },
+        Some((Duration::from_millis(500), "200 OK", None)),
+    )
+    .await;
+    let (status, answer) =
+        dial(&g, &sid, json!({"uri": format!("sip:ims@127.0.0.1:{}", far.port), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    let ours = offered_fingerprint(&offer);
+    let seen = until_active(&mut g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let mut tap = tap_sip_stream(&g, &answer);
+    let (keys, _association, gateway_rtp) = dtls_server(&media, &identity, &ours).await;
+    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
+    let (unprotected, refused, toned) =
+        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 0..50).await;
+    let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
+    tone.abort();
+    assert!(unprotected >= 40 && refused == 0 && toned >= 30, "audio both ways: {unprotected}/{refused}/{toned}");
+    assert_eq!(events.last().map(String::as_str), Some("callDestroyed:700"), "{events:?}");
+}
+
 /// The far end's side of a DTLS-SRTP handshake, as server on `media` with `identity` (the gateway
 /// is the client: its ClientHello comes first, within 10 s): the keys, the association (to keep
 /// while media flows) and the gateway's media address. Only AES_CM_128_HMAC_SHA1_80 is accepted.
@@ -2896,7 +2935,7 @@ async fn early_media_is_heard_before_the_answer() {
         let (media, port) = media_socket().await;
         let mut far = common::uas::uas_early(
             move |_| format!("{}a=rtcp-mux\r\n", pcmu_answer(port, false)),
-            Some((Duration::from_millis(1500), final_status, added)),
+            Some((Duration::from_millis(1500), final_status, Some(added))),
         )
         .await;
         let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:pstn@127.0.0.1:{}", far.port)})).await;

@@ -336,6 +336,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut announce_on_answer = false;
     // The video part of an early answer, for a 2xx that leaves its SDP out.
     let mut early_video: Option<MediaAgreement> = None;
+    // The last answer a 183 carried, played or not (with 100rel it is the answer: the 2xx may
+    // leave it out even when early media could not start, as with DTLS-SRTP).
+    let mut early_answer: Option<Agreement> = None;
     // Media host names looked up so far (see `resolve_hosts`).
     let mut names = MediaNames::default();
     let mut hangup_cause: Option<Control> = None;
@@ -369,6 +372,9 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                                 }
                                 Err(e) => Err(e),
                             };
+                            if let Ok(a) = &early {
+                                early_answer = Some(a.clone());
+                            }
                             match (media.as_mut(), early) {
                                 // A later 183 (another announcement, or another branch) replaces
                                 // the preview (RFC 6337: without 100rel each is one).
@@ -408,6 +414,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         let agreed = match (answer, &early) {
                             // The 2xx of early media may leave its answer out (it was in the 183).
                             (None, Some(m)) => Ok(Agreement { audio: Some(m.agreement.clone()), video: early_video.take() }),
+                            // Or in a 183 whose media did not start (DTLS-SRTP waits for the answer).
+                            (None, None) if early_answer.is_some() => early_answer.take().ok_or_else(|| "no SDP answer".to_owned()),
                             (answer, _) => answer.ok_or_else(|| "no SDP answer".to_owned()).and_then(|a| sdp.process_answer(&a).map_err(|e| e.to_string())),
                         };
                         let agreed = match agreed {

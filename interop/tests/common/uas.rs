@@ -200,10 +200,11 @@ pub async fn uas(answer: impl Fn(&str) -> String + Send + 'static) -> Uas {
 /// A far end with early media: the INVITE gets a 183 carrying the answer at once, then, after
 /// `early.0`, the final response `early.1` ("200 OK" with the same answer, or a failure such as
 /// "404 Not Found"); `early.2` changes the 200's answer (an SDP line added, as in
-/// `"a=sendonly\r\n"`).
+/// `Some("a=sendonly\r\n")`), or leaves it out (`None`: the answer was the 183's, as with
+/// 100rel).
 pub async fn uas_early(
     answer: impl Fn(&str) -> String + Send + 'static,
-    early: Option<(Duration, &'static str, &'static str)>,
+    early: Option<(Duration, &'static str, Option<&'static str>)>,
 ) -> Uas {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     let port = socket.local_addr().expect("addr").port();
@@ -297,8 +298,8 @@ pub async fn uas_early(
                     Some((after, status, added)) if first => {
                         let progress = response(head, "183 Session Progress", port, Some(&sdp));
                         let _ = socket.send_to(progress.as_bytes(), from).await;
-                        let last_sdp = format!("{sdp}{added}");
-                        let body = status.starts_with("200").then_some(last_sdp.as_str());
+                        let last_sdp = added.map(|added| format!("{sdp}{added}"));
+                        let body = last_sdp.as_deref().filter(|_| status.starts_with("200"));
                         let last = response(head, status, port, body);
                         let socket = socket.clone();
                         tokio::spawn(async move {
