@@ -77,8 +77,7 @@ pub const KEYS: &[Key] = &[
         name: "sip.tls_cert",
         default: "none",
         help: "PEM certificate chain of a SIP TLS listener, which far ends reach on calls over TLS \
-               (needs sip.tls_key); without it they must reuse our connection. Also our client \
-               certificate on TLS connections we open, for far ends that ask for one (mutual TLS)",
+               (needs sip.tls_key); without it they must reuse our connection",
     },
     Key { name: "sip.tls_key", default: "none", help: "PEM private key of sip.tls_cert" },
     Key {
@@ -86,6 +85,14 @@ pub const KEYS: &[Key] = &[
         default: "the SIP UDP socket's IP, port 5061 (with sip.tls_cert)",
         help: "SIP TLS listener address",
     },
+    Key {
+        name: "sip.tls_client_cert",
+        default: "none",
+        help: "PEM certificate chain we present on the TLS connections we open, to trunks that ask \
+               for one (mutual TLS; needs sip.tls_client_key; it may be sip.tls_cert's file when \
+               that certificate allows client authentication)",
+    },
+    Key { name: "sip.tls_client_key", default: "none", help: "PEM private key of sip.tls_client_cert" },
     Key {
         name: "sip.tls_ca_file",
         default: "none",
@@ -439,8 +446,8 @@ pub struct Settings {
     pub sip_tcp_bind: Option<Option<SocketAddr>>,
     /// Extra CA certificates for outbound TLS.
     pub sip_tls_ca_file: Option<PathBuf>,
-    /// Our certificate and key files for mutual TLS on connections we open (`sip.tls_cert`,
-    /// `sip.tls_key`).
+    /// Our certificate and key files for mutual TLS on connections we open
+    /// (`sip.tls_client_cert`, `sip.tls_client_key`).
     pub sip_tls_identity: Option<(PathBuf, PathBuf)>,
     /// The SIP TLS listener: its address and certificate, when configured.
     pub sip_tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
@@ -756,8 +763,25 @@ fn resolve(
         s => addr(s).map(Some),
     })?;
     let sip_tls_ca_file = layers.get("sip.tls_ca_file", readable_file)?;
-    // The listener's certificate is also ours as a client (mutual TLS), as SBCs do.
-    let sip_tls_identity = layers.get("sip.tls_cert", path)?.zip(layers.get("sip.tls_key", path)?);
+    let sip_tls_identity =
+        match (layers.get("sip.tls_client_cert", readable_file)?, layers.get("sip.tls_client_key", readable_file)?) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "sip.tls_client_key",
+                    &layers.origin("sip.tls_client_cert"),
+                    "missing: a client certificate needs sip.tls_client_cert and sip.tls_client_key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "sip.tls_client_cert",
+                    &layers.origin("sip.tls_client_key"),
+                    "missing: a client certificate needs sip.tls_client_cert and sip.tls_client_key",
+                ))
+            }
+        };
     let sip_tls = match (
         tls_pair(layers, "sip.tls_cert", "sip.tls_key", "SIP over TLS")?,
         layers.get("sip.tls_bind", parse_addr)?,
@@ -1458,6 +1482,22 @@ mod tests {
             let m = err(load(&args(&[]), &env(&[(key, value)])));
             assert!(m.contains(why), "{key}={value}: {m}");
         }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_files() {
+        let file = env!("CARGO_MANIFEST_PATH");
+        let s = load(&args(&[]), &env(&[])).expect("default");
+        assert_eq!(s.sip_tls_identity, None);
+        let s = load(&args(&["--sip-tls-client-cert", file, "--sip-tls-client-key", file]), &env(&[])).expect("both");
+        assert_eq!(s.sip_tls_identity, Some((PathBuf::from(file), PathBuf::from(file))));
+        let m = err(load(&args(&["--sip-tls-client-cert", file]), &env(&[])));
+        assert!(m.contains("sip.tls_client_key"), "{m}");
+        let m = err(load(&args(&[]), &env(&[("GATEWAY_SIP_TLS_CLIENT_KEY", file)])));
+        assert!(m.contains("sip.tls_client_cert"), "{m}");
+        let m =
+            err(load(&args(&["--sip-tls-client-cert", "/nonexistent.pem", "--sip-tls-client-key", file]), &env(&[])));
+        assert!(m.contains("sip.tls_client_cert"), "{m}");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(crate) struct StoredEvent {
 /// An event that reached the attempt limit, as kept in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The event's id.
+    /// The event's id (the one it was first enqueued under, which its `webhook-id` carries).
     pub id: crate::EventId,
     /// Its project.
     pub project: String,
@@ -483,12 +483,15 @@ impl Store {
         let db = self.db()?;
         let txn = db.begin_read()?;
         let dead = txn.open_table(DEAD)?;
+        let origin = txn.open_table(ORIGIN)?;
         let mut out = Vec::new();
         for row in dead.iter()? {
             let (k, v) = row?;
             let (project, order_key, body, failures, last_error) = v.value();
+            // A replayed event given up again: the id it was first enqueued under.
+            let id = origin.get(k.value())?.map_or(k.value(), |o| o.value());
             out.push(DeadLetter {
-                id: crate::EventId(k.value()),
+                id: crate::EventId(id),
                 project: project.to_string(),
                 order_key: order_key.to_string(),
                 body: body.to_vec(),
@@ -640,8 +643,10 @@ mod tests {
         assert_eq!(store.get(5).expect("get").map(|e| e.id), Some(3), "a revived event keeps its first id");
         assert_eq!(store.dead_letter_count(), 1);
         assert_eq!(store.dead_letters().expect("list").len(), 1, "q's stays");
-        // Given up and revived again: still its first id.
+        // Given up and revived again: still its first id, as listed and as sent.
         assert_eq!(store.bury(&[(5, 1)], "HTTP 500").expect("bury").moved, 1);
+        let listed: Vec<u64> = store.dead_letters().expect("list").iter().map(|d| d.id.0).collect();
+        assert_eq!(listed, vec![1, 3]);
         let again = store.revive(Some("p"), |r| r.to_vec()).expect("revive");
         assert_eq!(again, vec![(6, "p".to_string(), "a".to_string())]);
         assert_eq!(store.get(6).expect("get").map(|e| e.id), Some(3));
