@@ -227,18 +227,23 @@ pub async fn uas_early(
         let mut dialog: Option<Dialog> = None;
         let mut cseq = 100;
         let mut ack_body: Option<String> = None;
+        // Our re-INVITE still waiting for its final response: the next request waits for it, as a
+        // user agent's would (one sent meanwhile would be refused with 500 and Retry-After).
+        let mut inviting = false;
         let mut buf = vec![0u8; 65_536];
         loop {
             let (n, from) = tokio::select! {
+                biased;
                 r = socket.recv_from(&mut buf) => match r {
                     Ok(r) => r,
                     Err(_) => return,
                 },
-                Some(r) = to_send.recv(), if dialog.is_some() => {
+                Some(r) = to_send.recv(), if dialog.is_some() && !inviting => {
                     if let Some(d) = dialog.as_ref() {
                         cseq += 1;
                         if r.method == "INVITE" {
                             ack_body = r.ack_body;
+                            inviting = true;
                         }
                         let _ = socket.send_to(d.request(r.method, port, cseq, &r.content_type, &r.body).as_bytes(), d.to).await;
                     }
@@ -252,6 +257,7 @@ pub async fn uas_early(
             let status = head.strip_prefix("SIP/2.0 ").and_then(|s| s.get(..3)?.parse::<u16>().ok());
             if let Some(status) = status.filter(|s| *s >= 200) {
                 if header(head, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
+                    inviting = false;
                     if let (Some(d), Some(n)) =
                         (dialog.as_ref(), header(head, "CSeq").and_then(|c| c.split(' ').next()?.parse::<u32>().ok()))
                     {
