@@ -1925,27 +1925,62 @@ async fn a_burst_of_audio_is_played_whole() {
     assert!(toned <= 210, "and not more than was sent: {toned} x 20 ms");
 }
 
-/// A call whose answer has no telephone-event cannot carry DTMF: play-dtmf says so (400); a
-/// connection that is no SIP call is a 404.
+/// A call whose answer has no telephone-event gets its digits in SIP INFO
+/// (`application/dtmf-relay`, one a key, paced as tones would be, a `p` 500 ms); once the far end
+/// refuses an INFO (415), play-dtmf says the call cannot carry DTMF (400). A connection that is
+/// no SIP call is a 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dtmf_to_a_call_without_telephone_event_is_a_clear_error() {
+async fn dtmf_without_telephone_event_goes_in_sip_info() {
     let mut g = gateway(BridgeConfig::default()).await;
     let sid = routed(&g);
-    let port = free_port();
-    let _sipp = sipp("answer", port);
-    let (status, answer) = dial(&g, &sid, json!({"uri": format!("sip:plain@127.0.0.1:{port}")})).await;
-    assert_eq!(status, 200, "{answer}");
+    let (_media, port) = media_socket().await;
+    let far = common::uas::uas(move |_| pcmu_answer(port, false)).await;
+    let answer = dial_answered(&mut g, &sid, json!({"uri": format!("sip:pbx@127.0.0.1:{}", far.port)})).await;
     let cid = answer["connectionId"].as_str().expect("cid").to_owned();
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
     let path = format!("/v2/project/{KEY}/session/{}/connection/{cid}/play-dtmf", sid.as_str());
-    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "12"}))).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("telephone-event"), "{body}");
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "1p#"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while far.infos().len() < 2 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let infos = far.infos();
+    let keys: Vec<(&str, &str)> = infos.iter().map(|i| (i.content_type.as_str(), i.body.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("application/dtmf-relay", "Signal=1\r\nDuration=100\r\n"),
+            ("application/dtmf-relay", "Signal=#\r\nDuration=100\r\n")
+        ]
+    );
+    let apart = infos[1].at - infos[0].at;
+    assert!(apart >= Duration::from_millis(600), "a tone, a gap and the pause apart: {apart:?}");
+
+    // The far end refuses the next: the call can carry no DTMF from then on.
+    far.set_info_status(415);
+    let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "5"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let refused = async {
+        loop {
+            let (status, body) = http(g.port, "POST", &path, Some(&json!({"digits": "6"}))).await;
+            if status == 400 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), refused).await.expect("refused once the INFO was");
+    assert!(body.contains("telephone-event") && body.contains("SIP INFO"), "{body}");
+    assert_eq!(far.infos().len(), 3, "the refused one, and no more: {:?}", far.infos());
     let other = format!("/v2/project/{KEY}/session/{}/connection/not-a-call/play-dtmf", sid.as_str());
     let (status, _) = http(g.port, "POST", &other, Some(&json!({"digits": "12"}))).await;
     assert_eq!(status, 404);
-    let _ = force_disconnect(&mut g, &sid, &cid).await;
+    let events = force_disconnect(&mut g, &sid, &cid).await;
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("callDestroyed:700"),
+        "the refusal did not end the call: {events:?}"
+    );
 }
 
 /// A session-wide mute still in force applies to a SIP call dialled later (with

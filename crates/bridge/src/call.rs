@@ -135,6 +135,9 @@ struct Media {
     dtls: Option<DtlsState>,
     /// RFC 4733 towards the SIP party (when telephone-event was agreed).
     dtmf_out: Option<dtmf_rfc4733::Sender>,
+    /// DTMF in SIP INFO towards the SIP party, when telephone-event was not agreed (until the
+    /// party refuses an INFO).
+    dtmf_info: dtmf_rfc4733::InfoSender,
     /// RFC 4733 from the SIP party (when telephone-event was agreed).
     dtmf_in: Option<dtmf_rfc4733::Receiver>,
     /// Keys pressed lately, for a party that sends each press both as RFC 4733 and in SIP INFO.
@@ -332,6 +335,8 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut video: Option<VideoHandle> = None;
     // RFC 5168 keyframe requests sent to the party.
     let mut fast_updates = FastUpdateInfos::default();
+    // Our INFO waiting for its answer (the agent reports answers without saying to which INFO).
+    let mut info_in_flight: Option<InfoKind> = None;
     let mut rang = false;
     let mut announce_on_answer = false;
     // The video part of an early answer, for a 2xx that leaves its SDP out.
@@ -346,6 +351,11 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut tick = tick_for(sdp_negotiation::Codec::Pcmu);
     let started = Instant::now();
     loop {
+        // DTMF in SIP INFO (no telephone-event agreed): when the next key is due.
+        let info_due = media
+            .as_ref()
+            .filter(|m| m.dtmf_out.is_none() && info_in_flight.is_none() && !m.early)
+            .and_then(|m| m.dtmf_info.poll_timeout(Instant::now()));
         tokio::select! {
             ev = call.events.recv() => {
                 let Some(ev) = ev else {
@@ -561,12 +571,23 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             report_info_digit(bridge, spec, media.as_mut(), content_type, &body);
                         }
                     }
-                    // Our only INFO requests are the keyframe requests.
-                    CallEvent::InfoResponse { code } => {
-                        if fast_updates.answered(code) {
-                            info!(call = %spec.id, code, "the SIP party refuses keyframe requests by INFO: RTCP only from now on");
+                    // The answer to our INFO in flight (one at a time: keys or a keyframe request).
+                    CallEvent::InfoResponse { code } => match info_in_flight.take() {
+                        Some(InfoKind::Keyframe) => {
+                            if fast_updates.answered(code) {
+                                info!(call = %spec.id, code, "the SIP party refuses keyframe requests by INFO: RTCP only from now on");
+                            }
                         }
-                    }
+                        Some(InfoKind::Dtmf) => {
+                            if let Some(m) = media.as_mut() {
+                                if let dtmf_rfc4733::InfoOutcome::Refused { dropped } = m.dtmf_info.handle_response(Instant::now(), code) {
+                                    warn!(call = %spec.id, code, dropped, "the SIP party refuses DTMF in SIP INFO (and agreed to no telephone-event): play-dtmf refuses digits for it from now on");
+                                }
+                                dtmf_ready(spec, m);
+                            }
+                        }
+                        None => debug!(call = %spec.id, code, "an answer to no INFO of ours"),
+                    },
                     other => debug!(call = %spec.id, ?other, "call event"),
                 }
             }
@@ -598,12 +619,14 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                             d.reserved = d.reserved.saturating_sub(digits.chars().count());
                         }
                         if let Some(m) = media.as_mut() {
-                            if let Some(sender) = m.dtmf_out.as_mut() {
-                                if let Err(e) = sender.enqueue(&digits) {
-                                    warn!(call = %spec.id, error = %e, "DTMF not queued");
-                                } else {
-                                    info!(call = %spec.id, digits = digits.len(), "DTMF queued");
-                                }
+                            let (queued, how) = match m.dtmf_out.as_mut() {
+                                Some(sender) => (sender.enqueue(&digits), "RFC 4733"),
+                                // No telephone-event agreed: in SIP INFO.
+                                None => (m.dtmf_info.enqueue(Instant::now(), &digits), "SIP INFO"),
+                            };
+                            match queued {
+                                Err(e) => warn!(call = %spec.id, error = %e, "DTMF not queued"),
+                                Ok(()) => info!(call = %spec.id, digits = digits.len(), how, "DTMF queued"),
                             }
                             dtmf_ready(spec, m);
                         }
@@ -628,20 +651,36 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     None => std::future::pending().await,
                 }
             } => match ask {
-                Some(VideoAsk::PictureFastUpdate) => {
+                // One INFO at a time: a keyframe request while keys are in flight waits for the
+                // next one (they come every second while the keyframe is missing).
+                Some(VideoAsk::PictureFastUpdate) if info_in_flight.is_none() => {
                     if fast_updates.may_send(Instant::now()) {
                         let body = Bytes::from_static(crate::video::PICTURE_FAST_UPDATE);
                         if bridge.sip.info(call.handle, crate::video::MEDIA_CONTROL, body).await.is_err() {
                             fast_updates.not_sent();
                         } else {
+                            info_in_flight = Some(InfoKind::Keyframe);
                             debug!(call = %spec.id, "keyframe asked of the SIP party by INFO");
                         }
                     }
                 }
+                Some(VideoAsk::PictureFastUpdate) => {}
                 None => {
                     video_ended(spec, &mut video, &mut sdp);
                 }
             },
+            _ = sleep_until_opt(info_due), if info_due.is_some() => {
+                if let Some(m) = media.as_mut() {
+                    if let Some(body) = m.dtmf_info.poll_info(Instant::now()) {
+                        if bridge.sip.info(call.handle, dtmf_rfc4733::DTMF_RELAY, Bytes::from(body)).await.is_ok() {
+                            info_in_flight = Some(InfoKind::Dtmf);
+                        } else {
+                            m.dtmf_info.handle_not_sent();
+                        }
+                        dtmf_ready(spec, m);
+                    }
+                }
+            }
             input = recv_media(&mut media) => {
                 if let Some(m) = media.as_mut() {
                     match input {
@@ -852,6 +891,7 @@ fn start_media(
         answered: now,
         last_opus_ts: None,
         dtmf_out,
+        dtmf_info: dtmf_rfc4733::InfoSender::new(&dtmf_rfc4733::SenderConfig::default()),
         dtmf_in,
         presses: DtmfPresses::default(),
         star_six: dtmf_rfc4733::SequenceDetector::star_six(),
@@ -1359,7 +1399,10 @@ pub(crate) fn new_association(
 /// clock): the digits that had not started go on in the new sender (`play-dtmf` answered 200 for
 /// them); none when `audio` has no telephone-event (logged).
 fn renew_dtmf(spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) {
-    let waiting = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).unwrap_or_default();
+    let waiting = match m.dtmf_out.as_mut() {
+        Some(sender) => sender.take_queued(),
+        None => m.dtmf_info.take_queued(),
+    };
     let (out, receiver) = dtmf_for(audio);
     m.dtmf_out = out;
     // The receiver is kept while the clock stays (the end packets of a digit still arriving are
@@ -1371,22 +1414,26 @@ fn renew_dtmf(spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) {
     if waiting.is_empty() {
         return;
     }
-    match m.dtmf_out.as_mut().map(|s| s.enqueue(&waiting)) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => warn!(call = %spec.id, error = %e, "DTMF lost to the change of stream"),
-        None => warn!(call = %spec.id, digits = waiting.len(), "DTMF lost: the re-offer drops telephone-event"),
+    // The digits go on as RFC 4733 events, or in SIP INFO when the re-offer drops telephone-event.
+    let queued = match m.dtmf_out.as_mut() {
+        Some(sender) => sender.enqueue(&waiting),
+        None => m.dtmf_info.enqueue(Instant::now(), &waiting),
+    };
+    if let Err(e) = queued {
+        warn!(call = %spec.id, error = %e, "DTMF lost to the change of stream");
     }
 }
 
-/// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed; media
-/// going to the far end) and how many digits wait in its sender.
+/// Tells the REST API whether the call takes DTMF now (answered; telephone-event agreed, or SIP
+/// INFO not refused; media going to the far end) and how many digits wait in its sender.
 fn dtmf_ready(spec: &CallSpec, m: &Media) {
     if let Ok(mut d) = spec.dtmf.lock() {
         // Early media (a later 183) is no answer: play-dtmf says "not answered yet" then.
         d.answered = !m.early;
         d.telephone_event = m.dtmf_out.is_some();
+        d.by_info = m.dtmf_out.is_none() && !m.dtmf_info.is_refused();
         d.sending = media_sending(m);
-        d.queued = m.dtmf_out.as_ref().map_or(0, dtmf_rfc4733::Sender::queued);
+        d.queued = m.dtmf_out.as_ref().map_or_else(|| m.dtmf_info.queued(), dtmf_rfc4733::Sender::queued);
     }
 }
 
@@ -1422,7 +1469,11 @@ fn follow_agreement(
     if !media_sending(m) {
         // Held, or the stream removed: digits not started would go nowhere (and `play-dtmf`
         // refuses more until the call takes media again).
-        if let Some(dropped) = m.dtmf_out.as_mut().map(dtmf_rfc4733::Sender::take_queued).filter(|d| !d.is_empty()) {
+        let dropped = match m.dtmf_out.as_mut() {
+            Some(sender) => sender.take_queued(),
+            None => m.dtmf_info.take_queued(),
+        };
+        if !dropped.is_empty() {
             warn!(call = %spec.id, digits = dropped.len(), "DTMF not played: the far end no longer takes our media");
         }
     }
@@ -1858,6 +1909,23 @@ fn timed_out(bridge: &Arc<Inner>, m: &Media, started: Instant) -> Option<(u16, &
         None if now.duration_since(m.answered) >= c.no_rtp_timeout => Some((704, "Media Timeout")),
         Some(last) if now.duration_since(last) >= c.inactivity_timeout => Some((706, "Max Inactive")),
         _ => None,
+    }
+}
+
+/// What our INFO in flight carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InfoKind {
+    /// An RFC 5168 keyframe request.
+    Keyframe,
+    /// A DTMF key (`application/dtmf-relay`).
+    Dtmf,
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -180,6 +180,9 @@ pub(crate) struct DtmfReadiness {
     pub(crate) answered: bool,
     /// The answer agreed on telephone-event (RFC 4733).
     pub(crate) telephone_event: bool,
+    /// Without telephone-event, digits go in SIP INFO (`application/dtmf-relay`), until the far
+    /// end refuses one.
+    pub(crate) by_info: bool,
     /// Our media goes to the far end (not on hold, the stream not removed): digits are heard.
     pub(crate) sending: bool,
     /// Digits and pauses waiting in the call's sender, not started.
@@ -454,13 +457,13 @@ impl Dialer for Bridge {
         }
         let ready = |r: &&Running| {
             let d = *locked(&r.dtmf);
-            d.answered && d.telephone_event
+            d.answered && (d.telephone_event || d.by_info)
         };
         if !targets.iter().any(ready) {
             let why = if targets.iter().any(|r| !locked(&r.dtmf).answered) {
                 "the SIP call is not answered yet"
             } else {
-                "the SIP call negotiated no telephone-event (RFC 4733), so it cannot carry DTMF"
+                "the SIP call negotiated no telephone-event (RFC 4733) and refuses DTMF in SIP INFO, so it cannot carry DTMF"
             };
             return Err(ApiError::new(400, why));
         }
