@@ -335,8 +335,10 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
     let mut video: Option<VideoHandle> = None;
     // RFC 5168 keyframe requests sent to the party.
     let mut fast_updates = FastUpdateInfos::default();
-    // Our INFO waiting for its answer (the agent reports answers without saying to which INFO).
+    // Our INFO waiting for its answer (the agent reports answers without saying to which INFO),
+    // and a keyframe request that came while it was out.
     let mut info_in_flight: Option<InfoKind> = None;
+    let mut keyframe_info_owed = false;
     let mut rang = false;
     let mut announce_on_answer = false;
     // The video part of an early answer, for a 2xx that leaves its SDP out.
@@ -572,22 +574,27 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                         }
                     }
                     // The answer to our INFO in flight (one at a time: keys or a keyframe request).
-                    CallEvent::InfoResponse { code } => match info_in_flight.take() {
-                        Some(InfoKind::Keyframe) => {
-                            if fast_updates.answered(code) {
-                                info!(call = %spec.id, code, "the SIP party refuses keyframe requests by INFO: RTCP only from now on");
-                            }
-                        }
-                        Some(InfoKind::Dtmf) => {
-                            if let Some(m) = media.as_mut() {
-                                if let dtmf_rfc4733::InfoOutcome::Refused { dropped } = m.dtmf_info.handle_response(Instant::now(), code) {
-                                    warn!(call = %spec.id, code, dropped, "the SIP party refuses DTMF in SIP INFO (and agreed to no telephone-event): play-dtmf refuses digits for it from now on");
+                    CallEvent::InfoResponse { code } => {
+                        match info_in_flight.take() {
+                            Some(InfoKind::Keyframe) => {
+                                if fast_updates.answered(code) {
+                                    info!(call = %spec.id, code, "the SIP party refuses keyframe requests by INFO: RTCP only from now on");
                                 }
-                                dtmf_ready(spec, m);
                             }
+                            Some(InfoKind::Dtmf) => {
+                                if let Some(m) = media.as_mut() {
+                                    if let dtmf_rfc4733::InfoOutcome::Refused { dropped } = m.dtmf_info.handle_response(Instant::now(), code) {
+                                        warn!(call = %spec.id, code, dropped, "the SIP party refuses DTMF in SIP INFO (and agreed to no telephone-event): play-dtmf refuses digits for it from now on");
+                                    }
+                                    dtmf_ready(spec, m);
+                                }
+                            }
+                            None => debug!(call = %spec.id, code, "an answer to no INFO of ours"),
                         }
-                        None => debug!(call = %spec.id, code, "an answer to no INFO of ours"),
-                    },
+                        if std::mem::take(&mut keyframe_info_owed) && info_in_flight.is_none() {
+                            ask_keyframe_by_info(bridge, spec, call.handle, &mut fast_updates, &mut info_in_flight).await;
+                        }
+                    }
                     other => debug!(call = %spec.id, ?other, "call event"),
                 }
             }
@@ -651,20 +658,12 @@ async fn place(bridge: &Arc<Inner>, spec: &CallSpec, control: &mut mpsc::Unbound
                     None => std::future::pending().await,
                 }
             } => match ask {
-                // One INFO at a time: a keyframe request while keys are in flight waits for the
-                // next one (they come every second while the keyframe is missing).
+                // One INFO at a time: a keyframe request while a key is in flight goes when its
+                // answer comes.
                 Some(VideoAsk::PictureFastUpdate) if info_in_flight.is_none() => {
-                    if fast_updates.may_send(Instant::now()) {
-                        let body = Bytes::from_static(crate::video::PICTURE_FAST_UPDATE);
-                        if bridge.sip.info(call.handle, crate::video::MEDIA_CONTROL, body).await.is_err() {
-                            fast_updates.not_sent();
-                        } else {
-                            info_in_flight = Some(InfoKind::Keyframe);
-                            debug!(call = %spec.id, "keyframe asked of the SIP party by INFO");
-                        }
-                    }
+                    ask_keyframe_by_info(bridge, spec, call.handle, &mut fast_updates, &mut info_in_flight).await;
                 }
-                Some(VideoAsk::PictureFastUpdate) => {}
+                Some(VideoAsk::PictureFastUpdate) => keyframe_info_owed = true,
                 None => {
                     video_ended(spec, &mut video, &mut sdp);
                 }
@@ -1919,6 +1918,26 @@ enum InfoKind {
     Keyframe,
     /// A DTMF key (`application/dtmf-relay`).
     Dtmf,
+}
+
+/// Sends an RFC 5168 keyframe request INFO, when its pace allows.
+async fn ask_keyframe_by_info(
+    bridge: &Arc<Inner>,
+    spec: &CallSpec,
+    handle: sip_signaling::CallHandle,
+    fast_updates: &mut FastUpdateInfos,
+    info_in_flight: &mut Option<InfoKind>,
+) {
+    if !fast_updates.may_send(Instant::now()) {
+        return;
+    }
+    let body = Bytes::from_static(crate::video::PICTURE_FAST_UPDATE);
+    if bridge.sip.info(handle, crate::video::MEDIA_CONTROL, body).await.is_err() {
+        fast_updates.not_sent();
+    } else {
+        *info_in_flight = Some(InfoKind::Keyframe);
+        debug!(call = %spec.id, "keyframe asked of the SIP party by INFO");
+    }
 }
 
 /// Sleeps until `at`, or for ever without one.

@@ -54,6 +54,10 @@ pub enum Error {
     /// A configuration value out of range; the text names the field.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The far end refused DTMF in SIP INFO ([`InfoSender`](crate::InfoSender)): nothing more
+    /// is sent that way.
+    #[error("the far end refuses DTMF in SIP INFO")]
+    InfoRefused,
 }
 
 #[cfg(test)]

@@ -101,6 +101,9 @@ pub struct InfoSender {
     pause: Duration,
     max_pending: usize,
     queue: VecDeque<Item>,
+    /// Pauses taken off the head of the queue into `ready_at`, not elapsed yet (still queued, as
+    /// far as [`queued`](InfoSender::queued) and [`take_queued`](InfoSender::take_queued) say).
+    folded: usize,
     in_flight: bool,
     /// The next key may not go before this instant.
     ready_at: Option<Instant>,
@@ -116,6 +119,7 @@ impl InfoSender {
             pause: config.pause,
             max_pending: config.max_pending,
             queue: VecDeque::new(),
+            folded: 0,
             in_flight: false,
             ready_at: None,
             refused: false,
@@ -124,7 +128,7 @@ impl InfoSender {
 
     /// Queues a digit string (`0-9`, `*`, `#`, `A-D`, `p` for a pause) at `now`, whole or not at
     /// all: [`Error::InvalidDigit`] or [`Error::QueueFull`] as
-    /// [`Sender::enqueue`](crate::Sender::enqueue) says; nothing is queued once the far end
+    /// [`Sender::enqueue`](crate::Sender::enqueue) says, [`Error::InfoRefused`] once the far end
     /// refused an INFO. A pause counts from the end of the key before it, or from `now` when
     /// nothing was going on.
     pub fn enqueue(&mut self, now: Instant, digits: &str) -> Result<(), Error> {
@@ -135,11 +139,11 @@ impl InfoSender {
                 c => Item::Key(Digit::from_char(c).ok_or(Error::InvalidDigit { character, position })?),
             });
         }
-        if self.queue.len() + items.len() > self.max_pending {
+        if self.queued() + items.len() > self.max_pending {
             return Err(Error::QueueFull { limit: self.max_pending });
         }
         if self.refused {
-            return Ok(());
+            return Err(Error::InfoRefused);
         }
         if self.queue.is_empty() {
             self.ready_at = Some(self.ready_at.map_or(now, |at| at.max(now)));
@@ -153,6 +157,7 @@ impl InfoSender {
     fn absorb_pauses(&mut self) {
         while self.queue.front() == Some(&Item::Pause) {
             self.queue.pop_front();
+            self.folded += 1;
             if let Some(at) = self.ready_at.as_mut() {
                 *at += self.pause;
             }
@@ -166,6 +171,8 @@ impl InfoSender {
             return None;
         }
         let Some(Item::Key(d)) = self.queue.pop_front() else { return None };
+        // The pauses before it are over.
+        self.folded = 0;
         self.in_flight = true;
         self.ready_at = Some(now + self.tone + self.gap);
         self.absorb_pauses();
@@ -210,18 +217,24 @@ impl InfoSender {
 
     /// Digits and pauses queued, not sent yet.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.folded + self.queue.len()
     }
 
-    /// Takes what is queued, as [`enqueue`](Self::enqueue) takes it (`p` for a pause).
+    /// Takes what is queued, as [`enqueue`](Self::enqueue) takes it (`p` for a pause; the pauses
+    /// already waiting count whole), for another sender, or to drop; what is queued next goes
+    /// without waiting for them.
     pub fn take_queued(&mut self) -> String {
-        self.queue
-            .drain(..)
-            .map(|i| match i {
+        let pauses = std::iter::repeat_n('p', std::mem::take(&mut self.folded));
+        let taken = pauses
+            .chain(self.queue.drain(..).map(|i| match i {
                 Item::Key(d) => d.to_char(),
                 Item::Pause => 'p',
-            })
-            .collect()
+            }))
+            .collect();
+        if !self.in_flight {
+            self.ready_at = None;
+        }
+        taken
     }
 }
 
@@ -302,6 +315,13 @@ mod tests {
         // A minute later.
         info.enqueue(t0 + ms(60_000), "p3").expect("enqueue");
         assert_eq!(info.poll_timeout(t0 + ms(60_000)), Some(t0 + ms(60_500)));
+        // Taken away (a hold) with a long pause waiting: what comes next goes at once.
+        assert!(info.poll_info(t0 + ms(60_500)).is_some());
+        info.handle_response(t0 + ms(60_510), 200);
+        info.enqueue(t0 + ms(60_510), &format!("{}4", "p".repeat(200))).expect("enqueue");
+        assert_eq!(info.take_queued().len(), 201);
+        info.enqueue(t0 + ms(60_700), "5").expect("enqueue");
+        assert_eq!(info.poll_timeout(t0 + ms(60_700)), Some(t0 + ms(60_700)), "not 100 s later");
     }
 
     /// A refusal drops the queue and stops the sender; bad strings and a full queue are refused
@@ -313,8 +333,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(matches!(info.enqueue(t0, "1x"), Err(Error::InvalidDigit { character: 'x', position: 1 })));
         assert!(matches!(info.enqueue(t0, "12345"), Err(Error::QueueFull { limit: 4 })));
-        info.enqueue(t0, "12").expect("enqueue");
-        assert_eq!(info.take_queued(), "12");
+        info.enqueue(t0, "p12").expect("enqueue");
+        assert_eq!(info.queued(), 3, "the pause waiting counts");
+        assert_eq!(info.take_queued(), "p12");
+        assert_eq!(info.queued(), 0);
         info.enqueue(t0, "34").expect("enqueue");
         assert!(info.poll_info(t0).is_some());
         info.handle_not_sent();
@@ -322,7 +344,7 @@ mod tests {
         assert!(info.poll_info(t0 + Duration::from_millis(170)).is_some());
         assert_eq!(info.handle_response(t0, 415), InfoOutcome::Refused { dropped: 0 });
         assert!(info.is_refused());
-        info.enqueue(t0, "5").expect("taken, and dropped");
+        assert!(matches!(info.enqueue(t0, "5"), Err(Error::InfoRefused)));
         assert_eq!((info.queued(), info.poll_timeout(t0)), (0, None));
         for (code, refusal) in [
             (200, false),

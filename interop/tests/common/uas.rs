@@ -330,6 +330,12 @@ pub async fn uas_early(
             } else if head.starts_with("OPTIONS ") {
                 response(head, "200 OK", port, None)
             } else if head.starts_with("INFO ") {
+                // The answer is chosen before the INFO is recorded: a test that changes it once
+                // it saw an INFO changes the next one's.
+                let status = match info_answer.load(Ordering::Relaxed) {
+                    200 => "200 OK".to_owned(),
+                    code => format!("{code} Refused"),
+                };
                 let cseq = header(head, "CSeq").unwrap_or_default().to_owned();
                 if !info_cseqs.contains(&cseq) {
                     info_cseqs.push(cseq);
@@ -340,10 +346,6 @@ pub async fn uas_early(
                         i.push(info);
                     }
                 }
-                let status = match info_answer.load(Ordering::Relaxed) {
-                    200 => "200 OK".to_owned(),
-                    code => format!("{code} Refused"),
-                };
                 response(head, &status, port, None)
             } else {
                 continue;
