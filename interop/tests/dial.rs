@@ -2720,7 +2720,6 @@ async fn a_re_offer_with_new_sdes_keys_is_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
     use srtp_transport::dtls::DtlsIdentity;
-    use srtp_transport::{Context, Options};
     let (mut g, sid, tone) = dtls_gateway().await;
     let (media, port) = media_socket().await;
     let (first, second) = (DtlsIdentity::generate().expect("cert"), DtlsIdentity::generate().expect("cert"));
@@ -2731,24 +2730,13 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
     };
     let answer = sdp(1, "passive", first.fingerprint());
     let mut far = common::uas::uas(move |_| answer.clone()).await;
-    let (status, answer) =
-        dial(&g, &sid, json!({"uri": format!("sip:sbc@127.0.0.1:{}", far.port), "secure": true})).await;
-    assert_eq!(status, 200, "{answer}");
-    let offer = (&mut far.offer).await.expect("offer");
-    let ours = offered_fingerprint(&offer);
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-    let mut tap = tap_sip_stream(&g, &answer);
-    let (keys, _association, gateway_rtp) = dtls_server(&media, &first, &ours).await;
-    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let (unprotected, refused, toned) =
-        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 0..50).await;
+    let (answer, _, ours, mut tap) = dial_secure(&mut g, &sid, &mut far, "sbc").await;
+    let (mut rx, mut tx, gateway_rtp) = dtls_far_end(&media, &first, &ours).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 0..50).await;
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "first association: {unprotected}/{refused}/{toned}");
     far.reinvite(&sdp(2, "actpass", second.fingerprint()));
-    let (keys, _association, gateway_rtp) = dtls_server(&media, &second, &ours).await;
-    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let (unprotected, refused, toned) =
-        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 50..100).await;
+    let (mut rx, mut tx, gateway_rtp) = dtls_far_end(&media, &second, &ours).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 50..100).await;
     let _ = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
     assert!(unprotected >= 40 && refused == 0, "ours under the new keys: {unprotected} unprotected, {refused} refused");
@@ -2761,7 +2749,6 @@ async fn a_re_offer_with_a_new_dtls_fingerprint_gets_a_new_handshake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_whose_handshake_failed_is_rejected_in_re_offers() {
     use srtp_transport::dtls::DtlsIdentity;
-    use srtp_transport::{Context, Options};
     let (mut g, sid, tone) = dtls_gateway().await;
     let (media, port) = media_socket().await;
     let (video, video_port) = media_socket().await;
@@ -2794,9 +2781,7 @@ a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
     // refuses it.
     let video_ours = ours.clone();
     let video_side = tokio::spawn(async move { try_dtls_server(&video, &other, &video_ours).await.map(|_| ()) });
-    let (keys, _association, gateway_rtp) = dtls_server(&media, &named, &ours).await;
-    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let mut tx = sender(&keys.local);
+    let (mut rx, mut tx, gateway_rtp) = dtls_far_end(&media, &named, &ours).await;
     let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 0..50).await;
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "audio: {unprotected}/{refused}/{toned}");
     let video_result = tokio::time::timeout(Duration::from_secs(10), video_side).await.expect("in time").expect("join");
@@ -2822,6 +2807,37 @@ a=setup:passive\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n"
         unprotected >= 40 && refused == 0 && toned >= 30,
         "audio after the re-offer: {unprotected}/{refused}/{toned}"
     );
+}
+
+/// Dials `user` at the far end `far` with `secure: true` and waits for the answer: the dial's
+/// answer, our offer, its DTLS fingerprint, and a tap on the SIP party's stream.
+async fn dial_secure(
+    g: &mut Gateway,
+    sid: &SessionId,
+    far: &mut common::uas::Uas,
+    user: &str,
+) -> (Value, String, String, mpsc::Receiver<MediaFrame>) {
+    let (status, answer) =
+        dial(g, sid, json!({"uri": format!("sip:{user}@127.0.0.1:{}", far.port), "secure": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let offer = (&mut far.offer).await.expect("offer");
+    let ours = offered_fingerprint(&offer);
+    let seen = until_active(g).await;
+    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
+    let tap = tap_sip_stream(g, &answer);
+    (answer, offer, ours, tap)
+}
+
+/// The far end's side of a DTLS-SRTP association on `media` as `identity`: its SRTP contexts
+/// (receiving, sending) and where the gateway's media comes from.
+async fn dtls_far_end(
+    media: &tokio::net::UdpSocket,
+    identity: &srtp_transport::dtls::DtlsIdentity,
+    ours: &str,
+) -> (srtp_transport::Context, srtp_transport::Context, std::net::SocketAddr) {
+    let (keys, _association, gateway_rtp) = dtls_server(media, identity, ours).await;
+    let rx = srtp_transport::Context::new(keys.suite, &keys.remote, srtp_transport::Options::default()).expect("rx");
+    (rx, sender(&keys.local), gateway_rtp)
 }
 
 /// A gateway whose project's calls offer DTLS-SRTP, a routed session, and a 1000 Hz publisher
@@ -2851,7 +2867,6 @@ fn offered_fingerprint(offer: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_that_came_only_in_the_183_is_taken() {
     use srtp_transport::dtls::DtlsIdentity;
-    use srtp_transport::{Context, Options};
     let (mut g, sid, tone) = dtls_gateway().await;
     let (media, port) = media_socket().await;
     let identity = DtlsIdentity::generate().expect("cert");
@@ -2865,18 +2880,9 @@ async fn an_answer_that_came_only_in_the_183_is_taken() {
         Some((Duration::from_millis(500), "200 OK", None)),
     )
     .await;
-    let (status, answer) =
-        dial(&g, &sid, json!({"uri": format!("sip:ims@127.0.0.1:{}", far.port), "secure": true})).await;
-    assert_eq!(status, 200, "{answer}");
-    let offer = (&mut far.offer).await.expect("offer");
-    let ours = offered_fingerprint(&offer);
-    let seen = until_active(&mut g).await;
-    assert!(seen.iter().any(|e| e == "callUpdated:ACTIVE"), "{seen:?}");
-    let mut tap = tap_sip_stream(&g, &answer);
-    let (keys, _association, gateway_rtp) = dtls_server(&media, &identity, &ours).await;
-    let mut rx = Context::new(keys.suite, &keys.remote, Options::default()).expect("rx");
-    let (unprotected, refused, toned) =
-        srtp_exchange(&media, gateway_rtp, &mut rx, &mut sender(&keys.local), &mut tap, 0..50).await;
+    let (answer, _, ours, mut tap) = dial_secure(&mut g, &sid, &mut far, "ims").await;
+    let (mut rx, mut tx, gateway_rtp) = dtls_far_end(&media, &identity, &ours).await;
+    let (unprotected, refused, toned) = srtp_exchange(&media, gateway_rtp, &mut rx, &mut tx, &mut tap, 0..50).await;
     let events = force_disconnect(&mut g, &sid, answer["connectionId"].as_str().expect("cid")).await;
     tone.abort();
     assert!(unprotected >= 40 && refused == 0 && toned >= 30, "audio both ways: {unprotected}/{refused}/{toned}");
