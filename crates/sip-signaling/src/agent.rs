@@ -923,19 +923,18 @@ impl UserAgent {
         self.send_in_dialog(now, h, Method::Bye, Purpose::Bye, None, None);
     }
 
-    /// PRACKs a reliable provisional response `resp` (RFC 3262 §7.2) in the early dialog `tag`:
-    /// `RAck` names its RSeq and the INVITE's CSeq.
-    fn send_prack(&mut self, now: Instant, h: u64, tag: &str, rseq: u32, resp: &Message) {
+    /// PRACKs the reliable provisional response `rseq` (RFC 3262 §7.2) of the early dialog `tag`:
+    /// `RAck` names it and the INVITE's CSeq `invite_seq`.
+    fn send_prack(&mut self, now: Instant, h: u64, tag: &str, rseq: u32, invite_seq: u32) {
         let branch = self.new_branch();
         let ua = self.config.user_agent.clone();
-        let Ok(invite) = resp.cseq() else { return };
         let Some(c) = self.calls.get_mut(&h) else { return };
         let Some(d) = c.early.iter_mut().find(|d| d.remote.tag() == Some(tag)) else { return };
         let seq = d.next_seq();
         let mut m = d.request(Method::Prack, seq);
         let target = d.next_hop.clone();
         c.early_seq_max = c.early_seq_max.max(seq);
-        m.headers.push(HeaderName::RAck, format!("{rseq} {} INVITE", invite.seq));
+        m.headers.push(HeaderName::RAck, format!("{rseq} {invite_seq} INVITE"));
         m.headers.push(HeaderName::UserAgent, ua);
         debug!(call = %CallHandle(h), rseq, "PRACK");
         self.finish_and_send(now, h, m, branch, Purpose::Prack, target, seq);
@@ -1389,7 +1388,22 @@ impl UserAgent {
                     self.finish_call(now, h, None);
                 }
             }
-            Purpose::ForkBye | Purpose::Prack => {}
+            // A PRACK challenged (a proxy that authenticates every request): sent again with
+            // credentials, once per realm; any other answer changes nothing.
+            Purpose::Prack => {
+                if (code == 401 || code == 407) && self.retry_with_auth(h, &msg, code) {
+                    let tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+                    let again = self.calls.get(&h).and_then(|c| {
+                        let tag = tag?;
+                        let rseq = c.early_rseq.iter().find(|(t, _)| *t == tag)?.1;
+                        Some((tag, rseq, c.cseq))
+                    });
+                    if let Some((tag, rseq, invite_seq)) = again {
+                        self.send_prack(now, h, &tag, rseq, invite_seq);
+                    }
+                }
+            }
+            Purpose::ForkBye => {}
             Purpose::ReInvite | Purpose::UpdateOffer | Purpose::Refresh | Purpose::Info | Purpose::Probe => {
                 self.in_dialog_response(now, h, purpose, msg, code, original)
             }
@@ -1509,7 +1523,11 @@ impl UserAgent {
             let mut again = false;
             if code > 100 && msg.headers.has_token(&HeaderName::Require, "100rel") {
                 match reliable_provisional(c, &msg) {
-                    Reliable::New { tag, rseq } => self.send_prack(now, h, &tag, rseq, &msg),
+                    Reliable::New { tag, rseq } => {
+                        if let Ok(invite) = msg.cseq() {
+                            self.send_prack(now, h, &tag, rseq, invite.seq);
+                        }
+                    }
                     Reliable::Again => again = true,
                     Reliable::Unusable => {}
                 }

@@ -1579,3 +1579,24 @@ fn a_required_extension_we_lack_gets_420() {
     assert_answers(&ok_options, &options, 200);
     assert_eq!(hdr(&ok_options, HeaderName::Supported).as_deref(), Some("100rel, timer"));
 }
+
+/// A PRACK challenged by a proxy (407) is sent again with credentials, a CSeq further and the
+/// same RAck; a second challenge for the same realm is not answered again (no loop).
+#[test]
+fn a_challenged_prack_is_sent_again_with_credentials() {
+    let mut h = Harness::new(Transport::Udp);
+    let mut req = h.request("sip:bob@biloxi.example.com");
+    req.credentials = Some(Credentials { username: "alice".into(), password: "secret".into() });
+    h.ua.call(h.now, req).expect("call");
+    let invite = h.sent_one();
+    h.deliver(&reliable(&invite, 183, "Session Progress", "bobtag", 3));
+    let prack = h.sent_one();
+    h.deliver(&challenge(&prack, 407, "pn1"));
+    let again = h.sent_one();
+    assert_eq!(again.method(), Some(&Method::Prack));
+    assert_eq!((seq(&again), hdr(&again, HeaderName::RAck)), (seq(&prack) + 1, hdr(&prack, HeaderName::RAck)));
+    let auth = hdr(&again, HeaderName::ProxyAuthorization).expect("credentials");
+    assert_digest(&auth, "PRACK", &ruri(&again), "pn1");
+    h.deliver(&challenge(&again, 407, "pn2"));
+    assert!(h.sent().is_empty(), "no loop");
+}
