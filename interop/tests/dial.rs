@@ -856,7 +856,7 @@ async fn through_a_proxy_that_challenges_and_record_routes() {
 
 /// A trunk that wants mutual TLS (Kamailio asking every client for a certificate signed by a CA it
 /// trusts): without a client certificate the call fails with 503 (no connection); with one
-/// (`TlsOptions::client_cert_file`, the gateway's `sip.tls_cert`) the call is answered and audio
+/// (`TlsOptions::client_cert_file`, the gateway's `sip.tls_client_cert`) the call is answered and audio
 /// flows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_that_wants_our_certificate_gets_it() {

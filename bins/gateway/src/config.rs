@@ -204,7 +204,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "callbacks.request_timeout", default: "10s", help: "one attempt's limit" },
     Key {
         name: "callbacks.max_attempts",
-        default: "none (retry until delivered)",
+        default: "none (retry until delivered or callbacks.max_age)",
         help: "give an event up (dead letter) after this many attempts (one refused with a 400, 410, 413, 415 or 422: after five refusals either way)",
     },
     Key {
@@ -1322,6 +1322,10 @@ impl Settings {
                 }
             ),
             format!("sip.tls_ca_file = {}", opt(self.sip_tls_ca_file.as_ref().map(|p| p.display().to_string()))),
+            format!(
+                "sip.tls_client_cert = {}",
+                opt(self.sip_tls_identity.as_ref().map(|(cert, _)| cert.display().to_string()))
+            ),
             format!("sip.tls_bind = {}", opt(self.sip_tls.as_ref().map(|(a, _)| a.to_string()))),
             format!("sip.public_ip = {}", opt(self.sip_public_ip.map(|a| a.to_string()))),
             format!("sip.max_redirects = {}", self.sip_max_redirects),

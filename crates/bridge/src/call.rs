@@ -1396,7 +1396,7 @@ pub(crate) fn new_association(
 
 /// New RFC 4733 sender and receiver for `audio` (a new RTP stream, or another telephone-event
 /// clock): the digits that had not started go on in the new sender (`play-dtmf` answered 200 for
-/// them); none when `audio` has no telephone-event (logged).
+/// them), or in SIP INFO when `audio` has no telephone-event.
 fn renew_dtmf(spec: &CallSpec, m: &mut Media, audio: &MediaAgreement) {
     let waiting = match m.dtmf_out.as_mut() {
         Some(sender) => sender.take_queued(),

@@ -191,7 +191,7 @@ pub(crate) struct DtmfReadiness {
     pub(crate) reserved: usize,
 }
 
-/// Digits and pauses a call may have waiting (its RFC 4733 sender's queue).
+/// Digits and pauses a call may have waiting (its RFC 4733 or SIP INFO sender's queue).
 pub(crate) const DTMF_QUEUE: usize = 256;
 
 pub(crate) struct Inner {

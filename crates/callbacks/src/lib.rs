@@ -14,7 +14,7 @@
 //!   [`Callbacks::open`], whether that run ended with [`Callbacks::shutdown`], a drop, or a crash.
 //! - **Ordered per key**: events with the same project and order key are attempted one at a time in
 //!   enqueue order; an event is attempted only after every earlier event of its key was delivered
-//!   (or, with [`CallbackConfig::max_attempts`], given up). Different keys are independent: a key
+//!   (or given up: [`CallbackConfig::max_attempts`], [`CallbackConfig::max_age`]). Different keys are independent: a key
 //!   whose receiver fails never holds up another key.
 //! - **At least once**: a delivered event (2xx) is removed from the store. Removals are synced to
 //!   disk within a second (not one disk sync each, which would cap deliveries at the disk's sync
@@ -98,7 +98,8 @@ impl fmt::Display for EventId {
 /// What [`Callbacks::enqueue`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    /// Committed to the store; it will be delivered.
+    /// Committed to the store; it will be delivered, unless given up (the project's backlog cap,
+    /// [`CallbackConfig::max_age`], [`CallbackConfig::max_attempts`]) and kept as a dead letter.
     Queued(EventId),
     /// Its project has no callback target, so it has nowhere to go: it was not stored, and is
     /// counted in [`CallbackStats::dropped`].

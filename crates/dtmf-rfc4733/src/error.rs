@@ -2,7 +2,7 @@
 
 /// Everything that can go wrong in this crate.
 ///
-/// The variants fall into two groups:
+/// The variants fall into three groups:
 /// - **the peer sent something we cannot use** ([`Error::PayloadTooShort`],
 ///   [`Error::UnsupportedEvent`]): returned by the payload parser and the
 ///   [`Receiver`](crate::Receiver); the packet is dropped and the receiver's
@@ -10,7 +10,9 @@
 /// - **the caller misused the API** ([`Error::InvalidDigit`],
 ///   [`Error::QueueFull`], [`Error::InvalidClockRate`],
 ///   [`Error::InvalidVolume`], [`Error::InvalidConfig`]): nothing was
-///   queued or built.
+///   queued or built;
+/// - **the far end refused** ([`Error::InfoRefused`]): it takes no DTMF in
+///   SIP INFO, so nothing more is queued for it.
 ///
 /// The crate does no IO, so there is no environment variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

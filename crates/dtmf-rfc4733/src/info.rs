@@ -199,8 +199,9 @@ impl InfoSender {
             return InfoOutcome::Continue;
         }
         self.refused = true;
-        let dropped = self.queue.len();
+        let dropped = self.queued();
         self.queue.clear();
+        self.folded = 0;
         InfoOutcome::Refused { dropped }
     }
 
@@ -342,7 +343,9 @@ mod tests {
         info.handle_not_sent();
         assert_eq!(info.queued(), 1, "the key not sent is not sent again");
         assert!(info.poll_info(t0 + Duration::from_millis(170)).is_some());
-        assert_eq!(info.handle_response(t0, 415), InfoOutcome::Refused { dropped: 0 });
+        info.enqueue(t0, "p6").expect("a pause waiting, and a key");
+        assert_eq!(info.handle_response(t0, 415), InfoOutcome::Refused { dropped: 2 });
+        assert_eq!(info.queued(), 0);
         assert!(info.is_refused());
         assert!(matches!(info.enqueue(t0, "5"), Err(Error::InfoRefused)));
         assert_eq!((info.queued(), info.poll_timeout(t0)), (0, None));

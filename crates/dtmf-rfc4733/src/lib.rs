@@ -23,6 +23,8 @@
 //!   within a window.
 //! - [`parse_sip_info`]: the key of a SIP INFO DTMF body (`application/dtmf-relay`,
 //!   `application/dtmf`), for peers that signal keys that way instead.
+//! - [`InfoSender`]: the other way, digit strings to `application/dtmf-relay` INFO bodies, paced
+//!   as tones would be, one in flight, stopped when the far end refuses one.
 //!
 //! ```
 //! use dtmf_rfc4733::{Receiver, ReceiverConfig, Sender, SenderConfig};

@@ -81,7 +81,8 @@ pub trait Dialer: Send + Sync + std::fmt::Debug {
     /// Starts a call. An error is answered as it is (its status and message).
     fn dial(&self, request: DialRequest) -> Result<DialAnswer, ApiError>;
 
-    /// Queues RFC 4733 digits (`0-9`, `*`, `#`, `p` = 500 ms pause; already validated) for one SIP
+    /// Queues DTMF digits (`0-9`, `*`, `#`, `p` = 500 ms pause; already validated; RFC 4733, or SIP
+    /// INFO for a call without telephone-event) for one SIP
     /// connection of the session, or for every SIP call in it when `connection` is `None`.
     fn play_dtmf(
         &self,
