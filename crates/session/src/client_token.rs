@@ -258,9 +258,18 @@ fn check_not_before(nbf: Option<&Value>, now: SystemTime) -> Result<(), TokenErr
     }
 }
 
+/// The furthest ahead a client token's expiry may be: the 30 days the Vonage SDKs allow when
+/// they mint one, and an hour for the minting server's clock. A token that lives longer (leaked,
+/// or minted by hand for years) is refused.
+pub const MAX_CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400 + 3600);
+
 fn check_expiry(exp: i64, now: SystemTime) -> Result<SystemTime, TokenError> {
     if exp <= unix_seconds(now) {
         return Err(TokenError::Expired);
+    }
+    let max = i64::try_from(MAX_CLIENT_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    if exp - unix_seconds(now) > max {
+        return Err(TokenError::LifetimeTooLong);
     }
     // exp > now >= 0 here unless `now` is before 1970; either way exp is positive. A time past
     // what the platform's clock holds is the furthest it holds (never a panic).
@@ -362,6 +371,9 @@ mod tests {
         assert_eq!(validate(&t1(KEY, SECRET, &good), &session(KEY, 2)), Err(TokenError::WrongSession));
         let expired = good.replace(&format!("expire_time={}", NOW + 3600), &format!("expire_time={NOW}"));
         assert_eq!(validate(&t1(KEY, SECRET, &expired), &sid), Err(TokenError::Expired));
+        let years =
+            good.replace(&format!("expire_time={}", NOW + 3600), &format!("expire_time={}", NOW + 5 * 365 * 86_400));
+        assert_eq!(validate(&t1(KEY, SECRET, &years), &sid), Err(TokenError::LifetimeTooLong));
         let no_exp = good.replace(&format!("expire_time={}", NOW + 3600), "");
         assert_eq!(validate(&t1(KEY, SECRET, &no_exp), &sid), Err(TokenError::MissingField("expire_time")));
         assert_eq!(validate(&t1(KEY, SECRET, &good.replace("moderator", "admin")), &sid), Err(TokenError::InvalidRole));
@@ -422,6 +434,10 @@ mod tests {
         assert_eq!(validate(&with("role", json!("root")), &sid), Err(TokenError::InvalidRole));
         assert_eq!(validate(&with("scope", json!("session.other")), &sid), Err(TokenError::WrongScope));
         assert_eq!(validate(&with("exp", json!(NOW)), &sid), Err(TokenError::Expired));
+        // At most 30 days (and an hour for the minting clock) ahead.
+        assert!(validate(&with("exp", json!(NOW + 30 * 86_400 + 3600)), &sid).is_ok());
+        assert_eq!(validate(&with("exp", json!(NOW + 30 * 86_400 + 3601)), &sid), Err(TokenError::LifetimeTooLong));
+        assert_eq!(validate(&with("exp", json!(i64::MAX)), &sid), Err(TokenError::LifetimeTooLong));
         assert_eq!(validate(&with("exp", json!("later")), &sid), Err(TokenError::MissingField("exp")));
         // RFC 7519 nbf: binding when present, with a minute's leeway for the minting clock.
         assert!(validate(&with("nbf", json!(NOW)), &sid).is_ok());

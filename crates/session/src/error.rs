@@ -172,6 +172,10 @@ pub enum TokenError {
     /// `exp` / `expire_time` is not in the future.
     #[error("token expired")]
     Expired,
+    /// `exp` / `expire_time` is further ahead than a client token may live
+    /// ([`MAX_CLIENT_TOKEN_LIFETIME`](crate::client_token::MAX_CLIENT_TOKEN_LIFETIME)).
+    #[error("token expires too far in the future (at most 30 days)")]
+    LifetimeTooLong,
     /// A JWT's `nbf` (RFC 7519 §4.1.5) is more than [`NBF_LEEWAY`](crate::client_token::NBF_LEEWAY)
     /// in the future, or not a number.
     #[error("token not valid yet (nbf)")]
