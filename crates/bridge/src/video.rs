@@ -820,8 +820,7 @@ impl FastUpdateInfos {
     /// The final answer to the INFO in flight; true when it is the party's first refusal.
     pub(crate) fn answered(&mut self, code: u16) -> bool {
         self.in_flight = false;
-        let refusal =
-            ((400..500).contains(&code) && !matches!(code, 408 | 491)) || matches!(code, 501 | 505) || code >= 600;
+        let refusal = dtmf_rfc4733::refuses_info(code);
         let first = refusal && !self.refused;
         self.refused |= refusal;
         first

@@ -208,12 +208,18 @@ async fn handle_command(shared: &Arc<Shared>, sched: &mut Scheduler, command: Co
             let now = Instant::now();
             let mut over_cap = Vec::new();
             for (seq, key) in events {
-                if !sched.push(key.clone(), seq, 0, now) {
-                    tracing::warn!(project = %key.project, seq, "callback backlog of the project full: event given up, kept as a dead letter");
+                if !sched.push(key, seq, 0, now) {
                     over_cap.push((seq, 0));
                 }
             }
-            give_up(shared, over_cap, "the project's backlog is full".into()).await;
+            if !over_cap.is_empty() {
+                // Once a batch, not once an event: a project over its cap may get thousands.
+                tracing::warn!(
+                    events = over_cap.len(),
+                    "callback backlog of a project full: events given up, kept as dead letters"
+                );
+                give_up(shared, over_cap, "the project's backlog is full".into()).await;
+            }
         }
         Command::ProjectSet(project) => {
             sched.set_project_active(&project, true);

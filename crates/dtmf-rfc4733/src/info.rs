@@ -48,6 +48,12 @@ fn key_of(value: &str) -> Option<Digit> {
     }
 }
 
+/// Whether `code`, the final response to an INFO, refuses that kind of INFO for good: a 4xx but
+/// 408 (the dialog's matter) and 491, a 501 or 505, a 6xx. Any other failure is taken as passing.
+pub fn refuses_info(code: u16) -> bool {
+    ((400..500).contains(&code) && !matches!(code, 408 | 491)) || matches!(code, 501 | 505) || code >= 600
+}
+
 /// One queued element of a digit string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Item {
@@ -193,8 +199,7 @@ impl InfoSender {
     pub fn handle_response(&mut self, now: Instant, code: u16) -> InfoOutcome {
         let _ = now;
         self.in_flight = false;
-        let refusal =
-            ((400..500).contains(&code) && !matches!(code, 408 | 491)) || matches!(code, 501 | 505) || code >= 600;
+        let refusal = refuses_info(code);
         if !refusal {
             return InfoOutcome::Continue;
         }

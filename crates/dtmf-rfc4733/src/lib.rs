@@ -60,7 +60,7 @@ mod sequence;
 pub use clock::ClockRate;
 pub use digit::Digit;
 pub use error::Error;
-pub use info::{parse_sip_info, InfoOutcome, InfoSender, DTMF_RELAY};
+pub use info::{parse_sip_info, refuses_info, InfoOutcome, InfoSender, DTMF_RELAY};
 pub use payload::{TelephoneEvent, Volume};
 pub use receiver::{DigitEvent, Receiver, ReceiverConfig};
 pub use sender::{EventPacket, Sender, SenderConfig};

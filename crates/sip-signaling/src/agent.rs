@@ -2028,10 +2028,8 @@ impl UserAgent {
         // naming it; the dialog goes on.
         let unknown: Vec<String> = msg
             .headers
-            .get_all(&HeaderName::Require)
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
+            .values(&HeaderName::Require)
+            .filter(|t| !SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
             .map(str::to_owned)
             .collect();
         if !unknown.is_empty() {

@@ -51,14 +51,7 @@ impl TlsOptions {
             }
         }
         if let Some(path) = &self.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(Error::Tls(format!("{}: no certificates", path.display())));
-            }
-            for c in certs {
+            for c in certificates(path)? {
                 roots.add(c).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
             }
         }
@@ -82,18 +75,24 @@ impl TlsOptions {
             (Some(cert), Some(key)) => (cert, key),
             _ => return Err(Error::Tls("a client certificate needs both its certificate and its key file".into())),
         };
-        let certs = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Tls(format!("{}: no certificates", cert.display())));
-        }
+        let certs = certificates(cert)?;
         // The key's text is never in an error: only its file's name.
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|_| Error::Tls(format!("{}: no usable private key", key.display())))?;
         Ok(Some((certs, key)))
     }
+}
+
+/// The certificates of a PEM file, at least one; errors name the file.
+fn certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!("{}: no certificates", path.display())));
+    }
+    Ok(certs)
 }
 
 #[derive(Debug)]
