@@ -48,7 +48,16 @@ fn dnsmasq(port: u16, records: &[String]) -> Proc {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = cmd.spawn().expect("spawn dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
+    // Until its UDP socket is bound (in /proc, without a query): a fixed wait was too short on a
+    // loaded machine, and the first query then timed out.
+    let bound = format!("0100007F:{port:04X}");
+    for _ in 0..250 {
+        let udp = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        if udp.lines().any(|l| l.split_whitespace().nth(1) == Some(bound.as_str())) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Proc(child)
 }
 
